@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process';
+import { SwarmError, ErrorCode } from './errors.js';
+
+export interface RunOptions {
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Exit codes that are not errors (default [0]). */
+  okCodes?: number[];
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a program (no shell) and collects its output. A non-zero exit becomes a SwarmError that
+ * names the command and carries its stderr, so callers never lose why a tool failed.
+ */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: opts.signal,
+      timeout: opts.timeoutMs,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e) => {
+      reject(new SwarmError(ErrorCode.INTERNAL, `cannot run ${cmd}: ${e.message}`, { cause: e }));
+    });
+    child.on('close', (code, signal) => {
+      const res = { code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+      if ((opts.okCodes ?? [0]).includes(res.code)) return resolve(res);
+      const why = signal ? `killed by ${signal}` : `exit ${res.code}`;
+      const detail = (res.stderr.trim() || res.stdout.trim()).split('\n').slice(-5).join(' | ');
+      reject(
+        new SwarmError(ErrorCode.INTERNAL, `${cmd} ${args.join(' ')}: ${why}${detail ? `: ${detail}` : ''}`, {
+          details: { cmd, args, ...res },
+        }),
+      );
+    });
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+/** True when `cmd` is found on PATH. */
+export async function which(cmd: string): Promise<boolean> {
+  try {
+    await run('sh', ['-c', `command -v ${JSON.stringify(cmd)}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,5 @@
+export * from './teardown.js';
+export * from './requires.js';
+export * from './images.js';
+export * from './registry.js';
+export * from './hosts.js';
