@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs to build and test swarmd: Debian packages (as root),
+# npm dependencies (npm ci) and the build. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the project needs at build, test and run time.
+APT_PACKAGES=(
+  runc conmon busybox-static iproute2 iptables nftables docker-registry etcd-server etcd-client
+  protobuf-compiler skopeo umoci util-linux ca-certificates
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    echo "setup: run again as root (sudo bash scripts/setup.sh)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies: a clean install when the lock changed since the last one (or under CI).
+if [ "${CI:-}" = "true" ] || [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "setup: build"
+npm run --silent build
