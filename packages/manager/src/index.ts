@@ -1,0 +1,3 @@
+export * from './store/index.js';
+export * from './replication/index.js';
+export * from './watch/watch-queue.js';

@@ -1,0 +1,2 @@
+export * from './replicated-log.js';
+export * from './local-log.js';
