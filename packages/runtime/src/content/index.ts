@@ -1,0 +1,3 @@
+export * from './digest.js';
+export * from './single-flight.js';
+export * from './content-store.js';

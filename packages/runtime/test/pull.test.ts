@@ -1,0 +1,194 @@
+import { lstat, readFile, readlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCode, SwarmError } from '@swarmd/common';
+import {
+  buildBusyboxImage,
+  buildImage,
+  MediaType,
+  pushOciLayoutWithSkopeo,
+  requires,
+  startRegistry,
+  tarLayer,
+  writeOciLayout,
+  type BuiltImage,
+} from '@swarmd/testkit';
+import { chainIdsOf, MediaTypes, parseReference } from '../src/index.js';
+import { countingProxy, imageService, storeState, tempDir } from './images-helpers.js';
+
+const test = requires('root', 'registry', 'busybox');
+
+test('pull by tag and by digest: content, snapshots, config and lowerdirs', async (t) => {
+  const reg = await startRegistry({ t });
+  const pusher = await imageService(t);
+  const img = await buildBusyboxImage({ config: { Cmd: ['echo', 'hi'], Env: ['A=1'] } });
+  const digest = await pusher.pushImage(`${reg.host}/test/busybox:v1`, img);
+  t.is(digest, img.manifestDigest);
+
+  const svc = await imageService(t);
+  const events: string[] = [];
+  const rec = await svc.pull(`${reg.host}/test/busybox:v1`, { onProgress: (p) => events.push(`${p.kind}:${p.status ?? ''}`) });
+  t.is(rec.name, `${reg.host}/test/busybox:v1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(rec.config.digest, img.configDigest);
+  t.deepEqual(rec.diffIds, img.layers.map((l) => l.diffId));
+  t.deepEqual(rec.chainIds, chainIdsOf(rec.diffIds));
+  t.deepEqual(rec.platform, { os: 'linux', architecture: 'amd64' });
+  t.true(events.includes('layer:unpacked') && events.at(-1) === 'done:');
+  const [lower] = svc.layerDirs(rec);
+  t.is(lower, join(svc.root, 'snapshots', rec.chainIds[0].slice(7), 'fs'));
+  t.true((await stat(join(lower, 'bin/busybox'))).isFile());
+  t.is((await stat(join(lower, 'bin/busybox'))).mode & 0o777, 0o755);
+  t.is(await readlink(join(lower, 'bin/sh')), 'busybox');
+  t.is((await stat(join(lower, 'tmp'))).mode & 0o7777, 0o1777);
+  t.is((await lstat(join(lower, 'etc/passwd'))).mtimeMs, 0, 'mtimes are kept');
+  const cfg = await svc.config(rec);
+  t.deepEqual(cfg.config?.Cmd, ['echo', 'hi']);
+  t.true(cfg.config?.Env?.includes('A=1'));
+  const st = await storeState(svc.root);
+  t.deepEqual(st.blobs, [img.manifestDigest, img.configDigest, img.layers[0].digest].map((d) => d.slice(7)).sort());
+
+  // By digest: a record of its own, the same snapshots, no second unpack.
+  const byDigest = await svc.pull(`${reg.host}/test/busybox@${img.manifestDigest}`);
+  t.is(byDigest.name, `${reg.host}/test/busybox@${img.manifestDigest}`);
+  t.deepEqual(byDigest.chainIds, rec.chainIds);
+  t.is((await svc.list()).length, 2);
+  t.deepEqual((await storeState(svc.root)).snapshots, st.snapshots);
+  // resolve() asks the registry what a tag points at.
+  t.is((await svc.resolve(`${reg.host}/test/busybox:v1`)).digest, img.manifestDigest);
+});
+
+async function twoArchIndex(mediaType: string): Promise<{ amd: BuiltImage; arm: BuiltImage; index: Buffer }> {
+  const format = mediaType === MediaType.dockerManifestList ? 'docker' : 'oci';
+  const mk = async (arch: string) =>
+    buildImage({ format, architecture: arch, layers: [{ tar: await tarLayer([{ type: 'file', path: 'arch', content: arch }]) }] });
+  const amd = await mk('amd64');
+  const arm = await mk('arm64');
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType,
+      manifests: [
+        { mediaType: arm.manifestMediaType, digest: arm.manifestDigest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        { mediaType: amd.manifestMediaType, digest: amd.manifestDigest, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }),
+  );
+  return { amd, arm, index };
+}
+
+for (const mt of [MediaType.ociIndex, MediaType.dockerManifestList]) {
+  test(`a multi-platform ${mt === MediaType.ociIndex ? 'OCI index' : 'Docker manifest list'} gives amd64, or the platform asked for`, async (t) => {
+    const reg = await startRegistry({ t });
+    const pusher = await imageService(t);
+    const { amd, arm, index } = await twoArchIndex(mt);
+    const ref = parseReference(`${reg.host}/multi/app:1`);
+    await pusher.pushImage(`${reg.host}/multi/app@${amd.manifestDigest}`, amd);
+    await pusher.pushImage(`${reg.host}/multi/app@${arm.manifestDigest}`, arm);
+    await pusher.registry.repository(ref, { push: true }).putManifest('1', index, mt);
+
+    const svc = await imageService(t);
+    const rec = await svc.pull(`${reg.host}/multi/app:1`);
+    t.is(rec.target.mediaType, mt);
+    t.is(rec.manifest.digest, amd.manifestDigest);
+    t.is(rec.platform.architecture, 'amd64');
+    t.is(await readFile(join(svc.layerDirs(rec)[0], 'arch'), 'utf8'), 'amd64');
+    t.false((await storeState(svc.root)).blobs.includes(arm.layers[0].digest.slice(7)), 'the other platform is not downloaded');
+
+    const armRec = await svc.pull(`${reg.host}/multi/app:1`, { platform: 'linux/arm64' });
+    t.is(armRec.manifest.digest, arm.manifestDigest);
+    t.is(await readFile(join(svc.layerDirs(armRec)[0], 'arch'), 'utf8'), 'arm64');
+    const err = await t.throwsAsync(svc.pull(`${reg.host}/multi/app:1`, { platform: 'linux/s390x' }), { instanceOf: SwarmError });
+    t.is(err.code, ErrorCode.NOT_FOUND);
+    t.regex(err.message, /no manifest for platform linux\/s390x \(the index has linux\/arm64\/v8, linux\/amd64\)/);
+  });
+}
+
+test('Docker schema2 images and plain (uncompressed) OCI layers pull and unpack', async (t) => {
+  const reg = await startRegistry({ t });
+  const pusher = await imageService(t);
+  const docker = await buildBusyboxImage({ format: 'docker' });
+  const plainTop = await tarLayer([{ type: 'file', path: 'etc/plain', content: 'not compressed' }]);
+  const plain = await buildBusyboxImage({ compression: 'none', extraLayers: [{ tar: plainTop, compression: 'none' }] });
+  t.is(plain.layers[1].mediaType, MediaTypes.ociLayer);
+  await pusher.pushImage(`${reg.host}/fmt/docker:1`, docker);
+  await pusher.pushImage(`${reg.host}/fmt/plain:1`, plain);
+
+  const svc = await imageService(t);
+  const d = await svc.pull(`${reg.host}/fmt/docker:1`);
+  t.is(d.target.mediaType, MediaTypes.dockerManifest);
+  t.true((await stat(join(svc.layerDirs(d)[0], 'bin/busybox'))).isFile());
+  const p = await svc.pull(`${reg.host}/fmt/plain:1`);
+  const dirs = svc.layerDirs(p);
+  t.is(dirs.length, 2);
+  t.is(await readFile(join(dirs[0], 'etc/plain'), 'utf8'), 'not compressed');
+  t.true((await stat(join(dirs[1], 'bin/busybox'))).isFile());
+  // Same busybox tar: the gzip and plain layers have one diff id, hence one snapshot.
+  t.is(d.chainIds[0], p.chainIds[0]);
+});
+
+test('concurrent pulls of one image share one download of each blob', async (t) => {
+  const reg = await startRegistry({ t });
+  const pusher = await imageService(t);
+  const top = await tarLayer([{ type: 'file', path: 'x', content: 'x' }]);
+  const img = await buildBusyboxImage({ extraLayers: [{ tar: top }] });
+  await pusher.pushImage(`${reg.host}/conc/app:1`, img);
+  const proxy = await countingProxy(t, reg.url);
+
+  const svc = await imageService(t);
+  const ref = `${proxy.host}/conc/app:1`;
+  const recs = await Promise.all([svc.pull(ref), svc.pull(ref), svc.pull(ref)]);
+  t.true(recs.every((r) => r.manifest.digest === img.manifestDigest));
+  const blobGets = proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/sha256:'));
+  t.is(blobGets.length, 1 + img.layers.length, 'config and each layer fetched once');
+  t.is(new Set(blobGets.map((r) => r.path)).size, blobGets.length);
+  // A pull of what is already here downloads nothing.
+  const before = proxy.requests.length;
+  await svc.pull(ref);
+  t.false(proxy.requests.slice(before).some((r) => r.path.includes('/blobs/')));
+});
+
+test('an image pushed by skopeo pulls', async (t) => {
+  const reg = await startRegistry({ t });
+  const img = await buildBusyboxImage({ config: { Cmd: ['true'] } });
+  const layout = await tempDir(t, 'swarmd-layout-');
+  await writeOciLayout(layout, img, 'v1');
+  await pushOciLayoutWithSkopeo(layout, 'v1', `${reg.host}/sko/busybox:v1`);
+  const svc = await imageService(t);
+  const rec = await svc.pull(`${reg.host}/sko/busybox:v1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.deepEqual((await svc.config(rec)).config?.Cmd, ['true']);
+});
+
+test('push from the content store to another repository, then pull it elsewhere', async (t) => {
+  const reg = await startRegistry({ t });
+  const img = await buildBusyboxImage({ extraLayers: [{ tar: await tarLayer([{ type: 'file', path: 'pushed', content: 'yes' }]) }] });
+  const a = await imageService(t);
+  await a.pushImage(`${reg.host}/src/app:1`, img);
+  await a.pull(`${reg.host}/src/app:1`);
+  const proxy = await countingProxy(t, reg.url);
+  const d = await a.push(`${proxy.host}/dst/app:2`, { source: `${reg.host}/src/app:1` });
+  t.is(d, img.manifestDigest, 'the manifest is pushed byte for byte');
+  const uploads = proxy.requests.filter((r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/'));
+  t.is(uploads.length, 1 + img.layers.length);
+  // Pushing again sends no blob: HEAD finds them all.
+  const n = proxy.requests.length;
+  await a.push(`${proxy.host}/dst/app:2`, { source: `${reg.host}/src/app:1` });
+  t.false(proxy.requests.slice(n).some((r) => r.method === 'PUT' && r.path.includes('/blobs/')));
+
+  const b = await imageService(t);
+  const rec = await b.pull(`${reg.host}/dst/app:2`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(await readFile(join(b.layerDirs(rec)[0], 'pushed'), 'utf8'), 'yes');
+});
+
+test('a missing image is NOT_FOUND naming the reference, and nothing is left behind', async (t) => {
+  const reg = await startRegistry({ t });
+  const svc = await imageService(t);
+  const err = await t.throwsAsync(svc.pull(`${reg.host}/no/such:tag`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.NOT_FOUND);
+  t.true(err.message.includes(`${reg.host}/no/such:tag`), err.message);
+  const st = await storeState(svc.root);
+  t.deepEqual([st.blobs, st.snapshots, st.images, st.ingest], [[], [], 0, []]);
+  const local = await t.throwsAsync(svc.get(`${reg.host}/no/such:tag`), { instanceOf: SwarmError });
+  t.is(local.code, ErrorCode.NOT_FOUND);
+});
