@@ -1,0 +1,161 @@
+/**
+ * conmon as each container's monitor (DESIGN.md's "shim"): it runs `runc create`, holds the
+ * container's stdio and writes it to a k8s-file log, reaps the container and writes its exit
+ * code, and records an OOM kill. It double-forks and calls setsid, so it is reparented to init
+ * and never dies with the agent: a later agent finds everything it needs in files.
+ *
+ * Handshake: conmon writes `{"pid": N}` (or `{"pid": -1, "message": "..."}`) to the fd named by
+ * _OCI_SYNCPIPE once `runc create` is done; the container then waits for `runc start`.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { SwarmError, ErrorCode, internal, unavailable } from '@swarmd/common';
+
+export interface MonitorFiles {
+  /** Bundle dir (config.json); conmon also puts its ctl/winsz fifos here. */
+  bundle: string;
+  /** k8s-file log: `<RFC3339Nano> stdout|stderr F|P <text>` lines. */
+  logPath: string;
+  /** conmon writes `<exitDir>/<id>` with the exit code (128+n for a signal). */
+  exitDir: string;
+  /** conmon's persist dir: `exit` and, after an OOM kill, `oom`. */
+  persistDir: string;
+  socketDir: string;
+  conmonPidFile: string;
+  containerPidFile: string;
+  /** conmon's own stdout/stderr. */
+  conmonLog: string;
+}
+
+export interface StartMonitorOptions {
+  id: string;
+  files: MonitorFiles;
+  conmon: string;
+  runc: string;
+  runcRoot: string;
+  timeoutMs?: number;
+}
+
+export interface MonitorStarted {
+  conmonPid: number;
+  containerPid: number;
+}
+
+/** Starts conmon, which runs `runc create`; resolves once the container is created. */
+export async function startMonitor(o: StartMonitorOptions): Promise<MonitorStarted> {
+  const f = o.files;
+  const args = [
+    '--api-version', '1',
+    '-c', o.id,
+    '-u', o.id,
+    '-n', o.id,
+    '-r', o.runc,
+    '--runtime-arg', `--root=${o.runcRoot}`,
+    '-b', f.bundle,
+    '-P', f.conmonPidFile,
+    '-p', f.containerPidFile,
+    '-l', `k8s-file:${f.logPath}`,
+    '--exit-dir', f.exitDir,
+    '-0', f.persistDir,
+    '--socket-dir-path', f.socketDir,
+    '--log-level', 'warning',
+  ];
+  const logFd = openSync(f.conmonLog, 'a');
+  let child;
+  try {
+    child = spawn(o.conmon, args, {
+      detached: true,
+      stdio: ['ignore', logFd, logFd, 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3' },
+      cwd: f.bundle,
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  child.unref();
+  const sync = child.stdio[3] as Readable;
+  const spawnError = new Promise<never>((_r, reject) => child.once('error', (e) => reject(internal(`cannot run ${o.conmon}: ${e.message}`, { cause: e }))));
+  spawnError.catch(() => undefined);
+
+  let text = '';
+  const reply = new Promise<string>((resolve) => {
+    sync.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve(text);
+    });
+    sync.once('close', () => resolve(text));
+    sync.once('error', () => resolve(text));
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_r, reject) => {
+    timer = setTimeout(() => reject(unavailable(`conmon for ${o.id}: no answer from runc create in ${o.timeoutMs ?? 30_000} ms`)), o.timeoutMs ?? 30_000);
+  });
+  let line: string;
+  try {
+    line = await Promise.race([reply, timeout, spawnError]);
+  } finally {
+    clearTimeout(timer);
+    sync.destroy();
+  }
+  let msg: { pid?: number; data?: number; message?: string } = {};
+  try {
+    msg = JSON.parse(line.split('\n')[0] || '{}') as typeof msg;
+  } catch {
+    /* handled below */
+  }
+  const pid = msg.pid ?? msg.data ?? -1;
+  if (pid <= 0) {
+    const own = await readFile(f.conmonLog, 'utf8').catch(() => '');
+    const why = (msg.message ?? own.trim().split('\n').slice(-3).join(' | ')) || 'conmon exited without a word';
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `create ${o.id}: ${cleanRuncMessage(why)}`, { details: { conmonLog: own } });
+  }
+  const conmonPid = Number((await readFile(f.conmonPidFile, 'utf8').catch(() => '0')).trim());
+  return { conmonPid, containerPid: pid };
+}
+
+/** runc's `time="..." level=error msg="..."` → the message. */
+export function cleanRuncMessage(s: string): string {
+  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(s);
+  return (m ? m[1].replace(/\\(.)/g, '$1') : s).trim();
+}
+
+export interface MonitorExit {
+  exitCode: number;
+  exitedAt: Date;
+  /** conmon saw an OOM event in the container's memory cgroup. */
+  oom: boolean;
+}
+
+/** The exit conmon recorded, or undefined while the container runs. */
+export async function readMonitorExit(id: string, f: Pick<MonitorFiles, 'exitDir' | 'persistDir'>): Promise<MonitorExit | undefined> {
+  const file = join(f.exitDir, id);
+  let text: string;
+  let mtime: Date;
+  try {
+    text = await readFile(file, 'utf8');
+    mtime = (await stat(file)).mtime;
+  } catch {
+    return undefined;
+  }
+  if (!text.trim()) return undefined; // being written
+  const oom = await stat(join(f.persistDir, 'oom')).then(
+    () => true,
+    () => false,
+  );
+  return { exitCode: Number(text.trim()), exitedAt: mtime, oom };
+}
+
+/** True when `pid` is a live (not zombie) conmon monitoring `id`. */
+export async function isMonitorAlive(pid: number, id: string): Promise<boolean> {
+  if (!pid) return false;
+  try {
+    const [cmdline, st] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8'), readFile(`/proc/${pid}/stat`, 'utf8')]);
+    const state = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+    return state !== 'Z' && cmdline.includes('conmon') && cmdline.split('\0').includes(id);
+  } catch {
+    return false;
+  }
+}

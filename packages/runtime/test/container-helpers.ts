@@ -1,0 +1,70 @@
+/** Test helpers for the container half: a temp runtime root with busybox unpacked, torn down even on failure. */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '@swarmd/common';
+import { busyboxRootfsEntries, tarLayer, type Teardown } from '@swarmd/testkit';
+import { ContainerService, mountsUnder, removeCgroup, type ContainerServiceOptions, type ImageInput } from '../src/index.js';
+
+let busyboxTar: Promise<Buffer> | undefined;
+
+/** Unpacks testkit's busybox layer (with system tar, until the image store does it) into `dir`. */
+export async function unpackBusybox(dir: string): Promise<void> {
+  busyboxTar ??= busyboxRootfsEntries().then((e) => tarLayer(e));
+  await mkdir(dir, { recursive: true });
+  await run('tar', ['-x', '-C', dir], { input: await busyboxTar });
+}
+
+export interface TestRuntime {
+  root: string;
+  svc: ContainerService;
+  busybox: ImageInput;
+  /** Another service on the same root (an agent restart). */
+  reopen(): ContainerService;
+}
+
+/** Kills every conmon (and its container) whose command line names `root`. */
+export async function killConmonsUnder(root: string): Promise<void> {
+  for (const p of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.startsWith('conmon') || cmd.includes('/conmon\0')) {
+      if (cmd.includes(root)) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }
+}
+
+export async function newRuntime(t: Teardown, o: Partial<ContainerServiceOptions> = {}): Promise<TestRuntime> {
+  const root = await mkdtemp(join(tmpdir(), 'swarmd-rt-'));
+  const instance = `t${randomBytes(4).toString('hex')}`;
+  const layer = join(root, 'snapshots', 'busybox', 'fs');
+  const make = () => new ContainerService({ root, instance, ...o });
+  const svc = make();
+  t.teardown(async () => {
+    // Best effort, in an order that works even when the test failed halfway.
+    for (const c of await svc.list().catch(() => [])) await svc.remove(c.id, { force: true }).catch(() => undefined);
+    for (const r of await svc.runc.list().catch(() => [])) {
+      await run(svc.runc.binary, ['--root', svc.runc.root, 'delete', '--force', r.id], { okCodes: [0, 1] }).catch(() => undefined);
+    }
+    await killConmonsUnder(root);
+    for (const m of await mountsUnder(root).catch(() => [] as string[])) await run('umount', ['-l', m]).catch(() => undefined);
+    await removeCgroup(svc.cgroupParent).catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  });
+  await unpackBusybox(layer);
+  return { root, svc, busybox: { layers: [layer], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }, reopen: make };
+}
+
+/** All log lines of a container, "stream: line". */
+export async function logLines(svc: ContainerService, id: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of svc.logs(id)) out.push(`${e.stream}: ${e.line}`);
+  return out;
+}
