@@ -1,0 +1,109 @@
+/**
+ * The simulated network between members: per-message delay (so reordering), loss, duplication,
+ * and directed link cuts (a symmetric partition cuts both directions, a one-way partition one).
+ * A message is dropped if its link is cut when it is sent or when it would arrive.
+ */
+import type { EventQueue } from './event-queue.js';
+import type { Prng } from './prng.js';
+
+export interface NetworkConditions {
+  /** Probability that a message is lost. */
+  loss: number;
+  /** Probability that a message is delivered twice. */
+  duplicate: number;
+  minDelay: number;
+  maxDelay: number;
+  /** Probability that a message takes a long detour (up to longDelay). */
+  slow: number;
+  longDelay: number;
+}
+
+export const CALM: NetworkConditions = { loss: 0, duplicate: 0, minDelay: 1, maxDelay: 5, slow: 0, longDelay: 0 };
+
+export type DropReason = 'loss' | 'cut';
+
+export class SimNetwork {
+  conditions: NetworkConditions = { ...CALM };
+  private cut = new Set<string>();
+  sent = 0;
+  delivered = 0;
+  dropped = 0;
+
+  constructor(
+    private readonly queue: EventQueue,
+    private readonly rng: Prng,
+  ) {}
+
+  private static link(from: number, to: number): string {
+    return `${from}>${to}`;
+  }
+
+  isCut(from: number, to: number): boolean {
+    return this.cut.has(SimNetwork.link(from, to));
+  }
+
+  cutLink(from: number, to: number): void {
+    this.cut.add(SimNetwork.link(from, to));
+  }
+
+  /** Cuts every link between the two groups, in both directions. */
+  partition(a: readonly number[], b: readonly number[]): void {
+    for (const x of a) {
+      for (const y of b) {
+        if (x === y) continue;
+        this.cutLink(x, y);
+        this.cutLink(y, x);
+      }
+    }
+  }
+
+  /** Cuts every link from one group to the other (one direction only). */
+  partitionOneWay(from: readonly number[], to: readonly number[]): void {
+    for (const x of from) for (const y of to) if (x !== y) this.cutLink(x, y);
+  }
+
+  heal(): void {
+    this.cut.clear();
+  }
+
+  get cutLinks(): number {
+    return this.cut.size;
+  }
+
+  private delay(): number {
+    const c = this.conditions;
+    if (c.slow > 0 && this.rng.chance(c.slow)) return this.rng.range(c.maxDelay, Math.max(c.maxDelay, c.longDelay));
+    return this.rng.range(c.minDelay, c.maxDelay);
+  }
+
+  /**
+   * Sends a message from one member to another: deliver() runs at arrival (once or twice), or
+   * dropped() runs when it is lost (at once, or at arrival
+   * if the link was cut meanwhile).
+   */
+  send(from: number, to: number, deliver: () => void, dropped: (why: DropReason) => void): void {
+    this.sent++;
+    if (this.isCut(from, to)) {
+      this.dropped++;
+      dropped('cut');
+      return;
+    }
+    if (this.rng.chance(this.conditions.loss)) {
+      this.dropped++;
+      dropped('loss');
+      return;
+    }
+    const copies = this.rng.chance(this.conditions.duplicate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      this.queue.after(this.delay(), () => {
+        if (this.isCut(from, to)) {
+          this.dropped++;
+          dropped('cut');
+          return;
+        }
+        this.delivered++;
+        deliver();
+      });
+    }
+  }
+}

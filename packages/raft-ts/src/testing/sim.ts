@@ -1,0 +1,1053 @@
+/**
+ * A deterministic, seeded discrete-event simulation of a raft-ts cluster, in the spirit of
+ * FoundationDB's simulator and etcd's rafttest: 3 or 5 members, each a RawNode over an in-memory
+ * RaftStorage plus a simulated disk (synced vs unsynced writes), running the Ready loop exactly as
+ * types.ts documents; a replicated KV state machine with deduplicated client requests; clients
+ * doing writes through the log and linearizable reads through ReadIndex; and faults: symmetric and
+ * one-way partitions, loss, duplication, reordering, delay, crashes (unsynced writes lost),
+ * membership changes, leader transfers, snapshots with log compaction.
+ *
+ * Everything random comes from one Prng seeded with the seed (the cores get forks of it), there
+ * are no timers or clocks: the same seed replays the same trace bit for bit.
+ *
+ * Checked: election safety (continuously: one leader per term), state-machine safety (every
+ * member applies the same entry at each index, in order, and equal snapshots at equal indexes),
+ * convergence after healing, and linearizability of the client history.
+ */
+import { ConfChange, ConfChangeType, EntryType, MessageType, NotLeaderError, ProposalDroppedError } from '../types.js';
+import type { ConfState, Entry, HardState, Message, RaftConfig, RaftStorage, RawNode, Role, Snapshot } from '../types.js';
+import { EventQueue } from './event-queue.js';
+import { checkKvHistory, explainKv, type KvInput, type KvOperation } from './linearizability.js';
+import { Prng } from './prng.js';
+import { SimDisk, snapshotIndex } from './sim-disk.js';
+import { decodeCommand, encodeCommand, KvStateMachine } from './sim-kv.js';
+import { CALM, SimNetwork, type NetworkConditions } from './sim-network.js';
+
+/** The writable side of a member's in-memory log (the core's MemoryStorage fits). */
+export interface SimStorage extends RaftStorage {
+  append(entries: Entry[]): void;
+  setHardState(hs: HardState): void;
+  applySnapshot(snap: Snapshot): void;
+  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot;
+  compact(index: number): void;
+}
+
+/** What the simulation runs: the core under test, or a deliberately broken wrapper of it. */
+export interface SimCore {
+  createRawNode(config: RaftConfig): RawNode;
+  /** Storage for a member; a founding member's knows the initial membership. */
+  createStorage(confState?: ConfState): SimStorage;
+}
+
+/** Deliberate bugs, to prove that the checks are wired in. */
+export type SimFault = 'none' | 'stale-reads' | 'lossy-disk';
+
+export interface SimOptions {
+  seed: number;
+  /** 3 or 5; by default chosen by the seed. */
+  members?: number;
+  fault?: SimFault;
+  /** Simulated milliseconds of chaos (faults and clients), then heal and settle. */
+  chaosMs?: number;
+  settleMs?: number;
+  /** Print every trace event as it happens. */
+  verbose?: boolean;
+  log?: (line: string) => void;
+  /** How many trace events a violation shows. */
+  traceTail?: number;
+  /**
+   * How founding members learn the initial voters: from a snapshot at index 1 (default), or
+   * from MemoryStorage's confState option (the initial membership is then in no log entry).
+   */
+  bootstrap?: 'snapshot' | 'conf-state';
+}
+
+export type ViolationKind = 'election-safety' | 'state-machine-safety' | 'apply-order' | 'linearizability' | 'no-convergence' | 'exception';
+
+export interface Violation {
+  kind: ViolationKind;
+  time: number;
+  message: string;
+  nodes: number[];
+  key?: string;
+  details: string[];
+}
+
+export interface SimStats {
+  simulatedMs: number;
+  events: number;
+  messages: number;
+  dropped: number;
+  elections: number;
+  crashes: number;
+  snapshotsSent: number;
+  localSnapshots: number;
+  confChanges: number;
+  transfers: number;
+  partitions: number;
+  opsOk: number;
+  opsLost: number;
+  readsOk: number;
+  writesOk: number;
+  linearizability: 'ok' | 'illegal' | 'unknown' | 'skipped';
+}
+
+export interface SimResult {
+  seed: number;
+  members: number;
+  violations: Violation[];
+  /** The trace events relevant to the first violation (or the last ones when none). */
+  trace: string[];
+  /** A hash of the whole trace: equal for two runs of one seed. */
+  traceHash: string;
+  traceEvents: number;
+  stats: SimStats;
+}
+
+interface TraceEvent {
+  line: string;
+  kind: 'net' | 'client' | 'fault' | 'role' | 'conf' | 'apply' | 'disk' | 'check';
+  nodes: number[];
+  key?: string;
+}
+
+type MemberState = 'up' | 'down' | 'stopped';
+
+interface ClientRequest {
+  client: number;
+  seq: number;
+  attempt: number;
+  input: KvInput;
+}
+
+type ClientReply = { seq: number; attempt: number; from: number; ok: true; value: string | null } | { seq: number; attempt: number; from: number; ok: false; hint: number; why: string };
+
+interface Member {
+  id: number;
+  state: MemberState;
+  incarnation: number;
+  disk: SimDisk;
+  storage: SimStorage;
+  raw: RawNode;
+  coreRng: Prng;
+  tickMs: number;
+  sm: KvStateMachine;
+  applied: number;
+  snapIndex: number;
+  confState: ConfState;
+  role: Role;
+  leaderId: number;
+  pendingWrites: Map<string, ClientRequest>;
+  pendingReads: Map<string, ClientRequest>;
+  waitingReads: { index: number; req: ClientRequest }[];
+  readCtx: number;
+  stopScheduled: boolean;
+}
+
+interface Client {
+  id: number;
+  seq: number;
+  op: { rec: KvOperation; input: KvInput; attempt: number } | undefined;
+  leaderGuess: number;
+}
+
+class Abort extends Error {}
+
+const MSG_NAMES: Record<number, string> = {
+  [MessageType.MSG_HUP]: 'Hup',
+  [MessageType.MSG_BEAT]: 'Beat',
+  [MessageType.MSG_PROP]: 'Prop',
+  [MessageType.MSG_APP]: 'App',
+  [MessageType.MSG_APP_RESP]: 'AppResp',
+  [MessageType.MSG_VOTE]: 'Vote',
+  [MessageType.MSG_VOTE_RESP]: 'VoteResp',
+  [MessageType.MSG_SNAP]: 'Snap',
+  [MessageType.MSG_HEARTBEAT]: 'Heartbeat',
+  [MessageType.MSG_HEARTBEAT_RESP]: 'HeartbeatResp',
+  [MessageType.MSG_UNREACHABLE]: 'Unreachable',
+  [MessageType.MSG_SNAP_STATUS]: 'SnapStatus',
+  [MessageType.MSG_CHECK_QUORUM]: 'CheckQuorum',
+  [MessageType.MSG_TRANSFER_LEADER]: 'TransferLeader',
+  [MessageType.MSG_TIMEOUT_NOW]: 'TimeoutNow',
+  [MessageType.MSG_READ_INDEX]: 'ReadIndex',
+  [MessageType.MSG_READ_INDEX_RESP]: 'ReadIndexResp',
+  [MessageType.MSG_PRE_VOTE]: 'PreVote',
+  [MessageType.MSG_PRE_VOTE_RESP]: 'PreVoteResp',
+};
+
+export function describeMessage(m: Message): string {
+  let s = `${m.from}→${m.to} ${MSG_NAMES[m.type] ?? `type${m.type}`} t${m.term}`;
+  if (m.type === MessageType.MSG_APP || m.type === MessageType.MSG_APP_RESP || m.type === MessageType.MSG_VOTE || m.type === MessageType.MSG_PRE_VOTE) s += ` i${m.index} lt${m.logTerm}`;
+  if (m.entries.length > 0) s += ` [${m.entries[0].index}..${m.entries[m.entries.length - 1].index}]`;
+  if (m.commit) s += ` c${m.commit}`;
+  if (m.reject) s += ` reject(hint ${m.rejectHint})`;
+  if (m.snapshot?.metadata) s += ` snap@${m.snapshot.metadata.index}t${m.snapshot.metadata.term}`;
+  return s;
+}
+
+function cloneMessage(m: Message): Message {
+  return {
+    ...m,
+    entries: m.entries.map((e) => ({ ...e })),
+    snapshot: m.snapshot ? { data: m.snapshot.data, metadata: m.snapshot.metadata ? { ...m.snapshot.metadata, confState: cloneConf(m.snapshot.metadata.confState) } : undefined } : undefined,
+  };
+}
+
+function cloneConf(cs: ConfState | undefined): ConfState {
+  return { voters: [...(cs?.voters ?? [])], learners: [...(cs?.learners ?? [])] };
+}
+
+function confString(cs: ConfState): string {
+  return `voters=(${[...cs.voters].sort((a, b) => a - b).join(' ')})${cs.learners.length ? ` learners=(${[...cs.learners].sort((a, b) => a - b).join(' ')})` : ''}`;
+}
+
+function fnv1a(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** The snapshot founding members start from: index 1, term 1, the initial voters. */
+export function bootstrapSnapshot(voters: number[]): Snapshot {
+  return { data: new KvStateMachine().serialize(), metadata: { index: 1, term: 1, confState: { voters: [...voters], learners: [] } } };
+}
+
+const NOOP_LOGGER = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Per-seed knobs, so that seeds differ in more than their dice rolls. */
+interface Profile {
+  preVote: boolean;
+  checkQuorum: boolean;
+  electionTicks: number;
+  heartbeatTicks: number;
+  maxSizePerMsg: number;
+  maxInflightMsgs: number;
+  snapshotEvery: number;
+  compactKeep: number;
+  clients: number;
+  keys: number;
+  faultEveryMs: [number, number];
+  weights: Record<FaultAction, number>;
+  rough: NetworkConditions;
+}
+
+type FaultAction = 'partition' | 'one-way' | 'isolate-leader' | 'heal' | 'rough-net' | 'calm-net' | 'crash' | 'crash-leader' | 'membership' | 'transfer' | 'none';
+
+export class RaftSim {
+  readonly seed: number;
+  readonly membersAtStart: number;
+  private readonly rng: Prng;
+  private readonly queue = new EventQueue();
+  private readonly net: SimNetwork;
+  private readonly members = new Map<number, Member>();
+  private readonly clients: Client[] = [];
+  private readonly history: KvOperation[] = [];
+  private readonly leaders = new Map<number, number>();
+  private readonly appliedAt = new Map<number, string>();
+  private readonly snapshotDigestAt = new Map<number, string>();
+  private readonly violations: Violation[] = [];
+  private readonly ring: TraceEvent[] = [];
+  private ringHead = 0;
+  private traceHash = 0x811c9dc5;
+  private traceCount = 0;
+  private hseq = 0;
+  private nextMemberId: number;
+  private confPending: { tag: string; at: number } | undefined;
+  private confTag = 0;
+  private chaos = true;
+  private clientsStopAt = 0;
+  private clientsGiveUpAt = 0;
+  private readonly profile: Profile;
+  private readonly fault: SimFault;
+  private readonly bootstrap: 'snapshot' | 'conf-state';
+  private readonly chaosMs: number;
+  private readonly settleMs: number;
+  private readonly verbose: boolean;
+  private readonly log: (line: string) => void;
+  private readonly traceTail: number;
+  private readonly stats: SimStats = {
+    simulatedMs: 0,
+    events: 0,
+    messages: 0,
+    dropped: 0,
+    elections: 0,
+    crashes: 0,
+    snapshotsSent: 0,
+    localSnapshots: 0,
+    confChanges: 0,
+    transfers: 0,
+    partitions: 0,
+    opsOk: 0,
+    opsLost: 0,
+    readsOk: 0,
+    writesOk: 0,
+    linearizability: 'skipped',
+  };
+
+  constructor(
+    private readonly core: SimCore,
+    opts: SimOptions,
+  ) {
+    this.seed = opts.seed;
+    this.rng = new Prng(opts.seed);
+    this.membersAtStart = opts.members ?? (opts.seed % 2 === 0 ? 3 : 5);
+    this.nextMemberId = this.membersAtStart + 1;
+    this.fault = opts.fault ?? 'none';
+    this.bootstrap = opts.bootstrap ?? 'snapshot';
+    this.chaosMs = opts.chaosMs ?? 6000;
+    this.settleMs = opts.settleMs ?? 3000;
+    this.verbose = opts.verbose ?? false;
+    this.log = opts.log ?? ((line) => console.log(line));
+    this.traceTail = opts.traceTail ?? 40;
+    this.net = new SimNetwork(this.queue, this.rng.fork());
+    this.profile = this.makeProfile();
+  }
+
+  private makeProfile(): Profile {
+    const r = this.rng;
+    const w = (): number => r.pick([0, 1, 1, 2, 3]);
+    return {
+      preVote: r.chance(0.5),
+      checkQuorum: r.chance(0.5),
+      electionTicks: r.pick([10, 10, 15]),
+      heartbeatTicks: r.pick([1, 2, 3]),
+      maxSizePerMsg: r.pick([256, 1024, 64 * 1024]),
+      maxInflightMsgs: r.pick([2, 8, 256]),
+      snapshotEvery: r.pick([5, 20, 50, 200]),
+      compactKeep: r.pick([0, 2, 10]),
+      clients: r.range(2, 5),
+      keys: r.range(1, 4),
+      faultEveryMs: r.pick<[number, number]>([
+        [50, 200],
+        [100, 500],
+        [300, 1000],
+      ]),
+      weights: {
+        partition: w(),
+        'one-way': w(),
+        'isolate-leader': w(),
+        heal: 2,
+        'rough-net': w(),
+        'calm-net': 1,
+        crash: w(),
+        'crash-leader': w(),
+        membership: w(),
+        transfer: w(),
+        none: 1,
+      },
+      rough: {
+        loss: r.pick([0, 0.01, 0.05, 0.2]),
+        duplicate: r.pick([0, 0.02, 0.1]),
+        minDelay: 1,
+        maxDelay: r.pick([5, 20, 60]),
+        slow: r.pick([0, 0.02, 0.1]),
+        longDelay: r.pick([100, 400]),
+      },
+    };
+  }
+
+  // ---- tracing ---------------------------------------------------------------------------------
+
+  private trace(kind: TraceEvent['kind'], text: string, nodes: number[], key?: string): void {
+    const line = `${String(this.queue.now).padStart(6)}ms ${text}`;
+    this.traceHash = fnv1a(this.traceHash, line);
+    this.traceCount++;
+    const ev: TraceEvent = key === undefined ? { line, kind, nodes } : { line, kind, nodes, key };
+    const cap = 4000;
+    if (this.ring.length < cap) this.ring.push(ev);
+    else {
+      this.ring[this.ringHead] = ev;
+      this.ringHead = (this.ringHead + 1) % cap;
+    }
+    if (this.verbose) this.log(line);
+  }
+
+  private orderedRing(): TraceEvent[] {
+    return [...this.ring.slice(this.ringHead), ...this.ring.slice(0, this.ringHead)];
+  }
+
+  private relevantTrace(v: Violation | undefined): string[] {
+    const all = this.orderedRing();
+    if (!v) return all.slice(-this.traceTail).map((e) => e.line);
+    const nodes = new Set(v.nodes);
+    const relevant = all.filter((e) => e.kind === 'fault' || e.kind === 'role' || e.kind === 'conf' || e.kind === 'check' || (v.key !== undefined && e.key === v.key) || (nodes.size > 0 && e.kind !== 'client' && e.nodes.some((n) => nodes.has(n))));
+    return relevant.slice(-this.traceTail).map((e) => e.line);
+  }
+
+  private violate(kind: ViolationKind, message: string, nodes: number[], details: string[] = [], key?: string): never {
+    const v: Violation = { kind, time: this.queue.now, message, nodes, details };
+    if (key !== undefined) v.key = key;
+    this.violations.push(v);
+    this.trace('check', `VIOLATION ${kind}: ${message}`, nodes, key);
+    throw new Abort(message);
+  }
+
+  // ---- members ---------------------------------------------------------------------------------
+
+  private newMember(id: number, bootstrap: number[] | undefined): Member {
+    const disk = new SimDisk();
+    disk.losesSyncedWrites = this.fault === 'lossy-disk';
+    if (bootstrap && this.bootstrap === 'conf-state') {
+      // The founding members' storage knows the initial voters; the log does not hold them.
+      disk.synced.bootstrap = { voters: [...bootstrap], learners: [] };
+    } else if (bootstrap) {
+      // The founding members start from a snapshot at index 1 that holds the initial voters, so
+      // a member that joins later (with an empty log) is caught up by InstallSnapshot.
+      disk.write({ kind: 'snapshot', snapshot: bootstrapSnapshot(bootstrap) });
+      disk.write({ kind: 'hardState', hardState: { term: 1, vote: 0, commit: 1 } });
+      disk.sync();
+    }
+    const m = {
+      id,
+      state: 'down',
+      incarnation: 0,
+      disk,
+      coreRng: this.rng.fork(),
+      tickMs: this.rng.range(9, 11),
+      stopScheduled: false,
+    } as Member;
+    this.members.set(id, m);
+    this.start(m);
+    return m;
+  }
+
+  /** Starts (or restarts) a member from what its disk holds. */
+  private start(m: Member): void {
+    const d = m.disk.synced;
+    const storage = this.core.createStorage(d.bootstrap);
+    const snap = d.snapshot;
+    const snapIdx = snapshotIndex(snap);
+    if (snap) storage.applySnapshot(snap);
+    if (d.hardState.term > 0 || d.hardState.commit > 0) storage.setHardState({ ...d.hardState, commit: Math.max(d.hardState.commit, snapIdx) });
+    if (d.entries.length > 0) storage.append(d.entries);
+    m.storage = storage;
+    m.sm = snap ? KvStateMachine.restore(snap.data) : new KvStateMachine();
+    m.applied = snapIdx;
+    m.snapIndex = snapIdx;
+    m.confState = cloneConf(snap ? snap.metadata?.confState : d.bootstrap);
+    m.role = 'follower';
+    m.leaderId = 0;
+    m.pendingWrites = new Map();
+    m.pendingReads = new Map();
+    m.waitingReads = [];
+    m.readCtx = 0;
+    m.incarnation++;
+    const p = this.profile;
+    m.raw = this.core.createRawNode({
+      id: m.id,
+      electionTicks: p.electionTicks,
+      heartbeatTicks: p.heartbeatTicks,
+      storage,
+      rng: m.coreRng.asFunction(),
+      logger: NOOP_LOGGER,
+      applied: snapIdx,
+      maxSizePerMsg: p.maxSizePerMsg,
+      maxInflightMsgs: p.maxInflightMsgs,
+      preVote: p.preVote,
+      checkQuorum: p.checkQuorum,
+    });
+    m.state = 'up';
+    this.trace('fault', `n${m.id} starts (incarnation ${m.incarnation}, snapshot ${snapIdx}, ${d.entries.length} entries, term ${d.hardState.term} vote ${d.hardState.vote} commit ${d.hardState.commit})`, [m.id]);
+    const inc = m.incarnation;
+    this.queue.after(this.rng.range(1, m.tickMs), () => this.tickLoop(m, inc));
+    this.processReady(m);
+  }
+
+  private tickLoop(m: Member, inc: number): void {
+    if (m.state !== 'up' || m.incarnation !== inc) return;
+    m.raw.tick();
+    this.processReady(m);
+    this.queue.after(m.tickMs, () => this.tickLoop(m, inc));
+  }
+
+  private crash(m: Member, why: string): void {
+    if (m.state !== 'up') return;
+    const { kept, lost } = m.disk.crash(this.rng);
+    m.state = 'down';
+    m.incarnation++;
+    this.stats.crashes++;
+    this.trace('fault', `n${m.id} crashes (${why}; ${kept} unsynced writes survive, ${lost} lost)`, [m.id]);
+  }
+
+  private stop(m: Member, why: string): void {
+    if (m.state === 'stopped') return;
+    if (m.state === 'up') m.disk.sync();
+    m.state = 'stopped';
+    m.incarnation++;
+    this.trace('conf', `n${m.id} stops for good (${why})`, [m.id]);
+  }
+
+  private upMembers(): Member[] {
+    return [...this.members.values()].filter((m) => m.state === 'up');
+  }
+
+  /** The leader with the highest term among the members that are up. */
+  private currentLeader(): Member | undefined {
+    let best: Member | undefined;
+    let bestTerm = -1;
+    for (const m of this.upMembers()) {
+      if (m.role !== 'leader') continue;
+      const t = m.raw.status().term;
+      if (t > bestTerm) {
+        best = m;
+        bestTerm = t;
+      }
+    }
+    return best;
+  }
+
+  /** The newest configuration any member has applied (for fault budgets). */
+  private latestVoters(): number[] {
+    let best: ConfState | undefined;
+    let bestIdx = -1;
+    for (const m of this.members.values()) {
+      if (m.state === 'stopped') continue;
+      if (m.applied > bestIdx && m.confState.voters.length > 0) {
+        best = m.confState;
+        bestIdx = m.applied;
+      }
+    }
+    return best ? best.voters : [];
+  }
+
+  // ---- the Ready loop --------------------------------------------------------------------------
+
+  private processReady(m: Member): void {
+    let rounds = 0;
+    while (m.state === 'up' && m.raw.hasReady()) {
+      if (++rounds > 10_000) this.violate('exception', `n${m.id}: hasReady() stays true after 10000 Ready rounds`, [m.id]);
+      const rd = m.raw.ready();
+      if (rd.softState) this.onSoftState(m, rd.softState.role, rd.softState.leaderId);
+      // 1. Persist.
+      const hasSnap = rd.snapshot !== undefined && snapshotIndex(rd.snapshot) > 0;
+      if (hasSnap) {
+        m.disk.write({ kind: 'snapshot', snapshot: rd.snapshot! });
+        m.storage.applySnapshot(rd.snapshot!);
+      }
+      if (rd.entries.length > 0) {
+        m.disk.write({ kind: 'entries', entries: rd.entries });
+        m.storage.append(rd.entries);
+      }
+      if (rd.hardState) {
+        m.disk.write({ kind: 'hardState', hardState: rd.hardState });
+        m.storage.setHardState(rd.hardState);
+      }
+      if (rd.mustSync || hasSnap || this.rng.chance(0.2)) m.disk.sync();
+      // 2. Send.
+      for (const msg of rd.messages) this.sendRaft(m, msg);
+      // 3. Apply.
+      if (hasSnap) this.restoreSnapshot(m, rd.snapshot!);
+      for (const e of rd.committedEntries) this.applyEntry(m, e);
+      for (const rs of rd.readStates) {
+        const ctx = Buffer.from(rs.requestCtx).toString();
+        const req = m.pendingReads.get(ctx);
+        if (!req) continue;
+        m.pendingReads.delete(ctx);
+        m.waitingReads.push({ index: rs.index, req });
+        this.trace('client', `n${m.id} read index ${rs.index} for c${req.client}#${req.seq}`, [m.id], req.input.key);
+      }
+      this.serveReads(m);
+      // 4. Advance.
+      m.raw.advance();
+      this.maybeSnapshot(m);
+    }
+  }
+
+  private onSoftState(m: Member, role: Role, leaderId: number): void {
+    const changed = role !== m.role || leaderId !== m.leaderId;
+    m.role = role;
+    m.leaderId = leaderId;
+    if (!changed) return;
+    const term = m.raw.status().term;
+    this.trace('role', `n${m.id} is ${role} in term ${term} (leader ${leaderId})`, [m.id]);
+    if (role !== 'leader') return;
+    this.stats.elections++;
+    const other = this.leaders.get(term);
+    if (other !== undefined && other !== m.id) this.violate('election-safety', `two leaders in term ${term}: n${other} and n${m.id}`, [other, m.id]);
+    this.leaders.set(term, m.id);
+  }
+
+  private sendRaft(from: Member, msg: Message): void {
+    const copy = cloneMessage(msg);
+    const to = msg.to;
+    const inc = from.incarnation;
+    const isSnap = msg.type === MessageType.MSG_SNAP;
+    this.stats.messages++;
+    if (isSnap) this.stats.snapshotsSent++;
+    this.net.send(
+      from.id,
+      to,
+      () => this.deliverRaft(copy, inc),
+      (why) => {
+        this.stats.dropped++;
+        if (this.verbose) this.trace('net', `drop (${why}) ${describeMessage(copy)}`, [from.id, to]);
+        if (isSnap) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportSnapshot(to, false)));
+        else if (why === 'cut' && this.rng.chance(0.3)) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportUnreachable(to)));
+      },
+    );
+  }
+
+  private report(m: Member, inc: number, fn: (raw: RawNode) => void): void {
+    if (m.state !== 'up' || m.incarnation !== inc) return;
+    fn(m.raw);
+    this.processReady(m);
+  }
+
+  private deliverRaft(msg: Message, senderInc: number): void {
+    const target = this.members.get(msg.to);
+    const sender = this.members.get(msg.from);
+    const isSnap = msg.type === MessageType.MSG_SNAP;
+    if (!target || target.state !== 'up') {
+      if (isSnap && sender) this.report(sender, senderInc, (raw) => raw.reportSnapshot(msg.to, false));
+      return;
+    }
+    this.trace('net', describeMessage(msg), [msg.from, msg.to]);
+    target.raw.step(msg);
+    this.processReady(target);
+    if (isSnap && sender) this.report(sender, senderInc, (raw) => raw.reportSnapshot(msg.to, true));
+  }
+
+  private restoreSnapshot(m: Member, snap: Snapshot): void {
+    const idx = snapshotIndex(snap);
+    const digest = Buffer.from(snap.data).toString('base64');
+    const known = this.snapshotDigestAt.get(idx);
+    if (known !== undefined && known !== digest) this.violate('state-machine-safety', `n${m.id} installs a snapshot at ${idx} that differs from another member's state at ${idx}`, [m.id]);
+    if (idx < m.applied) this.violate('apply-order', `n${m.id} installs a snapshot at ${idx} below its applied index ${m.applied}`, [m.id]);
+    m.sm = KvStateMachine.restore(snap.data);
+    m.applied = idx;
+    m.snapIndex = idx;
+    m.confState = cloneConf(snap.metadata?.confState);
+    this.trace('apply', `n${m.id} installs snapshot ${idx} (${confString(m.confState)})`, [m.id]);
+  }
+
+  private applyEntry(m: Member, e: Entry): void {
+    if (e.index !== m.applied + 1) this.violate('apply-order', `n${m.id} applies entry ${e.index} after ${m.applied}`, [m.id]);
+    const fp = `${e.term}/${e.type}/${Buffer.from(e.data).toString('base64')}`;
+    const known = this.appliedAt.get(e.index);
+    if (known === undefined) this.appliedAt.set(e.index, fp);
+    else if (known !== fp) this.violate('state-machine-safety', `n${m.id} applies ${fp} at index ${e.index}, another member applied ${known}`, [m.id]);
+    m.applied = e.index;
+    if (e.type === EntryType.ENTRY_CONF_CHANGE) {
+      const cc = ConfChange.decode(e.data);
+      m.confState = cloneConf(m.raw.applyConfChange(cc));
+      this.onConfApplied(m, cc, e.index);
+      return;
+    }
+    if (e.data.length === 0) return;
+    const cmd = decodeCommand(e.data);
+    const fresh = m.sm.apply(cmd);
+    const req = m.pendingWrites.get(`${cmd.c}:${cmd.s}`);
+    if (req) {
+      m.pendingWrites.delete(`${cmd.c}:${cmd.s}`);
+      this.reply(m, req, { seq: req.seq, attempt: req.attempt, from: m.id, ok: true, value: null });
+    }
+    if (this.verbose || req) this.trace('apply', `n${m.id} applies ${e.index}: c${cmd.c}#${cmd.s} ${cmd.k}=${cmd.v ?? '(deleted)'}${fresh ? '' : ' (duplicate)'}`, [m.id], cmd.k);
+  }
+
+  private onConfApplied(m: Member, cc: ConfChange, index: number): void {
+    const tag = Buffer.from(cc.context).toString();
+    const kind = cc.type === ConfChangeType.CONF_ADD_NODE ? 'add' : cc.type === ConfChangeType.CONF_ADD_LEARNER ? 'add-learner' : 'remove';
+    this.trace('conf', `n${m.id} applies conf change ${index}: ${kind} n${cc.nodeId} → ${confString(m.confState)}`, [m.id, cc.nodeId]);
+    if (this.confPending?.tag === tag) {
+      this.confPending = undefined;
+      this.stats.confChanges++;
+    }
+    if (cc.type === ConfChangeType.CONF_REMOVE_NODE) {
+      const gone = this.members.get(cc.nodeId);
+      if (gone && gone.state !== 'stopped' && !gone.stopScheduled) {
+        gone.stopScheduled = true;
+        this.queue.after(this.rng.range(10, 300), () => this.stop(gone, `removed at index ${index}`));
+      }
+    }
+  }
+
+  private serveReads(m: Member): void {
+    if (m.waitingReads.length === 0) return;
+    const still: { index: number; req: ClientRequest }[] = [];
+    for (const w of m.waitingReads) {
+      if (w.index > m.applied) {
+        still.push(w);
+        continue;
+      }
+      this.reply(m, w.req, { seq: w.req.seq, attempt: w.req.attempt, from: m.id, ok: true, value: m.sm.get(w.req.input.key) });
+    }
+    m.waitingReads = still;
+  }
+
+  private maybeSnapshot(m: Member): void {
+    if (m.state !== 'up' || m.applied - m.snapIndex < this.profile.snapshotEvery) return;
+    const data = m.sm.serialize();
+    const digest = data.toString('base64');
+    const known = this.snapshotDigestAt.get(m.applied);
+    if (known !== undefined && known !== digest) this.violate('state-machine-safety', `n${m.id}'s state at ${m.applied} differs from another member's`, [m.id]);
+    this.snapshotDigestAt.set(m.applied, digest);
+    const snap = m.storage.createSnapshot(m.applied, cloneConf(m.confState), data);
+    m.disk.installLocalSnapshot(snap);
+    const compactTo = m.applied - this.profile.compactKeep;
+    if (compactTo >= m.storage.firstIndex()) m.storage.compact(compactTo);
+    m.snapIndex = m.applied;
+    this.stats.localSnapshots++;
+    if (this.verbose) this.trace('disk', `n${m.id} snapshots at ${m.applied}, compacts to ${compactTo}`, [m.id]);
+  }
+
+  // ---- clients ---------------------------------------------------------------------------------
+
+  private memberIds(): number[] {
+    return [...this.members.values()].filter((m) => m.state !== 'stopped').map((m) => m.id);
+  }
+
+  private scheduleClient(c: Client): void {
+    this.queue.after(this.rng.range(1, 40), () => this.issue(c));
+  }
+
+  private issue(c: Client): void {
+    if (this.queue.now >= this.clientsStopAt || c.op) return;
+    c.seq++;
+    const key = `k${this.rng.int(this.profile.keys)}`;
+    const roll = this.rng.next();
+    const input: KvInput = roll < 0.45 ? { kind: 'put', key, value: `c${c.id}.${c.seq}` } : roll < 0.92 ? { kind: 'get', key } : { kind: 'delete', key };
+    const rec: KvOperation = { clientId: c.id, input, output: undefined, call: this.hseq++, ret: Infinity };
+    this.history.push(rec);
+    c.op = { rec, input, attempt: 0 };
+    this.trace('client', `c${c.id}#${c.seq} calls ${input.kind}(${key}${input.kind === 'put' ? `, ${input.value}` : ''})`, [], key);
+    this.attempt(c);
+  }
+
+  private attempt(c: Client): void {
+    const op = c.op;
+    if (!op) return;
+    op.attempt++;
+    const ids = this.memberIds();
+    const target = c.leaderGuess && ids.includes(c.leaderGuess) ? c.leaderGuess : this.rng.pick(ids);
+    const req: ClientRequest = { client: c.id, seq: c.seq, attempt: op.attempt, input: op.input };
+    const attempt = op.attempt;
+    this.queue.after(this.rng.range(1, 5), () => this.handleRequest(target, req));
+    this.queue.after(this.rng.range(150, 400), () => {
+      if (c.op === op && op.attempt === attempt) this.onTimeout(c);
+    });
+  }
+
+  private onTimeout(c: Client): void {
+    const op = c.op!;
+    c.leaderGuess = 0;
+    if (this.queue.now >= this.clientsGiveUpAt || this.rng.chance(0.03)) {
+      this.trace('client', `c${c.id}#${c.seq} gives up on ${op.input.kind}(${op.input.key})`, [], op.input.key);
+      this.stats.opsLost++;
+      c.op = undefined;
+      this.scheduleClient(c);
+      return;
+    }
+    this.attempt(c);
+  }
+
+  private onReply(c: Client, r: ClientReply): void {
+    const op = c.op;
+    if (!op || r.seq !== c.seq) return;
+    if (r.ok) {
+      op.rec.output = op.input.kind === 'get' ? r.value : null;
+      op.rec.ret = this.hseq++;
+      c.op = undefined;
+      c.leaderGuess = r.from;
+      this.stats.opsOk++;
+      if (op.input.kind === 'get') this.stats.readsOk++;
+      else this.stats.writesOk++;
+      this.trace('client', `c${c.id}#${c.seq} ${op.input.kind}(${op.input.key}) returns ${op.input.kind === 'get' ? String(r.value) : 'ok'} from n${r.from}`, [r.from], op.input.key);
+      this.scheduleClient(c);
+      return;
+    }
+    if (r.attempt !== op.attempt) return;
+    c.leaderGuess = r.hint;
+    const a = op.attempt;
+    this.queue.after(this.rng.range(2, 20), () => {
+      if (c.op === op && op.attempt === a) this.attempt(c);
+    });
+  }
+
+  private reply(m: Member, req: ClientRequest, r: ClientReply): void {
+    const c = this.clients[req.client - 1];
+    if (this.rng.chance(this.net.conditions.loss)) return;
+    this.queue.after(this.rng.range(1, 5), () => this.onReply(c, r));
+    void m;
+  }
+
+  private handleRequest(target: number, req: ClientRequest): void {
+    const m = this.members.get(target);
+    if (!m || m.state !== 'up') return;
+    const refuse = (hint: number, why: string): void => this.reply(m, req, { seq: req.seq, attempt: req.attempt, from: m.id, ok: false, hint, why });
+    const input = req.input;
+    let ctx = '';
+    try {
+      if (input.kind === 'get') {
+        if (this.fault === 'stale-reads') {
+          // The deliberate bug: serve the read from local state, with no ReadIndex.
+          this.reply(m, req, { seq: req.seq, attempt: req.attempt, from: m.id, ok: true, value: m.sm.get(input.key) });
+          return;
+        }
+        ctx = `${req.client}:${req.seq}:${req.attempt}:${m.id}:${++m.readCtx}`;
+        m.pendingReads.set(ctx, req);
+        m.raw.readIndex(Buffer.from(ctx));
+      } else {
+        const data = encodeCommand({ c: req.client, s: req.seq, k: input.key, v: input.kind === 'put' ? input.value : null });
+        m.pendingWrites.set(`${req.client}:${req.seq}`, req);
+        m.raw.propose(data);
+      }
+    } catch (err) {
+      if (input.kind === 'get') m.pendingReads.delete(ctx);
+      else m.pendingWrites.delete(`${req.client}:${req.seq}`);
+      if (err instanceof NotLeaderError) refuse(err.leaderId, 'not leader');
+      else if (err instanceof ProposalDroppedError) refuse(m.leaderId, 'dropped');
+      else throw err;
+    }
+    this.processReady(m);
+  }
+
+  // ---- faults ----------------------------------------------------------------------------------
+
+  private scheduleFault(): void {
+    const [lo, hi] = this.profile.faultEveryMs;
+    this.queue.after(this.rng.range(lo, hi), () => {
+      if (!this.chaos) return;
+      this.injectFault();
+      this.scheduleFault();
+    });
+  }
+
+  private injectFault(): void {
+    const w = this.profile.weights;
+    const actions = Object.keys(w) as FaultAction[];
+    const total = actions.reduce((s, a) => s + w[a], 0);
+    let roll = this.rng.next() * total;
+    let action: FaultAction = 'none';
+    for (const a of actions) {
+      roll -= w[a];
+      if (roll < 0) {
+        action = a;
+        break;
+      }
+    }
+    const up = this.upMembers().map((m) => m.id);
+    switch (action) {
+      case 'partition': {
+        if (up.length < 2) return;
+        const shuffled = this.rng.shuffle([...this.memberIds()]);
+        const cut = this.rng.range(1, shuffled.length - 1);
+        const a = shuffled.slice(0, cut);
+        const b = shuffled.slice(cut);
+        this.net.heal();
+        this.net.partition(a, b);
+        this.stats.partitions++;
+        this.trace('fault', `partition {${a.join(',')}} | {${b.join(',')}}`, [...a, ...b]);
+        return;
+      }
+      case 'one-way': {
+        const ids = this.memberIds();
+        if (ids.length < 2) return;
+        const from = this.rng.shuffle([...ids]).slice(0, this.rng.range(1, ids.length - 1));
+        const to = ids.filter((i) => !from.includes(i));
+        this.net.partitionOneWay(from, to);
+        this.stats.partitions++;
+        this.trace('fault', `one-way cut {${from.join(',')}} ↛ {${to.join(',')}}`, ids);
+        return;
+      }
+      case 'isolate-leader': {
+        const l = this.currentLeader();
+        if (!l) return;
+        const others = this.memberIds().filter((i) => i !== l.id);
+        this.net.partition([l.id], others);
+        this.stats.partitions++;
+        this.trace('fault', `isolate leader n${l.id}`, [l.id]);
+        return;
+      }
+      case 'heal':
+        if (this.net.cutLinks > 0) this.trace('fault', 'heal the network', []);
+        this.net.heal();
+        return;
+      case 'rough-net':
+        this.net.conditions = { ...this.profile.rough };
+        this.trace('fault', `rough network: loss ${this.net.conditions.loss} dup ${this.net.conditions.duplicate} delay ≤${this.net.conditions.maxDelay}ms slow ${this.net.conditions.slow}`, []);
+        return;
+      case 'calm-net':
+        this.net.conditions = { ...CALM };
+        return;
+      case 'crash':
+      case 'crash-leader': {
+        const victim = action === 'crash-leader' ? this.currentLeader() : this.members.get(up.length ? this.rng.pick(up) : -1);
+        if (!victim || victim.state !== 'up') return;
+        const voters = this.latestVoters();
+        const downVoters = voters.filter((v) => this.members.get(v)?.state === 'down').length;
+        if (voters.includes(victim.id) && downVoters + 1 > Math.floor((voters.length - 1) / 2) && !this.rng.chance(0.1)) return;
+        this.crash(victim, action);
+        const inc = victim.incarnation;
+        this.queue.after(this.rng.range(50, 1500), () => {
+          if (victim.state === 'down' && victim.incarnation === inc) this.start(victim);
+        });
+        return;
+      }
+      case 'membership':
+        this.changeMembership();
+        return;
+      case 'transfer': {
+        const l = this.currentLeader();
+        if (!l) return;
+        const voters = l.raw.status().confState.voters.filter((v) => v !== l.id);
+        if (voters.length === 0) return;
+        const to = this.rng.pick(voters);
+        this.trace('fault', `transfer leadership n${l.id} → n${to}`, [l.id, to]);
+        this.stats.transfers++;
+        try {
+          l.raw.transferLeader(to);
+        } catch (err) {
+          if (!(err instanceof NotLeaderError || err instanceof ProposalDroppedError)) throw err;
+        }
+        this.processReady(l);
+        return;
+      }
+      case 'none':
+        return;
+    }
+  }
+
+  private changeMembership(): void {
+    const l = this.currentLeader();
+    if (!l) return;
+    if (this.confPending && this.queue.now - this.confPending.at < 2000) return;
+    const st = l.raw.status();
+    const voters = st.confState.voters;
+    const learners = st.confState.learners;
+    const choices: (() => ConfChange)[] = [];
+    const caughtUp = learners.filter((id) => (st.progress?.get(id)?.match ?? 0) >= st.commit - 1 && this.members.get(id)?.state === 'up');
+    if (caughtUp.length > 0) choices.push(() => ({ type: ConfChangeType.CONF_ADD_NODE, nodeId: this.rng.pick(caughtUp), context: Buffer.alloc(0) }), () => ({ type: ConfChangeType.CONF_ADD_NODE, nodeId: this.rng.pick(caughtUp), context: Buffer.alloc(0) }));
+    if (voters.length + learners.length < this.membersAtStart + 2 && this.nextMemberId < this.membersAtStart + 8) {
+      choices.push(() => {
+        const id = this.nextMemberId++;
+        this.trace('conf', `n${id} is created empty, to join as a learner`, [id]);
+        this.newMember(id, undefined);
+        return { type: ConfChangeType.CONF_ADD_LEARNER, nodeId: id, context: Buffer.alloc(0) };
+      });
+    }
+    if (voters.length > 3) choices.push(() => ({ type: ConfChangeType.CONF_REMOVE_NODE, nodeId: this.rng.pick(voters.filter((v) => v !== l.id || this.rng.chance(0.2))), context: Buffer.alloc(0) }));
+    if (learners.length > 0) choices.push(() => ({ type: ConfChangeType.CONF_REMOVE_NODE, nodeId: this.rng.pick(learners), context: Buffer.alloc(0) }));
+    if (choices.length === 0) return;
+    const cc = this.rng.pick(choices)();
+    const tag = `cc${++this.confTag}`;
+    cc.context = Buffer.from(tag);
+    const kind = cc.type === ConfChangeType.CONF_ADD_NODE ? 'promote' : cc.type === ConfChangeType.CONF_ADD_LEARNER ? 'add learner' : 'remove';
+    try {
+      l.raw.proposeConfChange(cc);
+      this.confPending = { tag, at: this.queue.now };
+      this.trace('conf', `n${l.id} proposes ${tag}: ${kind} n${cc.nodeId} (now ${confString(st.confState)})`, [l.id, cc.nodeId]);
+    } catch (err) {
+      if (!(err instanceof NotLeaderError || err instanceof ProposalDroppedError)) throw err;
+      this.trace('conf', `n${l.id} refuses ${tag}: ${kind} n${cc.nodeId}: ${err.message}`, [l.id, cc.nodeId]);
+    }
+    this.processReady(l);
+  }
+
+  private healAll(): void {
+    this.chaos = false;
+    this.net.heal();
+    this.net.conditions = { ...CALM };
+    this.trace('fault', 'heal everything: network calm, crashed members restart', []);
+    for (const m of this.members.values()) if (m.state === 'down') this.start(m);
+  }
+
+  // ---- the run ---------------------------------------------------------------------------------
+
+  private converged(): { ok: boolean; why: string } {
+    const l = this.currentLeader();
+    if (!l) return { ok: false, why: 'no leader' };
+    const st = l.raw.status();
+    if (st.commit !== l.applied) return { ok: false, why: `leader n${l.id} commit ${st.commit} applied ${l.applied}` };
+    const ids = [...st.confState.voters, ...st.confState.learners];
+    const state = l.sm.serialize().toString();
+    for (const id of ids) {
+      const m = this.members.get(id);
+      if (!m || m.state !== 'up') return { ok: false, why: `member n${id} is ${m?.state ?? 'unknown'}` };
+      if (m.applied !== l.applied) return { ok: false, why: `n${id} applied ${m.applied}, leader n${l.id} ${l.applied}` };
+      if (m.sm.serialize().toString() !== state) this.violate('state-machine-safety', `n${id} and leader n${l.id} both applied ${l.applied} but their states differ`, [id, l.id]);
+    }
+    return { ok: true, why: '' };
+  }
+
+  private runUntil(t: number, stop?: () => boolean): void {
+    while (this.queue.runNext(t)) {
+      this.stats.events++;
+      if (stop?.()) return;
+    }
+    this.queue.now = Math.max(this.queue.now, t);
+  }
+
+  run(): SimResult {
+    try {
+      const voters = Array.from({ length: this.membersAtStart }, (_, i) => i + 1);
+      this.trace('fault', `seed ${this.seed}: ${this.membersAtStart} members, fault ${this.fault}, profile ${JSON.stringify({ ...this.profile, weights: undefined, rough: undefined })}`, voters);
+      for (const id of voters) this.newMember(id, voters);
+      for (let i = 1; i <= this.profile.clients; i++) {
+        const c: Client = { id: i, seq: 0, op: undefined, leaderGuess: 0 };
+        this.clients.push(c);
+        this.scheduleClient(c);
+      }
+      this.clientsStopAt = this.chaosMs + this.settleMs / 3;
+      this.clientsGiveUpAt = this.chaosMs + (2 * this.settleMs) / 3;
+      this.queue.after(300, () => this.scheduleFault());
+      this.runUntil(this.chaosMs);
+      this.healAll();
+      const end = this.chaosMs + this.settleMs;
+      this.runUntil(end);
+      let c = this.converged();
+      let deadline = end + 10_000;
+      while (!c.ok && this.queue.now < deadline) {
+        this.runUntil(this.queue.now + 50);
+        c = this.converged();
+        if (!c.ok && this.queue.size === 0) deadline = 0;
+      }
+      if (!c.ok) this.violate('no-convergence', `no convergence ${this.queue.now - end}ms after healing: ${c.why}`, this.memberIds(), this.memberSummary());
+      this.trace('check', `converged at ${this.queue.now}ms: ${this.memberSummary().join('; ')}`, []);
+      const lin = checkKvHistory(this.history, { maxSteps: 5_000_000 });
+      this.stats.linearizability = lin.outcome;
+      if (lin.outcome === 'illegal') {
+        const key = lin.failed!.ops[0].input.key;
+        this.violate('linearizability', `the client history of key ${key} is not linearizable`, [], explainKv(lin.failed!, 30), key);
+      }
+    } catch (err) {
+      if (!(err instanceof Abort)) {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const v: Violation = { kind: 'exception', time: this.queue.now, message: `${e.name}: ${e.message}`, nodes: [], details: (e.stack ?? '').split('\n').slice(1, 12) };
+        this.violations.push(v);
+      }
+    }
+    this.stats.simulatedMs = this.queue.now;
+    return {
+      seed: this.seed,
+      members: this.membersAtStart,
+      violations: this.violations,
+      trace: this.relevantTrace(this.violations[0]),
+      traceHash: (this.traceHash >>> 0).toString(16).padStart(8, '0') + ':' + this.traceCount,
+      traceEvents: this.traceCount,
+      stats: this.stats,
+    };
+  }
+
+  private memberSummary(): string[] {
+    return [...this.members.values()].map((m) => `n${m.id} ${m.state}${m.state === 'up' ? ` ${m.role} t${m.raw.status().term} applied ${m.applied} ${confString(m.confState)}` : ''}`);
+  }
+}
+
+export function runSim(core: SimCore, opts: SimOptions): SimResult {
+  return new RaftSim(core, opts).run();
+}
+
+/** Formats a violating result for humans: seed, violation, details, relevant trace, replay line. */
+export function formatViolation(r: SimResult): string[] {
+  const lines: string[] = [];
+  for (const v of r.violations) {
+    lines.push(`seed ${r.seed} (${r.members} members): ${v.kind} at ${v.time}ms: ${v.message}`);
+    for (const d of v.details) lines.push(`    ${d}`);
+  }
+  lines.push(`  last ${r.trace.length} relevant events:`);
+  for (const t of r.trace) lines.push(`    ${t}`);
+  lines.push(`  replay: npm run sim:raft -- --seed ${r.seed}${r.members !== (r.seed % 2 === 0 ? 3 : 5) ? ` --members ${r.members}` : ''} --verbose`);
+  return lines;
+}
