@@ -1,0 +1,76 @@
+import { SwarmError, ErrorCode } from '@swarmd/common';
+import { x509, parseCertificate } from './x509.js';
+import { type CertRole, isCertRole } from './roles.js';
+
+/** Who a peer is, as its certificate says (never as its requests say). */
+export interface PeerIdentity {
+  /** CN: the node id (or the admin id of an admin certificate). */
+  nodeId: string;
+  /** OU. */
+  role: CertRole;
+  /** O. */
+  clusterId: string;
+  notBefore: number;
+  notAfter: number;
+}
+
+export interface VerifyOptions {
+  /** The cluster's root CA certificate: only certificates it signed are accepted. */
+  caCertPem: string;
+  /** The time to check validity at (unix ms); an input, so tests can move it. */
+  now: number;
+  /** When given, the certificate must name this cluster. */
+  clusterId?: string;
+  /** Removed nodes (Cluster.removedNodeIds): their certificates are refused though still valid. */
+  isRemoved?: (nodeId: string) => boolean;
+}
+
+const refuse = (why: string, details?: Record<string, unknown>) =>
+  new SwarmError(ErrorCode.UNAUTHENTICATED, `peer certificate refused: ${why}`, details ? { details } : {});
+
+const caCache = new Map<string, x509.X509Certificate>();
+function caOf(pem: string): x509.X509Certificate {
+  let ca = caCache.get(pem);
+  if (!ca) {
+    ca = parseCertificate(pem);
+    if (caCache.size > 16) caCache.clear();
+    caCache.set(pem, ca);
+  }
+  return ca;
+}
+
+/**
+ * Checks a peer's certificate against the cluster CA and returns its identity. Refuses
+ * (UNAUTHENTICATED, with the reason) a certificate from another CA, outside its validity at
+ * `now`, of an unknown role, of another cluster, or of a removed node.
+ */
+export async function verifyPeerCertificate(cert: string | Uint8Array | x509.X509Certificate, opts: VerifyOptions): Promise<PeerIdentity> {
+  let c: x509.X509Certificate;
+  try {
+    c = parseCertificate(cert);
+  } catch (err) {
+    throw new SwarmError(ErrorCode.UNAUTHENTICATED, 'peer certificate refused: it cannot be parsed', { cause: err });
+  }
+  const ca = caOf(opts.caCertPem);
+  if (c.issuer !== ca.subject) throw refuse(`it was issued by "${c.issuer}", not by this cluster's CA`);
+  let signed = false;
+  try {
+    signed = await c.verify({ publicKey: ca.publicKey, signatureOnly: true });
+  } catch {
+    signed = false;
+  }
+  if (!signed) throw refuse("its signature is not the cluster CA's (a foreign CA with the same name?)");
+  const notBefore = c.notBefore.getTime();
+  const notAfter = c.notAfter.getTime();
+  if (opts.now < notBefore) throw refuse(`it is not valid before ${c.notBefore.toISOString()}`, { notBefore });
+  if (opts.now > notAfter) throw refuse(`it expired at ${c.notAfter.toISOString()}`, { notAfter });
+  const nodeId = c.subjectName.getField('CN')[0] ?? '';
+  const role = c.subjectName.getField('OU')[0] ?? '';
+  const clusterId = c.subjectName.getField('O')[0] ?? '';
+  if (!nodeId) throw refuse('it has no CN (node id)');
+  if (!isCertRole(role)) throw refuse(`unknown role (OU) "${role}"`);
+  if (!clusterId) throw refuse('it has no O (cluster id)');
+  if (opts.clusterId !== undefined && clusterId !== opts.clusterId) throw refuse(`it is for cluster ${clusterId}, not ${opts.clusterId}`);
+  if (opts.isRemoved?.(nodeId)) throw refuse(`node ${nodeId} was removed from the cluster`, { nodeId });
+  return { nodeId, role, clusterId, notBefore, notAfter };
+}
