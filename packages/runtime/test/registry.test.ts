@@ -1,0 +1,200 @@
+import test from 'ava';
+import type http from 'node:http';
+import { ErrorCode, SwarmError } from '@swarmd/common';
+import { buildImage, sha256, tarLayer, type BuiltImage, type Teardown } from '@swarmd/testkit';
+import { parseChallenges, parseReference, RegistryClient } from '../src/index.js';
+import { imageService, serve, storeState, type Served } from './images-helpers.js';
+
+interface FakeContent {
+  manifests: Map<string, { body: Buffer; mediaType: string }>;
+  blobs: Map<string, Buffer>;
+}
+
+function contentOf(img: BuiltImage, tag: string): FakeContent {
+  const m = { body: img.manifest, mediaType: img.manifestMediaType };
+  return {
+    manifests: new Map([
+      [tag, m],
+      [img.manifestDigest, m],
+    ]),
+    blobs: new Map([[img.configDigest, img.config], ...img.layers.map((l) => [l.digest, l.data] as [string, Buffer])]),
+  };
+}
+
+/** A minimal read-only v2 registry; `gate` may answer a request first (auth, faults). */
+async function fakeRegistry(
+  t: Teardown,
+  c: FakeContent,
+  gate?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean,
+): Promise<Served> {
+  return serve(t, (req, res) => {
+    if (gate?.(req, res)) return;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);
+    if (url.pathname === '/v2/') return void res.writeHead(200).end('{}');
+    if (!m) return void res.writeHead(404).end();
+    if (m[2] === 'manifests') {
+      const man = c.manifests.get(m[3]);
+      if (!man) return void res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+      res.writeHead(200, { 'Content-Type': man.mediaType, 'Docker-Content-Digest': sha256(man.body), 'Content-Length': man.body.length });
+      return void res.end(req.method === 'HEAD' ? undefined : man.body);
+    }
+    const blob = c.blobs.get(m[3]);
+    if (!blob) return void res.writeHead(404).end();
+    res.writeHead(200, { 'Content-Length': blob.length, 'Content-Type': 'application/octet-stream' });
+    res.end(req.method === 'HEAD' ? undefined : blob);
+  });
+}
+
+async function smallImage(text = 'hello'): Promise<BuiltImage> {
+  return buildImage({ layers: [{ tar: await tarLayer([{ type: 'file', path: 'hello', content: text }]) }] });
+}
+
+test('WWW-Authenticate challenges are parsed', (t) => {
+  t.deepEqual(parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"'), [
+    { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' } },
+  ]);
+  t.deepEqual(parseChallenges('Basic realm="Registry Realm"'), [{ scheme: 'basic', params: { realm: 'Registry Realm' } }]);
+  t.deepEqual(parseChallenges(['Basic realm=r', 'Bearer realm="x\\"y"']), [
+    { scheme: 'basic', params: { realm: 'r' } },
+    { scheme: 'bearer', params: { realm: 'x"y' } },
+  ]);
+  t.deepEqual(parseChallenges(undefined), []);
+});
+
+test('plain HTTP only for loopback and insecure registries', (t) => {
+  const c = new RegistryClient({ insecureRegistries: ['10.231.0.0/16', 'reg.test:5000', 'plain.test'] });
+  t.teardown(() => c.close());
+  t.is(c.schemeFor('127.0.0.1:5000'), 'http');
+  t.is(c.schemeFor('127.9.9.9'), 'http');
+  t.is(c.schemeFor('localhost:5000'), 'http');
+  t.is(c.schemeFor('[::1]:5000'), 'http');
+  t.is(c.schemeFor('10.231.4.1:5000'), 'http');
+  t.is(c.schemeFor('10.232.4.1:5000'), 'https');
+  t.is(c.schemeFor('reg.test:5000'), 'http');
+  t.is(c.schemeFor('reg.test:5001'), 'https');
+  t.is(c.schemeFor('plain.test:1234'), 'http');
+  t.is(c.schemeFor('ghcr.io'), 'https');
+  t.is(c.baseUrl('docker.io').href, 'https://registry-1.docker.io/');
+});
+
+test('Bearer token auth: challenge, token fetched with credentials, cached per scope', async (t) => {
+  const img = await smallImage();
+  const tokenReqs: URL[] = [];
+  const tokens = await serve(t, (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    tokenReqs.push(url);
+    if (req.headers.authorization !== `Basic ${Buffer.from('alice:s3cret').toString('base64')}`) return void res.writeHead(401).end('{"details":"bad creds"}');
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token: `tok-${url.searchParams.getAll('scope').join('+')}`, expires_in: 300 }));
+  });
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (req, res) => {
+    if (req.headers.authorization === 'Bearer tok-repository:team/app:pull') return false;
+    res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${tokens.url}/token",service="fake-registry",scope="repository:team/app:pull"` }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+    return true;
+  });
+  const svc = await imageService(t);
+  const rec = await svc.pull(`${reg.host}/team/app:v1`, { auth: { username: 'alice', password: 's3cret' } });
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(tokenReqs.length, 1, 'one token for the whole pull');
+  t.is(tokenReqs[0].searchParams.get('service'), 'fake-registry');
+  t.deepEqual(tokenReqs[0].searchParams.getAll('scope'), ['repository:team/app:pull']);
+  t.is(reg.requests.filter((r) => r.auth === undefined).length, 1, 'only the first request goes anonymously');
+
+  // Wrong password: the token server refuses; a clear error naming the registry; nothing stored.
+  const other = await imageService(t);
+  const err = await t.throwsAsync(other.pull(`${reg.host}/team/app:v1`, { auth: { username: 'alice', password: 'nope' } }), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.UNAUTHENTICATED);
+  t.true(err.message.includes(`registry ${reg.host}`) && err.message.includes('"alice"'), err.message);
+  const st = await storeState(other.root);
+  t.deepEqual([st.blobs, st.snapshots, st.images], [[], [], 0]);
+});
+
+test('a registry that refuses a token it was given is UNAUTHENTICATED, not retried forever', async (t) => {
+  const img = await smallImage();
+  const tokens = await serve(t, (_req, res) => void res.writeHead(200).end('{"token":"useless"}'));
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (_req, res) => {
+    res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${tokens.url}/token",service="s"` }).end();
+    return true;
+  });
+  const svc = await imageService(t);
+  const err = await t.throwsAsync(svc.pull(`${reg.host}/a/b:v1`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.UNAUTHENTICATED);
+  t.regex(err.message, new RegExp(`registry ${reg.host} refused anonymous access`));
+  t.is(reg.requests.length, 2);
+});
+
+test('a tampered blob is DATA_LOSS naming its digest, and nothing of it is kept', async (t) => {
+  const img = await smallImage();
+  const c = contentOf(img, 'v1');
+  const layer = img.layers[0];
+  const tampered = Buffer.from(layer.data);
+  tampered[tampered.length - 5] ^= 0xff;
+  c.blobs.set(layer.digest, tampered);
+  const reg = await fakeRegistry(t, c);
+  const svc = await imageService(t);
+  const err = await t.throwsAsync(svc.pull(`${reg.host}/x/y:v1`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.DATA_LOSS);
+  t.true(err.message.includes(layer.digest), err.message);
+  t.regex(err.message, /digest mismatch/);
+  const st = await storeState(svc.root);
+  t.false(st.blobs.includes(layer.digest.slice(7)), 'the bad layer is not committed');
+  t.deepEqual([st.snapshots, st.images, st.ingest], [[], 0, []]);
+  t.is(reg.requests.filter((r) => r.path.includes(layer.digest)).length, 1, 'a digest mismatch is not retried');
+});
+
+test('a manifest that does not match the digest asked for is DATA_LOSS', async (t) => {
+  const img = await smallImage();
+  const c = contentOf(img, 'v1');
+  const wrongBytes = Buffer.from(img.manifest.toString().replace('"schemaVersion":2', '"schemaVersion": 2'));
+  c.manifests.set(img.manifestDigest, { body: wrongBytes, mediaType: img.manifestMediaType });
+  const reg = await fakeRegistry(t, c);
+  const svc = await imageService(t);
+  const err = await t.throwsAsync(svc.pull(`${reg.host}/x/y@${img.manifestDigest}`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.DATA_LOSS);
+  t.true(err.message.includes(img.manifestDigest) && err.message.includes(sha256(wrongBytes)), err.message);
+  const st = await storeState(svc.root);
+  t.deepEqual([st.blobs, st.snapshots, st.images], [[], [], 0]);
+});
+
+test('5xx and connection resets are retried with backoff; other 4xx are not', async (t) => {
+  const img = await smallImage();
+  let manifestHits = 0;
+  let blobHits = 0;
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (req, res) => {
+    if (req.url?.includes('/manifests/')) {
+      if (++manifestHits <= 2) return void res.writeHead(503).end('busy'), true;
+    }
+    if (req.url?.includes(`/blobs/${img.layers[0].digest}`) && ++blobHits === 1) {
+      req.socket.destroy();
+      return true;
+    }
+    return false;
+  });
+  const client = new RegistryClient({ retries: 3, backoffMs: 5 });
+  t.teardown(() => client.close());
+  const svc = await imageService(t, { registry: client });
+  const rec = await svc.pull(`${reg.host}/x/y:v1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(manifestHits, 3);
+  t.is(blobHits, 2);
+
+  const bad = await serve(t, (_req, res) => void res.writeHead(400).end('{"errors":[{"code":"NAME_INVALID"}]}'));
+  const err = await t.throwsAsync(client.repository(parseReference(`${bad.host}/x/y:v1`)).getManifest('v1'), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.INVALID_ARGUMENT);
+  t.regex(err.message, /HTTP 400.*NAME_INVALID/);
+  t.is(bad.requests.length, 1);
+
+  const down = await serve(t, (_req, res) => void res.writeHead(502).end());
+  const e2 = await t.throwsAsync(client.repository(parseReference(`${down.host}/x/y:v1`)).getManifest('v1'), { instanceOf: SwarmError });
+  t.is(e2.code, ErrorCode.UNAVAILABLE);
+  t.regex(e2.message, /answered 502 after 4 attempts/);
+  t.is(down.requests.length, 4);
+});
+
+test('a registry without the image says NOT_FOUND naming the reference', async (t) => {
+  const reg = await fakeRegistry(t, { manifests: new Map(), blobs: new Map() });
+  const svc = await imageService(t);
+  const err = await t.throwsAsync(svc.pull(`${reg.host}/gone/app:3`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.NOT_FOUND);
+  t.is(err.message, `image ${reg.host}/gone/app:3: not found in registry ${reg.host}`);
+});
