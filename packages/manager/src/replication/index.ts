@@ -1,2 +1,3 @@
 export * from './replicated-log.js';
 export * from './local-log.js';
+export * from './raft-log.js';

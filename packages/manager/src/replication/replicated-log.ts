@@ -15,8 +15,11 @@ export interface LogStateMachine {
   apply(data: Uint8Array, index: number): void;
   /** The whole state as bytes (a StoreSnapshot), taken at the last applied index. */
   snapshot(): Uint8Array;
-  /** Replaces the whole state with a snapshot taken at `index`. */
-  restore(data: Uint8Array, index: number): void;
+  /**
+   * Replaces the whole state with a snapshot. `index`: the log index it was taken at; when the
+   * log does not know it (raft-ts passes only the bytes), the snapshot's own version is used.
+   */
+  restore(data: Uint8Array, index?: number): void;
 }
 
 export interface ReplicatedLog {
@@ -33,6 +36,4 @@ export interface ReplicatedLog {
   isLeader(): boolean;
   /** Called on every change of leadership of this member; returns an unsubscribe function. */
   onLeaderChange(cb: (isLeader: boolean) => void): () => void;
-  /** The index of the last entry applied locally (0 before any). */
-  appliedIndex(): number;
 }

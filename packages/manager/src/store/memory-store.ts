@@ -268,11 +268,13 @@ export class MemoryStore implements Store {
       tasks: t.all('task') as ObjectOf<'task'>[],
       networks: t.all('network') as ObjectOf<'network'>[],
       clusters: t.all('cluster') as ObjectOf<'cluster'>[],
+      version: this.applied,
     }).finish();
   }
 
-  private restore(data: Uint8Array, index: number): void {
+  private restore(data: Uint8Array, index?: number): void {
     const s = StoreSnapshot.decode(data);
+    index ??= s.version;
     this.tables.clear();
     const put = (kind: Kind, list: AnyObject[]): void => {
       for (const o of list) this.tables.put(kind, deepFreeze(o));

@@ -1,0 +1,129 @@
+import { SwarmError, ErrorCode, failedPrecondition, describeError } from '@swarmd/common';
+import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
+
+/**
+ * What the adapter needs of raft-ts's RaftNode (structurally: this package does not import
+ * raft-ts). RaftNode.propose resolves with the state machine's apply result once the entry is
+ * applied locally; it rejects with NotLeaderError, TimeoutError or RaftNodeStoppedError.
+ */
+export interface RaftNodeLike {
+  propose(data: Uint8Array): Promise<unknown>;
+  readonly isLeader: boolean;
+  on(event: 'leader-change', listener: (c: { leaderId: number; role: string }) => void): unknown;
+  off(event: 'leader-change', listener: (c: { leaderId: number; role: string }) => void): unknown;
+}
+
+/** raft-ts's StateMachine: restore gets no index (the store's snapshot carries its version). */
+export interface RaftStateMachine {
+  apply(data: Uint8Array, index: number): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+/**
+ * The store's ReplicatedLog over a raft-ts RaftNode. Wiring (the node needs its state machine
+ * at construction, the store needs its log):
+ *
+ *   const log = new RaftLog();
+ *   const store = createStore({ log });                       // attaches the store
+ *   const node = await RaftNode.start({ ..., stateMachine: log.stateMachine });
+ *   log.connect(node);                                         // proposals + leader changes
+ */
+export class RaftLog implements ReplicatedLog {
+  private sm: LogStateMachine | undefined;
+  private node: RaftNodeLike | undefined;
+  private leader = false;
+  private readonly listeners = new Set<(isLeader: boolean) => void>();
+  private readonly onChange = (c: { role: string }): void => this.setLeader(c.role === 'leader');
+
+  /** Give this to RaftNode as its stateMachine. apply returns the index (propose resolves with it). */
+  readonly stateMachine: RaftStateMachine = {
+    apply: (data, index) => {
+      this.attached().apply(data, index);
+      return index;
+    },
+    snapshot: () => this.attached().snapshot(),
+    restore: (data) => this.attached().restore(data),
+  };
+
+  attach(sm: LogStateMachine): void {
+    if (this.sm) throw failedPrecondition('log: a state machine is already attached');
+    this.sm = sm;
+  }
+
+  private attached(): LogStateMachine {
+    if (!this.sm) throw failedPrecondition('log: raft applied an entry before the store attached');
+    return this.sm;
+  }
+
+  connect(node: RaftNodeLike): void {
+    if (this.node) throw failedPrecondition('log: already connected to a raft node');
+    this.node = node;
+    node.on('leader-change', this.onChange);
+    this.setLeader(node.isLeader);
+  }
+
+  /** Stops following the node's leader changes (e.g. before node.stop()). */
+  disconnect(): void {
+    this.node?.off('leader-change', this.onChange);
+    this.node = undefined;
+    this.setLeader(false);
+  }
+
+  async propose(data: Uint8Array, signal?: AbortSignal): Promise<number> {
+    const node = this.node;
+    if (!node) throw new SwarmError(ErrorCode.UNAVAILABLE, 'not the leader (raft is not running)');
+    if (signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled', { cause: signal.reason });
+    const proposal = node.propose(data).then(
+      (r) => (typeof r === 'number' ? r : 0),
+      (err: unknown) => {
+        throw raftError(err);
+      },
+    );
+    if (!signal) return proposal;
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled; it may still be applied', { cause: signal.reason }));
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([proposal, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort!);
+      proposal.catch(() => undefined);
+    }
+  }
+
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  onLeaderChange(cb: (isLeader: boolean) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  private setLeader(leader: boolean): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    for (const cb of [...this.listeners]) cb(leader);
+  }
+}
+
+/** raft-ts errors as SwarmErrors: every refusal of a proposal is UNAVAILABLE (retry elsewhere or later). */
+function raftError(err: unknown): SwarmError {
+  const name = err instanceof Error ? err.name : '';
+  const msg = describeError(err);
+  switch (name) {
+    case 'NotLeaderError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, `not the leader: ${msg}`, {
+        cause: err,
+        details: { leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
+      });
+    case 'TimeoutError':
+    case 'RaftNodeStoppedError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, `proposal outcome unknown: ${msg}`, { cause: err });
+    default:
+      return err instanceof SwarmError ? err : new SwarmError(ErrorCode.UNAVAILABLE, `proposal failed: ${msg}`, { cause: err });
+  }
+}

@@ -1,0 +1,132 @@
+import test from 'ava';
+import { EventEmitter } from 'node:events';
+import { isSwarmError, ErrorCode } from '@swarmd/common';
+import { RaftLog, createStore, makeObject, cloneObject, type RaftNodeLike, type RaftStateMachine, type MemoryStore } from '../src/index.js';
+
+// A stand-in for raft-ts's RaftNode with its contract: propose resolves with the state machine's
+// apply result once applied locally, NotLeaderError on followers; Raft's own entries leave gaps.
+class NotLeaderError extends Error {
+  constructor(readonly leaderId: number) {
+    super(`raft: not the leader; proposal refused (leader is ${leaderId})`);
+    this.name = 'NotLeaderError';
+  }
+}
+
+class FakeCluster {
+  index = 0;
+  leader = 1;
+  readonly nodes = new Map<number, FakeNode>();
+
+  async propose(from: number, data: Uint8Array): Promise<unknown> {
+    if (from !== this.leader) throw new NotLeaderError(this.leader);
+    await Promise.resolve(); // replication takes a while
+    this.index += 2; // an entry of Raft's own in between
+    let result: unknown;
+    for (const [id, n] of this.nodes) {
+      const r = n.sm.apply(data, this.index);
+      if (id === from) result = r;
+    }
+    return result;
+  }
+
+  elect(id: number): void {
+    this.leader = id;
+    for (const n of this.nodes.values()) n.emit('leader-change', { leaderId: id, role: n.id === id ? 'leader' : 'follower' });
+  }
+}
+
+class FakeNode extends EventEmitter<{ 'leader-change': [{ leaderId: number; role: string }] }> implements RaftNodeLike {
+  constructor(
+    readonly id: number,
+    readonly sm: RaftStateMachine,
+    private readonly cluster: FakeCluster,
+  ) {
+    super();
+  }
+  get isLeader(): boolean {
+    return this.cluster.leader === this.id;
+  }
+  propose(data: Uint8Array): Promise<unknown> {
+    return this.cluster.propose(this.id, data);
+  }
+}
+
+function cluster(n: number): { c: FakeCluster; stores: MemoryStore[]; logs: RaftLog[] } {
+  const c = new FakeCluster();
+  const stores: MemoryStore[] = [];
+  const logs: RaftLog[] = [];
+  for (let id = 1; id <= n; id++) {
+    const log = new RaftLog();
+    stores.push(createStore({ log, clock: { now: () => 42 } }));
+    const node = new FakeNode(id, log.stateMachine, c);
+    c.nodes.set(id, node);
+    log.connect(node);
+    logs.push(log);
+  }
+  return { c, stores, logs };
+}
+
+const svc = (id: string, name: string) => makeObject('service', { id, spec: { annotations: { name, labels: {} }, task: undefined, mode: undefined, update: undefined, rollback: undefined, endpoint: undefined } });
+
+test('writes through the leader reach every store; versions are raft indexes', async (t) => {
+  const { stores } = cluster(3);
+  const [a, b, c] = stores as [MemoryStore, MemoryStore, MemoryStore];
+  await a.update((tx) => tx.create('service', svc('s1', 'web')));
+  await a.update((tx) => tx.update('service', cloneObject('service', tx.get('service', 's1')!)));
+  t.is(a.version(), 4);
+  t.deepEqual(b.dump(), a.dump());
+  t.deepEqual(c.dump(), a.dump());
+  t.is(c.view((tx) => tx.get('service', 's1'))!.meta!.version, 4);
+});
+
+test('a follower refuses writes with UNAVAILABLE and the leader hint; leader changes move writes', async (t) => {
+  const { c, stores, logs } = cluster(2);
+  const [a, b] = stores as [MemoryStore, MemoryStore];
+  t.true(logs[0].isLeader());
+  t.false(logs[1].isLeader());
+  const err = await t.throwsAsync(b.update((tx) => tx.create('service', svc('s1', 'web'))));
+  t.true(isSwarmError(err, ErrorCode.UNAVAILABLE));
+  t.regex(err.message, /not the leader/);
+  t.is((err as { details?: { leaderId?: number } }).details?.leaderId, 1);
+
+  const seen: boolean[] = [];
+  logs[1].onLeaderChange((l) => seen.push(l));
+  c.elect(2);
+  t.deepEqual(seen, [true]);
+  t.false(logs[0].isLeader());
+  await b.update((tx) => tx.create('service', svc('s1', 'web')));
+  t.deepEqual(a.dump(), b.dump());
+});
+
+test('a conflict decided at apply reaches the proposer through the raft path', async (t) => {
+  const { stores } = cluster(2);
+  const [a, b] = stores as [MemoryStore, MemoryStore];
+  await a.update((tx) => tx.create('service', svc('s1', 'web')));
+  // Two writers on the leader read the same version; both entries are proposed before either is applied.
+  const p1 = a.update((tx) => tx.update('service', cloneObject('service', tx.get('service', 's1')!)));
+  const p2 = a.update((tx) => tx.update('service', cloneObject('service', tx.get('service', 's1')!)));
+  const [r1, r2] = await Promise.allSettled([p1, p2]);
+  t.is(r1.status, 'fulfilled');
+  t.true(r2.status === 'rejected' && isSwarmError(r2.reason, ErrorCode.CONFLICT));
+  t.deepEqual(a.dump(), b.dump());
+});
+
+test('raft restores a snapshot without an index: the store takes the version from the snapshot', async (t) => {
+  const { stores, logs } = cluster(1);
+  await stores[0].update((tx) => tx.create('service', svc('s1', 'web')));
+  const data = logs[0].stateMachine.snapshot();
+  const other = new RaftLog();
+  const s2 = createStore({ log: other });
+  other.stateMachine.restore(data);
+  t.is(s2.version(), 2);
+  t.deepEqual(s2.dump(), stores[0].dump());
+});
+
+test('an aborted proposal is CANCELLED', async (t) => {
+  const { stores } = cluster(1);
+  const ac = new AbortController();
+  const p = stores[0].update((tx) => tx.create('service', svc('s1', 'web')), { signal: ac.signal });
+  ac.abort();
+  const err = await t.throwsAsync(p);
+  t.true(isSwarmError(err, ErrorCode.CANCELLED));
+});
