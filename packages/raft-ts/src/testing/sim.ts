@@ -60,6 +60,8 @@ export interface SimOptions {
    * from MemoryStorage's confState option (the initial membership is then in no log entry).
    */
   bootstrap?: 'snapshot' | 'conf-state';
+  /** Chance that a Ready that does not need a sync is synced anyway (background flush); 0.2. */
+  syncProbability?: number;
 }
 
 export type ViolationKind = 'election-safety' | 'state-machine-safety' | 'apply-order' | 'linearizability' | 'no-convergence' | 'exception';
@@ -262,6 +264,7 @@ export class RaftSim {
   private readonly profile: Profile;
   private readonly fault: SimFault;
   private readonly bootstrap: 'snapshot' | 'conf-state';
+  private readonly syncProbability: number;
   private readonly chaosMs: number;
   private readonly settleMs: number;
   private readonly verbose: boolean;
@@ -296,6 +299,7 @@ export class RaftSim {
     this.nextMemberId = this.membersAtStart + 1;
     this.fault = opts.fault ?? 'none';
     this.bootstrap = opts.bootstrap ?? 'snapshot';
+    this.syncProbability = opts.syncProbability ?? 0.2;
     this.chaosMs = opts.chaosMs ?? 6000;
     this.settleMs = opts.settleMs ?? 3000;
     this.verbose = opts.verbose ?? false;
@@ -534,7 +538,7 @@ export class RaftSim {
         m.disk.write({ kind: 'hardState', hardState: rd.hardState });
         m.storage.setHardState(rd.hardState);
       }
-      if (rd.mustSync || hasSnap || this.rng.chance(0.2)) m.disk.sync();
+      if (rd.mustSync || this.rng.chance(this.syncProbability)) m.disk.sync();
       // 2. Send.
       for (const msg of rd.messages) this.sendRaft(m, msg);
       // 3. Apply.
