@@ -21,7 +21,7 @@ export interface TestRuntime {
   svc: ContainerService;
   busybox: ImageInput;
   /** Another service on the same root (an agent restart). */
-  reopen(): ContainerService;
+  reopen: () => ContainerService;
 }
 
 /** Kills every conmon (and its container) whose command line names `root`. */
@@ -67,4 +67,17 @@ export async function logLines(svc: ContainerService, id: string): Promise<strin
   const out: string[] = [];
   for await (const e of svc.logs(id)) out.push(`${e.stream}: ${e.line}`);
   return out;
+}
+
+/** Follows a container's log until a line matches (or the container exits). */
+export async function waitForLog(svc: ContainerService, id: string, re: RegExp, timeoutMs = 20_000): Promise<string> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  for await (const e of svc.logs(id, { follow: true, signal })) if (re.test(e.line)) return e.line;
+  throw new Error(`container ${id}: no log line matching ${String(re)}`);
+}
+
+/** True while a process exists (zombies count as gone). */
+export async function alive(pid: number): Promise<boolean> {
+  const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return st !== undefined && st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) !== 'Z';
 }

@@ -93,6 +93,7 @@ export async function* readK8sLog(path: string, o: LogReadOptions, isDone: () =>
     const e = p && asm.push(p);
     if (e && keep(e)) first.push(e);
   }
+  if (!o.follow) for (const e of asm.flush()) if (keep(e)) first.push(e); // a last line without newline
   yield* o.tail !== undefined ? first.slice(Math.max(0, first.length - o.tail)) : first;
   if (!o.follow) return;
 
