@@ -159,7 +159,7 @@ test('an image pushed by skopeo pulls', async (t) => {
   t.deepEqual((await svc.config(rec)).config?.Cmd, ['true']);
 });
 
-test('push from the content store to another repository, then pull it elsewhere', async (t) => {
+test('push from the content store to another registry (upload) or repository (mount), then pull it elsewhere', async (t) => {
   const reg = await startRegistry({ t });
   const img = await buildBusyboxImage({ extraLayers: [{ tar: await tarLayer([{ type: 'file', path: 'pushed', content: 'yes' }]) }] });
   const a = await imageService(t);
@@ -175,7 +175,17 @@ test('push from the content store to another repository, then pull it elsewhere'
   await a.push(`${proxy.host}/dst/app:2`, { source: `${reg.host}/src/app:1` });
   t.false(proxy.requests.slice(n).some((r) => r.method === 'PUT' && r.path.includes('/blobs/')));
 
+  // Within one registry, blobs are mounted from the source repository, not uploaded.
+  const c = await imageService(t);
+  await c.pull(`${proxy.host}/src/app:1`);
+  const m = proxy.requests.length;
+  t.is(await c.push(`${proxy.host}/mounted/app:1`, { source: `${proxy.host}/src/app:1` }), img.manifestDigest);
+  const after = proxy.requests.slice(m);
+  t.is(after.filter((r) => r.method === 'POST' && r.path.includes('mount=sha256')).length, 1 + img.layers.length);
+  t.false(after.some((r) => r.method === 'PUT' && r.path.includes('/blobs/')), 'no blob bytes sent');
+
   const b = await imageService(t);
+  t.is((await b.pull(`${reg.host}/mounted/app:1`)).manifest.digest, img.manifestDigest);
   const rec = await b.pull(`${reg.host}/dst/app:2`);
   t.is(rec.manifest.digest, img.manifestDigest);
   t.is(await readFile(join(b.layerDirs(rec)[0], 'pushed'), 'utf8'), 'yes');

@@ -1,9 +1,14 @@
 import test from 'ava';
 import type http from 'node:http';
-import { ErrorCode, SwarmError } from '@swarmd/common';
+import https from 'node:https';
+import { networkInterfaces } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { ErrorCode, run, SwarmError } from '@swarmd/common';
 import { buildImage, sha256, tarLayer, type BuiltImage, type Teardown } from '@swarmd/testkit';
 import { parseChallenges, parseReference, RegistryClient } from '../src/index.js';
-import { imageService, serve, storeState, type Served } from './images-helpers.js';
+import { imageService, serve, storeState, tempDir, type Served } from './images-helpers.js';
 
 interface FakeContent {
   manifests: Map<string, { body: Buffer; mediaType: string }>;
@@ -197,4 +202,46 @@ test('a registry without the image says NOT_FOUND naming the reference', async (
   const err = await t.throwsAsync(svc.pull(`${reg.host}/gone/app:3`), { instanceOf: SwarmError });
   t.is(err.code, ErrorCode.NOT_FOUND);
   t.is(err.message, `image ${reg.host}/gone/app:3: not found in registry ${reg.host}`);
+});
+
+/** A non-loopback address of this machine (HTTPS is used for every registry not on loopback). */
+function localAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return undefined;
+}
+
+(localAddress() ? test : test.skip)('HTTPS registries are verified against the CA given, and refused without it', async (t) => {
+  const addr = localAddress()!;
+  const dir = await tempDir(t);
+  const ossl = (args: string[]) => run('openssl', args);
+  await ossl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=swarmd test CA', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem')]);
+  await ossl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${addr}`, '-keyout', join(dir, 'srv.key'), '-out', join(dir, 'srv.csr')]);
+  await writeFile(join(dir, 'ext.cnf'), `subjectAltName=IP:${addr}\n`);
+  await ossl(['x509', '-req', '-in', join(dir, 'srv.csr'), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'ext.cnf'), '-out', join(dir, 'srv.pem')]);
+  const img = await smallImage('over tls');
+  const c = contentOf(img, 'v1');
+  const server = https.createServer({ key: await readFile(join(dir, 'srv.key')), cert: await readFile(join(dir, 'srv.pem')) }, (req, res) => {
+    const m = /^\/v2\/.+\/(manifests|blobs)\/([^/]+)$/.exec(req.url ?? '');
+    const man = m?.[1] === 'manifests' ? c.manifests.get(m[2]) : undefined;
+    const blob = m?.[1] === 'blobs' ? c.blobs.get(m[2]) : undefined;
+    if (man) return void res.writeHead(200, { 'Content-Type': man.mediaType }).end(man.body);
+    if (blob) return void res.writeHead(200).end(blob);
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, addr, r));
+  t.teardown(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+  const host = `${addr}:${(server.address() as AddressInfo).port}`;
+
+  const svc = await imageService(t, { registry: { ca: await readFile(join(dir, 'ca.pem')), retries: 0 } });
+  t.is(svc.registry.schemeFor(host), 'https');
+  const rec = await svc.pull(`${host}/tls/app:v1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+
+  const untrusting = await imageService(t, { registry: { retries: 0 } });
+  const err = await t.throwsAsync(untrusting.pull(`${host}/tls/app:v1`), { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.UNAVAILABLE);
+  t.regex(err.message, /certificate/i);
+  // Marked insecure, the same host is spoken to over plain HTTP (and this TLS server hangs up).
+  const insecure = await imageService(t, { registry: { insecureRegistries: [addr], retries: 0 } });
+  t.is(insecure.registry.schemeFor(host), 'http');
 });

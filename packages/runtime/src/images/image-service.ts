@@ -342,10 +342,14 @@ export class ImageService {
     const rec = await this.get(o.source ?? ref);
     const repo = this.registry.repository(dst, { auth: o.auth, push: true });
     const tagOrDigest = dst.tag ?? dst.digest ?? 'latest';
+    // Within one registry, ask it to mount blobs from the repository the image came from
+    // instead of uploading them (it falls back to an upload when it cannot).
+    const src = parseReference(rec.name);
+    const mountFrom = src.domain === dst.domain && src.path !== dst.path ? src.path : undefined;
     const blobs = [rec.config, ...rec.layers];
     await mapLimit(blobs, this.concurrency, async (d) => {
       await this.content.info(d.digest);
-      await repo.pushBlob(d, () => createReadStream(this.content.blobPath(d.digest)));
+      await repo.pushBlob(d, () => createReadStream(this.content.blobPath(d.digest)), { mountFrom });
     });
     const manifestBytes = await this.content.readAll(rec.manifest.digest);
     if (rec.target.digest !== rec.manifest.digest) {

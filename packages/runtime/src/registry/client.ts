@@ -366,7 +366,7 @@ export class Repository {
     if (await this.blobExists(desc.digest)) return 'exists';
     const what = `upload of blob ${desc.digest} to ${this.name}`;
     const start = this.url('blobs/uploads/');
-    if (o.mountFrom) {
+    if (o.mountFrom !== undefined) {
       start.searchParams.set('mount', desc.digest);
       start.searchParams.set('from', o.mountFrom);
     }
