@@ -648,6 +648,20 @@ export class ContainerService {
     return cgroupDirs(`${this.cgroupParent}/${id}`);
   }
 
+  /**
+   * Layer directories some container (of any status) still mounts or may mount: the image
+   * half's gc keeps their snapshots (ImageServiceOptions.isSnapshotInUse).
+   */
+  async layerDirsInUse(): Promise<Set<string>> {
+    const out = new Set<string>();
+    const ids = await readdir(this.containersDir).catch(() => [] as string[]);
+    for (const id of ids) {
+      const meta = await this.readMeta(id).catch(() => undefined);
+      for (const l of meta?.image.layers ?? []) out.add(l);
+    }
+    return out;
+  }
+
   private async volumeInUse(name: string): Promise<boolean> {
     const ids = await readdir(this.containersDir).catch(() => [] as string[]);
     for (const id of ids) {
