@@ -149,3 +149,18 @@ test('a removed node is refused although its certificate is still valid', async 
   const f = await fixtureP;
   await refusedWith(t, call(f.port, clientCredentials(f.creds.revoked), 'whoami'), grpc.status.UNAUTHENTICATED, /node gone1 was removed/);
 });
+
+test('a client that expects a manager refuses a server holding a worker certificate', async (t) => {
+  const f = await fixtureP;
+  const workerServer = new grpc.Server();
+  t.teardown(() => workerServer.forceShutdown());
+  workerServer.addService(Probe, {
+    whoami: (_call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => cb(null, { nodeId: 'x', role: 'x', clusterId: 'x' }),
+    managerOnly: (_call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => cb(null, { nodeId: 'x', role: 'x', clusterId: 'x' }),
+  });
+  const tls = await issue(f.ca, CertRole.WORKER, 'wrk-impostor', ['127.0.0.1']);
+  const port = await new Promise<number>((resolve, reject) =>
+    workerServer.bindAsync('127.0.0.1:0', serverCredentials(tls), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  await refusedWith(t, call(port, clientCredentials(f.creds.manager), 'whoami'), grpc.status.UNAVAILABLE);
+});

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SwarmError, ErrorCode, type Logger, invalidArgument, nullLogger, internal, describeError } from '@swarmd/common';
 import { StoreSnapshot, StoreTransaction, type StoreAction } from '@swarmd/proto';
-import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze, makeObject } from './kinds.js';
+import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze } from './kinds.js';
 import { type EventMatcher, type StoreEvent, type ObjectEvent, anyOf } from './events.js';
 import { Overlay } from './overlay.js';
 import { type SelectorOf, planLookup } from './selectors.js';
@@ -342,6 +342,3 @@ class TxImpl implements Tx {
     this.ov.remove(kind, id);
   }
 }
-
-/** Re-exported for callers building objects: a full object from a partial one. */
-export { makeObject };
