@@ -81,6 +81,8 @@ test('layerDirs are top first and config reads the image config', async (t) => {
   t.deepEqual(await readdir(join(dirs[0], 'etc')), ['top']);
   t.true((await readdir(join(dirs[1], 'bin'))).includes('busybox'));
   t.is(await readFile(join(dirs[0], 'etc/top'), 'utf8'), 'top');
+  t.deepEqual(dirs.map((d) => svc.chainIdOf(d)), [...rec.chainIds].reverse());
+  t.is(svc.chainIdOf('/elsewhere/' + rec.chainIds[0].slice(7) + '/fs'), undefined);
   const cfg = await svc.config('localhost:5000/cfg:1');
   t.deepEqual(cfg.config?.Entrypoint, ['/bin/sh', '-c']);
   t.is(cfg.config?.User, '1:1');

@@ -132,9 +132,24 @@ export class ImageService {
     return join(this.snapshotsDir, digestHex(chainId));
   }
 
+  /** The tree of one snapshot: a lowerdir. */
+  layerDirOf(chainId: Digest): string {
+    return join(this.snapshotPath(chainId), 'fs');
+  }
+
+  /**
+   * The chain id a lowerdir belongs to (the inverse of layerDirOf), or undefined for a path
+   * that is not one of our snapshots: lets the container half answer isSnapshotInUse from the
+   * lowerdirs it recorded for its containers.
+   */
+  chainIdOf(layerDir: string): Digest | undefined {
+    const m = /^(.*)\/([0-9a-f]{64})\/fs\/?$/.exec(layerDir);
+    return m && m[1] === this.snapshotsDir ? `sha256:${m[2]}` : undefined;
+  }
+
   /** Overlay lowerdirs of an image, top layer first: `lowerdir=${dirs.join(':')}`. */
   layerDirs(image: ImageRecord): string[] {
-    return image.chainIds.map((c) => join(this.snapshotPath(c), 'fs')).reverse();
+    return image.chainIds.map((c) => this.layerDirOf(c)).reverse();
   }
 
   /** The image config (Entrypoint, Cmd, Env, User…). */
