@@ -10,7 +10,7 @@ test('a single voter elects itself and commits', (t) => {
   t.is(st.term, 1);
   net.propose(1, 'a');
   t.deepEqual(net.get(1).applied, ['a']);
-  t.is(net.get(1).raw.status().commit, 2);
+  t.is(net.get(1).raw.status().commit, 3);
 });
 
 test('three voters: campaign elects a leader, entries replicate and apply everywhere', (t) => {

@@ -63,8 +63,14 @@ export class CoreNet {
   constructor(opts: NetOptions) {
     this.opts = opts;
     this.rng = seeded(opts.seed ?? 1);
+    // Founding members start from a snapshot at index 1 holding the initial membership, so the
+    // membership is in every log's history (a member added later gets it with a snapshot).
     const cs: ConfState = { voters: [...opts.voters], learners: [...(opts.learners ?? [])] };
-    for (const id of [...opts.voters, ...(opts.learners ?? [])]) this.addMember(id, new MemoryStorage({ confState: cs }));
+    for (const id of [...opts.voters, ...(opts.learners ?? [])]) {
+      const storage = new MemoryStorage();
+      storage.applySnapshot({ data: Buffer.from('[]'), metadata: { index: 1, term: 1, confState: cs } });
+      this.addMember(id, storage, {}, { confState: cs });
+    }
   }
 
   config(id: number, storage: MemoryStorage, extra: Partial<RaftConfig> = {}): RaftConfig {
@@ -79,7 +85,7 @@ export class CoreNet {
       storage,
       applied: state?.applied ?? [],
       appliedIndex: state?.appliedIndex ?? storage.firstIndex() - 1,
-      confState: storage.initialState().confState,
+      confState: state?.confState ?? storage.initialState().confState,
       readStates: [],
       appliedLog: state?.appliedLog ?? [],
     };
@@ -138,6 +144,7 @@ export class CoreNet {
     if (rd.hardState) mem.storage.setHardState(rd.hardState);
     if (rd.softState?.role === 'leader') {
       const term = mem.raw.status().term;
+      this.checkLeaderCompleteness(mem);
       const set = this.leadersByTerm.get(term) ?? new Set<number>();
       set.add(id);
       this.leadersByTerm.set(term, set);
@@ -190,10 +197,14 @@ export class CoreNet {
     }
     let n = 0;
     for (const m of q) {
-      if (this.blocked(m)) continue;
       const to = this.members.get(m.to);
-      if (!to) continue;
+      if (this.blocked(m) || !to) {
+        // The transport tells the leader a snapshot did not get through.
+        if (m.type === MessageType.MSG_SNAP) this.members.get(m.from)?.raw.reportSnapshot(m.to, false);
+        continue;
+      }
       to.raw.step(m);
+      if (m.type === MessageType.MSG_SNAP) this.members.get(m.from)?.raw.reportSnapshot(m.to, true);
       if (this.dupRate > 0 && this.rng() < this.dupRate) to.raw.step(m);
       n++;
     }
@@ -254,6 +265,42 @@ export class CoreNet {
         if (!other) byIndex.set(e.index, { ...e, id: m.id });
         else if (other.term !== e.term || other.data !== e.data) {
           throw new Error(`members ${other.id} and ${m.id} applied different entries at ${e.index}`);
+        }
+      }
+    }
+  }
+
+  /** A new leader's (persisted) log holds every entry any member applied (§5.4 leader completeness). */
+  checkLeaderCompleteness(leader: Member): void {
+    const st = leader.storage;
+    for (const m of this.members.values()) {
+      for (const e of m.appliedLog) {
+        if (e.index < st.firstIndex()) continue; // covered by the leader's snapshot
+        if (e.index > st.lastIndex() || st.term(e.index) !== e.term) {
+          throw new Error(`leader ${leader.id} lacks committed entry ${e.index}/${e.term} applied by ${m.id}`);
+        }
+      }
+    }
+  }
+
+  /** Two logs holding an entry with the same index and term are identical up to it (§5.3). */
+  checkLogMatching(): void {
+    const ms = [...this.members.values()];
+    for (let i = 0; i < ms.length; i++) {
+      for (let j = i + 1; j < ms.length; j++) {
+        const a = ms[i].storage;
+        const b = ms[j].storage;
+        const lo = Math.max(a.firstIndex(), b.firstIndex());
+        const hi = Math.min(a.lastIndex(), b.lastIndex());
+        let k = hi;
+        while (k >= lo && a.term(k) !== b.term(k)) k--;
+        if (k < lo) continue;
+        const ea = a.entries(lo, k + 1);
+        const eb = b.entries(lo, k + 1);
+        for (let x = 0; x < ea.length; x++) {
+          if (ea[x].term !== eb[x].term || !ea[x].data.equals(eb[x].data)) {
+            throw new Error(`logs of ${ms[i].id} and ${ms[j].id} differ at ${lo + x} but match at ${k}`);
+          }
         }
       }
     }

@@ -48,7 +48,9 @@ export function stepLeader(r: Raft, m: Message): void {
         return;
       }
       const wasPaused = pr.isPaused();
-      if (!pr.maybeUpdate(m.index)) return;
+      // A probe answered with the match we already had (nothing new to send) still ends probing.
+      const reprobe = pr.state === 'probe' && pr.match === m.index;
+      if (!pr.maybeUpdate(m.index) && !reprobe) return;
       if (pr.state === 'probe') {
         pr.becomeReplicate();
       } else if (pr.state === 'snapshot' && pr.match + 1 >= r.log.firstIndex()) {
