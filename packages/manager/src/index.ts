@@ -2,3 +2,4 @@ export * from './store/index.js';
 export * from './replication/index.js';
 export * from './watch/watch-queue.js';
 export * from './ca/index.js';
+export * from './ids.js';
