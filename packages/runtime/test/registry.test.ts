@@ -245,3 +245,34 @@ function localAddress(): string | undefined {
   const insecure = await imageService(t, { registry: { insecureRegistries: [addr], retries: 0 } });
   t.is(insecure.registry.schemeFor(host), 'http');
 });
+
+test('a cancelled pull stops with CANCELLED; a pull sharing its download starts its own', async (t) => {
+  const img = await smallImage('big enough '.repeat(2000));
+  const layer = img.layers[0];
+  let blobGets = 0;
+  let requested!: () => void;
+  const firstBlobRequest = new Promise<void>((r) => (requested = r));
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (req, res) => {
+    if (!req.url?.endsWith(`/blobs/${layer.digest}`)) return false;
+    if (++blobGets > 1) return false;
+    // The first download stalls half way.
+    res.writeHead(200, { 'Content-Length': layer.data.length });
+    res.write(layer.data.subarray(0, layer.data.length >> 1));
+    requested();
+    return true;
+  });
+  const svc = await imageService(t);
+  const ac = new AbortController();
+  const a = svc.pull(`${reg.host}/c/app:v1`, { signal: ac.signal });
+  await firstBlobRequest;
+  const b = svc.pull(`${reg.host}/c/app:v1`);
+  ac.abort();
+  const err = await t.throwsAsync(a, { instanceOf: SwarmError });
+  t.is(err.code, ErrorCode.CANCELLED);
+  t.regex(err.message, /cancelled/);
+  const rec = await b;
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(blobGets, 2);
+  const st = await storeState(svc.root);
+  t.deepEqual([st.images, st.ingest], [1, []]);
+});

@@ -17,7 +17,7 @@ import { formatReference, parseReference, withTarget, type Reference } from '../
 import { LocalContentStore } from '../content/content-store.js';
 import { SingleFlight } from '../content/single-flight.js';
 import { digestHex, sha256Of, type Descriptor, type Digest, type Platform } from '../content/digest.js';
-import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
+import { checkCancelled, RegistryClient, type RegistryClientOptions } from '../registry/client.js';
 import type { Credentials } from '../registry/auth.js';
 import { MediaTypes } from '../registry/media-types.js';
 import { ImageStore, type ImageRecord } from './image-store.js';
@@ -41,6 +41,11 @@ export interface PullOptions {
   /** `os/arch[/variant]` or an object; the host's platform by default. */
   platform?: string | Platform;
   onProgress?: (p: PullProgress) => void;
+  /**
+   * Stops the pull (CANCELLED). Downloads another pull shares are not cut short for it: a
+   * pull waiting on a download whose starter was cancelled starts its own.
+   */
+  signal?: AbortSignal;
 }
 
 export interface PushOptions {
@@ -212,7 +217,7 @@ export class ImageService {
     const r = parseReference(ref);
     const name = formatReference(r);
     const want = typeof o.platform === 'string' ? parsePlatform(o.platform) : (o.platform ?? hostPlatform());
-    const repo = this.registry.repository(r, { auth: o.auth });
+    const repo = this.registry.repository(r, { auth: o.auth, ...(o.signal ? { signal: o.signal } : {}) });
     const progress = (p: Omit<PullProgress, 'ref'>) => o.onProgress?.({ ref: name, ...p });
     return this.gcLock.shared(async () => {
       const lease = this.lease();
@@ -238,6 +243,7 @@ export class ImageService {
         const rec = await this.complete(name, target, manifestDesc, manifest, lease, {
           fetch: (d, onBytes) => repo.fetchBlobInto(this.content, d, onBytes),
           progress,
+          ...(o.signal ? { signal: o.signal } : {}),
         });
         progress({ kind: 'done', digest: manifestDesc.digest });
         return rec;
@@ -257,11 +263,28 @@ export class ImageService {
     manifestDesc: Descriptor,
     manifest: ImageManifest,
     lease: { add(i: string): void },
-    src: { fetch: (d: Descriptor, onBytes?: (n: number) => void) => Promise<void>; progress?: (p: Omit<PullProgress, 'ref'>) => void },
+    src: {
+      fetch: (d: Descriptor, onBytes?: (n: number) => void) => Promise<void>;
+      progress?: (p: Omit<PullProgress, 'ref'>) => void;
+      signal?: AbortSignal;
+    },
   ): Promise<ImageRecord> {
     const progress = src.progress ?? (() => undefined);
+    const what = `pull of ${name}`;
+    // A shared download cancelled by the pull that started it is not our failure: start again.
+    const ensure = async (d: Digest, fetch: () => Promise<void>) => {
+      for (;;) {
+        checkCancelled(src.signal, what);
+        try {
+          return await untilCancelled(this.content.ensure(d, fetch), src.signal, what);
+        } catch (err) {
+          if (isSwarmError(err, ErrorCode.CANCELLED) && !src.signal?.aborted) continue;
+          throw err;
+        }
+      }
+    };
     lease.add(manifest.config.digest);
-    await this.content.ensure(manifest.config.digest, () => src.fetch(manifest.config));
+    await ensure(manifest.config.digest, () => src.fetch(manifest.config));
     const config = parseConfig(await this.content.readAll(manifest.config.digest), `config ${manifest.config.digest} of ${name}`);
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length) {
@@ -271,12 +294,13 @@ export class ImageService {
     for (const l of manifest.layers) lease.add(l.digest);
     for (const c of chainIds) lease.add(c);
     await mapLimit(manifest.layers, this.concurrency, async (layer, i) => {
+      checkCancelled(src.signal, what);
       if (await this.snapshotReady(chainIds[i])) {
         progress({ kind: 'layer', digest: layer.digest, status: 'exists' });
         return;
       }
       let current = 0;
-      const how = await this.content.ensure(layer.digest, async () => {
+      const how = await ensure(layer.digest, async () => {
         progress({ kind: 'layer', digest: layer.digest, status: 'downloading', current: 0, total: layer.size });
         await src.fetch(layer, (n) => {
           current += n;
@@ -284,10 +308,12 @@ export class ImageService {
         });
       });
       progress({ kind: 'layer', digest: layer.digest, status: how === 'exists' ? 'exists' : 'downloaded' });
+      checkCancelled(src.signal, what);
       progress({ kind: 'layer', digest: layer.digest, status: 'unpacking' });
       await this.ensureSnapshot(chainIds[i], i > 0 ? chainIds[i - 1] : undefined, layer, diffIds[i]);
       progress({ kind: 'layer', digest: layer.digest, status: 'unpacked' });
     });
+    checkCancelled(src.signal, what);
     const rec: ImageRecord = {
       name,
       target,
@@ -556,6 +582,20 @@ export class ImageService {
       }
     });
   }
+}
+
+/** Waits for `p`, or rejects with CANCELLED when `signal` fires first (p itself runs on). */
+function untilCancelled<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new SwarmError(ErrorCode.CANCELLED, `${what}: cancelled`, { cause: signal.reason }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e instanceof Error ? e : new Error(String(e)))),
+    );
+  });
 }
 
 /** OCI chain ids: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + " " + diff(n)). */

@@ -43,6 +43,8 @@ export interface RepoOptions {
   auth?: Credentials;
   /** Ask for push rights too (scope `pull,push`). */
   push?: boolean;
+  /** Cancels the requests of this handle (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export class RegistryClient {
@@ -64,7 +66,7 @@ export class RegistryClient {
   /** A handle on one repository of one registry. */
   repository(ref: Reference, o: RepoOptions = {}): Repository {
     const creds = o.auth ?? this.opts.credentials?.(ref.domain);
-    return new Repository(this, ref, creds, o.push ?? false);
+    return new Repository(this, ref, creds, o.push ?? false, o.signal);
   }
 
   /** `http` or `https` for a registry host. */
@@ -85,15 +87,17 @@ export class RegistryClient {
   async send(ctx: AuthContext, req: HttpRequest, what: string): Promise<HttpResponse> {
     let authTried = false;
     for (let attempt = 0; ; attempt++) {
+      checkCancelled(ctx.signal, what);
       const headers = { ...(req.headers ?? {}) };
       const cached = this.authCache.get(ctx.registry, ctx.scope, ctx.creds?.username);
       if (cached) headers.Authorization = cached;
       let res: HttpResponse;
       try {
-        res = await this.transport.request({ ...req, headers });
+        res = await this.transport.request({ ...req, headers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
       } catch (err) {
+        checkCancelled(ctx.signal, what, err);
         if (attempt < this.retries && isTransientNetworkError(err)) {
-          await this.backoff(attempt, what, err);
+          await this.backoff(attempt, what, err, undefined, ctx.signal);
           continue;
         }
         throw wrapError(ErrorCode.UNAVAILABLE, `${what}: registry ${ctx.registry} unreachable`, err);
@@ -122,7 +126,7 @@ export class RegistryClient {
       if (res.status >= 500 || res.status === 429) {
         drain(res);
         if (attempt < this.retries) {
-          await this.backoff(attempt, what, new Error(`HTTP ${res.status}`), res.headers['retry-after']);
+          await this.backoff(attempt, what, new Error(`HTTP ${res.status}`), res.headers['retry-after'], ctx.signal);
           continue;
         }
         throw new SwarmError(ErrorCode.UNAVAILABLE, `${what}: registry ${ctx.registry} answered ${res.status} after ${attempt + 1} attempts`, {
@@ -133,12 +137,17 @@ export class RegistryClient {
     }
   }
 
-  private async backoff(attempt: number, what: string, err: unknown, retryAfter?: string): Promise<void> {
+  private async backoff(attempt: number, what: string, err: unknown, retryAfter?: string, signal?: AbortSignal): Promise<void> {
     let ms = this.backoffMs * 2 ** attempt;
     const ra = Number(retryAfter);
     if (Number.isFinite(ra) && ra > 0) ms = Math.min(Math.max(ms, ra * 1000), 30_000);
     this.log.debug('registry: retrying', { what, attempt: attempt + 1, delayMs: ms, error: err instanceof Error ? err.message : String(err) });
-    await sleep(ms);
+    try {
+      await sleep(ms, undefined, signal ? { signal } : undefined);
+    } catch (e) {
+      checkCancelled(signal, what, e);
+      throw e;
+    }
   }
 
   private async authenticate(ctx: AuthContext, header: string | string[] | undefined, what: string): Promise<void> {
@@ -182,17 +191,18 @@ export class RegistryClient {
     let res: HttpResponse | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        res = await this.transport.request({ method: 'GET', url, headers });
+        res = await this.transport.request({ method: 'GET', url, headers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
       } catch (err) {
+        checkCancelled(ctx.signal, what, err);
         if (attempt < this.retries && isTransientNetworkError(err)) {
-          await this.backoff(attempt, `token for ${what}`, err);
+          await this.backoff(attempt, `token for ${what}`, err, undefined, ctx.signal);
           continue;
         }
         throw wrapError(ErrorCode.UNAVAILABLE, `${what}: token server ${url.host} of registry ${ctx.registry} unreachable`, err);
       }
       if (res.status >= 500 && attempt < this.retries) {
         drain(res);
-        await this.backoff(attempt, `token for ${what}`, new Error(`HTTP ${res.status}`));
+        await this.backoff(attempt, `token for ${what}`, new Error(`HTTP ${res.status}`), undefined, ctx.signal);
         continue;
       }
       break;
@@ -225,6 +235,12 @@ export interface AuthContext {
   registry: string;
   scope: string;
   creds: Credentials | undefined;
+  signal?: AbortSignal;
+}
+
+/** Throws CANCELLED when `signal` has fired (with `cause` the error it caused, if any). */
+export function checkCancelled(signal: AbortSignal | undefined, what: string, cause?: unknown): void {
+  if (signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, `${what}: cancelled`, { cause: cause ?? signal.reason });
 }
 
 /** One repository (`host/path`) of a registry. */
@@ -238,10 +254,11 @@ export class Repository {
     readonly ref: Reference,
     creds: Credentials | undefined,
     push: boolean,
+    private readonly signal?: AbortSignal,
   ) {
     this.base = client.baseUrl(ref.domain);
     this.name = `${ref.domain}/${ref.path}`;
-    this.ctx = { registry: ref.domain, scope: `repository:${ref.path}:${push ? 'pull,push' : 'pull'}`, creds };
+    this.ctx = { registry: ref.domain, scope: `repository:${ref.path}:${push ? 'pull,push' : 'pull'}`, creds, ...(signal ? { signal } : {}) };
   }
 
   private url(suffix: string): URL {
@@ -336,6 +353,7 @@ export class Repository {
         return;
       } catch (err) {
         await w.abort();
+        checkCancelled(this.signal, `blob ${desc.digest} of ${this.name}`, err);
         const transient = !isSwarmError(err) && isTransientNetworkError(err);
         if (transient && attempt < this.client.retries) {
           this.client.log.debug('registry: blob download interrupted, retrying', { digest: desc.digest, error: (err as Error).message });

@@ -15,6 +15,8 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   /** A buffer, or a factory of a fresh stream per attempt (with `Content-Length` set by the caller). */
   body?: Buffer | (() => Readable);
+  /** Aborts the request (and the response body's stream). */
+  signal?: AbortSignal;
 }
 
 export interface HttpResponse {
@@ -78,7 +80,7 @@ export class Transport {
       const headers: Record<string, string> = { 'User-Agent': 'swarmd/0.1', ...(req.headers ?? {}) };
       if (Buffer.isBuffer(req.body)) headers['Content-Length'] = String(req.body.length);
       else if (req.body === undefined && (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH')) headers['Content-Length'] = '0';
-      const r = mod.request(req.url, { method: req.method, headers, agent }, (res) => {
+      const r = mod.request(req.url, { method: req.method, headers, agent, ...(req.signal ? { signal: req.signal } : {}) }, (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, url: req.url, body: res });
       });
       r.setTimeout(this.timeoutMs, () => r.destroy(Object.assign(new Error(`timeout after ${this.timeoutMs}ms`), { code: 'ETIMEDOUT' })));
