@@ -28,7 +28,8 @@ class RawNodeImpl implements RawNode {
   constructor(config: RaftConfig) {
     this.r = new Raft(config);
     this.prevSoft = this.r.softState();
-    this.prevHard = this.r.hardState();
+    // What storage holds: a bootstrap's hard state (term 1, commit n) goes out in the first Ready.
+    this.prevHard = { ...config.storage.initialState().hardState };
   }
 
   tick(): void {

@@ -320,3 +320,42 @@ test('Ready: a second ready() before advance() hands out only what is new', (t) 
   t.false(n.hasReady());
   t.is(n.status().applied, st.lastIndex());
 });
+
+test('bootstrap from MemoryStorage confState: the membership is in the log, so a joiner learns it', (t) => {
+  const voters = { voters: [1, 2, 3], learners: [] };
+  const boot = new MemoryStorage({ confState: voters });
+  const net = new CoreNet({ voters: [] });
+  for (const id of [1, 2, 3]) net.addMember(id, id === 1 ? boot : new MemoryStorage({ confState: voters }), {}, { appliedIndex: 0, confState: voters });
+  // The first Ready carries the bootstrap entries and hard state to persist.
+  const rd = net.get(1).raw.ready();
+  t.deepEqual(
+    rd.entries.map((e) => [e.index, e.term, e.type]),
+    [
+      [1, 1, EntryType.ENTRY_CONF_CHANGE],
+      [2, 1, EntryType.ENTRY_CONF_CHANGE],
+      [3, 1, EntryType.ENTRY_CONF_CHANGE],
+    ],
+  );
+  t.deepEqual(rd.hardState, { term: 1, vote: 0, commit: 3 });
+  t.true(rd.mustSync);
+  t.is(rd.committedEntries.length, 3);
+  boot.append(rd.entries);
+  boot.setHardState(rd.hardState!);
+  for (const e of rd.committedEntries) net.get(1).appliedIndex = e.index;
+  net.get(1).raw.advance();
+  // A founding member can campaign at once (the bootstrap changes are no-ops for it).
+  net.campaign(1);
+  t.is(net.get(1).raw.status().role, 'leader');
+  net.get(1).raw.proposeConfChange(cc(ConfChangeType.CONF_ADD_LEARNER, 4));
+  net.stabilize();
+  net.addMember(4, new MemoryStorage(), {}, { appliedIndex: 0, confState: { voters: [], learners: [] } });
+  net.tickAll(2);
+  net.get(1).raw.proposeConfChange(cc(ConfChangeType.CONF_ADD_NODE, 4));
+  net.stabilize();
+  t.deepEqual(net.get(4).confState, { voters: [1, 2, 3, 4], learners: [] });
+  // Cut off, the joiner cannot elect itself.
+  net.isolate(4);
+  net.tickAll(50);
+  t.not(net.get(4).raw.status().role, 'leader');
+  net.checkElectionSafety();
+});

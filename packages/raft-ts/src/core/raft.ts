@@ -8,7 +8,7 @@
  */
 import { ConfChange, type Entry, EntryType, type HardState, type Message, MessageType, type Snapshot } from '../pb/raft/raft.js';
 import { RaftLog } from '../log/raft-log.js';
-import { applyConfChangeTo, ConfChangeError, validateConfChange } from '../membership/conf-change.js';
+import { applyConfChangeTo, bootstrapEntries, ConfChangeError, validateConfChange } from '../membership/conf-change.js';
 import { ProgressTracker } from '../progress/tracker.js';
 import {
   CompactedError,
@@ -91,7 +91,17 @@ export class Raft {
     this.log = new RaftLog(c.storage);
     this.tracker = new ProgressTracker(c.maxInflightMsgs ?? 256);
     this.tracker.applyConfState(confState, this.log.lastIndex());
-    if (hardState.term !== 0 || hardState.vote !== 0 || hardState.commit !== 0) this.loadState(hardState);
+    if (hardState.term !== 0 || hardState.vote !== 0 || hardState.commit !== 0) {
+      this.loadState(hardState);
+    } else if (this.log.lastIndex() === 0 && confState.voters.length > 0) {
+      // A founding member with an empty log: write the initial membership into the log as
+      // committed entries (they reach storage through the first Ready), so members that join
+      // later learn it by replaying the log. Applying them is a no-op for the tracker.
+      const boot = bootstrapEntries(confState);
+      this.log.append(boot);
+      this.log.commitTo(boot.length);
+      this.term = 1;
+    }
     if (c.applied !== undefined && c.applied > this.log.applied) {
       this.log.appliedTo(Math.min(c.applied, this.log.committed));
     }
@@ -443,14 +453,31 @@ export class Raft {
     this.campaign(t);
   }
 
+  /**
+   * Committed conf changes not applied yet would change the membership we would campaign in.
+   * Changes that are no-ops for the current membership (a bootstrap's, or a restart's replay)
+   * do not count.
+   */
   private hasUnappliedConfChanges(): boolean {
     if (this.log.applied >= this.log.committed) return false;
+    let ents: Entry[];
     try {
-      return this.log.slice(this.log.applied + 1, this.log.committed + 1).some((e) => e.type === EntryType.ENTRY_CONF_CHANGE);
+      ents = this.log.slice(this.log.applied + 1, this.log.committed + 1);
     } catch (e) {
       if (e instanceof CompactedError) return false;
       throw e;
     }
+    const current = this.tracker.confState();
+    let cs = current;
+    for (const e of ents) {
+      if (e.type !== EntryType.ENTRY_CONF_CHANGE) continue;
+      try {
+        cs = applyConfChangeTo(cs, ConfChange.decode(e.data));
+      } catch (err) {
+        if (!(err instanceof ConfChangeError)) return true; // undecodable: be careful
+      }
+    }
+    return cs.voters.join() !== current.voters.join() || cs.learners.join() !== current.learners.join();
   }
 
   campaign(t: CampaignType): void {

@@ -10,7 +10,7 @@
  * Changes that would leave no voter are refused. Adding what is already there and removing what
  * is not are no-ops, so replaying a change is harmless.
  */
-import { type ConfChange, ConfChangeType, type ConfState } from '../pb/raft/raft.js';
+import { ConfChange, ConfChangeType, type ConfState, type Entry, EntryType } from '../pb/raft/raft.js';
 
 export class ConfChangeError extends Error {
   constructor(reason: string) {
@@ -61,4 +61,22 @@ export function applyConfChangeTo(cs: ConfState, cc: ConfChange): ConfState {
       break;
   }
   return { voters: [...voters].sort((a, b) => a - b), learners: [...learners].sort((a, b) => a - b) };
+}
+
+/**
+ * A founding member's initial membership as conf-change entries 1..n of term 1: voters, then
+ * learners, each in id order, so every founding member writes the same entries (etcd's Bootstrap).
+ */
+export function bootstrapEntries(cs: ConfState): Entry[] {
+  const changes: ConfChange[] = [
+    ...[...cs.voters].sort((a, b) => a - b).map((nodeId) => ({ type: ConfChangeType.CONF_ADD_NODE, nodeId, context: Buffer.alloc(0) })),
+    ...[...cs.learners]
+      .filter((id) => !cs.voters.includes(id))
+      .sort((a, b) => a - b)
+      .map((nodeId) => ({ type: ConfChangeType.CONF_ADD_LEARNER, nodeId, context: Buffer.alloc(0) })),
+  ];
+  return changes.map((cc, i) => {
+    const w = ConfChange.encode(cc).finish();
+    return { index: i + 1, term: 1, type: EntryType.ENTRY_CONF_CHANGE, data: Buffer.from(w.buffer, w.byteOffset, w.byteLength) };
+  });
 }

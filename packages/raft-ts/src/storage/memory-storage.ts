@@ -26,7 +26,12 @@ export class SnapshotOutOfDateError extends Error {
 }
 
 export interface MemoryStorageOptions {
-  /** The initial membership (a fresh cluster's voters). */
+  /**
+   * The initial membership of a founding member (a joiner starts with none). While the storage is
+   * empty, the core writes it into the log as committed conf-change entries 1..n of term 1 (as
+   * etcd's Bootstrap does; the same entries on every founding member), handed out in the first
+   * Ready like any entries, so a member that joins later with an empty log learns it by replay.
+   */
   confState?: ConfState;
 }
 
@@ -59,7 +64,7 @@ export class MemoryStorage implements RaftStorage {
 
   constructor(opts: MemoryStorageOptions = {}) {
     this.confState = copyConfState(opts.confState);
-    this.snap = { data: Buffer.alloc(0), metadata: { index: 0, term: 0, confState: copyConfState(opts.confState) } };
+    this.snap = { data: Buffer.alloc(0), metadata: { index: 0, term: 0, confState: { voters: [], learners: [] } } };
     this.ents = [dummy(0, 0)];
   }
 
