@@ -1,6 +1,6 @@
-import { lstat, readFile, readlink, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCode, SwarmError } from '@swarmd/common';
+import { ErrorCode, run, SwarmError } from '@swarmd/common';
 import {
   buildBusyboxImage,
   buildImage,
@@ -201,4 +201,41 @@ test('a missing image is NOT_FOUND naming the reference, and nothing is left beh
   t.deepEqual([st.blobs, st.snapshots, st.images, st.ingest], [[], [], 0, []]);
   const local = await t.throwsAsync(svc.get(`${reg.host}/no/such:tag`), { instanceOf: SwarmError });
   t.is(local.code, ErrorCode.NOT_FOUND);
+});
+
+test('a pulled image with a whiteout and an opaque dir mounts as overlayfs with them applied', async (t) => {
+  const reg = await startRegistry({ t });
+  const pusher = await imageService(t);
+  const mid = await tarLayer([
+    { type: 'dir', path: 'srv/data' },
+    { type: 'file', path: 'srv/data/old', content: 'old' },
+    { type: 'file', path: 'srv/file', content: 'linked' },
+    { type: 'link', path: 'srv/hard', target: 'srv/file' },
+    { type: 'symlink', path: 'srv/soft', target: 'file' },
+  ]);
+  const top = await tarLayer([
+    { type: 'whiteout', path: 'etc/group' },
+    { type: 'opaque', path: 'srv/data' },
+    { type: 'file', path: 'srv/data/new', content: 'new' },
+  ]);
+  const img = await buildBusyboxImage({ extraLayers: [{ tar: mid }, { tar: top, compression: 'none' }] });
+  await pusher.pushImage(`${reg.host}/wh/app:1`, img);
+  const svc = await imageService(t);
+  const rec = await svc.pull(`${reg.host}/wh/app:1`);
+  const dirs = svc.layerDirs(rec);
+  t.is(dirs.length, 3);
+  t.true((await lstat(join(dirs[0], 'etc/group'))).isCharacterDevice());
+  t.is((await run('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', join(dirs[0], 'srv/data')])).stdout, 'y');
+  t.is((await lstat(join(dirs[1], 'srv/hard'))).ino, (await lstat(join(dirs[1], 'srv/file'))).ino);
+
+  const mnt = await tempDir(t, 'swarmd-ovl-');
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dirs.join(':')}`, mnt]);
+  t.teardown(() => run('umount', [mnt]).catch(() => undefined));
+  t.false((await readdir(join(mnt, 'etc'))).includes('group'), 'the whiteout hides /etc/group');
+  t.true((await readdir(join(mnt, 'etc'))).includes('passwd'));
+  t.deepEqual(await readdir(join(mnt, 'srv/data')), ['new'], 'the opaque dir hides the lower contents');
+  t.is(await readFile(join(mnt, 'srv/soft'), 'utf8'), 'linked');
+  t.is(await readFile(join(mnt, 'srv/hard'), 'utf8'), 'linked');
+  t.true((await stat(join(mnt, 'bin/busybox'))).isFile());
+  await run('umount', [mnt]);
 });

@@ -121,6 +121,21 @@ test('hard links, symlinks, devices, fifos, owners, modes, mtimes and xattrs are
   t.is((await run('getfattr', ['--only-values', '-n', 'user.note', join(fs, 'x')])).stdout, 'hi');
 });
 
+test('binary xattr values (like security.capability) are kept byte for byte', async (t) => {
+  // tar-stream writes PAX values as text: write a placeholder, then put the raw bytes in its place.
+  const bytes = Buffer.from([0x01, 0x00, 0x00, 0x02, 0xff, 0x80, 0x00, 0xc3]);
+  const placeholder = 'Q'.repeat(bytes.length);
+  const layer = await rawTar([{ name: 'bin', type: 'file', body: 'b', pax: { 'SCHILY.xattr.user.bin': placeholder } }]);
+  const at = layer.indexOf(`user.bin=${placeholder}`) + 'user.bin='.length;
+  t.true(at > 'user.bin='.length);
+  bytes.copy(layer, at);
+  const dir = await tempDir(t);
+  const res = await unpackLayer(Readable.from([layer]), dir);
+  t.deepEqual(res.skippedXattrs, []);
+  const { stdout } = await run('getfattr', ['-e', 'hex', '-n', 'user.bin', join(dir, 'bin')]);
+  t.true(stdout.includes(`user.bin=0x${bytes.toString('hex')}`), stdout);
+});
+
 test('entries cannot escape the layer: `..` names refused, symlinked parents resolved inside', async (t) => {
   const outside = await tempDir(t, 'swarmd-outside-');
   // A symlink to an absolute path outside, then a file "through" it: lands inside the layer.

@@ -356,6 +356,7 @@ export class ImageService {
           layer: layer.digest,
           mediaType: layer.mediaType,
         });
+        if (res.skippedXattrs.length) this.log.warn('images: xattrs not kept', { layer: layer.digest, xattrs: res.skippedXattrs });
         const meta: SnapshotMeta = { chainId, diffId, ...(parent ? { parent } : {}), layer, size: res.size, unpackedAt: new Date().toISOString() };
         await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1));
         // A leftover without meta.json (a crash between rename and nothing) is not usable.

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import { SwarmError, ErrorCode, run, wrapError, isSwarmError } from '@swarmd/common';
 import type { Digest } from '../content/digest.js';
+import { paxXattrs } from './tar-pax.js';
 
 export interface UnpackOptions {
   /** The diff id the uncompressed tar must have (from the image config). */
@@ -35,6 +36,8 @@ export interface UnpackResult {
   diffId: Digest;
   /** Bytes of regular file data in the layer. */
   size: number;
+  /** `entry: xattr` pairs not written because the tar reader could not keep their bytes. */
+  skippedXattrs: string[];
 }
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -118,7 +121,7 @@ export async function unpackLayer(src: Readable, dest: string, opts: UnpackOptio
       details: { digest: opts.layer, diffId: opts.expectedDiffId, actual: diffId },
     });
   }
-  return { diffId, size: u.size };
+  return { diffId, size: u.size, skippedXattrs: u.skippedXattrs };
 }
 
 class Unpacker {
@@ -127,6 +130,8 @@ class Unpacker {
   private readonly opaque = new Set<string>();
   private readonly realDirs = new Set<string>();
   private readonly canChown = process.getuid?.() === 0;
+  /** xattrs whose bytes the tar reader could not keep (see tar-pax.ts). */
+  readonly skippedXattrs: string[] = [];
 
   constructor(
     private readonly root: string,
@@ -295,15 +300,12 @@ class Unpacker {
   }
 
   private async xattrs(h: tar.Header, target: string): Promise<void> {
-    const pax = h.pax as Record<string, string> | null | undefined;
-    if (!pax) return;
-    for (const [k, v] of Object.entries(pax)) {
-      if (!k.startsWith('SCHILY.xattr.')) continue;
-      const name = k.slice('SCHILY.xattr.'.length);
-      // tar-stream decodes PAX values as UTF-8: text values round-trip, binary ones (e.g.
-      // security.capability) may not. TODO: read raw PAX records for those.
-      const value = Buffer.from(v, 'utf8').toString('hex');
-      await run('setfattr', ['-h', '-n', name, '-v', `0x${value}`, target]);
+    for (const [name, value] of paxXattrs(h.pax)) {
+      if (value === undefined) {
+        this.skippedXattrs.push(`${h.name}: ${name}`);
+        continue;
+      }
+      await run('setfattr', ['-h', '-n', name, '-v', `0x${value.toString('hex')}`, target]);
     }
   }
 
