@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { ErrorCode, SwarmError } from '@swarmd/common';
+import { ErrorCode, run, SwarmError } from '@swarmd/common';
 import { buildBusyboxImage, buildImage, MediaType, requires, sha256, tarLayer, writeOciLayout, type BuiltImage } from '@swarmd/testkit';
 import { imageService, storeState, tempDir } from './images-helpers.js';
 
@@ -113,4 +113,20 @@ test('an OCI layout imports; with an index inside it, the platform is chosen', a
   t.true(err.message.includes(other.layers[0].digest), err.message);
   const st = await storeState(fresh.root);
   t.deepEqual([st.snapshots, st.images, st.ingest], [[], 0, []]);
+});
+
+requires('root', 'busybox', 'skopeo')('a docker-archive written by skopeo imports', async (t) => {
+  const img = await buildBusyboxImage({
+    config: { Cmd: ['echo', 'archived'] },
+    extraLayers: [{ tar: await tarLayer([{ type: 'file', path: 'etc/skopeo', content: 'yes' }]) }],
+  });
+  const dir = await tempDir(t);
+  await writeOciLayout(join(dir, 'layout'), img, 'v1');
+  await run('skopeo', ['copy', '--quiet', `oci:${join(dir, 'layout')}:v1`, `docker-archive:${join(dir, 'save.tar')}:example.com/team/app:v1`]);
+  const svc = await imageService(t);
+  const [rec] = await svc.importArchive(join(dir, 'save.tar'));
+  t.is(rec.name, 'example.com/team/app:v1');
+  t.deepEqual(rec.diffIds, img.layers.map((l) => l.diffId));
+  t.deepEqual((await svc.config(rec)).config?.Cmd, ['echo', 'archived']);
+  t.is(await readFile(join(svc.layerDirs(rec)[0], 'etc/skopeo'), 'utf8'), 'yes');
 });
