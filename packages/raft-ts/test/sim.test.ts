@@ -1,5 +1,5 @@
 import test from 'ava';
-import type { Ready } from '../src/types.js';
+import { noSyncCore, unconfirmedReadIndexCore } from '../src/testing/faulty-cores.js';
 import { realCore } from '../src/testing/sim-core.js';
 import { formatViolation, runSim, type SimCore, type SimResult } from '../src/testing/sim.js';
 
@@ -10,6 +10,16 @@ function sweep(core: SimCore, n: number, opts: Partial<Parameters<typeof runSim>
   const out: SimResult[] = [];
   for (let seed = first; seed < first + n; seed++) out.push(runSim(core, { ...opts, seed }));
   return out;
+}
+
+/** The violating results among seeds 1..max, stopping once `enough` are found. */
+function findViolations(core: SimCore, max: number, enough: number, opts: Partial<Parameters<typeof runSim>[1]> = {}): SimResult[] {
+  const bad: SimResult[] = [];
+  for (let seed = 1; seed <= max && bad.length < enough; seed++) {
+    const r = runSim(core, { ...opts, seed });
+    if (r.violations.length > 0) bad.push(r);
+  }
+  return bad;
 }
 
 test(`the simulation finds no violation in ${SEEDS} seeds`, (t) => {
@@ -23,7 +33,7 @@ test(`the simulation finds no violation in ${SEEDS} seeds`, (t) => {
   // The faults actually happen (else the sweep proves little).
   const sum = (k: keyof SimResult['stats']) => results.reduce((s, r) => s + Number(r.stats[k]), 0);
   for (const k of ['crashes', 'partitions', 'snapshotsSent', 'localSnapshots', 'confChanges', 'transfers', 'elections'] as const) t.true(sum(k) > 0, `no ${k} in the sweep`);
-  t.deepEqual(bad.map((r) => r.seed), [], bad.slice(0, 3).flatMap(formatViolation).join('\n'));
+  t.deepEqual(bad.map((r) => r.seed), [], bad.slice(0, 3).flatMap((r) => formatViolation(r)).join('\n'));
 });
 
 test('a seed replays bit for bit', (t) => {
@@ -36,7 +46,7 @@ test('a seed replays bit for bit', (t) => {
     t.true(a.traceEvents > 1000);
   }
   // A violating run too: same violation, same trace.
-  const bad = sweep(realCore, 30, { fault: 'stale-reads' }).find((r) => r.violations.length > 0)!;
+  const bad = findViolations(realCore, 30, 1, { fault: 'stale-reads' })[0];
   const again = runSim(realCore, { seed: bad.seed, fault: 'stale-reads' });
   t.deepEqual(again.violations, bad.violations);
   t.deepEqual(again.trace, bad.trace);
@@ -46,8 +56,7 @@ test('a seed replays bit for bit', (t) => {
 });
 
 test('the checker is wired in: reads served locally without ReadIndex are caught as non-linearizable', (t) => {
-  const results = sweep(realCore, 30, { fault: 'stale-reads' });
-  const bad = results.filter((r) => r.violations.length > 0);
+  const bad = findViolations(realCore, 30, 3, { fault: 'stale-reads' });
   t.true(bad.length >= 3, `only ${bad.length} of 30 seeds caught stale reads`);
   for (const r of bad) t.is(r.violations[0].kind, 'linearizability');
   const text = formatViolation(bad[0]).join('\n');
@@ -56,26 +65,25 @@ test('the checker is wired in: reads served locally without ReadIndex are caught
 });
 
 test('the checker is wired in: a disk that loses synced writes is caught', (t) => {
-  const bad = sweep(realCore, 40, { fault: 'lossy-disk' }).filter((r) => r.violations.length > 0);
+  const bad = findViolations(realCore, 40, 2, { fault: 'lossy-disk' });
   t.true(bad.length >= 2, `only ${bad.length} of 40 seeds caught the lossy disk`);
 });
 
 test('the checker is wired in: a driver that never fsyncs (mustSync ignored) is caught', (t) => {
-  // A core wrapper whose Ready never asks for a sync: votes and entries acked before they are
-  // durable vanish in crashes, so members vote twice or forget acknowledged entries.
-  const noSync: SimCore = {
-    createStorage: (cs) => realCore.createStorage(cs),
-    createRawNode(config) {
-      const raw = realCore.createRawNode(config);
-      return Object.assign(Object.create(raw) as typeof raw, {
-        ready(): Ready {
-          return { ...raw.ready(), mustSync: false };
-        },
-      });
-    },
-  };
-  const results = sweep(noSync, 60, { syncProbability: 0 });
-  const bad = results.filter((r) => r.violations.length > 0);
+  // Votes and entries acknowledged before they are durable vanish in crashes: members vote
+  // twice or forget acknowledged entries.
+  const safety = (r: SimResult) => ['election-safety', 'state-machine-safety', 'linearizability'].includes(r.violations[0]?.kind ?? '');
+  const bad: SimResult[] = [];
+  for (let seed = 1; seed <= 60 && !bad.some(safety); seed++) {
+    const r = runSim(noSyncCore(realCore), { seed, syncProbability: 0 });
+    if (r.violations.length > 0) bad.push(r);
+  }
   t.log(`kinds: ${[...new Set(bad.map((r) => r.violations[0].kind))].join(', ')}`);
-  t.true(bad.length >= 1, `none of 60 seeds caught a driver that never fsyncs`);
+  t.true(bad.some(safety), 'no safety violation from a driver that never fsyncs');
+});
+
+test('the checker is wired in: a leader that answers ReadIndex without confirming its leadership is caught', (t) => {
+  const bad = findViolations(unconfirmedReadIndexCore(realCore), 60, 2);
+  t.true(bad.length >= 2, `only ${bad.length} of 60 seeds caught unconfirmed ReadIndex`);
+  for (const r of bad) t.is(r.violations[0].kind, 'linearizability');
 });

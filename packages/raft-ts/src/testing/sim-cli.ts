@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 /**
- * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault stale-reads|lossy-disk] [--verbose]
+ * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault F] [--verbose]
+ *
+ * F, a deliberate bug to show the checks catch it: stale-reads (reads served locally without
+ * ReadIndex), lossy-disk (crashes lose synced writes), no-sync (mustSync ignored),
+ * unconfirmed-read-index (a leader answers ReadIndex without a heartbeat round).
  *
  * Runs seeds S, S+1, ... S+N-1 of the Raft simulation (3 or 5 members by seed unless forced) and
  * ends with `raft sim: N seeds, K violations` (exit 1 when K > 0). A violating seed prints its
@@ -8,7 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { realCore } from './sim-core.js';
-import { formatViolation, runSim, type SimFault } from './sim.js';
+import { noSyncCore, unconfirmedReadIndexCore } from './faulty-cores.js';
+import { formatViolation, runSim, type SimCore, type SimFault } from './sim.js';
 
 function main(): number {
   const { values } = parseArgs({
@@ -25,10 +30,19 @@ function main(): number {
   const start = values.seed !== undefined ? Number(values.seed) : 1;
   const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !== undefined ? 1 : 100;
   const members = values.members !== undefined ? Number(values.members) : undefined;
-  const fault = (values.fault ?? 'none') as SimFault;
+  const faultName = values.fault ?? 'none';
   if (!Number.isInteger(start) || !Number.isInteger(count) || count < 1) throw new Error('--seed and --seeds take integers (--seeds ≥ 1)');
   if (members !== undefined && members !== 3 && members !== 5) throw new Error('--members is 3 or 5');
-  if (!['none', 'stale-reads', 'lossy-disk'].includes(fault)) throw new Error('--fault is none, stale-reads or lossy-disk');
+  const faults: Record<string, { core: SimCore; fault: SimFault; syncProbability?: number }> = {
+    none: { core: realCore, fault: 'none' },
+    'stale-reads': { core: realCore, fault: 'stale-reads' },
+    'lossy-disk': { core: realCore, fault: 'lossy-disk' },
+    'no-sync': { core: noSyncCore(realCore), fault: 'none', syncProbability: 0 },
+    'unconfirmed-read-index': { core: unconfirmedReadIndexCore(realCore), fault: 'none' },
+  };
+  const chosen = faults[faultName];
+  if (!chosen) throw new Error(`--fault is one of ${Object.keys(faults).join(', ')}`);
+  const { core, fault, syncProbability } = chosen;
   const began = process.hrtime.bigint();
   const elapsed = (): string => `${(Number(process.hrtime.bigint() - began) / 1e9).toFixed(1)}s`;
   const every = Math.max(1, Math.round(count / 10));
@@ -36,11 +50,11 @@ function main(): number {
   let unknown = 0;
   for (let i = 0; i < count; i++) {
     const seed = start + i;
-    const r = runSim(realCore, { seed, members, fault, verbose: values.verbose, log: (l) => console.log(l) });
+    const r = runSim(core, { seed, members, fault, syncProbability, verbose: values.verbose, log: (l) => console.log(l) });
     if (r.stats.linearizability === 'unknown') unknown++;
     if (r.violations.length > 0) {
       bad++;
-      for (const line of formatViolation(r)) console.log(line);
+      for (const line of formatViolation(r, faultName === 'none' ? '' : `--fault ${faultName}`)) console.log(line);
     } else if (values.verbose || count === 1) {
       console.log(`seed ${seed} (${r.members} members): ok, ${JSON.stringify(r.stats)} trace ${r.traceHash}`);
     }

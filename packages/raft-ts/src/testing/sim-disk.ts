@@ -14,6 +14,8 @@ export interface DiskState {
   snapshot: Snapshot | undefined;
   /** Entries after the snapshot, contiguous. */
   entries: Entry[];
+  /** A durable state machine (written synced, with the index it reflects). */
+  stateMachine?: { data: Buffer; applied: number; confState: ConfState };
 }
 
 export function snapshotIndex(s: Snapshot | undefined): number {

@@ -30,6 +30,8 @@ export interface SimStorage extends RaftStorage {
   applySnapshot(snap: Snapshot): void;
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot;
   compact(index: number): void;
+  /** The membership initialState() reports on a restart (as of the applied index). */
+  setConfState(cs: ConfState): void;
 }
 
 /** What the simulation runs: the core under test, or a deliberately broken wrapper of it. */
@@ -144,6 +146,8 @@ interface Member {
   waitingReads: { index: number; req: ClientRequest }[];
   readCtx: number;
   stopScheduled: boolean;
+  /** A paused member (a long GC pause, a frozen VM) neither ticks nor handles anything until then. */
+  pausedUntil: number;
 }
 
 interface Client {
@@ -228,6 +232,8 @@ interface Profile {
   maxInflightMsgs: number;
   snapshotEvery: number;
   compactKeep: number;
+  /** The state machine is durable (persisted with its applied index at every Ready), so a restart resumes from it with RaftConfig.applied, not from the last snapshot. */
+  durableSm: boolean;
   clients: number;
   keys: number;
   faultEveryMs: [number, number];
@@ -235,7 +241,7 @@ interface Profile {
   rough: NetworkConditions;
 }
 
-type FaultAction = 'partition' | 'one-way' | 'isolate-leader' | 'heal' | 'rough-net' | 'calm-net' | 'crash' | 'crash-leader' | 'membership' | 'transfer' | 'none';
+type FaultAction = 'partition' | 'one-way' | 'isolate-leader' | 'heal' | 'rough-net' | 'calm-net' | 'crash' | 'crash-leader' | 'pause' | 'pause-leader' | 'campaign' | 'membership' | 'transfer' | 'none';
 
 export class RaftSim {
   readonly seed: number;
@@ -300,7 +306,7 @@ export class RaftSim {
     this.fault = opts.fault ?? 'none';
     this.bootstrap = opts.bootstrap ?? 'snapshot';
     this.syncProbability = opts.syncProbability ?? 0.2;
-    this.chaosMs = opts.chaosMs ?? 6000;
+    this.chaosMs = opts.chaosMs ?? 12_000;
     this.settleMs = opts.settleMs ?? 3000;
     this.verbose = opts.verbose ?? false;
     this.log = opts.log ?? ((line) => console.log(line));
@@ -321,6 +327,7 @@ export class RaftSim {
       maxInflightMsgs: r.pick([2, 8, 256]),
       snapshotEvery: r.pick([5, 20, 50, 200]),
       compactKeep: r.pick([0, 2, 10]),
+      durableSm: r.chance(0.5),
       clients: r.range(2, 5),
       keys: r.range(1, 4),
       faultEveryMs: r.pick<[number, number]>([
@@ -337,6 +344,9 @@ export class RaftSim {
         'calm-net': 1,
         crash: w(),
         'crash-leader': w(),
+        pause: w(),
+        'pause-leader': w(),
+        campaign: w(),
         membership: w(),
         transfer: w(),
         none: 1,
@@ -411,6 +421,7 @@ export class RaftSim {
       coreRng: this.rng.fork(),
       tickMs: this.rng.range(9, 11),
       stopScheduled: false,
+      pausedUntil: 0,
     } as Member;
     this.members.set(id, m);
     this.start(m);
@@ -424,13 +435,18 @@ export class RaftSim {
     const snap = d.snapshot;
     const snapIdx = snapshotIndex(snap);
     if (snap) storage.applySnapshot(snap);
-    if (d.hardState.term > 0 || d.hardState.commit > 0) storage.setHardState({ ...d.hardState, commit: Math.max(d.hardState.commit, snapIdx) });
+    const durable = this.profile.durableSm && d.stateMachine !== undefined && d.stateMachine.applied > snapIdx ? d.stateMachine : undefined;
+    const applied = durable?.applied ?? snapIdx;
+    // Entries up to the applied index were committed, whether or not the commit index was synced.
+    if (d.hardState.term > 0 || d.hardState.commit > 0) storage.setHardState({ ...d.hardState, commit: Math.max(d.hardState.commit, applied) });
     if (d.entries.length > 0) storage.append(d.entries);
+    if (durable) storage.setConfState(cloneConf(durable.confState));
     m.storage = storage;
-    m.sm = snap ? KvStateMachine.restore(snap.data) : new KvStateMachine();
-    m.applied = snapIdx;
+    m.sm = durable ? KvStateMachine.restore(durable.data) : snap ? KvStateMachine.restore(snap.data) : new KvStateMachine();
+    m.applied = applied;
     m.snapIndex = snapIdx;
-    m.confState = cloneConf(snap ? snap.metadata?.confState : d.bootstrap);
+    m.confState = cloneConf(durable ? durable.confState : snap ? snap.metadata?.confState : d.bootstrap);
+    m.pausedUntil = 0;
     m.role = 'follower';
     m.leaderId = 0;
     m.pendingWrites = new Map();
@@ -446,14 +462,14 @@ export class RaftSim {
       storage,
       rng: m.coreRng.asFunction(),
       logger: NOOP_LOGGER,
-      applied: snapIdx,
+      applied,
       maxSizePerMsg: p.maxSizePerMsg,
       maxInflightMsgs: p.maxInflightMsgs,
       preVote: p.preVote,
       checkQuorum: p.checkQuorum,
     });
     m.state = 'up';
-    this.trace('fault', `n${m.id} starts (incarnation ${m.incarnation}, snapshot ${snapIdx}, ${d.entries.length} entries, term ${d.hardState.term} vote ${d.hardState.vote} commit ${d.hardState.commit})`, [m.id]);
+    this.trace('fault', `n${m.id} starts (incarnation ${m.incarnation}, snapshot ${snapIdx}, applied ${applied}, ${d.entries.length} entries, term ${d.hardState.term} vote ${d.hardState.vote} commit ${d.hardState.commit})`, [m.id]);
     const inc = m.incarnation;
     this.queue.after(this.rng.range(1, m.tickMs), () => this.tickLoop(m, inc));
     this.processReady(m);
@@ -461,8 +477,10 @@ export class RaftSim {
 
   private tickLoop(m: Member, inc: number): void {
     if (m.state !== 'up' || m.incarnation !== inc) return;
-    m.raw.tick();
-    this.processReady(m);
+    if (this.queue.now >= m.pausedUntil) {
+      m.raw.tick();
+      this.processReady(m);
+    }
     this.queue.after(m.tickMs, () => this.tickLoop(m, inc));
   }
 
@@ -553,6 +571,7 @@ export class RaftSim {
         this.trace('client', `n${m.id} read index ${rs.index} for c${req.client}#${req.seq}`, [m.id], req.input.key);
       }
       this.serveReads(m);
+      if (this.profile.durableSm) m.disk.synced.stateMachine = { data: m.sm.serialize(), applied: m.applied, confState: cloneConf(m.confState) };
       // 4. Advance.
       m.raw.advance();
       this.maybeSnapshot(m);
@@ -593,8 +612,16 @@ export class RaftSim {
     );
   }
 
+  /** Runs fn now, or when m wakes up if it is paused. */
+  private whenAwake(m: Member, fn: () => void): boolean {
+    if (this.queue.now >= m.pausedUntil) return false;
+    this.queue.at(m.pausedUntil + this.rng.int(3), fn);
+    return true;
+  }
+
   private report(m: Member, inc: number, fn: (raw: RawNode) => void): void {
     if (m.state !== 'up' || m.incarnation !== inc) return;
+    if (this.whenAwake(m, () => this.report(m, inc, fn))) return;
     fn(m.raw);
     this.processReady(m);
   }
@@ -607,6 +634,7 @@ export class RaftSim {
       if (isSnap && sender) this.report(sender, senderInc, (raw) => raw.reportSnapshot(msg.to, false));
       return;
     }
+    if (this.whenAwake(target, () => this.deliverRaft(msg, senderInc))) return;
     this.trace('net', describeMessage(msg), [msg.from, msg.to]);
     target.raw.step(msg);
     this.processReady(target);
@@ -779,6 +807,7 @@ export class RaftSim {
   private handleRequest(target: number, req: ClientRequest): void {
     const m = this.members.get(target);
     if (!m || m.state !== 'up') return;
+    if (this.whenAwake(m, () => this.handleRequest(target, req))) return;
     const refuse = (hint: number, why: string): void => this.reply(m, req, { seq: req.seq, attempt: req.attempt, from: m.id, ok: false, hint, why });
     const input = req.input;
     let ctx = '';
@@ -889,6 +918,23 @@ export class RaftSim {
         });
         return;
       }
+      case 'pause':
+      case 'pause-leader': {
+        const victim = action === 'pause-leader' ? this.currentLeader() : this.members.get(up.length ? this.rng.pick(up) : -1);
+        if (!victim || victim.state !== 'up' || victim.pausedUntil > this.queue.now) return;
+        victim.pausedUntil = this.queue.now + this.rng.range(50, 1500);
+        this.trace('fault', `n${victim.id} pauses until ${victim.pausedUntil}ms (${victim.role})`, [victim.id]);
+        return;
+      }
+      case 'campaign': {
+        const voters = this.latestVoters().filter((v) => this.members.get(v)?.state === 'up' && this.members.get(v)!.pausedUntil <= this.queue.now);
+        if (voters.length === 0) return;
+        const m = this.members.get(this.rng.pick(voters))!;
+        this.trace('fault', `n${m.id} campaigns now`, [m.id]);
+        m.raw.campaign();
+        this.processReady(m);
+        return;
+      }
       case 'membership':
         this.changeMembership();
         return;
@@ -955,6 +1001,7 @@ export class RaftSim {
     this.net.conditions = { ...CALM };
     this.trace('fault', 'heal everything: network calm, crashed members restart', []);
     for (const m of this.members.values()) if (m.state === 'down') this.start(m);
+    for (const m of this.members.values()) m.pausedUntil = Math.min(m.pausedUntil, this.queue.now);
   }
 
   // ---- the run ---------------------------------------------------------------------------------
@@ -1044,7 +1091,7 @@ export function runSim(core: SimCore, opts: SimOptions): SimResult {
 }
 
 /** Formats a violating result for humans: seed, violation, details, relevant trace, replay line. */
-export function formatViolation(r: SimResult): string[] {
+export function formatViolation(r: SimResult, replayArgs = ''): string[] {
   const lines: string[] = [];
   for (const v of r.violations) {
     lines.push(`seed ${r.seed} (${r.members} members): ${v.kind} at ${v.time}ms: ${v.message}`);
@@ -1052,6 +1099,6 @@ export function formatViolation(r: SimResult): string[] {
   }
   lines.push(`  last ${r.trace.length} relevant events:`);
   for (const t of r.trace) lines.push(`    ${t}`);
-  lines.push(`  replay: npm run sim:raft -- --seed ${r.seed}${r.members !== (r.seed % 2 === 0 ? 3 : 5) ? ` --members ${r.members}` : ''} --verbose`);
+  lines.push(`  replay: npm run sim:raft -- --seed ${r.seed}${r.members !== (r.seed % 2 === 0 ? 3 : 5) ? ` --members ${r.members}` : ''}${replayArgs ? ` ${replayArgs}` : ''} --verbose`);
   return lines;
 }
