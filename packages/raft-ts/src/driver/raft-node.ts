@@ -28,6 +28,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   NodeSnapshot,
   type Snapshot,
 } from '../pb/raft/raft.js';
@@ -114,6 +115,7 @@ export class TimeoutError extends Error {
 }
 
 const HEADER = 13;
+const AFTER_PERSIST = new Set<MessageType>([MessageType.MSG_APP_RESP, MessageType.MSG_VOTE_RESP, MessageType.MSG_PRE_VOTE_RESP]);
 const MAGIC = 0xa7;
 
 interface Waiter<T> {
@@ -375,6 +377,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private async handleReady(rd: Ready): Promise<void> {
     this.metrics.readies++;
+    // Messages that do not depend on this member's durability (a leader's appends, heartbeats, a
+    // candidate's vote requests) go out now, in parallel with the fsync below (Raft §10.2.1; what
+    // etcd does). Acks of appends and votes wait for the fsync. This is safe because the commit
+    // index only reaches others in a later Ready, i.e. after this one is durable here.
+    const late: Message[] = [];
+    const early: Message[] = [];
+    for (const m of rd.messages) (AFTER_PERSIST.has(m.type) ? late : early).push(m);
+    if (early.length) this.transport.send(early);
     // 1. persist
     const snap = rd.snapshot && rd.snapshot.metadata && rd.snapshot.metadata.index > this.snapshotIndex ? rd.snapshot : undefined;
     if (snap) {
@@ -382,7 +392,15 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       await this.wal.saveSnapshot({ index: snap.metadata!.index, term: snap.metadata!.term }, true);
       this.storage.applySnapshot(snap);
     }
-    if (rd.entries.length || rd.hardState) await this.wal.save(rd.hardState, rd.entries, rd.mustSync);
+    if (rd.mustSync) {
+      await this.wal.save(rd.hardState, rd.entries, true);
+    } else if (rd.hardState) {
+      // Only the commit index moved: it need not be durable (a restarted member learns it again),
+      // so it is written in order with later records but not waited for.
+      this.wal.save(rd.hardState, rd.entries, false).catch((e: unknown) => {
+        this.logger.error('raft: WAL write failed', { error: String(e) });
+      });
+    }
     if (this.stopped) return;
     this.storage.append(rd.entries);
     if (rd.hardState) {
@@ -390,8 +408,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.term = rd.hardState.term;
     }
     this.metrics.entriesPersisted += rd.entries.length;
-    // 2. send
-    if (rd.messages.length) this.transport.send(rd.messages);
+    // 2. send what waited for durability
+    if (late.length) this.transport.send(late);
     // 3. apply
     if (snap) {
       this.restoreFrom(snap);
