@@ -46,6 +46,12 @@ async function fakeRegistry(
     }
     const blob = c.blobs.get(m[3]);
     if (!blob) return void res.writeHead(404).end();
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (range && Number(range[1]) < blob.length) {
+      const from = Number(range[1]);
+      res.writeHead(206, { 'Content-Length': blob.length - from, 'Content-Range': `bytes ${from}-${blob.length - 1}/${blob.length}` });
+      return void res.end(blob.subarray(from));
+    }
     res.writeHead(200, { 'Content-Length': blob.length, 'Content-Type': 'application/octet-stream' });
     res.end(req.method === 'HEAD' ? undefined : blob);
   });
@@ -275,4 +281,26 @@ test('a cancelled pull stops with CANCELLED; a pull sharing its download starts 
   t.is(blobGets, 2);
   const st = await storeState(svc.root);
   t.deepEqual([st.images, st.ingest], [1, []]);
+});
+
+test('a download cut half way resumes from where it stopped (Range)', async (t) => {
+  const img = await smallImage(Array.from({ length: 4000 }, (_, i) => sha256(String(i))).join(''));
+  const layer = img.layers[0];
+  const ranges: (string | undefined)[] = [];
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (req, res) => {
+    if (!req.url?.endsWith(`/blobs/${layer.digest}`)) return false;
+    ranges.push(req.headers.range);
+    if (ranges.length > 1) return false;
+    // Half the bytes, then the connection closes cleanly (FIN, so they all arrive first).
+    res.writeHead(200, { 'Content-Length': layer.data.length, Connection: 'close' });
+    res.end(layer.data.subarray(0, layer.data.length >> 1));
+    return true;
+  });
+  const svc = await imageService(t);
+  const rec = await svc.pull(`${reg.host}/r/app:v1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.is(ranges.length, 2);
+  t.is(ranges[0], undefined);
+  t.regex(ranges[1] ?? '', /^bytes=[1-9]\d*-$/, 'the second request asks for the rest only');
+  t.deepEqual((await storeState(svc.root)).ingest, []);
 });

@@ -137,6 +137,11 @@ export class RegistryClient {
     }
   }
 
+  /** @internal Waits the backoff of a retry (CANCELLED when `signal` fires). */
+  async pause(attempt: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+    await this.backoff(attempt, what, new Error('retry'), undefined, signal);
+  }
+
   private async backoff(attempt: number, what: string, err: unknown, retryAfter?: string, signal?: AbortSignal): Promise<void> {
     let ms = this.backoffMs * 2 ** attempt;
     const ra = Number(retryAfter);
@@ -318,51 +323,67 @@ export class Repository {
   }
 
   /** Opens a blob for reading (the caller verifies while it writes it into a store). */
-  async openBlob(d: Digest): Promise<{ stream: Readable; size: number | undefined }> {
+  /**
+   * Opens a blob for reading (the caller verifies while it writes it into a store). From
+   * `offset` > 0 it asks for the rest only (`Range`); `partial` says whether the registry
+   * honoured that (206) or sends the whole blob again (200).
+   */
+  async openBlob(d: Digest, offset = 0): Promise<{ stream: Readable; size: number | undefined; partial: boolean }> {
     const what = `blob ${d} of ${this.name}`;
-    const res = await this.client.send(this.ctx, { method: 'GET', url: this.url(`blobs/${d}`) }, what);
+    const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const res = await this.client.send(this.ctx, { method: 'GET', url: this.url(`blobs/${d}`), headers }, what);
     if (res.status === 404) {
       drain(res);
       throw new SwarmError(ErrorCode.NOT_FOUND, `${what}: not found in registry ${this.ref.domain}`, { details: { digest: d } });
     }
-    if (res.status !== 200) throw await unexpected(res, what);
+    const partial = offset > 0 && res.status === 206 && new RegExp(`^bytes ${offset}-`).test(headerOf(res, 'content-range') ?? '');
+    if (res.status !== 200 && !partial) throw await unexpected(res, what);
     const len = headerOf(res, 'content-length');
-    return { stream: res.body, size: len === undefined ? undefined : Number(len) };
+    return { stream: res.body, size: len === undefined ? undefined : Number(len), partial };
   }
 
   /**
    * Downloads a blob into a content store, verifying size and digest while streaming;
-   * nothing is committed on a mismatch (DATA_LOSS). Transient failures restart the download.
+   * nothing is committed on a mismatch (DATA_LOSS). A download cut by a transient failure is
+   * resumed where it stopped (HTTP Range), or restarted when the registry cannot do that.
    */
   async fetchBlobInto(store: ContentStore, desc: Descriptor, onBytes?: (n: number) => void): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const w = await store.writer(`fetch-${desc.digest.slice(7, 19)}`, desc.digest);
-      try {
-        const { stream } = await this.openBlob(desc.digest);
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          await w.write(chunk);
-          if (w.offset > desc.size) {
-            stream.destroy();
-            throw new SwarmError(ErrorCode.DATA_LOSS, `blob ${desc.digest} of ${this.name}: more than the ${desc.size} bytes the manifest says`, {
-              details: { digest: desc.digest },
-            });
+    const what = `blob ${desc.digest} of ${this.name}`;
+    const newWriter = () => store.writer(`fetch-${desc.digest.slice(7, 19)}`, desc.digest);
+    let w = await newWriter();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const from = w.offset;
+          const { stream, partial } = await this.openBlob(desc.digest, from);
+          if (from > 0 && !partial) {
+            await w.abort();
+            w = await newWriter();
           }
-          onBytes?.(chunk.length);
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            await w.write(chunk);
+            if (w.offset > desc.size) {
+              stream.destroy();
+              throw new SwarmError(ErrorCode.DATA_LOSS, `${what}: more than the ${desc.size} bytes the manifest says`, { details: { digest: desc.digest } });
+            }
+            onBytes?.(chunk.length);
+          }
+          await w.commit(desc.size);
+          return;
+        } catch (err) {
+          checkCancelled(this.signal, what, err);
+          const transient = !isSwarmError(err) && isTransientNetworkError(err);
+          if (transient && attempt < this.client.retries) {
+            this.client.log.debug('registry: blob download interrupted, resuming', { digest: desc.digest, offset: w.offset, error: (err as Error).message });
+            await this.client.pause(attempt, this.signal, what);
+            continue;
+          }
+          if (isSwarmError(err)) throw err;
+          throw wrapError(ErrorCode.UNAVAILABLE, `${what}: download failed`, err);
         }
-        await w.commit(desc.size);
-        return;
-      } catch (err) {
-        await w.abort();
-        checkCancelled(this.signal, `blob ${desc.digest} of ${this.name}`, err);
-        const transient = !isSwarmError(err) && isTransientNetworkError(err);
-        if (transient && attempt < this.client.retries) {
-          this.client.log.debug('registry: blob download interrupted, retrying', { digest: desc.digest, error: (err as Error).message });
-          await sleep(200 * 2 ** attempt);
-          continue;
-        }
-        if (isSwarmError(err)) throw err;
-        throw wrapError(ErrorCode.UNAVAILABLE, `blob ${desc.digest} of ${this.name}: download failed`, err);
       }
+    } finally {
+      await w.abort();
     }
   }
 
