@@ -58,8 +58,8 @@ async function freePort(): Promise<number> {
 function start(cmd: string, args: string[], label: string): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const tail: string[] = [];
-  c.stderr!.setEncoding('utf8');
-  c.stderr!.on('data', (d: string) => {
+  c.stderr.setEncoding('utf8');
+  c.stderr.on('data', (d: string) => {
     tail.push(d);
     if (tail.length > 50) tail.shift();
   });
@@ -82,7 +82,7 @@ function stopProc(c: ChildProcess): Promise<void> {
 
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 interface Result {
@@ -262,10 +262,10 @@ async function benchEtcd(): Promise<Result[]> {
       [
         '--name', n,
         '--data-dir', join(root, n),
-        '--listen-client-urls', client[i]!,
-        '--advertise-client-urls', client[i]!,
-        '--listen-peer-urls', peer[i]!,
-        '--initial-advertise-peer-urls', peer[i]!,
+        '--listen-client-urls', client[i],
+        '--advertise-client-urls', client[i],
+        '--listen-peer-urls', peer[i],
+        '--initial-advertise-peer-urls', peer[i],
         '--initial-cluster', initial,
         '--initial-cluster-state', 'new',
         '--initial-cluster-token', 'bench',
@@ -317,8 +317,8 @@ async function main(): Promise<void> {
   console.log(`bench:raft — 3 members on loopback, fsync on, 256-byte values, ${SECONDS} s per level; raft-ts vs ${etcdVersion}`);
   const raft = await benchRaft();
   const etcd = await benchEtcd();
-  const at = (rs: Result[], n: number) => rs.find((r) => r.clients === n) ?? rs[rs.length - 1]!;
-  const top = LEVELS[LEVELS.length - 1]!;
+  const at = (rs: Result[], n: number) => rs.find((r) => r.clients === n) ?? rs[rs.length - 1];
+  const top = LEVELS[LEVELS.length - 1];
   const ratio = at(raft, top).perSec / at(etcd, top).perSec;
   console.log(`raft-ts/etcd writes ratio: ${ratio.toFixed(2)}`);
   if (FAILOVERS > 0) {

@@ -2,3 +2,20 @@
 export * from './types.js';
 export { createRawNode } from './raw-node.js';
 export { MemoryStorage, SnapshotOutOfDateError, type MemoryStorageOptions } from './storage/memory-storage.js';
+// Durability, transport, the driver and the KV example.
+export { Wal, WalCorruptError, type WalOptions, type WalState, type SnapshotMarker } from './durable/wal.js';
+export { SnapshotFiles, SnapshotCorruptError, type SnapshotFilesOptions } from './durable/snapshot-files.js';
+export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
+export {
+  RaftNode,
+  NotCaughtUpError,
+  RaftNodeStoppedError,
+  TimeoutError,
+  type StateMachine,
+  type RaftNodeOptions,
+  type NodeStatus,
+  type LeaderChange,
+} from './driver/raft-node.js';
+export { KvStateMachine } from './kv/kv-state-machine.js';
+export { addKvService, LEADER_ID_KEY, LEADER_ADDR_KEY } from './kv/kv-server.js';
+export { KvClusterClient, type KvClusterClientOptions } from './kv/kv-client.js';
