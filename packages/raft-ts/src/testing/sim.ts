@@ -58,8 +58,9 @@ export interface SimOptions {
   /** How many trace events a violation shows. */
   traceTail?: number;
   /**
-   * How founding members learn the initial voters: from a snapshot at index 1 (default), or
-   * from MemoryStorage's confState option (the initial membership is then in no log entry).
+   * How founding members learn the initial voters: from a snapshot at index 1, or from
+   * MemoryStorage's confState option (the core writes them as committed conf-change entries
+   * 1..n). By default chosen by the seed.
    */
   bootstrap?: 'snapshot' | 'conf-state';
   /** Chance that a Ready that does not need a sync is synced anyway (background flush); 0.2. */
@@ -304,7 +305,7 @@ export class RaftSim {
     this.membersAtStart = opts.members ?? (opts.seed % 2 === 0 ? 3 : 5);
     this.nextMemberId = this.membersAtStart + 1;
     this.fault = opts.fault ?? 'none';
-    this.bootstrap = opts.bootstrap ?? 'snapshot';
+    this.bootstrap = opts.bootstrap ?? (this.rng.chance(0.5) ? 'snapshot' : 'conf-state');
     this.syncProbability = opts.syncProbability ?? 0.2;
     this.chaosMs = opts.chaosMs ?? 12_000;
     this.settleMs = opts.settleMs ?? 3000;
@@ -404,7 +405,7 @@ export class RaftSim {
     const disk = new SimDisk();
     disk.losesSyncedWrites = this.fault === 'lossy-disk';
     if (bootstrap && this.bootstrap === 'conf-state') {
-      // The founding members' storage knows the initial voters; the log does not hold them.
+      // The founding members' first storage knows the initial voters (the core logs them).
       disk.synced.bootstrap = { voters: [...bootstrap], learners: [] };
     } else if (bootstrap) {
       // The founding members start from a snapshot at index 1 that holds the initial voters, so
@@ -431,7 +432,9 @@ export class RaftSim {
   /** Starts (or restarts) a member from what its disk holds. */
   private start(m: Member): void {
     const d = m.disk.synced;
-    const storage = this.core.createStorage(d.bootstrap);
+    const fresh = d.snapshot === undefined && d.entries.length === 0 && d.hardState.term === 0;
+    // The initial voters go to an empty storage only; after that they are in the log.
+    const storage = this.core.createStorage(fresh ? d.bootstrap : undefined);
     const snap = d.snapshot;
     const snapIdx = snapshotIndex(snap);
     if (snap) storage.applySnapshot(snap);
@@ -445,7 +448,7 @@ export class RaftSim {
     m.sm = durable ? KvStateMachine.restore(durable.data) : snap ? KvStateMachine.restore(snap.data) : new KvStateMachine();
     m.applied = applied;
     m.snapIndex = snapIdx;
-    m.confState = cloneConf(durable ? durable.confState : snap ? snap.metadata?.confState : d.bootstrap);
+    m.confState = cloneConf(durable ? durable.confState : snap ? snap.metadata?.confState : fresh ? d.bootstrap : undefined);
     m.pausedUntil = 0;
     m.role = 'follower';
     m.leaderId = 0;
@@ -1033,7 +1036,7 @@ export class RaftSim {
   run(): SimResult {
     try {
       const voters = Array.from({ length: this.membersAtStart }, (_, i) => i + 1);
-      this.trace('fault', `seed ${this.seed}: ${this.membersAtStart} members, fault ${this.fault}, profile ${JSON.stringify({ ...this.profile, weights: undefined, rough: undefined })}`, voters);
+      this.trace('fault', `seed ${this.seed}: ${this.membersAtStart} members, ${this.bootstrap} bootstrap, fault ${this.fault}, profile ${JSON.stringify({ ...this.profile, weights: undefined, rough: undefined })}`, voters);
       for (const id of voters) this.newMember(id, voters);
       for (let i = 1; i <= this.profile.clients; i++) {
         const c: Client = { id: i, seq: 0, op: undefined, leaderGuess: 0 };
