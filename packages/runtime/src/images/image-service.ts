@@ -222,9 +222,10 @@ export class ImageService {
     return this.gcLock.shared(async () => {
       const lease = this.lease();
       try {
+        // Manifests are stored with the record, once everything they name is in place.
         const top = await repo.getManifest(r.digest ?? r.tag ?? 'latest');
         lease.add(top.digest);
-        await this.content.put(top.bytes, top.digest);
+        const docs = [top];
         const target: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
         let manifestDesc = target;
         let manifestBytes = top.bytes;
@@ -233,7 +234,7 @@ export class ImageService {
           manifestDesc = selectManifest(index, want, `image ${name}`);
           const m = await repo.getManifest(manifestDesc.digest);
           lease.add(m.digest);
-          await this.content.put(m.bytes, m.digest);
+          docs.push(m);
           manifestBytes = m.bytes;
         } else if (kindOf(top.mediaType) !== 'manifest') {
           throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `image ${name}: unsupported manifest media type ${JSON.stringify(top.mediaType)}`);
@@ -243,6 +244,8 @@ export class ImageService {
         const rec = await this.complete(name, target, manifestDesc, manifest, lease, {
           fetch: (d, onBytes) => repo.fetchBlobInto(this.content, d, onBytes),
           progress,
+          platform: want,
+          documents: docs,
           ...(o.signal ? { signal: o.signal } : {}),
         });
         progress({ kind: 'done', digest: manifestDesc.digest });
@@ -267,8 +270,12 @@ export class ImageService {
       fetch: (d: Descriptor, onBytes?: (n: number) => void) => Promise<void>;
       progress?: (p: Omit<PullProgress, 'ref'>) => void;
       signal?: AbortSignal;
+      platform?: Platform;
+      /** Manifests and indexes to store along with the record. */
+      documents?: { digest: Digest; bytes: Buffer }[];
     },
   ): Promise<ImageRecord> {
+    const want = src.platform ?? hostPlatform();
     const progress = src.progress ?? (() => undefined);
     const what = `pull of ${name}`;
     // A shared download cancelled by the pull that started it is not our failure: start again.
@@ -314,6 +321,10 @@ export class ImageService {
       progress({ kind: 'layer', digest: layer.digest, status: 'unpacked' });
     });
     checkCancelled(src.signal, what);
+    if (config.os !== want.os || config.architecture !== want.architecture) {
+      this.log.warn('images: the image is for another platform', { image: name, image_platform: `${config.os}/${config.architecture}`, wanted: `${want.os}/${want.architecture}` });
+    }
+    for (const d of src.documents ?? []) await this.content.put(d.bytes, d.digest);
     const rec: ImageRecord = {
       name,
       target,
@@ -540,7 +551,7 @@ export class ImageService {
           await this.content.ensure(manifestDesc.digest, () => fetch(manifestDesc));
         }
         const manifest = parseManifest(await this.content.readAll(manifestDesc.digest), `${what} manifest ${manifestDesc.digest}`);
-        return await this.complete(name, target, manifestDesc, manifest, lease, { fetch });
+        return await this.complete(name, target, manifestDesc, manifest, lease, { fetch, platform: want });
       } finally {
         lease.release();
       }

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { posix, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import { SwarmError, ErrorCode, run, wrapError, isSwarmError } from '@swarmd/common';
@@ -81,9 +81,12 @@ export async function unpackLayer(src: Readable, dest: string, opts: UnpackOptio
   const head = await peek(src, 4).catch((err: unknown) => {
     throw wrapError(ErrorCode.DATA_LOSS, `${what}: cannot read`, err);
   });
-  if (head.subarray(0, 4).equals(ZSTD_MAGIC)) {
+  const zstd = head.subarray(0, 4).equals(ZSTD_MAGIC);
+  // Node has zstd from 22.15 (zlib.createZstdDecompress); older ones refuse such layers.
+  const createZstd = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
+  if (zstd && !createZstd) {
     src.destroy();
-    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${what}: zstd-compressed layers are not supported`);
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${what}: zstd-compressed layers need Node.js 22.15 or later (this is ${process.version})`);
   }
   const gz = head.subarray(0, 2).equals(GZIP_MAGIC);
   const hash = createHash('sha256');
@@ -94,7 +97,7 @@ export async function unpackLayer(src: Readable, dest: string, opts: UnpackOptio
     },
   });
   const extract = tar.extract();
-  const stages: NodeJS.ReadWriteStream[] = gz ? [createGunzip(), hasher] : [hasher];
+  const stages: NodeJS.ReadWriteStream[] = gz ? [zlib.createGunzip(), hasher] : zstd && createZstd ? [createZstd(), hasher] : [hasher];
   const feeding = pipeline([src, ...stages, extract as unknown as NodeJS.WritableStream]);
   let feedErr: unknown;
   const fed = feeding.catch((err: unknown) => {
