@@ -19,20 +19,41 @@ test('PreVote: a partitioned member does not disrupt a stable leader when it com
   t.is(net.get(3).raw.status().leaderId, 1);
 });
 
-test('CheckQuorum lease: followers that hear from a leader ignore a higher-term vote request', (t) => {
+test('CheckQuorum lease: a member that hears from a leader ignores a higher-term vote request', (t) => {
   const net = new CoreNet({ voters: [1, 2, 3], config: { preVote: false } });
   net.campaign(1);
+  net.tickAll(1);
+  const term = net.get(1).raw.status().term;
   net.isolate(3);
-  net.tickAll(30); // 3 campaigns alone, term climbs
-  t.true(net.get(3).raw.status().term > 1);
+  net.tickAll(30); // 3 campaigns alone, its term climbs
+  const t3 = net.get(3).raw.status().term;
+  t.true(t3 > term);
   net.heal();
-  // 3's vote requests are ignored (lease); 3 rejoins once it hears from the leader... which
-  // happens only after the leader learns the higher term: it steps down and a new election runs.
+  // 3 asks for votes at once; 2 heard from leader 1 within the election timeout.
+  net.get(3).raw.campaign();
+  net.processReady(3);
+  net.queue = net.queue.filter((m) => m.type === MessageType.MSG_VOTE && m.to === 2);
+  t.is(net.queue.length, 1);
+  net.deliverOnce();
+  t.is(net.get(2).raw.status().term, term);
+  t.is(net.get(2).raw.status().leaderId, 1);
+  t.false(net.get(2).raw.hasReady() && net.get(2).raw.ready().messages.some((m) => m.type === MessageType.MSG_VOTE_RESP));
+  // Eventually the cluster settles on one term and one leader (the stale leader learns the higher
+  // term from 3's replies to its heartbeats and steps down).
   net.tickAll(40);
   net.checkElectionSafety();
-  const l = net.leader();
-  t.truthy(l);
+  t.truthy(net.leader());
   t.is(new Set([...net.members.values()].map((m) => m.raw.status().term)).size, 1);
+});
+
+test('without the lease (CheckQuorum off) a higher-term vote request deposes a leader', (t) => {
+  const net = new CoreNet({ voters: [1, 2, 3], config: { preVote: false, checkQuorum: false } });
+  net.campaign(1);
+  net.get(3).raw.campaign();
+  net.stabilize();
+  t.is(net.get(1).raw.status().role, 'follower');
+  t.is(net.get(3).raw.status().term, 2);
+  net.checkElectionSafety();
 });
 
 test('CheckQuorum: a partitioned leader steps down; the majority elects a new one', (t) => {
