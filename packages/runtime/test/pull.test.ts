@@ -55,6 +55,13 @@ test('pull by tag and by digest: content, snapshots, config and lowerdirs', asyn
   t.deepEqual((await storeState(svc.root)).snapshots, st.snapshots);
   // resolve() asks the registry what a tag points at.
   t.is((await svc.resolve(`${reg.host}/test/busybox:v1`)).digest, img.manifestDigest);
+
+  // getOrPull: the local image, with no registry needed once it is here.
+  await reg.stop();
+  t.is((await svc.getOrPull(`${reg.host}/test/busybox:v1`)).manifest.digest, img.manifestDigest);
+  const gone = await t.throwsAsync(svc.getOrPull(`${reg.host}/test/other:v1`), { instanceOf: SwarmError });
+  t.is(gone.code, ErrorCode.UNAVAILABLE, gone.message);
+  t.true(gone.message.includes(`registry ${reg.host} unreachable`), gone.message);
 });
 
 async function twoArchIndex(mediaType: string): Promise<{ amd: BuiltImage; arm: BuiltImage; index: Buffer }> {

@@ -213,6 +213,22 @@ export class ImageService {
 
   // ---------------------------------------------------------------- pull
 
+  /**
+   * The local image if there is one whose snapshots are all in place, else a pull (Docker's
+   * "pull if missing"). A reference by digest never needs the registry once pulled.
+   */
+  async getOrPull(ref: string, o: PullOptions = {}): Promise<ImageRecord> {
+    const rec = await this.get(ref).catch((err: unknown) => {
+      if (isSwarmError(err, ErrorCode.NOT_FOUND)) return undefined;
+      throw err;
+    });
+    if (rec) {
+      const ready = await Promise.all(rec.chainIds.map((c) => this.snapshotReady(c)));
+      if (ready.every(Boolean)) return rec;
+    }
+    return this.pull(ref, o);
+  }
+
   async pull(ref: string, o: PullOptions = {}): Promise<ImageRecord> {
     const r = parseReference(ref);
     const name = formatReference(r);
