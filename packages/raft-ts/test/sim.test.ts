@@ -1,4 +1,6 @@
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { noSyncCore, unconfirmedReadIndexCore } from '../src/testing/faulty-cores.js';
 import { realCore } from '../src/testing/sim-core.js';
 import { formatViolation, runSim, type SimCore, type SimResult } from '../src/testing/sim.js';
@@ -86,4 +88,19 @@ test('the checker is wired in: a leader that answers ReadIndex without confirmin
   const bad = findViolations(unconfirmedReadIndexCore(realCore), 60, 2);
   t.true(bad.length >= 2, `only ${bad.length} of 60 seeds caught unconfirmed ReadIndex`);
   for (const r of bad) t.is(r.violations[0].kind, 'linearizability');
+});
+
+test('sim-cli: the summary line, the exit code, and a replay that prints the same bytes', (t) => {
+  const cli = fileURLToPath(new URL('../src/testing/sim-cli.js', import.meta.url));
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const ok = run('--seeds', '3', '--members', '5');
+  t.is(ok.status, 0, ok.stderr);
+  t.is(ok.stdout.trimEnd().split('\n').at(-1), 'raft sim: 3 seeds, 0 violations');
+  const seed = findViolations(realCore, 30, 1, { fault: 'stale-reads' })[0].seed;
+  const bad = run('--seed', String(seed), '--fault', 'stale-reads');
+  t.is(bad.status, 1);
+  t.is(bad.stdout.trimEnd().split('\n').at(-1), 'raft sim: 1 seeds, 1 violations');
+  t.regex(bad.stdout, new RegExp(`seed ${seed} \\(\\d members\\): linearizability`));
+  t.regex(bad.stdout, new RegExp(`replay: npm run sim:raft -- --seed ${seed} --fault stale-reads --verbose`));
+  t.is(run('--seed', String(seed), '--fault', 'stale-reads').stdout, bad.stdout);
 });
