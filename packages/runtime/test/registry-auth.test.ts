@@ -41,6 +41,12 @@ test('a registry with htpasswd (Basic) auth takes the right credentials and refu
   const st = await storeState(other.root);
   t.deepEqual([st.blobs, st.snapshots, st.images, st.ingest], [[], [], 0, []], 'nothing half-made');
 
+  // One client, wrong then right password: the failed attempt is not remembered.
+  const same = await imageService(t);
+  await t.throwsAsync(same.pull(ref, { auth: { username: 'bob', password: 'wrong' } }), { instanceOf: SwarmError });
+  t.is((await same.pull(ref, { auth: good })).manifest.digest, img.manifestDigest);
+  await t.throwsAsync(same.pull(ref, { auth: { username: 'bob', password: 'wrong' } }), { instanceOf: SwarmError });
+
   // Credentials can also come from the client's per-registry lookup.
   const viaLookup = await imageService(t, { registry: { credentials: (r) => (r === reg.host ? good : undefined) } });
   t.is((await viaLookup.pull(ref)).manifest.digest, img.manifestDigest);

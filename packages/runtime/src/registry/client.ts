@@ -89,7 +89,7 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       checkCancelled(ctx.signal, what);
       const headers = { ...(req.headers ?? {}) };
-      const cached = this.authCache.get(ctx.registry, ctx.scope, ctx.creds?.username);
+      const cached = this.authCache.get(ctx.registry, ctx.scope, ctx.credKey);
       if (cached) headers.Authorization = cached;
       let res: HttpResponse;
       try {
@@ -105,13 +105,14 @@ export class RegistryClient {
       if (res.status === 401) {
         const body = (await readBody(res, 64 << 10).catch(() => Buffer.alloc(0))).toString().slice(0, 300);
         if (authTried || (cached !== undefined && !cached.startsWith('Bearer'))) {
+          this.authCache.forget(ctx.registry, ctx.scope, ctx.credKey);
           throw new SwarmError(
             ErrorCode.UNAUTHENTICATED,
             `${what}: registry ${ctx.registry} refused ${ctx.creds ? `the credentials of user ${JSON.stringify(ctx.creds.username)}` : 'anonymous access'} (401 unauthorized)${body ? `: ${body.trim()}` : ''}`,
             { details: { registry: ctx.registry } },
           );
         }
-        this.authCache.forget(ctx.registry, ctx.scope, ctx.creds?.username);
+        this.authCache.forget(ctx.registry, ctx.scope, ctx.credKey);
         await this.authenticate(ctx, res.headers['www-authenticate'], what);
         authTried = true;
         attempt--; // answering a challenge is not a retry
@@ -169,7 +170,7 @@ export class RegistryClient {
           details: { registry: ctx.registry },
         });
       }
-      this.authCache.setBasic(ctx.registry, ctx.creds.username, basicHeader(ctx.creds));
+      this.authCache.setBasic(ctx.registry, ctx.credKey ?? ctx.creds.username, basicHeader(ctx.creds));
       return;
     }
     throw new SwarmError(ErrorCode.UNAUTHENTICATED, `${what}: registry ${ctx.registry} answered 401 without a usable challenge (${String(header ?? 'none')})`, {
@@ -231,7 +232,7 @@ export class RegistryClient {
     }
     const token = parsed.token ?? parsed.access_token;
     if (!token) throw new SwarmError(ErrorCode.UNAUTHENTICATED, `${what}: registry ${ctx.registry}: token server sent no token`);
-    this.authCache.setToken(ctx.registry, ctx.scope, ctx.creds?.username, token, parsed.expires_in ?? 60);
+    this.authCache.setToken(ctx.registry, ctx.scope, ctx.credKey, token, parsed.expires_in ?? 60);
   }
 }
 
@@ -240,6 +241,8 @@ export interface AuthContext {
   registry: string;
   scope: string;
   creds: Credentials | undefined;
+  /** Who the cached auth is for: the user and a hash of the password (so a new password is tried afresh). */
+  credKey: string | undefined;
   signal?: AbortSignal;
 }
 
@@ -263,7 +266,8 @@ export class Repository {
   ) {
     this.base = client.baseUrl(ref.domain);
     this.name = `${ref.domain}/${ref.path}`;
-    this.ctx = { registry: ref.domain, scope: `repository:${ref.path}:${push ? 'pull,push' : 'pull'}`, creds, ...(signal ? { signal } : {}) };
+    const credKey = creds ? `${creds.username}\0${sha256Of(creds.password).slice(7, 23)}` : undefined;
+    this.ctx = { registry: ref.domain, scope: `repository:${ref.path}:${push ? 'pull,push' : 'pull'}`, creds, credKey, ...(signal ? { signal } : {}) };
   }
 
   private url(suffix: string): URL {
