@@ -304,3 +304,29 @@ test('a download cut half way resumes from where it stopped (Range)', async (t) 
   t.regex(ranges[1] ?? '', /^bytes=[1-9]\d*-$/, 'the second request asks for the rest only');
   t.deepEqual((await storeState(svc.root)).ingest, []);
 });
+
+test('gc waits for a running pull, and keeps what the pull brought', async (t) => {
+  const img = await smallImage('kept');
+  const layer = img.layers[0];
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let requested!: () => void;
+  const blobRequested = new Promise<void>((r) => (requested = r));
+  const reg = await fakeRegistry(t, contentOf(img, 'v1'), (req, res) => {
+    if (!req.url?.endsWith(`/blobs/${layer.digest}`)) return false;
+    requested();
+    void released.then(() => res.writeHead(200, { 'Content-Length': layer.data.length }).end(layer.data));
+    return true;
+  });
+  const svc = await imageService(t);
+  const pull = svc.pull(`${reg.host}/g/app:v1`);
+  await blobRequested;
+  let gcDone = false;
+  const gc = svc.gc().then((r) => ((gcDone = true), r));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  t.false(gcDone, 'gc is held back while the pull runs');
+  release();
+  const rec = await pull;
+  t.deepEqual(await gc, { blobsRemoved: 0, snapshotsRemoved: 0, bytesFreed: 0 });
+  t.deepEqual((await storeState(svc.root)).snapshots, [rec.chainIds[0].slice(7)]);
+});
