@@ -139,6 +139,7 @@ class RawNodeImpl implements RawNode {
     if (this.stableTo) r.log.unstable.stableTo(this.stableTo.index, this.stableTo.term);
     if (this.snapTo > 0) r.log.unstable.stableSnapTo(this.snapTo);
     if (this.appliedTo > r.log.applied) r.log.appliedTo(Math.min(this.appliedTo, r.log.committed));
+    if (this.stableTo) r.onPersisted();
     this.stableTo = undefined;
     this.snapTo = 0;
     this.appliedTo = 0;

@@ -150,3 +150,29 @@ test('property: safety holds under drops, duplicates, reordering, partitions and
   );
   t.pass();
 });
+
+test('a leader counts its own entries toward commit only once persisted (early-sent appends stay safe)', (t) => {
+  // A single voter with a learner: the leader's copy alone is a quorum.
+  const net = new CoreNet({ voters: [1], learners: [2] });
+  net.campaign(1);
+  const n1 = net.get(1).raw;
+  n1.propose(Buffer.from('y'));
+  const rd = n1.ready();
+  t.deepEqual(
+    rd.entries.map((e) => e.data.toString()),
+    ['y'],
+  );
+  const y = rd.entries[0].index;
+  // Neither the Ready's hard state nor any message it carries says y is committed: an app that
+  // sent these before persisting (and crashed) could not have exposed y.
+  t.true((rd.hardState?.commit ?? 0) < y);
+  for (const m of rd.messages) t.true(m.commit < y, `${MessageType[m.type]} carries commit ${m.commit}`);
+  t.deepEqual(rd.committedEntries, []);
+  net.get(1).storage.append(rd.entries);
+  if (rd.hardState) net.get(1).storage.setHardState(rd.hardState);
+  net.queue.push(...rd.messages);
+  n1.advance();
+  net.stabilize();
+  t.is(n1.status().commit, y);
+  t.deepEqual(net.get(2).applied, ['y']);
+});

@@ -226,16 +226,26 @@ export class Raft {
 
   // ---- log ----
 
-  /** The leader appends entries of its term; they count as replicated on itself. */
+  /**
+   * The leader appends entries of its term. They count toward the commit quorum on the leader
+   * itself only once the app persisted them (see onPersisted), as for any other member: so no
+   * commit index that depends on the leader's own copy can leave before that copy is durable,
+   * even if an app sends a Ready's appends before persisting it.
+   */
   appendEntry(ents: { type: EntryType; data: Buffer }[]): void {
-    let li = this.log.lastIndex();
+    const li = this.log.lastIndex();
     const es: Entry[] = ents.map((e, i) => ({ term: this.term, index: li + 1 + i, type: e.type, data: e.data }));
     if (!this.increaseUncommittedSize(es)) {
       throw new ProposalDroppedError('too many uncommitted entries');
     }
-    li = this.log.append(es);
-    this.tracker.get(this.id)?.maybeUpdate(li);
-    this.maybeCommit();
+    this.log.append(es);
+  }
+
+  /** The app persisted entries (advance): the leader's own copy now counts. */
+  onPersisted(): void {
+    if (this.role !== 'leader') return;
+    const self = this.tracker.get(this.id);
+    if (self?.maybeUpdate(this.log.stableIndex()) && this.maybeCommit()) this.bcastAppend();
   }
 
   /** Commits what a majority of voters holds, if of the current term. True when commit moved. */
@@ -282,7 +292,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.tracker.resetVotes();
-    this.tracker.resetAll(this.log.lastIndex(), this.id);
+    this.tracker.resetAll(this.log.lastIndex(), this.id, this.log.stableIndex());
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
     this.readOnly = new ReadOnly();

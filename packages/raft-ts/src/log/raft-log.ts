@@ -188,6 +188,11 @@ export class RaftLog {
     if (this.applying < i) this.applying = i;
   }
 
+  /** The last index the app has persisted (stable storage), within our log. */
+  stableIndex(): number {
+    return Math.min(this.unstable.offset - 1, this.lastIndex());
+  }
+
   hasNextOrInProgressSnapshot(): boolean {
     return this.unstable.snapshot !== undefined;
   }

@@ -56,10 +56,10 @@ export class ProgressTracker {
     }
   }
 
-  /** A new term: everyone probes from lastIndex + 1; self matches its whole log. */
-  resetAll(lastIndex: number, selfId: number): void {
+  /** A new term: everyone probes from lastIndex + 1; self matches what it has persisted. */
+  resetAll(lastIndex: number, selfId: number, selfStable: number): void {
     for (const [id, pr] of this.progress) {
-      pr.reset(lastIndex + 1, id === selfId ? lastIndex : 0);
+      pr.reset(lastIndex + 1, id === selfId ? selfStable : 0);
     }
   }
 
