@@ -102,6 +102,12 @@ async function main(): Promise<void> {
   node.run();
   logger.info('raft-kv: serving', { listen, dataDir, peers: Object.fromEntries(peers) });
 
+  const statsMs = Number(process.env.RAFT_KV_STATS_MS ?? 0);
+  if (statsMs > 0) {
+    const t = setInterval(() => logger.info('raft-kv: stats', { ...node.metrics, wal: node.walStats(), transport: node.transportStats() }), statsMs);
+    t.unref();
+  }
+
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
