@@ -246,3 +246,23 @@ test('a pulled image with a whiteout and an opaque dir mounts as overlayfs with 
   t.true((await stat(join(mnt, 'bin/busybox'))).isFile());
   await run('umount', [mnt]);
 });
+
+test('chunked uploads (PATCH with Content-Range) push big blobs in pieces', async (t) => {
+  const reg = await startRegistry({ t });
+  const proxy = await countingProxy(t, reg.url);
+  const img = await buildBusyboxImage({ compression: 'none' });
+  const chunk = 256 * 1024;
+  const pusher = await imageService(t, { registry: { uploadChunkSize: chunk } });
+  t.is(await pusher.pushImage(`${proxy.host}/chunks/app:1`, img), img.manifestDigest);
+  const patches = proxy.requests.filter((r) => r.method === 'PATCH');
+  t.is(patches.length, Math.ceil(img.layers[0].size / chunk), 'the layer in chunks; the small config in one PUT');
+  // Also from the content store (ranges read from the blob file).
+  const a = await imageService(t, { registry: { uploadChunkSize: chunk } });
+  await a.pull(`${reg.host}/chunks/app:1`);
+  await a.push(`${proxy.host}/chunks/copy:1`, { source: `${reg.host}/chunks/app:1` });
+  t.is(proxy.requests.filter((r) => r.method === 'PATCH').length, 2 * patches.length);
+  const b = await imageService(t);
+  const rec = await b.pull(`${reg.host}/chunks/copy:1`);
+  t.is(rec.manifest.digest, img.manifestDigest);
+  t.true((await stat(join(b.layerDirs(rec)[0], 'bin/busybox'))).isFile());
+});

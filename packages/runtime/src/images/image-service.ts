@@ -12,6 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
 import { formatReference, parseReference, withTarget, type Reference } from '../reference/reference.js';
 import { LocalContentStore } from '../content/content-store.js';
@@ -418,7 +419,7 @@ export class ImageService {
     const blobs = [rec.config, ...rec.layers];
     await mapLimit(blobs, this.concurrency, async (d) => {
       await this.content.info(d.digest);
-      await repo.pushBlob(d, () => createReadStream(this.content.blobPath(d.digest)), { mountFrom });
+      await repo.pushBlob(d, this.blobSource(d.digest), { mountFrom });
     });
     const manifestBytes = await this.content.readAll(rec.manifest.digest);
     if (rec.target.digest !== rec.manifest.digest) {
@@ -429,7 +430,7 @@ export class ImageService {
         for (const m of index.manifests) {
           const mb = await this.content.readAll(m.digest);
           const man = parseManifest(mb, `manifest ${m.digest}`);
-          await mapLimit([man.config, ...man.layers], this.concurrency, (d) => repo.pushBlob(d, () => createReadStream(this.content.blobPath(d.digest))).then(() => undefined));
+          await mapLimit([man.config, ...man.layers], this.concurrency, (d) => repo.pushBlob(d, this.blobSource(d.digest)).then(() => undefined));
           await repo.putManifest(m.digest, mb, m.mediaType);
         }
         return repo.putManifest(tagOrDigest, indexBytes, rec.target.mediaType);
@@ -439,6 +440,12 @@ export class ImageService {
       throw new SwarmError(ErrorCode.INVALID_ARGUMENT, `push ${ref}: the local image has manifest ${rec.manifest.digest}, not ${dst.digest}`);
     }
     return repo.putManifest(tagOrDigest, manifestBytes, rec.manifest.mediaType);
+  }
+
+  /** A blob of the store as an upload source (whole, or a byte range for chunked uploads). */
+  private blobSource(d: Digest): (range?: { start: number; end: number }) => Readable {
+    const path = this.content.blobPath(d);
+    return (range) => createReadStream(path, range ? { start: range.start, end: range.end - 1 } : {});
   }
 
   private async allPresent(manifests: Descriptor[]): Promise<boolean> {

@@ -30,8 +30,16 @@ export interface RegistryClientOptions {
   /** First backoff (ms), doubled each retry (default 200). */
   backoffMs?: number;
   timeoutMs?: number;
+  /**
+   * Blobs larger than this are uploaded in chunks (PATCH with Content-Range, then PUT); by
+   * default every blob goes in one PUT (monolithic upload).
+   */
+  uploadChunkSize?: number;
   logger?: Logger;
 }
+
+/** The bytes of a blob to upload: a buffer, or a reader of [start, end) (whole blob without a range). */
+export type BlobSource = Buffer | ((range?: { start: number; end: number }) => Readable);
 
 export interface FetchedManifest {
   digest: Digest;
@@ -52,6 +60,7 @@ export class RegistryClient {
   private readonly authCache = new AuthCache();
   private readonly insecure: readonly string[];
   readonly retries: number;
+  readonly uploadChunkSize: number | undefined;
   private readonly backoffMs: number;
   readonly log: Logger;
 
@@ -60,6 +69,7 @@ export class RegistryClient {
     this.insecure = opts.insecureRegistries ?? [];
     this.retries = opts.retries ?? 3;
     this.backoffMs = opts.backoffMs ?? 200;
+    this.uploadChunkSize = opts.uploadChunkSize;
     this.log = opts.logger ?? nullLogger;
   }
 
@@ -402,10 +412,11 @@ export class Repository {
 
   /**
    * Uploads a blob unless the registry has it: HEAD, then (optionally a cross-repository mount,
-   * then) POST an upload session and PUT the whole blob with its digest (monolithic upload).
+   * then) POST an upload session and PUT the whole blob with its digest (monolithic upload), or
+   * PATCH it in chunks first when the client has an `uploadChunkSize` the blob exceeds.
    * Returns whether bytes were sent.
    */
-  async pushBlob(desc: Descriptor, body: Buffer | (() => Readable), o: { mountFrom?: string } = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
+  async pushBlob(desc: Descriptor, body: BlobSource, o: { mountFrom?: string } = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
     if (await this.blobExists(desc.digest)) return 'exists';
     const what = `upload of blob ${desc.digest} to ${this.name}`;
     const start = this.url('blobs/uploads/');
@@ -417,13 +428,28 @@ export class Repository {
     drain(res);
     if (res.status === 201) return 'mounted';
     if (res.status !== 202) throw await unexpected(res, what);
-    const loc = headerOf(res, 'location');
-    if (!loc) throw new SwarmError(ErrorCode.INTERNAL, `${what}: registry gave no upload location`);
-    const put = new URL(loc, res.url);
+    let loc = uploadLocation(res, what);
+    const slice = (from: number, to: number): Buffer | (() => Readable) =>
+      Buffer.isBuffer(body) ? body.subarray(from, to) : () => body({ start: from, end: to });
+    let putBody: Buffer | (() => Readable) | undefined = Buffer.isBuffer(body) ? body : () => body();
+    const chunk = this.client.uploadChunkSize;
+    if (chunk !== undefined && chunk > 0 && desc.size > chunk) {
+      // Chunked: PATCH each range at the location the last answer gave, then PUT with no body.
+      for (let from = 0; from < desc.size; from += chunk) {
+        const to = Math.min(desc.size, from + chunk);
+        const headers = { 'Content-Type': 'application/octet-stream', 'Content-Range': `${from}-${to - 1}`, 'Content-Length': String(to - from) };
+        const r = await this.client.send(this.ctx, { method: 'PATCH', url: loc, headers, body: slice(from, to) }, what);
+        drain(r);
+        if (r.status !== 202) throw await unexpected(r, `${what} (chunk ${from}-${to - 1})`);
+        loc = uploadLocation(r, what);
+      }
+      putBody = undefined;
+    }
+    const put = new URL(loc);
     put.searchParams.set('digest', desc.digest);
     const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' };
-    if (!Buffer.isBuffer(body)) headers['Content-Length'] = String(desc.size);
-    const done = await this.client.send(this.ctx, { method: 'PUT', url: put, headers, body }, what);
+    if (putBody !== undefined && !Buffer.isBuffer(putBody)) headers['Content-Length'] = String(desc.size);
+    const done = await this.client.send(this.ctx, { method: 'PUT', url: put, headers, ...(putBody !== undefined ? { body: putBody } : {}) }, what);
     if (done.status !== 201 && done.status !== 204) throw await unexpected(done, what);
     drain(done);
     const got = headerOf(done, 'docker-content-digest');
@@ -448,6 +474,12 @@ export class Repository {
   toString(): string {
     return formatReference(this.ref);
   }
+}
+
+function uploadLocation(res: HttpResponse, what: string): URL {
+  const loc = headerOf(res, 'location');
+  if (!loc) throw new SwarmError(ErrorCode.INTERNAL, `${what}: registry gave no upload location`);
+  return new URL(loc, res.url);
 }
 
 function headerOf(res: HttpResponse, name: string): string | undefined {
