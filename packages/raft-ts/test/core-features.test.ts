@@ -387,3 +387,35 @@ test('bootstrap from MemoryStorage confState: the membership is in the log, so a
   t.not(net.get(4).raw.status().role, 'leader');
   net.checkElectionSafety();
 });
+
+test('reportUnreachable stops pipelining to a follower; a heartbeat reply resumes it', (t) => {
+  const net = new CoreNet({ voters: [1, 2, 3] });
+  net.campaign(1);
+  net.propose(1, 'a');
+  const l = net.get(1).raw;
+  t.is(l.status().progress!.get(2)!.state, 'replicate');
+  l.reportUnreachable(2);
+  t.is(l.status().progress!.get(2)!.state, 'probe');
+  net.tickAll(2);
+  net.propose(1, 'b');
+  t.is(l.status().progress!.get(2)!.state, 'replicate');
+  t.deepEqual(net.get(2).applied, ['a', 'b']);
+});
+
+test('membership rules: one change at a time, no removing or demoting the last voter, invalid ids', (t) => {
+  const net = new CoreNet({ voters: [1] });
+  net.campaign(1);
+  const l = net.get(1).raw;
+  t.throws(() => l.proposeConfChange(cc(ConfChangeType.CONF_ADD_LEARNER, 0)), { instanceOf: ProposalDroppedError });
+  t.throws(() => l.proposeConfChange(cc(ConfChangeType.CONF_ADD_LEARNER, 1)), { instanceOf: ProposalDroppedError });
+  t.throws(() => l.proposeConfChange(cc(ConfChangeType.CONF_REMOVE_NODE, 1)), { instanceOf: ProposalDroppedError });
+  l.proposeConfChange(cc(ConfChangeType.CONF_ADD_LEARNER, 2));
+  t.throws(() => l.proposeConfChange(cc(ConfChangeType.CONF_ADD_LEARNER, 3)), { instanceOf: ProposalDroppedError });
+  net.stabilize();
+  t.deepEqual(net.get(1).confState, { voters: [1], learners: [2] });
+  // Applying an invalid change (e.g. a replay) is a no-op, not an error.
+  t.deepEqual(l.applyConfChange(cc(ConfChangeType.CONF_REMOVE_NODE, 1)), { voters: [1], learners: [2] });
+  // Removing what is not there, adding what is there: no-ops.
+  t.deepEqual(l.applyConfChange(cc(ConfChangeType.CONF_REMOVE_NODE, 9)), { voters: [1], learners: [2] });
+  t.deepEqual(l.applyConfChange(cc(ConfChangeType.CONF_ADD_NODE, 1)), { voters: [1], learners: [2] });
+});
