@@ -199,3 +199,37 @@ test('unpackLayer detects gzip by its magic whatever the media type says', async
   const err = await t.throwsAsync(unpackLayer(Readable.from([Buffer.from('garbage that is no tar at all'.repeat(40))]), join(dir, 'b')), { instanceOf: SwarmError });
   t.is(err.code, ErrorCode.DATA_LOSS);
 });
+
+test('"./" names, the layer root entry, and entries replacing others of another type', async (t) => {
+  const layer = await rawTar([
+    { name: './', type: 'directory', mode: 0o750, mtime: new Date(5000) },
+    { name: './etc/', type: 'directory', mode: 0o755 },
+    { name: './etc/x', type: 'file', body: 'file first' },
+    { name: './etc/x/', type: 'directory', mode: 0o700 },
+    { name: './etc/x/inner', type: 'file', body: 'in' },
+    { name: './etc/y/', type: 'directory', mode: 0o755 },
+    { name: './etc/y/z', type: 'file', body: 'z' },
+    { name: './etc/y', type: 'symlink', linkname: 'x' },
+  ]);
+  const dir = await tempDir(t);
+  await unpackLayer(Readable.from([layer]), dir);
+  const root = await stat(dir);
+  t.deepEqual([root.mode & 0o777, root.mtimeMs], [0o750, 5000], 'the root entry sets the layer dir');
+  t.true((await stat(join(dir, 'etc/x'))).isDirectory());
+  t.is(await readFile(join(dir, 'etc/x/inner'), 'utf8'), 'in');
+  t.is(await readlink(join(dir, 'etc/y')), 'x', 'a later symlink replaces the directory');
+  t.is((await stat(join(dir, 'etc/x'))).mode & 0o777, 0o700, "the replaced directory's mode is not applied through the symlink");
+});
+
+test('metadata of a directory replaced by a symlink is not applied through it', async (t) => {
+  const outside = await tempDir(t, 'swarmd-outside-');
+  const before = await stat(outside);
+  const layer = await rawTar([
+    { name: 'd/', type: 'directory', mode: 0o777, uid: 4242, gid: 4242, mtime: new Date(0) },
+    { name: 'd', type: 'symlink', linkname: outside },
+  ]);
+  const dir = await tempDir(t);
+  await unpackLayer(Readable.from([layer]), dir);
+  const after = await stat(outside);
+  t.deepEqual([after.mode, after.uid, after.gid, after.mtimeMs], [before.mode, before.uid, before.gid, before.mtimeMs]);
+});

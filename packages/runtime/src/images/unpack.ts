@@ -318,6 +318,10 @@ class Unpacker {
     // read-only mode must not stop us from filling them.
     this.dirs.sort((a, b) => b.path.length - a.path.length);
     for (const d of this.dirs) {
+      // A later entry may have replaced the directory (by a symlink, say): chmod would follow
+      // it, possibly out of the tree. Only real directories get their metadata.
+      const st = await lstat(d.path).catch(() => undefined);
+      if (!st?.isDirectory()) continue;
       if (this.canChown) await lchown(d.path, d.header.uid, d.header.gid);
       await chmod(d.path, d.header.mode & 0o7777);
       const mtime = d.header.mtime ?? new Date(0);
