@@ -297,12 +297,21 @@ export class ContainerService {
         volumes: (spec.mounts ?? []).filter((m) => m.type === 'volume').map((m) => m.source),
       };
       const createdVolumes: string[] = [];
+      const phases: Record<string, number> = {};
+      let t0 = performance.now();
+      const phase = (name: string) => {
+        const t1 = performance.now();
+        phases[name] = Math.round((t1 - t0) * 10) / 10;
+        t0 = t1;
+      };
       await mkdir(this.containersDir, { recursive: true });
       await mkdir(f.bundle);
       try {
         await Promise.all([f.rootfs, f.etc, f.exitDir, f.persistDir, f.socketDir].map((d) => mkdir(d, { recursive: true })));
         const mounts = await this.snapshotter.prepare(id, image.layers);
+        phase('prepare');
         for (const m of mounts) await this.mounter.mount(m, f.rootfs);
+        phase('mount');
         const user = await resolveUser(f.rootfs, spec.user ?? image.config.User ?? '');
 
         const hostResolv = await readFile(this.opts.hostResolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
@@ -339,6 +348,7 @@ export class ContainerService {
         });
         await writeFile(f.config, JSON.stringify(oci, null, 1));
         await this.writeMeta(meta);
+        phase('bundle');
 
         const started = await startMonitor({
           id,
@@ -348,10 +358,13 @@ export class ContainerService {
           runcRoot: this.runc.root,
           timeoutMs: this.opts.createTimeoutMs ?? 30_000,
         });
+        phase('runcCreate');
         meta.conmonPid = started.conmonPid;
         meta.pid = started.containerPid;
         await this.writeMeta(meta);
+        phase('meta');
         this.log.info('container created', { id, pid: started.containerPid });
+        this.log.debug('create phases (ms)', phases);
       } catch (err) {
         this.log.warn('create failed, cleaning up', { id, err: describeError(err) });
         await this.destroy(id, meta).catch((e2: unknown) => this.log.error('cleanup after failed create', { id, err: describeError(e2) }));
@@ -399,9 +412,12 @@ export class ContainerService {
     return this.withLock(id, async () => {
       const meta = await this.readMeta(id);
       if (meta.startedAt || meta.exit) throw failedPrecondition(`container ${id} was already started`);
-      const st = await this.runc.state(id);
-      if (st?.status !== 'created') throw failedPrecondition(`container ${id} is not in the created state (runc: ${st?.status ?? 'gone'})`);
-      await this.runc.start(id);
+      try {
+        await this.runc.start(id); // runc refuses a container that is not in the created state
+      } catch (err) {
+        const st = await this.runc.state(id).catch(() => undefined);
+        throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `start ${id}: not startable (runc: ${st?.status ?? 'gone'})`, { cause: err });
+      }
       meta.startedAt = new Date().toISOString();
       await this.writeMeta(meta);
       this.log.info('container started', { id, pid: meta.pid });
