@@ -221,15 +221,18 @@ test('"./" names, the layer root entry, and entries replacing others of another 
   t.is((await stat(join(dir, 'etc/x'))).mode & 0o777, 0o700, "the replaced directory's mode is not applied through the symlink");
 });
 
-test('metadata of a directory replaced by a symlink is not applied through it', async (t) => {
+test('metadata and opaque markers of a directory replaced by a symlink are not applied through it', async (t) => {
   const outside = await tempDir(t, 'swarmd-outside-');
   const before = await stat(outside);
   const layer = await rawTar([
     { name: 'd/', type: 'directory', mode: 0o777, uid: 4242, gid: 4242, mtime: new Date(0) },
+    { name: 'd/.wh..wh..opq', type: 'file', body: '' },
     { name: 'd', type: 'symlink', linkname: outside },
   ]);
   const dir = await tempDir(t);
   await unpackLayer(Readable.from([layer]), dir);
   const after = await stat(outside);
   t.deepEqual([after.mode, after.uid, after.gid, after.mtimeMs], [before.mode, before.uid, before.gid, before.mtimeMs]);
+  const xattrs = await run('getfattr', ['-d', '-m', '-', outside]);
+  t.false(xattrs.stdout.includes('overlay'), 'no opaque marker set through the link');
 });

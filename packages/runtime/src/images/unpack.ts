@@ -313,7 +313,10 @@ class Unpacker {
   }
 
   async finish(): Promise<void> {
-    if (this.opaque.size) await run('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', ...this.opaque]);
+    // Only directories still there as directories (see below), and never through a link.
+    const opaque: string[] = [];
+    for (const d of this.opaque) if ((await lstat(d).catch(() => undefined))?.isDirectory()) opaque.push(d);
+    if (opaque.length) await run('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', ...opaque]);
     // Directories last and deepest first: creating entries inside changes their mtimes, and a
     // read-only mode must not stop us from filling them.
     this.dirs.sort((a, b) => b.path.length - a.path.length);
