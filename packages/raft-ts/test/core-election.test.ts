@@ -1,5 +1,5 @@
 import test from 'ava';
-import { MessageType, NotLeaderError } from '../src/index.js';
+import { type Message, MessageType, NotLeaderError } from '../src/index.js';
 import { CoreNet } from './helpers/core-net.js';
 
 test('a single voter elects itself and commits', (t) => {
@@ -97,4 +97,77 @@ test('local message types from the network are ignored', (t) => {
     context: Buffer.alloc(0),
   });
   t.is(net.get(1).raw.status().role, 'follower');
+});
+
+function msg(m: Partial<Message> & { type: MessageType }): Message {
+  return {
+    to: 0,
+    from: 0,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    snapshot: undefined,
+    reject: false,
+    rejectHint: 0,
+    context: Buffer.alloc(0),
+    ...m,
+  };
+}
+
+test('a voter grants one vote per term (a duplicate request gets the same answer) and only to an up-to-date log', (t) => {
+  const net = new CoreNet({ voters: [1, 2, 3], config: { preVote: false } });
+  const n1 = net.get(1).raw;
+  const votes = (): [string, number, boolean][] =>
+    n1.ready().messages.map((m) => [MessageType[m.type], m.to, m.reject]);
+  // Log of 1 ends at (1, 1): the bootstrap snapshot.
+  n1.step(msg({ type: MessageType.MSG_VOTE, from: 2, to: 1, term: 2, index: 1, logTerm: 1 }));
+  t.deepEqual(votes(), [['MSG_VOTE_RESP', 2, false]]);
+  n1.step(msg({ type: MessageType.MSG_VOTE, from: 3, to: 1, term: 2, index: 1, logTerm: 1 }));
+  t.deepEqual(votes(), [['MSG_VOTE_RESP', 3, true]]);
+  n1.step(msg({ type: MessageType.MSG_VOTE, from: 2, to: 1, term: 2, index: 1, logTerm: 1 }));
+  t.deepEqual(votes(), [['MSG_VOTE_RESP', 2, false]]);
+  t.is(n1.status().vote, 2);
+  // A later term, but a log behind ours: refused.
+  const n2 = net.get(2).raw;
+  n2.step(msg({ type: MessageType.MSG_VOTE, from: 3, to: 2, term: 5, index: 0, logTerm: 0 }));
+  const r = n2.ready();
+  t.deepEqual(
+    r.messages.map((m) => [MessageType[m.type], m.reject, m.term]),
+    [['MSG_VOTE_RESP', true, 5]],
+  );
+  t.is(n2.status().term, 5);
+  t.is(n2.status().vote, 0);
+});
+
+test('PreVote: granting a pre-vote changes neither term nor vote; a pre-candidate keeps its term', (t) => {
+  const net = new CoreNet({ voters: [1, 2, 3] });
+  const n1 = net.get(1).raw;
+  n1.campaign();
+  const rd = n1.ready();
+  t.is(n1.status().role, 'pre-candidate');
+  t.is(n1.status().term, 0);
+  t.deepEqual(
+    rd.messages.map((m) => [MessageType[m.type], m.term]),
+    [
+      ['MSG_PRE_VOTE', 1],
+      ['MSG_PRE_VOTE', 1],
+    ],
+  );
+  n1.advance();
+  const n2 = net.get(2).raw;
+  n2.step(rd.messages[0]);
+  const r2 = n2.ready();
+  t.deepEqual(
+    r2.messages.map((m) => [MessageType[m.type], m.term, m.reject]),
+    [['MSG_PRE_VOTE_RESP', 1, false]],
+  );
+  t.is(n2.status().term, 0);
+  t.is(n2.status().vote, 0);
+  n2.advance();
+  // With the pre-vote won, the real election runs in term 1.
+  n1.step(r2.messages[0]);
+  t.is(n1.status().role, 'candidate');
+  t.is(n1.status().term, 1);
 });
