@@ -1,0 +1,11 @@
+export { startAgent, type Agent, type AgentOptions, type AgentEvents, type SessionInfo } from './session/manager-session.js';
+export { certIdentity, channelCredentials, MANAGER_CHANNEL_OPTIONS, type AgentTls, type CertIdentity } from './session/tls.js';
+export { describeNode, ENGINE_VERSION } from './session/node-description.js';
+export { backoffDelay, defaultBackoff, type BackoffOptions } from './session/backoff.js';
+export { ManagerList } from './session/manager-list.js';
+export { loadManagers, saveManagers } from './session/state-files.js';
+export { AssignmentSet, type AssignmentDiff, type ApplyResult } from './assignments/assignment-set.js';
+export { Worker, type AssignmentsEvent } from './assignments/worker.js';
+export { LocalTaskDb } from './assignments/local-task-db.js';
+export { CoalescingReporter, type StatusUpdate, type ReporterOptions } from './status-reporter/coalescing-reporter.js';
+export { systemClock, FakeClock, type Clock } from './clock.js';

@@ -1,0 +1,347 @@
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import {
+  DispatcherClient,
+  type AssignmentsMessage,
+  type Node,
+  type NodeDescription,
+  type SessionMessage,
+  type TaskStatus,
+} from '@swarmd/proto';
+import { describeError, unavailable, type Logger } from '@swarmd/common';
+import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { Worker } from '../assignments/worker.js';
+import { CoalescingReporter, type StatusUpdate } from '../status-reporter/coalescing-reporter.js';
+import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
+import { ManagerList } from './manager-list.js';
+import { describeNode } from './node-description.js';
+import { loadManagers, saveManagers } from './state-files.js';
+import { certIdentity, channelCredentials, MANAGER_CHANNEL_OPTIONS, type AgentTls } from './tls.js';
+
+export interface AgentOptions {
+  /** The node's state dir: DIR/agent/ holds managers.json and assignments.json. */
+  stateDir: string;
+  /** Manager addresses (IP:PORT) to try first; DIR/agent/managers.json adds the ones last heard of. */
+  managers: string[];
+  tls: AgentTls;
+  hostname?: string;
+  labels?: Record<string, string>;
+  engineVersion?: string;
+  logger: Logger;
+  clock?: Clock;
+  /** Randomness for backoff jitter (Math.random by default). */
+  rng?: () => number;
+  backoff?: BackoffOptions;
+  /** How long to wait for a manager's first SessionMessage before trying the next (default 10 s). */
+  sessionTimeoutMs?: number;
+  /** Task status batching (see CoalescingReporter). */
+  statusFlushIntervalMs?: number;
+  statusMaxBatch?: number;
+  /** Extra gRPC channel options (tests). */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+export interface SessionInfo {
+  manager: string;
+  sessionId: string;
+  node: Node | undefined;
+}
+
+export interface AgentEvents {
+  /** A session is established with `manager` (after the first SessionMessage). */
+  session: [SessionInfo];
+  /** The session with `manager` ended; the agent reconnects. */
+  disconnected: [{ manager: string; reason: string }];
+}
+
+export interface Agent {
+  /** From the node certificate's CN. */
+  readonly nodeId: string;
+  readonly events: EventEmitter<AgentEvents>;
+  /** The assignments consumer: subscribe to its `assignments` event. */
+  readonly worker: Worker;
+  stop(): Promise<void>;
+  /** New certificates for the next connection (the current session keeps its own). */
+  updateTls(tls: AgentTls): void;
+  /** The current manager list (as the last session gave it), in dial order. */
+  managers(): string[];
+  /** The current session, if connected. */
+  session(): SessionInfo | undefined;
+  /** Resolves at the next established session (at once if connected). */
+  whenConnected(signal?: AbortSignal): Promise<SessionInfo>;
+  /** Reports a task's observed status (coalesced, batched UpdateTaskStatus). */
+  reportTaskStatus(taskId: string, status: TaskStatus): void;
+}
+
+type SessionEnd = { kind: 'redirect'; addr: string; established: boolean } | { kind: 'ended'; reason: string; established: boolean };
+
+/** Starts the node agent's session with the managers (docs/cluster.md). Returns at once. */
+export async function startAgent(opts: AgentOptions): Promise<Agent> {
+  const identity = certIdentity(opts.tls.certPem);
+  const persisted = await loadManagers(opts.stateDir);
+  const list = new ManagerList([...opts.managers, ...persisted]);
+  const worker = await Worker.open(opts.stateDir, opts.logger.child({ component: 'agent/worker' }));
+  const agent = new AgentImpl(opts, identity.nodeId, list, worker);
+  agent.start();
+  return agent;
+}
+
+class AgentImpl implements Agent {
+  readonly events = new EventEmitter<AgentEvents>();
+  private tls: AgentTls;
+  private readonly clock: Clock;
+  private readonly rng: () => number;
+  private readonly backoff: BackoffOptions;
+  private readonly logger: Logger;
+  private readonly description: NodeDescription;
+  private readonly abort = new AbortController();
+  private readonly reporter: CoalescingReporter;
+  private loop: Promise<void> = Promise.resolve();
+  private current: (SessionInfo & { client: DispatcherClient }) | undefined;
+  private lastSessionId = '';
+  private saved: string;
+  private saving: Promise<void> = Promise.resolve();
+  private assignmentsUnimplemented = false;
+
+  constructor(
+    private readonly opts: AgentOptions,
+    readonly nodeId: string,
+    private readonly list: ManagerList,
+    readonly worker: Worker,
+  ) {
+    this.tls = opts.tls;
+    this.clock = opts.clock ?? systemClock;
+    this.rng = opts.rng ?? Math.random;
+    this.backoff = opts.backoff ?? defaultBackoff;
+    this.logger = opts.logger.child({ component: 'agent/session' });
+    this.description = describeNode({ hostname: opts.hostname, labels: opts.labels, engineVersion: opts.engineVersion });
+    this.saved = JSON.stringify(list.all());
+    this.reporter = new CoalescingReporter({
+      send: (u) => this.sendStatus(u),
+      flushIntervalMs: opts.statusFlushIntervalMs,
+      maxBatch: opts.statusMaxBatch,
+      clock: this.clock,
+      logger: this.logger,
+    });
+  }
+
+  start(): void {
+    this.loop = this.run().catch((err: unknown) => this.logger.error('agent session loop failed', { err: describeError(err) }));
+  }
+
+  managers(): string[] {
+    return this.list.all();
+  }
+
+  session(): SessionInfo | undefined {
+    const c = this.current;
+    return c ? { manager: c.manager, sessionId: c.sessionId, node: c.node } : undefined;
+  }
+
+  whenConnected(signal?: AbortSignal): Promise<SessionInfo> {
+    const now = this.session();
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const onSession = (s: SessionInfo) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(s);
+      };
+      const onAbort = () => {
+        this.events.off('session', onSession);
+        reject(Object.assign(new Error('whenConnected aborted'), { name: 'AbortError' }));
+      };
+      this.events.once('session', onSession);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  updateTls(tls: AgentTls): void {
+    const id = certIdentity(tls.certPem);
+    if (id.nodeId !== this.nodeId) this.logger.warn('new certificate names another node id', { old: this.nodeId, new: id.nodeId });
+    this.tls = tls;
+  }
+
+  reportTaskStatus(taskId: string, status: TaskStatus): void {
+    this.reporter.report(taskId, status);
+  }
+
+  async stop(): Promise<void> {
+    if (this.abort.signal.aborted) return this.loop;
+    await withTimeout(this.reporter.stop({ flush: this.current !== undefined }), 5_000);
+    this.abort.abort();
+    await this.loop;
+    await this.saving;
+  }
+
+  private async sendStatus(updates: StatusUpdate[]): Promise<void> {
+    const c = this.current;
+    if (!c) throw unavailable('no session with a manager');
+    await new Promise<void>((resolve, reject) => {
+      c.client.updateTaskStatus(
+        { sessionId: c.sessionId, updates: updates.map((u) => ({ taskId: u.taskId, status: u.status })) },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 10_000 },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    let failures = 0;
+    let redirects = 0;
+    while (!signal.aborted) {
+      const addr = this.list.current();
+      const end = await this.runSession(addr, signal);
+      if (signal.aborted) break;
+      if (end.established) failures = 0;
+      let delay: number;
+      if (end.kind === 'redirect' && redirects < 3) {
+        redirects++;
+        this.list.redirect(end.addr);
+        this.logger.info('manager redirects the session', { from: addr, to: end.addr });
+        delay = 0;
+      } else {
+        redirects = 0;
+        this.list.next();
+        delay = backoffDelay(failures++, this.backoff, this.rng);
+        const reason = end.kind === 'redirect' ? `redirect loop via ${end.addr}` : end.reason;
+        this.logger[end.established ? 'info' : 'debug']('session with manager ended; reconnecting', {
+          manager: addr,
+          reason,
+          next: this.list.current(),
+          delayMs: delay,
+        });
+      }
+      if (delay > 0) {
+        try {
+          await this.clock.sleep(delay, signal);
+        } catch (err) {
+          if (isAbortError(err)) break;
+          throw err;
+        }
+      }
+    }
+  }
+
+  /** One session with one manager, until it ends (never throws). */
+  private async runSession(addr: string, outer: AbortSignal): Promise<SessionEnd> {
+    const client = new DispatcherClient(addr, channelCredentials(this.tls), { ...MANAGER_CHANNEL_OPTIONS, ...this.opts.channelOptions });
+    const ac = new AbortController();
+    const onOuter = () => ac.abort(new Error('agent stopping'));
+    outer.addEventListener('abort', onOuter, { once: true });
+    const call = client.session({ description: this.description, sessionId: this.lastSessionId });
+    ac.signal.addEventListener('abort', () => call.cancel(), { once: true });
+    let established = false;
+    let result: SessionEnd | undefined;
+    const helpers: Promise<void>[] = [];
+    // No first message in time: a blackholed or hung manager. Move on.
+    const firstTimer = this.clock.sleep(this.opts.sessionTimeoutMs ?? 10_000, ac.signal).then(
+      () => {
+        if (!established) ac.abort(new Error('no session message in time'));
+      },
+      () => undefined,
+    );
+    try {
+      for await (const m of call as AsyncIterable<SessionMessage>) {
+        if (m.redirectAddr) {
+          result = { kind: 'redirect', addr: m.redirectAddr, established };
+          break;
+        }
+        if (m.managers.length) this.updateManagers(m.managers.map((p) => p.addr));
+        if (!established) {
+          established = true;
+          this.lastSessionId = m.sessionId;
+          this.current = { manager: addr, sessionId: m.sessionId, node: m.node, client };
+          this.logger.info('session established', { manager: addr, sessionId: m.sessionId, nodeId: this.nodeId });
+          helpers.push(this.heartbeatLoop(client, m.sessionId, ac));
+          helpers.push(this.assignmentsLoop(client, m.sessionId, ac));
+          this.events.emit('session', { manager: addr, sessionId: m.sessionId, node: m.node });
+        } else if (this.current && m.node) {
+          this.current.node = m.node;
+        }
+      }
+      result ??= { kind: 'ended', reason: ac.signal.aborted ? reasonOf(ac.signal) : 'the manager closed the session', established };
+    } catch (err) {
+      result = { kind: 'ended', reason: ac.signal.aborted ? reasonOf(ac.signal) : describeError(err), established };
+    } finally {
+      outer.removeEventListener('abort', onOuter);
+      if (!ac.signal.aborted) ac.abort(new Error('session over'));
+      await Promise.all([...helpers, firstTimer]);
+      if (this.current?.client === client) this.current = undefined;
+      client.close();
+    }
+    if (established) this.events.emit('disconnected', { manager: addr, reason: result.kind === 'redirect' ? `redirect to ${result.addr}` : result.reason });
+    return result;
+  }
+
+  private async heartbeatLoop(client: DispatcherClient, sessionId: string, ac: AbortController): Promise<void> {
+    try {
+      while (!ac.signal.aborted) {
+        const periodMs = await new Promise<number>((resolve, reject) => {
+          const call = client.heartbeat({ sessionId }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
+            err ? reject(err) : resolve(res.periodMs),
+          );
+          ac.signal.addEventListener('abort', () => call.cancel(), { once: true });
+        });
+        await this.clock.sleep(periodMs > 0 ? periodMs : 5_000, ac.signal);
+      }
+    } catch (err) {
+      if (!ac.signal.aborted) ac.abort(new Error(`heartbeat failed: ${describeError(err)}`));
+    }
+  }
+
+  private async assignmentsLoop(client: DispatcherClient, sessionId: string, ac: AbortController): Promise<void> {
+    if (this.assignmentsUnimplemented) return;
+    while (!ac.signal.aborted) {
+      const call = client.assignments({ sessionId });
+      const onAbort = () => call.cancel();
+      ac.signal.addEventListener('abort', onAbort, { once: true });
+      this.worker.streamStarted();
+      let resync = false;
+      try {
+        for await (const m of call as AsyncIterable<AssignmentsMessage>) {
+          const r = await this.worker.apply(m);
+          if (!r.ok) {
+            resync = true; // out of sequence: a new stream starts with a COMPLETE set
+            call.cancel();
+            break;
+          }
+        }
+        if (!resync && !ac.signal.aborted) ac.abort(new Error('the manager closed the assignments stream'));
+      } catch (err) {
+        if (ac.signal.aborted) return;
+        if ((err as grpc.ServiceError).code === grpc.status.UNIMPLEMENTED) {
+          this.assignmentsUnimplemented = true;
+          this.logger.warn('the manager does not serve Assignments; not consuming assignments');
+          return;
+        }
+        ac.abort(new Error(`assignments stream failed: ${describeError(err)}`));
+      } finally {
+        ac.signal.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  private updateManagers(addrs: string[]): void {
+    this.list.update(addrs);
+    const now = JSON.stringify(this.list.all());
+    if (now === this.saved) return;
+    this.saved = now;
+    const snapshot = this.list.all();
+    this.saving = this.saving
+      .then(() => saveManagers(this.opts.stateDir, snapshot))
+      .catch((err: unknown) => this.logger.warn('cannot save the manager list', { err: describeError(err) }));
+  }
+}
+
+function reasonOf(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r.message : String(r);
+}
+
+async function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
