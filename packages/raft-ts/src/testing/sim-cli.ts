@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault F] [--verbose]
+ * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault F] [--chaos-ms MS] [--verbose]
  *
  * F, a deliberate bug to show the checks catch it: stale-reads (reads served locally without
  * ReadIndex), lossy-disk (crashes lose synced writes), no-sync (mustSync ignored),
@@ -22,6 +22,7 @@ function main(): number {
       seed: { type: 'string' },
       members: { type: 'string' },
       fault: { type: 'string' },
+      'chaos-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
     },
@@ -31,6 +32,8 @@ function main(): number {
   const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !== undefined ? 1 : 100;
   const members = values.members !== undefined ? Number(values.members) : undefined;
   const faultName = values.fault ?? 'none';
+  const chaosMs = values['chaos-ms'] !== undefined ? Number(values['chaos-ms']) : undefined;
+  if (chaosMs !== undefined && !(chaosMs > 0)) throw new Error('--chaos-ms takes a positive number');
   if (!Number.isInteger(start) || !Number.isInteger(count) || count < 1) throw new Error('--seed and --seeds take integers (--seeds ≥ 1)');
   if (members !== undefined && members !== 3 && members !== 5) throw new Error('--members is 3 or 5');
   const faults: Record<string, { core: SimCore; fault: SimFault; syncProbability?: number }> = {
@@ -50,11 +53,12 @@ function main(): number {
   let unknown = 0;
   for (let i = 0; i < count; i++) {
     const seed = start + i;
-    const r = runSim(core, { seed, members, fault, syncProbability, verbose: values.verbose, log: (l) => console.log(l) });
+    const r = runSim(core, { seed, members, fault, syncProbability, chaosMs, verbose: values.verbose, log: (l) => console.log(l) });
     if (r.stats.linearizability === 'unknown') unknown++;
     if (r.violations.length > 0) {
       bad++;
-      for (const line of formatViolation(r, faultName === 'none' ? '' : `--fault ${faultName}`)) console.log(line);
+      const extra = [faultName === 'none' ? '' : `--fault ${faultName}`, chaosMs === undefined ? '' : `--chaos-ms ${chaosMs}`].filter(Boolean).join(' ');
+      for (const line of formatViolation(r, extra)) console.log(line);
     } else if (values.verbose || count === 1) {
       console.log(`seed ${seed} (${r.members} members): ok, ${JSON.stringify(r.stats)} trace ${r.traceHash}`);
     }
