@@ -44,6 +44,10 @@ test('list, get, tag, remove; gc frees what no image, lease or container uses', 
   t.deepEqual(st.snapshots, hexes([...ra.chainIds, rb.chainIds[1]]).sort());
   t.deepEqual(st.blobs, hexes([b.manifestDigest, b.configDigest, ...b.layers.map((l) => l.digest)]).sort());
 
+  // The same through the once-per-gc hook, with lowerdirs as the container half records them.
+  const viaDirs = await imageService(t, { root: svc.root, layerDirsInUse: async () => [svc.layerDirOf(ra.chainIds[1])] });
+  t.is((await viaDirs.gc()).snapshotsRemoved, 0);
+
   inUse = new Set();
   const g2 = await svc.gc();
   t.is(g2.snapshotsRemoved, 1);

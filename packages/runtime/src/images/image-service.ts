@@ -82,6 +82,11 @@ export interface ImageServiceOptions {
    * (e.g. a lowerdir of a container that exists), even when no image needs it any more.
    */
   isSnapshotInUse?: (chainId: Digest) => boolean | Promise<boolean>;
+  /**
+   * The same, asked once per gc: the lowerdirs containers use (e.g. the container half's
+   * `ContainerService.layerDirsInUse()`); their snapshots are kept.
+   */
+  layerDirsInUse?: () => Promise<Iterable<string>>;
 }
 
 export interface SnapshotMeta {
@@ -105,6 +110,7 @@ export class ImageService {
   private readonly concurrency: number;
   private readonly ownsRegistry: boolean;
   private readonly isSnapshotInUse?: (chainId: Digest) => boolean | Promise<boolean>;
+  private readonly layerDirsInUse?: () => Promise<Iterable<string>>;
   /** Pulls and imports hold it shared, gc exclusively. */
   private readonly gcLock = new RwLock();
   private readonly leases = new Map<number, Set<string>>();
@@ -120,6 +126,7 @@ export class ImageService {
     this.ownsRegistry = !(opts.registry instanceof RegistryClient);
     this.registry = opts.registry instanceof RegistryClient ? opts.registry : new RegistryClient({ logger: this.log, ...(opts.registry ?? {}) });
     this.isSnapshotInUse = opts.isSnapshotInUse;
+    this.layerDirsInUse = opts.layerDirsInUse;
   }
 
   async init(): Promise<this> {
@@ -497,6 +504,12 @@ export class ImageService {
           } catch {
             /* a broken index keeps only what the record names */
           }
+        }
+      }
+      if (this.layerDirsInUse) {
+        for (const dir of await this.layerDirsInUse()) {
+          const c = this.chainIdOf(dir);
+          if (c) keepSnaps.add(c);
         }
       }
       const res: GcResult = { blobsRemoved: 0, snapshotsRemoved: 0, bytesFreed: 0 };
