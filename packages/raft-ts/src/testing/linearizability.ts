@@ -48,6 +48,8 @@ export interface PartitionResult<I, O> {
   ops: Operation<I, O>[];
   /** On 'illegal': the longest linearization found (indexes into ops), a hint for the reader. */
   longest: number[];
+  /** On 'illegal': the operation that could not be linearized after the longest linearization. */
+  stuck?: number;
   steps: number;
 }
 
@@ -136,6 +138,7 @@ export function checkPartition<S, I, O>(model: Model<S, I, O>, ops: Operation<I,
   const cache = new Set<string>();
   const stack: { node: Node; state: S }[] = [];
   let longest: number[] = [];
+  let stuck = -1;
   let state = model.init();
   let entry = head.next;
   let steps = 0;
@@ -161,9 +164,12 @@ export function checkPartition<S, I, O>(model: Model<S, I, O>, ops: Operation<I,
       entry = entry.next;
     } else {
       // A return: its operation was not linearized in time. Backtrack.
-      if (stack.length > longest.length) longest = stack.map((s) => s.node.id);
+      if (stack.length > longest.length || stuck < 0) {
+        longest = stack.map((s) => s.node.id);
+        stuck = entry.id;
+      }
       const top = stack.pop();
-      if (top === undefined) return { outcome: 'illegal', ops, longest, steps };
+      if (top === undefined) return { outcome: 'illegal', ops, longest, stuck, steps };
       state = top.state;
       linearized.clear(top.node.id);
       unlift(top.node);
@@ -224,15 +230,26 @@ export function checkKvHistory(history: readonly KvOperation[], opts: CheckOptio
   return checkOperations(kvModel, history, opts);
 }
 
-/** A few lines on why a partition is illegal: its operations, and the longest linearization found. */
-export function explainKv(p: PartitionResult<KvInput, KvOutput>, maxLines = 40): string[] {
+/**
+ * A few lines on why a partition is illegal: the longest linearization found, the state it
+ * leaves, and the operations around the one that could not be linearized after it.
+ */
+export function explainKv(p: PartitionResult<KvInput, KvOutput>, maxLines = 30): string[] {
+  const describe = (op: KvOperation): string => kvModel.describe!(op);
   const lines: string[] = [];
   const key = p.ops[0]?.input.key ?? '?';
   lines.push(`key ${key}: ${p.ops.length} operations, outcome ${p.outcome}`);
+  let state = kvModel.init();
+  for (const i of p.longest) state = kvModel.step(state, p.ops[i].input, p.ops[i].output) ?? state;
   const lin = new Set(p.longest);
-  const order = p.ops.map((op, i) => ({ op, i })).sort((a, b) => a.op.call - b.op.call);
-  const shown = order.slice(Math.max(0, order.length - maxLines));
-  for (const { op, i } of shown) lines.push(`  ${lin.has(i) ? '✓' : '·'} ${kvModel.describe!(op)}`);
-  lines.push(`  longest linearization: ${p.longest.map((i) => kvModel.describe!(p.ops[i])).join(' ; ') || '(none)'}`.slice(0, 2000));
+  const order = p.ops.map((op, i) => ({ op, i })).sort((a, b) => a.op.call - b.op.call || a.i - b.i);
+  let at = order.length - 1;
+  if (p.stuck !== undefined && p.stuck >= 0) {
+    at = order.findIndex((o) => o.i === p.stuck);
+    lines.push(`  stuck at ${describe(p.ops[p.stuck])}: it returned, but nothing linearizes it after the ${p.longest.length} operations before (the value is then ${state === null ? 'absent' : state})`);
+  }
+  const from = Math.max(0, Math.min(at - Math.floor(maxLines / 2), order.length - maxLines));
+  lines.push(`  operations ${from + 1}..${Math.min(order.length, from + maxLines)} of ${order.length} by call (✓ in the longest linearization, ✗ stuck):`);
+  for (const { op, i } of order.slice(from, from + maxLines)) lines.push(`  ${i === p.stuck ? '✗' : lin.has(i) ? '✓' : '·'} ${describe(op)}`);
   return lines;
 }

@@ -110,6 +110,7 @@ export interface SimResult {
 }
 
 interface TraceEvent {
+  time: number;
   line: string;
   kind: 'net' | 'client' | 'fault' | 'role' | 'conf' | 'apply' | 'disk' | 'check';
   nodes: number[];
@@ -257,8 +258,9 @@ export class RaftSim {
   private readonly appliedAt = new Map<number, string>();
   private readonly snapshotDigestAt = new Map<number, string>();
   private readonly violations: Violation[] = [];
-  private readonly ring: TraceEvent[] = [];
-  private ringHead = 0;
+  private readonly events: TraceEvent[] = [];
+  /** Simulated times of each history record's call and return. */
+  private readonly opTimes = new Map<KvOperation, { call: number; ret: number }>();
   private traceHash = 0x811c9dc5;
   private traceCount = 0;
   private hseq = 0;
@@ -369,30 +371,22 @@ export class RaftSim {
     const line = `${String(this.queue.now).padStart(6)}ms ${text}`;
     this.traceHash = fnv1a(this.traceHash, line);
     this.traceCount++;
-    const ev: TraceEvent = key === undefined ? { line, kind, nodes } : { line, kind, nodes, key };
-    const cap = 4000;
-    if (this.ring.length < cap) this.ring.push(ev);
-    else {
-      this.ring[this.ringHead] = ev;
-      this.ringHead = (this.ringHead + 1) % cap;
-    }
+    const time = this.queue.now;
+    this.events.push(key === undefined ? { time, line, kind, nodes } : { time, line, kind, nodes, key });
     if (this.verbose) this.log(line);
   }
 
-  private orderedRing(): TraceEvent[] {
-    return [...this.ring.slice(this.ringHead), ...this.ring.slice(0, this.ringHead)];
-  }
-
+  /** The last traceTail events relevant to v, up to its time (a linearizability violation is found at the end, but happened earlier). */
   private relevantTrace(v: Violation | undefined): string[] {
-    const all = this.orderedRing();
-    if (!v) return all.slice(-this.traceTail).map((e) => e.line);
+    if (!v) return this.events.slice(-this.traceTail).map((e) => e.line);
+    const all = this.events.filter((e) => e.time <= v.time || e.kind === 'check');
     const nodes = new Set(v.nodes);
     const relevant = all.filter((e) => e.kind === 'fault' || e.kind === 'role' || e.kind === 'conf' || e.kind === 'check' || (v.key !== undefined && e.key === v.key) || (nodes.size > 0 && e.kind !== 'client' && e.nodes.some((n) => nodes.has(n))));
     return relevant.slice(-this.traceTail).map((e) => e.line);
   }
 
-  private violate(kind: ViolationKind, message: string, nodes: number[], details: string[] = [], key?: string): never {
-    const v: Violation = { kind, time: this.queue.now, message, nodes, details };
+  private violate(kind: ViolationKind, message: string, nodes: number[], details: string[] = [], key?: string, at?: number): never {
+    const v: Violation = { kind, time: at ?? this.queue.now, message, nodes, details };
     if (key !== undefined) v.key = key;
     this.violations.push(v);
     this.trace('check', `VIOLATION ${kind}: ${message}`, nodes, key);
@@ -745,6 +739,7 @@ export class RaftSim {
     const input: KvInput = roll < 0.45 ? { kind: 'put', key, value: `c${c.id}.${c.seq}` } : roll < 0.92 ? { kind: 'get', key } : { kind: 'delete', key };
     const rec: KvOperation = { clientId: c.id, input, output: undefined, call: this.hseq++, ret: Infinity };
     this.history.push(rec);
+    this.opTimes.set(rec, { call: this.queue.now, ret: Infinity });
     c.op = { rec, input, attempt: 0 };
     this.trace('client', `c${c.id}#${c.seq} calls ${input.kind}(${key}${input.kind === 'put' ? `, ${input.value}` : ''})`, [], key);
     this.attempt(c);
@@ -783,6 +778,7 @@ export class RaftSim {
     if (r.ok) {
       op.rec.output = op.input.kind === 'get' ? r.value : null;
       op.rec.ret = this.hseq++;
+      this.opTimes.get(op.rec)!.ret = this.queue.now;
       c.op = undefined;
       c.leaderGuess = r.from;
       this.stats.opsOk++;
@@ -1062,8 +1058,12 @@ export class RaftSim {
       const lin = checkKvHistory(this.history, { maxSteps: 5_000_000 });
       this.stats.linearizability = lin.outcome;
       if (lin.outcome === 'illegal') {
-        const key = lin.failed!.ops[0].input.key;
-        this.violate('linearizability', `the client history of key ${key} is not linearizable`, [], explainKv(lin.failed!, 30), key);
+        const failed = lin.failed!;
+        const key = failed.ops[0].input.key;
+        const stuck = failed.stuck !== undefined && failed.stuck >= 0 ? failed.ops[failed.stuck] : undefined;
+        const at = stuck ? this.opTimes.get(stuck)?.ret : undefined;
+        const when = at !== undefined && at !== Infinity ? ` (stuck at an operation that returned at ${at}ms)` : '';
+        this.violate('linearizability', `the client history of key ${key} is not linearizable${when}`, [], explainKv(failed, 30), key, at === Infinity ? undefined : at);
       }
     } catch (err) {
       if (!(err instanceof Abort)) {
