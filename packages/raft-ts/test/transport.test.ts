@@ -40,9 +40,9 @@ function msg(from: number, to: number, i: number, type = MessageType.MSG_APP): M
   return mk({ type, from, to, term: 1, index: i, entries: [{ type: 0, term: 1, index: i, data: Buffer.alloc(100, i % 256) }] });
 }
 
-async function member(t: { teardown(fn: () => void): void }, id: number, clusterId = 7) {
+async function member(t: { teardown(fn: () => void): void }, id: number, clusterId = 7, maxSnapshotBytes?: number) {
   const handler = new Recorder();
-  const transport = new GrpcTransport({ id, clusterId, handler });
+  const transport = new GrpcTransport({ id, clusterId, handler, maxSnapshotBytes, snapshotChunkBytes: 1024 });
   const server = createRaftServer();
   transport.addToServer(server);
   const port = await bindServer(server, '127.0.0.1:0');
@@ -186,4 +186,16 @@ test('reconnects after the peer comes back', async (t) => {
     await new Promise((r) => setTimeout(r, 50));
   }
   t.true(handler.received.length > 0);
+});
+
+test('a snapshot over the receiver limit is refused and reported failed', async (t) => {
+  const a = await member(t, 1);
+  const b = await member(t, 2, 7, 4000);
+  a.transport.addPeer(2, b.address);
+  b.transport.addPeer(1, a.address);
+  a.transport.send([mk({ type: MessageType.MSG_SNAP, from: 1, to: 2, snapshot: { data: Buffer.alloc(10_000, 1), metadata: { index: 9, term: 1, confState: undefined } } })]);
+  await a.handler.until(() => a.handler.snapshots.length === 1);
+  t.deepEqual(a.handler.snapshots, [[2, false]]);
+  t.is(b.handler.received.length, 0);
+  t.is(b.transport.stats.refused, 1);
 });

@@ -587,10 +587,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     return [...this.members].sort((a, b) => a[0] - b[0]).map(([id, address]) => ({ id, address }));
   }
 
-  private checkRunning(): void {
-    if (this.stopped) throw new RaftNodeStoppedError();
-  }
-
   private withTimeout<T extends { reject(e: Error): void; timer?: NodeJS.Timeout }>(w: T, ms: number, what: string, drop: () => void): T {
     w.timer = setTimeout(() => {
       drop();
@@ -656,7 +652,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   /** Asks the leader to hand leadership to `to`; resolves when `to` leads. */
   transferLeadership(to: number): Promise<void> {
-    this.checkRunning();
+    if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
     if (this.role !== 'leader') return Promise.reject(new NotLeaderError(this.leaderId, 'leadership transfer'));
     const ms = this.opts.tickMs * this.opts.electionTicks * 3;
     return new Promise<void>((resolve, reject) => {
@@ -683,7 +679,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   /** Makes a learner a voter; refused (NotCaughtUpError) until its log has caught up. */
   promote(id: number, maxLag = 100): Promise<ConfState> {
-    this.checkRunning();
+    if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
     if (this.role !== 'leader') return Promise.reject(new NotLeaderError(this.leaderId, 'promotion'));
     const st = this.rawNode.status();
     const pr = st.progress?.get(id);

@@ -13,6 +13,8 @@
  *
  * Credentials are passed in (insecure for tests; the manager passes mTLS credentials).
  */
+import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import {
   Message,
@@ -49,6 +51,8 @@ export interface TransportOptions {
   snapshotChunkBytes?: number;
   /** Reconnect backoff (default 50 ms doubling to 2 s). */
   backoffMs?: { initial: number; max: number };
+  /** A received snapshot larger than this is refused (default 1 GiB). */
+  maxSnapshotBytes?: number;
 }
 
 export const GRPC_MAX_MESSAGE = 64 * 1024 * 1024;
@@ -306,6 +310,7 @@ export class GrpcTransport {
   readonly maxBatchBytes: number;
   readonly snapshotChunkBytes: number;
   readonly backoff: { initial: number; max: number };
+  readonly maxSnapshotBytes: number;
   readonly stats: TransportStats = {
     batchesSent: 0,
     messagesSent: 0,
@@ -329,6 +334,7 @@ export class GrpcTransport {
     this.maxBatchBytes = opts.maxBatchBytes ?? 4 * 1024 * 1024;
     this.snapshotChunkBytes = opts.snapshotChunkBytes ?? 1024 * 1024;
     this.backoff = opts.backoffMs ?? { initial: 50, max: 2000 };
+    this.maxSnapshotBytes = opts.maxSnapshotBytes ?? 1024 * 1024 * 1024;
   }
 
   /** Adds (or re-addresses) a peer. */
@@ -466,6 +472,9 @@ export class GrpcTransport {
         return fail(refuse(grpc.status.INVALID_ARGUMENT, 'raft transport: only the first snapshot chunk carries a message'));
       }
       if (c.offset !== size) return fail(refuse(grpc.status.INVALID_ARGUMENT, `raft transport: snapshot chunk at offset ${c.offset}, expected ${size}`));
+      if (size + c.data.length > this.maxSnapshotBytes) {
+        return fail(refuse(grpc.status.RESOURCE_EXHAUSTED, `raft transport: snapshot larger than ${this.maxSnapshotBytes} bytes`));
+      }
       parts.push(c.data);
       size += c.data.length;
       if (c.last) {
@@ -487,10 +496,31 @@ export class GrpcTransport {
 }
 
 /** Binds a server; resolves with the bound port (use "127.0.0.1:0" for a free one). */
-export function bindServer(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
+export async function bindServer(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
+  disableNagle(server);
+  return port;
+}
+
+const nagleOff = new WeakSet<object>();
+
+/**
+ * grpc-js sets TCP_NODELAY on client sockets but not on the sockets its server accepts, so a
+ * response's trailers can wait for the client's delayed ACK. Turn Nagle off on accepted
+ * connections (through grpc-js's internal listener map; a no-op if that ever changes).
+ */
+function disableNagle(server: grpc.Server): void {
+  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(listeners instanceof Map)) return;
+  for (const l of listeners.keys() as IterableIterator<unknown>) {
+    if (!(l instanceof EventEmitter) || nagleOff.has(l)) continue;
+    nagleOff.add(l);
+    l.prependListener('connection', (socket: unknown) => {
+      if (socket instanceof Socket) socket.setNoDelay(true);
+    });
+  }
 }
 
 /** A gRPC server with options suited to Raft traffic. */
