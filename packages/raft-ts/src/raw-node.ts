@@ -89,7 +89,7 @@ class RawNodeImpl implements RawNode {
     if (!softEqual(r.softState(), this.prevSoft)) return true;
     if (!hardEqual(r.hardState(), this.prevHard)) return true;
     if (r.log.unstable.nextSnapshot()) return true;
-    if (r.log.unstable.nextEntries().length > 0) return true;
+    if (r.log.unstable.hasNextEntries()) return true;
     if (r.log.hasNextCommittedEnts()) return true;
     return r.msgs.length > 0 || r.readStates.length > 0;
   }

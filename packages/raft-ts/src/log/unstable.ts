@@ -45,6 +45,10 @@ export class Unstable {
     return start >= this.entries.length ? [] : this.entries.slice(start);
   }
 
+  hasNextEntries(): boolean {
+    return this.offsetInProgress < this.offset + this.entries.length;
+  }
+
   nextSnapshot(): Snapshot | undefined {
     return this.snapshot && !this.snapshotInProgress ? this.snapshot : undefined;
   }
@@ -85,7 +89,8 @@ export class Unstable {
     if (ents.length === 0) return;
     const from = ents[0].index;
     if (from === this.offset + this.entries.length) {
-      this.entries = this.entries.concat(ents);
+      // In place: entries are only ever handed out as copies (nextEntries, slice).
+      for (const e of ents) this.entries.push(e);
     } else if (from <= this.offset) {
       // The whole unstable tail (and maybe part of the stable log) is replaced.
       this.offset = from;
