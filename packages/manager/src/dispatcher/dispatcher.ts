@@ -1,0 +1,481 @@
+/**
+ * The dispatcher (after SwarmKit's manager/dispatcher): agent sessions, heartbeats, assignments
+ * and task status on the leader. Followers answer a session with `redirect_addr` = the leader.
+ *
+ * - The node id comes only from the peer certificate; removed nodes are refused.
+ * - Heartbeats are in-memory TTLs (never stored). The leader-only expiry controller marks a node
+ *   DOWN ("heartbeat failure") once `period × grace` passes without one, and gives every node a
+ *   fresh grace period when it starts (a new leader knows no heartbeats).
+ * - Node status and task status writes are coalesced per key and flushed as one transaction.
+ * - Assignments: a COMPLETE set, then INCREMENTAL changes chained by applies_to / results_in
+ *   (store versions).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { SwarmError, ErrorCode, invalidArgument, isSwarmError } from '@swarmd/common';
+import {
+  type AssignmentChange,
+  AssignmentChange_Action,
+  type AssignmentsMessage,
+  AssignmentsMessage_Type,
+  type AssignmentsRequest,
+  type DispatcherServer,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type Node,
+  type NodeDescription,
+  NodeAvailability,
+  type NodeRole,
+  NodeState,
+  type PublishLogsRequest,
+  type PublishLogsResponse,
+  type SessionMessage,
+  type SessionRequest,
+  Task,
+  TaskState,
+  type TaskStatus,
+  TaskStatus as TaskStatusCodec,
+  type UpdateTaskStatusRequest,
+  type UpdateTaskStatusResponse,
+  type WeightedPeer,
+  type Cluster,
+} from '@swarmd/proto';
+import type { Tx } from '../store/memory-store.js';
+import { cloneObject, makeObject } from '../store/kinds.js';
+import { onKind, onCommit } from '../store/events.js';
+import { newId } from '../ids.js';
+import { authorize } from '../ca/grpc-auth.js';
+import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
+import type { PeerIdentity } from '../ca/verify.js';
+import {
+  type LeaderController,
+  type ServiceClock,
+  type ServiceDeps,
+  loggerOf,
+  managersOf,
+  peerHost,
+  reply,
+  sleepOn,
+  streamError,
+  verifyOptionsOf,
+  wallClock,
+} from './common.js';
+import { KeyedBatcher } from './batcher.js';
+
+export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
+/** Periods a node may miss before it is marked DOWN. */
+export const DEFAULT_HEARTBEAT_GRACE = 3;
+export const DEFAULT_STATUS_BATCH_MS = 100;
+const MAX_BATCH_ITEMS = 200;
+const CONFLICT_RETRIES = 5;
+
+export interface DispatcherDeps extends ServiceDeps {
+  /** Period when the cluster spec has none (spec.dispatcher.heartbeatPeriodMs). Default 5000. */
+  defaultHeartbeatPeriodMs?: number;
+  /** A node is DOWN after period × grace without a heartbeat. Default 3. */
+  heartbeatGrace?: number;
+  /** Coalescing window for node and task status writes. Default 100 ms. */
+  statusBatchMs?: number;
+}
+
+export interface DispatcherSessionInfo {
+  nodeId: string;
+  sessionId: string;
+  addr: string;
+  /** When the node's heartbeat runs out (clock ms). */
+  expiresAt: number | undefined;
+}
+
+export interface Dispatcher {
+  /** The gRPC handlers: `server.addService(DispatcherService, dispatcher.server)`. */
+  readonly server: DispatcherServer;
+  /** Leader-only: the heartbeat expiry loop. */
+  readonly controllers: LeaderController[];
+  /** Marks DOWN every node whose heartbeat ran out at `now` (one expiry tick); returns their ids. */
+  expireHeartbeats(now?: number): Promise<string[]>;
+  /** Gives every node not DOWN a fresh grace period from `now` (what a new leader does). */
+  resetHeartbeats(now?: number): void;
+  /** Ends every session (leadership lost, shutdown): agents reconnect and get redirected. */
+  closeSessions(reason?: string): void;
+  sessions(): DispatcherSessionInfo[];
+  /** Writes coalesced status updates now (tests, shutdown). */
+  flush(): Promise<void>;
+}
+
+interface NodeUpdate {
+  description?: NodeDescription;
+  /** Only used when the node object is created. */
+  role?: NodeRole;
+  state: NodeState;
+  message: string;
+  addr?: string;
+}
+
+interface TaskUpdate {
+  nodeId: string;
+  status: TaskStatus;
+}
+
+interface SessionState {
+  id: string;
+  nodeId: string;
+  addr: string;
+  ended: boolean;
+  end(err?: unknown): void;
+  /** Streams tied to this session (assignments): ended with it. */
+  onEnd: Set<(err?: unknown) => void>;
+}
+
+export function heartbeatPeriodOf(cluster: Readonly<Cluster> | undefined, fallback = DEFAULT_HEARTBEAT_PERIOD_MS): number {
+  const p = cluster?.spec?.dispatcher?.heartbeatPeriodMs ?? 0;
+  return p > 0 ? p : fallback;
+}
+
+/** Whether the agent should hold the task: assigned to it, and not finished on both sides. */
+export function isAssignedTask(t: Readonly<Task>, nodeId: string): boolean {
+  const state = t.status?.state ?? TaskState.TASK_STATE_NEW;
+  return t.nodeId === nodeId && state >= TaskState.TASK_STATE_ASSIGNED && (state <= TaskState.TASK_STATE_RUNNING || t.desiredState <= TaskState.TASK_STATE_RUNNING);
+}
+
+/** The task as the agent needs to see it: without the status it reports itself, nor meta. */
+function agentView(t: Readonly<Task>): Buffer {
+  return Buffer.from(Task.encode({ ...(t as Task), status: undefined, meta: undefined }).finish());
+}
+
+async function retryConflicts(fn: () => Promise<void>): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isSwarmError(err, ErrorCode.CONFLICT) || i >= CONFLICT_RETRIES) throw err;
+    }
+  }
+}
+
+export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
+  const store = deps.store;
+  const clock: ServiceClock = deps.clock ?? wallClock;
+  const log = loggerOf(deps, 'manager/dispatcher');
+  const grace = deps.heartbeatGrace ?? DEFAULT_HEARTBEAT_GRACE;
+  const verify = verifyOptionsOf(store, clock);
+  const sessions = new Map<string, SessionState>();
+  /** node id → when its heartbeat runs out. */
+  const heartbeats = new Map<string, number>();
+  const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
+
+  const period = (): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), deps.defaultHeartbeatPeriodMs);
+  const managers = (): WeightedPeer[] => deps.managers?.() ?? store.view(managersOf);
+
+  const nodeWrites = new KeyedBatcher<string, NodeUpdate>({
+    delayMs: batchMs,
+    maxItems: MAX_BATCH_ITEMS,
+    merge: (older, newer) => ({ ...newer, description: newer.description ?? older.description, role: newer.role ?? older.role, addr: newer.addr ?? older.addr }),
+    flush: (items) => retryConflicts(() => store.update((tx) => writeNodes(tx, items))),
+  });
+  const taskWrites = new KeyedBatcher<string, TaskUpdate>({
+    delayMs: batchMs,
+    maxItems: MAX_BATCH_ITEMS,
+    // Last status wins, but never a step back.
+    merge: (older, newer) => ((newer.status.state ?? 0) >= (older.status.state ?? 0) ? newer : older),
+    flush: (items) => retryConflicts(() => store.update((tx) => writeTasks(tx, items))),
+  });
+
+  function writeNodes(tx: Tx, items: ReadonlyMap<string, NodeUpdate>): void {
+    for (const [id, u] of items) {
+      const cur = tx.get('node', id);
+      if (!cur && u.state !== NodeState.NODE_STATE_READY) continue;
+      if (tx.find('cluster')[0]?.removedNodeIds.includes(id)) continue;
+      const n: Node = cur
+        ? cloneObject('node', cur)
+        : makeObject('node', {
+            id,
+            role: u.role ?? 0,
+            spec: { annotations: { name: '', labels: {} }, desiredRole: u.role ?? 0, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
+          });
+      if (u.description) n.description = u.description;
+      n.status = { state: u.state, message: u.message, addr: u.addr ?? n.status?.addr ?? '' };
+      if (cur) tx.update('node', n);
+      else tx.create('node', n);
+    }
+  }
+
+  function writeTasks(tx: Tx, items: ReadonlyMap<string, TaskUpdate>): void {
+    for (const [id, u] of items) {
+      const cur = tx.get('task', id);
+      if (!cur || cur.nodeId !== u.nodeId) continue;
+      const curState = cur.status?.state ?? TaskState.TASK_STATE_NEW;
+      if (u.status.state < curState) continue; // observed state only moves forward
+      if (cur.status && Buffer.from(TaskStatusCodec.encode(cur.status).finish()).equals(Buffer.from(TaskStatusCodec.encode(u.status).finish()))) continue;
+      const t = cloneObject('task', cur);
+      t.status = u.status;
+      tx.update('task', t);
+    }
+  }
+
+  async function identify(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerUnaryCall<unknown, unknown>): Promise<PeerIdentity> {
+    return authorize(call, [CertRole.WORKER, CertRole.MANAGER], verify);
+  }
+
+  function notLeader(): SwarmError {
+    const leader = deps.leaderAddr();
+    return new SwarmError(ErrorCode.UNAVAILABLE, `this manager is not the leader${leader ? ` (the leader is ${leader})` : ''}: open a session there`, {
+      details: { leaderAddr: leader },
+    });
+  }
+
+  function currentSession(nodeId: string, sessionId: string): SessionState {
+    if (!deps.isLeader()) throw notLeader();
+    const s = sessions.get(nodeId);
+    if (!s || s.id !== sessionId || !sessionId) {
+      throw new SwarmError(ErrorCode.NOT_FOUND, `session ${sessionId || '(none)'} is not the current session of node ${nodeId}: open a new session`);
+    }
+    return s;
+  }
+
+  // ---- Session --------------------------------------------------------------------------------
+
+  async function session(call: grpc.ServerWritableStream<SessionRequest, SessionMessage>): Promise<void> {
+    const id = await identify(call);
+    if (!deps.isLeader()) {
+      const leader = deps.leaderAddr();
+      if (!leader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader and no leader is known yet: retry another manager');
+      call.write({ sessionId: '', node: undefined, managers: managers(), redirectAddr: leader, networks: [] });
+      call.end();
+      return;
+    }
+    const nodeId = id.nodeId;
+    const addr = peerHost(call);
+    sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `session replaced by a newer session of node ${nodeId}`));
+    const state: SessionState = { id: newId(), nodeId, addr, ended: false, onEnd: new Set(), end: () => undefined };
+    sessions.set(nodeId, state);
+    heartbeats.set(nodeId, clock.now() + period() * grace);
+    let closeWatch = (): void => undefined;
+    state.end = (err?: unknown) => {
+      if (state.ended) return;
+      state.ended = true;
+      closeWatch();
+      if (sessions.get(nodeId) === state) sessions.delete(nodeId);
+      for (const f of state.onEnd) f(err);
+      if (err === undefined) call.end();
+      else call.emit('error', streamError(err));
+    };
+    call.on('cancelled', () => state.end());
+    call.on('error', () => state.end());
+
+    const desc = call.request.description;
+    await nodeWrites.add(nodeId, {
+      ...(desc ? { description: desc } : {}),
+      role: nodeRoleOfCertRole(id.role)!,
+      state: NodeState.NODE_STATE_READY,
+      message: '',
+      addr,
+    });
+    if (state.ended) return;
+    log.info('session opened', { nodeId, addr, sessionId: state.id });
+
+    const w = store.viewAndWatch((tx) => ({ node: tx.get('node', nodeId), cluster: tx.find('cluster')[0] }), onKind('node'), onKind('cluster'));
+    closeWatch = () => w.close();
+    let lastKey = '';
+    const send = (node: Readonly<Node> | undefined): void => {
+      const mgrs = managers();
+      const key = JSON.stringify([node?.spec, node?.role, mgrs]);
+      if (key === lastKey) return;
+      lastKey = key;
+      call.write({ sessionId: state.id, node: node ? cloneObject('node', node) : undefined, managers: mgrs, redirectAddr: '', networks: [] });
+    };
+    if (w.snapshot.cluster?.removedNodeIds.includes(nodeId)) return state.end(removedError(nodeId));
+    send(w.snapshot.node);
+    try {
+      let node = w.snapshot.node;
+      for await (const e of w.events) {
+        if (state.ended) break;
+        if (e.type === 'commit') continue;
+        if (e.kind === 'cluster') {
+          if (e.object.removedNodeIds.includes(nodeId)) return state.end(removedError(nodeId));
+          continue;
+        }
+        if (e.kind === 'node' && e.object.id === nodeId) {
+          if (e.type === 'delete') return state.end(removedError(nodeId));
+          node = e.object;
+        }
+        send(node);
+      }
+    } catch (err) {
+      state.end(err);
+    }
+  }
+
+  function removedError(nodeId: string): SwarmError {
+    return new SwarmError(ErrorCode.UNAUTHENTICATED, `node ${nodeId} was removed from the cluster`);
+  }
+
+  // ---- Heartbeat ------------------------------------------------------------------------------
+
+  async function heartbeat(call: grpc.ServerUnaryCall<HeartbeatRequest, HeartbeatResponse>): Promise<HeartbeatResponse> {
+    const id = await identify(call);
+    currentSession(id.nodeId, call.request.sessionId);
+    const p = period();
+    heartbeats.set(id.nodeId, clock.now() + p * grace);
+    return { periodMs: p };
+  }
+
+  async function expireHeartbeats(now = clock.now()): Promise<string[]> {
+    const expired: string[] = [];
+    for (const [nodeId, at] of heartbeats) if (at <= now) expired.push(nodeId);
+    if (expired.length === 0) return expired;
+    const writes: Promise<void>[] = [];
+    for (const nodeId of expired) {
+      heartbeats.delete(nodeId);
+      sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `node ${nodeId}: heartbeat failure (no heartbeat for ${period() * grace} ms)`));
+      const n = store.view((tx) => tx.get('node', nodeId));
+      if (n && n.status?.state !== NodeState.NODE_STATE_DOWN) {
+        log.warn('node down: heartbeat failure', { nodeId });
+        writes.push(nodeWrites.add(nodeId, { state: NodeState.NODE_STATE_DOWN, message: 'heartbeat failure' }));
+      }
+    }
+    await Promise.all(writes);
+    return expired;
+  }
+
+  function resetHeartbeats(now = clock.now()): void {
+    const deadline = now + period() * grace;
+    heartbeats.clear();
+    for (const n of store.view((tx) => tx.find('node'))) {
+      if (n.status?.state !== NodeState.NODE_STATE_DOWN) heartbeats.set(n.id, deadline);
+    }
+  }
+
+  function closeSessions(reason = 'this manager is no longer the leader'): void {
+    for (const s of [...sessions.values()]) s.end(new SwarmError(ErrorCode.UNAVAILABLE, reason));
+  }
+
+  const expiryController: LeaderController = {
+    name: 'dispatcher-heartbeats',
+    async run(ctx, signal) {
+      const c = ctx.clock ?? clock;
+      resetHeartbeats(c.now());
+      try {
+        while (!signal.aborted) {
+          await sleepOn(c, Math.max(50, Math.floor(period() / 2)), signal);
+          if (signal.aborted) break;
+          await expireHeartbeats(c.now()).catch((err: unknown) => log.warn('marking nodes down failed', { err }));
+        }
+      } finally {
+        closeSessions();
+        heartbeats.clear();
+      }
+    },
+  };
+
+  // ---- Assignments ----------------------------------------------------------------------------
+
+  async function assignments(call: grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>): Promise<void> {
+    const id = await identify(call);
+    const s = currentSession(id.nodeId, call.request.sessionId);
+    const nodeId = id.nodeId;
+    const w = store.viewAndWatch((tx) => ({ tasks: tx.find('task', { nodeId }).filter((t) => isAssignedTask(t, nodeId)), version: tx.version() }), onKind('task'), onCommit);
+    let ended = false;
+    const end = (err?: unknown) => {
+      if (ended) return;
+      ended = true;
+      w.close();
+      s.onEnd.delete(end);
+      if (err === undefined) call.end();
+      else call.emit('error', streamError(err));
+    };
+    s.onEnd.add(end);
+    call.on('cancelled', () => end());
+    call.on('error', () => end());
+
+    const held = new Map<string, Buffer>();
+    let last = String(w.snapshot.version);
+    const changes: AssignmentChange[] = [];
+    for (const t of w.snapshot.tasks) {
+      held.set(t.id, agentView(t));
+      changes.push({ assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
+    }
+    call.write({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes });
+    const pending = new Map<string, AssignmentChange>();
+    try {
+      for await (const e of w.events) {
+        if (ended) break;
+        if (e.type === 'commit') {
+          if (pending.size === 0) continue;
+          const next = String(e.version);
+          call.write({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()] });
+          last = next;
+          pending.clear();
+          continue;
+        }
+        if (e.kind !== 'task') continue;
+        const t = e.object;
+        const had = held.get(t.id);
+        if (e.type !== 'delete' && isAssignedTask(t, nodeId)) {
+          const view = agentView(t);
+          if (had && had.equals(view)) continue;
+          held.set(t.id, view);
+          pending.set(t.id, { assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
+        } else if (had) {
+          held.delete(t.id);
+          pending.set(t.id, { assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.REMOVE });
+        }
+      }
+    } catch (err) {
+      end(err);
+    }
+  }
+
+  // ---- UpdateTaskStatus -----------------------------------------------------------------------
+
+  async function updateTaskStatus(call: grpc.ServerUnaryCall<UpdateTaskStatusRequest, UpdateTaskStatusResponse>): Promise<UpdateTaskStatusResponse> {
+    const id = await identify(call);
+    currentSession(id.nodeId, call.request.sessionId);
+    const nodeId = id.nodeId;
+    const updates = call.request.updates;
+    for (const u of updates) {
+      if (!u.taskId) throw invalidArgument('task status update without a task_id');
+      if (!u.status) throw invalidArgument(`task status update of ${u.taskId} without a status`);
+    }
+    const valid = store.view((tx) =>
+      updates.filter((u) => {
+        const t = tx.get('task', u.taskId);
+        if (!t) return false; // gone (removed by the orchestrator): nothing to report to
+        if (t.nodeId !== nodeId) {
+          throw new SwarmError(ErrorCode.PERMISSION_DENIED, `task ${u.taskId} is not assigned to node ${nodeId}: it may not report its status`);
+        }
+        return true;
+      }),
+    );
+    await Promise.all(valid.map((u) => taskWrites.add(u.taskId, { nodeId, status: u.status! })));
+    return {};
+  }
+
+  const server: DispatcherServer = {
+    session: (call: grpc.ServerWritableStream<SessionRequest, SessionMessage>) => {
+      session(call).catch((err: unknown) => {
+        if (!isSwarmError(err)) log.warn('session failed', { err });
+        call.emit('error', streamError(err));
+      });
+    },
+    heartbeat: (call, cb) => reply(heartbeat(call), cb, log, 'Heartbeat'),
+    assignments: (call: grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>) => {
+      assignments(call).catch((err: unknown) => call.emit('error', streamError(err)));
+    },
+    updateTaskStatus: (call, cb) => reply(updateTaskStatus(call), cb, log, 'UpdateTaskStatus'),
+    publishLogs: (_call: grpc.ServerReadableStream<PublishLogsRequest, PublishLogsResponse>, cb: grpc.sendUnaryData<PublishLogsResponse>) => {
+      cb({ code: grpc.status.UNIMPLEMENTED, details: 'PublishLogs is not implemented yet (task logs come with services)' });
+    },
+  };
+
+  return {
+    server,
+    controllers: [expiryController],
+    expireHeartbeats,
+    resetHeartbeats,
+    closeSessions,
+    sessions: () => [...sessions.values()].map((s) => ({ nodeId: s.nodeId, sessionId: s.id, addr: s.addr, expiresAt: heartbeats.get(s.nodeId) })),
+    flush: async () => {
+      await nodeWrites.flushNow();
+      await taskWrites.flushNow();
+    },
+  };
+}

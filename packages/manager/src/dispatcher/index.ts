@@ -1,0 +1,3 @@
+export * from './common.js';
+export * from './batcher.js';
+export * from './dispatcher.js';

@@ -1,0 +1,245 @@
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import {
+  AssignmentChange_Action,
+  AssignmentsMessage_Type,
+  DispatcherClient,
+  DispatcherService,
+  NodeState,
+  TaskState,
+  type HeartbeatResponse,
+  type SessionMessage,
+  type AssignmentsMessage,
+} from '@swarmd/proto';
+import { CertRole, cloneObject, createDispatcherService, makeObject, onKind, type Dispatcher } from '../src/index.js';
+import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
+
+interface Fx {
+  h: Harness;
+  d: Dispatcher;
+  port: number;
+}
+
+async function setup(t: import('ava').ExecutionContext): Promise<Fx> {
+  const h = await harness({ heartbeatPeriodMs: 1000 });
+  const d = createDispatcherService({
+    store: h.store,
+    clock: h.clock,
+    isLeader: () => h.state.leader,
+    leaderAddr: () => h.state.leaderAddr,
+    statusBatchMs: 5,
+  });
+  const port = await h.serve(t, (s) => s.addService(DispatcherService, d.server));
+  return { h, d, port };
+}
+
+async function openSession(fx: Fx, t: import('ava').ExecutionContext, id: string, role: CertRole = CertRole.WORKER) {
+  const tls = await fx.h.issue(role, id);
+  const client = fx.h.client(DispatcherClient, fx.port, tls);
+  t.teardown(() => client.close());
+  const stream = new StreamReader<SessionMessage>(
+    client.session({
+      sessionId: '',
+      description: {
+        hostname: `host-${id}`,
+        platform: { os: 'linux', architecture: 'amd64' },
+        resources: { nanoCpus: 2e9, memoryBytes: 1 << 30 },
+        engineVersion: 'swarmd-test',
+        engineLabels: { zone: 'a' },
+      },
+    }),
+  );
+  t.teardown(() => stream.cancel());
+  return { client, stream, tls };
+}
+
+const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId }, cb));
+
+test('a session registers the node from its certificate and returns the managers', async (t) => {
+  const fx = await setup(t);
+  const { client, stream } = await openSession(fx, t, 'wrk1');
+  const first = await stream.next();
+  t.truthy(first.sessionId);
+  t.is(first.redirectAddr, '');
+  t.deepEqual(first.managers, [{ nodeId: LEADER_ID, addr: LEADER_ADDR, weight: 10 }]);
+  t.is(first.node?.id, 'wrk1');
+  const n = fx.h.store.view((tx) => tx.get('node', 'wrk1'))!;
+  t.is(n.status?.state, NodeState.NODE_STATE_READY);
+  t.is(n.status?.addr, '127.0.0.1');
+  t.is(n.description?.hostname, 'host-wrk1');
+  t.deepEqual(n.description?.engineLabels, { zone: 'a' });
+  t.is(n.role, 0);
+  // Heartbeats return the cluster's period; a wrong session id is refused.
+  t.is((await heartbeat(client, first.sessionId)).periodMs, 1000);
+  await refusedWith(t, heartbeat(client, 'nope'), grpc.status.NOT_FOUND, /not the current session of node wrk1/);
+  t.deepEqual(
+    fx.d.sessions().map((s) => s.nodeId),
+    ['wrk1'],
+  );
+});
+
+test('the manager list is sent again when it changes', async (t) => {
+  const fx = await setup(t);
+  const { stream } = await openSession(fx, t, 'wrk2');
+  await stream.next();
+  await fx.h.store.update((tx) => {
+    const m = cloneObject('node', tx.get('node', LEADER_ID)!);
+    m.managerStatus!.addr = '10.0.0.9:4242';
+    tx.update('node', m);
+  });
+  const second = await stream.next();
+  t.deepEqual(
+    second.managers.map((m) => m.addr),
+    ['10.0.0.9:4242'],
+  );
+});
+
+test('heartbeats keep a node READY; without them the expiry controller marks it DOWN', async (t) => {
+  const fx = await setup(t);
+  const { h, d } = fx;
+  const ac = new AbortController();
+  const run = d.controllers[0].run({ store: h.store, clock: h.clock }, ac.signal);
+  t.teardown(async () => {
+    ac.abort();
+    await run;
+  });
+  const { client, stream } = await openSession(fx, t, 'wrk3');
+  const { sessionId } = await stream.next();
+  // Two periods pass with heartbeats: still READY.
+  for (let i = 0; i < 4; i++) {
+    await heartbeat(client, sessionId);
+    h.clock.advance(1000);
+    t.false((await d.expireHeartbeats()).includes('wrk3'));
+  }
+  t.is(h.store.view((tx) => tx.get('node', 'wrk3'))!.status?.state, NodeState.NODE_STATE_READY);
+  // Then none for period × 3: the controller (on the fake clock) marks it DOWN.
+  const w = h.store.watch(onKind('node', 'update'));
+  h.clock.advance(3001);
+  for await (const e of w) {
+    if (e.type !== 'commit' && e.kind === 'node' && e.object.id === 'wrk3' && e.object.status?.state === NodeState.NODE_STATE_DOWN) {
+      t.is(e.object.status.message, 'heartbeat failure');
+      break;
+    }
+  }
+  const err = await stream.done();
+  t.is(err?.code, grpc.status.UNAVAILABLE);
+  t.regex(err?.details ?? '', /heartbeat failure/);
+  await refusedWith(t, heartbeat(client, sessionId), grpc.status.NOT_FOUND);
+  // The leader manager node never heartbeats here: the controller gave it a grace period on start, and it ran out.
+  t.is(h.store.view((tx) => tx.get('node', LEADER_ID))!.status?.state, NodeState.NODE_STATE_DOWN);
+});
+
+test('a follower redirects the agent to the leader', async (t) => {
+  const fx = await setup(t);
+  fx.h.state.leader = false;
+  const { stream } = await openSession(fx, t, 'wrk4');
+  const m = await stream.next();
+  t.is(m.redirectAddr, LEADER_ADDR);
+  t.is(m.sessionId, '');
+  t.is(await stream.done(), undefined);
+  t.is(
+    fx.h.store.view((tx) => tx.get('node', 'wrk4')),
+    undefined,
+  );
+});
+
+test('a removed node is refused', async (t) => {
+  const fx = await setup(t);
+  await fx.h.store.update((tx) => {
+    const c = cloneObject('cluster', tx.find('cluster')[0]);
+    c.removedNodeIds.push('gone1');
+    tx.update('cluster', c);
+  });
+  const { stream } = await openSession(fx, t, 'gone1');
+  const err = await stream.done();
+  t.is(err?.code, grpc.status.UNAUTHENTICATED);
+  t.regex(err?.details ?? '', /node gone1 was removed/);
+});
+
+test('an admin certificate cannot open a session', async (t) => {
+  const fx = await setup(t);
+  const tls = await fx.h.issueAdmin('admin-a');
+  const client = fx.h.client(DispatcherClient, fx.port, tls);
+  t.teardown(() => client.close());
+  const err = await new StreamReader<SessionMessage>(client.session({ sessionId: '', description: undefined })).done();
+  t.is(err?.code, grpc.status.PERMISSION_DENIED);
+});
+
+function task(id: string, nodeId: string, state: TaskState, desired = TaskState.TASK_STATE_RUNNING) {
+  return makeObject('task', {
+    id,
+    nodeId,
+    serviceId: 's1',
+    desiredState: desired,
+    status: { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+  });
+}
+
+test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batched and only moves forward', async (t) => {
+  const fx = await setup(t);
+  const { h } = fx;
+  await h.store.update((tx) => {
+    tx.create('task', task('t1', 'wrk5', TaskState.TASK_STATE_ASSIGNED));
+    tx.create('task', task('t2', 'wrk5', TaskState.TASK_STATE_PENDING)); // not assigned yet
+    tx.create('task', task('t3', 'other', TaskState.TASK_STATE_ASSIGNED)); // another node's
+  });
+  const { client, stream } = await openSession(fx, t, 'wrk5');
+  const { sessionId } = await stream.next();
+  const a = new StreamReader<AssignmentsMessage>(client.assignments({ sessionId }));
+  t.teardown(() => a.cancel());
+  const complete = await a.next();
+  t.is(complete.type, AssignmentsMessage_Type.COMPLETE);
+  t.deepEqual(
+    complete.changes.map((c) => c.assignment?.item?.task.id),
+    ['t1'],
+  );
+
+  // The scheduler assigns t2: an incremental UPDATE chained to the complete set.
+  await h.store.update((tx) => {
+    const t2 = cloneObject('task', tx.get('task', 't2')!);
+    t2.status!.state = TaskState.TASK_STATE_ASSIGNED;
+    tx.update('task', t2);
+  });
+  const inc = await a.next();
+  t.is(inc.type, AssignmentsMessage_Type.INCREMENTAL);
+  t.is(inc.appliesTo, complete.resultsIn);
+  t.deepEqual(
+    inc.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    [['t2', AssignmentChange_Action.UPDATE]],
+  );
+
+  // The agent reports both tasks in two calls; they are written together, and a stale
+  // status (t1 back to ACCEPTED after RUNNING) is ignored.
+  const st = (state: TaskState) => ({ timestamp: h.clock.now(), state, message: 'm', err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
+  const before = h.store.version();
+  const update = (updates: { taskId: string; status: ReturnType<typeof st> }[]) => unary((cb) => client.updateTaskStatus({ sessionId, updates }, cb));
+  await Promise.all([
+    update([{ taskId: 't1', status: st(TaskState.TASK_STATE_RUNNING) }]),
+    update([{ taskId: 't2', status: st(TaskState.TASK_STATE_STARTING) }]),
+  ]);
+  t.is(h.store.version(), before + 1, 'one transaction for both calls');
+  await update([{ taskId: 't1', status: st(TaskState.TASK_STATE_ACCEPTED) }]);
+  t.is(h.store.view((tx) => tx.get('task', 't1'))!.status?.state, TaskState.TASK_STATE_RUNNING);
+  t.is(h.store.view((tx) => tx.get('task', 't2'))!.status?.state, TaskState.TASK_STATE_STARTING);
+  // Another node's task is refused.
+  await refusedWith(t, update([{ taskId: 't3', status: st(TaskState.TASK_STATE_RUNNING) }]), grpc.status.PERMISSION_DENIED, /not assigned to node wrk5/);
+
+  // Status changes are not echoed back; a desired-state change and a removal are.
+  await h.store.update((tx) => {
+    const t1 = cloneObject('task', tx.get('task', 't1')!);
+    t1.desiredState = TaskState.TASK_STATE_SHUTDOWN;
+    tx.update('task', t1);
+  });
+  const shut = await a.next();
+  t.is(shut.appliesTo, inc.resultsIn);
+  t.deepEqual(
+    shut.changes.map((c) => [c.assignment?.item?.task.id, c.action, c.assignment?.item?.task.desiredState]),
+    [['t1', AssignmentChange_Action.UPDATE, TaskState.TASK_STATE_SHUTDOWN]],
+  );
+  await h.store.update((tx) => tx.delete('task', 't2'));
+  const rm = await a.next();
+  t.deepEqual(
+    rm.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    [['t2', AssignmentChange_Action.REMOVE]],
+  );
+});
