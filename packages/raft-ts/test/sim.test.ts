@@ -34,7 +34,7 @@ test(`the simulation finds no violation in ${SEEDS} seeds`, (t) => {
   t.true(members[3] > 0 && members[5] > 0);
   // The faults actually happen (else the sweep proves little).
   const sum = (k: keyof SimResult['stats']) => results.reduce((s, r) => s + Number(r.stats[k]), 0);
-  for (const k of ['crashes', 'partitions', 'snapshotsSent', 'localSnapshots', 'confChanges', 'transfers', 'elections'] as const) t.true(sum(k) > 0, `no ${k} in the sweep`);
+  for (const k of ['crashes', 'partitions', 'snapshotsSent', 'localSnapshots', 'confChanges', 'transfers', 'elections', 'proposalsDropped'] as const) t.true(sum(k) > 0, `no ${k} in the sweep`);
   t.deepEqual(bad.map((r) => r.seed), [], bad.slice(0, 3).flatMap((r) => formatViolation(r)).join('\n'));
 });
 

@@ -90,6 +90,7 @@ export interface SimStats {
   confChanges: number;
   transfers: number;
   partitions: number;
+  proposalsDropped: number;
   opsOk: number;
   opsLost: number;
   readsOk: number;
@@ -232,6 +233,8 @@ interface Profile {
   heartbeatTicks: number;
   maxSizePerMsg: number;
   maxInflightMsgs: number;
+  /** 0: unlimited; small values make the leader drop proposals (ProposalDroppedError). */
+  maxUncommittedEntriesSize: number;
   snapshotEvery: number;
   compactKeep: number;
   /** The state machine is durable (persisted with its applied index at every Ready), so a restart resumes from it with RaftConfig.applied, not from the last snapshot. */
@@ -291,6 +294,7 @@ export class RaftSim {
     confChanges: 0,
     transfers: 0,
     partitions: 0,
+    proposalsDropped: 0,
     opsOk: 0,
     opsLost: 0,
     readsOk: 0,
@@ -328,6 +332,7 @@ export class RaftSim {
       heartbeatTicks: r.pick([1, 2, 3]),
       maxSizePerMsg: r.pick([256, 1024, 64 * 1024]),
       maxInflightMsgs: r.pick([2, 8, 256]),
+      maxUncommittedEntriesSize: r.pick([0, 0, 200, 4096]),
       snapshotEvery: r.pick([5, 20, 50, 200]),
       compactKeep: r.pick([0, 2, 10]),
       durableSm: r.chance(0.5),
@@ -462,6 +467,7 @@ export class RaftSim {
       applied,
       maxSizePerMsg: p.maxSizePerMsg,
       maxInflightMsgs: p.maxInflightMsgs,
+      ...(p.maxUncommittedEntriesSize > 0 ? { maxUncommittedEntriesSize: p.maxUncommittedEntriesSize } : {}),
       preVote: p.preVote,
       checkQuorum: p.checkQuorum,
     });
@@ -687,7 +693,8 @@ export class RaftSim {
       const gone = this.members.get(cc.nodeId);
       if (gone && gone.state !== 'stopped' && !gone.stopScheduled) {
         gone.stopScheduled = true;
-        this.queue.after(this.rng.range(10, 300), () => this.stop(gone, `removed at index ${index}`));
+        // It lingers a while (it may not know it was removed, and may campaign) before it stops.
+        this.queue.after(this.rng.range(10, 3000), () => this.stop(gone, `removed at index ${index}`));
       }
     }
   }
@@ -829,7 +836,10 @@ export class RaftSim {
       if (input.kind === 'get') m.pendingReads.delete(ctx);
       else m.pendingWrites.delete(`${req.client}:${req.seq}`);
       if (err instanceof NotLeaderError) refuse(err.leaderId, 'not leader');
-      else if (err instanceof ProposalDroppedError) refuse(m.leaderId, 'dropped');
+      else if (err instanceof ProposalDroppedError) {
+        this.stats.proposalsDropped++;
+        refuse(m.leaderId, 'dropped');
+      }
       else throw err;
     }
     this.processReady(m);
