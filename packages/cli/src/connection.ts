@@ -1,0 +1,100 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { invalidArgument } from '@swarmd/common';
+import { defaultContextPath, readContext } from './context.js';
+
+export const DEFAULT_HOST = 'unix:///var/lib/swarmd/control.sock';
+
+export interface ConnectionFlags {
+  host?: string;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+  context?: string;
+}
+
+export interface Connection {
+  /** gRPC target: unix:///path or IP:PORT. */
+  target: string;
+  credentials: grpc.ChannelCredentials;
+  options: grpc.ChannelOptions;
+  /** The node whose manager we talk to, when known (`*` in node ls). */
+  selfNodeId?: string;
+  /** Where the settings came from, for error messages. */
+  source: string;
+}
+
+/** The socket path of a unix host, or undefined for a TCP one. */
+export function unixPath(host: string): string | undefined {
+  if (host.startsWith('unix://')) return host.slice('unix://'.length);
+  if (host.startsWith('unix:')) return host.slice('unix:'.length);
+  if (isAbsolute(host)) return host;
+  return undefined;
+}
+
+/**
+ * How to reach the manager: `--host` (with the --tls* files for IP:PORT) wins; else the context
+ * file (--context, $SWARMCTL_CONTEXT, ~/.swarmctl/context.json) if there is one; else the local
+ * control socket.
+ */
+export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv): Promise<Connection> {
+  let host = flags.host;
+  let tls = { ca: flags.tlscacert, cert: flags.tlscert, key: flags.tlskey };
+  let selfNodeId: string | undefined;
+  let source = '--host';
+  if (!host) {
+    const path = flags.context ?? defaultContextPath(env);
+    const ctx = await readContext(path, flags.context !== undefined);
+    if (ctx) {
+      host = ctx.host;
+      tls = { ca: flags.tlscacert ?? ctx.tlscacert, cert: flags.tlscert ?? ctx.tlscert, key: flags.tlskey ?? ctx.tlskey };
+      selfNodeId = ctx.nodeId;
+      source = `context ${path}`;
+    } else {
+      host = DEFAULT_HOST;
+      source = 'the default host';
+    }
+  }
+  const sock = unixPath(host);
+  if (sock !== undefined) {
+    if (!isAbsolute(sock)) throw invalidArgument(`--host ${host}: a unix socket path must be absolute`);
+    selfNodeId ??= await nodeIdNextToSocket(sock);
+    return { target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, selfNodeId, source };
+  }
+  if (!/^[^\s/]+:\d{1,5}$/.test(host)) throw invalidArgument(`--host ${host}: expected unix:///path/to/control.sock or IP:PORT`);
+  const missing = (['tlscacert', 'tlscert', 'tlskey'] as const).filter((k) => !tls[k === 'tlscacert' ? 'ca' : k === 'tlscert' ? 'cert' : 'key']);
+  if (missing.length) {
+    throw invalidArgument(
+      `--host ${host} needs ${missing.map((m) => `--${m}`).join(', ')} (an admin certificate: swarmctl cluster admin-cert --out DIR)`,
+    );
+  }
+  const [ca, cert, key] = await Promise.all([tls.ca!, tls.cert!, tls.key!].map((f) => readPem(f)));
+  return {
+    target: host,
+    credentials: grpc.credentials.createSsl(ca, key, cert),
+    // Manager certificates name the role, not the address we dial (see node-agent's tls.ts).
+    options: { 'grpc.ssl_target_name_override': 'swarm-manager', 'grpc.default_authority': 'swarm-manager' },
+    selfNodeId,
+    source,
+  };
+}
+
+async function readPem(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw invalidArgument(`cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** DIR/control.sock sits beside DIR/certs/node.pem: its CN is the manager's node id. */
+async function nodeIdNextToSocket(sock: string): Promise<string | undefined> {
+  try {
+    const cert = new X509Certificate(await readFile(join(dirname(sock), 'certs', 'node.pem')));
+    return /^CN=(.*)$/m.exec(cert.subject)?.[1];
+  } catch {
+    return undefined;
+  }
+}

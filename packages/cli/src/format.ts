@@ -1,0 +1,196 @@
+import Table from 'cli-table3';
+import {
+  Cluster,
+  ManagerStatus_Reachability,
+  Node,
+  NodeAvailability,
+  NodeRole,
+  NodeState,
+} from '@swarmd/proto';
+
+export type OutputFormat = 'table' | 'json';
+export const FORMATS: readonly OutputFormat[] = ['table', 'json'];
+
+/** A borderless table like docker's: upper-case headers, columns three spaces apart. */
+export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const blank = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '   ' };
+  const t = new Table({ head: [...head], chars: blank, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0, compact: true } });
+  for (const r of rows) t.push([...r]);
+  return t
+    .toString()
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n');
+}
+
+
+export function nodeName(n: Node): string {
+  return n.spec?.annotations?.name || n.description?.hostname || '';
+}
+
+export function stateText(s: NodeState | undefined): string {
+  switch (s) {
+    case NodeState.NODE_STATE_READY:
+      return 'Ready';
+    case NodeState.NODE_STATE_DOWN:
+      return 'Down';
+    case NodeState.NODE_STATE_DISCONNECTED:
+      return 'Disconnected';
+    default:
+      return 'Unknown';
+  }
+}
+
+export function availabilityText(a: NodeAvailability | undefined): string {
+  switch (a) {
+    case NodeAvailability.NODE_AVAILABILITY_PAUSE:
+      return 'Pause';
+    case NodeAvailability.NODE_AVAILABILITY_DRAIN:
+      return 'Drain';
+    default:
+      return 'Active';
+  }
+}
+
+export function managerStatusText(n: Node): string {
+  const m = n.managerStatus;
+  if (!m || (n.role !== NodeRole.NODE_ROLE_MANAGER && !m.raftId && !m.leader)) return '';
+  if (m.leader) return 'Leader';
+  switch (m.reachability) {
+    case ManagerStatus_Reachability.REACHABLE:
+      return 'Reachable';
+    case ManagerStatus_Reachability.UNREACHABLE:
+      return 'Unreachable';
+    default:
+      return 'Unknown';
+  }
+}
+
+export function roleText(r: NodeRole | undefined): string {
+  return r === NodeRole.NODE_ROLE_MANAGER ? 'manager' : 'worker';
+}
+
+/** `docker node ls`: managers first, then by hostname, then id. */
+export function nodesTable(nodes: readonly Node[], selfId?: string): string {
+  const sorted = [...nodes].sort(
+    (a, b) =>
+      Number(b.role === NodeRole.NODE_ROLE_MANAGER) - Number(a.role === NodeRole.NODE_ROLE_MANAGER) ||
+      nodeName(a).localeCompare(nodeName(b)) ||
+      a.id.localeCompare(b.id),
+  );
+  return table(
+    ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ENGINE VERSION'],
+    sorted.map((n) => [
+      n.id === selfId ? `${n.id} *` : n.id,
+      nodeName(n),
+      stateText(n.status?.state),
+      availabilityText(n.spec?.availability),
+      managerStatusText(n),
+      n.description?.engineVersion ?? '',
+    ]),
+  );
+}
+
+/** Key/value lines for `node inspect` in table form. */
+export function nodeDetails(n: Node, selfId?: string): string {
+  const d = n.description;
+  const labels = Object.entries(n.spec?.annotations?.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  const rows: [string, string][] = [
+    ['ID', n.id + (n.id === selfId ? ' *' : '')],
+    ['Hostname', nodeName(n)],
+    ['Role', roleText(n.role)],
+    ['Desired role', roleText(n.spec?.desiredRole)],
+    ['Status', stateText(n.status?.state) + (n.status?.message ? ` (${n.status.message})` : '')],
+    ['Address', n.status?.addr ?? ''],
+    ['Availability', availabilityText(n.spec?.availability)],
+    ['Manager status', managerStatusText(n) + (n.managerStatus?.addr ? ` ${n.managerStatus.addr}` : '')],
+    ['Labels', labels.join(', ')],
+    ['Platform', d?.platform ? `${d.platform.os}/${d.platform.architecture}` : ''],
+    ['CPUs', d?.resources ? String(d.resources.nanoCpus / 1e9) : ''],
+    ['Memory', d?.resources ? bytesText(d.resources.memoryBytes) : ''],
+    ['Engine version', d?.engineVersion ?? ''],
+    ['Engine labels', Object.entries(d?.engineLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')],
+    ['Created', timeText(n.meta?.createdAt)],
+    ['Updated', timeText(n.meta?.updatedAt)],
+  ];
+  return keyValues(rows);
+}
+
+export function clusterDetails(c: Cluster): string {
+  const s = c.spec;
+  return keyValues([
+    ['ID', c.id],
+    ['Name', s?.annotations?.name ?? ''],
+    ['Heartbeat period', durationText(s?.dispatcher?.heartbeatPeriodMs)],
+    ['Node certificate expiry', durationText(s?.caConfig?.nodeCertExpiryMs)],
+    ['Task history limit', String(s?.orchestration?.taskHistoryRetentionLimit ?? 0)],
+    ['Raft', s?.raft ? `election tick ${s.raft.electionTick}, heartbeat tick ${s.raft.heartbeatTick}, snapshot interval ${s.raft.snapshotInterval}` : ''],
+    ['CA certificate digest', c.rootCa?.caCertDigest ?? ''],
+    ['Removed nodes', String(c.removedNodeIds.length)],
+    ['Created', timeText(c.meta?.createdAt)],
+    ['Updated', timeText(c.meta?.updatedAt)],
+  ]);
+}
+
+function keyValues(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length)) + 1;
+  return rows.map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`.trimEnd()).join('\n');
+}
+
+export function bytesText(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+function timeText(ms: number | undefined): string {
+  return ms ? new Date(ms).toISOString() : '';
+}
+
+/** 90 days → "2160h0m0s"-like, but short: "90d", "5s", "1h30m", "250ms". */
+export function durationText(ms: number | undefined): string {
+  if (!ms) return '0s';
+  const parts: string[] = [];
+  let rest = ms;
+  for (const [u, n] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000], ['ms', 1]] as const) {
+    if (rest >= n) {
+      parts.push(`${Math.floor(rest / n)}${u}`);
+      rest %= n;
+    }
+  }
+  return parts.join('');
+}
+
+/** "1h30m", "5s", "250ms", "90d", "1.5h" → milliseconds; undefined when not a duration. */
+export function parseDuration(s: string): number | undefined {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  let pos = 0;
+  let m: RegExpExecArray | null;
+  if (!s) return undefined;
+  while ((m = re.exec(s)) !== null) {
+    total += parseFloat(m[1]) * unit[m[2]];
+    pos = re.lastIndex;
+  }
+  return pos === s.length && pos > 0 ? Math.round(total) : undefined;
+}
+
+/** JSON output: the proto JSON form, with the CA key never shown. */
+export function nodeJson(n: Node): unknown {
+  return Node.toJSON(n);
+}
+
+export function clusterJson(c: Cluster): unknown {
+  const copy: Cluster = { ...c, rootCa: c.rootCa ? { ...c.rootCa, caKeyPem: Buffer.alloc(0) } : undefined };
+  return Cluster.toJSON(copy);
+}
+
+export function json(v: unknown): string {
+  return JSON.stringify(v, null, 2);
+}

@@ -1,0 +1,14 @@
+/** Where a command writes, and what it reads of its environment (tests pass their own). */
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+}
+
+export function out(io: CliIo, text: string): void {
+  io.stdout.write(text.endsWith('\n') ? text : text + '\n');
+}
+
+export function err(io: CliIo, text: string): void {
+  io.stderr.write(text.endsWith('\n') ? text : text + '\n');
+}

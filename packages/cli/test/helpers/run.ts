@@ -1,0 +1,20 @@
+import { PassThrough } from 'node:stream';
+import { runCli } from '../../src/cli.js';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs swarmctl in-process with captured output and an environment without a context file. */
+export async function swarmctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const o = new PassThrough();
+  const e = new PassThrough();
+  const outChunks: Buffer[] = [];
+  const errChunks: Buffer[] = [];
+  o.on('data', (d: Buffer) => outChunks.push(d));
+  e.on('data', (d: Buffer) => errChunks.push(d));
+  const code = await runCli(args, { stdout: o, stderr: e, env: { HOME: '/nonexistent', ...env } });
+  return { code, stdout: Buffer.concat(outChunks).toString(), stderr: Buffer.concat(errChunks).toString() };
+}
