@@ -181,4 +181,14 @@ test('snapshots compact the log; a learner joins from a snapshot, is promoted, a
   const again = await c.start(4);
   await until(() => again.sm.size === 501, 10_000, 'the restarted member to recover');
   t.truthy(again.node.status().members[leader.id]);
+  // The leader took several snapshots and released WAL segments: it restarts from them too.
+  for (let i = 0; i < 6; i++) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => leader.node.propose(KvStateMachine.put(`r${i * 50 + j}`, Buffer.alloc(64, j)))));
+  }
+  await until(() => again.sm.size === 801, 10_000, 'member 4 to apply');
+  t.true(leader.node.status().snapshotIndex >= 700);
+  await c.stop(leader.id);
+  const back = await c.start(leader.id);
+  t.true(back.node.status().snapshotIndex >= 700);
+  await until(() => back.sm.size === 801, 10_000, 'the restarted leader to recover');
 });

@@ -183,3 +183,29 @@ test('a corrupt record in an older segment refuses to start', async (t) => {
   const err = await t.throwsAsync(Wal.open(dir, { segmentBytes: 2048 }), { instanceOf: WalCorruptError });
   t.is(err.file, path);
 });
+
+test('after several snapshots and releases the log still replays (segment heads carry older markers)', async (t) => {
+  const dir = await tmp(t);
+  const { wal } = await Wal.open(dir, { segmentBytes: 2048 });
+  let next = 1;
+  const write = async (n: number) => {
+    for (let i = 0; i < n; i += 5) {
+      await wal.save({ term: 1, vote: 1, commit: next + 4 }, range(next, next + 4, 1, 100));
+      next += 5;
+    }
+  };
+  await write(100);
+  await wal.saveSnapshot({ index: 60, term: 1 }, false);
+  await wal.releaseTo(60);
+  await write(100); // new segments are headed by the marker at 60
+  await wal.saveSnapshot({ index: 150, term: 1 }, false);
+  t.true((await wal.releaseTo(150)) > 0);
+  await write(30);
+  await wal.close();
+  const r = await Wal.open(dir, { segmentBytes: 2048 });
+  t.deepEqual(r.state.snapshot, { index: 150, term: 1 });
+  t.is(r.state.entries[0].index, 151);
+  t.is(r.state.entries[r.state.entries.length - 1].index, next - 1);
+  t.is(r.state.entries.length, next - 1 - 150);
+  await r.wal.close();
+});

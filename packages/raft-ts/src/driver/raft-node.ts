@@ -254,12 +254,18 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       for (const [id, addr] of o.peers) this.members.set(id, addr);
     }
     let entries = state.entries.filter((e) => e.index > this.snapshotIndex);
-    if (entries.length && entries[0].index !== this.snapshotIndex + 1) {
-      this.logger.warn('raft: WAL entries do not follow the snapshot; dropping them (the leader resends)', {
-        snapshot: this.snapshotIndex,
-        first: entries[0].index,
-      });
+    const atSnap = state.entries.find((e) => e.index === this.snapshotIndex);
+    if (snap && atSnap && atSnap.term !== snap.metadata!.term) {
+      // A snapshot from the leader was saved but the crash came before its WAL marker: the old
+      // log after it is another history (uncommitted there); drop it, the leader resends.
+      this.logger.warn('raft: WAL entries disagree with the newest snapshot; dropping them', { snapshot: this.snapshotIndex });
       entries = [];
+    }
+    if (entries.length && entries[0].index !== this.snapshotIndex + 1) {
+      await wal.close();
+      throw new Error(
+        `raft: the WAL's entries start at ${entries[0].index} but the newest readable snapshot is at ${this.snapshotIndex}; entries in between are missing; refusing to start`,
+      );
     }
     this.storage.append(entries);
     if (state.hardState) {

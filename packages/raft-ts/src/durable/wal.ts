@@ -359,9 +359,10 @@ function applyRecord(type: number, payload: Buffer, state: WalState, seg: Segmen
       const ents = state.entries;
       const base = state.snapshot?.index ?? 0;
       if (e.index <= base) return; // covered by the snapshot
-      if (ents.length === 0) {
-        if (state.snapshot && e.index !== base + 1) throw new WalCorruptError('', 0, `entry ${e.index} does not follow snapshot ${base}`);
-      } else {
+      // The first entry need not follow the marker: segments behind a newer snapshot may have been
+      // released, and the marker at a segment's head is the one current when it was cut. The
+      // driver checks that the log continues the newest snapshot file.
+      if (ents.length > 0) {
         const first = ents[0].index;
         const last = ents[ents.length - 1].index;
         if (e.index > last + 1) throw new WalCorruptError('', 0, `gap: entry ${e.index} after ${last}`);
@@ -380,15 +381,15 @@ function applyRecord(type: number, payload: Buffer, state: WalState, seg: Segmen
       const install = payload[0] === 1;
       const m = { index: payload.readDoubleLE(1), term: payload.readDoubleLE(9) };
       if (install) {
+        // The leader's snapshot replaces the whole log.
         state.entries = [];
-      } else {
-        const ents = state.entries;
-        const first = ents.length ? ents[0].index : 0;
-        if (ents.length && m.index >= first) state.entries = ents.slice(Math.min(ents.length, m.index - first + 1));
-        // Entries past a compaction point must follow it; if they do not, they are stale.
-        if (state.entries.length && state.entries[0].index !== m.index + 1) state.entries = [];
+        state.snapshot = m;
+        return;
       }
-      if (!state.snapshot || m.index >= state.snapshot.index || install) state.snapshot = m;
+      // A compaction point (or a segment head repeating an older one): entries it covers go.
+      const ents = state.entries;
+      if (ents.length && m.index >= ents[0].index) state.entries = ents.slice(Math.min(ents.length, m.index - ents[0].index + 1));
+      if (!state.snapshot || m.index >= state.snapshot.index) state.snapshot = m;
       return;
     }
   }
