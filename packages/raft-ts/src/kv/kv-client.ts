@@ -74,7 +74,7 @@ export class KvClusterClient {
         }
         this.current = (this.current + 1) % this.addresses.length;
         // Around the ring with no leader: wait a little for an election.
-        if (this.current === 0 || se.code === grpc.status.FAILED_PRECONDITION) await new Promise((r) => setTimeout(r, Math.min(200, 20 * (attempt + 1))));
+        if (this.current === 0 || se.code === grpc.status.FAILED_PRECONDITION) await new Promise((r) => setTimeout(r, Math.min(50, 10 * (attempt + 1))));
       }
     }
     throw lastErr instanceof Error ? lastErr : new Error('kv: deadline exceeded');
