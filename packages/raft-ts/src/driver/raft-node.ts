@@ -228,6 +228,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
 
     this.storage = new MemoryStorage();
+    if (fresh && !o.join && !o.peers.has(this.id)) {
+      await wal.close();
+      throw new Error(`raft: bootstrapping member ${this.id}, but it is not among the peers (${[...o.peers.keys()].join(', ')})`);
+    }
     if (fresh && !o.join) {
       // Bootstrap: every founding member starts from the same snapshot at index 1, term 1.
       for (const [id, addr] of o.peers) this.members.set(id, addr);
