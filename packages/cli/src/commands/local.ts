@@ -1,6 +1,75 @@
 import type { Argv } from 'yargs';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
+import { defaultContextPath } from '../context.js';
+import { json, nodesTable, table } from '../format.js';
+import { err, out } from '../io.js';
+import { localUp } from '../local/up.js';
+import { localDown } from '../local/down.js';
+import { localLs } from '../local/ls.js';
+import { UsageError } from '../errors.js';
+import { nodeJson } from '../format.js';
 
-export function localCommands(y: Argv<GlobalArgs>, _env: CommandEnv): Argv<GlobalArgs> {
-  return y;
+export function localCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
+  const { io } = env;
+  // Progress goes to stderr with --format json, so stdout stays one JSON document.
+  const progress = (a: GlobalArgs) => (line: string) => (a.format === 'json' ? err(io, line) : out(io, line));
+  return y
+    .command(
+      'up',
+      'Start a local cluster: network-namespace hosts on a bridge, one swarmd each, a registry',
+      (yy) =>
+        yy
+          .option('managers', { type: 'number', default: 3, describe: 'Manager hosts' })
+          .option('workers', { type: 'number', default: 2, describe: 'Worker hosts' })
+          .option('subnet', { type: 'string', default: '10.250.0.0/24', describe: 'Underlay subnet (gateway = .1, hosts from .2)' })
+          .option('name', { type: 'string', default: 'default', describe: 'Cluster name' })
+          .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for every node to be READY' }),
+      env.action(async (a: GlobalArgs & { managers: number; workers: number; subnet: string; name: string; timeout: number }) => {
+        if (!Number.isInteger(a.managers) || a.managers < 1) throw new UsageError(`--managers ${a.managers}: expected a whole number ≥ 1`, 'local up');
+        if (!Number.isInteger(a.workers) || a.workers < 0) throw new UsageError(`--workers ${a.workers}: expected a whole number ≥ 0`, 'local up');
+        const contextPath = a.context ?? defaultContextPath(io.env);
+        const r = await localUp({
+          name: a.name,
+          managers: a.managers,
+          workers: a.workers,
+          subnet: a.subnet,
+          contextPath,
+          env: io.env,
+          timeoutMs: a.timeout * 1000,
+          progress: progress(a),
+        });
+        if (a.format === 'json') {
+          out(io, json({ name: r.state.name, context: contextPath, registry: r.state.registry?.addr, nodes: r.nodes.map(nodeJson) }));
+        } else {
+          out(io, `\nlocal cluster ${r.state.name} is up; context ${contextPath}; registry ${r.state.registry?.addr ?? '-'}\n`);
+          out(io, nodesTable(r.nodes, r.selfNodeId));
+        }
+      }),
+    )
+    .command(
+      'down',
+      'Remove a local cluster: processes, namespaces, links, mounts, dirs (safe to repeat)',
+      (yy) => yy.option('name', { type: 'string', default: 'default', describe: 'Cluster name' }),
+      env.action(async (a: GlobalArgs & { name: string }) => {
+        const r = await localDown({ name: a.name, env: io.env, contextPath: a.context ?? defaultContextPath(io.env), progress: progress(a) });
+        if (a.format === 'json') out(io, json({ name: a.name, ...r }));
+        else out(io, r.found ? `local cluster ${a.name} removed` : `no local cluster ${a.name} (nothing to do)`);
+      }),
+    )
+    .command(
+      'ls',
+      'List local clusters',
+      (yy) => yy,
+      env.action(async (a: GlobalArgs) => {
+        const all = await localLs(io.env);
+        if (a.format === 'json') return out(io, json(all));
+        if (all.length === 0) return out(io, 'no local clusters');
+        const rows: string[][] = [];
+        for (const c of all) {
+          for (const h of c.hosts) rows.push([c.name, h.name, h.hostname, h.role, h.addr, String(h.pid ?? '-'), h.alive ? 'running' : 'stopped']);
+          if (c.registry) rows.push([c.name, 'registry', '', '', c.registry.addr, String(c.registry.pid ?? '-'), c.registry.alive ? 'running' : 'stopped']);
+        }
+        out(io, table(['CLUSTER', 'HOST', 'HOSTNAME', 'ROLE', 'ADDRESS', 'PID', 'PROCESS'], rows));
+      }),
+    );
 }

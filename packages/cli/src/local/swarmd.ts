@@ -1,0 +1,56 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { failedPrecondition } from '@swarmd/common';
+import { netnsPath } from './underlay.js';
+
+/**
+ * The swarmd program: $SWARMD_BIN, else the workspace's packages/swarmd/dist/src/main.js (next to
+ * this package), else `swarmd` on PATH. Returned as argv0 + leading args.
+ */
+export function findSwarmd(env: NodeJS.ProcessEnv): string[] {
+  const asCmd = (p: string) => (p.endsWith('.js') ? [process.execPath, p] : [p]);
+  if (env.SWARMD_BIN) return asCmd(resolve(env.SWARMD_BIN));
+  // dist/src/local/swarmd.js → packages/cli → packages/swarmd
+  const here = dirname(fileURLToPath(import.meta.url));
+  const ws = resolve(here, '..', '..', '..', '..', 'swarmd', 'dist', 'src', 'main.js');
+  if (exists(ws)) return asCmd(ws);
+  for (const d of (env.PATH ?? '').split(delimiter)) {
+    if (d && exists(join(d, 'swarmd'), true)) return [join(d, 'swarmd')];
+  }
+  throw failedPrecondition(`swarmd not found: build it (npx tsc -b packages/swarmd, looked for ${ws}), put it on PATH, or set SWARMD_BIN`);
+}
+
+function exists(p: string, exec = false): boolean {
+  try {
+    accessSync(p, exec ? constants.X_OK : constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts a program inside a host's network namespace with `nsenter --net=` (which execs it: the
+ * pid is the program's), detached, stdout+stderr appended to `log`.
+ */
+export async function spawnInNetns(netns: string, argv: readonly string[], log: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const fh = await open(log, 'a');
+  try {
+    const child = spawn('nsenter', [`--net=${netnsPath(netns)}`, '--', ...argv], {
+      detached: true,
+      stdio: ['ignore', fh.fd, fh.fd],
+      env,
+    });
+    const pid = await new Promise<number>((res, rej) => {
+      child.once('error', rej);
+      child.once('spawn', () => res(child.pid!));
+    });
+    child.unref();
+    return pid;
+  } finally {
+    await fh.close();
+  }
+}

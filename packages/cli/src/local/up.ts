@@ -1,0 +1,205 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { describeError, failedPrecondition, invalidArgument, unavailable } from '@swarmd/common';
+import { NodeState, type Node } from '@swarmd/proto';
+import { connectControl, theCluster, type Control } from '../control.js';
+import { writeContext } from '../context.js';
+import { nodeName } from '../format.js';
+import { addHost, createBridge, linkExists, listNetns, rootAddresses } from './underlay.js';
+import { inSubnet, parseSubnet } from './subnet.js';
+import { kernelNames, loadState, localRoot, saveState, validateName, type LocalClusterState, type LocalHost } from './state.js';
+import { startRegistry } from './registry.js';
+import { findSwarmd, spawnInNetns } from './swarmd.js';
+import { isAlive } from './processes.js';
+
+export const SWARMD_PORT = 4242;
+
+export interface UpOptions {
+  name: string;
+  managers: number;
+  workers: number;
+  subnet: string;
+  contextPath: string;
+  env: NodeJS.ProcessEnv;
+  /** Whole `up` deadline (default 180 s). */
+  timeoutMs?: number;
+  /** Progress lines. */
+  progress: (line: string) => void;
+}
+
+export function controlSocket(h: LocalHost): string {
+  return join(h.stateDir, 'control.sock');
+}
+
+function unixControl(sock: string): Control {
+  return connectControl({ target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, source: sock }, 5_000);
+}
+
+async function tail(file: string, lines = 15): Promise<string> {
+  const t = await readFile(file, 'utf8').catch(() => '');
+  return t.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Dies with the host's log tail when its swarmd is gone. */
+async function checkAlive(h: LocalHost): Promise<void> {
+  if (!isAlive(h.pid)) throw unavailable(`swarmd on ${h.name} (${h.addr}) exited; last lines of ${h.log}:\n${await tail(h.log)}`);
+}
+
+/** Brings up a local cluster; returns its state (saved in DIR/cluster.json at every step). */
+export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState; nodes: Node[]; selfNodeId?: string }> {
+  const name = validateName(o.name);
+  if (!Number.isInteger(o.managers) || o.managers < 1) throw invalidArgument(`--managers ${o.managers}: at least 1`);
+  if (!Number.isInteger(o.workers) || o.workers < 0) throw invalidArgument(`--workers ${o.workers}: 0 or more`);
+  const subnet = parseSubnet(o.subnet);
+  const total = o.managers + o.workers;
+  if (total > Math.min(64, subnet.capacity)) throw invalidArgument(`${total} hosts do not fit (at most ${Math.min(64, subnet.capacity)} on ${subnet.cidr})`);
+  if (process.getuid?.() !== 0) throw failedPrecondition('local up makes network namespaces: run it as root');
+  const swarmd = findSwarmd(o.env);
+
+  const root = localRoot(o.env);
+  const dir = join(root, name);
+  const names = kernelNames(name);
+  if (await loadState(dir)) throw failedPrecondition(`local cluster ${name} exists (swarmctl local ls; swarmctl local down --name ${name})`);
+  if ((await linkExists(names.bridge)) || (await listNetns()).some((n) => n.startsWith(names.netnsPrefix))) {
+    throw failedPrecondition(`leftovers of a local cluster ${name} exist: run swarmctl local down --name ${name} first`);
+  }
+  const clash = (await rootAddresses()).find((a) => inSubnet(a, subnet.cidr));
+  if (clash) throw failedPrecondition(`subnet ${subnet.cidr} is in use on this machine (${clash}): choose another with --subnet`);
+
+  const hosts: LocalHost[] = [];
+  for (let i = 0; i < total; i++) {
+    const role = i < o.managers ? 'manager' : 'worker';
+    const hn = role === 'manager' ? `m${i + 1}` : `w${i - o.managers + 1}`;
+    const addr = subnet.hostAddr(i);
+    hosts.push({
+      name: hn,
+      hostname: `${name}-${hn}`,
+      role,
+      netns: names.netns(hn),
+      veth: names.veth(i + 1),
+      addr,
+      listenAddr: `${addr}:${SWARMD_PORT}`,
+      stateDir: join(dir, hn),
+      log: join(dir, `${hn}.log`),
+    });
+  }
+  const state: LocalClusterState = {
+    name,
+    dir,
+    subnet: subnet.cidr,
+    gateway: subnet.gateway,
+    bridge: names.bridge,
+    forwardRule: false,
+    hosts,
+    contextPath: o.contextPath,
+    createdAt: new Date().toISOString(),
+    ready: false,
+  };
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await saveState(state);
+  const deadline = Date.now() + (o.timeoutMs ?? 180_000);
+  const timeLeft = () => {
+    if (Date.now() > deadline) throw unavailable(`local up timed out; logs: ${dir}/*.log (swarmctl local down --name ${name} cleans up)`);
+  };
+
+  // 1. underlay
+  state.forwardRule = (await createBridge(names.bridge, `${subnet.gateway}/${subnet.prefixLen}`)).forwardRule;
+  await saveState(state);
+  for (const h of hosts) {
+    await addHost(names.bridge, h, subnet.prefixLen);
+    await mkdir(h.stateDir, { recursive: true, mode: 0o700 });
+  }
+  o.progress(`underlay: bridge ${names.bridge} ${subnet.gateway}/${subnet.prefixLen}, ${total} hosts ${hosts[0].addr}..${hosts[total - 1].addr}`);
+
+  // 2. registry on the gateway
+  const reg = await startRegistry({ dir: join(dir, 'registry'), address: subnet.gateway });
+  state.registry = reg;
+  await saveState(state);
+  o.progress(`registry: http://${reg.addr} (pid ${reg.pid})`);
+
+  // 3. the first manager
+  const first = hosts[0];
+  const common = (h: LocalHost) => ['--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr, '--hostname', h.hostname];
+  first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...common(first)], first.log, o.env);
+  await saveState(state);
+  o.progress(`${first.name} ${first.addr}: swarmd init (pid ${first.pid})`);
+  const sock = controlSocket(first);
+  let control: Control | undefined;
+  let tokens: { worker: string; manager: string } | undefined;
+  try {
+    while (!tokens) {
+      timeLeft();
+      await checkAlive(first);
+      if (existsSync(sock)) {
+        control ??= unixControl(sock);
+        try {
+          const jt = (await theCluster(control)).rootCa?.joinTokens;
+          if (jt?.worker && jt.manager) tokens = { worker: jt.worker, manager: jt.manager };
+        } catch {
+          /* not serving yet */
+        }
+      }
+      if (!tokens) await sleep(250);
+    }
+    const c = control!;
+
+    // 4. the other managers one by one (each joins Raft through the first), then the workers
+    const joinArgs = (h: LocalHost) => [...swarmd, 'join', '--token', h.role === 'manager' ? tokens!.manager : tokens!.worker, ...common(h), first.listenAddr];
+    const nodesSeen = async () => (await c.listNodes().catch(() => [] as Node[])).length;
+    for (const h of hosts.slice(1, o.managers)) {
+      const before = await nodesSeen();
+      h.pid = await spawnInNetns(h.netns, joinArgs(h), h.log, o.env);
+      await saveState(state);
+      o.progress(`${h.name} ${h.addr}: swarmd join as manager (pid ${h.pid})`);
+      while ((await nodesSeen()) <= before) {
+        timeLeft();
+        await checkAlive(h);
+        await sleep(250);
+      }
+    }
+    for (const h of hosts.slice(o.managers)) {
+      h.pid = await spawnInNetns(h.netns, joinArgs(h), h.log, o.env);
+      await saveState(state);
+      o.progress(`${h.name} ${h.addr}: swarmd join as worker (pid ${h.pid})`);
+    }
+
+    // 5. every node READY
+    let last = '';
+    let nodes: Node[] = [];
+    for (;;) {
+      timeLeft();
+      for (const h of hosts) await checkAlive(h);
+      nodes = await c.listNodes().catch((e: unknown) => {
+        last = `(${describeError(e)})`;
+        return [] as Node[];
+      });
+      const ready = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY);
+      const line = `nodes ready: ${ready.length}/${total}${ready.length ? ` (${ready.map(nodeName).sort().join(' ')})` : ''}`;
+      if (line !== last) o.progress(line);
+      last = line;
+      if (ready.length >= total && nodes.length >= total) break;
+      await sleep(500);
+    }
+
+    // 6. the context file: swarmctl in the root namespace reaches the first manager's socket
+    const selfNodeId = await nodeIdOf(first.stateDir);
+    await writeContext(o.contextPath, { name, host: `unix://${sock}`, ...(selfNodeId ? { nodeId: selfNodeId } : {}) });
+    state.ready = true;
+    await saveState(state);
+    return { state, nodes, selfNodeId };
+  } finally {
+    control?.close();
+  }
+}
+
+async function nodeIdOf(stateDir: string): Promise<string | undefined> {
+  try {
+    return /^CN=(.*)$/m.exec(new X509Certificate(await readFile(join(stateDir, 'certs', 'node.pem'))).subject)?.[1];
+  } catch {
+    return undefined;
+  }
+}
