@@ -244,11 +244,11 @@ class AgentImpl implements Agent {
     );
     try {
       for await (const m of call as AsyncIterable<SessionMessage>) {
+        if (m.managers.length) this.updateManagers(m.managers.map((p) => p.addr));
         if (m.redirectAddr) {
           result = { kind: 'redirect', addr: m.redirectAddr, established };
           break;
         }
-        if (m.managers.length) this.updateManagers(m.managers.map((p) => p.addr));
         if (!established) {
           established = true;
           this.lastSessionId = m.sessionId;

@@ -1,0 +1,116 @@
+// The real thing: `swarmctl local up --managers 3 --workers 2` with real swarmd processes, then
+// node commands through the context file, then `local down` leaving nothing behind.
+// Skipped while packages/swarmd is not built (or SWARMD_BIN is not set).
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { run } from '@swarmd/common';
+import { requires } from '@swarmd/testkit';
+import { swarmctl, type CliResult } from './helpers/run.js';
+import { kernelNames } from '../src/local/state.js';
+import { clusterProcesses } from '../src/local/processes.js';
+import { findSwarmd } from '../src/local/swarmd.js';
+
+const haveSwarmd = (() => {
+  try {
+    findSwarmd(process.env);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const rootTest = haveSwarmd ? requires('root', 'netns', 'registry') : test.skip;
+
+interface NodeJson {
+  id: string;
+  role?: string;
+  spec?: { availability?: string; desiredRole?: string; annotations?: { labels?: Record<string, string> } };
+  description?: { hostname?: string };
+  status?: { state?: string };
+  managerStatus?: { leader?: boolean };
+}
+
+rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/rm, local down leaves nothing', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'swl-'));
+  const name = `r${process.pid % 100000}`;
+  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const names = kernelNames(name);
+  const dir = join(root, name);
+  let downDone = false;
+  t.teardown(async () => {
+    if (!downDone) {
+      // keep the logs of a failed run visible in the test output
+      for (const h of ['m1', 'm2', 'm3', 'w1', 'w2']) {
+        const log = await run('tail', ['-n', '20', join(dir, `${h}.log`)]).catch(() => ({ stdout: '' }));
+        if (log.stdout) t.log(`--- ${h}.log\n${log.stdout}`);
+      }
+    }
+    await swarmctl(['local', 'down', '--name', name], env);
+    await rm(root, { recursive: true, force: true });
+  });
+  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
+  const nodes = async (): Promise<NodeJson[]> => {
+    const r = await ctl('node', 'ls', '--format', 'json');
+    if (r.code !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as NodeJson[];
+  };
+  const byHost = async (h: string) => (await nodes()).find((n) => n.description?.hostname === `${name}-${h}`);
+  const until = async (what: string, cond: () => Promise<boolean>) => {
+    for (let i = 0; i < 600; i++) {
+      if (await cond().catch(() => false)) return;
+      await sleep(250);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+
+  const up = await ctl('local', 'up', '--name', name, '--managers', '3', '--workers', '2', '--subnet', '10.251.91.0/24', '--timeout', '240');
+  t.is(up.code, 0, up.stderr + up.stdout);
+  t.log(up.stdout);
+
+  const all = await nodes();
+  t.is(all.length, 5);
+  t.true(all.every((n) => n.status?.state === 'NODE_STATE_READY'));
+  t.is(all.filter((n) => n.role === 'NODE_ROLE_MANAGER').length, 3);
+  t.is(all.filter((n) => n.managerStatus?.leader).length, 1);
+  const table = await ctl('node', 'ls');
+  t.regex(table.stdout, /^ID\s+HOSTNAME\s+STATUS\s+AVAILABILITY\s+MANAGER STATUS\s+ENGINE VERSION/);
+  t.regex(table.stdout, / \*\s+\S+-m1\s+Ready\s+Active\s+Leader/);
+
+  // availability and labels, by hostname
+  t.is((await ctl('node', 'update', `${name}-w1`, '--availability', 'drain')).code, 0);
+  t.is((await byHost('w1'))?.spec?.availability, 'NODE_AVAILABILITY_DRAIN');
+  t.is((await ctl('node', 'update', `${name}-w1`, '--label-add', 'zone=b', '--label-add', 'disk=ssd')).code, 0);
+  t.deepEqual((await byHost('w1'))?.spec?.annotations?.labels, { zone: 'b', disk: 'ssd' });
+
+  // demote a manager, then promote it back
+  const demote = await ctl('node', 'demote', `${name}-m3`);
+  t.is(demote.code, 0, demote.stderr);
+  await until('m3 to become a worker', async () => (await byHost('m3'))?.role === 'NODE_ROLE_WORKER');
+  const promote = await ctl('node', 'promote', `${name}-m3`);
+  t.is(promote.code, 0, promote.stderr);
+  await until('m3 to become a manager again', async () => (await byHost('m3'))?.role === 'NODE_ROLE_MANAGER');
+
+  // rm: refused while the node is up, done with --force
+  const w2 = (await byHost('w2'))!;
+  const refused = await ctl('node', 'rm', w2.id);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /^swarmctl: /);
+  const forced = await ctl('node', 'rm', '--force', w2.id);
+  t.is(forced.code, 0, forced.stderr);
+  await until('w2 to be gone', async () => !(await nodes()).some((n) => n.id === w2.id));
+
+  // the cluster's join tokens and settings through the control socket
+  t.regex((await ctl('cluster', 'join-token', 'worker', '-q')).stdout, /^SWMTKN-1-/);
+
+  const down = await ctl('local', 'down', '--name', name);
+  t.is(down.code, 0, down.stderr);
+  downDone = true;
+  t.false(existsSync(dir));
+  t.false((await run('ip', ['netns', 'list'])).stdout.includes(names.netnsPrefix));
+  t.false(await run('ip', ['link', 'show', names.bridge]).then(() => true, () => false));
+  t.false((await run('iptables', ['-S', 'FORWARD']).catch(() => ({ stdout: '' }))).stdout.includes(names.bridge));
+  t.deepEqual(await clusterProcesses(dir, []), []);
+});
