@@ -5,3 +5,4 @@ export * from './ca/index.js';
 export * from './ids.js';
 export * from './dispatcher/index.js';
 export * from './caserver/index.js';
+export * from './controlapi/index.js';

@@ -1,1 +1,2 @@
 export * from './credentials.js';
+export * from './ca-server.js';
