@@ -678,6 +678,11 @@ export class ContainerService {
     return out;
   }
 
+  /** True when a container uses `dir` as a lowerdir (for the image gc's isSnapshotInUse). */
+  async usesLowerdir(dir: string): Promise<boolean> {
+    return (await this.layerDirsInUse()).has(dir);
+  }
+
   private async volumeInUse(name: string): Promise<boolean> {
     const ids = await readdir(this.containersDir).catch(() => [] as string[]);
     for (const id of ids) {
