@@ -6,3 +6,7 @@ export * from './ids.js';
 export * from './dispatcher/index.js';
 export * from './caserver/index.js';
 export * from './controlapi/index.js';
+export { FakeClock, realClock } from './clock/index.js';
+export * from './specs/index.js';
+export * from './scheduler/index.js';
+export * from './orchestrator/index.js';

@@ -1,0 +1,94 @@
+import { type Logger, nullLogger } from '@swarmd/common';
+import type { MemoryStore, ReadTx } from '../store/memory-store.js';
+import type { EventMatcher, ObjectEvent, StoreEvent } from '../store/events.js';
+import { onCommit } from '../store/events.js';
+import type { Clock } from '../clock/clock.js';
+
+/** What the orchestrators and the scheduler need; the controller host's ControllerDeps fits. */
+export interface OrchestrationDeps {
+  store: MemoryStore;
+  clock: Clock;
+  logger?: Logger;
+}
+
+/** DESIGN.md's Controller, as run by the leader-only controller host. */
+export interface StoreController {
+  readonly name: string;
+  run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void>;
+}
+
+export interface WatchLoop {
+  /** Reads the initial state (in the same step as the subscription: nothing is missed). */
+  init(tx: ReadTx): void;
+  /** One object event: mark what is dirty; no writes here. */
+  onEvent(e: ObjectEvent): void;
+  /** Reconciles what is dirty (called after the initial read, and after each burst of commits). */
+  tick(): Promise<void>;
+  /** When the loop should tick again even without events (restart delays, grace periods). */
+  nextWake?(): number | undefined;
+}
+
+/**
+ * SwarmKit's controller loop (STYLE.md S2): subscribe and read in one step, reconcile, then for
+ * each burst of events mark dirty objects and reconcile once when the burst's last commit is in
+ * (events already buffered are drained first, so a burst of N commits costs one tick). A wake
+ * time from `nextWake` makes the loop tick at that (injected-clock) time. Returns when `signal`
+ * aborts; a dropped watch (UNAVAILABLE) rejects, and the controller host restarts the controller.
+ */
+export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatcher[], loop: WatchLoop, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  const { store, clock } = deps;
+  const h = store.viewAndWatch((tx) => loop.init(tx), ...matchers, onCommit);
+  const events = h.events as AsyncIterableIterator<StoreEvent> & { pending?: number };
+  const onAbort = (): void => h.close();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await loop.tick();
+    let next: Promise<IteratorResult<StoreEvent>> | undefined;
+    while (!signal.aborted) {
+      next ??= events.next();
+      const wake = loop.nextWake?.();
+      let r: IteratorResult<StoreEvent> | 'wake';
+      if (wake === undefined) r = await next;
+      else if (wake <= clock.now()) r = 'wake';
+      else {
+        const ac = new AbortController();
+        const stop = (): void => ac.abort();
+        signal.addEventListener('abort', stop, { once: true });
+        const sleeping = clock.sleep(wake - clock.now(), ac.signal).then(
+          () => 'wake' as const,
+          () => 'wake' as const,
+        );
+        r = await Promise.race([next, sleeping]);
+        ac.abort();
+        signal.removeEventListener('abort', stop);
+      }
+      if (signal.aborted) break;
+      if (r === 'wake') {
+        await loop.tick();
+        continue;
+      }
+      next = undefined;
+      if (r.done) break;
+      let commit = false;
+      const take = (e: StoreEvent): void => {
+        if (e.type === 'commit') commit = true;
+        else loop.onEvent(e);
+      };
+      take(r.value);
+      while ((events.pending ?? 0) > 0) {
+        const more = await events.next();
+        if (more.done) break;
+        take(more.value);
+      }
+      if (commit && !signal.aborted) await loop.tick();
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    h.close();
+  }
+}
+
+export function orchestrationLogger(deps: OrchestrationDeps, component: string): Logger {
+  return (deps.logger ?? nullLogger).child({ component });
+}

@@ -1,0 +1,124 @@
+import { describeError } from '@swarmd/common';
+import type { Service } from '@swarmd/proto';
+import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
+import { onKind, type ObjectEvent } from '../../store/events.js';
+import { newId as defaultNewId } from '../../ids.js';
+import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
+import { writeChanges } from '../writes.js';
+import type { OrchestratorOptions } from '../replicated/replicated.js';
+import { reconcileGlobalService, isGlobal, type GlobalReconcileResult } from './reconcile.js';
+
+/**
+ * The global orchestrator (SwarmKit's orchestrator/global): one task per eligible node, created
+ * with its node_id set (the scheduler then only checks that node). Any node change (joins,
+ * leaves, drained, labels changed) makes every global service dirty.
+ */
+export class GlobalOrchestrator {
+  private readonly dirty = new Set<string>();
+  private allDirty = false;
+  private readonly wakeups = new Map<string, number>();
+  private readonly newId: () => string;
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly now: () => number,
+    opts: OrchestratorOptions = {},
+  ) {
+    this.newId = opts.newId ?? (() => defaultNewId());
+  }
+
+  init(_tx: ReadTx): void {
+    this.allDirty = true;
+  }
+
+  onEvent(e: ObjectEvent): void {
+    switch (e.kind) {
+      case 'service':
+        if (e.type !== 'delete' && isGlobal(e.object)) this.dirty.add(e.object.id);
+        if (e.type === 'delete') this.wakeups.delete(e.object.id);
+        break;
+      case 'task':
+        if (e.object.serviceId && e.type !== 'delete') this.dirty.add(e.object.serviceId);
+        break;
+      case 'node': {
+        const o = e.old;
+        const n = e.object;
+        if (
+          e.type !== 'update' ||
+          !o ||
+          o.status?.state !== n.status?.state ||
+          o.spec?.availability !== n.spec?.availability ||
+          JSON.stringify(o.spec?.annotations?.labels) !== JSON.stringify(n.spec?.annotations?.labels) ||
+          JSON.stringify(o.description) !== JSON.stringify(n.description) ||
+          o.role !== n.role
+        )
+          this.allDirty = true;
+        break;
+      }
+    }
+  }
+
+  nextWake(): number | undefined {
+    let min: number | undefined;
+    for (const at of this.wakeups.values()) if (min === undefined || at < min) min = at;
+    return min;
+  }
+
+  async tick(): Promise<void> {
+    const now = this.now();
+    for (const [id, at] of this.wakeups) {
+      if (at <= now) {
+        this.wakeups.delete(id);
+        this.dirty.add(id);
+      }
+    }
+    const work = this.store.view((tx) => {
+      if (this.allDirty) for (const s of tx.find('service')) if (isGlobal(s)) this.dirty.add(s.id);
+      this.allDirty = false;
+      if (this.dirty.size === 0) return [];
+      const nodes = tx.find('node');
+      const out: { service: Readonly<Service>; result: GlobalReconcileResult }[] = [];
+      for (const id of [...this.dirty].sort()) {
+        const service = tx.get('service', id);
+        if (!service || !isGlobal(service)) continue;
+        const result = reconcileGlobalService(service, tx.find('task', { serviceId: id }), nodes, now);
+        if (result.wakeAt !== undefined) this.wakeups.set(id, result.wakeAt);
+        else this.wakeups.delete(id);
+        if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
+      }
+      this.dirty.clear();
+      return out;
+    });
+    if (work.length === 0) return;
+    const outcome = { failed: 0 };
+    try {
+      await this.store.batch(async (b) => {
+        for (const w of work) await writeChanges(b, w.service, { ...w.result, create: w.result.create.map((nodeId) => ({ slot: 0, nodeId })) }, now, this.newId, outcome);
+      });
+    } catch {
+      outcome.failed++;
+    }
+    if (outcome.failed > 0) for (const w of work) this.wakeups.set(w.service.id, now);
+  }
+}
+
+/** The global orchestrator as a leader-only controller (name "orchestrator/global"). */
+export function globalOrchestratorController(opts: OrchestratorOptions = {}): StoreController {
+  return {
+    name: 'orchestrator/global',
+    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
+      const o = new GlobalOrchestrator(deps.store, () => deps.clock.now(), opts);
+      try {
+        await runWatchLoop(
+          deps,
+          [onKind('service'), onKind('task'), onKind('node')],
+          { init: (tx) => o.init(tx), onEvent: (e) => o.onEvent(e), tick: () => o.tick(), nextWake: () => o.nextWake() },
+          signal,
+        );
+      } catch (err) {
+        if (!signal.aborted) orchestrationLogger(deps, 'manager/orchestrator/global').warn('loop ended', { error: describeError(err) });
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import { describeError } from '@swarmd/common';
+import type { Node, Service } from '@swarmd/proto';
+import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
+import { onKind, type ObjectEvent } from '../../store/events.js';
+import { newId as defaultNewId } from '../../ids.js';
+import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
+import { writeChanges } from '../writes.js';
+import { reconcileService, replicasOf } from './reconcile.js';
+
+export interface OrchestratorOptions {
+  /** Task ids (default: random SwarmKit-style ids). */
+  newId?: () => string;
+}
+
+/**
+ * The replicated orchestrator (SwarmKit's orchestrator/replicated): watches services, tasks and
+ * nodes, marks services dirty, and on each commit reconciles the dirty ones with the pure
+ * reconcileService, writing the result in one store batch (chunks of store.maxBatchActions).
+ */
+export class ReplicatedOrchestrator {
+  private readonly dirty = new Set<string>();
+  private readonly dirtyNodes = new Set<string>();
+  private readonly wakeups = new Map<string, number>();
+  private readonly newId: () => string;
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly now: () => number,
+    opts: OrchestratorOptions = {},
+  ) {
+    this.newId = opts.newId ?? (() => defaultNewId());
+  }
+
+  init(tx: ReadTx): void {
+    for (const s of tx.find('service')) if (replicasOf(s) !== undefined) this.dirty.add(s.id);
+  }
+
+  onEvent(e: ObjectEvent): void {
+    switch (e.kind) {
+      case 'service':
+        if (e.type !== 'delete' && replicasOf(e.object) !== undefined) this.dirty.add(e.object.id);
+        if (e.type === 'delete') this.wakeups.delete(e.object.id);
+        break;
+      case 'task':
+        if (e.object.serviceId && e.type !== 'delete') this.dirty.add(e.object.serviceId);
+        break;
+      case 'node': {
+        const o = e.old;
+        const n = e.object;
+        if (e.type !== 'update' || !o || o.status?.state !== n.status?.state || o.spec?.availability !== n.spec?.availability) this.dirtyNodes.add(n.id);
+        break;
+      }
+    }
+  }
+
+  nextWake(): number | undefined {
+    let min: number | undefined;
+    for (const at of this.wakeups.values()) if (min === undefined || at < min) min = at;
+    return min;
+  }
+
+  async tick(): Promise<void> {
+    const now = this.now();
+    for (const [id, at] of this.wakeups) {
+      if (at <= now) {
+        this.wakeups.delete(id);
+        this.dirty.add(id);
+      }
+    }
+    const work = this.store.view((tx) => {
+      for (const nodeId of this.dirtyNodes) for (const t of tx.find('task', { nodeId })) if (t.serviceId) this.dirty.add(t.serviceId);
+      this.dirtyNodes.clear();
+      if (this.dirty.size === 0) return [];
+      const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
+      const out: { service: Readonly<Service>; result: ReturnType<typeof reconcileService> }[] = [];
+      for (const id of [...this.dirty].sort()) {
+        const service = tx.get('service', id);
+        if (!service || replicasOf(service) === undefined) continue;
+        const result = reconcileService(service, tx.find('task', { serviceId: id }), nodes, now);
+        if (result.wakeAt !== undefined) this.wakeups.set(id, result.wakeAt);
+        else this.wakeups.delete(id);
+        if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
+      }
+      this.dirty.clear();
+      return out;
+    });
+    if (work.length === 0) return;
+    const outcome = { failed: 0 };
+    try {
+      await this.store.batch(async (b) => {
+        for (const w of work) await writeChanges(b, w.service, { ...w.result, create: w.result.create.map((slot) => ({ slot })) }, now, this.newId, outcome);
+      });
+    } catch {
+      outcome.failed++;
+    }
+    // Refused writes (a task changed meanwhile): the store already holds the newer state, so
+    // reconcile these services again right away.
+    if (outcome.failed > 0) for (const w of work) this.wakeups.set(w.service.id, now);
+  }
+}
+
+/** The replicated orchestrator as a leader-only controller (name "orchestrator/replicated"). */
+export function replicatedOrchestratorController(opts: OrchestratorOptions = {}): StoreController {
+  return {
+    name: 'orchestrator/replicated',
+    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
+      const o = new ReplicatedOrchestrator(deps.store, () => deps.clock.now(), opts);
+      try {
+        await runWatchLoop(
+          deps,
+          [onKind('service'), onKind('task'), onKind('node')],
+          { init: (tx) => o.init(tx), onEvent: (e) => o.onEvent(e), tick: () => o.tick(), nextWake: () => o.nextWake() },
+          signal,
+        );
+      } catch (err) {
+        if (!signal.aborted) orchestrationLogger(deps, 'manager/orchestrator/replicated').warn('loop ended', { error: describeError(err) });
+        throw err;
+      }
+    },
+  };
+}

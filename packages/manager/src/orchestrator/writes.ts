@@ -1,0 +1,50 @@
+import { type Service, type Task, TaskState } from '@swarmd/proto';
+import type { Batch, Tx } from '../store/memory-store.js';
+import { cloneObject } from '../store/kinds.js';
+import { newTask } from './task.js';
+
+/** Sets desired SHUTDOWN on a task as read (CONFLICT if it changed since: the caller re-reconciles). */
+export function shutdownTask(tx: Tx, t: Readonly<Task>, reason: string, now: number): void {
+  const cur = tx.get('task', t.id);
+  if (!cur || cur.desiredState > TaskState.TASK_STATE_RUNNING) return;
+  const c = cloneObject('task', t);
+  c.desiredState = TaskState.TASK_STATE_SHUTDOWN;
+  if (c.status && c.status.state < TaskState.TASK_STATE_ASSIGNED) {
+    // Never handed to a node: nothing will report it stopped.
+    c.status = { ...c.status, state: TaskState.TASK_STATE_SHUTDOWN, timestamp: now, message: reason };
+  } else if (c.status) c.status = { ...c.status, message: c.status.message || reason };
+  tx.update('task', c);
+}
+
+export interface WriteOutcome {
+  failed: number;
+}
+
+/**
+ * Stages a service's changes into a batch: each shutdown alone, each replacement as one
+ * callback (old task SHUTDOWN + new task in the same slot or node, atomically), each creation
+ * alone. A callback refused (CONFLICT: the task changed meanwhile) is counted, not thrown.
+ */
+export async function writeChanges(
+  b: Batch,
+  service: Readonly<Service>,
+  changes: { create: { slot: number; nodeId?: string }[]; replace: { task: Readonly<Task>; reason: string }[]; shutdown: { task: Readonly<Task>; reason: string }[] },
+  now: number,
+  newId: () => string,
+  out: WriteOutcome,
+): Promise<void> {
+  const attempt = async (fn: (tx: Tx) => void): Promise<void> => {
+    try {
+      await b.update(fn);
+    } catch {
+      out.failed++;
+    }
+  };
+  for (const s of changes.shutdown) await attempt((tx) => shutdownTask(tx, s.task, s.reason, now));
+  for (const r of changes.replace)
+    await attempt((tx) => {
+      shutdownTask(tx, r.task, r.reason, now);
+      tx.create('task', newTask(service, { id: newId(), slot: r.task.slot, nodeId: service.spec?.mode?.$case === 'global' ? r.task.nodeId : undefined, now }));
+    });
+  for (const c of changes.create) await attempt((tx) => tx.create('task', newTask(service, { id: newId(), slot: c.slot, ...(c.nodeId ? { nodeId: c.nodeId } : {}), now })));
+}

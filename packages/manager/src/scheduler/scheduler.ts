@@ -1,0 +1,220 @@
+import { describeError } from '@swarmd/common';
+import { type Task, TaskState } from '@swarmd/proto';
+import type { MemoryStore, ReadTx } from '../store/memory-store.js';
+import { cloneObject } from '../store/kinds.js';
+import { onKind, type ObjectEvent } from '../store/events.js';
+import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
+import { NodeSet } from './node-info.js';
+import { Pipeline } from './pipeline.js';
+import { placeTaskGroup, checkPreassigned, type Placement } from './placement.js';
+
+export interface SchedulerOptions {
+  /**
+   * Also take tasks in state NEW (default true). There is no allocator yet (SwarmKit's allocator
+   * moves NEW → PENDING once networks and ports are allocated); until there is one, the scheduler
+   * treats a NEW task as PENDING itself. Set false once an allocator runs.
+   */
+  takeNewTasks?: boolean;
+}
+
+/** The message of a task waiting for a node (SwarmKit's wording). */
+export const PENDING_MESSAGE = 'pending task scheduling';
+export const ASSIGNED_MESSAGE = 'scheduler assigned task to node';
+
+/** Whether the scheduler should place this task now. */
+export function isSchedulable(t: Readonly<Task>, takeNew: boolean): boolean {
+  const s = t.status?.state ?? TaskState.TASK_STATE_NEW;
+  return t.desiredState <= TaskState.TASK_STATE_RUNNING && (s === TaskState.TASK_STATE_PENDING || (takeNew && s === TaskState.TASK_STATE_NEW));
+}
+
+const groupKey = (t: Readonly<Task>): string => `${t.serviceId}\u0000${t.specVersion}`;
+const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * The scheduler (SwarmKit's manager/scheduler): PENDING (and, with no allocator, NEW) tasks with
+ * desired state ≤ RUNNING get a node: `node_id` + state ASSIGNED, written in batches. A task that
+ * fits nowhere stays PENDING with `status.err` = the pipeline's explanation (`service ps` shows
+ * it) and is tried again when nodes change or a task frees resources. Tasks that come with a
+ * node (global services) are checked against that node only.
+ */
+export class Scheduler {
+  private readonly nodeSet = new NodeSet();
+  /** Tasks waiting for placement, by id. */
+  private readonly pending = new Map<string, Readonly<Task>>();
+  /** Pending tasks not tried since they arrived or changed. */
+  private readonly fresh = new Set<string>();
+  /** Something changed that may let old pending tasks fit (a node, freed resources). */
+  private retryAll = true;
+  private readonly pipeline = new Pipeline();
+  private readonly takeNew: boolean;
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly now: () => number,
+    opts: SchedulerOptions = {},
+  ) {
+    this.takeNew = opts.takeNewTasks ?? true;
+  }
+
+  /** Loads nodes and tasks (the initial read). */
+  init(tx: ReadTx): void {
+    for (const n of tx.find('node')) this.nodeSet.upsertNode(n);
+    for (const t of tx.find('task')) this.observeTask(t);
+    this.retryAll = true;
+  }
+
+  onEvent(e: ObjectEvent): void {
+    if (e.kind === 'node') {
+      if (e.type === 'delete') this.nodeSet.removeNode(e.object.id);
+      else this.nodeSet.upsertNode(e.object);
+      this.retryAll = true;
+    } else if (e.kind === 'task') {
+      if (e.type === 'delete') {
+        this.nodeSet.removeTask(e.object.id);
+        this.pending.delete(e.object.id);
+        this.fresh.delete(e.object.id);
+        if (e.object.nodeId) this.retryAll = true;
+      } else {
+        const hadNode = e.old?.nodeId && (e.old.status?.state ?? 0) <= TaskState.TASK_STATE_RUNNING;
+        this.observeTask(e.object);
+        // A task that stopped or moved frees what it held.
+        if (hadNode && (e.object.status?.state ?? 0) > TaskState.TASK_STATE_RUNNING) this.retryAll = true;
+        if (hadNode && e.old!.desiredState <= TaskState.TASK_STATE_RUNNING && e.object.desiredState > TaskState.TASK_STATE_RUNNING) this.retryAll = true;
+      }
+    }
+  }
+
+  private observeTask(t: Readonly<Task>): void {
+    this.nodeSet.applyTask(t);
+    if (isSchedulable(t, this.takeNew)) {
+      const prev = this.pending.get(t.id);
+      this.pending.set(t.id, t);
+      // Our own "still pending, here is why" write comes back: no need to try it again.
+      if (!prev || prev.specVersion !== t.specVersion || prev.nodeId !== t.nodeId || (prev.status?.state ?? 0) !== (t.status?.state ?? 0) || t.status?.err === '') this.fresh.add(t.id);
+    } else {
+      this.pending.delete(t.id);
+      this.fresh.delete(t.id);
+    }
+  }
+
+  /** Tasks waiting for a node now (for tests and metrics). */
+  pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Places what is waiting and writes the outcome. */
+  async tick(): Promise<void> {
+    const ids = this.retryAll ? [...this.pending.keys()] : [...this.fresh];
+    this.retryAll = false;
+    this.fresh.clear();
+    if (ids.length === 0) return;
+    const tasks = ids.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
+
+    const placements: Placement[] = [];
+    const unplaced: { task: Readonly<Task>; why: string }[] = [];
+    // Preassigned first: they have nowhere else to go.
+    const groups = new Map<string, Readonly<Task>[]>();
+    for (const t of tasks) {
+      if (t.nodeId) {
+        const why = checkPreassigned(t, this.nodeSet, this.pipeline);
+        if (why === undefined) {
+          this.nodeSet.assignTask(t, t.nodeId);
+          placements.push({ taskId: t.id, nodeId: t.nodeId });
+        } else unplaced.push({ task: t, why });
+        continue;
+      }
+      const k = groupKey(t);
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = []));
+      g.push(t);
+    }
+    for (const k of [...groups.keys()].sort()) {
+      const g = groups.get(k)!.sort((a, b) => a.slot - b.slot || byId(a, b));
+      const r = placeTaskGroup(g, this.nodeSet, this.pipeline);
+      placements.push(...r.placed);
+      if (r.unplaced.length > 0) for (const id of r.unplaced) unplaced.push({ task: this.pending.get(id)!, why: r.explanation ?? 'no suitable node' });
+    }
+    await this.write(placements, unplaced);
+  }
+
+  private async write(placements: Placement[], unplaced: { task: Readonly<Task>; why: string }[]): Promise<void> {
+    const now = this.now();
+    const failed: string[] = [];
+    try {
+      await this.store.batch(async (b) => {
+        for (const p of placements) {
+          try {
+            await b.update((tx) => {
+              const cur = tx.get('task', p.taskId);
+              if (!cur || !isSchedulable(cur, this.takeNew) || (cur.nodeId && cur.nodeId !== p.nodeId)) throw new Error('changed');
+              if (!tx.get('node', p.nodeId)) throw new Error('node gone');
+              const t = cloneObject('task', cur);
+              t.nodeId = p.nodeId;
+              t.status = { ...(t.status ?? emptyStatus()), state: TaskState.TASK_STATE_ASSIGNED, timestamp: now, message: ASSIGNED_MESSAGE, err: '' };
+              tx.update('task', t);
+            });
+            this.pending.delete(p.taskId);
+          } catch {
+            failed.push(p.taskId);
+          }
+        }
+        for (const u of unplaced) {
+          const s = u.task.status;
+          if (s?.state === TaskState.TASK_STATE_PENDING && s.err === u.why) continue;
+          try {
+            await b.update((tx) => {
+              const cur = tx.get('task', u.task.id);
+              if (!cur || !isSchedulable(cur, this.takeNew)) return;
+              if (cur.status?.state === TaskState.TASK_STATE_PENDING && cur.status.err === u.why) return;
+              const t = cloneObject('task', cur);
+              t.status = { ...(t.status ?? emptyStatus()), state: TaskState.TASK_STATE_PENDING, timestamp: now, message: PENDING_MESSAGE, err: u.why };
+              tx.update('task', t);
+            });
+          } catch {
+            failed.push(u.task.id);
+          }
+        }
+      });
+    } catch {
+      // A chunk refused at apply: re-read everything we touched.
+      for (const p of placements) failed.push(p.taskId);
+    }
+    if (failed.length > 0) this.resync(failed);
+  }
+
+  /** After a refused write: take these tasks as the store has them now. */
+  private resync(ids: string[]): void {
+    this.store.view((tx) => {
+      for (const id of ids) {
+        const t = tx.get('task', id);
+        if (t) this.observeTask(t);
+        else {
+          this.nodeSet.removeTask(id);
+          this.pending.delete(id);
+        }
+      }
+    });
+    for (const id of ids) if (this.pending.has(id)) this.fresh.add(id);
+  }
+}
+
+function emptyStatus(): NonNullable<Task['status']> {
+  return { timestamp: 0, state: TaskState.TASK_STATE_NEW, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 };
+}
+
+/** The scheduler as a leader-only controller (name "scheduler"). */
+export function schedulerController(opts: SchedulerOptions = {}): StoreController {
+  return {
+    name: 'scheduler',
+    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
+      const log = orchestrationLogger(deps, 'manager/scheduler');
+      const s = new Scheduler(deps.store, () => deps.clock.now(), opts);
+      try {
+        await runWatchLoop(deps, [onKind('node'), onKind('task')], { init: (tx) => s.init(tx), onEvent: (e) => s.onEvent(e), tick: () => s.tick() }, signal);
+      } catch (err) {
+        if (!signal.aborted) log.warn('scheduler loop ended', { error: describeError(err) });
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export * from './constraint.js';
+export * from './validate.js';
+export * from './defaults.js';
