@@ -231,3 +231,25 @@ rootTest('bad input fails clearly and leaves nothing half-created', async (t) =>
   const e10 = await t.throwsAsync(svc.create('dup', { image: busybox }));
   t.true(code(ErrorCode.ALREADY_EXISTS)(e10));
 });
+
+rootTest('a created container can be stopped or force-removed before it starts; kill signals a running one', async (t) => {
+  const { svc, busybox } = await newRuntime(t);
+  await svc.create('c', { image: busybox, spec: { command: ['sleep', '1000'] } });
+  await svc.create('d', { image: busybox, spec: { command: ['sleep', '1000'] } });
+  t.is((await svc.inspect('c')).status, 'created');
+  const e = await svc.stop('c');
+  t.is(e.exitCode, 137);
+  await t.throwsAsync(svc.start('c'), { message: /already started|not startable/ });
+  await t.throwsAsync(svc.remove('d'), { message: /running/ });
+  await svc.remove('d', { force: true });
+  await svc.remove('c');
+  t.deepEqual(await svc.list(), []);
+
+  await svc.create('k', { image: busybox, spec: { command: ['sh', '-c', 'trap "echo hup; exit 5" HUP; echo ready; while true; do sleep 0.05; done'] } });
+  await svc.start('k');
+  await waitForLog(svc, 'k', /ready/);
+  await svc.kill('k', 'HUP');
+  t.is((await svc.wait('k')).exitCode, 5);
+  await t.throwsAsync(svc.kill('k', 'TERM'), { message: /not running/ });
+  await t.throwsAsync(svc.kill('k', 'SIGNOPE'), { message: /not known/ });
+});
