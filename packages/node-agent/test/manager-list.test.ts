@@ -17,8 +17,10 @@ test('update() keeps the current manager current and continues after it', (t) =>
   t.is(l.next(), 'x:1');
   l.update([]); // an empty list from a manager changes nothing
   t.deepEqual(l.all(), ['x:1', 'a:1', 'y:1']);
-  l.update(['p:1', 'q:1']); // the current one is gone: start at the top
-  t.is(l.current(), 'p:1');
+  l.update(['p:1', 'q:1']); // still connected to x, which is no longer listed: next starts at the top
+  t.is(l.current(), 'x:1');
+  t.is(l.next(), 'p:1');
+  t.is(l.next(), 'q:1');
 });
 
 test('redirect() goes to the target once, then the list resumes after it', (t) => {
@@ -26,10 +28,10 @@ test('redirect() goes to the target once, then the list resumes after it', (t) =
   l.redirect('b:1');
   t.is(l.current(), 'b:1');
   t.is(l.next(), 'c:1');
-  l.redirect('z:9'); // unknown target
+  l.redirect('z:9'); // a target not in the list
   t.is(l.current(), 'z:9');
-  t.is(l.next(), 'c:1'); // back where we were in the list
-  t.is(l.next(), 'a:1');
+  t.is(l.next(), 'a:1'); // from outside the list: the top
+  t.is(l.next(), 'b:1');
 });
 
 test('no managers is an error', (t) => {
