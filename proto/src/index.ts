@@ -7,3 +7,4 @@ export * from './gen/swarm/store.js';
 export * from './gen/swarm/control.js';
 export * from './gen/swarm/dispatcher.js';
 export * from './gen/swarm/ca.js';
+export * from './gen/swarm/raft_membership.js';

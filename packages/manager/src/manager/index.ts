@@ -1,0 +1,5 @@
+export * from './start-manager.js';
+export * from './services.js';
+export * from './node-certs.js';
+export * from './auth.js';
+export * from './tls.js';

@@ -1,0 +1,35 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCode, wrapError } from '@swarmd/common';
+import { writeFileAtomic } from '../ca/files.js';
+import type { TlsMaterial } from '../ca/grpc-auth.js';
+
+/** docs/cluster.md: DIR/certs/ca.pem, node.pem, node-key.pem (all 0600, written atomically). */
+export const CERTS_DIR = 'certs';
+export const CA_PEM = 'ca.pem';
+export const NODE_PEM = 'node.pem';
+export const NODE_KEY_PEM = 'node-key.pem';
+
+export function certsDirOf(stateDir: string): string {
+  return join(stateDir, CERTS_DIR);
+}
+
+/** Saves the node's TLS material under DIR/certs (key first: see saveNodeTls in ca/files.ts). */
+export async function saveStateDirCerts(stateDir: string, tls: TlsMaterial): Promise<void> {
+  const d = certsDirOf(stateDir);
+  await writeFileAtomic(join(d, CA_PEM), tls.caCertPem);
+  await writeFileAtomic(join(d, NODE_KEY_PEM), tls.keyPem);
+  await writeFileAtomic(join(d, NODE_PEM), tls.certPem);
+}
+
+/** The node's TLS material from DIR/certs, or undefined when it has none yet. */
+export async function loadStateDirCerts(stateDir: string): Promise<TlsMaterial | undefined> {
+  const d = certsDirOf(stateDir);
+  try {
+    const [caCertPem, certPem, keyPem] = await Promise.all([CA_PEM, NODE_PEM, NODE_KEY_PEM].map((f) => readFile(join(d, f), 'utf8')));
+    return { caCertPem, certPem, keyPem };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw wrapError(ErrorCode.INTERNAL, `cannot read the node's certificates in ${d}`, err);
+  }
+}

@@ -1,0 +1,58 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from '@swarmd/common';
+import type { ClusterCa } from '../ca/cluster-ca.js';
+import type { TlsMaterial, VerifyOptionsSource } from '../ca/grpc-auth.js';
+import type { Clock, Controller } from '../leadership/controller-host.js';
+import type { MemoryStore } from '../store/memory-store.js';
+import type { RaftMember } from '@swarmd/proto';
+
+/**
+ * What the manager hands to the gRPC services and controllers it hosts (dispatcher, control
+ * API, CA server, orchestrators...). Everything here is live: call the functions each time.
+ */
+export interface ManagerContext {
+  store: MemoryStore;
+  clusterId: string;
+  nodeId: string;
+  advertiseAddr: string;
+  logger: Logger;
+  clock: Clock;
+  /** Whether this manager is the Raft leader now. */
+  isLeader(): boolean;
+  /** The leader's address (its one port), when a leader is known. */
+  leaderAddr(): string | undefined;
+  /** The cluster CA with its key, loaded from the store's Cluster object. */
+  ca(): Promise<ClusterCa>;
+  /** Verification options for peerIdentity/authorize (CA, clock, cluster id, removed nodes). */
+  verify: VerifyOptionsSource;
+  /** This node's TLS material now (it changes on renewal). */
+  tls(): TlsMaterial;
+  /** Credentials to call another manager (e.g. forward a Control call to the leader). */
+  managerCredentials(): grpc.ChannelCredentials;
+  membership: {
+    /** FAILED_PRECONDITION when removing or demoting this manager node would lose quorum. */
+    assertCanRemove(nodeId: string): void;
+    /** Removes a manager node from Raft (leader only; quorum-checked). Workers: no-op. */
+    removeManager(nodeId: string): Promise<void>;
+    members(): RaftMember[];
+  };
+}
+
+export interface ServiceRegistration {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+  /** Serve on the TLS port (default true). */
+  tcp?: boolean;
+  /** Serve on DIR/control.sock as well (Control only). */
+  controlSocket?: boolean;
+}
+
+export interface ManagerServices {
+  services: ServiceRegistration[];
+  /** Leader-only controllers (started on becoming leader, aborted on losing it). */
+  controllers?: Controller[];
+  stop?(): Promise<void> | void;
+}
+
+/** A plug-in of the manager: given the context, the services and controllers it contributes. */
+export type ManagerServicesFactory = (ctx: ManagerContext) => ManagerServices | Promise<ManagerServices>;

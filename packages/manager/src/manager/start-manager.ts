@@ -1,0 +1,369 @@
+import { EventEmitter } from 'node:events';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { RaftNode, RAFT_GRPC_OPTIONS, bindServer } from 'raft-ts';
+import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
+import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type JoinTokens, type Node, type RaftMember } from '@swarmd/proto';
+import { ClusterCa, DEFAULT_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
+import { createKeyAndCsr } from '../ca/csr.js';
+import type { TlsMaterial } from '../ca/grpc-auth.js';
+import type { VerifyOptions } from '../ca/verify.js';
+import { CertRole } from '../ca/roles.js';
+import { newId } from '../ids.js';
+import { ControllerHost, systemClock, type Clock, type Controller } from '../leadership/controller-host.js';
+import { Membership } from '../membership/membership.js';
+import { promoterController, roleReconcilerController } from '../membership/controllers.js';
+import { joinRaftGroup } from '../membership/join-client.js';
+import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
+import { RaftLog } from '../replication/raft-log.js';
+import { makeObject } from '../store/kinds.js';
+import { createStore, type MemoryStore } from '../store/memory-store.js';
+import { createManagerApi } from '../controlapi/api.js';
+import { authInterceptor } from './auth.js';
+import { saveStateDirCerts } from './node-certs.js';
+import type { ManagerContext, ManagerServices, ManagerServicesFactory } from './services.js';
+import { NodeTlsProvider, certificateFacts } from './tls.js';
+
+export type ManagerBootstrap = 'init' | 'join' | 'resume';
+
+export interface ManagerOptions {
+  stateDir: string;
+  /** Where the one port listens, e.g. "0.0.0.0:4242" ("127.0.0.1:0" picks a free port). */
+  listenAddr: string;
+  /** How other nodes reach it (IP:PORT); it goes into the certificate's SANs and Raft's member list. */
+  advertiseAddr: string;
+  /** The node's certificate (a manager one). Required for join and resume; init makes its own. */
+  tls?: TlsMaterial;
+  bootstrap: ManagerBootstrap;
+  join?: { leaderAddr: string };
+  /** Restart from local state as the only voter (etcd's --force-new-cluster). */
+  forceNewCluster?: boolean;
+  logger: Logger;
+  clock?: Clock;
+  /** init: the first node's hostname and labels. */
+  hostname?: string;
+  labels?: Record<string, string>;
+  /** init: changes to the default cluster spec (e.g. a short node certificate expiry in tests). */
+  clusterSpec?: { nodeCertExpiryMs?: number; heartbeatPeriodMs?: number; taskHistoryRetentionLimit?: number };
+  /** Raft timing (defaults: 100 ms ticks, election after 10, heartbeat every tick). */
+  raft?: { tickMs?: number; electionTicks?: number; heartbeatTicks?: number; snapshotEvery?: number; fsync?: boolean };
+  /** DIR/control.sock unless given; false: none. */
+  controlSocket?: string | false;
+  /** The services and controllers hosted (default: createManagerApi: dispatcher, control API, CA server). */
+  services?: ManagerServicesFactory[];
+  /** Extra leader-only controllers. */
+  controllers?: Controller[];
+  /** Join: how long to keep trying to reach a leader (default 60 s). */
+  joinTimeoutMs?: number;
+}
+
+export interface Manager {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  readonly raftId: number;
+  readonly store: MemoryStore;
+  readonly raft: RaftNode;
+  readonly controllers: ControllerHost;
+  readonly membership: Membership;
+  /** The bound TCP port of the one port. */
+  readonly port: number;
+  readonly controlSocketPath: string | undefined;
+  isLeader(): boolean;
+  leaderAddr(): string | undefined;
+  members(): RaftMember[];
+  tls(): TlsMaterial;
+  /** New certificate (renewal): new connections use it. */
+  updateTls(tls: TlsMaterial): void;
+  joinTokens(): JoinTokens | undefined;
+  cluster(): Readonly<Cluster> | undefined;
+  /** Resolves when this member has been removed from the Raft group (demoted, or removed). */
+  removed: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_CLUSTER_HEARTBEAT_MS = 5_000;
+export const DEFAULT_TASK_HISTORY_LIMIT = 5;
+
+/** The spec of a new cluster (Swarm's defaults). */
+export function defaultClusterSpec(o: ManagerOptions['clusterSpec'] = {}): ClusterSpec {
+  return {
+    annotations: { name: 'default', labels: {} },
+    raft: { electionTick: 10, heartbeatTick: 1, snapshotInterval: 10_000, keepOldSnapshots: 0 },
+    dispatcher: { heartbeatPeriodMs: o.heartbeatPeriodMs ?? DEFAULT_CLUSTER_HEARTBEAT_MS },
+    caConfig: { nodeCertExpiryMs: o.nodeCertExpiryMs ?? DEFAULT_NODE_CERT_EXPIRY_MS },
+    orchestration: { taskHistoryRetentionLimit: o.taskHistoryRetentionLimit ?? DEFAULT_TASK_HISTORY_LIMIT },
+  };
+}
+
+interface InitMaterial {
+  ca: ClusterCa;
+  cluster: Cluster;
+  node: Node;
+}
+
+/**
+ * Starts a manager (docs/cluster.md): Raft (WAL + snapshots under DIR/raft) with the store on
+ * it, one mTLS gRPC server on listenAddr (Raft transport, RaftMembership, and the hosted
+ * services), DIR/control.sock for the Control service, and the leader-only controllers.
+ */
+export async function startManager(o: ManagerOptions): Promise<Manager> {
+  const clock = o.clock ?? systemClock;
+  const logger = o.logger.child({ component: 'manager' });
+  const raftDir = join(o.stateDir, 'raft');
+  await mkdir(o.stateDir, { recursive: true, mode: 0o700 });
+  let member = await readMemberFile(raftDir);
+  let tls = o.tls;
+  let init: InitMaterial | undefined;
+  let joinPeers: Map<number, string> | undefined;
+
+  if (o.bootstrap === 'init' && member) {
+    throw new SwarmError(ErrorCode.ALREADY_EXISTS, `${o.stateDir} already holds a manager (of cluster ${member.clusterId}); use "swarmd run" to resume it`);
+  }
+  if (o.bootstrap === 'resume' && !member) {
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${o.stateDir} holds no manager state (no raft/member.json); use "swarmd init" or "swarmd join"`);
+  }
+  if (o.forceNewCluster && !member) {
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `--force-new-cluster needs the state of a former manager in ${o.stateDir}`);
+  }
+
+  if (o.bootstrap === 'init') {
+    const clusterId = newId();
+    const nodeId = newId();
+    const ca = await ClusterCa.create({ clusterId, now: clock.now() });
+    const spec = defaultClusterSpec(o.clusterSpec);
+    const { keyPem, csrPem } = await createKeyAndCsr(nodeId);
+    const issued = await ca.issueNodeCertificate(csrPem, CertRole.MANAGER, nodeId, {
+      now: clock.now(),
+      expiryMs: spec.caConfig!.nodeCertExpiryMs,
+      addresses: [o.advertiseAddr],
+    });
+    tls = { caCertPem: ca.certPem, certPem: issued.certPem, keyPem };
+    member = { raftId: newRaftId(), nodeId, clusterId, transportClusterId: transportClusterIdOf(clusterId) };
+    const cluster = makeObject('cluster', { id: clusterId, spec, rootCa: ca.toRootCa(), removedNodeIds: [] });
+    const node = makeObject('node', {
+      id: nodeId,
+      role: NodeRole.NODE_ROLE_MANAGER,
+      spec: { annotations: { name: '', labels: { ...(o.labels ?? {}) } }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
+      description: { hostname: o.hostname ?? '', platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', engineLabels: {} },
+      managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2 },
+      certificatePem: issued.certPem,
+    });
+    init = { ca, cluster, node };
+  }
+  if (!tls) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'startManager: the node certificate (tls) is needed to join or resume');
+  const facts = certificateFacts(tls.certPem);
+  if (facts.role !== CertRole.MANAGER) {
+    throw new SwarmError(ErrorCode.PERMISSION_DENIED, `this node's certificate is a ${facts.role} certificate; a manager needs a swarm-manager certificate`);
+  }
+  const provider = new NodeTlsProvider(tls);
+
+  if (o.bootstrap === 'join' && !member) {
+    if (!o.join?.leaderAddr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'startManager: join needs the address of a manager');
+    const r = await joinRaftGroup({
+      addr: o.join.leaderAddr,
+      advertiseAddr: o.advertiseAddr,
+      credentials: provider.channelCredentials(),
+      clock,
+      logger,
+      timeoutMs: o.joinTimeoutMs ?? 60_000,
+    });
+    member = { raftId: r.raftId, nodeId: facts.nodeId, clusterId: facts.clusterId, transportClusterId: r.clusterRaftId || transportClusterIdOf(facts.clusterId) };
+    joinPeers = new Map(r.members.filter((m) => m.addr).map((m) => [m.raftId, m.addr]));
+    joinPeers.set(r.raftId, o.advertiseAddr);
+    logger.info('joined the raft group as a learner', { raftId: r.raftId, members: Object.fromEntries(joinPeers) });
+  }
+  if (!member) throw new SwarmError(ErrorCode.INTERNAL, 'startManager: no raft membership');
+  if (member.nodeId !== facts.nodeId || member.clusterId !== facts.clusterId) {
+    throw new SwarmError(
+      ErrorCode.FAILED_PRECONDITION,
+      `the certificate (node ${facts.nodeId}, cluster ${facts.clusterId}) is not the one of this state dir (node ${member.nodeId}, cluster ${member.clusterId})`,
+    );
+  }
+  const me: RaftMemberFile = member;
+
+  if (o.forceNewCluster) {
+    const removed = await forceNewClusterInDir(raftDir, me.raftId, logger);
+    logger.warn('force-new-cluster: restarting as the only manager', { removedRaftIds: removed });
+  }
+
+  // Live view of the cluster object for verification (removed nodes) and tokens.
+  const storeRef: { s?: MemoryStore } = {};
+  const clusterObj = (): Readonly<Cluster> | undefined => storeRef.s?.view((tx) => tx.get('cluster', me.clusterId));
+  const verify = (): VerifyOptions => {
+    const c = clusterObj();
+    const removed = new Set(c?.removedNodeIds ?? []);
+    return { caCertPem: provider.tls.caCertPem, now: clock.now(), clusterId: me.clusterId, isRemoved: (id) => removed.has(id) };
+  };
+
+  const server = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(verify, logger)] });
+  const log = new RaftLog();
+  const store = createStore({ log, clock, logger });
+  storeRef.s = store;
+  await mkdir(raftDir, { recursive: true, mode: 0o700 });
+  const peers = init ? new Map([[me.raftId, o.advertiseAddr]]) : (joinPeers ?? new Map<number, string>());
+  const raft = await RaftNode.open({
+    id: me.raftId,
+    clusterId: me.transportClusterId,
+    dataDir: raftDir,
+    stateMachine: log.stateMachine,
+    peers,
+    join: o.bootstrap === 'join' && !!joinPeers,
+    server,
+    channelCredentials: provider.channelCredentials(CertRole.MANAGER),
+    tickMs: o.raft?.tickMs ?? 100,
+    electionTicks: o.raft?.electionTicks ?? 10,
+    heartbeatTicks: o.raft?.heartbeatTicks ?? 1,
+    snapshotEvery: o.raft?.snapshotEvery ?? 10_000,
+    fsync: o.raft?.fsync ?? true,
+    logger: logger.child({ component: 'raft' }),
+  });
+  if (init || joinPeers) await writeMemberFile(raftDir, me);
+  log.connect(raft);
+
+  const electionMs = (o.raft?.tickMs ?? 100) * (o.raft?.electionTicks ?? 10);
+  const membership = new Membership({
+    raft,
+    store,
+    logger,
+    verify,
+    transportClusterId: me.transportClusterId,
+    now: () => clock.now(),
+    reachableWithinMs: 2 * electionMs,
+  });
+  const sampler = setInterval(() => membership.sample(), o.raft?.tickMs ?? 100);
+  sampler.unref();
+  server.addService(RaftMembershipService, membership.service());
+
+  const st = store;
+  const ctx: ManagerContext = {
+    store: st,
+    clusterId: me.clusterId,
+    nodeId: me.nodeId,
+    advertiseAddr: o.advertiseAddr,
+    logger,
+    clock,
+    isLeader: () => raft.isLeader,
+    leaderAddr: () => membership.leaderAddr(),
+    ca: async () => {
+      const c = clusterObj();
+      if (!c) throw new SwarmError(ErrorCode.UNAVAILABLE, 'the cluster object is not in the store yet');
+      return ClusterCa.fromCluster(c);
+    },
+    verify,
+    tls: () => provider.tls,
+    managerCredentials: () => provider.channelCredentials(CertRole.MANAGER),
+    membership: {
+      assertCanRemove: (nodeId) => membership.assertCanRemove(nodeId),
+      removeManager: (nodeId) => membership.removeManager(nodeId),
+      members: () => membership.members(),
+    },
+  };
+  const hosted: ManagerServices[] = [];
+  for (const f of o.services ?? [createManagerApi]) hosted.push(await f(ctx));
+  const socketServices = hosted.flatMap((h) => h.services.filter((s) => s.controlSocket));
+  for (const h of hosted) for (const s of h.services) if (s.tcp !== false) server.addService(s.definition, s.implementation);
+
+  let port: number;
+  try {
+    port = await bindServer(server, o.listenAddr, provider.serverCredentials());
+  } catch (err) {
+    await raft.stop();
+    throw new SwarmError(ErrorCode.UNAVAILABLE, `cannot listen on ${o.listenAddr}: ${describeError(err)}`, { cause: err });
+  }
+  raft.run();
+  logger.info('manager listening', { addr: o.listenAddr, port, advertise: o.advertiseAddr, nodeId: me.nodeId, raftId: me.raftId, clusterId: me.clusterId });
+
+  // The local control socket: Control without TLS, root only (0600).
+  let sockServer: grpc.Server | undefined;
+  const sockPath = o.controlSocket === false ? undefined : (o.controlSocket ?? join(o.stateDir, 'control.sock'));
+  if (sockPath && socketServices.length) {
+    await rm(sockPath, { force: true });
+    sockServer = new grpc.Server();
+    for (const s of socketServices) sockServer.addService(s.definition, s.implementation);
+    await bindServer(sockServer, `unix://${sockPath}`, grpc.ServerCredentials.createInsecure());
+    await chmod(sockPath, 0o600);
+  }
+
+  const host = new ControllerHost({ log, deps: { store: st, clock, logger } });
+  host.register(promoterController(raft, membership));
+  host.register(roleReconcilerController(raft, membership));
+  for (const h of hosted) for (const c of h.controllers ?? []) host.register(c);
+  for (const c of o.controllers ?? []) host.register(c);
+  host.start();
+
+  const events = new EventEmitter();
+  let stopped = false;
+  let removedResolve!: () => void;
+  const removed = new Promise<void>((r) => (removedResolve = r));
+  // Membership watch: a member removed from the group (demotion) learns it when it applies the
+  // conf change. It was a member once its id showed up in the configuration.
+  let wasMember = false;
+  const memberWatch = setInterval(() => {
+    const cs = raft.status().confState;
+    const inGroup = cs.voters.includes(me.raftId) || cs.learners.includes(me.raftId);
+    if (inGroup) wasMember = true;
+    const self = st.view((tx) => tx.get('node', me.nodeId));
+    const demoted = self?.role === NodeRole.NODE_ROLE_WORKER && self.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER;
+    if ((wasMember && !inGroup) || demoted) {
+      clearInterval(memberWatch);
+      logger.warn('this manager was removed from the raft group (demoted)');
+      removedResolve();
+    }
+  }, 500);
+  memberWatch.unref();
+
+  if (init) {
+    const { cluster, node } = init;
+    // A single voter elects itself within an election timeout.
+    const until = clock.now() + 30_000;
+    while (!raft.isLeader) {
+      if (clock.now() > until) throw new SwarmError(ErrorCode.UNAVAILABLE, 'init: this manager did not become the leader of its own cluster');
+      await clock.sleep(50);
+    }
+    await st.update((tx) => {
+      tx.create('cluster', cluster);
+      tx.create('node', node);
+    });
+    await saveStateDirCerts(o.stateDir, tls);
+    logger.info('initialized a new cluster', { clusterId: me.clusterId, nodeId: me.nodeId });
+  }
+
+  const m: Manager = {
+    nodeId: me.nodeId,
+    clusterId: me.clusterId,
+    raftId: me.raftId,
+    store: st,
+    raft,
+    controllers: host,
+    membership,
+    port,
+    controlSocketPath: sockServer ? sockPath : undefined,
+    isLeader: () => raft.isLeader,
+    leaderAddr: () => membership.leaderAddr(),
+    members: () => membership.members(),
+    tls: () => provider.tls,
+    updateTls: (t) => provider.update(t),
+    joinTokens: () => clusterObj()?.rootCa?.joinTokens,
+    cluster: clusterObj,
+    removed,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(memberWatch);
+      clearInterval(sampler);
+      events.removeAllListeners();
+      await host.stop();
+      for (const h of hosted) await h.stop?.();
+      log.disconnect();
+      await raft.stop();
+      server.forceShutdown();
+      if (sockServer) {
+        sockServer.forceShutdown();
+        await rm(sockPath!, { force: true });
+      }
+      logger.info('manager stopped', { nodeId: me.nodeId });
+    },
+  };
+  return m;
+}

@@ -1,0 +1,4 @@
+export * from './quorum.js';
+export * from './membership.js';
+export * from './controllers.js';
+export * from './join-client.js';

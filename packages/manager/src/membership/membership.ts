@@ -1,0 +1,229 @@
+import * as grpc from '@grpc/grpc-js';
+import { SwarmError, ErrorCode, describeError, isSwarmError, type Logger } from '@swarmd/common';
+import {
+  ManagerStatus_Reachability,
+  NodeRole,
+  type Node,
+  type RaftJoinResponse,
+  type RaftMember,
+  type RaftMembershipServer,
+} from '@swarmd/proto';
+import type { NodeStatus as RaftNodeStatus } from 'raft-ts';
+import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-auth.js';
+import { cloneObject, makeObject } from '../store/kinds.js';
+import type { MemoryStore } from '../store/memory-store.js';
+import { newRaftId } from '../raft/raft-dir.js';
+import { assertCanRemoveManager, type RaftGroupView } from './quorum.js';
+
+/** What membership needs of raft-ts's RaftNode. */
+export interface RaftMembershipNode {
+  readonly id: number;
+  readonly isLeader: boolean;
+  readonly leader: number;
+  status(): RaftNodeStatus;
+  address(id: number): string | undefined;
+  addLearner(id: number, address: string): Promise<unknown>;
+  promote(id: number, maxLag?: number): Promise<unknown>;
+  removeMember(id: number): Promise<unknown>;
+}
+
+export interface MembershipOptions {
+  raft: RaftMembershipNode;
+  store: MemoryStore;
+  logger: Logger;
+  verify: VerifyOptionsSource;
+  transportClusterId: number;
+  now?: () => number;
+  /** A member seen active this recently counts as reachable (default 3 s). */
+  reachableWithinMs?: number;
+}
+
+/**
+ * The manager side of Raft membership: RaftMembership.Join/Leave (leader only; followers answer
+ * with the leader's address), the quorum check for removals and demotions, and the mapping
+ * between node ids (certificates, store) and Raft member ids (Node.managerStatus.raftId).
+ */
+export class Membership {
+  /** When each member was last seen active by this member while leading (ms, from `now`). */
+  private readonly lastActive = new Map<number, number>();
+  private readonly now: () => number;
+  private readonly reachableWithinMs: number;
+
+  constructor(private readonly o: MembershipOptions) {
+    this.now = o.now ?? (() => Date.now());
+    this.reachableWithinMs = o.reachableWithinMs ?? 3000;
+  }
+
+  /**
+   * Samples the leader's progress (call it often, e.g. every tick): raft's recentActive flag is
+   * reset at every CheckQuorum round, so reachability is "active within reachableWithinMs".
+   */
+  sample(): void {
+    const st = this.o.raft.status();
+    if (!st.progress) return;
+    const now = this.now();
+    for (const [id, pr] of st.progress) if (pr.recentActive) this.lastActive.set(id, now);
+  }
+
+  /** The leader's view of the group (on a follower every other member counts as unreachable). */
+  view(): RaftGroupView {
+    const st = this.o.raft.status();
+    return {
+      voters: st.confState.voters,
+      learners: st.confState.learners,
+      reachable: (id) =>
+        id === this.o.raft.id ||
+        (st.progress?.get(id)?.recentActive ?? false) ||
+        this.now() - (this.lastActive.get(id) ?? -Infinity) <= this.reachableWithinMs,
+    };
+  }
+
+  /** The leader's advertise address, when a leader is known. */
+  leaderAddr(): string | undefined {
+    const l = this.o.raft.leader;
+    return l ? this.o.raft.address(l) : undefined;
+  }
+
+  /** The Raft member id of a manager node, from the store (undefined for workers). */
+  raftIdOf(nodeId: string): number | undefined {
+    const n = this.o.store.view((tx) => tx.get('node', nodeId));
+    return n?.managerStatus?.raftId || undefined;
+  }
+
+  /** Every member of the group with its address and, when the store knows it, its node id. */
+  members(): RaftMember[] {
+    const st = this.o.raft.status();
+    const byRaft = new Map<number, string>();
+    for (const n of this.o.store.view((tx) => tx.find('node'))) if (n.managerStatus?.raftId) byRaft.set(n.managerStatus.raftId, n.id);
+    return [...st.confState.voters, ...st.confState.learners].map((id) => ({
+      raftId: id,
+      addr: st.members[id] ?? '',
+      nodeId: byRaft.get(id) ?? '',
+    }));
+  }
+
+  /**
+   * FAILED_PRECONDITION when removing or demoting manager `nodeId` would lose quorum (the control
+   * API calls this before it writes a demotion or removes a manager node). Workers pass.
+   */
+  assertCanRemove(nodeId: string): void {
+    const raftId = this.raftIdOf(nodeId);
+    if (raftId === undefined) return;
+    if (!this.o.raft.isLeader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'only the leader can check the quorum of a removal');
+    assertCanRemoveManager(this.view(), raftId, `to remove or demote manager ${nodeId}`);
+  }
+
+  /** Removes a manager from the Raft group (leader only), refusing one that would lose quorum. */
+  async removeManager(nodeId: string): Promise<void> {
+    const raftId = this.raftIdOf(nodeId);
+    if (raftId === undefined) return;
+    if (!this.inGroup(raftId)) return;
+    this.assertCanRemove(nodeId);
+    this.o.logger.info('removing a manager from the raft group', { nodeId, raftId });
+    await this.o.raft.removeMember(raftId);
+  }
+
+  private inGroup(raftId: number): boolean {
+    const cs = this.o.raft.status().confState;
+    return cs.voters.includes(raftId) || cs.learners.includes(raftId);
+  }
+
+  /** Join on the leader: adds the caller as a learner (idempotent for a member that retries). */
+  async join(nodeId: string, addr: string): Promise<RaftJoinResponse> {
+    const redirect = this.redirect();
+    if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0 };
+    if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
+    let raftId = this.raftIdOf(nodeId);
+    if (raftId !== undefined && this.inGroup(raftId)) {
+      const known = this.o.raft.address(raftId);
+      if (known && known !== addr) {
+        throw new SwarmError(
+          ErrorCode.FAILED_PRECONDITION,
+          `join: manager ${nodeId} is already member ${raftId} at ${known}, not ${addr}; demote and promote it again to move it`,
+        );
+      }
+      this.o.logger.info('join: already a member; answering again', { nodeId, raftId });
+    } else {
+      const st = this.o.raft.status();
+      const taken = [...st.confState.voters, ...st.confState.learners, ...this.o.store.view((tx) => tx.find('node')).map((n) => n.managerStatus?.raftId ?? 0)];
+      raftId = newRaftId(taken);
+      this.o.logger.info('join: adding a manager as a learner', { nodeId, raftId, addr });
+      await this.o.raft.addLearner(raftId, addr);
+    }
+    await this.recordManager(nodeId, raftId, addr);
+    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId };
+  }
+
+  /** Writes Node.managerStatus (and creates the Node when the CA service has not yet). */
+  async recordManager(nodeId: string, raftId: number, addr: string, hostname?: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.o.store.update((tx) => {
+          const cur = tx.get('node', nodeId);
+          const ms = { raftId, addr, leader: this.o.raft.leader === raftId, reachability: ManagerStatus_Reachability.REACHABLE };
+          if (!cur) {
+            const n: Node = makeObject('node', {
+              id: nodeId,
+              role: NodeRole.NODE_ROLE_MANAGER,
+              spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
+              managerStatus: ms,
+              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} } } : {}),
+            });
+            tx.create('node', n);
+            return;
+          }
+          const c = cloneObject('node', cur);
+          c.managerStatus = ms;
+          c.role = NodeRole.NODE_ROLE_MANAGER;
+          tx.update('node', c);
+        });
+        return;
+      } catch (err) {
+        if (attempt < 5 && isSwarmError(err) && (err.code === ErrorCode.CONFLICT || err.code === ErrorCode.ALREADY_EXISTS)) continue;
+        throw err;
+      }
+    }
+  }
+
+  private redirect(): string | undefined {
+    if (this.o.raft.isLeader) return undefined;
+    const l = this.leaderAddr();
+    if (!l) throw new SwarmError(ErrorCode.UNAVAILABLE, 'no raft leader is known right now; retry');
+    return l;
+  }
+
+  /** The RaftMembership service (the auth interceptor already admitted swarm-manager only). */
+  service(): RaftMembershipServer {
+    return {
+      join: (call, cb) => {
+        peerIdentity(call, this.o.verify)
+          .then((id) => this.join(id.nodeId, call.request.addr))
+          .then(
+            (r) => cb(null, r),
+            (err: unknown) => {
+              this.o.logger.warn('RaftMembership.Join failed', { error: describeError(err) });
+              cb(toGrpcError(err));
+            },
+          );
+      },
+      leave: (call, cb) => {
+        peerIdentity(call, this.o.verify)
+          .then(async (id) => {
+            const redirect = this.redirect();
+            if (redirect) return { redirectAddr: redirect };
+            await this.removeManager(id.nodeId);
+            return { redirectAddr: '' };
+          })
+          .then(
+            (r) => cb(null, r),
+            (err: unknown) => cb(toGrpcError(err)),
+          );
+      },
+    };
+  }
+}
+
+/** grpc status of a failed call, for callers that follow redirects. */
+export function isUnavailable(err: unknown): boolean {
+  return (err as grpc.ServiceError | undefined)?.code === grpc.status.UNAVAILABLE;
+}

@@ -1,0 +1,118 @@
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
+import { isSwarmError } from '@swarmd/common';
+import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type TlsMaterial } from '../src/index.js';
+import { freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
+
+function callJoin(addr: string, tls: TlsMaterial | grpc.ChannelCredentials, advertise: string): Promise<RaftJoinResponse> {
+  const creds = tls instanceof grpc.ChannelCredentials ? tls : new NodeTlsProvider(tls).channelCredentials();
+  const c = new RaftMembershipClient(addr, creds);
+  return new Promise<RaftJoinResponse>((resolve, reject) =>
+    c.join({ addr: advertise }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, r) => (err ? reject(err) : resolve(r))),
+  ).finally(() => c.close());
+}
+
+function leaderOf(ms: TestManager[]): TestManager | undefined {
+  return ms.find((x) => x.m.isLeader());
+}
+
+test('init + two manager joins (learner → voter, one through a follower), auth refusals, failover and rejoin', async (t) => {
+  const a = await startTestManager(t, { bootstrap: 'init', hostname: 'a' });
+  t.true(a.m.isLeader());
+  const cluster = a.m.cluster()!;
+  t.is(cluster.spec?.dispatcher?.heartbeatPeriodMs, 5000);
+  t.is(cluster.spec?.caConfig?.nodeCertExpiryMs, 90 * 24 * 3600 * 1000);
+  t.is(cluster.spec?.orchestration?.taskHistoryRetentionLimit, 5);
+  t.true((cluster.rootCa?.caKeyPem.length ?? 0) > 0, 'the CA key is in the replicated store');
+  t.regex(a.m.joinTokens()!.manager, /^SWMTKN-1-/);
+  const self = a.m.store.view((tx) => tx.get('node', a.m.nodeId))!;
+  t.is(self.role, NodeRole.NODE_ROLE_MANAGER);
+  t.is(self.managerStatus?.raftId, a.m.raftId);
+  t.deepEqual(voters(a.m), [a.m.raftId]);
+
+  // b joins through the leader, c through b (a follower redirects to the leader).
+  const bPort = await freePort();
+  const bTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${bPort}`);
+  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
+  await waitFor('b is a voter', () => voters(a.m).includes(b.m.raftId));
+  const cPort = await freePort();
+  const cTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${cPort}`);
+  const c = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: b.addr }, tls: cTls, port: cPort });
+  await waitFor('three voters', () => voters(a.m).length === 3 && voters(c.m).length === 3);
+  t.deepEqual(voters(a.m), [a.m.raftId, b.m.raftId, c.m.raftId].sort((x, y) => x - y));
+  t.deepEqual((await readMemberFile(`${c.dir}/raft`))?.raftId, c.m.raftId);
+
+  // The store replicates, and every manager knows the others' node ids.
+  await waitFor('c sees the cluster', () => c.m.cluster() !== undefined);
+  await waitFor('b and c recorded with their raft ids', () =>
+    a.m.store.view((tx) => tx.get('node', c.m.nodeId)?.managerStatus?.raftId === c.m.raftId && tx.get('node', b.m.nodeId)?.managerStatus?.raftId === b.m.raftId),
+  );
+  await waitFor('members known on c', () => c.m.members().filter((x) => x.nodeId).length === 3);
+
+  // A worker certificate may not join Raft; a foreign CA's manager certificate is refused; no certificate: refused.
+  const wTls = await issueCert(a.m, 'swarm-worker', '127.0.0.1:1');
+  const e1 = await t.throwsAsync(callJoin(a.addr, wTls, '127.0.0.1:1'));
+  t.is((e1 as grpc.ServiceError).code, grpc.status.PERMISSION_DENIED);
+  const foreign = await ClusterCa.create({ clusterId: 'other', now: Date.now() });
+  const fk = await createKeyAndCsr();
+  const fcert = await foreign.issueNodeCertificate(fk.csrPem, 'swarm-manager', newId(), { now: Date.now(), addresses: ['127.0.0.1'] });
+  // The client trusts our CA (to get past its own check) but presents the foreign certificate.
+  const foreignCreds = grpc.credentials.createSsl(Buffer.from(a.tls.caCertPem), Buffer.from(fk.keyPem), Buffer.from(fcert.certPem), { checkServerIdentity: () => undefined });
+  const e2 = await t.throwsAsync(callJoin(a.addr, foreignCreds, '127.0.0.1:2'));
+  t.is((e2 as grpc.ServiceError).code, grpc.status.UNAUTHENTICATED);
+  const noCert = grpc.credentials.createSsl(Buffer.from(a.tls.caCertPem), null, null, { checkServerIdentity: () => undefined });
+  const e3 = await t.throwsAsync(callJoin(a.addr, noCert, '127.0.0.1:3'));
+  t.is((e3 as grpc.ServiceError).code, grpc.status.UNAUTHENTICATED);
+
+  // Quorum check: with c stopped, removing b would leave a alone with unreachable c.
+  await c.m.stop();
+  await waitFor('a sees c unreachable', () => !a.m.membership.view().reachable(c.m.raftId), 10_000);
+  const q = t.throws(() => a.m.membership.assertCanRemove(b.m.nodeId));
+  t.true(isSwarmError(q, 'FAILED_PRECONDITION'), String(q));
+  t.notThrows(() => a.m.membership.assertCanRemove(c.m.nodeId));
+  // Restart c from its state dir: it rejoins with its state.
+  const c2 = await startTestManager(t, { bootstrap: 'resume', tls: cTls, dir: c.dir, port: cPort });
+  t.is(c2.m.raftId, c.m.raftId);
+
+  // Leader failover: stop a; b or c2 leads and takes writes; a restarts and catches up.
+  await a.m.stop();
+  const rest = [b, c2];
+  await waitFor('a new leader', () => leaderOf(rest) !== undefined);
+  const l = leaderOf(rest)!;
+  await updateRetry(l.m, (tx) => {
+    const n = cloneObject('node', tx.get('node', b.m.nodeId)!);
+    n.spec!.annotations!.labels = { zone: 'z1' };
+    tx.update('node', n);
+  });
+  const a2 = await startTestManager(t, { bootstrap: 'resume', tls: a.tls, dir: a.dir, port: Number(a.addr.split(':')[1]) });
+  await waitFor('a caught up', () => a2.m.store.view((tx) => tx.get('node', b.m.nodeId)?.spec?.annotations?.labels.zone === 'z1'));
+  t.false(a2.m.isLeader() && l.m.isLeader());
+
+  // Certificates issued before stay valid for verification.
+  await t.notThrowsAsync(verifyPeerCertificate(bTls.certPem, { caCertPem: a.tls.caCertPem, now: Date.now() }));
+});
+
+test('demotion through the store: the role reconciler removes the member, and the demoted manager learns it', async (t) => {
+  const a = await startTestManager(t, { bootstrap: 'init' });
+  const ms: TestManager[] = [a];
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
+    ms.push(await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
+  }
+  await waitFor('three voters', () => voters(a.m).length === 3);
+  const c = ms[2];
+  await waitFor('c recorded', () => a.m.store.view((tx) => tx.get('node', c.m.nodeId)?.managerStatus?.raftId === c.m.raftId));
+  await updateRetry(a.m, (tx) => {
+    const n = cloneObject('node', tx.get('node', c.m.nodeId)!);
+    n.spec!.desiredRole = NodeRole.NODE_ROLE_WORKER;
+    tx.update('node', n);
+  });
+  await waitFor('c removed from raft', () => voters(a.m).length === 2 && !voters(a.m).includes(c.m.raftId));
+  await waitFor('c is a worker in the store', () => a.m.store.view((tx) => tx.get('node', c.m.nodeId)?.role === NodeRole.NODE_ROLE_WORKER));
+  let removed = false;
+  void c.m.removed.then(() => (removed = true));
+  await waitFor('c learns it was demoted', () => removed);
+  t.pass();
+});
