@@ -573,7 +573,7 @@ export class ContainerService {
     await this.readMeta(id);
     const isDone = async () => {
       try {
-        return (await this.inspect(id)).status === 'exited';
+        return (await this.withLock(id, () => this.reap(id))) !== undefined;
       } catch {
         return true; // removed
       }
@@ -588,8 +588,10 @@ export class ContainerService {
       const exit = await this.reap(id);
       const meta = await this.readMeta(id);
       if (exit) return this.infoOf(meta, 'exited');
+      if (meta.startedAt) return this.infoOf(meta, 'running'); // no runc call for the common case
+      // Not recorded as started: ask runc (an agent may have died between `runc start` and meta).
       const st = await this.runc.state(id);
-      return this.infoOf(meta, st?.status === 'created' ? 'created' : 'running');
+      return this.infoOf(meta, st === undefined || st.status === 'created' ? 'created' : 'running');
     });
   }
 
