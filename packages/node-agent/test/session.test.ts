@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AssignmentChange_Action, AssignmentsMessage_Type, Task, TaskState, type SessionMessage } from '@swarmd/proto';
+import { AssignmentChange_Action, AssignmentsMessage_Type, Node, Task, TaskState, type SessionMessage } from '@swarmd/proto';
 import { nullLogger, type Logger } from '@swarmd/common';
 import { startAgent, type Agent, type AgentOptions } from '../src/index.js';
 import { createPki, type TestPki, type Pems } from './helpers/certs.js';
@@ -178,4 +178,25 @@ test('startAgent refuses a certificate without a CN', async (t) => {
     startAgent({ stateDir: tmpdir(), managers: ['127.0.0.1:1'], tls: { keyPem: '', certPem: 'nope', caPem: '' }, logger: nullLogger }),
     { message: /not a PEM certificate/ },
   );
+});
+
+test('session: reconnect() and updateTls(…, { reconnect }) open a new session with the same manager; node events', async (t) => {
+  const node = Node.fromJSON({ id: 'node1' });
+  const { servers, start } = await setup(t, [{ onSession: (_r, n) => [{ ...hello(`s${n}`), node }] }]);
+  const [d] = servers;
+  const agent = await start({ managers: [d.addr] });
+  const nodes: string[] = [];
+  agent.events.on('node', (n) => nodes.push(n.id));
+  await agent.whenConnected();
+  const second = once(agent.events, 'session');
+  agent.reconnect();
+  const [s2] = (await second) as [{ manager: string; sessionId: string }];
+  t.deepEqual([s2.manager, s2.sessionId], [d.addr, 's2']);
+  t.is(d.sessions[1].sessionId, 's1'); // the previous session id is offered for resumption
+  const renewed = await pki.issue('node1', 'swarm-manager');
+  const third = once(agent.events, 'session');
+  agent.updateTls({ ...renewed, caPem: pki.caPem }, { reconnect: true });
+  const [s3] = (await third) as [{ manager: string; sessionId: string }];
+  t.deepEqual([s3.manager, s3.sessionId], [d.addr, 's3']);
+  t.true(nodes.length >= 2 && nodes.every((id) => id === 'node1'));
 });

@@ -52,6 +52,8 @@ export interface AgentEvents {
   session: [SessionInfo];
   /** The session with `manager` ended; the agent reconnects. */
   disconnected: [{ manager: string; reason: string }];
+  /** The manager sent the node object (first message, and whenever its spec or role changes). */
+  node: [Node];
 }
 
 export interface Agent {
@@ -61,8 +63,13 @@ export interface Agent {
   /** The assignments consumer: subscribe to its `assignments` event. */
   readonly worker: Worker;
   stop(): Promise<void>;
-  /** New certificates for the next connection (the current session keeps its own). */
-  updateTls(tls: AgentTls): void;
+  /**
+   * New certificates for the next connection. The current session keeps its own unless
+   * `reconnect` is set, which ends it and reconnects to the same manager at once.
+   */
+  updateTls(tls: AgentTls, opts?: { reconnect?: boolean }): void;
+  /** Ends the current session and reconnects to the same manager at once. */
+  reconnect(): void;
   /** The current manager list (as the last session gave it), in dial order. */
   managers(): string[];
   /** The current session, if connected. */
@@ -97,7 +104,8 @@ class AgentImpl implements Agent {
   private readonly abort = new AbortController();
   private readonly reporter: CoalescingReporter;
   private loop: Promise<void> = Promise.resolve();
-  private current: (SessionInfo & { client: DispatcherClient }) | undefined;
+  private current: (SessionInfo & { client: DispatcherClient; abort: AbortController }) | undefined;
+  private reconnectRequested = false;
   private lastSessionId = '';
   private saved: string;
   private saving: Promise<void> = Promise.resolve();
@@ -155,10 +163,18 @@ class AgentImpl implements Agent {
     });
   }
 
-  updateTls(tls: AgentTls): void {
+  updateTls(tls: AgentTls, opts: { reconnect?: boolean } = {}): void {
     const id = certIdentity(tls.certPem);
     if (id.nodeId !== this.nodeId) this.logger.warn('new certificate names another node id', { old: this.nodeId, new: id.nodeId });
     this.tls = tls;
+    if (opts.reconnect) this.reconnect();
+  }
+
+  reconnect(): void {
+    const c = this.current;
+    if (!c) return;
+    this.reconnectRequested = true;
+    c.abort.abort(new Error('reconnect requested'));
   }
 
   reportTaskStatus(taskId: string, status: TaskStatus): void {
@@ -196,7 +212,11 @@ class AgentImpl implements Agent {
       if (signal.aborted) break;
       if (end.established) failures = 0;
       let delay: number;
-      if (end.kind === 'redirect' && redirects < 3) {
+      if (this.reconnectRequested) {
+        this.reconnectRequested = false;
+        this.logger.info('reconnecting to the same manager', { manager: addr });
+        delay = 0;
+      } else if (end.kind === 'redirect' && redirects < 3) {
         redirects++;
         this.list.redirect(end.addr);
         this.logger.info('manager redirects the session', { from: addr, to: end.addr });
@@ -252,7 +272,7 @@ class AgentImpl implements Agent {
         if (!established) {
           established = true;
           this.lastSessionId = m.sessionId;
-          this.current = { manager: addr, sessionId: m.sessionId, node: m.node, client };
+          this.current = { manager: addr, sessionId: m.sessionId, node: m.node, client, abort: ac };
           this.logger.info('session established', { manager: addr, sessionId: m.sessionId, nodeId: this.nodeId });
           helpers.push(this.heartbeatLoop(client, m.sessionId, ac));
           helpers.push(this.assignmentsLoop(client, m.sessionId, ac));
@@ -260,6 +280,7 @@ class AgentImpl implements Agent {
         } else if (this.current && m.node) {
           this.current.node = m.node;
         }
+        if (m.node) this.events.emit('node', m.node);
       }
       result ??= { kind: 'ended', reason: ac.signal.aborted ? reasonOf(ac.signal) : 'the manager closed the session', established };
     } catch (err) {
