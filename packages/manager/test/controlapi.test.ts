@@ -242,16 +242,16 @@ test('a follower forwards every call to the leader, errors included', async (t) 
   const leader = await setup(t);
   const { h } = leader;
   const mgrTls = await h.issue(CertRole.MANAGER, 'mgr2');
-  const toLeader = h.client(ControlClient, leader.port, mgrTls);
-  t.teardown(() => toLeader.close());
   // The follower reads the same store, but as a follower it must not answer itself.
   const follower = createControlService({
     store: h.store,
     clock: h.clock,
     isLeader: () => false,
     leaderAddr: () => `127.0.0.1:${leader.port}`,
-    forward: () => toLeader,
+    // ManagerContext's way: dial leaderAddr() with the manager's credentials.
+    managerCredentials: () => clientCredentials(mgrTls),
   });
+  t.teardown(() => follower.close());
   const fport = await h.serve(t, (s) => s.addService(ControlService, follower.server));
   const admin = h.client(ControlClient, fport, leader.adminTls);
   t.teardown(() => admin.close());

@@ -11,7 +11,7 @@ import {
   type SessionMessage,
   type AssignmentsMessage,
 } from '@swarmd/proto';
-import { CertRole, cloneObject, createDispatcherService, makeObject, onKind, type Dispatcher } from '../src/index.js';
+import { CertRole, cloneObject, createDispatcherService, makeObject, onKind, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
 
 interface Fx {
@@ -20,7 +20,7 @@ interface Fx {
   port: number;
 }
 
-async function setup(t: import('ava').ExecutionContext): Promise<Fx> {
+async function setup(t: import('ava').ExecutionContext, extra: Partial<DispatcherDeps> = {}): Promise<Fx> {
   const h = await harness({ heartbeatPeriodMs: 1000 });
   const d = createDispatcherService({
     store: h.store,
@@ -28,6 +28,7 @@ async function setup(t: import('ava').ExecutionContext): Promise<Fx> {
     isLeader: () => h.state.leader,
     leaderAddr: () => h.state.leaderAddr,
     statusBatchMs: 5,
+    ...extra,
   });
   const port = await h.serve(t, (s) => s.addService(DispatcherService, d.server));
   return { h, d, port };
@@ -114,6 +115,7 @@ test('heartbeats keep a node READY; without them the expiry controller marks it 
   t.is(h.store.view((tx) => tx.get('node', 'wrk3'))!.status?.state, NodeState.NODE_STATE_READY);
   // Then none for period × 3: the controller (on the fake clock) marks it DOWN.
   const w = h.store.watch(onKind('node', 'update'));
+  while (h.clock.waiting === 0) await new Promise((r) => setImmediate(r)); // the loop sleeps on the clock
   h.clock.advance(3001);
   for await (const e of w) {
     if (e.type !== 'commit' && e.kind === 'node' && e.object.id === 'wrk3' && e.object.status?.state === NodeState.NODE_STATE_DOWN) {
@@ -176,8 +178,9 @@ function task(id: string, nodeId: string, state: TaskState, desired = TaskState.
 }
 
 test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batched and only moves forward', async (t) => {
-  const fx = await setup(t);
-  const { h } = fx;
+  // Task status waits to be flushed by hand: no race with a timer.
+  const fx = await setup(t, { taskBatchMs: 600_000 });
+  const { h, d } = fx;
   await h.store.update((tx) => {
     tx.create('task', task('t1', 'wrk5', TaskState.TASK_STATE_ASSIGNED));
     tx.create('task', task('t2', 'wrk5', TaskState.TASK_STATE_PENDING)); // not assigned yet
@@ -213,12 +216,19 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   const st = (state: TaskState) => ({ timestamp: h.clock.now(), state, message: 'm', err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
   const before = h.store.version();
   const update = (updates: { taskId: string; status: ReturnType<typeof st> }[]) => unary((cb) => client.updateTaskStatus({ sessionId, updates }, cb));
-  await Promise.all([
+  const calls = Promise.all([
     update([{ taskId: 't1', status: st(TaskState.TASK_STATE_RUNNING) }]),
     update([{ taskId: 't2', status: st(TaskState.TASK_STATE_STARTING) }]),
   ]);
+  while (d.pending().tasks < 2) await new Promise((r) => setImmediate(r));
+  t.is(h.store.version(), before, 'nothing written before the flush');
+  await d.flush();
+  await calls;
   t.is(h.store.version(), before + 1, 'one transaction for both calls');
-  await update([{ taskId: 't1', status: st(TaskState.TASK_STATE_ACCEPTED) }]);
+  const stale = update([{ taskId: 't1', status: st(TaskState.TASK_STATE_ACCEPTED) }]);
+  while (d.pending().tasks < 1) await new Promise((r) => setImmediate(r));
+  await d.flush();
+  await stale;
   t.is(h.store.view((tx) => tx.get('task', 't1'))!.status?.state, TaskState.TASK_STATE_RUNNING);
   t.is(h.store.view((tx) => tx.get('task', 't2'))!.status?.state, TaskState.TASK_STATE_STARTING);
   // Another node's task is refused.

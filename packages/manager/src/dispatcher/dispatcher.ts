@@ -75,6 +75,8 @@ export interface DispatcherDeps extends ServiceDeps {
   heartbeatGrace?: number;
   /** Coalescing window for node and task status writes. Default 100 ms. */
   statusBatchMs?: number;
+  /** Coalescing window for task status writes only (default: statusBatchMs). */
+  taskBatchMs?: number;
 }
 
 export interface DispatcherSessionInfo {
@@ -99,6 +101,8 @@ export interface Dispatcher {
   sessions(): DispatcherSessionInfo[];
   /** Writes coalesced status updates now (tests, shutdown). */
   flush(): Promise<void>;
+  /** Keys waiting for the next coalesced write. */
+  pending(): { nodes: number; tasks: number };
 }
 
 interface NodeUpdate {
@@ -163,7 +167,14 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
 
   const period = (): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), deps.defaultHeartbeatPeriodMs);
-  const managers = (): WeightedPeer[] => deps.managers?.() ?? store.view(managersOf);
+  // Sessions ask for the list on every node event: compute it once per store version.
+  let managersCache: { version: number; list: WeightedPeer[] } | undefined;
+  const managers = (): WeightedPeer[] => {
+    if (deps.managers) return deps.managers();
+    const v = store.version();
+    if (managersCache?.version !== v) managersCache = { version: v, list: store.view(managersOf) };
+    return managersCache.list;
+  };
 
   const nodeWrites = new KeyedBatcher<string, NodeUpdate>({
     delayMs: batchMs,
@@ -172,7 +183,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     flush: (items) => retryConflicts(() => store.update((tx) => writeNodes(tx, items))),
   });
   const taskWrites = new KeyedBatcher<string, TaskUpdate>({
-    delayMs: batchMs,
+    delayMs: deps.taskBatchMs ?? batchMs,
     maxItems: MAX_BATCH_ITEMS,
     // Last status wins, but never a step back.
     merge: (older, newer) => ((newer.status.state ?? 0) >= (older.status.state ?? 0) ? newer : older),
@@ -477,5 +488,6 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       await nodeWrites.flushNow();
       await taskWrites.flushNow();
     },
+    pending: () => ({ nodes: nodeWrites.size, tasks: taskWrites.size }),
   };
 }
