@@ -84,7 +84,8 @@ async function cluster(t: ExecutionContext, n: number, extra: Partial<RaftNodeOp
   const c = new Cluster(root, extra);
   t.teardown(async () => {
     await c.stopAll();
-    await rm(root, { recursive: true, force: true });
+    if (process.env.KEEP_RAFT_TMP) console.log('kept', root);
+    else await rm(root, { recursive: true, force: true });
   });
   for (let id = 1; id <= n; id++) c.peers.set(id, `127.0.0.1:${await freePort()}`);
   for (let id = 1; id <= n; id++) await c.start(id);

@@ -115,13 +115,6 @@ export class TimeoutError extends Error {
 }
 
 const HEADER = 13;
-/** Readies taken before the first of them is durable (see loop()). */
-const MAX_PIPELINE = 4;
-
-interface Inflight {
-  /** Committed entries from this index on wait until this Ready is durable. */
-  firstNew: number;
-}
 const AFTER_PERSIST = new Set<MessageType>([MessageType.MSG_APP_RESP, MessageType.MSG_VOTE_RESP, MessageType.MSG_PRE_VOTE_RESP]);
 const MAGIC = 0xa7;
 
@@ -179,8 +172,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly waitingReads: PendingRead[] = [];
   private confWaiters: PendingConf[] = [];
   private readonly afterAdvance: (() => void)[] = [];
-  private readonly inflight: Inflight[] = [];
-  private readonly pendingApply: Entry[] = [];
   private readonly opts: Required<Pick<RaftNodeOptions, 'tickMs' | 'electionTicks' | 'heartbeatTicks' | 'snapshotEvery' | 'keepEntries' | 'proposalTimeoutMs'>>;
   /** Where the transport listens (when this node bound it). */
   port = 0;
@@ -277,7 +268,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (entries.length && entries[0].index !== this.snapshotIndex + 1) {
       await wal.close();
       throw new Error(
-        `raft: the WAL's entries start at ${entries[0].index} but the newest readable snapshot is at ${this.snapshotIndex}; entries in between are missing; refusing to start`,
+        `raft: the WAL's entries start at ${entries[0].index} but the newest readable snapshot is at ${this.snapshotIndex} (WAL snapshot marker: ${state.snapshot?.index ?? 'none'}); entries in between are missing; refusing to start`,
       );
     }
     this.storage.append(entries);
@@ -389,32 +380,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  /**
-   * The Ready loop. While a Ready's WAL write and fsync are in flight, inputs keep arriving (acks,
-   * proposals): up to MAX_PIPELINE Readies are taken before the first is durable, so appends go
-   * out and committed entries are applied without waiting for an fsync they do not depend on.
-   * WAL writes, and so the completions below, happen in order; advance() comes once every taken
-   * Ready is durable and processed (it acknowledges everything handed out).
-   */
   private async loop(): Promise<void> {
     while (!this.stopped) {
       if (!this.rawNode.hasReady()) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      let last = this.take(this.rawNode.ready(), Promise.resolve());
-      let taken = 1;
-      for (;;) {
-        let wake: (() => void) | undefined;
-        const woke = await Promise.race([last.then(() => false), new Promise<boolean>((r) => (wake = this.wake = () => r(true)))]);
-        if (this.wake === wake) this.wake = undefined;
-        if (!woke || this.stopped) break;
-        if (taken < MAX_PIPELINE && this.rawNode.hasReady()) {
-          last = this.take(this.rawNode.ready(), last);
-          taken++;
-        }
-      }
-      await last;
+      const rd = this.rawNode.ready();
+      await this.handleReady(rd);
       if (this.stopped) return;
       this.rawNode.advance();
       for (const fn of this.afterAdvance.splice(0)) fn();
@@ -422,26 +395,33 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  /**
-   * Starts processing one Ready; the promise resolves once it is durable and processed (after
-   * `prev`, the previous Ready's).
-   */
-  private take(rd: Ready, prev: Promise<void>): Promise<void> {
+  private async handleReady(rd: Ready): Promise<void> {
     this.metrics.readies++;
-    // Messages that do not depend on this member's durability (a leader's appends, heartbeats, a
-    // candidate's vote requests) go out now, in parallel with the fsync (Raft §10.2.1; what etcd
-    // does). Acks of appends and votes wait for it. This is safe because the commit index reaches
-    // others only in messages and acknowledgements produced after this Ready is durable here.
+    // A leader's messages that do not depend on its durability (appends, heartbeats) go out now,
+    // in parallel with the fsync below (Raft §10.2.1; what etcd's server does). Acks of appends
+    // and votes wait for the fsync, and so does everything a follower or candidate sends. This is
+    // safe because the core counts the leader's own entries as matched when it appends them, but
+    // a commit index that relies on that leaves only in a later Ready, taken after this one is
+    // durable. So Readies must NOT be pipelined (taken before the previous one is durable): see
+    // the README.
     const late: Message[] = [];
     const early: Message[] = [];
-    for (const m of rd.messages) (AFTER_PERSIST.has(m.type) ? late : early).push(m);
+    const leading = (rd.softState?.role ?? this.role) === 'leader';
+    for (const m of rd.messages) (leading && !AFTER_PERSIST.has(m.type) ? early : late).push(m);
     if (early.length) this.transport.send(early);
     const snap = rd.snapshot && rd.snapshot.metadata && rd.snapshot.metadata.index > this.snapshotIndex ? rd.snapshot : undefined;
-    // Until this Ready is durable, committed entries at or after its first new entry (or any, when
-    // it installs a snapshot) are not applied; earlier ones, durable already, are applied now.
-    const token: Inflight = { firstNew: snap ? 0 : rd.entries.length ? rd.entries[0].index : Infinity };
-    this.inflight.push(token);
-    for (const e of rd.committedEntries) this.pendingApply.push(e);
+    // Committed entries that were made durable by an earlier Ready (below this Ready's first new
+    // entry, and within what this member's WAL already holds) are applied now, in parallel with
+    // this Ready's fsync, as etcd's server does: a leader's acknowledgement then waits for one fsync
+    // of the quorum, not for its own next one. Those in this Ready's entries wait for the fsync.
+    let split = 0;
+    if (!snap) {
+      const firstNew = rd.entries.length ? rd.entries[0].index : Infinity;
+      const durable = this.storage.lastIndex();
+      const ce = rd.committedEntries;
+      while (split < ce.length && ce[split].index < firstNew && ce[split].index <= durable) split++;
+      for (let i = 0; i < split; i++) this.applyEntry(ce[i]);
+    }
     for (const rs of rd.readStates) {
       const key = Buffer.from(rs.requestCtx).toString('hex');
       const r = this.reads.get(key);
@@ -450,49 +430,36 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       r.index = rs.index;
       this.waitingReads.push(r);
     }
-    this.applyDurable();
-    if (rd.softState) this.onSoftState(rd.softState.leaderId, rd.softState.role);
+    this.releaseReads();
+    // 1. persist
+    if (snap) {
+      await this.snaps.save(snap);
+      await this.wal.saveSnapshot({ index: snap.metadata!.index, term: snap.metadata!.term }, true);
+      this.storage.applySnapshot(snap);
+    }
     // A Ready whose only change is the commit index is not written at all: the commit index need
     // not be durable (a restarted member learns it again from the leader), and the next hard state
     // written carries it anyway. That halves the WAL writes of a busy leader.
-    const saved = !snap && rd.mustSync ? this.wal.save(rd.hardState, rd.entries, true) : undefined;
-    return (async () => {
-      await prev;
-      if (snap) {
-        await this.snaps.save(snap);
-        await this.wal.saveSnapshot({ index: snap.metadata!.index, term: snap.metadata!.term }, true);
-        this.storage.applySnapshot(snap);
-        if (rd.mustSync) await this.wal.save(rd.hardState, rd.entries, true);
-      } else if (saved) {
-        await saved;
-      }
-      if (this.stopped) return;
-      this.storage.append(rd.entries);
-      if (rd.hardState) {
-        this.storage.setHardState(rd.hardState);
-        this.term = rd.hardState.term;
-      }
-      this.metrics.entriesPersisted += rd.entries.length;
-      this.inflight.splice(this.inflight.indexOf(token), 1);
-      if (late.length) this.transport.send(late);
-      if (snap) {
-        this.restoreFrom(snap);
-        this.applied = snap.metadata!.index;
-        this.snapshotIndex = snap.metadata!.index;
-        this.logger.info('raft: installed a snapshot from the leader', { index: this.applied, members: Object.fromEntries(this.members) });
-      }
-      this.applyDurable();
-    })();
-  }
-
-  /** Applies, in order, the committed entries this member holds durably. */
-  private applyDurable(): void {
-    let bound = this.storage.lastIndex();
-    for (const t of this.inflight) if (t.firstNew - 1 < bound) bound = t.firstNew - 1;
-    let i = 0;
-    while (i < this.pendingApply.length && this.pendingApply[i].index <= bound) this.applyEntry(this.pendingApply[i++]);
-    if (i > 0) this.pendingApply.splice(0, i);
+    if (rd.mustSync) await this.wal.save(rd.hardState, rd.entries, true);
+    if (this.stopped) return;
+    this.storage.append(rd.entries);
+    if (rd.hardState) {
+      this.storage.setHardState(rd.hardState);
+      this.term = rd.hardState.term;
+    }
+    this.metrics.entriesPersisted += rd.entries.length;
+    // 2. send what waited for durability
+    if (late.length) this.transport.send(late);
+    // 3. apply
+    if (snap) {
+      this.restoreFrom(snap);
+      this.applied = snap.metadata!.index;
+      this.snapshotIndex = snap.metadata!.index;
+      this.logger.info('raft: installed a snapshot from the leader', { index: this.applied, members: Object.fromEntries(this.members) });
+    }
+    for (let i = split; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]);
     this.releaseReads();
+    if (rd.softState) this.onSoftState(rd.softState.leaderId, rd.softState.role);
   }
 
   private restoreFrom(snap: Snapshot): void {
