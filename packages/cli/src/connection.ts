@@ -71,9 +71,15 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
     );
   }
   const [ca, cert, key] = await Promise.all([tls.ca!, tls.cert!, tls.key!].map((f) => readPem(f)));
+  let credentials: grpc.ChannelCredentials;
+  try {
+    credentials = grpc.credentials.createSsl(ca, key, cert);
+  } catch (e) {
+    throw invalidArgument(`--tlscacert ${tls.ca} --tlscert ${tls.cert} --tlskey ${tls.key}: ${(e as Error).message}`);
+  }
   return {
     target: host,
-    credentials: grpc.credentials.createSsl(ca, key, cert),
+    credentials,
     // Manager certificates name the role, not the address we dial (see node-agent's tls.ts).
     options: { 'grpc.ssl_target_name_override': 'swarm-manager', 'grpc.default_authority': 'swarm-manager' },
     selfNodeId,

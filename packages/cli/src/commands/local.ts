@@ -6,6 +6,8 @@ import { err, out } from '../io.js';
 import { localUp } from '../local/up.js';
 import { localDown } from '../local/down.js';
 import { localLs } from '../local/ls.js';
+import { loadState, localRoot } from '../local/state.js';
+import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { nodeJson } from '../format.js';
 
@@ -37,6 +39,13 @@ export function localCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
           env: io.env,
           timeoutMs: a.timeout * 1000,
           progress: progress(a),
+        }).catch(async (e: unknown) => {
+          // Whatever was made stays for inspection; say how to remove it.
+          const dir = join(localRoot(io.env), a.name);
+          if (e instanceof Error && !e.message.includes('local down') && (await loadState(dir))) {
+            e.message += ` (logs in ${dir}/*.log; remove with: swarmctl local down --name ${a.name})`;
+          }
+          throw e;
         });
         if (a.format === 'json') {
           out(io, json({ name: r.state.name, context: contextPath, registry: r.state.registry?.addr, nodes: r.nodes.map(nodeJson) }));

@@ -113,7 +113,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
     await addHost(names.bridge, h, subnet.prefixLen);
     await mkdir(h.stateDir, { recursive: true, mode: 0o700 });
   }
-  o.progress(`underlay: bridge ${names.bridge} ${subnet.gateway}/${subnet.prefixLen}, ${total} hosts ${hosts[0].addr}..${hosts[total - 1].addr}`);
+  o.progress(`underlay: bridge ${names.bridge} ${subnet.gateway}/${subnet.prefixLen}, ${total} host${total > 1 ? "s" : ""} ${hosts[0].addr}${total > 1 ? `..${hosts[total - 1].addr}` : ""}`);
 
   // 2. registry on the gateway
   const reg = await startRegistry({ dir: join(dir, 'registry'), address: subnet.gateway });
