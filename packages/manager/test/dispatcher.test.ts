@@ -253,3 +253,20 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
     [['t2', AssignmentChange_Action.REMOVE]],
   );
 });
+
+test('losing leadership ends every session; a follower refuses heartbeats', async (t) => {
+  const fx = await setup(t);
+  const { h, d } = fx;
+  const ac = new AbortController();
+  const run = d.controllers[0].run({ store: h.store, clock: h.clock }, ac.signal);
+  const { client, stream } = await openSession(fx, t, 'wrk6');
+  const { sessionId } = await stream.next();
+  h.state.leader = false;
+  await refusedWith(t, heartbeat(client, sessionId), grpc.status.UNAVAILABLE, /not the leader \(the leader is 10\.0\.0\.1:4242\)/);
+  ac.abort();
+  await run;
+  const err = await stream.done();
+  t.is(err?.code, grpc.status.UNAVAILABLE);
+  t.regex(err?.details ?? '', /no longer the leader/);
+  t.deepEqual(d.sessions(), []);
+});

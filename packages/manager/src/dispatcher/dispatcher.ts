@@ -150,7 +150,10 @@ async function retryConflicts(fn: () => Promise<void>): Promise<void> {
     try {
       return await fn();
     } catch (err) {
-      if (!isSwarmError(err, ErrorCode.CONFLICT) || i >= CONFLICT_RETRIES) throw err;
+      // Another write raced this one (a changed version, a node removed or created meanwhile):
+      // the flush re-reads and skips what is gone.
+      const raced = isSwarmError(err, ErrorCode.CONFLICT) || isSwarmError(err, ErrorCode.NOT_FOUND) || isSwarmError(err, ErrorCode.ALREADY_EXISTS);
+      if (!raced || i >= CONFLICT_RETRIES) throw err;
     }
   }
 }
@@ -273,13 +276,18 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     call.on('error', () => state.end());
 
     const desc = call.request.description;
-    await nodeWrites.add(nodeId, {
-      ...(desc ? { description: desc } : {}),
-      role: nodeRoleOfCertRole(id.role)!,
-      state: NodeState.NODE_STATE_READY,
-      message: '',
-      addr,
-    });
+    try {
+      await nodeWrites.add(nodeId, {
+        ...(desc ? { description: desc } : {}),
+        role: nodeRoleOfCertRole(id.role)!,
+        state: NodeState.NODE_STATE_READY,
+        message: '',
+        addr,
+      });
+    } catch (err) {
+      log.warn('registering the node failed', { nodeId, err });
+      return state.end(err);
+    }
     if (state.ended) return;
     log.info('session opened', { nodeId, addr, sessionId: state.id });
 
