@@ -274,6 +274,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     };
     call.on('cancelled', () => state.end());
     call.on('error', () => state.end());
+    if (call.cancelled) return state.end(); // gone while we checked its certificate
 
     const desc = call.request.description;
     try {
@@ -404,6 +405,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     s.onEnd.add(end);
     call.on('cancelled', () => end());
     call.on('error', () => end());
+    if (call.cancelled) return end();
 
     const held = new Map<string, Buffer>();
     let last = String(w.snapshot.version);
