@@ -39,7 +39,7 @@ import { resolveInRoot } from '../oci/rootfs-path.js';
 import { resolveUser } from '../oci/user.js';
 import type { ContainerSpec, ImageRuntimeConfig, MountSpec } from '../oci/types.js';
 import { RuncCli } from '../runc/runc-cli.js';
-import { isMonitorAlive, readMonitorExit, startMonitor, type MonitorFiles } from '../monitor/conmon.js';
+import { isMonitorAlive, readMonitorExit, spawnMonitor, type MonitorFiles, type PendingMonitor } from '../monitor/conmon.js';
 import { checkVolumeDriver, checkVolumeName, VolumeStore } from '../volumes/volume-store.js';
 import { cgroupDirs, readCgroupStats, readOomKills, removeCgroup, type CgroupStats } from './cgroups.js';
 import { readK8sLog, type LogEntry, type LogReadOptions } from './logs.js';
@@ -297,6 +297,7 @@ export class ContainerService {
         volumes: (spec.mounts ?? []).filter((m) => m.type === 'volume').map((m) => m.source),
       };
       const createdVolumes: string[] = [];
+      let monitor: PendingMonitor | undefined;
       const phases: Record<string, number> = {};
       let t0 = performance.now();
       const phase = (name: string) => {
@@ -308,6 +309,15 @@ export class ContainerService {
       await mkdir(f.bundle);
       try {
         await Promise.all([f.rootfs, f.etc, f.exitDir, f.persistDir, f.socketDir].map((d) => mkdir(d, { recursive: true })));
+        // conmon starts up while we mount and write the bundle; it runs runc on go().
+        monitor = spawnMonitor({
+          id,
+          files: f,
+          conmon: this.conmonPath,
+          runc: this.runcPath,
+          runcRoot: this.runc.root,
+          timeoutMs: this.opts.createTimeoutMs ?? 30_000,
+        });
         const mounts = await this.snapshotter.prepare(id, image.layers);
         phase('prepare');
         for (const m of mounts) await this.mounter.mount(m, f.rootfs);
@@ -350,14 +360,7 @@ export class ContainerService {
         await this.writeMeta(meta);
         phase('bundle');
 
-        const started = await startMonitor({
-          id,
-          files: f,
-          conmon: this.conmonPath,
-          runc: this.runcPath,
-          runcRoot: this.runc.root,
-          timeoutMs: this.opts.createTimeoutMs ?? 30_000,
-        });
+        const started = await monitor.go();
         phase('runcCreate');
         meta.conmonPid = started.conmonPid;
         meta.pid = started.containerPid;
@@ -367,6 +370,7 @@ export class ContainerService {
         this.log.debug('create phases (ms)', phases);
       } catch (err) {
         this.log.warn('create failed, cleaning up', { id, err: describeError(err) });
+        monitor?.abort();
         await this.destroy(id, meta).catch((e2: unknown) => this.log.error('cleanup after failed create', { id, err: describeError(e2) }));
         for (const v of createdVolumes) await this.volumes.remove(v, { force: true }).catch(() => undefined);
         throw err;
