@@ -308,7 +308,6 @@ export class ContainerService {
       await mkdir(this.containersDir, { recursive: true });
       await mkdir(f.bundle);
       try {
-        await Promise.all([f.rootfs, f.etc, f.exitDir, f.persistDir, f.socketDir].map((d) => mkdir(d, { recursive: true })));
         // conmon starts up while we mount and write the bundle; it runs runc on go().
         monitor = spawnMonitor({
           id,
@@ -318,17 +317,26 @@ export class ContainerService {
           runcRoot: this.runc.root,
           timeoutMs: this.opts.createTimeoutMs ?? 30_000,
         });
+        await Promise.all([f.rootfs, f.etc, f.exitDir, f.persistDir, f.socketDir].map((d) => mkdir(d, { recursive: true })));
         const mounts = await this.snapshotter.prepare(id, image.layers);
         phase('prepare');
-        for (const m of mounts) await this.mounter.mount(m, f.rootfs);
+        const etcFiles = { hosts: join(f.etc, 'hosts'), hostname: join(f.etc, 'hostname'), resolvConf: join(f.etc, 'resolv.conf') };
+        const writeEtc = async () => {
+          const hostResolv = await readFile(this.opts.hostResolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
+          await Promise.all([
+            writeFile(etcFiles.hosts, hostsFile(hostname, spec.extraHosts)),
+            writeFile(etcFiles.hostname, hostname + '\n'),
+            writeFile(etcFiles.resolvConf, resolvConfFile(spec.dns, hostResolv)),
+          ]);
+        };
+        const mountAll = async () => {
+          for (const m of mounts) await this.mounter.mount(m, f.rootfs);
+        };
+        // Both finish before an error is handled, so cleanup never races a mount in flight.
+        const settled = await Promise.allSettled([mountAll(), writeEtc()]);
+        for (const r of settled) if (r.status === 'rejected') throw r.reason;
         phase('mount');
         const user = await resolveUser(f.rootfs, spec.user ?? image.config.User ?? '');
-
-        const hostResolv = await readFile(this.opts.hostResolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
-        const etcFiles = { hosts: join(f.etc, 'hosts'), hostname: join(f.etc, 'hostname'), resolvConf: join(f.etc, 'resolv.conf') };
-        await writeFile(etcFiles.hosts, hostsFile(hostname, spec.extraHosts));
-        await writeFile(etcFiles.hostname, hostname + '\n');
-        await writeFile(etcFiles.resolvConf, resolvConfFile(spec.dns, hostResolv));
 
         const mountSources: (string | undefined)[] = [];
         for (const m of spec.mounts ?? []) {
