@@ -400,10 +400,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // A leader's messages that do not depend on its durability (appends, heartbeats) go out now,
     // in parallel with the fsync below (Raft §10.2.1; what etcd's server does). Acks of appends
     // and votes wait for the fsync, and so does everything a follower or candidate sends. This is
-    // safe because the core counts the leader's own entries as matched when it appends them, but
-    // a commit index that relies on that leaves only in a later Ready, taken after this one is
-    // durable. So Readies must NOT be pipelined (taken before the previous one is durable): see
-    // the README.
+    // safe because the core counts the leader's own entries toward commit only once persisted
+    // (onPersisted, at advance()); and the loop takes the next Ready only after this one is
+    // durable (pipelining Readies is not done: see the README).
     const late: Message[] = [];
     const early: Message[] = [];
     const leading = (rd.softState?.role ?? this.role) === 'leader';
