@@ -1,0 +1,322 @@
+/**
+ * The Executor over @swarmd/runtime: ImageService (pull) + ContainerService (containers), with
+ * the per-host networking plugged in. A task's container is named by the task id and labelled
+ * with the task, service and node ids, so a restarted agent finds it again.
+ */
+import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:os';
+import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
+import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from '@swarmd/common';
+import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
+import { systemClock, type Clock } from '../clock.js';
+import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
+import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
+
+export const LABEL_TASK = 'swarmd.task.id';
+export const LABEL_SERVICE = 'swarmd.service.id';
+export const LABEL_NODE = 'swarmd.node.id';
+
+/** What networking gives a task: a netns to join (none: a new empty one) and published ports. */
+export interface TaskNetwork {
+  netnsPath?: string;
+  ports: PortConfig[];
+  addresses: string[];
+}
+
+/** Per-host networking (networking/): attach before create, detach after remove. Idempotent. */
+export interface TaskNetworking {
+  attach(task: Task): Promise<TaskNetwork>;
+  detach(taskId: string): Promise<void>;
+}
+
+export interface ContainerExecutorOptions {
+  images: ImageService;
+  containers: ContainerService;
+  nodeId: string;
+  networking?: TaskNetworking;
+  hostname?: string;
+  labels?: Record<string, string>;
+  engineVersion?: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** Stop grace when the spec has none (default 10 s, as Docker). */
+  defaultStopGraceMs?: number;
+}
+
+/** Errors of prepare that retrying will not fix. */
+const PERMANENT = new Set<string>([
+  ErrorCode.INVALID_ARGUMENT,
+  ErrorCode.NOT_FOUND,
+  ErrorCode.UNAUTHENTICATED,
+  ErrorCode.PERMISSION_DENIED,
+  ErrorCode.FAILED_PRECONDITION,
+  ErrorCode.DATA_LOSS,
+]);
+
+function isPermanent(err: unknown): boolean {
+  return err instanceof PermanentError || (err instanceof Error && 'code' in err && PERMANENT.has(String((err as { code: unknown }).code)));
+}
+
+export class ContainerExecutor implements Executor {
+  private readonly logger: Logger;
+  constructor(readonly o: ContainerExecutorOptions) {
+    this.logger = o.logger ?? nullLogger;
+  }
+
+  describe(): Promise<NodeDescription> {
+    return Promise.resolve({
+      hostname: this.o.hostname ?? osHostname(),
+      platform: { os: platform(), architecture: machine() },
+      resources: { nanoCpus: cpus().length * 1e9, memoryBytes: totalmem() },
+      engineVersion: this.o.engineVersion ?? '',
+      engineLabels: this.o.labels ?? {},
+    });
+  }
+
+  controller(t: Task): TaskController {
+    return new ContainerController(t, this.o, this.logger.child({ task: t.id }));
+  }
+
+  async listTaskContainers(): Promise<{ taskId: string; serviceId: string }[]> {
+    const out: { taskId: string; serviceId: string }[] = [];
+    for (const c of await this.o.containers.list()) {
+      const l = c.spec.labels ?? {};
+      if (l[LABEL_NODE] === this.o.nodeId && l[LABEL_TASK]) out.push({ taskId: l[LABEL_TASK], serviceId: l[LABEL_SERVICE] ?? '' });
+    }
+    return out;
+  }
+}
+
+/** Builds the runtime's ContainerSpec from the task (pure). */
+export function runtimeSpec(t: Task, nodeId: string): RuntimeSpec {
+  const c = t.spec?.container;
+  if (!c) throw new PermanentError('task has no container spec');
+  const res = t.spec?.resources;
+  const mounts: MountSpec[] = c.mounts.map((m) => {
+    switch (m.type) {
+      case Mount_Type.VOLUME:
+        return { type: 'volume', source: m.source, target: m.target, readOnly: m.readOnly, ...(m.volumeDriver ? { driver: m.volumeDriver } : {}) };
+      case Mount_Type.TMPFS:
+        return { type: 'tmpfs', target: m.target, ...(m.tmpfsSizeBytes ? { sizeBytes: Number(m.tmpfsSizeBytes) } : {}), ...(m.tmpfsMode ? { mode: m.tmpfsMode } : {}) };
+      default:
+        return { type: 'bind', source: m.source, target: m.target, readOnly: m.readOnly };
+    }
+  });
+  const nanoCpus = Number(res?.limits?.nanoCpus ?? 0);
+  const memoryBytes = Number(res?.limits?.memoryBytes ?? 0);
+  const pidsLimit = Number(res?.pidsLimit ?? 0);
+  const period = 100_000;
+  return {
+    ...(c.command.length ? { command: c.command } : {}),
+    ...(c.args.length ? { args: c.args } : {}),
+    ...(c.env.length ? { env: c.env } : {}),
+    ...(c.dir ? { dir: c.dir } : {}),
+    ...(c.user ? { user: c.user } : {}),
+    ...(c.hostname ? { hostname: c.hostname } : {}),
+    ...(c.stopSignal ? { stopSignal: c.stopSignal } : {}),
+    readOnly: c.readOnly,
+    mounts,
+    resources: {
+      ...(memoryBytes ? { memoryBytes } : {}),
+      ...(nanoCpus ? { cpuQuotaUs: Math.max(1000, Math.round((nanoCpus / 1e9) * period)), cpuPeriodUs: period } : {}),
+      ...(pidsLimit ? { pidsLimit } : {}),
+    },
+    labels: { ...c.labels, [LABEL_TASK]: t.id, [LABEL_SERVICE]: t.serviceId, [LABEL_NODE]: nodeId },
+  };
+}
+
+const HEALTH: Record<HealthStatus, HealthState> = {
+  starting: HealthState.HEALTH_STATE_STARTING,
+  healthy: HealthState.HEALTH_STATE_HEALTHY,
+  unhealthy: HealthState.HEALTH_STATE_UNHEALTHY,
+};
+
+class ContainerController implements TaskController {
+  private readonly id: string;
+  private published: PortConfig[] = [];
+  private health: { settings: HealthSettings; status: HealthStatus; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
+  private healthResolved = false;
+  private readonly clock: Clock;
+
+  constructor(
+    private readonly task: Task,
+    private readonly o: ContainerExecutorOptions,
+    private readonly log: Logger,
+  ) {
+    this.id = task.id;
+    this.clock = o.clock ?? systemClock;
+  }
+
+  ports(): PortConfig[] {
+    return this.published;
+  }
+
+  private async imageConfig(): Promise<ImageConfig | undefined> {
+    const ref = this.task.spec?.container?.image ?? '';
+    const rec = await this.o.images.get(ref).catch(() => undefined);
+    return rec ? this.o.images.config(rec) : undefined;
+  }
+
+  async prepare(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
+    const existing = await this.o.containers.inspect(this.id).catch(() => undefined);
+    if (existing) {
+      if (this.o.networking) this.published = (await this.o.networking.attach(this.task)).ports;
+      return { containerId: this.id };
+    }
+    const c = this.task.spec?.container;
+    if (!c?.image) throw new PermanentError('task: no image in the container spec');
+    const spec = runtimeSpec(this.task, this.o.nodeId);
+    const auth = c.pullAuth?.username ? { username: c.pullAuth.username, password: c.pullAuth.password } : undefined;
+    let rec;
+    try {
+      rec = await this.o.images.getOrPull(c.image, { ...(auth ? { auth } : {}), signal });
+    } catch (err) {
+      const msg = `pulling image ${c.image}: ${describeError(err)}`;
+      if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
+      throw new Error(msg, { cause: err });
+    }
+    const config = await this.o.images.config(rec);
+    let net: { netnsPath?: string; ports: PortConfig[] } = { ports: [] };
+    if (this.o.networking) net = await this.o.networking.attach(this.task);
+    this.published = net.ports;
+    try {
+      await this.o.containers.create(this.id, {
+        image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
+        spec,
+        name: this.task.annotations?.name || this.id,
+        ...(net.netnsPath ? { netnsPath: net.netnsPath } : {}),
+      });
+    } catch (err) {
+      if (isSwarmError(err, ErrorCode.ALREADY_EXISTS)) return { containerId: this.id };
+      await this.o.networking?.detach(this.id).catch(() => undefined);
+      const msg = `creating container: ${describeError(err)}`;
+      if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
+      throw new Error(msg, { cause: err });
+    }
+    return { containerId: this.id };
+  }
+
+  private async ensureHealth(): Promise<void> {
+    if (this.health) return;
+    const settings = healthSettings(this.task.spec?.container?.healthcheck, (await this.imageConfig())?.config?.Healthcheck);
+    if (!settings || this.health) return;
+    const ac = new AbortController();
+    let onHealthy!: () => void;
+    let onUnhealthy!: (e: UnhealthyError) => void;
+    const healthy = new Promise<void>((r) => (onHealthy = r));
+    const verdict = new Promise<UnhealthyError>((r) => (onUnhealthy = r));
+    const h = { settings, status: 'starting' as HealthStatus, verdict, healthy, ac };
+    this.health = h;
+    void runHealthChecks({
+      settings,
+      clock: this.clock,
+      signal: ac.signal,
+      probe: async (argv, timeoutMs) => {
+        const r = await this.o.containers.exec(this.id, argv, { timeoutMs });
+        return { exitCode: r.exitCode, output: (r.stdout + r.stderr).slice(0, 4096) };
+      },
+      onChange: (status, out) => {
+        h.status = status;
+        this.log.info('health', { status, out });
+        if (status === 'healthy') onHealthy();
+        if (status === 'unhealthy') onUnhealthy(new UnhealthyError(out));
+      },
+    });
+  }
+
+  private healthState(): HealthState {
+    return this.health ? HEALTH[this.health.status] : HealthState.HEALTH_STATE_NONE;
+  }
+
+  async start(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
+    let info = await this.o.containers.inspect(this.id);
+    if (info.status === 'created') {
+      await this.o.containers.start(this.id);
+      info = await this.o.containers.inspect(this.id);
+    }
+    if (info.exit) throw new ContainerExitedError(info.exit);
+    await this.ensureHealth();
+    const h = this.health;
+    if (h && !this.healthResolved) {
+      const ac = new AbortController();
+      const onAbort = () => ac.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const r = await Promise.race([
+          h.healthy.then(() => ({ kind: 'healthy' as const })),
+          h.verdict.then((e) => ({ kind: 'unhealthy' as const, e })),
+          this.o.containers.wait(this.id, { signal: ac.signal }).then((exit) => ({ kind: 'exit' as const, exit })),
+        ]);
+        if (r.kind === 'unhealthy') throw r.e;
+        if (r.kind === 'exit') throw new ContainerExitedError(r.exit);
+        this.healthResolved = true;
+      } finally {
+        ac.abort();
+        signal.removeEventListener('abort', onAbort);
+      }
+    }
+    return { containerId: this.id, pid: info.pid ?? 0, health: this.healthState() };
+  }
+
+  async wait(signal: AbortSignal): Promise<ExitInfo> {
+    const info = await this.o.containers.inspect(this.id);
+    if (info.status === 'running') await this.ensureHealth();
+    const h = this.health;
+    const ac = new AbortController();
+    const onAbort = () => ac.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const waits: Promise<ExitInfo>[] = [this.o.containers.wait(this.id, { signal: ac.signal })];
+      if (h) waits.push(h.verdict.then((e) => Promise.reject(e)));
+      const exit = await Promise.race(waits);
+      return { exitCode: exit.exitCode, oomKilled: exit.oomKilled, ...(exit.error ? { error: exit.error } : {}) };
+    } finally {
+      ac.abort();
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private stopHealth(): void {
+    this.health?.ac.abort();
+  }
+
+  async shutdown(): Promise<ExitInfo | undefined> {
+    this.stopHealth();
+    const info = await this.o.containers.inspect(this.id).catch((err: unknown) => {
+      if (isSwarmError(err, ErrorCode.NOT_FOUND)) return undefined;
+      throw err;
+    });
+    if (!info) return undefined;
+    const grace = Number(this.task.spec?.container?.stopGracePeriodMs ?? 0) || (this.o.defaultStopGraceMs ?? 10_000);
+    const exit = await this.o.containers.stop(this.id, { timeoutMs: grace });
+    return { exitCode: exit.exitCode, oomKilled: exit.oomKilled };
+  }
+
+  async terminate(): Promise<void> {
+    this.stopHealth();
+    await this.o.containers.kill(this.id, 'SIGKILL').catch(() => undefined);
+  }
+
+  async remove(): Promise<void> {
+    this.stopHealth();
+    await this.o.containers.remove(this.id, { force: true }).catch((err: unknown) => {
+      if (!isSwarmError(err, ErrorCode.NOT_FOUND)) throw err;
+    });
+    await this.o.networking?.detach(this.id);
+  }
+
+  async inspect(): Promise<ContainerFacts> {
+    try {
+      const info = await this.o.containers.inspect(this.id);
+      return {
+        exists: true,
+        status: info.status,
+        container: { containerId: this.id, pid: info.pid ?? 0 },
+        ...(info.exit ? { exit: { exitCode: info.exit.exitCode, oomKilled: info.exit.oomKilled, ...(info.exit.error ? { error: info.exit.error } : {}) } } : {}),
+        ports: this.published,
+      };
+    } catch (err) {
+      if (isSwarmError(err, ErrorCode.NOT_FOUND)) return { exists: false };
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The per-task loop (swarmkit's agent/task.go): asks the pure step what to do, runs it on the
+ * TaskController, applies the outcome and reports each new status. A change of the desired
+ * state (update()) interrupts a running wait/start so a shutdown proceeds at once.
+ */
+import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
+import { describeError, nullLogger, type Logger } from '@swarmd/common';
+import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { ContainerExitedError, PermanentError, UnhealthyError, type TaskController } from '../executor/executor.js';
+import { isTerminal, nextAction, taskStep, type ActionResult, type StepAction } from './task-step.js';
+
+export interface TaskManagerOptions {
+  task: Task;
+  controller: TaskController;
+  report: (taskId: string, status: TaskStatus) => void;
+  clock?: Clock;
+  logger?: Logger;
+  /** Delay between retries of a failing action (doubles up to 10× this; default 500 ms). */
+  retryDelayMs?: number;
+}
+
+export function emptyStatus(state: TaskState = TaskState.TASK_STATE_ASSIGNED): TaskStatus {
+  return { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 };
+}
+
+export class TaskManager {
+  private task: Task;
+  private status: TaskStatus;
+  private readonly ctlr: TaskController;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly closed = new AbortController();
+  private actionAbort: AbortController | undefined;
+  private wake: (() => void) | undefined;
+  private readonly loop: Promise<void>;
+  private removing: Promise<void> | undefined;
+
+  constructor(private readonly o: TaskManagerOptions) {
+    this.task = o.task;
+    this.status = o.task.status ?? emptyStatus();
+    this.ctlr = o.controller;
+    this.clock = o.clock ?? systemClock;
+    this.log = o.logger ?? nullLogger;
+    this.loop = this.run();
+  }
+
+  get id(): string {
+    return this.task.id;
+  }
+
+  current(): TaskStatus {
+    return this.status;
+  }
+
+  /** A new version of the task (desired state may have changed). */
+  update(task: Task): void {
+    const desiredChanged = task.desiredState !== this.task.desiredState;
+    this.task = { ...task, status: this.status };
+    if (desiredChanged) this.actionAbort?.abort();
+    this.wake?.();
+  }
+
+  /** Stops the loop; the container is left as it is (it outlives the agent). */
+  async close(): Promise<void> {
+    this.closed.abort();
+    this.actionAbort?.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** The task left the assignments: shut it down (if needed), remove its container, stop. */
+  remove(): Promise<void> {
+    this.removing ??= (async () => {
+      this.update({ ...this.task, desiredState: Math.max(this.task.desiredState, TaskState.TASK_STATE_SHUTDOWN) });
+      await this.settled();
+      await this.close();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.ctlr.remove(new AbortController().signal);
+          return;
+        } catch (err) {
+          this.log.warn('remove failed', { err: describeError(err), attempt });
+          if (attempt >= 5) return;
+          await this.clock.sleep(200 * 2 ** attempt);
+        }
+      }
+    })();
+    return this.removing;
+  }
+
+  private settledWaiters: (() => void)[] = [];
+  /** Resolves once the task is terminal or the loop is closed. */
+  settled(): Promise<void> {
+    if (isTerminal(this.status.state) || this.closed.signal.aborted) return Promise.resolve();
+    return new Promise((r) => this.settledWaiters.push(r));
+  }
+
+  private setStatus(s: TaskStatus): void {
+    this.status = s;
+    this.task = { ...this.task, status: s };
+    this.log.info('task status', { state: TaskState[s.state], message: s.message, err: s.err || undefined });
+    this.o.report(this.task.id, s);
+    if (isTerminal(s.state)) for (const w of this.settledWaiters.splice(0)) w();
+  }
+
+  /** Re-attach: bring the status in line with what the runtime has (agent restart). */
+  private async reattach(): Promise<void> {
+    const st = this.status.state;
+    if (isTerminal(st) || st < TaskState.TASK_STATE_PREPARING) return;
+    const facts = await this.ctlr.inspect();
+    const now = this.clock.now();
+    const base = { ...this.status, timestamp: now, err: '', container: { ...emptyContainer(), ...this.status.container, ...facts.container } };
+    if (facts.exists && (facts.status === 'running' || facts.status === 'exited') && st < TaskState.TASK_STATE_RUNNING) {
+      this.setStatus({ ...base, state: TaskState.TASK_STATE_RUNNING, message: 're-attached' });
+    } else if (!facts.exists && st >= TaskState.TASK_STATE_STARTING) {
+      this.setStatus({ ...base, state: TaskState.TASK_STATE_FAILED, message: 'failed', err: 'task: container lost (not found after an agent restart)' });
+    }
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.reattach();
+    } catch (err) {
+      this.log.warn('re-attach: inspect failed', { err: describeError(err) });
+    }
+    let failures = 0;
+    while (!this.closed.signal.aborted) {
+      const t = { desiredState: this.task.desiredState, status: this.status };
+      const action = nextAction(t);
+      if (action === 'none') {
+        if (isTerminal(this.status.state)) for (const w of this.settledWaiters.splice(0)) w();
+        await this.idle();
+        continue;
+      }
+      const ac = new AbortController();
+      this.actionAbort = ac;
+      const result = await this.perform(action, ac.signal);
+      this.actionAbort = undefined;
+      if (this.closed.signal.aborted) return;
+      if (ac.signal.aborted && action !== 'shutdown') continue; // desired state changed mid-action: decide again
+      const outcome = taskStep(t, action, result, this.clock.now());
+      if (outcome.kind === 'transition') {
+        failures = 0;
+        const ports = this.ctlr.ports();
+        const s = outcome.status;
+        if (ports.length && s.state >= TaskState.TASK_STATE_READY) s.portStatus = { ports };
+        this.setStatus(s);
+      } else if (outcome.kind === 'retry') {
+        failures++;
+        this.log.warn('task action failed; retrying', { action, err: describeError(outcome.error), failures });
+        const base = this.o.retryDelayMs ?? 500;
+        await this.clock.sleep(Math.min(base * 2 ** (failures - 1), base * 10), this.closed.signal).catch(() => undefined);
+      } else {
+        await this.idle();
+      }
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = () => {
+        this.wake = undefined;
+        resolve();
+      };
+      if (this.closed.signal.aborted) resolve();
+    });
+  }
+
+  private async perform(action: StepAction, signal: AbortSignal): Promise<ActionResult> {
+    try {
+      switch (action) {
+        case 'accept':
+        case 'ready':
+        case 'none':
+          return { kind: 'ok' };
+        case 'prepare':
+          return { kind: 'ok', container: await this.ctlr.prepare(signal) };
+        case 'start':
+          return { kind: 'ok', container: await this.ctlr.start(signal) };
+        case 'wait': {
+          const exit = await this.ctlr.wait(signal);
+          return { kind: 'exited', ...exit };
+        }
+        case 'shutdown': {
+          const exit = await this.ctlr.shutdown(signal);
+          return exit ? { kind: 'exited', ...exit } : { kind: 'ok' };
+        }
+      }
+    } catch (err) {
+      if (err instanceof UnhealthyError) return { kind: 'unhealthy', message: err.detail };
+      if (err instanceof ContainerExitedError) return { kind: 'exited', ...err.exit };
+      if (isAbortError(err) || signal.aborted) return { kind: 'error', error: err instanceof Error ? err : new Error(String(err)), permanent: false };
+      const error = err instanceof Error ? err : new Error(String(err));
+      // prepare: only PermanentError rejects the task; start: any error fails it; wait/shutdown: retried.
+      const permanent = action === 'prepare' ? err instanceof PermanentError : action === 'start';
+      return { kind: 'error', error, permanent };
+    }
+  }
+}
+
+function emptyContainer() {
+  return { containerId: '', pid: 0, exitCode: 0, oomKilled: false, health: 0 };
+}
