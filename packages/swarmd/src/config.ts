@@ -1,0 +1,70 @@
+import { networkInterfaces } from 'node:os';
+import { loadConfig, z, invalidArgument } from '@swarmd/common';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected IP:PORT (or HOST:PORT, [IPv6]:PORT)');
+
+/** swarmd's settings: a YAML config file may set each of them (camelCase keys); flags win. */
+export const SwarmdConfigSchema = z
+  .object({
+    stateDir: z.string().min(1).default('/var/lib/swarmd'),
+    /** Default: what the state dir was set up with, else 0.0.0.0:4242. */
+    listenAddr: hostPort.optional(),
+    /** Default: the listen address when it names an IP, else the first non-loopback address + the listen port. */
+    advertiseAddr: hostPort.optional(),
+    hostname: z.string().min(1).optional(),
+    labels: z.record(z.string(), z.string()).default({}),
+    /** join: the token (SWMTKN-1-...). */
+    token: z.string().optional(),
+    forceNewCluster: z.boolean().default(false),
+    logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    /** init: the cluster's node certificate lifetime (default 90 days; at least 1 hour). */
+    nodeCertExpiryMs: z.number().int().positive().optional(),
+    /** init: the agents' heartbeat period (default 5 s). */
+    heartbeatPeriodMs: z.number().int().positive().optional(),
+    raft: z
+      .object({
+        tickMs: z.number().int().positive(),
+        electionTicks: z.number().int().min(2),
+        heartbeatTicks: z.number().int().positive(),
+        snapshotEvery: z.number().int().positive(),
+      })
+      .partial()
+      .strict()
+      .default({}),
+    /** Seconds between checks of the certificate's renewal time (default 60 s). */
+    renewalCheckMs: z.number().int().positive().default(60_000),
+  })
+  .strict();
+
+export type SwarmdConfig = z.infer<typeof SwarmdConfigSchema>;
+
+/** Loads the config file (if any) overlaid by flags; INVALID_ARGUMENT naming every bad field. */
+export async function loadSwarmdConfig(file: string | undefined, flags: Partial<Record<keyof SwarmdConfig, unknown>>): Promise<SwarmdConfig> {
+  return loadConfig(SwarmdConfigSchema, { ...(file ? { file } : {}), overrides: flags });
+}
+
+/** "k=v" flags as a map; INVALID_ARGUMENT for anything else. */
+export function parseLabels(list: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!list?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const kv of list) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw invalidArgument(`--label ${kv}: expected key=value`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+/** The address others reach this node at: explicit, else the listen IP, else the first non-loopback IPv4. */
+export function defaultAdvertiseAddr(listenAddr: string): string {
+  const i = listenAddr.lastIndexOf(':');
+  const host = listenAddr.slice(0, i);
+  const port = listenAddr.slice(i + 1);
+  if (host && host !== '0.0.0.0' && host !== '[::]' && host !== '::') return listenAddr;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:${port}`;
+  }
+  return `127.0.0.1:${port}`;
+}

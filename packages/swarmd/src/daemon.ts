@@ -1,0 +1,276 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
+import { NodeRole } from '@swarmd/proto';
+import {
+  certificateFacts,
+  loadStateDirCerts,
+  readMemberFile,
+  renewalTime,
+  retireRaftDir,
+  saveStateDirCerts,
+  startManager,
+  writeFileAtomic,
+  type Manager,
+  type ManagerOptions,
+  type TlsMaterial,
+} from '@swarmd/manager';
+import { startAgent, type Agent } from '@swarmd/node-agent';
+import type { SwarmdConfig } from './config.js';
+import { defaultAdvertiseAddr } from './config.js';
+import { joinWithToken, renewCertificate } from './certs.js';
+
+export type SwarmdCommand = 'init' | 'join' | 'run';
+
+/** DIR/swarmd.json: how this node was set up, so `swarmd run` needs no flags. */
+export interface NodeStateFile {
+  listenAddr: string;
+  advertiseAddr: string;
+  /** Managers to reach first (the one joined through, and those it named). */
+  managers: string[];
+  hostname?: string;
+  labels?: Record<string, string>;
+}
+
+export interface DaemonOptions {
+  command: SwarmdCommand;
+  config: SwarmdConfig;
+  /** join: the manager to join through (IP:PORT). */
+  joinAddr?: string;
+  logger: Logger;
+  /** Where init prints the join commands (stdout). */
+  print?: (line: string) => void;
+  /** Extra manager options (tests). */
+  managerOptions?: Partial<ManagerOptions>;
+}
+
+export interface Daemon {
+  readonly nodeId: string;
+  manager(): Manager | undefined;
+  agent(): Agent | undefined;
+  tls(): TlsMaterial;
+  /** Renews the certificate now (also what a role change triggers). */
+  renewNow(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const STATE_FILE = 'swarmd.json';
+
+async function readNodeState(dir: string): Promise<NodeStateFile | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as NodeStateFile;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SwarmError(ErrorCode.DATA_LOSS, `cannot read ${join(dir, STATE_FILE)}: ${describeError(err)}`);
+  }
+}
+
+async function writeNodeState(dir: string, s: NodeStateFile): Promise<void> {
+  await writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(s, null, 2) + '\n', 0o600);
+}
+
+/**
+ * The composition root of a node: the manager (on manager nodes) and the node agent, the
+ * certificate renewal loop, and role changes (a worker whose renewed certificate says manager
+ * starts a manager and joins Raft; a demoted manager stops its manager and stays a worker).
+ */
+export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
+  const cfg = o.config;
+  const log = o.logger;
+  const dir = cfg.stateDir;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const existing = await loadStateDirCerts(dir);
+  const saved = await readNodeState(dir);
+  const listenAddr = cfg.listenAddr ?? saved?.listenAddr ?? '0.0.0.0:4242';
+  const advertiseAddr = cfg.advertiseAddr ?? saved?.advertiseAddr ?? defaultAdvertiseAddr(listenAddr);
+  const hostname = cfg.hostname ?? saved?.hostname;
+  const labels = Object.keys(cfg.labels).length ? cfg.labels : (saved?.labels ?? {});
+  let command = o.command;
+  if (command === 'init' && existing && cfg.forceNewCluster) command = 'run';
+  if (command !== 'run' && existing) {
+    throw new SwarmError(ErrorCode.ALREADY_EXISTS, `${dir} already belongs to a cluster (it has certificates): use "swarmd run" to resume it`);
+  }
+  const managerBase = {
+    stateDir: dir,
+    listenAddr,
+    advertiseAddr,
+    logger: log,
+    ...(hostname ? { hostname } : {}),
+    labels,
+    raft: cfg.raft,
+    ...o.managerOptions,
+  } satisfies Partial<ManagerOptions>;
+
+  let tls: TlsMaterial;
+  let manager: Manager | undefined;
+  let managers: string[];
+  if (command === 'init') {
+    manager = await startManager({
+      ...managerBase,
+      bootstrap: 'init',
+      clusterSpec: {
+        ...(cfg.nodeCertExpiryMs ? { nodeCertExpiryMs: cfg.nodeCertExpiryMs } : {}),
+        ...(cfg.heartbeatPeriodMs ? { heartbeatPeriodMs: cfg.heartbeatPeriodMs } : {}),
+      },
+    });
+    tls = manager.tls();
+    managers = [advertiseAddr];
+    const tokens = manager.joinTokens();
+    const print = o.print ?? ((l: string) => process.stdout.write(l + '\n'));
+    print(`Swarm initialized: this node (${manager.nodeId}) is now a manager of cluster ${manager.clusterId}.`);
+    print('');
+    print('To add a worker to this cluster, run:');
+    print(`    swarmd join --token ${tokens?.worker ?? '?'} ${advertiseAddr}`);
+    print('');
+    print('To add a manager to this cluster, run:');
+    print(`    swarmd join --token ${tokens?.manager ?? '?'} ${advertiseAddr}`);
+  } else if (command === 'join') {
+    if (!o.joinAddr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'swarmd join: the address of a manager (IP:PORT) is required');
+    if (!cfg.token) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'swarmd join: --token is required');
+    const issued = await joinWithToken({ managerAddr: o.joinAddr, token: cfg.token, advertiseAddr, logger: log });
+    tls = issued.tls;
+    await saveStateDirCerts(dir, tls);
+    managers = [o.joinAddr, ...issued.managerAddrs.filter((a) => a !== o.joinAddr)];
+    log.info('joined the cluster', { nodeId: issued.nodeId, role: issued.role });
+    if (issued.role === 'swarm-manager') {
+      manager = await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: o.joinAddr }, tls });
+    }
+  } else {
+    if (!existing) throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${dir}/certs holds no certificates: run "swarmd init" or "swarmd join" first`);
+    tls = existing;
+    managers = saved?.managers ?? [];
+    if (certificateFacts(tls.certPem).role === 'swarm-manager') {
+      const member = await readMemberFile(join(dir, 'raft'));
+      manager = member
+        ? await startManager({ ...managerBase, bootstrap: 'resume', tls, forceNewCluster: cfg.forceNewCluster })
+        : await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: managers[0] ?? advertiseAddr }, tls });
+    }
+  }
+  await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels });
+  await writeFile(join(dir, 'swarmd.pid'), `${process.pid}\n`);
+
+  const nodeId = certificateFacts(tls.certPem).nodeId;
+  const agentTls = (t: TlsMaterial) => ({ keyPem: t.keyPem, certPem: t.certPem, caPem: t.caCertPem });
+  const agent = await startAgent({
+    stateDir: dir,
+    managers: manager ? [advertiseAddr, ...managers.filter((a) => a !== advertiseAddr)] : managers,
+    tls: agentTls(tls),
+    ...(hostname ? { hostname } : {}),
+    labels,
+    logger: log.child({ component: 'agent' }),
+  });
+
+  const stop = new AbortController();
+  let renewing: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+
+  const startManagerAfterPromotion = async (): Promise<void> => {
+    const leader = [...agent.managers(), ...managers].find((a) => a !== advertiseAddr);
+    if (!leader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'promoted, but no manager address is known to join through');
+    log.info('promoted to manager: starting the manager and joining raft', { through: leader });
+    await rm(join(dir, 'raft'), { recursive: true, force: true });
+    manager = await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: leader }, tls });
+    watchRemoval(manager);
+  };
+
+  const stopManagerAfterDemotion = async (m: Manager): Promise<void> => {
+    if (manager !== m) return;
+    manager = undefined;
+    log.warn('demoted: stopping the manager (this node stays a worker)');
+    await m.stop();
+    const to = await retireRaftDir(join(dir, 'raft'), Date.now()).catch(() => undefined);
+    await rm(join(dir, 'control.sock'), { force: true });
+    log.info('raft state retired', { to });
+  };
+
+  const watchRemoval = (m: Manager): void => {
+    void m.removed.then(async () => {
+      if (stop.signal.aborted) return;
+      await stopManagerAfterDemotion(m);
+      await renewNow().catch((err: unknown) => log.warn('renewal after demotion failed', { error: describeError(err) }));
+    });
+  };
+  if (manager) watchRemoval(manager);
+
+  async function renewOnce(): Promise<void> {
+    const candidates = [...new Set([...(manager ? [advertiseAddr] : []), ...agent.managers(), ...managers])];
+    let lastErr: Error | undefined;
+    for (const addr of candidates) {
+      try {
+        const r = await renewCertificate({ managerAddr: addr, tls, advertiseAddr });
+        const before = certificateFacts(tls.certPem).role;
+        tls = r.tls;
+        await saveStateDirCerts(dir, tls);
+        manager?.updateTls(tls);
+        const roleChanged = before !== r.role;
+        agent.updateTls(agentTls(tls), { reconnect: roleChanged });
+        log.info('certificate renewed', { role: r.role, notAfter: new Date(certificateFacts(tls.certPem).notAfter).toISOString() });
+        if (roleChanged && r.role === 'swarm-manager' && !manager) await startManagerAfterPromotion();
+        if (roleChanged && r.role === 'swarm-worker' && manager) await stopManagerAfterDemotion(manager);
+        return;
+      } catch (err) {
+        lastErr = err instanceof Error ? err : new Error(describeError(err));
+        log.warn('certificate renewal failed at one manager', { manager: addr, error: describeError(err) });
+      }
+    }
+    throw lastErr ?? new SwarmError(ErrorCode.UNAVAILABLE, 'no manager to renew the certificate with');
+  }
+
+  function renewNow(): Promise<void> {
+    renewing ??= renewOnce().finally(() => (renewing = undefined));
+    return renewing;
+  }
+
+  // A role change shows up on the Node the session sends: renew at once to get the new role.
+  agent.events.on('node', (n) => {
+    const want = n.spec?.desiredRole === NodeRole.NODE_ROLE_MANAGER ? 'swarm-manager' : 'swarm-worker';
+    const have = certificateFacts(tls.certPem).role;
+    if (want === 'swarm-manager' && have !== want) {
+      log.info('the cluster wants this node to be a manager: renewing the certificate');
+      void renewNow().catch((err: unknown) => log.warn('renewal for a promotion failed', { error: describeError(err) }));
+    }
+  });
+
+  // Renewal: at a random point between 50% and 80% of the certificate's life.
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      const due = renewalTime(tls.certPem, Math.random);
+      const wait = Math.max(0, Math.min(due - Date.now(), cfg.renewalCheckMs));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, wait);
+        wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
+      wake = undefined;
+      if (stop.signal.aborted) break;
+      if (Date.now() >= due) {
+        await renewNow().catch(async (err: unknown) => {
+          log.warn('certificate renewal failed; retrying', { error: describeError(err) });
+          await new Promise((r) => setTimeout(r, 5000));
+        });
+      }
+    }
+  })();
+
+  log.info('swarmd running', { nodeId, role: certificateFacts(tls.certPem).role, advertise: advertiseAddr, stateDir: dir });
+  return {
+    nodeId,
+    manager: () => manager,
+    agent: () => agent,
+    tls: () => tls,
+    renewNow,
+    async stop() {
+      if (stop.signal.aborted) return;
+      stop.abort();
+      wake?.();
+      await loop;
+      await renewing?.catch(() => undefined);
+      await agent.stop();
+      await manager?.stop();
+      await rm(join(dir, 'swarmd.pid'), { force: true });
+      log.info('swarmd stopped');
+    },
+  };
+}

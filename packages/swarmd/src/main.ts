@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+/**
+ * swarmd: the daemon of every node (docs/cluster.md). `init` creates a cluster, `join` enters
+ * one with a token, `run` resumes from the state dir. JSON logs on stderr; SIGTERM/SIGINT stop it
+ * cleanly (agent, manager, WAL); containers keep running.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { createLogger, describeError, isSwarmError } from '@swarmd/common';
+import { loadSwarmdConfig, parseLabels, type SwarmdConfig } from './config.js';
+import { startDaemon, type SwarmdCommand } from './daemon.js';
+
+interface Args {
+  'state-dir'?: string;
+  'listen-addr'?: string;
+  'advertise-addr'?: string;
+  config?: string;
+  'force-new-cluster'?: boolean;
+  hostname?: string;
+  label?: string[];
+  token?: string;
+  'log-level'?: string;
+  manager?: string;
+}
+
+async function main(command: SwarmdCommand, a: Args): Promise<void> {
+  let config: SwarmdConfig;
+  try {
+    config = await loadSwarmdConfig(a.config, {
+      stateDir: a['state-dir'],
+      listenAddr: a['listen-addr'],
+      advertiseAddr: a['advertise-addr'],
+      hostname: a.hostname,
+      labels: parseLabels(a.label),
+      token: a.token,
+      forceNewCluster: a['force-new-cluster'] || undefined,
+      logLevel: a['log-level'],
+    });
+  } catch (err) {
+    process.stderr.write(`swarmd: ${describeError(err)}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ format: 'json', level: config.logLevel, component: 'swarmd' });
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let stopping = false;
+  const shutdown = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal: sig });
+    const force = setTimeout(() => {
+      logger.error('clean shutdown took too long; exiting');
+      process.exit(1);
+    }, 20_000);
+    force.unref();
+    void (daemon?.stop() ?? Promise.resolve()).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error('shutdown failed', { error: describeError(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    daemon = await startDaemon({ command, config, ...(a.manager ? { joinAddr: a.manager } : {}), logger });
+    if (stopping) await daemon.stop();
+  } catch (err) {
+    logger.error(`swarmd ${command} failed`, { error: describeError(err), code: isSwarmError(err) ? err.code : undefined });
+    process.stderr.write(`swarmd ${command}: ${describeError(err)}\n`);
+    process.exit(1);
+  }
+}
+
+const common = (y: ReturnType<typeof yargs>) =>
+  y
+    .option('state-dir', { type: 'string', describe: 'state directory (default /var/lib/swarmd)' })
+    .option('config', { type: 'string', describe: 'YAML config file (every flag may be set there, camelCase; flags win)' })
+    .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] });
+const addrs = (y: ReturnType<typeof yargs>) =>
+  y
+    .option('listen-addr', { type: 'string', describe: 'IP:PORT to listen on (default 0.0.0.0:4242)' })
+    .option('advertise-addr', { type: 'string', describe: 'IP:PORT other nodes reach this one at' })
+    .option('hostname', { type: 'string' })
+    .option('label', { type: 'string', array: true, describe: 'node label key=value (repeatable)' });
+
+await yargs(hideBin(process.argv))
+  .scriptName('swarmd')
+  .command(
+    'init',
+    'create a cluster (this node is its first manager) and run',
+    (y) => addrs(common(y)).option('force-new-cluster', { type: 'boolean', describe: 'restart a former manager as the only one, keeping its state' }),
+    (a) => main('init', a as Args),
+  )
+  .command(
+    'join <manager>',
+    'join a cluster through a manager (IP:PORT) with a token, and run',
+    (y) => addrs(common(y)).option('token', { type: 'string', describe: 'join token (SWMTKN-1-...)' }).positional('manager', { type: 'string' }),
+    (a) => main('join', a as Args),
+  )
+  .command(
+    'run',
+    'resume from the state dir',
+    (y) => common(y).option('force-new-cluster', { type: 'boolean', describe: 'restart this former manager as the only one, keeping its state' }).option('listen-addr', { type: 'string' }).option('advertise-addr', { type: 'string' }),
+    (a) => main('run', a as Args),
+  )
+  .demandCommand(1)
+  .strict()
+  .help()
+  .parseAsync();
