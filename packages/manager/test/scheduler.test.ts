@@ -244,3 +244,27 @@ test('pipeline: a disabled filter does not run; firstFailure names the filter', 
   p.setTask(taskOf(mkService('s', 's', { constraints: ['node.labels.zone==y'] }), 0));
   t.is(p.firstFailure(n), 'constraints');
 });
+
+test('a capped tick (maxPerTick) leaves the rest for the next ticks; all end up placed, spread even', async (t) => {
+  const { createStore } = await import('../src/store/index.js');
+  const { FakeClock } = await import('../src/clock/clock.js');
+  const { schedulerController } = await import('../src/scheduler/scheduler.js');
+  const { replicatedOrchestratorController } = await import('../src/orchestrator/replicated/replicated.js');
+  const clock = new FakeClock();
+  const store = createStore({ clock });
+  const ac = new AbortController();
+  const runs = [replicatedOrchestratorController().run({ store, clock }, ac.signal), schedulerController({ maxPerTick: 7 }).run({ store, clock }, ac.signal)];
+  await store.update((tx) => {
+    for (let i = 0; i < 4; i++) tx.create('node', mkNode(`n${i}`));
+    tx.create('service', mkService('s', 's', { replicas: 50 }));
+  });
+  for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r));
+  const tasks = store.view((tx) => tx.find('task', { serviceId: 's' }));
+  t.is(tasks.length, 50);
+  t.true(tasks.every((x) => x.status?.state === TaskState.TASK_STATE_ASSIGNED));
+  const per = new Map<string, number>();
+  for (const x of tasks) per.set(x.nodeId, (per.get(x.nodeId) ?? 0) + 1);
+  t.deepEqual([...per.values()].sort(), [12, 12, 13, 13]);
+  ac.abort();
+  await Promise.all(runs);
+});

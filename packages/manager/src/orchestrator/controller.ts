@@ -26,7 +26,15 @@ export interface WatchLoop {
   tick(): Promise<void>;
   /** When the loop should tick again even without events (restart delays, grace periods). */
   nextWake?(): number | undefined;
+  /**
+   * Whether the last tick left work for another one (a capped batch). The loop then yields to
+   * the event loop (so every watcher, ours included, drains what the tick wrote), takes the
+   * buffered events, and ticks again.
+   */
+  more?(): boolean;
 }
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * SwarmKit's controller loop (STYLE.md S2): subscribe and read in one step, reconcile, then for
@@ -45,7 +53,24 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
   try {
     await loop.tick();
     let next: Promise<IteratorResult<StoreEvent>> | undefined;
+    const take = (e: StoreEvent): boolean => {
+      if (e.type === 'commit') return true;
+      loop.onEvent(e);
+      return false;
+    };
     while (!signal.aborted) {
+      if (loop.more?.()) {
+        await yieldToEventLoop();
+        if (!next) {
+          while ((events.pending ?? 0) > 0) {
+            const more = await events.next();
+            if (more.done) return;
+            take(more.value);
+          }
+        }
+        if (!signal.aborted) await loop.tick();
+        continue;
+      }
       next ??= events.next();
       const wake = loop.nextWake?.();
       let r: IteratorResult<StoreEvent> | 'wake';
@@ -70,16 +95,11 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
       }
       next = undefined;
       if (r.done) break;
-      let commit = false;
-      const take = (e: StoreEvent): void => {
-        if (e.type === 'commit') commit = true;
-        else loop.onEvent(e);
-      };
-      take(r.value);
+      let commit = take(r.value);
       while ((events.pending ?? 0) > 0) {
         const more = await events.next();
         if (more.done) break;
-        take(more.value);
+        if (take(more.value)) commit = true;
       }
       if (commit && !signal.aborted) await loop.tick();
     }

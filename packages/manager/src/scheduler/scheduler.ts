@@ -1,7 +1,6 @@
 import { describeError } from '@swarmd/common';
 import { type Task, TaskState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
-import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
 import { NodeSet } from './node-info.js';
@@ -15,6 +14,12 @@ export interface SchedulerOptions {
    * treats a NEW task as PENDING itself. Set false once an allocator runs.
    */
   takeNewTasks?: boolean;
+  /**
+   * Tasks placed per tick at most (default 2,000). The rest wait for the next tick, after the
+   * loop has let every watcher drain the events of this one: one huge tick would write more
+   * events than a watcher may buffer (the store drops a watcher 10,000 events behind).
+   */
+  maxPerTick?: number;
 }
 
 /** The message of a task waiting for a node (SwarmKit's wording). */
@@ -26,6 +31,9 @@ export function isSchedulable(t: Readonly<Task>, takeNew: boolean): boolean {
   const s = t.status?.state ?? TaskState.TASK_STATE_NEW;
   return t.desiredState <= TaskState.TASK_STATE_RUNNING && (s === TaskState.TASK_STATE_PENDING || (takeNew && s === TaskState.TASK_STATE_NEW));
 }
+
+/** Placements written per store callback. */
+const WRITE_CHUNK = 100;
 
 const groupKey = (t: Readonly<Task>): string => `${t.serviceId}\u0000${t.specVersion}`;
 const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -47,6 +55,9 @@ export class Scheduler {
   private retryAll = true;
   private readonly pipeline = new Pipeline();
   private readonly takeNew: boolean;
+  private readonly maxPerTick: number;
+  /** Tasks left over by a capped tick, to place first next time. */
+  private backlog: string[] = [];
 
   constructor(
     private readonly store: MemoryStore,
@@ -54,6 +65,12 @@ export class Scheduler {
     opts: SchedulerOptions = {},
   ) {
     this.takeNew = opts.takeNewTasks ?? true;
+    this.maxPerTick = Math.max(1, opts.maxPerTick ?? 2_000);
+  }
+
+  /** Whether a capped tick left tasks for the next one. */
+  more(): boolean {
+    return this.backlog.length > 0;
   }
 
   /** Loads nodes and tasks (the initial read). */
@@ -104,12 +121,29 @@ export class Scheduler {
 
   /** Places what is waiting and writes the outcome. */
   async tick(): Promise<void> {
-    const ids = this.retryAll ? [...this.pending.keys()] : [...this.fresh];
+    let tasks: Readonly<Task>[];
+    if (!this.retryAll && this.backlog.length > 0) {
+      // Go on with the ordered backlog; tasks that arrived since queue behind it.
+      const inBacklog = new Set(this.backlog);
+      for (const id of this.fresh) if (!inBacklog.has(id)) this.backlog.push(id);
+      const take = this.backlog.slice(0, this.maxPerTick);
+      this.backlog = this.backlog.slice(this.maxPerTick);
+      tasks = take.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
+    } else {
+      const ids = this.retryAll ? [...this.pending.keys()] : [...this.fresh];
+      this.backlog = [];
+      tasks = ids.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
+      if (tasks.length > this.maxPerTick) {
+        // Whole services first, in a stable order; the rest in the next ticks.
+        const keyed = tasks.map((t) => ({ t, k: `${groupKey(t)}\u0000${String(t.slot).padStart(12, '0')}\u0000${t.id}` }));
+        keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+        tasks = keyed.slice(0, this.maxPerTick).map((x) => x.t);
+        this.backlog = keyed.slice(this.maxPerTick).map((x) => x.t.id);
+      }
+    }
     this.retryAll = false;
     this.fresh.clear();
-    if (ids.length === 0) return;
-    const tasks = ids.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
-
+    if (tasks.length === 0) return;
     const placements: Placement[] = [];
     const unplaced: { task: Readonly<Task>; why: string }[] = [];
     // Preassigned first: they have nowhere else to go.
@@ -142,20 +176,31 @@ export class Scheduler {
     const failed: string[] = [];
     try {
       await this.store.batch(async (b) => {
-        for (const p of placements) {
+        // Many placements per callback (the store stages each callback separately, which has a
+        // cost per callback); a task that changed since it was read is skipped and re-read.
+        for (let i = 0; i < placements.length; i += WRITE_CHUNK) {
+          const chunk = placements.slice(i, i + WRITE_CHUNK);
+          const skipped: string[] = [];
           try {
             await b.update((tx) => {
-              const cur = tx.get('task', p.taskId);
-              if (!cur || !isSchedulable(cur, this.takeNew) || (cur.nodeId && cur.nodeId !== p.nodeId)) throw new Error('changed');
-              if (!tx.get('node', p.nodeId)) throw new Error('node gone');
-              const t = cloneObject('task', cur);
-              t.nodeId = p.nodeId;
-              t.status = { ...(t.status ?? emptyStatus()), state: TaskState.TASK_STATE_ASSIGNED, timestamp: now, message: ASSIGNED_MESSAGE, err: '' };
-              tx.update('task', t);
+              for (const p of chunk) {
+                const cur = tx.get('task', p.taskId);
+                if (!cur || !isSchedulable(cur, this.takeNew) || (cur.nodeId && cur.nodeId !== p.nodeId) || !tx.get('node', p.nodeId)) {
+                  skipped.push(p.taskId);
+                  continue;
+                }
+                // A shallow copy is enough: the store copies what it is given.
+                tx.update('task', {
+                  ...cur,
+                  nodeId: p.nodeId,
+                  status: { ...(cur.status ?? emptyStatus()), state: TaskState.TASK_STATE_ASSIGNED, timestamp: now, message: ASSIGNED_MESSAGE, err: '' },
+                });
+              }
             });
-            this.pending.delete(p.taskId);
+            for (const p of chunk) this.pending.delete(p.taskId);
+            failed.push(...skipped);
           } catch {
-            failed.push(p.taskId);
+            failed.push(...chunk.map((p) => p.taskId));
           }
         }
         for (const u of unplaced) {
@@ -166,9 +211,7 @@ export class Scheduler {
               const cur = tx.get('task', u.task.id);
               if (!cur || !isSchedulable(cur, this.takeNew)) return;
               if (cur.status?.state === TaskState.TASK_STATE_PENDING && cur.status.err === u.why) return;
-              const t = cloneObject('task', cur);
-              t.status = { ...(t.status ?? emptyStatus()), state: TaskState.TASK_STATE_PENDING, timestamp: now, message: PENDING_MESSAGE, err: u.why };
-              tx.update('task', t);
+              tx.update('task', { ...cur, status: { ...(cur.status ?? emptyStatus()), state: TaskState.TASK_STATE_PENDING, timestamp: now, message: PENDING_MESSAGE, err: u.why } });
             });
           } catch {
             failed.push(u.task.id);
@@ -210,7 +253,7 @@ export function schedulerController(opts: SchedulerOptions = {}): StoreControlle
       const log = orchestrationLogger(deps, 'manager/scheduler');
       const s = new Scheduler(deps.store, () => deps.clock.now(), opts);
       try {
-        await runWatchLoop(deps, [onKind('node'), onKind('task')], { init: (tx) => s.init(tx), onEvent: (e) => s.onEvent(e), tick: () => s.tick() }, signal);
+        await runWatchLoop(deps, [onKind('node'), onKind('task')], { init: (tx) => s.init(tx), onEvent: (e) => s.onEvent(e), tick: () => s.tick(), more: () => s.more() }, signal);
       } catch (err) {
         if (!signal.aborted) log.warn('scheduler loop ended', { error: describeError(err) });
         throw err;
