@@ -296,21 +296,28 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   let stopped = false;
   let removedResolve!: () => void;
   const removed = new Promise<void>((r) => (removedResolve = r));
-  // Membership watch: a member removed from the group (demotion) learns it when it applies the
-  // conf change. It was a member once its id showed up in the configuration.
+  // Membership watch: a removed member learns it when it applies its own removal, but the leader
+  // stops talking to it once the removal commits, so it may never apply it. A demotion is first
+  // written into the store (role = worker) while the member still replicates; after that, losing
+  // the leader for two election timeouts means it was cut off: removed.
   let wasMember = false;
+  let leaderlessSince = 0;
   const memberWatch = setInterval(() => {
     const cs = raft.status().confState;
     const inGroup = cs.voters.includes(me.raftId) || cs.learners.includes(me.raftId);
     if (inGroup) wasMember = true;
     const self = st.view((tx) => tx.get('node', me.nodeId));
     const demoted = self?.role === NodeRole.NODE_ROLE_WORKER && self.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER;
-    if ((wasMember && !inGroup) || demoted) {
+    const now = clock.now();
+    if (raft.leader === 0 || !inGroup) leaderlessSince ||= now;
+    else leaderlessSince = 0;
+    const cutOff = demoted && leaderlessSince > 0 && now - leaderlessSince > 2 * electionMs;
+    if ((wasMember && !inGroup) || cutOff) {
       clearInterval(memberWatch);
       logger.warn('this manager was removed from the raft group (demoted)');
       removedResolve();
     }
-  }, 500);
+  }, 200);
   memberWatch.unref();
 
   if (init) {

@@ -132,10 +132,13 @@ export function roleReconcilerController(raft: RaftMembershipNode, membership: M
             log.warn('demotion step failed; will retry', { nodeId: n.id, error: describeError(err) });
           }
         }
-        await Promise.race([
-          clock.sleep(2000, signal).catch(() => undefined),
-          new Promise<void>((r) => (wake = r)),
-        ]);
+        // Wait for a node event or 2 s, whichever first (the sleep is cancelled either way).
+        const pass = new AbortController();
+        const onAbort = (): void => pass.abort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        await Promise.race([clock.sleep(2000, pass.signal).catch(() => undefined), new Promise<void>((r) => (wake = r))]);
+        pass.abort();
+        signal.removeEventListener('abort', onAbort);
         wake = undefined;
         if (opts.intervalMs) await clock.sleep(opts.intervalMs, signal).catch(() => undefined);
       }
