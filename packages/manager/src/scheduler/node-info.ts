@@ -68,6 +68,8 @@ function contributionOf(t: Readonly<Task>): Contribution | undefined {
 export class NodeSet {
   private readonly nodes = new Map<string, NodeInfo>();
   private readonly contributions = new Map<string, Contribution>();
+  /** Task ids contributing to each node id (also for nodes not known yet). */
+  private readonly byNode = new Map<string, Set<string>>();
 
   get size(): number {
     return this.nodes.size;
@@ -95,7 +97,7 @@ export class NodeSet {
     this.nodes.set(n.id, info);
     this.sorted = undefined;
     // Tasks seen before their node.
-    for (const c of this.contributions.values()) if (c.nodeId === n.id) this.add(info, c, 1);
+    for (const id of this.byNode.get(n.id) ?? []) this.add(info, this.contributions.get(id)!, 1);
     return info;
   }
 
@@ -108,9 +110,7 @@ export class NodeSet {
     this.removeTask(t.id);
     const c = contributionOf(t);
     if (!c) return;
-    this.contributions.set(t.id, c);
-    const info = this.nodes.get(c.nodeId);
-    if (info) this.add(info, c, 1);
+    this.record(t.id, c);
   }
 
   /** Records that the scheduler put `t` on `nodeId` (before the store says so). */
@@ -125,8 +125,15 @@ export class NodeSet {
       memoryBytes: res?.memoryBytes ?? 0,
       ports: hostPortsOf(t),
     };
-    this.contributions.set(t.id, c);
-    const info = this.nodes.get(nodeId);
+    this.record(t.id, c);
+  }
+
+  private record(id: string, c: Contribution): void {
+    this.contributions.set(id, c);
+    let ids = this.byNode.get(c.nodeId);
+    if (!ids) this.byNode.set(c.nodeId, (ids = new Set()));
+    ids.add(id);
+    const info = this.nodes.get(c.nodeId);
     if (info) this.add(info, c, 1);
   }
 
@@ -134,6 +141,9 @@ export class NodeSet {
     const old = this.contributions.get(id);
     if (!old) return;
     this.contributions.delete(id);
+    const ids = this.byNode.get(old.nodeId);
+    ids?.delete(id);
+    if (ids?.size === 0) this.byNode.delete(old.nodeId);
     const info = this.nodes.get(old.nodeId);
     if (info) this.add(info, old, -1);
   }
