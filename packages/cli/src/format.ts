@@ -6,6 +6,9 @@ import {
   NodeAvailability,
   NodeRole,
   NodeState,
+  nodeAvailabilityToJSON,
+  nodeRoleToJSON,
+  nodeStateToJSON,
 } from '@swarmd/proto';
 
 export type OutputFormat = 'table' | 'json';
@@ -181,9 +184,18 @@ export function parseDuration(s: string): number | undefined {
   return pos === s.length && pos > 0 ? Math.round(total) : undefined;
 }
 
-/** JSON output: the proto JSON form, with the CA key never shown. */
+/**
+ * JSON output: the proto JSON form. Proto JSON leaves out default values, so the fields scripts
+ * test (role, availability, desired role, state) are always written out.
+ */
 export function nodeJson(n: Node): unknown {
-  return Node.toJSON(n);
+  const j = Node.toJSON(n) as Record<string, unknown>;
+  const obj = (k: string) => ((j[k] ??= {}) as Record<string, unknown>);
+  j.role = nodeRoleToJSON(n.role);
+  obj('spec').availability = nodeAvailabilityToJSON(n.spec?.availability ?? NodeAvailability.NODE_AVAILABILITY_ACTIVE);
+  obj('spec').desiredRole = nodeRoleToJSON(n.spec?.desiredRole ?? n.role);
+  obj('status').state = nodeStateToJSON(n.status?.state ?? NodeState.NODE_STATE_UNKNOWN);
+  return j;
 }
 
 export function clusterJson(c: Cluster): unknown {

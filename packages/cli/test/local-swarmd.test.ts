@@ -2,6 +2,7 @@
 // node commands through the context file, then `local down` leaving nothing behind.
 // Skipped while packages/swarmd is not built (or SWARMD_BIN is not set).
 import { existsSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,7 @@ interface NodeJson {
   spec?: { availability?: string; desiredRole?: string; annotations?: { labels?: Record<string, string> } };
   description?: { hostname?: string };
   status?: { state?: string };
+  certificatePem?: string;
   managerStatus?: { leader?: boolean };
 }
 
@@ -72,7 +74,7 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
 
   const all = await nodes();
   t.is(all.length, 5);
-  t.true(all.every((n) => n.status?.state === 'NODE_STATE_READY'));
+  t.true(all.every((n) => n.status?.state === 'NODE_STATE_READY'), JSON.stringify(all.map((n) => n.status)));
   t.is(all.filter((n) => n.role === 'NODE_ROLE_MANAGER').length, 3);
   t.is(all.filter((n) => n.managerStatus?.leader).length, 1);
   const table = await ctl('node', 'ls');
@@ -86,12 +88,18 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   t.deepEqual((await byHost('w1'))?.spec?.annotations?.labels, { zone: 'b', disk: 'ssd' });
 
   // demote a manager, then promote it back
+  // (each change is complete once the node's role and its renewed certificate agree)
+  const settled = async (role: string, ou: string) => {
+    const n = await byHost('m3');
+    return n?.role === role && !!n.certificatePem && new X509Certificate(n.certificatePem).subject.includes(`OU=${ou}`);
+  };
   const demote = await ctl('node', 'demote', `${name}-m3`);
   t.is(demote.code, 0, demote.stderr);
-  await until('m3 to become a worker', async () => (await byHost('m3'))?.role === 'NODE_ROLE_WORKER');
+  await until('m3 to become a worker', () => settled('NODE_ROLE_WORKER', 'swarm-worker'));
+  t.false((await ctl('node', 'ls')).stdout.split('\n').some((l) => l.includes(`${name}-m3`) && /Leader|Reachable/.test(l)));
   const promote = await ctl('node', 'promote', `${name}-m3`);
   t.is(promote.code, 0, promote.stderr);
-  await until('m3 to become a manager again', async () => (await byHost('m3'))?.role === 'NODE_ROLE_MANAGER');
+  await until('m3 to become a manager again', () => settled('NODE_ROLE_MANAGER', 'swarm-manager'));
 
   // rm: refused while the node is up, done with --force
   const w2 = (await byHost('w2'))!;

@@ -300,10 +300,13 @@ class AgentImpl implements Agent {
     try {
       while (!ac.signal.aborted) {
         const periodMs = await new Promise<number>((resolve, reject) => {
-          const call = client.heartbeat({ sessionId }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
-            err ? reject(err) : resolve(res.periodMs),
-          );
-          ac.signal.addEventListener('abort', () => call.cancel(), { once: true });
+          const onAbort = () => call.cancel();
+          const call = client.heartbeat({ sessionId }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
+            ac.signal.removeEventListener('abort', onAbort);
+            if (err) reject(err);
+            else resolve(res.periodMs);
+          });
+          ac.signal.addEventListener('abort', onAbort, { once: true });
         });
         await this.clock.sleep(periodMs > 0 ? periodMs : 5_000, ac.signal);
       }

@@ -92,8 +92,12 @@ export class CoalescingReporter {
     while (!signal.aborted) {
       if (this.pending.size === 0) {
         await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          const onAbort = () => resolve();
+          this.wake = () => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
         });
         this.wake = undefined;
         continue;
