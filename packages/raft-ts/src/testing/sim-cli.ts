@@ -4,7 +4,8 @@
  *
  * F, a deliberate bug to show the checks catch it: stale-reads (reads served locally without
  * ReadIndex), lossy-disk (crashes lose synced writes), no-sync (mustSync ignored),
- * unconfirmed-read-index (a leader answers ReadIndex without a heartbeat round).
+ * unconfirmed-read-index (a leader answers ReadIndex without a heartbeat round), early-acks
+ * (append and vote replies sent before the fsync).
  *
  * Runs seeds S, S+1, ... S+N-1 of the Raft simulation (3 or 5 members by seed unless forced) and
  * ends with `raft sim: N seeds, K violations` (exit 1 when K > 0). A violating seed prints its
@@ -40,6 +41,7 @@ function main(): number {
     none: { core: realCore, fault: 'none' },
     'stale-reads': { core: realCore, fault: 'stale-reads' },
     'lossy-disk': { core: realCore, fault: 'lossy-disk' },
+    'early-acks': { core: realCore, fault: 'early-acks', syncProbability: 0 },
     'no-sync': { core: noSyncCore(realCore), fault: 'none', syncProbability: 0 },
     'unconfirmed-read-index': { core: unconfirmedReadIndexCore(realCore), fault: 'none' },
   };

@@ -15,7 +15,7 @@
  * convergence after healing, and linearizability of the client history.
  */
 import { ConfChange, ConfChangeType, EntryType, MessageType, NotLeaderError, ProposalDroppedError } from '../types.js';
-import type { ConfState, Entry, HardState, Message, RaftConfig, RaftStorage, RawNode, Role, Snapshot } from '../types.js';
+import type { ConfState, Entry, HardState, Message, RaftConfig, RaftStorage, RawNode, ReadState, Role, Snapshot } from '../types.js';
 import { EventQueue } from './event-queue.js';
 import { checkKvHistory, explainKv, type KvInput, type KvOperation } from './linearizability.js';
 import { Prng } from './prng.js';
@@ -42,7 +42,7 @@ export interface SimCore {
 }
 
 /** Deliberate bugs, to prove that the checks are wired in. */
-export type SimFault = 'none' | 'stale-reads' | 'lossy-disk';
+export type SimFault = 'none' | 'stale-reads' | 'lossy-disk' | 'early-acks';
 
 export interface SimOptions {
   seed: number;
@@ -151,6 +151,8 @@ interface Member {
   stopScheduled: boolean;
   /** A paused member (a long GC pause, a frozen VM) neither ticks nor handles anything until then. */
   pausedUntil: number;
+  /** A Ready's fsync is under way (asyncDisk): the next Ready waits for it. */
+  persisting: boolean;
 }
 
 interface Client {
@@ -223,6 +225,9 @@ export function bootstrapSnapshot(voters: number[]): Snapshot {
   return { data: new KvStateMachine().serialize(), metadata: { index: 1, term: 1, confState: { voters: [...voters], learners: [] } } };
 }
 
+/** What may be sent before the fsync of its Ready: requests of a leader or candidate, never replies. */
+const EARLY = new Set<MessageType>([MessageType.MSG_APP, MessageType.MSG_HEARTBEAT, MessageType.MSG_VOTE, MessageType.MSG_PRE_VOTE]);
+
 const NOOP_LOGGER = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Per-seed knobs, so that seeds differ in more than their dice rolls. */
@@ -239,6 +244,10 @@ interface Profile {
   compactKeep: number;
   /** The state machine is durable (persisted with its applied index at every Ready), so a restart resumes from it with RaftConfig.applied, not from the last snapshot. */
   durableSm: boolean;
+  /** fsync takes simulated time, and requests go out before it (see processReady). */
+  asyncDisk: boolean;
+  /** Chance that a member crashes while a Ready's fsync is under way (asyncDisk). */
+  crashInFsync: number;
   clients: number;
   keys: number;
   faultEveryMs: [number, number];
@@ -336,6 +345,8 @@ export class RaftSim {
       snapshotEvery: r.pick([5, 20, 50, 200]),
       compactKeep: r.pick([0, 2, 10]),
       durableSm: r.chance(0.5),
+      asyncDisk: this.fault === 'early-acks' || r.chance(0.5),
+      crashInFsync: r.pick([0, 0.002, 0.01]),
       clients: r.range(2, 5),
       keys: r.range(1, 4),
       faultEveryMs: r.pick<[number, number]>([
@@ -422,6 +433,7 @@ export class RaftSim {
       tickMs: this.rng.range(9, 11),
       stopScheduled: false,
       pausedUntil: 0,
+      persisting: false,
     } as Member;
     this.members.set(id, m);
     this.start(m);
@@ -449,6 +461,7 @@ export class RaftSim {
     m.snapIndex = snapIdx;
     m.confState = cloneConf(durable ? durable.confState : snap ? snap.metadata?.confState : fresh ? d.bootstrap : undefined);
     m.pausedUntil = 0;
+    m.persisting = false;
     m.role = 'follower';
     m.leaderId = 0;
     m.pendingWrites = new Map();
@@ -541,7 +554,7 @@ export class RaftSim {
 
   private processReady(m: Member): void {
     let rounds = 0;
-    while (m.state === 'up' && m.raw.hasReady()) {
+    while (m.state === 'up' && !m.persisting && m.raw.hasReady()) {
       if (++rounds > 10_000) this.violate('exception', `n${m.id}: hasReady() stays true after 10000 Ready rounds`, [m.id]);
       const rd = m.raw.ready();
       if (rd.softState) this.onSoftState(m, rd.softState.role, rd.softState.leaderId);
@@ -559,26 +572,65 @@ export class RaftSim {
         m.disk.write({ kind: 'hardState', hardState: rd.hardState });
         m.storage.setHardState(rd.hardState);
       }
+      if (rd.mustSync && this.profile.asyncDisk) {
+        // The fsync takes a while and the member goes on stepping messages and ticking meanwhile
+        // (the next Ready waits). A leader's appends and heartbeats and a candidate's vote
+        // requests go out before the fsync, as types.ts allows (and RaftNode and etcd do);
+        // everything else (append and vote replies above all) waits for it. A crash in between
+        // loses the unsynced writes.
+        // (The deliberate bug 'early-acks' sends everything early, append and vote replies too.)
+        const isEarly = (msg: Message): boolean => this.fault === 'early-acks' || EARLY.has(msg.type);
+        const early = rd.messages.filter(isEarly);
+        const late = rd.messages.filter((msg) => !isEarly(msg));
+        for (const msg of early) this.sendRaft(m, msg);
+        m.persisting = true;
+        const inc = m.incarnation;
+        const fsyncMs = this.rng.range(1, 8);
+        // Now and then the member dies before its fsync ends: what it sent early is out, what it
+        // wrote may be lost.
+        if (this.chaos && fsyncMs > 1 && this.rng.chance(this.profile.crashInFsync)) {
+          this.queue.after(this.rng.range(0, fsyncMs - 1), () => {
+            if (m.state !== 'up' || m.incarnation !== inc) return;
+            this.crash(m, 'crash before the fsync ends');
+            const inc2 = m.incarnation;
+            this.queue.after(this.rng.range(20, 500), () => {
+              if (m.state === 'down' && m.incarnation === inc2) this.start(m);
+            });
+          });
+        }
+        this.queue.after(fsyncMs, () => {
+          if (m.state !== 'up' || m.incarnation !== inc) return;
+          m.disk.sync();
+          m.persisting = false;
+          for (const msg of late) this.sendRaft(m, msg);
+          this.applyReady(m, rd.snapshot, hasSnap, rd.committedEntries, rd.readStates);
+          this.processReady(m);
+        });
+        return;
+      }
       if (rd.mustSync || this.rng.chance(this.syncProbability)) m.disk.sync();
       // 2. Send.
       for (const msg of rd.messages) this.sendRaft(m, msg);
-      // 3. Apply.
-      if (hasSnap) this.restoreSnapshot(m, rd.snapshot!);
-      for (const e of rd.committedEntries) this.applyEntry(m, e);
-      for (const rs of rd.readStates) {
-        const ctx = Buffer.from(rs.requestCtx).toString();
-        const req = m.pendingReads.get(ctx);
-        if (!req) continue;
-        m.pendingReads.delete(ctx);
-        m.waitingReads.push({ index: rs.index, req });
-        this.trace('client', `n${m.id} read index ${rs.index} for c${req.client}#${req.seq}`, [m.id], req.input.key);
-      }
-      this.serveReads(m);
-      if (this.profile.durableSm) m.disk.synced.stateMachine = { data: m.sm.serialize(), applied: m.applied, confState: cloneConf(m.confState) };
-      // 4. Advance.
-      m.raw.advance();
-      this.maybeSnapshot(m);
+      this.applyReady(m, rd.snapshot, hasSnap, rd.committedEntries, rd.readStates);
     }
+  }
+
+  /** Steps 3 and 4 of the Ready loop: install the snapshot, apply, serve reads; advance. */
+  private applyReady(m: Member, snapshot: Snapshot | undefined, hasSnap: boolean, committed: Entry[], readStates: ReadState[]): void {
+    if (hasSnap) this.restoreSnapshot(m, snapshot!);
+    for (const e of committed) this.applyEntry(m, e);
+    for (const rs of readStates) {
+      const ctx = Buffer.from(rs.requestCtx).toString();
+      const req = m.pendingReads.get(ctx);
+      if (!req) continue;
+      m.pendingReads.delete(ctx);
+      m.waitingReads.push({ index: rs.index, req });
+      this.trace('client', `n${m.id} read index ${rs.index} for c${req.client}#${req.seq}`, [m.id], req.input.key);
+    }
+    this.serveReads(m);
+    if (this.profile.durableSm) m.disk.synced.stateMachine = { data: m.sm.serialize(), applied: m.applied, confState: cloneConf(m.confState) };
+    m.raw.advance();
+    this.maybeSnapshot(m);
   }
 
   private onSoftState(m: Member, role: Role, leaderId: number): void {
@@ -915,7 +967,10 @@ export class RaftSim {
         return;
       case 'crash':
       case 'crash-leader': {
-        const victim = action === 'crash-leader' ? this.currentLeader() : this.members.get(up.length ? this.rng.pick(up) : -1);
+        // Crashes like bad moments: half the time the victim is one whose fsync is under way.
+        const persisting = up.filter((id) => this.members.get(id)!.persisting);
+        const pool = persisting.length > 0 && this.rng.chance(0.5) ? persisting : up;
+        const victim = action === 'crash-leader' ? this.currentLeader() : this.members.get(pool.length ? this.rng.pick(pool) : -1);
         if (!victim || victim.state !== 'up') return;
         const voters = this.latestVoters();
         const downVoters = voters.filter((v) => this.members.get(v)?.state === 'down').length;
