@@ -282,3 +282,35 @@ test('controllers restart from the store: a new run picks up where the last left
   ac.abort();
   await run;
 });
+
+test('a write budget per tick (maxWritesPerTick) splits a big scale-up and a big global rollout over ticks', async (t) => {
+  const { createStore } = await import('../src/store/index.js');
+  const { FakeClock } = await import('../src/clock/clock.js');
+  const { replicatedOrchestratorController } = await import('../src/orchestrator/replicated/replicated.js');
+  const { globalOrchestratorController } = await import('../src/orchestrator/global/global.js');
+  const clock = new FakeClock();
+  const store = createStore({ clock });
+  const ac = new AbortController();
+  const runs = [
+    replicatedOrchestratorController({ maxWritesPerTick: 7 }).run({ store, clock }, ac.signal),
+    globalOrchestratorController({ maxWritesPerTick: 5 }).run({ store, clock }, ac.signal),
+  ];
+  await store.update((tx) => {
+    for (let i = 0; i < 12; i++) tx.create('node', mkNode(`n${i}`));
+    tx.create('service', mkService('r', 'r', { replicas: 50 }));
+    tx.create('service', mkService('g', 'g', { global: true }));
+  });
+  for (let i = 0; i < 100; i++) await new Promise((r) => setImmediate(r));
+  const count = (id: string) => store.view((tx) => tx.find('task', { serviceId: id })).length;
+  t.is(count('r'), 50);
+  t.is(count('g'), 12);
+  await store.update((tx) => {
+    const s = cloneObject('service', tx.get('service', 'r')!);
+    if (s.spec!.mode?.$case === 'replicated') s.spec!.mode.replicated.replicas = 3;
+    tx.update('service', s);
+  });
+  for (let i = 0; i < 100; i++) await new Promise((r) => setImmediate(r));
+  t.is(running(store.view((tx) => tx.find('task', { serviceId: 'r' }))).length, 3);
+  ac.abort();
+  await Promise.all(runs);
+});

@@ -48,3 +48,26 @@ export async function writeChanges(
     });
   for (const c of changes.create) await attempt((tx) => tx.create('task', newTask(service, { id: newId(), slot: c.slot, ...(c.nodeId ? { nodeId: c.nodeId } : {}), now })));
 }
+
+/** Tasks an orchestrator writes per tick at most, so watchers (ours too) keep up (see the scheduler's maxPerTick). */
+export const DEFAULT_MAX_WRITES_PER_TICK = 2_000;
+
+/**
+ * Trims a service's changes to a budget of task writes (a replacement counts 2). Returns how many
+ * it used and whether it trimmed: the service must then be reconciled again next tick, which
+ * recomputes the rest from the store.
+ */
+export function capChanges<C extends { replace: unknown[]; shutdown: unknown[]; create: unknown[] }>(c: C, budget: number): { used: number; trimmed: boolean } {
+  let left = budget;
+  const take = <T>(l: T[], cost: number): T[] => {
+    const n = Math.max(0, Math.min(l.length, Math.floor(left / cost)));
+    left -= n * cost;
+    return l.slice(0, n);
+  };
+  const before = c.shutdown.length + c.replace.length + c.create.length;
+  c.shutdown = take(c.shutdown, 1);
+  c.replace = take(c.replace, 2);
+  c.create = take(c.create, 1);
+  const after = c.shutdown.length + c.replace.length + c.create.length;
+  return { used: budget - left, trimmed: after < before };
+}

@@ -1,4 +1,5 @@
 import { type Node, type Service, type Task, TaskState } from '@swarmd/proto';
+import { Heap } from '../../scheduler/heap.js';
 import { restartDecision } from '../restart/restart-policy.js';
 import { byCreation, createdAt, isDead, isRunnable, isUnhealthy, nodeProblem, observedState } from '../task.js';
 
@@ -98,38 +99,63 @@ export function reconcileService(service: Readonly<Service>, tasks: readonly Rea
       need--;
     }
   } else if (live.size > replicas) {
-    const replaced = new Set(out.replace.map((c) => c.task.id));
-    const perNode = new Map<string, number>();
-    for (const t of live.values()) if (t.nodeId && !isDead(t)) perNode.set(t.nodeId, (perNode.get(t.nodeId) ?? 0) + 1);
-    const candidates = [...live.values()];
-    const rank = (t: Readonly<Task>): number[] => [
-      isDead(t) && !replaced.has(t.id) ? 0 : 1,
-      t.nodeId ? 1 : 0,
-      observedState(t) >= TaskState.TASK_STATE_RUNNING ? 1 : 0,
-      -(perNode.get(t.nodeId) ?? 0),
-      -createdAt(t),
-      -t.slot,
-    ];
-    const less = (a: number[], b: number[]): boolean => {
-      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
-      return false;
-    };
-    for (let k = live.size - replicas; k > 0; k--) {
-      let bi = 0;
-      let br = rank(candidates[0]);
-      for (let i = 1; i < candidates.length; i++) {
-        const r = rank(candidates[i]);
-        if (less(r, br)) {
-          bi = i;
-          br = r;
-        }
-      }
-      const t = candidates.splice(bi, 1)[0];
+    const gone = pickScaleDown([...live.values()], live.size - replicas, new Set(out.replace.map((c) => c.task.id)));
+    // A slot going away is not replaced.
+    const goneIds = new Set(gone.map((t) => t.id));
+    out.replace = out.replace.filter((c) => !goneIds.has(c.task.id));
+    for (const t of gone) out.shutdown.push({ task: t, reason: 'service scaled down' });
+  }
+  return out;
+}
+
+/**
+ * The `k` tasks a scale-down removes, in order: dead (and not being replaced) first, then not on a
+ * node yet, then not running yet; within each of those tiers, the task on the node with the most
+ * live tasks of the service (recounted after each pick), then the newest, then the highest slot.
+ * O(n log n): a heap of nodes per tier.
+ */
+export function pickScaleDown(candidates: readonly Readonly<Task>[], k: number, replacing: ReadonlySet<string>): Readonly<Task>[] {
+  const perNode = new Map<string, number>();
+  for (const t of candidates) if (t.nodeId && !isDead(t)) perNode.set(t.nodeId, (perNode.get(t.nodeId) ?? 0) + 1);
+  const tier = (t: Readonly<Task>): number =>
+    (isDead(t) && !replacing.has(t.id) ? 0 : 4) + (t.nodeId ? 2 : 0) + (observedState(t) >= TaskState.TASK_STATE_RUNNING ? 1 : 0);
+  const tiers = new Map<number, Readonly<Task>[]>();
+  for (const t of candidates) {
+    const k2 = tier(t);
+    let l = tiers.get(k2);
+    if (!l) tiers.set(k2, (l = []));
+    l.push(t);
+  }
+  // Newest first, then the highest slot: the order tasks leave one node in.
+  const newestFirst = (a: Readonly<Task>, b: Readonly<Task>): number => createdAt(b) - createdAt(a) || b.slot - a.slot || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+  const out: Readonly<Task>[] = [];
+  for (const key of [...tiers.keys()].sort((a, b) => a - b)) {
+    if (out.length >= k) break;
+    const byNode = new Map<string, Readonly<Task>[]>();
+    for (const t of tiers.get(key)!) {
+      let l = byNode.get(t.nodeId);
+      if (!l) byNode.set(t.nodeId, (l = []));
+      l.push(t);
+    }
+    interface Entry {
+      nodeId: string;
+      count: number;
+      tasks: Readonly<Task>[];
+      i: number;
+    }
+    const heap = new Heap<Entry>((a, b) => {
+      if (a.count !== b.count) return a.count > b.count;
+      return newestFirst(a.tasks[a.i], b.tasks[b.i]) < 0;
+    });
+    for (const [nodeId, tasks] of byNode) heap.push({ nodeId, count: perNode.get(nodeId) ?? 0, tasks: tasks.sort(newestFirst), i: 0 });
+    while (out.length < k) {
+      const e = heap.pop();
+      if (!e) break;
+      const t = e.tasks[e.i++];
+      out.push(t);
       if (t.nodeId && !isDead(t)) perNode.set(t.nodeId, (perNode.get(t.nodeId) ?? 1) - 1);
-      // A slot going away is not replaced: drop any replacement planned for it.
-      const ri = out.replace.findIndex((c) => c.task.id === t.id);
-      if (ri >= 0) out.replace.splice(ri, 1);
-      out.shutdown.push({ task: t, reason: 'service scaled down' });
+      e.count = perNode.get(e.nodeId) ?? 0;
+      if (e.i < e.tasks.length) heap.push(e);
     }
   }
   return out;

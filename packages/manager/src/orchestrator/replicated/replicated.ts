@@ -4,12 +4,14 @@ import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
-import { writeChanges } from '../writes.js';
+import { writeChanges, capChanges, DEFAULT_MAX_WRITES_PER_TICK } from '../writes.js';
 import { reconcileService, replicasOf } from './reconcile.js';
 
 export interface OrchestratorOptions {
   /** Task ids (default: random SwarmKit-style ids). */
   newId?: () => string;
+  /** Task writes per tick at most (default 2,000); the rest follows in the next ticks. */
+  maxWritesPerTick?: number;
 }
 
 /**
@@ -22,6 +24,8 @@ export class ReplicatedOrchestrator {
   private readonly dirtyNodes = new Set<string>();
   private readonly wakeups = new Map<string, number>();
   private readonly newId: () => string;
+  private readonly maxWrites: number;
+  private trimmed = false;
 
   constructor(
     private readonly store: MemoryStore,
@@ -29,6 +33,12 @@ export class ReplicatedOrchestrator {
     opts: OrchestratorOptions = {},
   ) {
     this.newId = opts.newId ?? (() => defaultNewId());
+    this.maxWrites = Math.max(2, opts.maxWritesPerTick ?? DEFAULT_MAX_WRITES_PER_TICK);
+  }
+
+  /** Whether the last tick was cut short by the write budget. */
+  more(): boolean {
+    return this.trimmed;
   }
 
   init(tx: ReadTx): void {
@@ -60,6 +70,7 @@ export class ReplicatedOrchestrator {
   }
 
   async tick(): Promise<void> {
+    this.trimmed = false;
     const now = this.now();
     for (const [id, at] of this.wakeups) {
       if (at <= now) {
@@ -82,7 +93,25 @@ export class ReplicatedOrchestrator {
         if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
       }
       this.dirty.clear();
-      return out;
+      // The write budget: what does not fit is recomputed next tick.
+      let budget = this.maxWrites;
+      this.trimmed = false;
+      const kept: typeof out = [];
+      for (const w of out) {
+        if (budget <= 1) {
+          this.dirty.add(w.service.id);
+          this.trimmed = true;
+          continue;
+        }
+        const r = capChanges(w.result, budget);
+        budget -= r.used;
+        if (r.trimmed) {
+          this.dirty.add(w.service.id);
+          this.trimmed = true;
+        }
+        kept.push(w);
+      }
+      return kept;
     });
     if (work.length === 0) return;
     const outcome = { failed: 0 };
@@ -109,7 +138,7 @@ export function replicatedOrchestratorController(opts: OrchestratorOptions = {})
         await runWatchLoop(
           deps,
           [onKind('service'), onKind('task'), onKind('node')],
-          { init: (tx) => o.init(tx), onEvent: (e) => o.onEvent(e), tick: () => o.tick(), nextWake: () => o.nextWake() },
+          { init: (tx) => o.init(tx), onEvent: (e) => o.onEvent(e), tick: () => o.tick(), nextWake: () => o.nextWake(), more: () => o.more() },
           signal,
         );
       } catch (err) {
