@@ -55,7 +55,7 @@ test('in-process swarmd: a worker joins, renews its certificate, is promoted to 
   const pa = await freePort();
   const a = await startDaemon({
     command: 'init',
-    config: SwarmdConfigSchema.parse({ stateDir: join(root, 'a'), listenAddr: `127.0.0.1:${pa}`, hostname: 'a' }),
+    config: SwarmdConfigSchema.parse({ stateDir: join(root, 'a'), listenAddr: `127.0.0.1:${pa}`, hostname: 'a', nodeCertExpiryMs: 3_600_000 }),
     logger,
     print: () => undefined,
     managerOptions: { raft },
@@ -73,6 +73,9 @@ test('in-process swarmd: a worker joins, renews its certificate, is promoted to 
   daemons.push(w);
   t.is(certificateFacts(w.tls().certPem).role, 'swarm-worker');
   t.is(w.manager(), undefined);
+  // The cluster's node certificate expiry (set at init) decides the lifetime: 1 h (+ 5 min backdating).
+  const life = certificateFacts(w.tls().certPem);
+  t.is(Math.round((life.notAfter - life.notBefore) / 60_000), 65);
   await waitFor('the worker has a session', () => w.agent()?.session() !== undefined);
 
   // Renewal: a new certificate (new key) for the same node.

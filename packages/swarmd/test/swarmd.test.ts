@@ -77,7 +77,7 @@ test.afterEach.always(() => {
   for (const c of procs) c.kill('SIGKILL');
 });
 
-test('three real swarmd managers: init, joins, refused tokens, kill -9 the leader, a survivor takes a write, restart rejoins, SIGTERM is clean', async (t) => {
+test('three real swarmd managers: init, joins, refused tokens, kill -9 the leader, a survivor takes a write, restart rejoins, SIGTERM is clean, force-new-cluster', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'swarmd-'));
   t.teardown(async () => {
     for (const c of procs) c.kill('SIGKILL');
@@ -153,4 +153,17 @@ test('three real swarmd managers: init, joins, refused tokens, kill -9 the leade
   for (const n of names) t.is(await running.get(n)!.exited, 0, `${n} exits 0 on SIGTERM`);
   await t.throwsAsync(readFile(join(dir('b'), 'swarmd.pid')));
   await t.throwsAsync(readFile(join(dir('b'), 'control.sock')));
+
+  // a and c are gone for good: b alone has no quorum, until --force-new-cluster makes it the
+  // only manager, with its data.
+  const fb = swarmd(['run', '--state-dir', dir('b'), '--config', cfg, '--force-new-cluster'], root, 'b-force');
+  const relabelled = await waitFor('a write on the forced survivor', async () => {
+    const ns = await listNodes(dir('b'));
+    const target = ns.find((n) => n.managerStatus?.addr === addr('b'))!;
+    t.true(ns.some((n) => n.spec?.annotations?.labels.after === 'failover'), 'data kept');
+    return labelNode(dir('b'), target, { forced: 'yes' });
+  });
+  t.is(relabelled.spec?.annotations?.labels.forced, 'yes');
+  fb.child.kill('SIGTERM');
+  t.is(await fb.exited, 0);
 });
