@@ -64,3 +64,27 @@ rootTest('local up/ls/down with a fake swarmd: hosts reach each other, down leav
   t.is(down2.code, 0);
   t.regex(down2.stdout, /nothing to do/);
 });
+
+rootTest('local down after a crash: no state file, processes still running, it still removes everything', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'swl-'));
+  const name = `c${process.pid % 100000}`;
+  const env = { SWARMD_LOCAL_ROOT: root, SWARMD_BIN: fakeSwarmd, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json') };
+  const names = kernelNames(name);
+  const dir = join(root, name);
+  t.teardown(async () => {
+    await swarmctl(['local', 'down', '--name', name], env);
+    await rm(root, { recursive: true, force: true });
+  });
+  const up = await swarmctl(['local', 'up', '--name', name, '--managers', '1', '--workers', '1', '--subnet', '10.251.79.0/24', '--timeout', '60'], env);
+  t.is(up.code, 0, up.stderr + up.stdout);
+  await rm(join(dir, 'cluster.json')); // as if `up` had died before writing it
+  t.is((await swarmctl(['local', 'ls'], env)).stdout.trim(), 'no local clusters');
+  const down = await swarmctl(['local', 'down', '--name', name], env);
+  t.is(down.code, 0, down.stderr);
+  t.regex(down.stdout, /removed/);
+  t.false(existsSync(dir));
+  t.false((await run('ip', ['netns', 'list'])).stdout.includes(names.netnsPrefix));
+  t.false(await run('ip', ['link', 'show', names.bridge]).then(() => true, () => false));
+  t.false((await run('iptables', ['-S', 'FORWARD']).catch(() => ({ stdout: '' }))).stdout.includes(names.bridge));
+  t.deepEqual(await clusterProcesses(dir, []), []);
+});
