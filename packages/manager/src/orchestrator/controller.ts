@@ -53,6 +53,8 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
   try {
     await loop.tick();
     let next: Promise<IteratorResult<StoreEvent>> | undefined;
+    /** Whether `next` (left waiting by a timer wake) has settled. */
+    let nextSettled = false;
     const take = (e: StoreEvent): boolean => {
       if (e.type === 'commit') return true;
       loop.onEvent(e);
@@ -61,6 +63,12 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
     while (!signal.aborted) {
       if (loop.more?.()) {
         await yieldToEventLoop();
+        if (next && nextSettled) {
+          const first = await next;
+          next = undefined;
+          if (first.done) return;
+          take(first.value);
+        }
         if (!next) {
           while ((events.pending ?? 0) > 0) {
             const more = await events.next();
@@ -71,7 +79,15 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
         if (!signal.aborted) await loop.tick();
         continue;
       }
-      next ??= events.next();
+      if (!next) {
+        nextSettled = false;
+        const p = events.next();
+        p.then(
+          () => (nextSettled = true),
+          () => (nextSettled = true),
+        );
+        next = p;
+      }
       const wake = loop.nextWake?.();
       let r: IteratorResult<StoreEvent> | 'wake';
       if (wake === undefined) r = await next;
