@@ -85,6 +85,13 @@ test('in-process swarmd: a worker joins, renews its certificate, is promoted to 
   t.not(w.tls().keyPem, before.keyPem);
   t.is(certificateFacts(w.tls().certPem).nodeId, w.nodeId);
 
+  // A manager renews too: its server and channels take the new certificate without a restart.
+  const aBefore = a.tls().certPem;
+  await a.renewNow();
+  t.not(a.tls().certPem, aBefore);
+  t.is(certificateFacts(a.tls().certPem).role, 'swarm-manager');
+  t.is(am.tls().certPem, a.tls().certPem);
+
   // Promotion: desiredRole = manager → the session shows it → renewal gives a manager
   // certificate → swarmd starts a manager that joins raft and is promoted to voter.
   await setDesiredRole(am, w.nodeId, NodeRole.NODE_ROLE_MANAGER);
