@@ -20,6 +20,7 @@ import { RaftLog } from '../replication/raft-log.js';
 import { makeObject } from '../store/kinds.js';
 import { createStore, type MemoryStore } from '../store/memory-store.js';
 import { createManagerApi } from '../controlapi/api.js';
+import { serviceControllers } from '../orchestrator/index.js';
 import { authInterceptor } from './auth.js';
 import { saveStateDirCerts } from './node-certs.js';
 import type { ManagerContext, ManagerServices, ManagerServicesFactory } from './services.js';
@@ -52,7 +53,7 @@ export interface ManagerOptions {
   controlSocket?: string | false;
   /** The services and controllers hosted (default: createManagerApi: dispatcher, control API, CA server). */
   services?: ManagerServicesFactory[];
-  /** Extra leader-only controllers. */
+  /** Leader-only controllers besides membership's and the services' (default: serviceControllers(): orchestrators, task reaper, scheduler). */
   controllers?: Controller[];
   /** Join: how long to keep trying to reach a leader (default 60 s). */
   joinTimeoutMs?: number;
@@ -289,7 +290,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   host.register(promoterController(raft, membership));
   host.register(roleReconcilerController(raft, membership));
   for (const h of hosted) for (const c of h.controllers ?? []) host.register(c);
-  for (const c of o.controllers ?? []) host.register(c);
+  for (const c of o.controllers ?? serviceControllers()) host.register(c);
   host.start();
 
   const events = new EventEmitter();
