@@ -23,6 +23,10 @@ interface Args {
   manager?: string;
 }
 
+// stderr carries JSON log lines only: no plain-text deprecation notices (e.g. grpc-js dialling
+// an IP with TLS sets an IP as ServerName, DEP0123).
+process.noDeprecation = true;
+
 async function main(command: SwarmdCommand, a: Args): Promise<void> {
   let config: SwarmdConfig;
   try {
