@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hostname as osHostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { RaftNode, RAFT_GRPC_OPTIONS, bindServer } from 'raft-ts';
 import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
@@ -146,7 +147,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       id: nodeId,
       role: NodeRole.NODE_ROLE_MANAGER,
       spec: { annotations: { name: '', labels: { ...(o.labels ?? {}) } }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
-      description: { hostname: o.hostname ?? '', platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', engineLabels: {} },
+      description: { hostname: o.hostname ?? osHostname(), platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', engineLabels: {} },
       managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2 },
       certificatePem: issued.certPem,
     });
