@@ -7,6 +7,8 @@ import type { NodeInfo } from './node-info.js';
  */
 export interface Filter {
   readonly name: string;
+  /** The answer can change as tasks are placed (resources, ports, per-node counts). */
+  readonly dynamic?: boolean;
   setTask(t: Readonly<Task>): boolean;
   check(n: NodeInfo): boolean;
   explain(failedNodes: number): string;

@@ -3,6 +3,27 @@ export class Heap<T> {
   private readonly a: T[] = [];
   constructor(private readonly less: (x: T, y: T) => boolean) {}
 
+  /** Adds many at once in O(n) (heapify) instead of n pushes. */
+  pushAll(vs: readonly T[]): void {
+    const a = this.a;
+    for (const v of vs) a.push(v);
+    for (let i = (a.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  private down(i: number): void {
+    const a = this.a;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && this.less(a[l], a[m])) m = l;
+      if (r < a.length && this.less(a[r], a[m])) m = r;
+      if (m === i) return;
+      [a[i], a[m]] = [a[m], a[i]];
+      i = m;
+    }
+  }
+
   get size(): number {
     return this.a.length;
   }
@@ -40,6 +61,16 @@ export class Heap<T> {
     }
     return top;
   }
+}
+
+/** A 32-bit integer mixer (murmur3's finalizer): seeded ranks from a cached hash. */
+export function mix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 /** FNV-1a of a string, 32 bits: a deterministic, seedable tie-break (no Math.random). */

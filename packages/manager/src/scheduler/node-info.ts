@@ -1,3 +1,4 @@
+import { hash32 } from './heap.js';
 import { type Node, type Task, TaskState, NodeState, NodeAvailability, PortConfig_PublishMode } from '@swarmd/proto';
 
 export interface ResourceAmounts {
@@ -8,6 +9,8 @@ export interface ResourceAmounts {
 /** What the scheduler knows of one node: the node, and what its tasks use and count. */
 export interface NodeInfo {
   readonly id: string;
+  /** hash32(id), computed once (seeded tie-breaks mix it with the service's seed). */
+  readonly idHash: number;
   node: Readonly<Node>;
   /** Active tasks (desired ≤ RUNNING, observed ≤ RUNNING) of each service on the node. */
   readonly byService: Map<string, number>;
@@ -93,7 +96,7 @@ export class NodeSet {
       cur.node = n;
       return cur;
     }
-    const info: NodeInfo = { id: n.id, node: n, byService: new Map(), activeTasks: 0, reserved: { nanoCpus: 0, memoryBytes: 0 }, hostPorts: new Map() };
+    const info: NodeInfo = { id: n.id, idHash: hash32(n.id), node: n, byService: new Map(), activeTasks: 0, reserved: { nanoCpus: 0, memoryBytes: 0 }, hostPorts: new Map() };
     this.nodes.set(n.id, info);
     this.sorted = undefined;
     // Tasks seen before their node.

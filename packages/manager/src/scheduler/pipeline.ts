@@ -15,6 +15,7 @@ export function defaultFilters(): Filter[] {
 export class Pipeline {
   private readonly entries: { f: Filter; enabled: boolean; failures: number }[];
   private active: { f: Filter; enabled: boolean; failures: number }[] = [];
+  private activeDynamic: Filter[] = [];
 
   constructor(filters: Filter[] = defaultFilters()) {
     this.entries = filters.map((f) => ({ f, enabled: false, failures: 0 }));
@@ -27,6 +28,7 @@ export class Pipeline {
       e.failures = 0;
     }
     this.active = this.entries.filter((e) => e.enabled);
+    this.activeDynamic = this.active.filter((e) => e.f.dynamic).map((e) => e.f);
   }
 
   /** Whether the node passes every enabled filter; a failure is counted against the first filter that refused. */
@@ -44,6 +46,15 @@ export class Pipeline {
   firstFailure(n: NodeInfo): string | undefined {
     for (const e of this.active) if (!e.f.check(n)) return e.f.name;
     return undefined;
+  }
+
+  /**
+   * For a node that passed process() for this task: whether it still does after placements,
+   * checking only the filters whose answer placements can change. Not counted.
+   */
+  stillFits(n: NodeInfo): boolean {
+    for (const f of this.activeDynamic) if (!f.check(n)) return false;
+    return true;
   }
 
   resetCounts(): void {

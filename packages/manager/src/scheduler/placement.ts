@@ -1,5 +1,5 @@
 import type { Task } from '@swarmd/proto';
-import { Heap, hash32 } from './heap.js';
+import { Heap, hash32, mix32 } from './heap.js';
 import type { NodeInfo, NodeSet } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 
@@ -83,6 +83,7 @@ export function placeTaskGroup(tasks: readonly Readonly<Task>[], nodeSet: NodeSe
 
   pipeline.setTask(t0);
   const root = newBranch('', 0, undefined, labels.length === 0);
+  const leaves = new Map<Branch, Entry[]>();
   for (const info of nodeSet.all()) {
     if (!pipeline.process(info)) continue;
     const svc = info.byService.get(serviceId) ?? 0;
@@ -99,8 +100,11 @@ export function placeTaskGroup(tasks: readonly Readonly<Task>[], nodeSet: NodeSe
       b = c;
       b.count += svc;
     }
-    b.heap!.push({ info, svc, total: info.activeTasks, rank: hash32(info.id, seed) });
+    let l = leaves.get(b);
+    if (!l) leaves.set(b, (l = []));
+    l.push({ info, svc, total: info.activeTasks, rank: mix32(info.idHash ^ seed) });
   }
+  for (const [b, entries] of leaves) b.heap!.pushAll(entries);
 
   const pick = (b: Branch): Branch | undefined => {
     let best: Branch | undefined;
@@ -134,7 +138,7 @@ export function placeTaskGroup(tasks: readonly Readonly<Task>[], nodeSet: NodeSe
       if (!b.heap) continue;
       let e: Entry | undefined;
       while ((e = b.heap.pop()) !== undefined) {
-        if (pipeline.firstFailure(e.info) === undefined) break;
+        if (pipeline.stillFits(e.info)) break;
       }
       if (!e) {
         exhaust(b);

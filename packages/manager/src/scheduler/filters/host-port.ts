@@ -4,6 +4,7 @@ import { type NodeInfo, hostPortsOf } from '../node-info.js';
 
 /** Host-mode published ports of the task are free on the node. */
 export class HostPortFilter implements Filter {
+  readonly dynamic = true;
   readonly name = 'host-port';
   private ports: string[] = [];
   setTask(t: Readonly<Task>): boolean {

@@ -4,6 +4,7 @@ import type { NodeInfo } from '../node-info.js';
 
 /** placement.max_replicas: at most that many active tasks of the service per node. */
 export class MaxReplicasFilter implements Filter {
+  readonly dynamic = true;
   readonly name = 'max-replicas';
   private max = 0;
   private serviceId = '';

@@ -4,6 +4,7 @@ import { type NodeInfo, availableResources } from '../node-info.js';
 
 /** The task's reservations fit in what the node offers minus what its tasks reserve. */
 export class ResourceFilter implements Filter {
+  readonly dynamic = true;
   readonly name = 'resources';
   private cpu = 0;
   private mem = 0;
