@@ -106,7 +106,9 @@ export async function runWatchLoop(deps: OrchestrationDeps, matchers: EventMatch
       }
       if (signal.aborted) break;
       if (r === 'wake') {
-        await loop.tick();
+        // A wake already due must not turn into a loop of microtasks that starves timers and I/O.
+        await yieldToEventLoop();
+        if (!signal.aborted) await loop.tick();
         continue;
       }
       next = undefined;

@@ -71,3 +71,6 @@ export function capChanges<C extends { replace: unknown[]; shutdown: unknown[]; 
   const after = c.shutdown.length + c.replace.length + c.create.length;
   return { used: budget - left, trimmed: after < before };
 }
+
+/** Pause before an orchestrator retries a service whose writes were refused. */
+export const RETRY_MS = 1_000;

@@ -4,7 +4,7 @@ import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
-import { writeChanges, capChanges, DEFAULT_MAX_WRITES_PER_TICK } from '../writes.js';
+import { writeChanges, capChanges, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../writes.js';
 import type { OrchestratorOptions } from '../replicated/replicated.js';
 import { reconcileGlobalService, isGlobal, type GlobalReconcileResult } from './reconcile.js';
 
@@ -125,7 +125,14 @@ export class GlobalOrchestrator {
     } catch {
       outcome.failed++;
     }
-    if (outcome.failed > 0) for (const w of work) this.wakeups.set(w.service.id, now);
+    // Refused writes: a task changed meanwhile (the next commit brings it, and the service is
+    // dirty again), or this member is losing leadership. Retry after a pause, never in a loop.
+    if (outcome.failed > 0) {
+      for (const w of work) {
+        this.dirty.add(w.service.id);
+        this.wakeups.set(w.service.id, now + RETRY_MS);
+      }
+    }
   }
 }
 
