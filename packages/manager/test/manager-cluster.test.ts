@@ -116,3 +116,32 @@ test('demotion through the store: the role reconciler removes the member, and th
   await waitFor('c learns it was demoted', () => removed);
   t.pass();
 });
+
+test('demoting the leader itself: it leaves raft, another manager leads and finishes the demotion', async (t) => {
+  const a = await startTestManager(t, { bootstrap: 'init' });
+  const ms: TestManager[] = [a];
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
+    ms.push(await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
+  }
+  await waitFor('three voters', () => voters(a.m).length === 3 && ms.every((x) => voters(x.m).length === 3));
+  await updateRetry(a.m, (tx) => {
+    const n = cloneObject('node', tx.get('node', a.m.nodeId)!);
+    n.spec!.desiredRole = NodeRole.NODE_ROLE_WORKER;
+    tx.update('node', n);
+  });
+  let removed = false;
+  void a.m.removed.then(() => (removed = true));
+  await waitFor('the old leader learns it left', () => removed);
+  const rest = ms.slice(1);
+  await waitFor('a new leader of two voters', () => rest.some((x) => x.m.isLeader() && voters(x.m).length === 2));
+  const l = rest.find((x) => x.m.isLeader())!;
+  await waitFor('the demotion finished in the store', () =>
+    l.m.store.view((tx) => {
+      const n = tx.get('node', a.m.nodeId);
+      return n?.role === NodeRole.NODE_ROLE_WORKER && !n.managerStatus;
+    }),
+  );
+  t.false(voters(l.m).includes(a.m.raftId));
+});
