@@ -268,3 +268,21 @@ test('a capped tick (maxPerTick) leaves the rest for the next ticks; all end up 
   ac.abort();
   await Promise.all(runs);
 });
+
+test('global tasks are checked against their own node: one that lacks resources waits PENDING with the reason', async (t) => {
+  const h = harness(['global', 'scheduler']);
+  await h.store.update((tx) => {
+    tx.create('node', mkNode('big', { cpus: 8 }));
+    tx.create('node', mkNode('small', { cpus: 1 }));
+    tx.create('service', mkService('g', 'g', { global: true, cpus: 2 }));
+  });
+  await h.settle();
+  const byNode = new Map(h.live('g').map((x) => [x.nodeId, x]));
+  t.is(byNode.get('big')!.status?.state, TaskState.TASK_STATE_ASSIGNED);
+  t.is(byNode.get('small')!.status?.state, TaskState.TASK_STATE_PENDING);
+  t.is(byNode.get('small')!.status?.err, 'no suitable node (insufficient resources on 1 node)');
+  await h.updateNode('small', (n) => (n.description!.resources!.nanoCpus = 4e9));
+  await h.settle();
+  t.is(h.live('g').find((x) => x.nodeId === 'small')!.status?.state, TaskState.TASK_STATE_ASSIGNED);
+  await h.stop();
+});

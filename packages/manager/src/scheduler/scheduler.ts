@@ -3,7 +3,7 @@ import { type Task, TaskState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
-import { NodeSet } from './node-info.js';
+import { NodeSet, isNodeSchedulable } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 import { placeTaskGroup, checkPreassigned, type Placement } from './placement.js';
 
@@ -185,7 +185,9 @@ export class Scheduler {
             await b.update((tx) => {
               for (const p of chunk) {
                 const cur = tx.get('task', p.taskId);
-                if (!cur || !isSchedulable(cur, this.takeNew) || (cur.nodeId && cur.nodeId !== p.nodeId) || !tx.get('node', p.nodeId)) {
+                const node = tx.get('node', p.nodeId);
+                // The decision is dropped when the task or the node changed meanwhile (e.g. drained).
+                if (!cur || !isSchedulable(cur, this.takeNew) || (cur.nodeId && cur.nodeId !== p.nodeId) || !node || !isNodeSchedulable(node)) {
                   skipped.push(p.taskId);
                   continue;
                 }
