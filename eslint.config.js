@@ -11,6 +11,12 @@ const PURE = [
   'packages/raft-ts/src/quorum/**/*.ts',
   'packages/raft-ts/src/membership/**/*.ts',
   'packages/raft-ts/src/raw-node.ts',
+  'packages/manager/src/orchestrator/*/reconcile.ts',
+  'packages/manager/src/orchestrator/restart/**/*.ts',
+  'packages/manager/src/orchestrator/task.ts',
+  'packages/manager/src/scheduler/filters/**/*.ts',
+  'packages/manager/src/scheduler/{filter,heap,node-info,pipeline,placement}.ts',
+  'packages/manager/src/specs/**/*.ts',
 ];
 
 export default tseslint.config(
