@@ -40,8 +40,14 @@ export function errorLine(e: unknown): string {
   if (isGrpcError(e)) {
     // grpc-js appends resolver notes to connection failures; they say nothing useful here.
     let details = (e.details ?? '').replace(/\s*Resolution note:.*$/s, '').trim();
-    const enoent = /connect (ENOENT|ECONNREFUSED) (\S+)/.exec(details);
-    if (e.code === (status.UNAVAILABLE as number) && enoent) details = `cannot connect to ${enoent[2]} (${enoent[1]}): is swarmd running there?`;
+    const sock = /connect (ENOENT|ECONNREFUSED|EACCES) (\S+)/.exec(details);
+    if (e.code === (status.UNAVAILABLE as number) && sock) {
+      const path = sock[2].replace(/\.$/, '');
+      details =
+        sock[1] === 'EACCES'
+          ? `cannot connect to ${path}: permission denied (the control socket is root's: use sudo, or --host IP:PORT with an admin certificate)`
+          : `cannot connect to ${path} (${sock[1]}): is swarmd running there?`;
+    }
     return `${reasonOfCode(e.code)}${details ? `: ${details}` : ''}`;
   }
   if (isSwarmError(e)) {
