@@ -72,6 +72,14 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   t.is(up.code, 0, up.stderr + up.stdout);
   t.log(up.stdout);
 
+  // The registry on the gateway holds the demo image that local up built (umoci) and pushed (skopeo).
+  t.regex(up.stdout, /image: 10\.251\.91\.1:5000\/demo\/web:latest/);
+  const manifest = await fetch('http://10.251.91.1:5000/v2/demo/web/manifests/latest', {
+    headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  t.is(manifest.status, 200);
+  t.truthy(manifest.headers.get('docker-content-digest'));
+
   const all = await nodes();
   t.is(all.length, 5);
   t.true(all.every((n) => n.status?.state === 'NODE_STATE_READY'), JSON.stringify(all.map((n) => n.status)));

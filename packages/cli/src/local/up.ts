@@ -13,6 +13,7 @@ import { addHost, createBridge, linkExists, listNetns, rootAddresses } from './u
 import { inSubnet, parseSubnet } from './subnet.js';
 import { kernelNames, loadState, localRoot, saveState, validateName, type LocalClusterState, type LocalHost } from './state.js';
 import { startRegistry } from './registry.js';
+import { DEMO_PORT, seedDemoImage } from './demo-image.js';
 import { findSwarmd, spawnInNetns } from './swarmd.js';
 import { isAlive } from './processes.js';
 
@@ -120,6 +121,8 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
   state.registry = reg;
   await saveState(state);
   o.progress(`registry: http://${reg.addr} (pid ${reg.pid})`);
+  const demoImage = await seedDemoImage(reg.addr);
+  o.progress(`image: ${demoImage} (busybox httpd on :${DEMO_PORT}, built with umoci, pushed with skopeo)`);
 
   // 3. the first manager
   const first = hosts[0];
@@ -187,7 +190,12 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
 
     // 6. the context file: swarmctl in the root namespace reaches the first manager's socket
     const selfNodeId = await nodeIdOf(first.stateDir);
-    await writeContext(o.contextPath, { name, host: `unix://${sock}`, ...(selfNodeId ? { nodeId: selfNodeId } : {}) });
+    await writeContext(o.contextPath, {
+      name,
+      host: `unix://${sock}`,
+      ...(selfNodeId ? { nodeId: selfNodeId } : {}),
+      fallbackHosts: hosts.slice(1, o.managers).map((h) => `unix://${controlSocket(h)}`),
+    });
     state.ready = true;
     await saveState(state);
     return { state, nodes, selfNodeId };
