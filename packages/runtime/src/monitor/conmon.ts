@@ -138,6 +138,7 @@ export function spawnMonitor(o: StartMonitorOptions): PendingMonitor {
       } finally {
         clearTimeout(timer);
         sync.destroy();
+        startPipe.destroy(); // else the socket (held open by conmon) keeps this process alive
       }
       let msg: { pid?: number; data?: number; message?: string } = {};
       try {
