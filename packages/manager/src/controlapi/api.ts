@@ -9,6 +9,7 @@ import { type Dispatcher, type DispatcherDeps, createDispatcherService } from '.
 import type { LeaderController } from '../dispatcher/common.js';
 import { type CaServerDeps, type CaServices, createCaServices } from '../caserver/ca-server.js';
 import { type ControlApi, type ControlDeps, createControlService } from './control.js';
+import { LogBroker } from './logs.js';
 
 export interface ManagerApiDeps extends DispatcherDeps, ControlDeps, CaServerDeps {}
 
@@ -27,12 +28,15 @@ export interface ManagerApi {
   dispatcher: Dispatcher;
   control: ControlApi;
   ca: CaServices;
+  /** The log broker PublishLogs feeds and Control.Logs reads (one per manager). */
+  logs: LogBroker;
   stop(): Promise<void>;
 }
 
 export function createManagerApi(deps: ManagerApiDeps): ManagerApi {
-  const dispatcher = createDispatcherService(deps);
-  const control = createControlService(deps);
+  const logs = deps.logBroker ?? new LogBroker();
+  const dispatcher = createDispatcherService({ ...deps, logBroker: logs });
+  const control = createControlService({ ...deps, logBroker: logs });
   const ca = createCaServices(deps);
   return {
     services: [
@@ -46,6 +50,7 @@ export function createManagerApi(deps: ManagerApiDeps): ManagerApi {
     dispatcher,
     control,
     ca,
+    logs,
     stop: async () => {
       dispatcher.closeSessions('this manager is stopping');
       await dispatcher.flush().catch(() => undefined);

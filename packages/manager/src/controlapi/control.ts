@@ -1,7 +1,7 @@
 /**
  * The control API (after SwarmKit's manager/controlapi): user requests → validated store
- * transactions. Nodes and the cluster for now; tasks read-only; services and networks come with
- * their own issue (UNIMPLEMENTED until then).
+ * transactions: nodes, the cluster, services and tasks (services.ts), logs (logs.ts); networks come
+ * with their own issue (UNIMPLEMENTED until then).
  *
  * - Who may call: over mutual TLS a swarm-admin or a swarm-manager (a follower forwarding)
  *   certificate; a worker certificate is PERMISSION_DENIED. The `local` handlers serve the
@@ -40,6 +40,8 @@ import { expectServerRole, peerIdentity } from '../ca/grpc-auth.js';
 import { rotateJoinTokens } from '../ca/tokens.js';
 import { x509 } from '../ca/x509.js';
 import type { PeerIdentity } from '../ca/verify.js';
+import { createServicesImpl, publicService, publicTask, registryPinner, resolveService, type ImagePinner } from './services.js';
+import { LogBroker } from './logs.js';
 import { type ServiceClock, type ServiceDeps, clusterOf, loggerOf, publicCluster, reply, streamError, verifyOptionsOf, wallClock } from '../dispatcher/common.js';
 
 /** Metadata a follower sets when it forwards a call, so a call is forwarded at most once. */
@@ -58,6 +60,14 @@ export interface ControlDeps extends ServiceDeps {
   canRemoveManager?(nodeId: string): QuorumVerdict;
   /** ManagerContext's form of the same check: throws FAILED_PRECONDITION when it cannot. */
   membership?: { assertCanRemove(nodeId: string): void };
+  /** Pins service images to digests (default: the runtime's RegistryClient, see registryPinner). */
+  imagePinner?: ImagePinner;
+  /** Registries reached over plain HTTP when pinning, besides loopback (host, host:port or IPv4 CIDR). */
+  insecureRegistries?: readonly string[];
+  /** Time allowed to resolve one image tag (default 10 s). */
+  imageResolveTimeoutMs?: number;
+  /** The leader's log broker, fed by Dispatcher.PublishLogs (createManagerApi shares one). */
+  logBroker?: LogBroker;
 }
 
 export interface ControlApi {
@@ -159,6 +169,13 @@ export function createControlService(deps: ControlDeps): ControlApi {
   const verify = verifyOptionsOf(store, clock);
   let fwd: { addr: string; client: ControlClient } | undefined;
   let caCache: { pem: string; ca: Promise<ClusterCa> } | undefined;
+  let pinner: ImagePinner | undefined;
+  const logBroker = deps.logBroker ?? new LogBroker();
+  const services = createServicesImpl({
+    store,
+    logger: log,
+    pinner: () => (pinner ??= deps.imagePinner ?? registryPinner({ insecureRegistries: deps.insecureRegistries, timeoutMs: deps.imageResolveTimeoutMs, logger: log })),
+  });
 
   const loadCa = (): Promise<ClusterCa> => {
     if (deps.ca) return deps.ca();
@@ -375,28 +392,6 @@ export function createControlService(deps: ControlDeps): ControlApi {
     return { certificatePem: cert.certPem, caCertPem: ca.certPem };
   }
 
-  // ---- tasks (read-only) ----------------------------------------------------------------------
-
-  async function getTask(req: ReqOf<'getTask'>): Promise<ResOf<'getTask'>> {
-    if (!req.taskId) throw invalidArgument('task_id is required');
-    const t = store.view((tx) => tx.get('task', req.taskId));
-    if (!t) throw notFound(`task ${req.taskId} not found`);
-    return { task: cloneObject('task', t) };
-  }
-
-  async function listTasks(req: ReqOf<'listTasks'>): Promise<ResOf<'listTasks'>> {
-    const f = req.filters;
-    const tasks = store.view((tx) => tx.find('task')).filter((t: Readonly<Task>) => {
-      if (!f) return true;
-      if (f.serviceIds.length && !f.serviceIds.includes(t.serviceId)) return false;
-      if (f.nodeIds.length && !f.nodeIds.includes(t.nodeId)) return false;
-      if (f.desiredStates.length && !f.desiredStates.includes(t.desiredState)) return false;
-      if (f.idPrefixes.length && !f.idPrefixes.some((p) => t.id.startsWith(p))) return false;
-      return true;
-    });
-    return { tasks: tasks.map((t) => cloneObject('task', t)) };
-  }
-
   // ---- watch ----------------------------------------------------------------------------------
 
   function watchEventOf(e: { type: 'create' | 'update' | 'delete'; kind: Kind; object: unknown; version: number }): WatchEvent {
@@ -414,10 +409,10 @@ export function createControlService(deps: ControlDeps): ControlApi {
         ev.node = cloneObject('node', e.object as Node);
         break;
       case 'service':
-        ev.service = cloneObject('service', e.object as never);
+        ev.service = publicService(e.object as never);
         break;
       case 'task':
-        ev.task = cloneObject('task', e.object as Task);
+        ev.task = publicTask(e.object as Task);
         break;
       case 'network':
         ev.network = cloneObject('network', e.object as never);
@@ -475,19 +470,63 @@ export function createControlService(deps: ControlDeps): ControlApi {
     };
   }
 
+  // ---- logs -----------------------------------------------------------------------------------
+
+  function logs(local: boolean): grpc.handleServerStreamingCall<LogsRequest, LogLine> {
+    return (call) => {
+      let close = (): void => undefined;
+      let ended = false;
+      const finish = (err?: unknown) => {
+        if (ended) return;
+        ended = true;
+        close();
+        if (err === undefined) call.end();
+        else call.emit('error', streamError(err));
+      };
+      call.on('cancelled', () => finish());
+      const run = async (): Promise<void> => {
+        await admit(call, local);
+        const req = call.request;
+        if (!deps.isLeader()) {
+          const md = forwardMetadata(call);
+          const def = ControlService.logs;
+          const up = leaderClient().makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, req, md, {});
+          close = () => up.cancel();
+          up.on('data', (l: LogLine) => call.write(l));
+          up.on('error', (err) => finish(err));
+          up.on('end', () => finish());
+          return;
+        }
+        if (req.serviceIds.length === 0 && req.taskIds.length === 0) throw invalidArgument('logs: name at least one service or task');
+        const serviceIds = store.view((tx) => req.serviceIds.map((ref) => resolveService(tx, ref).id));
+        const taskIds = store.view((tx) => req.taskIds.map((ref) => tx.get('task', ref)?.id ?? ref));
+        const sub = logBroker.open(req, { serviceIds, taskIds, nodeIds: req.nodeIds }, (l) => {
+          if (!ended) call.write(l);
+        });
+        close = () => sub.close();
+        for (const l of sub.backlog) call.write(l);
+        if (!req.follow) finish();
+      };
+      run().then(
+        () => undefined,
+        (err: unknown) => finish(err),
+      );
+    };
+  }
+
   function handlers(local: boolean): ControlServer {
     return {
       getNode: unary('getNode', local, getNode),
       listNodes: unary('listNodes', local, listNodes),
       updateNode: unary('updateNode', local, updateNode),
       removeNode: unary('removeNode', local, removeNode),
-      getService: unary('getService', local, () => Promise.reject(unimplemented('GetService'))),
-      listServices: unary('listServices', local, () => Promise.reject(unimplemented('ListServices'))),
-      createService: unary('createService', local, () => Promise.reject(unimplemented('CreateService'))),
-      updateService: unary('updateService', local, () => Promise.reject(unimplemented('UpdateService'))),
-      removeService: unary('removeService', local, () => Promise.reject(unimplemented('RemoveService'))),
-      getTask: unary('getTask', local, getTask),
-      listTasks: unary('listTasks', local, listTasks),
+      getService: unary('getService', local, services.getService),
+      listServices: unary('listServices', local, services.listServices),
+      createService: unary('createService', local, services.createService),
+      updateService: unary('updateService', local, services.updateService),
+      removeService: unary('removeService', local, services.removeService),
+      getTask: unary('getTask', local, services.getTask),
+      listTasks: unary('listTasks', local, services.listTasks),
       getNetwork: unary('getNetwork', local, () => Promise.reject(unimplemented('GetNetwork'))),
       listNetworks: unary('listNetworks', local, () => Promise.reject(unimplemented('ListNetworks'))),
       createNetwork: unary('createNetwork', local, () => Promise.reject(unimplemented('CreateNetwork'))),
@@ -497,9 +536,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
       updateCluster: unary('updateCluster', local, updateCluster),
       issueAdminCertificate: unary('issueAdminCertificate', local, issueAdminCertificate),
       watch: watch(local),
-      logs: (call: grpc.ServerWritableStream<LogsRequest, LogLine>) => {
-        call.emit('error', unimplemented('Logs'));
-      },
+      logs: logs(local),
     };
   }
 
@@ -509,6 +546,8 @@ export function createControlService(deps: ControlDeps): ControlApi {
     close: () => {
       fwd?.client.close();
       fwd = undefined;
+      pinner?.close?.();
+      pinner = undefined;
     },
   };
 }

@@ -60,6 +60,8 @@ import {
   wallClock,
 } from './common.js';
 import { KeyedBatcher } from './batcher.js';
+import { publishLogs } from './publish-logs.js';
+import type { LogBroker } from '../controlapi/logs.js';
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 /** Periods a node may miss before it is marked DOWN. */
@@ -77,6 +79,8 @@ export interface DispatcherDeps extends ServiceDeps {
   statusBatchMs?: number;
   /** Coalescing window for task status writes only (default: statusBatchMs). */
   taskBatchMs?: number;
+  /** Where PublishLogs puts what agents send (the leader's log broker); without one, records are dropped. */
+  logBroker?: LogBroker;
 }
 
 export interface DispatcherSessionInfo {
@@ -482,9 +486,21 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       assignments(call).catch((err: unknown) => call.emit('error', streamError(err)));
     },
     updateTaskStatus: (call, cb) => reply(updateTaskStatus(call), cb, log, 'UpdateTaskStatus'),
-    publishLogs: (_call: grpc.ServerReadableStream<PublishLogsRequest, PublishLogsResponse>, cb: grpc.sendUnaryData<PublishLogsResponse>) => {
-      cb({ code: grpc.status.UNIMPLEMENTED, details: 'PublishLogs is not implemented yet (task logs come with services)' });
-    },
+    publishLogs: (call: grpc.ServerReadableStream<PublishLogsRequest, PublishLogsResponse>, cb: grpc.sendUnaryData<PublishLogsResponse>) =>
+      reply(
+        publishLogs(call, {
+          store,
+          sink: deps.logBroker,
+          log,
+          identify: (c) => identify(c as unknown as grpc.ServerUnaryCall<unknown, unknown>),
+          assertLeader: () => {
+            if (!deps.isLeader()) throw notLeader();
+          },
+        }),
+        cb,
+        log,
+        'PublishLogs',
+      ),
   };
 
   return {

@@ -1,0 +1,283 @@
+/**
+ * Services and tasks of the control API (after SwarmKit's controlapi/service.go, task.go):
+ * CreateService, GetService, ListServices, UpdateService, RemoveService, GetTask, ListTasks.
+ *
+ * - A spec is checked with the specs module's validateServiceSpec (plus the image reference
+ *   grammar) before anything else; a refused spec stores nothing and names the field.
+ * - Image pinning (as Swarm): the tag is resolved to a digest once, here, and the spec stores
+ *   `image:tag@sha256:…`, so every node runs the same bytes. A registry that can't be reached
+ *   leaves the tag as it was and adds a warning to the response (as Docker does).
+ * - Registry credentials (`pull_auth`) never leave in a response: password and identity token are
+ *   emptied (an update that sends the emptied form back keeps the stored credentials).
+ */
+import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
+import type { ListServicesRequest_Filters, ListTasksRequest_Filters, RegistryAuth, Service, ServiceSpec, Task } from '@swarmd/proto';
+import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/runtime';
+import type { ReadTx, Store } from '../store/memory-store.js';
+import { cloneObject, nameOf } from '../store/kinds.js';
+import { newId } from '../ids.js';
+import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
+
+/** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
+export interface ImagePinner {
+  pin(image: string, auth: RegistryAuth | undefined): Promise<{ image: string; warning?: string }>;
+  close?(): void;
+}
+
+export interface RegistryPinnerOptions {
+  /**
+   * Registries spoken to over plain HTTP besides loopback ones: `host`, `host:port` or an IPv4
+   * CIDR (e.g. the local cluster's underlay subnet, `10.250.0.0/24`).
+   */
+  insecureRegistries?: readonly string[];
+  /** Time allowed for one resolution (default 10 s); past it, the tag is kept with a warning. */
+  timeoutMs?: number;
+  ca?: string | Buffer;
+  logger?: Logger;
+}
+
+/** The default ImagePinner: a HEAD of the manifest through the runtime's RegistryClient. */
+export function registryPinner(o: RegistryPinnerOptions = {}): ImagePinner {
+  let client: RegistryClient | undefined;
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  return {
+    async pin(image, auth) {
+      const ref = parseReference(image);
+      if (ref.digest) return { image };
+      client ??= new RegistryClient({ insecureRegistries: o.insecureRegistries ?? [], retries: 1, timeoutMs, ca: o.ca, logger: o.logger });
+      const creds = auth && (auth.username || auth.password) ? { username: auth.username, password: auth.password || auth.identityToken } : undefined;
+      try {
+        const repo = client.repository(ref, { auth: creds, signal: AbortSignal.timeout(timeoutMs) });
+        const d = await repo.resolve(ref.tag ?? 'latest');
+        return { image: familiarReference(withTarget(ref, { tag: ref.tag, digest: d.digest })) };
+      } catch (err) {
+        return {
+          image,
+          warning:
+            `image ${image} could not be accessed on a registry to record its digest (${describeError(err)}). ` +
+            `Each node will access ${image} independently, possibly leading to different nodes running different versions of the image.`,
+        };
+      }
+    },
+    close() {
+      client?.close();
+      client = undefined;
+    },
+  };
+}
+
+/** A service by id, exact name (case-insensitive), or unique id prefix. */
+export function resolveService(tx: ReadTx, ref: string): Readonly<Service> {
+  if (!ref) throw invalidArgument('service_id is required');
+  const exact = tx.get('service', ref);
+  if (exact) return exact;
+  const all = tx.find('service');
+  const byName = all.filter((s) => nameOf('service', s).toLowerCase() === ref.toLowerCase());
+  if (byName.length === 1) return byName[0];
+  const byPrefix = all.filter((s) => s.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0];
+  if (byPrefix.length > 1) throw invalidArgument(`service "${ref}" is ambiguous: ${byPrefix.map((s) => s.id).join(', ')}`);
+  throw notFound(`service ${ref} not found`);
+}
+
+/** A task by id or unique id prefix. */
+export function resolveTask(tx: ReadTx, ref: string): Readonly<Task> {
+  if (!ref) throw invalidArgument('task_id is required');
+  const exact = tx.get('task', ref);
+  if (exact) return exact;
+  const byPrefix = tx.find('task').filter((t) => t.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0];
+  if (byPrefix.length > 1) throw invalidArgument(`task "${ref}" is ambiguous: ${byPrefix.map((t) => t.id).join(', ')}`);
+  throw notFound(`task ${ref} not found`);
+}
+
+function redactAuth(a: RegistryAuth | undefined): RegistryAuth | undefined {
+  return a ? { username: a.username, password: '', identityToken: '' } : undefined;
+}
+
+/** A service as it leaves the manager: registry credentials emptied. */
+export function publicService(s: Readonly<Service>): Service {
+  const out = cloneObject('service', s);
+  for (const spec of [out.spec, out.previousSpec]) {
+    const c = spec?.task?.container;
+    if (c?.pullAuth) c.pullAuth = redactAuth(c.pullAuth);
+  }
+  return out;
+}
+
+/** A task as it leaves through the control API: registry credentials emptied. */
+export function publicTask(t: Readonly<Task>): Task {
+  const out = cloneObject('task', t);
+  const c = out.spec?.container;
+  if (c?.pullAuth) c.pullAuth = redactAuth(c.pullAuth);
+  return out;
+}
+
+function sameLabels(want: Readonly<Record<string, string>>, have: Readonly<Record<string, string>> | undefined): boolean {
+  for (const [k, v] of Object.entries(want)) {
+    if (!have || !(k in have)) return false;
+    if (v !== '' && have[k] !== v) return false;
+  }
+  return true;
+}
+
+/** validateServiceSpec plus the image reference grammar; throws INVALID_ARGUMENT naming the field. */
+export function checkServiceSpec(spec: Readonly<ServiceSpec> | undefined): ServiceSpec {
+  validateServiceSpec(spec);
+  const image = spec!.task!.container!.image;
+  try {
+    parseReference(image);
+  } catch (err) {
+    throw invalidArgument(`spec.task.container.image: ${err instanceof Error ? err.message : String(err)}`, { details: { fields: ['spec.task.container.image'] } });
+  }
+  return applyServiceDefaults(spec!);
+}
+
+export interface ServicesDeps {
+  store: Store;
+  logger: Logger;
+  pinner(): ImagePinner;
+}
+
+export interface ServicesImpl {
+  getService: (req: { serviceId: string }) => Promise<{ service: Service }>;
+  listServices: (req: { filters?: ListServicesRequest_Filters }) => Promise<{ services: Service[] }>;
+  createService: (req: { spec?: ServiceSpec; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
+  updateService: (req: { serviceId: string; serviceVersion: number; spec?: ServiceSpec; rollback: boolean; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
+  removeService: (req: { serviceId: string }) => Promise<Record<string, never>>;
+  getTask: (req: { taskId: string }) => Promise<{ task: Task }>;
+  listTasks: (req: { filters?: ListTasksRequest_Filters }) => Promise<{ tasks: Task[] }>;
+}
+
+const outOfSequence = (id: string, version: number, against: number) =>
+  new SwarmError(
+    ErrorCode.CONFLICT,
+    `update out of sequence: service ${id} is at version ${version}, the update was made against version ${against}: read the service again and retry`,
+  );
+const imageOf = (s: Readonly<ServiceSpec> | undefined): string => s?.task?.container?.image ?? '';
+const withoutDigest = (image: string): string => image.replace(/@sha256:[0-9a-f]{64}$/, '');
+
+export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
+  const { store, logger: log } = deps;
+
+  async function pin(spec: ServiceSpec, noResolve: boolean, warnings: string[]): Promise<void> {
+    const c = spec.task!.container!;
+    if (noResolve) return;
+    const r = await deps.pinner().pin(c.image, c.pullAuth);
+    c.image = r.image;
+    if (r.warning) warnings.push(r.warning);
+  }
+
+  async function createService(req: { spec?: ServiceSpec; noResolveImage: boolean }) {
+    const spec = checkServiceSpec(req.spec);
+    const name = spec.annotations!.name;
+    const taken = store.view((tx) => tx.find('service', { name })[0]);
+    if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
+    const warnings: string[] = [];
+    await pin(spec, req.noResolveImage, warnings);
+    const id = newId();
+    await store.update((tx) => {
+      const holder = tx.find('service', { name })[0];
+      if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
+      tx.create('service', {
+        id,
+        meta: undefined,
+        spec,
+        previousSpec: undefined,
+        endpoint: spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: [] } : undefined,
+        specVersion: 1,
+      });
+    });
+    log.info('service created', { serviceId: id, name, image: spec.task!.container!.image, warnings: warnings.length });
+    return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+  }
+
+  async function updateService(req: { serviceId: string; serviceVersion: number; spec?: ServiceSpec; rollback: boolean; noResolveImage: boolean }) {
+    if (!req.serviceVersion) throw invalidArgument('service_version is required (the meta.version of the service you read)');
+    const cur = store.view((tx) => resolveService(tx, req.serviceId));
+    const id = cur.id;
+    // Checked again in the transaction; here it spares a registry round trip for a stale update.
+    if ((cur.meta?.version ?? 0) !== req.serviceVersion) throw outOfSequence(id, cur.meta?.version ?? 0, req.serviceVersion);
+    const warnings: string[] = [];
+    let spec: ServiceSpec;
+    if (req.rollback) {
+      if (!cur.previousSpec) throw failedPrecondition(`service ${nameOf('service', cur)} (${id}) has no previous spec to roll back to`);
+      spec = structuredClone<ServiceSpec>(cur.previousSpec);
+    } else {
+      spec = checkServiceSpec(req.spec);
+      const curName = cur.spec?.annotations?.name ?? '';
+      if (spec.annotations!.name !== curName) throw invalidArgument(`spec.annotations.name: a service cannot be renamed ("${curName}" → "${spec.annotations!.name}")`);
+      if (spec.mode?.$case !== cur.spec?.mode?.$case) throw invalidArgument(`spec.mode: a service cannot change between replicated and global mode`);
+      // The emptied credentials a response carried, sent back: keep the stored ones.
+      const given = spec.task!.container!.pullAuth;
+      const stored = cur.spec?.task?.container?.pullAuth;
+      if (given && stored && given.username === stored.username && !given.password && !given.identityToken) spec.task!.container!.pullAuth = structuredClone(stored);
+      const image = imageOf(spec);
+      const changed = image !== imageOf(cur.spec) && !(image === withoutDigest(imageOf(cur.spec)) && req.noResolveImage);
+      if (changed) await pin(spec, req.noResolveImage, warnings);
+      else spec.task!.container!.image = image;
+    }
+    await store.update((tx) => {
+      const s = tx.get('service', id);
+      if (!s) throw notFound(`service ${id} not found`);
+      const version = s.meta?.version ?? 0;
+      if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
+      const u = cloneObject('service', s);
+      u.previousSpec = u.spec;
+      u.spec = spec;
+      u.specVersion = (u.specVersion || 1) + 1;
+      u.endpoint = spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: u.endpoint?.virtualIps ?? [] } : undefined;
+      tx.update('service', u);
+    });
+    log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec) });
+    return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+  }
+
+  async function removeService(req: { serviceId: string }) {
+    const s = store.view((tx) => resolveService(tx, req.serviceId));
+    await store.update((tx) => {
+      if (!tx.get('service', s.id)) throw notFound(`service ${s.id} not found`);
+      tx.delete('service', s.id);
+    });
+    log.info('service removed', { serviceId: s.id, name: nameOf('service', s) });
+    return {};
+  }
+
+  async function getService(req: { serviceId: string }) {
+    return { service: publicService(store.view((tx) => resolveService(tx, req.serviceId))) };
+  }
+
+  async function listServices(req: { filters?: ListServicesRequest_Filters }) {
+    const f = req.filters;
+    const services = store.view((tx) => tx.find('service')).filter((s) => {
+      if (!f) return true;
+      const name = nameOf('service', s).toLowerCase();
+      if (f.names.length && !f.names.some((x) => x.toLowerCase() === name)) return false;
+      if (f.namePrefixes.length && !f.namePrefixes.some((x) => name.startsWith(x.toLowerCase()))) return false;
+      if (f.idPrefixes.length && !f.idPrefixes.some((p) => s.id.startsWith(p))) return false;
+      if (Object.keys(f.labels).length && !sameLabels(f.labels, s.spec?.annotations?.labels)) return false;
+      return true;
+    });
+    return { services: services.map(publicService) };
+  }
+
+  async function getTask(req: { taskId: string }) {
+    return { task: publicTask(store.view((tx) => resolveTask(tx, req.taskId))) };
+  }
+
+  async function listTasks(req: { filters?: ListTasksRequest_Filters }) {
+    const f = req.filters;
+    const tasks = store.view((tx) => (f?.serviceIds.length === 1 ? tx.find('task', { serviceId: f.serviceIds[0] }) : tx.find('task'))).filter((t) => {
+      if (!f) return true;
+      if (f.serviceIds.length && !f.serviceIds.includes(t.serviceId)) return false;
+      if (f.nodeIds.length && !f.nodeIds.includes(t.nodeId)) return false;
+      if (f.desiredStates.length && !f.desiredStates.includes(t.desiredState)) return false;
+      if (f.idPrefixes.length && !f.idPrefixes.some((p) => t.id.startsWith(p))) return false;
+      if (f.names.length && !f.names.some((n) => n.toLowerCase() === (t.annotations?.name ?? '').toLowerCase())) return false;
+      return true;
+    });
+    return { tasks: tasks.map(publicTask) };
+  }
+
+  return { getService, listServices, createService, updateService, removeService, getTask, listTasks };
+}
