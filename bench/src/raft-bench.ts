@@ -5,8 +5,10 @@
  *
  *   npm run bench:raft        (BENCH_SECONDS=5 per load level, BENCH_FAILOVERS=5)
  *
- * Both clusters get the same timing: heartbeat 50 ms, election timeout 500 ms (raft-ts: tick 50
- * ms, 10 election ticks). Every process started here is killed at the end, even on error.
+ * raft-ts runs with the library's defaults (tick 50 ms, heartbeat 1 tick, election 10 ticks,
+ * randomized to [500, 1000) ms); etcd is given the same: heartbeat 50 ms, election timeout 500 ms.
+ * Every process started here is killed at the end, even on error. BENCH_NODE_ARGS adds node
+ * flags to the raft-kv processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -23,7 +25,9 @@ const RAFT_KV = join(ROOT, 'packages', 'raft-ts', 'dist', 'bin', 'raft-kv.js');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAILOVERS = Number(process.env.BENCH_FAILOVERS ?? 5);
 const LEVELS = (process.env.BENCH_CLIENTS ?? '1,16,64').split(',').map(Number);
+/** etcd's heartbeat interval; its election timeout is 10 of them (raft-ts's defaults). */
 const TICK_MS = 50;
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const VALUE = Buffer.alloc(256, 'v');
 const KEYS = 10_000;
 
@@ -148,7 +152,7 @@ async function raftCluster(): Promise<RaftCluster> {
         id,
         start(
           process.execPath,
-          [RAFT_KV, '--id', String(id), '--listen', addrs.get(id)!, '--peers', peers, '--data-dir', join(root, `m${id}`), '--tick-ms', String(TICK_MS), '--log-level', 'warn'],
+          [...NODE_ARGS, RAFT_KV, '--id', String(id), '--listen', addrs.get(id)!, '--peers', peers, '--data-dir', join(root, `m${id}`), '--log-level', 'warn'],
           `raft-kv ${id}`,
         ),
       );
@@ -193,8 +197,22 @@ async function benchRaft(): Promise<Result[]> {
     client.close();
     return out;
   } finally {
+    // With BENCH_NODE_ARGS (e.g. --cpu-prof), let the members exit cleanly so profiles are written.
+    if (NODE_ARGS.length) await Promise.all([...c.procs.values()].map((p) => termProc(p)));
     await Promise.all([...c.procs.values()].map(stopProc));
   }
+}
+
+function termProc(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    c.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    c.kill('SIGTERM');
+  });
 }
 
 async function benchFailover(): Promise<number[]> {

@@ -35,7 +35,7 @@ function jsonLogger(id: number, level: Level): Logger {
 
 function usage(msg: string): never {
   process.stderr.write(
-    `raft-kv: ${msg}\nusage: raft-kv --id N --listen HOST:PORT --peers 1=HOST:PORT,2=... --data-dir DIR [--join] [--tick-ms 100] [--snapshot-every 10000] [--cluster-id 1] [--no-fsync] [--log-level info]\n`,
+    `raft-kv: ${msg}\nusage: raft-kv --id N --listen HOST:PORT --peers 1=HOST:PORT,2=... --data-dir DIR [--join] [--tick-ms 50] [--election-ticks 10] [--snapshot-every 10000] [--cluster-id 1] [--no-fsync] [--log-level info]\n`,
   );
   process.exit(64);
 }
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
       peers: { type: 'string', default: '' },
       'data-dir': { type: 'string' },
       join: { type: 'boolean', default: false },
-      'tick-ms': { type: 'string', default: '100' },
+      'tick-ms': { type: 'string', default: '50' },
       'election-ticks': { type: 'string', default: '10' },
       'snapshot-every': { type: 'string', default: '10000' },
       'cluster-id': { type: 'string', default: '1' },

@@ -61,6 +61,11 @@ export interface RaftNodeOptions {
   listen?: string;
   serverCredentials?: grpc.ServerCredentials;
   channelCredentials?: grpc.ChannelCredentials;
+  /**
+   * Defaults: tick 50 ms, heartbeat every tick, election after 10 ticks without a leader
+   * (randomized by the core to [10, 20) ticks: 500–1000 ms), etcd's 1:10 ratio at half its
+   * default interval, so that a leader's loss is repaired in under a second.
+   */
   tickMs?: number;
   electionTicks?: number;
   heartbeatTicks?: number;
@@ -183,7 +188,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.sm = options.stateMachine;
     this.logger = options.logger ?? noopLogger;
     this.opts = {
-      tickMs: options.tickMs ?? 100,
+      tickMs: options.tickMs ?? 50,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
       snapshotEvery: options.snapshotEvery ?? 10_000,
@@ -370,7 +375,22 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.rawNode.reportSnapshot(id, ok);
       this.kick();
     },
+    peerLost: (id: number) => {
+      // Our connection to the leader broke (kill -9 of its process closes its sockets at once):
+      // run this follower's election clock forward to the end of the leader's lease (electionTicks
+      // - 1 ticks; the last tick, or the randomized rest of the timeout, still has to pass) instead
+      // of waiting for it in real time. This only speeds up failure detection: safety never
+      // depends on timing, and PreVote + the CheckQuorum lease keep a live leader in place when
+      // only this connection broke (the other voters, still hearing from it, refuse the
+      // pre-vote; its next heartbeat resets this clock). Once per leader and term.
+      if (this.stopped || id !== this.leaderId || this.role !== 'follower' || this.lostLeaderTerm === this.term) return;
+      this.lostLeaderTerm = this.term;
+      this.logger.info('raft: connection to the leader lost; expiring its lease early', { leader: id, term: this.term });
+      for (let i = 1; i < this.opts.electionTicks; i++) this.rawNode.tick();
+      this.kick();
+    },
   };
+  private lostLeaderTerm = -1;
 
   private kick(): void {
     const w = this.wake;

@@ -42,7 +42,13 @@ export class KvClusterClient {
   private client(addr: string): KvClient {
     let c = this.clients.get(addr);
     if (!c) {
-      c = new KvClient(addr, this.credentials, { 'grpc.initial_reconnect_backoff_ms': 50, 'grpc.max_reconnect_backoff_ms': 500 });
+      c = new KvClient(addr, this.credentials, {
+        'grpc.initial_reconnect_backoff_ms': 50,
+        'grpc.max_reconnect_backoff_ms': 500,
+        // No transparent-retry buffering of every request (call() retries itself). Not
+        // grpc.enable_channelz: 0: see RAFT_GRPC_OPTIONS.
+        'grpc.enable_retries': 0,
+      });
       this.clients.set(addr, c);
     }
     return c;
@@ -82,7 +88,8 @@ export class KvClusterClient {
 
   /** Writes key=value; resolves with the Raft index once the leader applied it (acknowledged). */
   async put(key: string, value: Uint8Array): Promise<number> {
-    const r = await this.call<{ index: number }>((c, deadline, cb) => c.put({ key, value: Buffer.from(value) }, new grpc.Metadata(), { deadline }, cb));
+    const req = { key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) };
+    const r = await this.call<{ index: number }>((c, deadline, cb) => c.put(req, new grpc.Metadata(), { deadline }, cb));
     return r.index;
   }
 

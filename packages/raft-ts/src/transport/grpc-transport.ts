@@ -33,6 +33,12 @@ export interface TransportHandler {
   receive(m: Message): void;
   reportUnreachable(id: number): void;
   reportSnapshot(id: number, ok: boolean): void;
+  /**
+   * The connection to a peer broke (its process died, or the network dropped it), as opposed
+   * to a refusal or a full queue: a follower uses it to stop waiting a whole election timeout for
+   * a leader that is gone.
+   */
+  peerLost?(id: number): void;
 }
 
 export interface TransportOptions {
@@ -63,6 +69,10 @@ export const RAFT_GRPC_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_send_message_length': GRPC_MAX_MESSAGE,
   'grpc.initial_reconnect_backoff_ms': 50,
   'grpc.max_reconnect_backoff_ms': 1000,
+  // No transparent-retry buffering of every message by grpc-js (Raft resends what matters).
+  // (grpc.enable_channelz: 0 would save more per call, but with grpc-js 1.14.7 a member then
+  // never reconnected to a restarted peer: test/node.test.ts caught it.)
+  'grpc.enable_retries': 0,
 };
 
 /** Messages that are local to a member and never travel. */
@@ -177,6 +187,7 @@ class Peer {
           this.t.logger?.error('transport: peer refused our messages', { peer: this.id, address: this.address, error: err.details });
         } else {
           this.t.logger?.debug('transport: stream to peer broke', { peer: this.id, address: this.address, error: err.details });
+          if (err.code === grpc.status.UNAVAILABLE) this.t.handler.peerLost?.(this.id);
         }
       }
       this.dropQueue();
