@@ -7,6 +7,8 @@ import { connectControl, type Control } from './control.js';
 import { nodeCommands } from './commands/node.js';
 import { clusterCommands } from './commands/cluster.js';
 import { localCommands } from './commands/local.js';
+import { serviceCommands } from './commands/service.js';
+import { taskCommands } from './commands/task.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -78,10 +80,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('cluster', 'Manage the cluster', (yy) =>
       clusterCommands(yy, env).demandCommand(1, 'cluster: give a subcommand (inspect, update, rotate-token, join-token, admin-cert)'),
     )
+    .command('service', 'Manage services', (yy) =>
+      serviceCommands(yy, env).demandCommand(1, 'service: give a subcommand (create, update, scale, ls, inspect, ps, rm, logs)'),
+    )
+    .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
       localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, down, ls)'),
     )
-    .demandCommand(1, 'give a command (node, cluster, local)')
+    .demandCommand(1, 'give a command (node, cluster, service, task, local)')
     .strict()
     .recommendCommands()
     .help()

@@ -1,0 +1,388 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Argv } from 'yargs';
+import { status } from '@grpc/grpc-js';
+import { type Service, type Task, TaskState } from '@swarmd/proto';
+import type { CommandEnv, GlobalArgs } from '../cli.js';
+import { UsageError } from '../errors.js';
+import { json, parseDuration } from '../format.js';
+import { out, err } from '../io.js';
+import { connectServiceControl, pickService, resolveService, serviceName, type ServiceControl } from '../service-control.js';
+import { applyUpdateFlags, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
+import { logPrefix, serviceDetails, serviceJson, servicesTable, taskJson, tasksTable } from '../service-format.js';
+import { waitConverged } from '../progress.js';
+
+const DESIRED: Record<string, TaskState> = {
+  running: TaskState.TASK_STATE_RUNNING,
+  shutdown: TaskState.TASK_STATE_SHUTDOWN,
+  accepted: TaskState.TASK_STATE_ACCEPTED,
+  ready: TaskState.TASK_STATE_READY,
+  remove: TaskState.TASK_STATE_REMOVE,
+};
+
+/** `--filter desired-state=running`, `node=ID`, `name=web.1`, `id=PREFIX` → ListTasks filters. */
+export function taskFiltersOf(filters: readonly string[], cmd: string): { desiredStates: TaskState[]; nodeIds: string[]; names: string[]; idPrefixes: string[]; services: string[] } {
+  const f = { desiredStates: [] as TaskState[], nodeIds: [] as string[], names: [] as string[], idPrefixes: [] as string[], services: [] as string[] };
+  for (const x of filters) {
+    const i = x.indexOf('=');
+    const k = x.slice(0, i);
+    const v = x.slice(i + 1);
+    if (i < 0 || !v) throw new UsageError(`--filter ${x}: expected KEY=VALUE (desired-state, node, name, id, service)`, cmd);
+    if (k === 'desired-state') {
+      const s = DESIRED[v];
+      if (s === undefined) throw new UsageError(`--filter ${x}: desired-state is running, shutdown, accepted, ready or remove`, cmd);
+      f.desiredStates.push(s);
+    } else if (k === 'node') f.nodeIds.push(v);
+    else if (k === 'name') f.names.push(v);
+    else if (k === 'id') f.idPrefixes.push(v);
+    else if (k === 'service') f.services.push(v);
+    else throw new UsageError(`--filter ${x}: unknown filter "${k}" (desired-state, node, name, id, service)`, cmd);
+  }
+  return f;
+}
+
+/** Runs with a services client, closing it afterwards. */
+async function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: ServiceControl) => Promise<T>): Promise<T> {
+  const { control, conn } = await env.connect(g);
+  control.close();
+  const sc = connectServiceControl(conn);
+  try {
+    return await fn(sc);
+  } finally {
+    sc.close();
+  }
+}
+
+async function nodeIdsOf(sc: ServiceControl, refs: readonly string[]): Promise<string[]> {
+  if (!refs.length) return [];
+  const nodes = await sc.listNodes();
+  return refs.map((r) => nodes.find((n) => n.id === r || n.description?.hostname === r || n.spec?.annotations?.name === r)?.id ?? nodes.find((n) => n.id.startsWith(r))?.id ?? r);
+}
+
+interface WaitArgs {
+  detach: boolean;
+  timeout: string;
+  quiet?: boolean;
+}
+
+function timeoutMs(a: WaitArgs, cmd: string): number {
+  const ms = parseDuration(a.timeout);
+  if (ms === undefined || ms <= 0) throw new UsageError(`--timeout ${a.timeout}: expected a duration like 60s or 2m`, cmd);
+  return ms;
+}
+
+/** Waits for convergence unless --detach; a service that does not converge in time is an error naming why. */
+async function converge(env: CommandEnv, sc: ServiceControl, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
+  if (a.detach) return;
+  const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
+  const r = await waitConverged(sc, s, { print, timeoutMs: ms });
+  if (r.converged) {
+    print('verify: Service converged');
+    return;
+  }
+  throw new Error(`service ${serviceName(s)} did not converge within ${a.timeout}: ${r.reasons.join('; ')}`);
+}
+
+function printWarnings(env: CommandEnv, warnings: readonly string[]): void {
+  for (const w of warnings) err(env.io, `warning: ${w}`);
+}
+
+async function dockerConfig(envVars: NodeJS.ProcessEnv): Promise<unknown> {
+  const dir = envVars.DOCKER_CONFIG ?? join(envVars.HOME ?? '/root', '.docker');
+  try {
+    return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+// `--no-healthcheck`, `--no-resolve-image`, `--no-trunc` are flags of their own (as in Docker), not negations;
+// a repeatable flag takes one value each time (`-e A=1 web:1`: web:1 is the image).
+const NO_NEGATION = { 'boolean-negation': false, 'greedy-arrays': false } as const;
+
+const commonOptions = <T>(y: Argv<T>) =>
+  y
+    .parserConfiguration(NO_NEGATION)
+    .option('env', { alias: 'e', type: 'string', array: true, describe: 'Set an environment variable (KEY=VALUE)' })
+    .option('workdir', { alias: 'w', type: 'string', describe: 'Working directory inside the container' })
+    .option('user', { alias: 'u', type: 'string', describe: 'Username or UID[:GID]' })
+    .option('hostname', { type: 'string', describe: 'Container hostname' })
+    .option('container-label', { type: 'string', array: true, describe: 'Container label (KEY=VALUE)' })
+    .option('reserve-cpu', { type: 'string', describe: 'Reserve CPUs (e.g. 0.5)' })
+    .option('reserve-memory', { type: 'string', describe: 'Reserve memory (e.g. 64M)' })
+    .option('limit-cpu', { type: 'string', describe: 'Limit CPUs' })
+    .option('limit-memory', { type: 'string', describe: 'Limit memory (e.g. 1G)' })
+    .option('limit-pids', { type: 'number', describe: 'Limit the number of processes (0 = unlimited)' })
+    .option('restart-condition', { type: 'string', describe: 'none | on-failure | any' })
+    .option('restart-delay', { type: 'string', describe: 'Delay between restart attempts (e.g. 5s)' })
+    .option('restart-max-attempts', { type: 'number', describe: 'Maximum restarts before giving up' })
+    .option('restart-window', { type: 'string', describe: 'Window used to evaluate the restart policy' })
+    .option('health-cmd', { type: 'string', describe: 'Command to check health (run with sh -c)' })
+    .option('health-interval', { type: 'string', describe: 'Time between checks' })
+    .option('health-timeout', { type: 'string', describe: 'Maximum time a check may take' })
+    .option('health-retries', { type: 'number', describe: 'Consecutive failures to report unhealthy' })
+    .option('health-start-period', { type: 'string', describe: 'Start period before failures count' })
+    .option('no-healthcheck', { type: 'boolean', describe: 'Disable any container-specified HEALTHCHECK' })
+    .option('stop-signal', { type: 'string', describe: 'Signal to stop the container' })
+    .option('stop-grace-period', { type: 'string', describe: 'Time to wait before force killing (e.g. 10s)' })
+    .option('entrypoint', { type: 'string', describe: 'Overwrite the image ENTRYPOINT' })
+    .option('replicas', { type: 'number', describe: 'Number of tasks' })
+    .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once instead of waiting for the service to converge' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
+    .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting for convergence after this long (and say why)' })
+    .option('no-resolve-image', { type: 'boolean', default: false, describe: 'Do not pin the image to a digest through the registry' })
+    .option('with-registry-auth', { type: 'boolean', default: false, describe: 'Send registry credentials (~/.docker/config.json) to the nodes that run the tasks' });
+
+type CreateArgs = GlobalArgs & CreateFlags & WaitArgs & { _: (string | number)[]; image: string; command?: (string | number)[]; 'no-resolve-image': boolean; 'with-registry-auth': boolean };
+type UpdateArgs = GlobalArgs & UpdateFlags & WaitArgs & { service: string; rollback: boolean; 'no-resolve-image': boolean; 'with-registry-auth': boolean };
+
+export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
+  const { io } = env;
+  return y
+    .command(
+      'create <image> [command..]',
+      'Create a service (waits until it converges unless --detach)',
+      (yy) =>
+        commonOptions(yy)
+          .positional('image', { type: 'string', demandOption: true })
+          .positional('command', { type: 'string', array: true })
+          .option('name', { type: 'string', describe: 'Service name' })
+          .option('mode', { type: 'string', describe: 'replicated | global', default: 'replicated' })
+          .option('label', { alias: 'l', type: 'string', array: true, describe: 'Service label (KEY=VALUE)' })
+          .option('mount', { type: 'string', array: true, describe: 'type=bind|volume|tmpfs,source=,target=,readonly' })
+          .option('constraint', { type: 'string', array: true, describe: 'Placement constraint (node.labels.zone==a)' })
+          .option('placement-pref', { type: 'string', array: true, describe: 'spread=node.labels.NAME' })
+          .option('publish', { alias: 'p', type: 'string', array: true, describe: 'published=,target=,mode=host|ingress,protocol= (or 8080:80)' })
+          .option('network', { type: 'string', array: true, describe: 'host | none | NAME' }),
+      env.action(async (a: CreateArgs) => {
+        const ms = timeoutMs(a, 'service create');
+        // What follows `--` (a command with flags of its own: `-- sh -c 'echo hi'`) lands in `_`, after "service create".
+        const command = [...(a.command ?? []), ...a._.slice(2)].map(String);
+        const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image) : undefined;
+        if (a['with-registry-auth'] && !auth) err(io, `warning: --with-registry-auth: no credentials for the registry of ${a.image} in the docker config`);
+        const spec = specOfCreateFlags(a, a.image, command, auth);
+        await withServices(env, a, async (sc) => {
+          const r = await sc.createService(spec, a['no-resolve-image']);
+          printWarnings(env, r.warnings);
+          out(io, a.format === 'json' ? json(serviceJson(r.service)) : r.service.id);
+          await converge(env, sc, r.service, a, ms);
+        });
+      }),
+    )
+    .command(
+      'update <service>',
+      'Update a service (waits until it converges unless --detach)',
+      (yy) =>
+        commonOptions(yy)
+          .positional('service', { type: 'string', demandOption: true })
+          .option('image', { type: 'string', describe: 'New image' })
+          .option('args', { type: 'string', describe: 'New command arguments' })
+          .option('env-add', { type: 'string', array: true, describe: 'Add or change an environment variable' })
+          .option('env-rm', { type: 'string', array: true, describe: 'Remove an environment variable (KEY)' })
+          .option('label-add', { type: 'string', array: true, describe: 'Add or change a service label' })
+          .option('label-rm', { type: 'string', array: true, describe: 'Remove a service label' })
+          .option('container-label-add', { type: 'string', array: true, describe: 'Add or change a container label' })
+          .option('container-label-rm', { type: 'string', array: true, describe: 'Remove a container label' })
+          .option('constraint-add', { type: 'string', array: true, describe: 'Add a placement constraint' })
+          .option('constraint-rm', { type: 'string', array: true, describe: 'Remove a placement constraint' })
+          .option('mount-add', { type: 'string', array: true, describe: 'Add or replace a mount (by target)' })
+          .option('mount-rm', { type: 'string', array: true, describe: 'Remove a mount (by target)' })
+          .option('publish-add', { type: 'string', array: true, describe: 'Add a published port' })
+          .option('publish-rm', { type: 'string', array: true, describe: 'Remove a published port (by target port)' })
+          .option('force', { type: 'boolean', default: false, describe: 'Force the update even if nothing changed' })
+          .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
+      env.action(async (a: UpdateArgs) => {
+        const ms = timeoutMs(a, 'service update');
+        await withServices(env, a, async (sc) => {
+          const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
+          for (let attempt = 0; ; attempt++) {
+            const cur = await resolveService(sc, a.service);
+            let spec;
+            if (!a.rollback) {
+              spec = applyUpdateFlags(cur.spec!, a);
+              if (auth) spec.task!.container!.pullAuth = auth;
+            }
+            try {
+              const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
+              printWarnings(env, r.warnings);
+              out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
+              await converge(env, sc, r.service, a, ms);
+              return;
+            } catch (e) {
+              if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
+            }
+          }
+        });
+      }),
+    )
+    .command(
+      'scale <pairs..>',
+      'Scale replicated services: NAME=REPLICAS ...',
+      (yy) =>
+        yy
+          .positional('pairs', { type: 'string', array: true, demandOption: true })
+          .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting for convergence after this long' }),
+      env.action(async (a: GlobalArgs & WaitArgs & { pairs: string[] }) => {
+        const ms = timeoutMs(a, 'service scale');
+        const pairs = a.pairs.map((p) => {
+          const m = /^(.+)=(\d+)$/.exec(p);
+          if (!m) throw new UsageError(`${p}: expected SERVICE=REPLICAS (a whole number)`, 'service scale');
+          return { ref: m[1], replicas: Number(m[2]) };
+        });
+        await withServices(env, a, async (sc) => {
+          const updated: Service[] = [];
+          for (const p of pairs) {
+            for (let attempt = 0; ; attempt++) {
+              const cur = await resolveService(sc, p.ref);
+              if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
+              const spec = structuredClone(cur.spec!);
+              spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
+              try {
+                const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
+                updated.push(r.service);
+                if (a.format !== 'json') out(io, `${serviceName(cur)} scaled to ${p.replicas}`);
+                break;
+              } catch (e) {
+                if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
+              }
+            }
+          }
+          if (a.format === 'json') out(io, json(updated.map(serviceJson)));
+          for (const s of updated) await converge(env, sc, s, a, ms);
+        });
+      }),
+    )
+    .command(
+      ['ls', 'list'],
+      'List services (REPLICAS = running/desired)',
+      (yy) => yy.option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only ids' }),
+      env.action(async (a: GlobalArgs & { quiet: boolean }) => {
+        await withServices(env, a, async (sc) => {
+          const services = await sc.listServices();
+          if (a.format === 'json') return out(io, json(services.map(serviceJson)));
+          if (a.quiet) return services.forEach((s) => out(io, s.id));
+          const tasks = await sc.listTasks({ desiredStates: [TaskState.TASK_STATE_RUNNING] });
+          out(io, servicesTable(services, tasks));
+        });
+      }),
+    )
+    .command(
+      'inspect <services..>',
+      'Show services in detail',
+      (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }).option('pretty', { type: 'boolean', default: false, describe: 'Human-readable (the default table form)' }),
+      env.action(async (a: GlobalArgs & { services: string[]; pretty: boolean }) => {
+        await withServices(env, a, async (sc) => {
+          const found: Service[] = [];
+          for (const ref of a.services) found.push(await resolveService(sc, ref));
+          if (a.format === 'json' && !a.pretty) out(io, json(found.map(serviceJson)));
+          else out(io, found.map(serviceDetails).join('\n\n'));
+        });
+      }),
+    )
+    .command(
+      'ps <services..>',
+      'List the tasks of services',
+      (yy) =>
+        yy
+          .parserConfiguration(NO_NEGATION)
+          .positional('services', { type: 'string', array: true, demandOption: true })
+          .option('no-trunc', { type: 'boolean', default: false, describe: 'Do not truncate ids, images and errors' })
+          .option('filter', { alias: 'f', type: 'string', array: true, default: [] as string[], describe: 'desired-state=running|shutdown|accepted, node=, name=, id=' })
+          .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only task ids' }),
+      env.action(async (a: GlobalArgs & { services: string[]; 'no-trunc': boolean; filter: string[]; quiet: boolean }) => {
+        const f = taskFiltersOf(a.filter, 'service ps');
+        await withServices(env, a, async (sc) => {
+          const all = await sc.listServices();
+          const ids = a.services.map((r) => pickService(all, r).id);
+          const nodeIds = await nodeIdsOf(sc, f.nodeIds);
+          const tasks = await sc.listTasks({ serviceIds: ids, desiredStates: f.desiredStates, nodeIds, names: f.names, idPrefixes: f.idPrefixes });
+          if (a.format === 'json') return out(io, json(tasks.map(taskJson)));
+          if (a.quiet) return tasks.forEach((t) => out(io, t.id));
+          out(io, tasksTable(tasks, await sc.listNodes(), { noTrunc: a['no-trunc'] }));
+        });
+      }),
+    )
+    .command(
+      ['rm <services..>', 'remove'],
+      'Remove services (their tasks are stopped)',
+      (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }),
+      env.action(async (a: GlobalArgs & { services: string[] }) => {
+        await withServices(env, a, async (sc) => {
+          const all = await sc.listServices();
+          const removed: string[] = [];
+          for (const ref of a.services) {
+            const s = pickService(all, ref);
+            await sc.removeService(s.id);
+            removed.push(s.id);
+            if (a.format !== 'json') out(io, serviceName(s));
+          }
+          if (a.format === 'json') out(io, json(removed.map((id) => ({ removed: id }))));
+        });
+      }),
+    )
+    .command(
+      'logs <service>',
+      "Show a service's (or a task's) output, as the agents publish it",
+      (yy) =>
+        yy
+          .parserConfiguration(NO_NEGATION)
+          .positional('service', { type: 'string', demandOption: true })
+          .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'Keep streaming new output' })
+          .option('tail', { alias: 'n', type: 'string', default: 'all', describe: 'Lines from the end (all or a number)' })
+          .option('timestamps', { alias: 't', type: 'boolean', default: false, describe: 'Show timestamps' })
+          .option('since', { type: 'string', describe: 'Only lines newer than this (a duration like 10m, or an RFC 3339 time)' })
+          .option('no-trunc', { type: 'boolean', default: false, describe: 'Do not truncate task ids' })
+          .option('no-task-ids', { type: 'boolean', default: false, describe: 'Leave task ids out of the prefix' }),
+      env.action(
+        async (a: GlobalArgs & { service: string; follow: boolean; tail: string; timestamps: boolean; since?: string; 'no-trunc': boolean; 'no-task-ids': boolean }) => {
+          const tail = a.tail === 'all' ? -1 : /^\d+$/.test(a.tail) ? Number(a.tail) : NaN;
+          if (Number.isNaN(tail)) throw new UsageError(`--tail ${a.tail}: expected all or a number`, 'service logs');
+          let sinceMs = 0;
+          if (a.since !== undefined) {
+            const d = parseDuration(a.since);
+            sinceMs = d !== undefined ? Date.now() - d : Date.parse(a.since);
+            if (Number.isNaN(sinceMs)) throw new UsageError(`--since ${a.since}: expected a duration (10m) or a time (2024-01-02T15:04:05Z)`, 'service logs');
+          }
+          await withServices(env, a, async (sc) => {
+            const services = await sc.listServices();
+              let serviceIds: string[] = [];
+            let taskIds: string[] = [];
+            try {
+              serviceIds = [pickService(services, a.service).id];
+            } catch (e) {
+              // Not a service: perhaps a task id.
+              const t = await sc.getTask(a.service).catch(() => undefined);
+              if (!t) throw e;
+              taskIds = [t.id];
+            }
+            const nodes = await sc.listNodes();
+            const tasks = new Map<string, Task>((await sc.listTasks({ serviceIds: serviceIds.length ? serviceIds : undefined, idPrefixes: taskIds })).map((t) => [t.id, t]));
+            const lines: Promise<void>[] = [];
+            await sc.logs({ serviceIds, taskIds, follow: a.follow, tail, sinceMs }, (l) => {
+              const write = (task: Task | undefined) => {
+                const prefix = logPrefix(l, task, nodes, { noTrunc: a['no-trunc'] });
+                const p = a['no-task-ids'] ? prefix.replace(/\.[a-z0-9]+@/, '@') : prefix;
+                const data = Buffer.from(l.data).toString().replace(/\n$/, '');
+                for (const line of data.split('\n')) {
+                  const text = `${p.padEnd(30)} | ${a.timestamps ? new Date(l.timestamp).toISOString() + ' ' : ''}${line}`;
+                  if (l.stream === 'stderr') err(io, text);
+                  else out(io, text);
+                }
+              };
+              const known = tasks.get(l.taskId);
+              if (known || !a.follow) return write(known);
+              // A task created since we listed: read it once.
+              lines.push(
+                sc.getTask(l.taskId).then(
+                  (t) => (tasks.set(t.id, t), write(t)),
+                  () => write(undefined),
+                ),
+              );
+            });
+            await Promise.all(lines);
+          });
+        },
+      ),
+    );
+}

@@ -1,0 +1,465 @@
+/**
+ * `service create` / `service update` flags → a ServiceSpec (pure: no I/O but what is passed in).
+ * Flag names follow `docker service create`. A bad value throws a UsageError naming the flag, so
+ * nothing is sent.
+ */
+import {
+  EndpointSpec_ResolutionMode,
+  Mount_Type,
+  PortConfig_Protocol,
+  PortConfig_PublishMode,
+  RestartPolicy_Condition,
+  type ContainerSpec,
+  type HealthConfig,
+  type Mount,
+  type PortConfig,
+  type RegistryAuth,
+  type ServiceSpec,
+} from '@swarmd/proto';
+import { UsageError } from './errors.js';
+import { parseDuration } from './format.js';
+
+export interface CommonFlags {
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  'container-label'?: string[];
+  'reserve-cpu'?: string;
+  'reserve-memory'?: string;
+  'limit-cpu'?: string;
+  'limit-memory'?: string;
+  'limit-pids'?: number;
+  'restart-condition'?: string;
+  'restart-delay'?: string;
+  'restart-max-attempts'?: number;
+  'restart-window'?: string;
+  'health-cmd'?: string;
+  'health-interval'?: string;
+  'health-timeout'?: string;
+  'health-retries'?: number;
+  'health-start-period'?: string;
+  'no-healthcheck'?: boolean;
+  'stop-signal'?: string;
+  'stop-grace-period'?: string;
+  entrypoint?: string;
+  replicas?: number;
+}
+
+export interface CreateFlags extends CommonFlags {
+  name?: string;
+  mode?: string;
+  label?: string[];
+  mount?: string[];
+  constraint?: string[];
+  'placement-pref'?: string[];
+  publish?: string[];
+  network?: string[];
+}
+
+export interface UpdateFlags extends CommonFlags {
+  image?: string;
+  args?: string;
+  'env-add'?: string[];
+  'env-rm'?: string[];
+  'label-add'?: string[];
+  'label-rm'?: string[];
+  'container-label-add'?: string[];
+  'container-label-rm'?: string[];
+  'constraint-add'?: string[];
+  'constraint-rm'?: string[];
+  'mount-add'?: string[];
+  'mount-rm'?: string[];
+  'publish-add'?: string[];
+  'publish-rm'?: string[];
+  force?: boolean;
+}
+
+const usage = (cmd: string) => (m: string) => new UsageError(m, cmd);
+
+/** `64M`, `1G`, `512k`, `1.5g`, `1024` (bytes), binary units as Docker's RAMInBytes. */
+export function parseMemory(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?$/i.exec(s.trim());
+  if (!m) return undefined;
+  const mult: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+  return Math.round(parseFloat(m[1]) * mult[m[2].toLowerCase()]);
+}
+
+/** `0.5`, `2` CPUs → nano CPUs. */
+export function parseCpus(s: string): number | undefined {
+  if (!/^\d+(\.\d+)?$/.test(s.trim())) return undefined;
+  return Math.round(parseFloat(s) * 1e9);
+}
+
+function duration(flag: string, v: string | undefined, bad: (m: string) => Error): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = v === '0' ? 0 : parseDuration(v);
+  if (ms === undefined) throw bad(`--${flag} ${v}: expected a duration like 10s, 1m30s, 500ms`);
+  return ms;
+}
+
+function keyValues(flag: string, values: readonly string[] | undefined, bad: (m: string) => Error, requireEq = false): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values ?? []) {
+    const i = v.indexOf('=');
+    const k = i < 0 ? v : v.slice(0, i);
+    if (!k.trim() || (requireEq && i < 0)) throw bad(`--${flag} ${v}: expected KEY=VALUE`);
+    out[k] = i < 0 ? '' : v.slice(i + 1);
+  }
+  return out;
+}
+
+/** `--publish 8080:80[/udp]`, `80`, or `published=8080,target=80,mode=host,protocol=udp`. */
+export function parsePort(v: string, bad: (m: string) => Error, flag = 'publish'): PortConfig {
+  const port: PortConfig = { name: '', protocol: PortConfig_Protocol.TCP, targetPort: 0, publishedPort: 0, publishMode: PortConfig_PublishMode.INGRESS };
+  const num = (x: string, what: string) => {
+    const n = Number(x);
+    if (!/^\d+$/.test(x) || n < 1 || n > 65535) throw bad(`--${flag} ${v}: ${what} "${x}" is not a port (1-65535)`);
+    return n;
+  };
+  const proto = (x: string) => {
+    const p = { tcp: PortConfig_Protocol.TCP, udp: PortConfig_Protocol.UDP, sctp: PortConfig_Protocol.SCTP }[x.toLowerCase()];
+    if (p === undefined) throw bad(`--${flag} ${v}: protocol "${x}" is tcp, udp or sctp`);
+    return p;
+  };
+  if (v.includes('=')) {
+    for (const part of v.split(',')) {
+      const [k, val = ''] = part.split('=', 2);
+      switch (k.trim()) {
+        case 'published':
+          port.publishedPort = num(val, 'published');
+          break;
+        case 'target':
+          port.targetPort = num(val, 'target');
+          break;
+        case 'mode':
+          if (val === 'host') port.publishMode = PortConfig_PublishMode.HOST;
+          else if (val === 'ingress') port.publishMode = PortConfig_PublishMode.INGRESS;
+          else throw bad(`--${flag} ${v}: mode "${val}" is host or ingress`);
+          break;
+        case 'protocol':
+          port.protocol = proto(val);
+          break;
+        default:
+          throw bad(`--${flag} ${v}: unknown field "${k}" (published, target, mode, protocol)`);
+      }
+    }
+    if (!port.targetPort) throw bad(`--${flag} ${v}: target= is required`);
+    return port;
+  }
+  const [ports, p] = v.split('/', 2);
+  if (p !== undefined) port.protocol = proto(p);
+  const parts = ports.split(':');
+  if (parts.length === 1) port.targetPort = num(parts[0], 'target');
+  else if (parts.length === 2) {
+    port.publishedPort = num(parts[0], 'published');
+    port.targetPort = num(parts[1], 'target');
+  } else throw bad(`--${flag} ${v}: expected PUBLISHED:TARGET[/PROTOCOL] or published=,target=,mode=,protocol=`);
+  return port;
+}
+
+/** `type=bind|volume|tmpfs,source=,target=,readonly[=true|false]` (src/dst/destination/ro accepted). */
+export function parseMount(v: string, bad: (m: string) => Error, flag = 'mount'): Mount {
+  const m: Mount = { type: Mount_Type.VOLUME, source: '', target: '', readOnly: false, volumeDriver: '', volumeLabels: {}, tmpfsSizeBytes: 0, tmpfsMode: 0 };
+  for (const part of v.split(',')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const k = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    const val = eq < 0 ? undefined : part.slice(eq + 1);
+    const bool = () => {
+      if (val === undefined || val === 'true' || val === '1') return true;
+      if (val === 'false' || val === '0') return false;
+      throw bad(`--${flag} ${v}: ${k}="${val}" is true or false`);
+    };
+    switch (k) {
+      case 'type':
+        if (val === 'bind') m.type = Mount_Type.BIND;
+        else if (val === 'volume') m.type = Mount_Type.VOLUME;
+        else if (val === 'tmpfs') m.type = Mount_Type.TMPFS;
+        else throw bad(`--${flag} ${v}: type "${val}" is bind, volume or tmpfs`);
+        break;
+      case 'source':
+      case 'src':
+        m.source = val ?? '';
+        break;
+      case 'target':
+      case 'dst':
+      case 'destination':
+        m.target = val ?? '';
+        break;
+      case 'readonly':
+      case 'ro':
+        m.readOnly = bool();
+        break;
+      case 'volume-driver':
+        m.volumeDriver = val ?? '';
+        break;
+      case 'volume-label': {
+        const [lk, lv = ''] = (val ?? '').split('=', 2);
+        m.volumeLabels[lk] = lv;
+        break;
+      }
+      case 'tmpfs-size': {
+        const n = parseMemory(val ?? '');
+        if (n === undefined) throw bad(`--${flag} ${v}: tmpfs-size "${val}" is not a size (e.g. 64M)`);
+        m.tmpfsSizeBytes = n;
+        break;
+      }
+      case 'tmpfs-mode':
+        if (!/^[0-7]{3,4}$/.test(val ?? '')) throw bad(`--${flag} ${v}: tmpfs-mode "${val}" is an octal mode (e.g. 1777)`);
+        m.tmpfsMode = parseInt(val!, 8);
+        break;
+      default:
+        throw bad(`--${flag} ${v}: unknown field "${k}" (type, source, target, readonly, volume-driver, volume-label, tmpfs-size, tmpfs-mode)`);
+    }
+  }
+  if (!m.target) throw bad(`--${flag} ${v}: target= is required`);
+  if (m.type === Mount_Type.BIND && !m.source) throw bad(`--${flag} ${v}: a bind mount needs source=`);
+  return m;
+}
+
+/** Shell-like split of `--entrypoint "sh -c"` / `--health-cmd` is not needed: words on blanks, quotes kept together. */
+export function splitWords(s: string): string[] {
+  const out: string[] = [];
+  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(s)) !== null) out.push(m[1] ?? m[2] ?? m[3]);
+  return out;
+}
+
+const RESTART: Record<string, RestartPolicy_Condition> = { none: RestartPolicy_Condition.NONE, 'on-failure': RestartPolicy_Condition.ON_FAILURE, any: RestartPolicy_Condition.ANY };
+
+function emptyContainer(image: string): ContainerSpec {
+  return {
+    image,
+    command: [],
+    args: [],
+    env: [],
+    dir: '',
+    user: '',
+    hostname: '',
+    labels: {},
+    mounts: [],
+    stopSignal: '',
+    stopGracePeriodMs: 0,
+    healthcheck: undefined,
+    readOnly: false,
+    tty: false,
+    pullAuth: undefined,
+  };
+}
+
+/** The flags both commands share, applied onto `spec` (which is changed in place). */
+function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Error): void {
+  const task = spec.task!;
+  const c = task.container!;
+  for (const e of f.env ?? []) {
+    if (!e || e.startsWith('=')) throw bad(`--env ${e}: expected KEY=VALUE`);
+    const k = e.split('=')[0];
+    c.env = c.env.filter((x) => x.split('=')[0] !== k);
+    c.env.push(e);
+  }
+  if (f.workdir !== undefined) {
+    if (f.workdir && !f.workdir.startsWith('/')) throw bad(`--workdir ${f.workdir}: must be an absolute path`);
+    c.dir = f.workdir;
+  }
+  if (f.user !== undefined) c.user = f.user;
+  if (f.hostname !== undefined) c.hostname = f.hostname;
+  Object.assign(c.labels, keyValues('container-label', f['container-label'], bad));
+  if (f.entrypoint !== undefined) c.command = splitWords(f.entrypoint);
+
+  const res = (task.resources ??= { limits: undefined, reservations: undefined, pidsLimit: 0 });
+  const cpu = (flag: 'reserve-cpu' | 'limit-cpu') => {
+    const v = f[flag];
+    if (v === undefined) return undefined;
+    const n = parseCpus(v);
+    if (n === undefined) throw bad(`--${flag} ${v}: expected a number of CPUs like 0.5 or 2`);
+    return n;
+  };
+  const mem = (flag: 'reserve-memory' | 'limit-memory') => {
+    const v = f[flag];
+    if (v === undefined) return undefined;
+    const n = parseMemory(v);
+    if (n === undefined) throw bad(`--${flag} ${v}: expected a size like 64M or 1G`);
+    return n;
+  };
+  const rc = cpu('reserve-cpu');
+  const rm = mem('reserve-memory');
+  const lc = cpu('limit-cpu');
+  const lm = mem('limit-memory');
+  if (rc !== undefined || rm !== undefined) {
+    res.reservations ??= { nanoCpus: 0, memoryBytes: 0 };
+    if (rc !== undefined) res.reservations.nanoCpus = rc;
+    if (rm !== undefined) res.reservations.memoryBytes = rm;
+  }
+  if (lc !== undefined || lm !== undefined) {
+    res.limits ??= { nanoCpus: 0, memoryBytes: 0 };
+    if (lc !== undefined) res.limits.nanoCpus = lc;
+    if (lm !== undefined) res.limits.memoryBytes = lm;
+  }
+  if (f['limit-pids'] !== undefined) {
+    if (!Number.isInteger(f['limit-pids']) || f['limit-pids'] < 0) throw bad(`--limit-pids ${f['limit-pids']}: expected a whole number ≥ 0`);
+    res.pidsLimit = f['limit-pids'];
+  }
+  if (!res.limits && !res.reservations && !res.pidsLimit) task.resources = undefined;
+
+  const restartGiven = ['restart-condition', 'restart-delay', 'restart-max-attempts', 'restart-window'].some((k) => f[k as keyof CommonFlags] !== undefined);
+  if (restartGiven) {
+    const r = (task.restart ??= { condition: RestartPolicy_Condition.ANY, delayMs: 5000, maxAttempts: 0, windowMs: 0 });
+    if (f['restart-condition'] !== undefined) {
+      const cond = RESTART[f['restart-condition']];
+      if (cond === undefined) throw bad(`--restart-condition ${f['restart-condition']}: expected none, on-failure or any`);
+      r.condition = cond;
+    }
+    r.delayMs = duration('restart-delay', f['restart-delay'], bad) ?? r.delayMs;
+    r.windowMs = duration('restart-window', f['restart-window'], bad) ?? r.windowMs;
+    if (f['restart-max-attempts'] !== undefined) {
+      if (!Number.isInteger(f['restart-max-attempts']) || f['restart-max-attempts'] < 0) throw bad(`--restart-max-attempts ${f['restart-max-attempts']}: expected a whole number ≥ 0`);
+      r.maxAttempts = f['restart-max-attempts'];
+    }
+  }
+
+  const healthGiven = ['health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period'].some((k) => f[k as keyof CommonFlags] !== undefined);
+  if (f['no-healthcheck'] && healthGiven) throw bad('--no-healthcheck conflicts with the --health-* flags');
+  if (f['no-healthcheck']) c.healthcheck = { test: ['NONE'], intervalMs: 0, timeoutMs: 0, retries: 0, startPeriodMs: 0 };
+  else if (healthGiven) {
+    const h: HealthConfig = (c.healthcheck ??= { test: [], intervalMs: 0, timeoutMs: 0, retries: 0, startPeriodMs: 0 });
+    if (f['health-cmd'] !== undefined) {
+      if (!f['health-cmd'].trim()) throw bad('--health-cmd: empty command');
+      h.test = ['CMD-SHELL', f['health-cmd']];
+    }
+    h.intervalMs = duration('health-interval', f['health-interval'], bad) ?? h.intervalMs;
+    h.timeoutMs = duration('health-timeout', f['health-timeout'], bad) ?? h.timeoutMs;
+    h.startPeriodMs = duration('health-start-period', f['health-start-period'], bad) ?? h.startPeriodMs;
+    if (f['health-retries'] !== undefined) {
+      if (!Number.isInteger(f['health-retries']) || f['health-retries'] < 0) throw bad(`--health-retries ${f['health-retries']}: expected a whole number ≥ 0`);
+      h.retries = f['health-retries'];
+    }
+  }
+  if (f['stop-signal'] !== undefined) {
+    if (!/^(SIG)?[A-Z0-9+]+$|^\d+$/i.test(f['stop-signal'])) throw bad(`--stop-signal ${f['stop-signal']}: not a signal (e.g. SIGTERM)`);
+    c.stopSignal = f['stop-signal'].toUpperCase();
+  }
+  c.stopGracePeriodMs = duration('stop-grace-period', f['stop-grace-period'], bad) ?? c.stopGracePeriodMs;
+  if (f.replicas !== undefined) {
+    if (!Number.isInteger(f.replicas) || f.replicas < 0) throw bad(`--replicas ${f.replicas}: expected a whole number ≥ 0`);
+    if (spec.mode?.$case === 'global') throw bad('--replicas can only be used with replicated mode');
+    spec.mode = { $case: 'replicated', replicated: { replicas: f.replicas } };
+  }
+}
+
+function checkConstraint(flag: string, expr: string, bad: (m: string) => Error): string {
+  if (!/^[^=!]+(==|!=)[^=!]+$/.test(expr)) throw bad(`--${flag} ${expr}: expected KEY==VALUE or KEY!=VALUE (e.g. node.labels.zone==a)`);
+  return expr;
+}
+
+/** The spec of `service create [flags] IMAGE [COMMAND] [ARG...]`. */
+export function specOfCreateFlags(f: CreateFlags, image: string, command: readonly string[], pullAuth?: RegistryAuth): ServiceSpec {
+  const bad = usage('service create');
+  if (!image) throw bad('service create: an IMAGE is required');
+  if (/\s/.test(image)) throw bad(`IMAGE "${image}": not an image reference`);
+  const mode = f.mode ?? 'replicated';
+  if (mode !== 'replicated' && mode !== 'global') throw bad(`--mode ${mode}: expected replicated or global`);
+  if (mode === 'global' && f.replicas !== undefined) throw bad('--replicas can only be used with replicated mode');
+  if (f.name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(f.name)) throw bad(`--name ${f.name}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*`);
+  const c = emptyContainer(image);
+  c.args = [...command];
+  c.pullAuth = pullAuth;
+  const spec: ServiceSpec = {
+    annotations: { name: f.name ?? '', labels: keyValues('label', f.label, bad) },
+    task: {
+      container: c,
+      resources: undefined,
+      restart: undefined,
+      placement: undefined,
+      networks: (f.network ?? []).map((n) => ({ target: n, aliases: [] })),
+      forceUpdate: 0,
+    },
+    mode: mode === 'global' ? { $case: 'global', global: {} } : { $case: 'replicated', replicated: { replicas: 1 } },
+    update: undefined,
+    rollback: undefined,
+    endpoint: undefined,
+  };
+  applyCommon(spec, f, bad);
+  c.mounts = (f.mount ?? []).map((m) => parseMount(m, bad));
+  const constraints = (f.constraint ?? []).map((x) => checkConstraint('constraint', x, bad));
+  const prefs = (f['placement-pref'] ?? []).map((p) => {
+    const m = /^spread=(.+)$/.exec(p);
+    if (!m) throw bad(`--placement-pref ${p}: expected spread=node.labels.NAME`);
+    return { spreadDescriptor: m[1] };
+  });
+  if (constraints.length || prefs.length) spec.task!.placement = { constraints, preferences: prefs, platforms: [], maxReplicas: 0 };
+  const ports = (f.publish ?? []).map((p) => parsePort(p, bad));
+  if (ports.length) spec.endpoint = { mode: EndpointSpec_ResolutionMode.VIP, ports };
+  return spec;
+}
+
+/** A new spec: `current` with the `service update` flags applied. Throws when nothing changes. */
+export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceSpec {
+  const bad = usage('service update');
+  const spec = structuredClone(current);
+  spec.task ??= { container: undefined, resources: undefined, restart: undefined, placement: undefined, networks: [], forceUpdate: 0 };
+  const c = (spec.task.container ??= emptyContainer(''));
+  if (f.image !== undefined) {
+    if (!f.image || /\s/.test(f.image)) throw bad(`--image ${f.image}: not an image reference`);
+    c.image = f.image;
+  }
+  if (f.args !== undefined) c.args = splitWords(f.args);
+  for (const k of f['env-rm'] ?? []) c.env = c.env.filter((e) => e.split('=')[0] !== k);
+  applyCommon(spec, { ...f, env: [...(f.env ?? []), ...(f['env-add'] ?? [])] }, bad);
+  const labels = (spec.annotations ??= { name: '', labels: {} }).labels;
+  for (const k of f['label-rm'] ?? []) delete labels[k];
+  Object.assign(labels, keyValues('label-add', f['label-add'], bad));
+  for (const k of f['container-label-rm'] ?? []) delete c.labels[k];
+  Object.assign(c.labels, keyValues('container-label-add', f['container-label-add'], bad));
+  if (f['constraint-add']?.length || f['constraint-rm']?.length) {
+    const pl = (spec.task.placement ??= { constraints: [], preferences: [], platforms: [], maxReplicas: 0 });
+    pl.constraints = pl.constraints.filter((x) => !(f['constraint-rm'] ?? []).includes(x));
+    for (const x of f['constraint-add'] ?? []) if (!pl.constraints.includes(checkConstraint('constraint-add', x, bad))) pl.constraints.push(x);
+  }
+  if (f['mount-rm']?.length) c.mounts = c.mounts.filter((m) => !(f['mount-rm'] ?? []).includes(m.target));
+  for (const m of f['mount-add'] ?? []) {
+    const mount = parseMount(m, bad, 'mount-add');
+    c.mounts = [...c.mounts.filter((x) => x.target !== mount.target), mount];
+  }
+  if (f['publish-rm']?.length || f['publish-add']?.length) {
+    const ep = (spec.endpoint ??= { mode: EndpointSpec_ResolutionMode.VIP, ports: [] });
+    const rm = (f['publish-rm'] ?? []).map((p) => parsePort(p, bad, 'publish-rm'));
+    ep.ports = ep.ports.filter((p) => !rm.some((r) => r.targetPort === p.targetPort && (!r.publishedPort || r.publishedPort === p.publishedPort)));
+    for (const p of f['publish-add'] ?? []) ep.ports.push(parsePort(p, bad, 'publish-add'));
+  }
+  if (f.force) spec.task.forceUpdate = (spec.task.forceUpdate || 0) + 1;
+  if (JSON.stringify(spec) === JSON.stringify(current)) throw bad('service update: nothing to change (give at least one flag, or --force)');
+  return spec;
+}
+
+/** The registry host of an image reference, as the keys of ~/.docker/config.json name it. */
+export function registryOf(image: string): string {
+  const slash = image.indexOf('/');
+  if (slash < 0) return 'docker.io';
+  const first = image.slice(0, slash);
+  return /[.:]/.test(first) || first === 'localhost' ? first : 'docker.io';
+}
+
+/** Credentials for `image` from a docker config.json's `auths` (`auth` = base64 user:pass, or username/password, identitytoken). */
+export function registryAuthOf(dockerConfig: unknown, image: string): RegistryAuth | undefined {
+  const auths = (dockerConfig as { auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }> } | undefined)?.auths ?? {};
+  const reg = registryOf(image);
+  const keys = reg === 'docker.io' ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'] : [reg, `https://${reg}`, `http://${reg}`, `https://${reg}/v1/`];
+  for (const k of keys) {
+    const a = auths[k];
+    if (!a) continue;
+    let username = a.username ?? '';
+    let password = a.password ?? '';
+    if (a.auth) {
+      const dec = Buffer.from(a.auth, 'base64').toString();
+      const i = dec.indexOf(':');
+      if (i > 0) {
+        username = dec.slice(0, i);
+        password = dec.slice(i + 1);
+      }
+    }
+    if (username || password || a.identitytoken) return { username, password, identityToken: a.identitytoken ?? '' };
+  }
+  return undefined;
+}
