@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { invalidArgument } from '@swarmd/common';
@@ -52,6 +53,12 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
       tls = { ca: flags.tlscacert ?? ctx.tlscacert, cert: flags.tlscert ?? ctx.tlscert, key: flags.tlskey ?? ctx.tlskey };
       selfNodeId = ctx.nodeId;
       source = `context ${path}`;
+      // A local cluster's context lists every manager's socket: use the first one that answers.
+      const alt = await firstListening([ctx.host, ...(ctx.fallbackHosts ?? [])]);
+      if (alt !== undefined && alt !== ctx.host) {
+        host = alt;
+        selfNodeId = undefined; // read from beside the socket below
+      }
     } else {
       host = DEFAULT_HOST;
       source = 'the default host';
@@ -103,4 +110,22 @@ async function nodeIdNextToSocket(sock: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** The first unix-socket host that accepts a connection (TCP hosts are taken as they are). */
+async function firstListening(hosts: readonly string[]): Promise<string | undefined> {
+  for (const h of hosts) {
+    const p = unixPath(h);
+    if (p === undefined) return h;
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = createConnection(p);
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return h;
+  }
+  return undefined;
 }

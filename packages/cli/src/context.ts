@@ -6,7 +6,8 @@ import { invalidArgument } from '@swarmd/common';
 /**
  * A context file says how to reach a cluster; `local up` writes one. Paths are absolute.
  * `{ "name": "default", "host": "unix:///…/control.sock", "tlscacert"?, "tlscert"?, "tlskey"?,
- *    "nodeId"?: the node behind host (marked * in node ls) }`
+ *    "nodeId"?: the node behind host (marked * in node ls), "fallbackHosts"?: other managers'
+ *    sockets, tried when host does not answer }`
  */
 export interface CliContext {
   name?: string;
@@ -15,6 +16,8 @@ export interface CliContext {
   tlscert?: string;
   tlskey?: string;
   nodeId?: string;
+  /** Other unix-socket hosts of the same cluster, tried in order when `host` does not answer. */
+  fallbackHosts?: string[];
 }
 
 export function defaultContextPath(env: NodeJS.ProcessEnv): string {

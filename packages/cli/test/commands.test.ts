@@ -35,6 +35,12 @@ serial('the context file gives the host and the self node', async (t) => {
   t.regex(r.stdout, /\nabc222 \*\s+h2/);
   const viaEnv = await swarmctl(['node', 'ls'], { SWARMCTL_CONTEXT: ctx });
   t.regex(viaEnv.stdout, /abc222 \*/);
+  // a manager that does not answer is passed over for the next socket the context lists
+  const multi = join(fc.dir, 'multi.json');
+  await writeFile(multi, JSON.stringify({ host: `unix://${join(fc.dir, 'dead.sock')}`, nodeId: 'abc222', fallbackHosts: [fc.host] }));
+  const viaFallback = await swarmctl(['node', 'ls', '--context', multi]);
+  t.is(viaFallback.code, 0, viaFallback.stderr);
+  t.false(viaFallback.stdout.includes('*')); // the context's nodeId was m1's, not this one's
   const missing = await swarmctl(['node', 'ls', '--context', join(fc.dir, 'none.json')]);
   t.is(missing.code, 1);
   t.regex(missing.stderr, /^swarmctl: context .*none\.json: cannot read/);

@@ -3,7 +3,7 @@
 // Skipped while packages/swarmd is not built (or SWARMD_BIN is not set).
 import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -129,4 +129,53 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   t.false(await run('ip', ['link', 'show', names.bridge]).then(() => true, () => false));
   t.false((await run('iptables', ['-S', 'FORWARD']).catch(() => ({ stdout: '' }))).stdout.includes(names.bridge));
   t.deepEqual(await clusterProcesses(dir, []), []);
+});
+
+rootTest('local cluster failover with real swarmd: the first manager dies, agents and swarmctl move on', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'swl-'));
+  const name = `f${process.pid % 100000}`;
+  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const dir = join(root, name);
+  t.teardown(async () => {
+    await swarmctl(['local', 'down', '--name', name], env);
+    await rm(root, { recursive: true, force: true });
+  });
+  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
+  const nodes = async (): Promise<NodeJson[]> => {
+    const r = await ctl('node', 'ls', '--format', 'json');
+    if (r.code !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as NodeJson[];
+  };
+  const byHost = async (h: string) => (await nodes()).find((n) => n.description?.hostname === `${name}-${h}`);
+  const until = async (what: string, cond: () => Promise<boolean>) => {
+    for (let i = 0; i < 600; i++) {
+      if (await cond().catch(() => false)) return;
+      await sleep(250);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  const up = await ctl('local', 'up', '--name', name, '--managers', '3', '--workers', '1', '--subnet', '10.251.92.0/24', '--timeout', '240');
+  t.is(up.code, 0, up.stderr + up.stdout);
+  // the first manager dies: the agents go to the new leader, swarmctl (through the context's
+  // fallback sockets) to another manager
+  const m1 = (await byHost('m1'))!;
+  const state = JSON.parse(await readFile(join(dir, 'cluster.json'), 'utf8')) as { hosts: { name: string; pid: number }[] };
+  process.kill(state.hosts.find((h) => h.name === 'm1')!.pid, 'SIGKILL');
+  let seen = '';
+  await until('a new leader, m1 down, the others READY', async () => {
+    const ns = await nodes();
+    seen = ns.map((n) => `${n.description?.hostname}:${n.status?.state}:${n.role}:${n.managerStatus?.leader ? 'leader' : ''}`).join(' ');
+    const others = ns.filter((n) => n.id !== m1.id);
+    return (
+      ns.find((n) => n.id === m1.id)?.status?.state === 'NODE_STATE_DOWN' &&
+      others.every((n) => n.status?.state === 'NODE_STATE_READY') &&
+      others.some((n) => n.managerStatus?.leader)
+    );
+  }).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen: ${seen}`);
+  });
+
+  const table = await ctl('node', 'ls');
+  t.regex(table.stdout, new RegExp(`${name}-m1\\s+Down`));
+  t.regex(table.stdout, / \*\s+\S+-m[23]\s+Ready/); // * on the manager now answering
 });
