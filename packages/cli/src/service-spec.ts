@@ -214,7 +214,10 @@ export function parseMount(v: string, bad: (m: string) => Error, flag = 'mount')
     }
   }
   if (!m.target) throw bad(`--${flag} ${v}: target= is required`);
+  if (!m.target.startsWith('/')) throw bad(`--${flag} ${v}: target "${m.target}" must be an absolute path`);
   if (m.type === Mount_Type.BIND && !m.source) throw bad(`--${flag} ${v}: a bind mount needs source=`);
+  if (m.type === Mount_Type.BIND && !m.source.startsWith('/')) throw bad(`--${flag} ${v}: a bind mount's source "${m.source}" must be an absolute path`);
+  if (m.type === Mount_Type.TMPFS && m.source) throw bad(`--${flag} ${v}: a tmpfs mount takes no source`);
   return m;
 }
 
@@ -431,6 +434,16 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceS
   if (f.force) spec.task.forceUpdate = (spec.task.forceUpdate || 0) + 1;
   if (JSON.stringify(spec) === JSON.stringify(current)) throw bad('service update: nothing to change (give at least one flag, or --force)');
   return spec;
+}
+
+/**
+ * A name for a service created without --name (Docker makes one up too): the image's last path
+ * component and a random suffix, e.g. `nginx-k3x9q`. `rand` gives 5 base-36 characters.
+ */
+export function defaultServiceName(image: string, rand: () => string): string {
+  const repo = image.split('@')[0].replace(/:[^/]*$/, '');
+  const base = (repo.split('/').pop() ?? 'service').replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '').slice(0, 50) || 'service';
+  return `${base}-${rand()}`;
 }
 
 /** The registry host of an image reference, as the keys of ~/.docker/config.json name it. */

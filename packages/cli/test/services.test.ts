@@ -2,7 +2,7 @@ import test from 'ava';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mount_Type, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy_Condition, TaskState, type ServiceSpec, type Task } from '@swarmd/proto';
-import { applyUpdateFlags, parseCpus, parseMemory, parseMount, parsePort, registryAuthOf, specOfCreateFlags, type CreateFlags } from '../src/service-spec.js';
+import { applyUpdateFlags, defaultServiceName, parseCpus, parseMemory, parseMount, parsePort, registryAuthOf, specOfCreateFlags, type CreateFlags } from '../src/service-spec.js';
 import { logPrefix, servicesTable, tasksTable } from '../src/service-format.js';
 import { convergence } from '../src/progress.js';
 import { UsageError } from '../src/errors.js';
@@ -43,6 +43,8 @@ const refused: [string, Partial<CreateFlags>, RegExp][] = [
   ['bad port mode', { publish: ['published=1,target=2,mode=x'] }, /--publish .*: mode "x" is host or ingress/],
   ['mount without target', { mount: ['type=volume,source=x'] }, /--mount type=volume,source=x: target= is required/],
   ['bind without source', { mount: ['type=bind,target=/x'] }, /a bind mount needs source=/],
+  ['relative bind source', { mount: ['type=bind,source=rel,target=/x'] }, /a bind mount's source "rel" must be an absolute path/],
+  ['relative target', { mount: ['source=v,target=data'] }, /target "data" must be an absolute path/],
   ['bad mount type', { mount: ['type=nfs,target=/x'] }, /type "nfs" is bind, volume or tmpfs/],
   ['bad constraint', { constraint: ['node.labels.zone=a'] }, /--constraint node.labels.zone=a: expected KEY==VALUE/],
   ['bad placement pref', { 'placement-pref': ['node.labels.zone'] }, /--placement-pref node.labels.zone: expected spread=/],
@@ -123,6 +125,11 @@ test('update flags change only what they name; nothing to change is refused', (t
   t.is(applyUpdateFlags(base, { force: true }).task!.forceUpdate, 1);
   t.throws(() => applyUpdateFlags(base, {}), { message: /nothing to change/ });
   t.throws(() => applyUpdateFlags(base, { 'limit-memory': 'big' }), { message: /--limit-memory big/ });
+});
+
+test('a service without --name gets one from its image', (t) => {
+  t.is(defaultServiceName('10.0.0.1:5000/team/nginx:1.25@sha256:' + 'a'.repeat(64), () => 'abcde'), 'nginx-abcde');
+  t.is(defaultServiceName('busybox', () => '00000'), 'busybox-00000');
 });
 
 test('--with-registry-auth reads the docker config entry of the image registry', (t) => {
@@ -233,6 +240,8 @@ test.serial('bad flags send nothing; update, inspect and logs', async (t) => {
   t.regex(b.stderr, /swarmctl: --limit-memory huge: expected a size like 64M or 1G/);
   t.is(fs.calls.length, 0);
   t.is((await swarmctl([...h, 'service', 'create', '-d', '--name', 'web', 'web:1'])).code, 0);
+  t.is((await swarmctl([...h, 'service', 'create', '-d', 'library/redis:7'])).code, 0);
+  t.regex(fs.services[1].spec?.annotations?.name ?? '', /^redis-[0-9a-z]{5}$/);
   const u = await swarmctl([...h, 'service', 'update', '-d', '--image', 'web:2', '--env-add', 'X=1', 'web']);
   t.is(u.code, 0, u.stderr);
   const req = fs.calls.find((x) => x.method === 'updateService')!.request as { serviceVersion: number; spec: ServiceSpec };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
@@ -8,7 +9,7 @@ import { UsageError } from '../errors.js';
 import { json, parseDuration } from '../format.js';
 import { out, err } from '../io.js';
 import { connectServiceControl, pickService, resolveService, serviceName, type ServiceControl } from '../service-control.js';
-import { applyUpdateFlags, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
+import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
 import { logPrefix, serviceDetails, serviceJson, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
 
@@ -161,6 +162,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image) : undefined;
         if (a['with-registry-auth'] && !auth) err(io, `warning: --with-registry-auth: no credentials for the registry of ${a.image} in the docker config`);
         const spec = specOfCreateFlags(a, a.image, command, auth);
+        if (!spec.annotations!.name) spec.annotations!.name = defaultServiceName(a.image, () => randomBytes(8).readBigUInt64BE().toString(36).slice(0, 5).padStart(5, '0'));
         await withServices(env, a, async (sc) => {
           const r = await sc.createService(spec, a['no-resolve-image']);
           printWarnings(env, r.warnings);
