@@ -1,0 +1,104 @@
+// swarmctl service commands against the real control API on a unix socket, with the real
+// orchestrators and scheduler on a store (no Raft) and a stand-in agent that reports every task
+// assigned to its node as RUNNING: the `service create` data path of DESIGN.md minus the runtime.
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { ControlService, NodeAvailability, NodeRole, NodeState, TaskState } from '@swarmd/proto';
+import { runCli } from '@swarmd/cli/cli';
+import { cloneObject, createControlService, createStore, makeObject, onKind, realClock, serviceControllers, type MemoryStore } from '../src/index.js';
+
+async function swarmctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const o = new PassThrough();
+  const e = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  o.on('data', (d: Buffer) => (stdout += d.toString()));
+  e.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await runCli(args, { stdout: o, stderr: e, env: { HOME: '/nonexistent' } });
+  return { code, stdout, stderr };
+}
+
+async function setup(t: ExecutionContext): Promise<{ store: MemoryStore; host: string[] }> {
+  const store = createStore();
+  await store.update((tx) => {
+    tx.create('cluster', makeObject('cluster', { id: 'c1', spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: undefined, caConfig: undefined, orchestration: undefined } }));
+    tx.create(
+      'node',
+      makeObject('node', {
+        id: 'n1',
+        role: NodeRole.NODE_ROLE_WORKER,
+        spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
+        description: { hostname: 'host1', platform: { os: 'linux', architecture: 'x86_64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: '', engineLabels: {} },
+        status: { state: NodeState.NODE_STATE_READY, message: '', addr: '' },
+      }),
+    );
+  });
+  const ac = new AbortController();
+  const runs = serviceControllers().map((c) => c.run({ store, clock: realClock }, ac.signal).catch(() => undefined));
+  // The stand-in agent: a task assigned to n1 starts running.
+  const h = store.viewAndWatch(() => undefined, onKind('task'));
+  const agent = (async () => {
+    for await (const e of h.events) {
+      if (e.type === 'commit' || e.kind !== 'task' || e.type === 'delete') continue;
+      const task = e.object;
+      if (task.status?.state !== TaskState.TASK_STATE_ASSIGNED || task.desiredState !== TaskState.TASK_STATE_RUNNING) continue;
+      await store
+        .update((tx) => {
+          const cur = tx.get('task', task.id);
+          if (cur?.status?.state !== TaskState.TASK_STATE_ASSIGNED) return;
+          const u = cloneObject('task', cur);
+          u.status = { ...u.status!, state: TaskState.TASK_STATE_RUNNING, timestamp: Date.now(), message: 'started' };
+          tx.update('task', u);
+        })
+        .catch(() => undefined);
+    }
+  })();
+  const control = createControlService({ store, isLeader: () => true, leaderAddr: () => undefined });
+  const dir = await mkdtemp(join(tmpdir(), 'svc-cli-'));
+  const sock = join(dir, 'control.sock');
+  const server = new grpc.Server();
+  server.addService(ControlService, control.local);
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  t.teardown(async () => {
+    server.forceShutdown();
+    control.close();
+    ac.abort();
+    h.close();
+    await Promise.all([...runs, agent]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { store, host: ['--host', `unix://${sock}`] };
+}
+
+test('service create converges with progress; ls/ps/scale/rm; an unschedulable service fails with the scheduler reason', async (t) => {
+  const { store, host } = await setup(t);
+  const c = await swarmctl([...host, 'service', 'create', '--name', 'web', '--replicas', '3', '--no-resolve-image', '--timeout', '30s', 'web:1']);
+  t.is(c.code, 0, c.stderr);
+  t.regex(c.stderr, /1\/3: (assigned|running)/);
+  t.regex(c.stderr, /3\/3: running/);
+  t.regex(c.stderr, /verify: Service converged\n$/);
+  const ls = await swarmctl([...host, 'service', 'ls']);
+  t.regex(ls.stdout, /web\s+replicated\s+3\/3\s+web:1/);
+  const ps = await swarmctl([...host, 'service', 'ps', 'web']);
+  t.is(ps.stdout.trim().split('\n').length, 4);
+  t.regex(ps.stdout, /web\.3\s+web:1\s+host1\s+Running\s+Running/);
+  const big = await swarmctl([...host, 'service', 'create', '--name', 'big', '--reserve-memory', '8G', '--no-resolve-image', '--timeout', '2s', 'big:1']);
+  t.is(big.code, 1);
+  t.regex(big.stderr, /service big did not converge within 2s: pending: no suitable node \(insufficient resources on 1 node\)/);
+  const bigPs = await swarmctl([...host, 'service', 'ps', 'big']);
+  t.regex(bigPs.stdout, /Pending .* ago\s+"no suitable node/);
+  const sc = await swarmctl([...host, 'service', 'scale', 'web=1']);
+  t.is(sc.code, 0, sc.stderr);
+  t.regex(sc.stderr, /verify: Service converged/);
+  t.is(store.view((tx) => tx.find('task')).filter((x) => x.desiredState === TaskState.TASK_STATE_RUNNING && x.serviceId !== store.view((tx2) => tx2.find('service', { name: 'big' })[0]?.id)).length, 1);
+  const rmr = await swarmctl([...host, 'service', 'rm', 'web', 'big']);
+  t.is(rmr.code, 0, rmr.stderr);
+  t.deepEqual(
+    store.view((tx) => tx.find('service')),
+    [],
+  );
+});
