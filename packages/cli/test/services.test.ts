@@ -260,6 +260,8 @@ test.serial('bad flags send nothing; update, inspect and logs', async (t) => {
   t.regex(logs.stdout, /^web\.1\.task\d+x+@h2\s+\| 2026-01-01T00:00:00\.000Z hello\n/);
   t.regex(logs.stdout, /\| 2026-01-01T00:00:00\.000Z world\n$/);
   t.like(fs.calls.find((x) => x.method === 'logs')!.request, { tail: 5, follow: false });
+  const jl = await swarmctl([...h, 'service', 'logs', '--format', 'json', 'web']);
+  t.like(JSON.parse(jl.stdout.split('\n')[0]) as object, { service: 'web', slot: 1, stream: 'stdout', line: 'hello\nworld', timestamp: '2026-01-01T00:00:00.000Z' });
   const home = join(fs.dir, 'home');
   await mkdir(join(home, '.docker'), { recursive: true });
   await writeFile(join(home, '.docker', 'config.json'), JSON.stringify({ auths: { 'reg.example:5000': { auth: Buffer.from('u:p').toString('base64') } } }));

@@ -363,6 +363,12 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             const lines: Promise<void>[] = [];
             await sc.logs({ serviceIds, taskIds, follow: a.follow, tail, sinceMs }, (l) => {
               const write = (task: Task | undefined) => {
+                if (a.format === 'json') {
+                  // One JSON object per line (a stream: not one array).
+                  const text = Buffer.from(l.data).toString();
+                  io.stdout.write(JSON.stringify({ service: task?.serviceAnnotations?.name ?? l.serviceId, serviceId: l.serviceId, taskId: l.taskId, slot: task?.slot ?? 0, nodeId: l.nodeId, timestamp: new Date(l.timestamp).toISOString(), stream: l.stream, line: text.replace(/\n$/, '') }) + '\n');
+                  return;
+                }
                 const prefix = logPrefix(l, task, nodes, { noTrunc: a['no-trunc'] });
                 const p = a['no-task-ids'] ? prefix.replace(/\.[a-z0-9]+@/, '@') : prefix;
                 const data = Buffer.from(l.data).toString().replace(/\n$/, '');
