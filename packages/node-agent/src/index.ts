@@ -9,3 +9,16 @@ export { Worker, type AssignmentsEvent } from './assignments/worker.js';
 export { LocalTaskDb } from './assignments/local-task-db.js';
 export { CoalescingReporter, type StatusUpdate, type ReporterOptions } from './status-reporter/coalescing-reporter.js';
 export { systemClock, FakeClock, type Clock } from './clock.js';
+export { startTaskSupervisor, type TaskSupervisor, type TaskSupervisorOptions } from './task-runner/task-supervisor.js';
+export { ContainerExecutor, type ContainerExecutorOptions, type TaskNetworking } from './executor/container-executor.js';
+export { BridgeNetworking, type BridgeNetworkingOptions } from './networking/bridge-network.js';
+// Tasks (issue: services): assignments → task runners over the runtime.
+export { nextAction, taskStep, exitOutcome, isTerminal, type StepTask, type StepAction, type ActionResult, type StepOutcome } from './task-runner/task-step.js';
+export { TaskManager, emptyStatus, type TaskManagerOptions } from './task-runner/task-manager.js';
+export { type AssignmentSource } from './task-runner/task-supervisor.js';
+export { startWorker, type StartWorkerOptions, type RunningWorker } from './task-runner/start-worker.js';
+export * from './executor/executor.js';
+export { runtimeSpec, LABEL_NODE, LABEL_SERVICE, LABEL_TASK, type TaskNetwork } from './executor/container-executor.js';
+export { healthSettings, healthAfterProbe, runHealthChecks, type HealthSettings, type HealthStatus } from './health/health-check.js';
+export { networkModeOf, hostPorts, NFT } from './networking/bridge-network.js';
+export { LogPublisher, dispatcherLogSender, type LogPublisherOptions, type LogSource } from './logs/log-publisher.js';

@@ -5,12 +5,13 @@
  * (found by the task id) and resumes; containers of tasks no longer assigned are removed.
  */
 import type { EventEmitter } from 'node:events';
-import type { Task, TaskStatus } from '@swarmd/proto';
+import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
 import { describeError, nullLogger, type Logger } from '@swarmd/common';
 import { systemClock, type Clock } from '../clock.js';
 import type { Executor } from '../executor/executor.js';
 import type { AssignmentsEvent } from '../assignments/worker.js';
 import { TaskManager } from './task-manager.js';
+import type { LogPublisher } from '../logs/log-publisher.js';
 
 /** What the supervisor needs of the agent's Worker. */
 export interface AssignmentSource {
@@ -26,6 +27,8 @@ export interface TaskSupervisorOptions {
   clock?: Clock;
   logger?: Logger;
   retryDelayMs?: number;
+  /** Streams the logs of running tasks to the managers. */
+  logs?: LogPublisher;
 }
 
 export interface TaskSupervisor {
@@ -46,10 +49,21 @@ export async function startTaskSupervisor(o: TaskSupervisorOptions): Promise<Tas
   const removing = new Map<string, Promise<void>>();
   let chain: Promise<void> = Promise.resolve();
   let stopped = false;
+  const startedAt = clock.now();
+  /** Tasks already running before this agent started (re-attached): only their new lines are sent. */
+  const wasRunning = new Set<string>();
+  const serviceOf = new Map<string, string>();
+  const report = (taskId: string, s: TaskStatus) => {
+    o.report(taskId, s);
+    if (o.logs && s.state >= TaskState.TASK_STATE_RUNNING && s.state <= TaskState.TASK_STATE_FAILED) {
+      o.logs.follow(taskId, serviceOf.get(taskId) ?? '', wasRunning.has(taskId) ? startedAt : undefined);
+    }
+  };
 
   const removeTask = (id: string, m: TaskManager | undefined) => {
     if (removing.has(id)) return;
     managers.delete(id);
+    o.logs?.unfollow(id);
     const p = (async () => {
       if (m) await m.remove();
       else await o.executor.controller({ id } as Task).remove(new AbortController().signal);
@@ -66,12 +80,15 @@ export async function startTaskSupervisor(o: TaskSupervisorOptions): Promise<Tas
       const m = managers.get(t.id);
       if (m) m.update(t);
       else if (!removing.has(t.id)) {
+        serviceOf.set(t.id, t.serviceId);
+        if ((t.status?.state ?? 0) >= TaskState.TASK_STATE_RUNNING) wasRunning.add(t.id);
+        if (o.logs && t.status?.state === TaskState.TASK_STATE_RUNNING) o.logs.follow(t.id, t.serviceId, startedAt);
         managers.set(
           t.id,
           new TaskManager({
             task: t,
             controller: o.executor.controller(t),
-            report: o.report,
+            report,
             clock,
             logger: log.child({ task: t.id }),
             ...(o.retryDelayMs !== undefined ? { retryDelayMs: o.retryDelayMs } : {}),

@@ -1,0 +1,83 @@
+/**
+ * The composition of the task side of a node agent: the runtime under DIR/runtime, per-host
+ * bridge networking, the container executor, the log publisher and the task supervisor, wired
+ * to an agent (startAgent's Agent: its Worker and reportTaskStatus).
+ *
+ *     const agent = await startAgent({...});
+ *     const tasks = await startWorker({ agent, stateDir, publishLogs });
+ *     …
+ *     await tasks.stop();   // containers keep running; the next start re-attaches
+ */
+import { join } from 'node:path';
+import type { LogRecord, TaskStatus } from '@swarmd/proto';
+import { nullLogger, type Logger } from '@swarmd/common';
+import { ContainerService, ImageService, type RegistryClientOptions } from '@swarmd/runtime';
+import type { Clock } from '../clock.js';
+import { ContainerExecutor } from '../executor/container-executor.js';
+import { BridgeNetworking } from '../networking/bridge-network.js';
+import { LogPublisher } from '../logs/log-publisher.js';
+import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
+
+export interface StartWorkerOptions {
+  agent: { nodeId: string; worker: AssignmentSource; reportTaskStatus(taskId: string, status: TaskStatus): void };
+  /** The node's state dir: runtime/ and networking/ go under it. */
+  stateDir: string;
+  /** Sends task log lines to the managers (dispatcherLogSender); without it, logs stay local. */
+  publishLogs?: (records: LogRecord[]) => Promise<void>;
+  /** Per-host bridge subnet (default 172.31.X.0/24 from the node id); `false`: no bridge (new empty netns per task). */
+  network?: { subnet?: string } | false;
+  registry?: RegistryClientOptions;
+  hostname?: string;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface RunningWorker {
+  executor: ContainerExecutor;
+  images: ImageService;
+  containers: ContainerService;
+  networking: BridgeNetworking | undefined;
+  supervisor: TaskSupervisor;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker> {
+  const logger = o.logger ?? nullLogger;
+  const root = join(o.stateDir, 'runtime');
+  const containers = new ContainerService({ root, logger: logger.child({ component: 'agent/runtime' }) });
+  const images = await new ImageService({ root, ...(o.registry ? { registry: o.registry } : {}), layerDirsInUse: () => containers.layerDirsInUse() }).init();
+  const networking =
+    o.network === false
+      ? undefined
+      : new BridgeNetworking({ nodeId: o.agent.nodeId, stateDir: o.stateDir, ...(o.network?.subnet ? { subnet: o.network.subnet } : {}), logger: logger.child({ component: 'agent/network' }) });
+  const executor = new ContainerExecutor({
+    images,
+    containers,
+    nodeId: o.agent.nodeId,
+    ...(networking ? { networking } : {}),
+    ...(o.hostname ? { hostname: o.hostname } : {}),
+    ...(o.clock ? { clock: o.clock } : {}),
+    logger: logger.child({ component: 'agent/executor' }),
+  });
+  const logs = o.publishLogs ? new LogPublisher({ containers, send: o.publishLogs, ...(o.clock ? { clock: o.clock } : {}), logger }) : undefined;
+  const supervisor = await startTaskSupervisor({
+    executor,
+    assignments: o.agent.worker,
+    report: (id, s) => o.agent.reportTaskStatus(id, s),
+    ...(logs ? { logs } : {}),
+    ...(o.clock ? { clock: o.clock } : {}),
+    logger: logger.child({ component: 'agent/tasks' }),
+  });
+  return {
+    executor,
+    images,
+    containers,
+    networking,
+    supervisor,
+    stop: async () => {
+      await supervisor.stop();
+      await logs?.stop();
+      images.close();
+    },
+  };
+}
