@@ -87,6 +87,8 @@ requires('root', 'netns', 'nft', 'runc', 'conmon', 'registry', 'busybox')(
     t.is((await res.text()).trim(), 'hello-from-web');
     const self = await h.exec('busybox', ['wget', '-qO-', `http://${h.addr}:8080/`], { timeoutMs: 10_000 });
     t.is(self.stdout.trim(), 'hello-from-web');
+    const loopback = await h.exec('busybox', ['wget', '-qO-', 'http://127.0.0.1:8080/'], { timeoutMs: 10_000 });
+    t.is(loopback.stdout.trim(), 'hello-from-web', 'published on the host loopback too');
 
     // none: only lo. host: the host's eth0 with its underlay address.
     const links = (await env.containers.exec('isolated', ['ip', '-o', 'link'])).stdout;
