@@ -72,7 +72,10 @@ export class TaskManager {
   remove(): Promise<void> {
     this.removing ??= (async () => {
       this.update({ ...this.task, desiredState: Math.max(this.task.desiredState, TaskState.TASK_STATE_SHUTDOWN) });
-      await this.settled();
+      // Bounded: a shutdown that keeps failing must not hold the removal (or the agent's stop) forever.
+      const bound = new AbortController();
+      await Promise.race([this.settled(), this.clock.sleep(60_000, bound.signal).catch(() => undefined)]);
+      bound.abort();
       await this.close();
       for (let attempt = 0; ; attempt++) {
         try {
