@@ -6,10 +6,12 @@ import {
   type Node,
   type NodeDescription,
   type SessionMessage,
+  type LogRecord,
   type TaskStatus,
 } from '@swarmd/proto';
 import { describeError, unavailable, type Logger } from '@swarmd/common';
 import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { dispatcherLogSender } from '../logs/log-publisher.js';
 import { Worker } from '../assignments/worker.js';
 import { CoalescingReporter, type StatusUpdate } from '../status-reporter/coalescing-reporter.js';
 import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
@@ -78,6 +80,8 @@ export interface Agent {
   whenConnected(signal?: AbortSignal): Promise<SessionInfo>;
   /** Reports a task's observed status (coalesced, batched UpdateTaskStatus). */
   reportTaskStatus(taskId: string, status: TaskStatus): void;
+  /** Sends task log records on the current session (Dispatcher.PublishLogs); rejects when not connected. */
+  publishLogs(records: LogRecord[]): Promise<void>;
 }
 
 type SessionEnd = { kind: 'redirect'; addr: string; established: boolean } | { kind: 'ended'; reason: string; established: boolean };
@@ -179,6 +183,10 @@ class AgentImpl implements Agent {
 
   reportTaskStatus(taskId: string, status: TaskStatus): void {
     this.reporter.report(taskId, status);
+  }
+
+  publishLogs(records: LogRecord[]): Promise<void> {
+    return dispatcherLogSender(() => this.current)(records);
   }
 
   async stop(): Promise<void> {

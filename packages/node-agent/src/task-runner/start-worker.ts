@@ -19,11 +19,11 @@ import { LogPublisher } from '../logs/log-publisher.js';
 import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
 
 export interface StartWorkerOptions {
-  agent: { nodeId: string; worker: AssignmentSource; reportTaskStatus(taskId: string, status: TaskStatus): void };
+  agent: { nodeId: string; worker: AssignmentSource; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
   /** The node's state dir: runtime/ and networking/ go under it. */
   stateDir: string;
-  /** Sends task log lines to the managers (dispatcherLogSender); without it, logs stay local. */
-  publishLogs?: (records: LogRecord[]) => Promise<void>;
+  /** Sends task log lines to the managers; default: the agent's publishLogs (Dispatcher.PublishLogs). `false`: logs stay local. */
+  publishLogs?: ((records: LogRecord[]) => Promise<void>) | false;
   /** Per-host bridge subnet (default 172.31.X.0/24 from the node id); `false`: no bridge (new empty netns per task). */
   network?: { subnet?: string } | false;
   registry?: RegistryClientOptions;
@@ -59,7 +59,8 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     ...(o.clock ? { clock: o.clock } : {}),
     logger: logger.child({ component: 'agent/executor' }),
   });
-  const logs = o.publishLogs ? new LogPublisher({ containers, send: o.publishLogs, ...(o.clock ? { clock: o.clock } : {}), logger }) : undefined;
+  const send = o.publishLogs === false ? undefined : (o.publishLogs ?? (o.agent.publishLogs ? (r: LogRecord[]) => o.agent.publishLogs!(r) : undefined));
+  const logs = send ? new LogPublisher({ containers, send, ...(o.clock ? { clock: o.clock } : {}), logger }) : undefined;
   const supervisor = await startTaskSupervisor({
     executor,
     assignments: o.agent.worker,
