@@ -18,6 +18,10 @@ export const SwarmdConfigSchema = z
     /** join: the token (SWMTKN-1-...). */
     token: z.string().optional(),
     forceNewCluster: z.boolean().default(false),
+    /** Registries pulled from over plain HTTP (host:port or a CIDR); loopback ones always are. */
+    insecureRegistries: z.array(z.string().min(1)).default([]),
+    /** Run tasks on this node (the agent's executor over runc); off only for control-plane tests. */
+    runTasks: z.boolean().default(true),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     /** init: the cluster's node certificate lifetime (default 90 days; at least 1 hour). */
     nodeCertExpiryMs: z.number().int().positive().optional(),

@@ -4,6 +4,7 @@ import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/commo
 import { NodeRole } from '@swarmd/proto';
 import {
   certificateFacts,
+  createManagerApi,
   loadStateDirCerts,
   readMemberFile,
   renewalTime,
@@ -19,6 +20,7 @@ import { startAgent, type Agent } from '@swarmd/node-agent';
 import type { SwarmdConfig } from './config.js';
 import { defaultAdvertiseAddr } from './config.js';
 import { joinWithToken, renewCertificate } from './certs.js';
+import { startNodeWorker } from './worker.js';
 
 export type SwarmdCommand = 'init' | 'join' | 'run';
 
@@ -30,6 +32,7 @@ export interface NodeStateFile {
   managers: string[];
   hostname?: string;
   labels?: Record<string, string>;
+  insecureRegistries?: string[];
 }
 
 export interface DaemonOptions {
@@ -85,6 +88,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const advertiseAddr = cfg.advertiseAddr ?? saved?.advertiseAddr ?? defaultAdvertiseAddr(listenAddr);
   const hostname = cfg.hostname ?? saved?.hostname;
   const labels = Object.keys(cfg.labels).length ? cfg.labels : (saved?.labels ?? {});
+  const insecureRegistries = cfg.insecureRegistries.length ? cfg.insecureRegistries : (saved?.insecureRegistries ?? []);
   let command = o.command;
   if (command === 'init' && existing && cfg.forceNewCluster) command = 'run';
   if (command !== 'run' && existing) {
@@ -98,6 +102,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     ...(hostname ? { hostname } : {}),
     labels,
     raft: cfg.raft,
+    // The control API pins images by digest; the local cluster's registry is plain HTTP.
+    services: [(ctx) => createManagerApi({ ...ctx, insecureRegistries })],
     ...o.managerOptions,
   } satisfies Partial<ManagerOptions>;
 
@@ -146,7 +152,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         : await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: managers[0] ?? advertiseAddr }, tls });
     }
   }
-  await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels });
+  await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels, insecureRegistries });
   await writeFile(join(dir, 'swarmd.pid'), `${process.pid}\n`);
 
   const nodeId = certificateFacts(tls.certPem).nodeId;
@@ -159,6 +165,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     labels,
     logger: log.child({ component: 'agent' }),
   });
+  // The worker side: assignments → a task manager per task over the runtime (runc + conmon).
+  const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, tls: () => agentTls(tls), insecureRegistries, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
 
   const stop = new AbortController();
   let renewing: Promise<void> | undefined;
@@ -267,6 +275,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       wake?.();
       await loop;
       await renewing?.catch(() => undefined);
+      await worker?.stop();
       await agent.stop();
       await manager?.stop();
       await rm(join(dir, 'swarmd.pid'), { force: true });

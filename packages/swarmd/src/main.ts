@@ -18,6 +18,7 @@ interface Args {
   'force-new-cluster'?: boolean;
   hostname?: string;
   label?: string[];
+  'insecure-registry'?: string[];
   token?: string;
   'log-level'?: string;
   manager?: string;
@@ -36,6 +37,7 @@ async function main(command: SwarmdCommand, a: Args): Promise<void> {
       advertiseAddr: a['advertise-addr'],
       hostname: a.hostname,
       labels: parseLabels(a.label),
+      insecureRegistries: a['insecure-registry'],
       token: a.token,
       forceNewCluster: a['force-new-cluster'] || undefined,
       logLevel: a['log-level'],
@@ -86,7 +88,8 @@ const addrs = (y: ReturnType<typeof yargs>) =>
     .option('listen-addr', { type: 'string', describe: 'IP:PORT to listen on (default 0.0.0.0:4242)' })
     .option('advertise-addr', { type: 'string', describe: 'IP:PORT other nodes reach this one at' })
     .option('hostname', { type: 'string' })
-    .option('label', { type: 'string', array: true, describe: 'node label key=value (repeatable)' });
+    .option('label', { type: 'string', array: true, describe: 'node label key=value (repeatable)' })
+    .option('insecure-registry', { type: 'string', array: true, nargs: 1, describe: 'registry (host:port or CIDR) pulled from over plain HTTP (repeatable)' });
 
 await yargs(hideBin(process.argv))
   .scriptName('swarmd')

@@ -126,7 +126,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
 
   // 3. the first manager
   const first = hosts[0];
-  const common = (h: LocalHost) => ['--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr, '--hostname', h.hostname];
+  const common = (h: LocalHost) => ['--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr, '--hostname', h.hostname, '--insecure-registry', reg.addr];
   first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...common(first)], first.log, o.env);
   await saveState(state);
   o.progress(`${first.name} ${first.addr}: swarmd init (pid ${first.pid})`);
