@@ -4,7 +4,7 @@ import { TaskState, NodeState, NodeAvailability, type Task } from '@swarmd/proto
 import { makeObject } from '../src/store/index.js';
 import { NodeSet, availableResources } from '../src/scheduler/node-info.js';
 import { Pipeline } from '../src/scheduler/pipeline.js';
-import { placeTaskGroup, explainTask } from '../src/scheduler/placement.js';
+import { placeTaskGroup, explainTask, checkPreassigned } from '../src/scheduler/placement.js';
 import { PENDING_MESSAGE } from '../src/scheduler/scheduler.js';
 import { constraintsMatch, parseConstraints } from '../src/specs/constraint.js';
 import { newTask } from '../src/orchestrator/task.js';
@@ -145,6 +145,27 @@ test('explain: failures counted per filter, most first', (t) => {
   const s = mkService('s', 'x', { cpus: 2, constraints: ['node.id!=c'] });
   t.is(explainTask(taskOf(s, 0), set), 'no suitable node (insufficient resources on 2 nodes; 1 node not available for new tasks; scheduling constraints not satisfied on 1 node)');
   t.is(explainTask(taskOf(s, 0), new NodeSet()), 'no suitable node (no nodes in the cluster)');
+});
+
+test('a pre-assigned task (global service) does not count against its own node until placed', (t) => {
+  const set = new NodeSet();
+  set.upsertNode(mkNode('a', { cpus: 2 }));
+  const s = mkService('g', 'web', { cpus: 1 });
+  const task: Task = {
+    ...taskOf(s, 0),
+    nodeId: 'a',
+    endpoint: { spec: { mode: 0, ports: [{ name: '', protocol: 0, targetPort: 80, publishedPort: 8080, publishMode: 1 }] }, ports: [], virtualIps: [] },
+  };
+  set.applyTask(task);
+  const a = set.get('a')!;
+  t.is(a.hostPorts.size, 0, 'its own host port is not taken yet');
+  t.is(a.reserved.nanoCpus, 0, 'its own reservation is not counted yet');
+  t.is(checkPreassigned(task, set), undefined, 'it fits its own node');
+  set.assignTask(task, 'a');
+  t.deepEqual([...a.hostPorts.keys()], ['0/8080']);
+  t.is(a.reserved.nanoCpus, 1e9);
+  const other: Task = { ...task, id: 'other' };
+  t.regex(checkPreassigned(other, set) ?? '', /host-mode port already in use on 1 node/);
 });
 
 interface Gen {

@@ -51,7 +51,10 @@ interface Contribution {
 
 function contributionOf(t: Readonly<Task>): Contribution | undefined {
   const state = t.status?.state ?? TaskState.TASK_STATE_NEW;
-  if (!t.nodeId || state > TaskState.TASK_STATE_RUNNING) return undefined;
+  // A pre-assigned task (global services) not placed yet is still being decided: it must not
+  // count against its own node (its host ports and reservations would refuse it). The scheduler
+  // records it with assignTask when it places it.
+  if (!t.nodeId || state < TaskState.TASK_STATE_ASSIGNED || state > TaskState.TASK_STATE_RUNNING) return undefined;
   const res = t.spec?.resources?.reservations;
   return {
     nodeId: t.nodeId,
