@@ -176,7 +176,13 @@ class ContainerController implements TaskController {
     }
     const config = await this.o.images.config(rec);
     let net: { netnsPath?: string; ports: PortConfig[] } = { ports: [] };
-    if (this.o.networking) net = await this.o.networking.attach(this.task);
+    try {
+      if (this.o.networking) net = await this.o.networking.attach(this.task);
+    } catch (err) {
+      const msg = `network: ${describeError(err)}`;
+      if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
+      throw new Error(msg, { cause: err });
+    }
     this.published = net.ports;
     try {
       await this.o.containers.create(this.id, {
