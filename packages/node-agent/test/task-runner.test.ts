@@ -1,0 +1,126 @@
+// The task manager loop against a fake controller (no runtime): desired-state changes interrupt a
+// wait, transient prepare failures are retried, permanent ones reject, re-attach, removal.
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
+import { ContainerExitedError, PermanentError, type ContainerFacts, type ExitInfo, type TaskController } from '../src/executor/executor.js';
+import { TaskManager, emptyStatus } from '../src/task-runner/task-manager.js';
+import { makeTask } from './helpers/executor-env.js';
+
+class FakeController implements TaskController {
+  calls: string[] = [];
+  prepareFailures: Error[] = [];
+  facts: ContainerFacts = { exists: false };
+  startError: Error | undefined;
+  private exit: ((e: ExitInfo) => void) | undefined;
+  prepare(): Promise<{ containerId: string }> {
+    this.calls.push('prepare');
+    const e = this.prepareFailures.shift();
+    return e ? Promise.reject(e) : Promise.resolve({ containerId: 'c' });
+  }
+  start(): Promise<{ pid: number }> {
+    this.calls.push('start');
+    return this.startError ? Promise.reject(this.startError) : Promise.resolve({ pid: 42 });
+  }
+  wait(s: AbortSignal): Promise<ExitInfo> {
+    this.calls.push('wait');
+    return new Promise((resolve, reject) => {
+      this.exit = resolve;
+      s.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })), { once: true });
+    });
+  }
+  exitWith(code: number): void {
+    this.exit?.({ exitCode: code, oomKilled: false });
+  }
+  shutdown(): Promise<ExitInfo> {
+    this.calls.push('shutdown');
+    return Promise.resolve({ exitCode: 143, oomKilled: false });
+  }
+  terminate(): Promise<void> {
+    return Promise.resolve();
+  }
+  remove(): Promise<void> {
+    this.calls.push('remove');
+    return Promise.resolve();
+  }
+  inspect(): Promise<ContainerFacts> {
+    this.calls.push('inspect');
+    return Promise.resolve(this.facts);
+  }
+  ports() {
+    return [];
+  }
+}
+
+function harness(task: Task, ctl = new FakeController()) {
+  const seen: TaskStatus[] = [];
+  const m = new TaskManager({ task, controller: ctl, report: (_id, s) => seen.push(s), retryDelayMs: 1 });
+  const states = () => seen.map((s) => TaskState[s.state].replace('TASK_STATE_', ''));
+  const until = async (state: TaskState) => {
+    for (let i = 0; i < 500 && !(seen.at(-1) && seen.at(-1)!.state >= state); i++) await sleep(5);
+    return seen.at(-1)!;
+  };
+  return { m, ctl, seen, states, until };
+}
+
+const base = makeTask('t', { image: 'x' });
+
+test('runs to RUNNING, a desired SHUTDOWN interrupts the wait, then remove', async (t) => {
+  const h = harness(base);
+  await h.until(TaskState.TASK_STATE_RUNNING);
+  t.deepEqual(h.states(), ['PREPARING', 'READY', 'STARTING', 'RUNNING']);
+  h.m.update({ ...base, desiredState: TaskState.TASK_STATE_SHUTDOWN });
+  const s = await h.until(TaskState.TASK_STATE_SHUTDOWN);
+  t.is(s.state, TaskState.TASK_STATE_SHUTDOWN);
+  t.is(s.container?.exitCode, 143);
+  await h.m.remove();
+  t.deepEqual(h.ctl.calls.filter((c) => c !== 'inspect'), ['prepare', 'start', 'wait', 'shutdown', 'remove']);
+});
+
+test('transient prepare failures are retried; a permanent one rejects', async (t) => {
+  const ctl = new FakeController();
+  ctl.prepareFailures = [new Error('registry unavailable'), new Error('registry unavailable')];
+  const h = harness(base, ctl);
+  await h.until(TaskState.TASK_STATE_RUNNING);
+  t.is(ctl.calls.filter((c) => c === 'prepare').length, 3);
+  ctl.exitWith(2);
+  const failed = await h.until(TaskState.TASK_STATE_COMPLETE);
+  t.is(failed.err, 'task: non-zero exit (2)');
+  await h.m.close();
+
+  const ctl2 = new FakeController();
+  ctl2.prepareFailures = [new PermanentError('pulling image x: not found')];
+  const h2 = harness(base, ctl2);
+  const rejected = await h2.until(TaskState.TASK_STATE_COMPLETE);
+  t.is(TaskState[rejected.state], 'TASK_STATE_REJECTED');
+  t.regex(rejected.err, /not found/);
+  await h2.m.close();
+});
+
+test('a container exiting before it is healthy ends the task from STARTING', async (t) => {
+  const ctl = new FakeController();
+  ctl.startError = new ContainerExitedError({ exitCode: 0, oomKilled: false });
+  const h = harness(base, ctl);
+  const s = await h.until(TaskState.TASK_STATE_COMPLETE);
+  t.is(TaskState[s.state], 'TASK_STATE_COMPLETE');
+  await h.m.close();
+});
+
+test('re-attach: a running container moves the task to RUNNING; a lost one FAILS it', async (t) => {
+  const ctl = new FakeController();
+  ctl.facts = { exists: true, status: 'running', container: { containerId: 't', pid: 9 } };
+  const h = harness({ ...base, status: { ...emptyStatus(TaskState.TASK_STATE_STARTING) } }, ctl);
+  const s = await h.until(TaskState.TASK_STATE_RUNNING);
+  t.is(s.message, 're-attached');
+  t.is(s.container?.pid, 9);
+  t.false(ctl.calls.includes('prepare') || ctl.calls.includes('start'));
+  ctl.exitWith(0);
+  t.is(TaskState[(await h.until(TaskState.TASK_STATE_COMPLETE)).state], 'TASK_STATE_COMPLETE');
+  await h.m.close();
+
+  const lost = harness({ ...base, status: emptyStatus(TaskState.TASK_STATE_RUNNING) });
+  const l = await lost.until(TaskState.TASK_STATE_COMPLETE);
+  t.is(TaskState[l.state], 'TASK_STATE_FAILED');
+  t.regex(l.err, /container lost/);
+  await lost.m.close();
+});
