@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: a local multi-host cluster on this machine. Installs what is missing, builds,
-# brings up 3 managers and 2 workers (each a network namespace on an underlay bridge running its
-# own swarmd), with a local registry holding a demo image, and shows `swarmctl node ls`.
+# The main job: a local multi-host cluster on this machine running a demo service. Installs what
+# is missing, builds, brings up 3 managers and 2 workers (each a network namespace on an underlay
+# bridge running its own swarmd), with a local registry holding a demo image (busybox httpd), then
+# deploys the demo service on every host with a published port and asks each host for its page.
 # Run as root. Remove it all with: swarmctl local down --name demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,28 @@ NAME=${DEMO_NAME:-demo}
 # A re-run starts from scratch.
 swarmctl local down --name "$NAME" >/dev/null 2>&1 || true
 swarmctl local up --name "$NAME" --managers "${DEMO_MANAGERS:-3}" --workers "${DEMO_WORKERS:-2}"
+
+state=$(swarmctl local ls --format json)
+field() { node -e "const c=JSON.parse(process.argv[1]).find(c=>c.name===process.argv[2]); console.log($1)" "$state" "$NAME"; }
+registry=$(field 'c.registry.addr')
+addrs=$(field 'c.hosts.map(h=>h.addr).join(" ")')
+
 echo
-echo "demo: the cluster is up (swarmctl node ls above). Try:"
+echo "demo: deploying the demo service: one task per host, port 8080 published on each host"
+swarmctl service create --name web --mode global --publish mode=host,published=8080,target=8080 "$registry/demo/web:latest"
+swarmctl service create --name hello --replicas 6 "$registry/demo/web:latest" -- sh -c 'while true; do echo "hello from $(hostname)"; sleep 2; done'
+echo
+swarmctl service ls
+echo
+swarmctl service ps web
+echo
+for a in $addrs; do printf '%s:8080 -> ' "$a"; curl -s -m 5 "http://$a:8080/" || echo "(no answer)"; done
+echo
+sleep 3
+swarmctl service logs --tail 6 hello
+echo
+echo "demo: the cluster is up. Try:"
 echo "  alias swarmctl='node $PWD/packages/cli/dist/src/main.js'"
-echo "  swarmctl node ls; swarmctl node inspect ${NAME}-w1; swarmctl local ls"
+echo "  swarmctl service scale hello=10; swarmctl service ps hello; swarmctl service logs -f hello"
+echo "  swarmctl node update --availability drain ${NAME}-w1; swarmctl service ps hello"
 echo "  swarmctl local down --name ${NAME}      # removes everything it made"
