@@ -9,6 +9,7 @@ import { hideBin } from 'yargs/helpers';
 import { createLogger, describeError, isSwarmError } from '@swarmd/common';
 import { loadSwarmdConfig, parseLabels, type SwarmdConfig } from './config.js';
 import { startDaemon, type SwarmdCommand } from './daemon.js';
+import { cleanupNode } from './cleanup.js';
 
 interface Args {
   'state-dir'?: string;
@@ -110,6 +111,25 @@ await yargs(hideBin(process.argv))
     'resume from the state dir',
     (y) => common(y).option('force-new-cluster', { type: 'boolean', describe: 'restart this former manager as the only one, keeping its state' }).option('listen-addr', { type: 'string' }).option('advertise-addr', { type: 'string' }),
     (a) => main('run', a as Args),
+  )
+  .command(
+    'cleanup',
+    "remove this node's containers and task networking (swarmd must be stopped)",
+    (y) => y.option('state-dir', { type: 'string', describe: 'state directory (default /var/lib/swarmd)' }),
+    async (a) => {
+      const logger = createLogger({ format: 'json', component: 'swarmd' });
+      try {
+        const r = await cleanupNode(String(a['state-dir'] ?? '/var/lib/swarmd'), logger);
+        process.stdout.write(`removed ${r.containers} containers\n`);
+        if (r.failed.length) {
+          process.stderr.write(`swarmd cleanup: could not remove: ${r.failed.join('; ')}\n`);
+          process.exit(1);
+        }
+      } catch (err) {
+        process.stderr.write(`swarmd cleanup: ${describeError(err)}\n`);
+        process.exit(1);
+      }
+    },
   )
   .demandCommand(1)
   .strict()

@@ -1,6 +1,8 @@
 import { rm, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describeError, run } from '@swarmd/common';
 import { readContext } from '../context.js';
+import { findSwarmd } from './swarmd.js';
 import { clusterProcesses, terminate } from './processes.js';
 import { unmountUnder } from './mounts.js';
 import { kernelNames, loadState, localRoot, validateName } from './state.js';
@@ -37,6 +39,19 @@ export async function localDown(o: { name: string; env: NodeJS.ProcessEnv; conte
   const kill = await clusterProcesses(dir, netns.map(netnsPath));
   if (kill.length) o.progress(`stopping ${kill.length} processes`);
   await terminate(kill);
+  // Containers outlive swarmd on purpose: let each host's swarmd remove its own (processes,
+  // mounts, cgroups) and its task networking, in the host's namespace, before the host goes.
+  const existing = new Set(await listNetns());
+  for (const h of state?.hosts ?? []) {
+    if (!existing.has(h.netns)) continue;
+    try {
+      const argv = [...findSwarmd(o.env), 'cleanup', '--state-dir', h.stateDir];
+      const r = await run('nsenter', [`--net=${netnsPath(h.netns)}`, '--', ...argv], { env: o.env });
+      if (!/removed 0 containers/.test(r.stdout)) o.progress(`${h.name}: ${r.stdout.trim()}`);
+    } catch (err) {
+      o.progress(`${h.name}: cleanup of its containers failed: ${describeError(err)}`);
+    }
+  }
   const mounts = await unmountUnder(dir);
   if (mounts) o.progress(`unmounted ${mounts} mounts under ${dir}`);
   await removeUnderlay({ bridge, netns, vethes: state?.hosts.map((h) => h.veth) });
