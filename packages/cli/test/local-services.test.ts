@@ -1,0 +1,144 @@
+// Services on a real local cluster (3 managers, 2 workers: real swarmd processes in network
+// namespaces, containers under runc): spread, scale, global with a published port, drain,
+// restart policy, logs from several hosts. One cluster for the file; `local down` at the end
+// leaves nothing behind. Skipped while packages/swarmd is not built (never under CI).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { run } from '@swarmd/common';
+import { requires } from '@swarmd/testkit';
+import { swarmctl, type CliResult } from './helpers/run.js';
+import { findSwarmd } from '../src/local/swarmd.js';
+
+const haveSwarmd = (() => {
+  try {
+    findSwarmd(process.env);
+    return true;
+  } catch {
+    return process.env.CI === 'true';
+  }
+})();
+const rootTest = haveSwarmd ? requires('root', 'netns', 'runc', 'conmon', 'registry') : test.skip;
+
+interface TaskJson {
+  id: string;
+  slot?: number;
+  nodeId?: string;
+  desiredState?: string;
+  status?: { state?: string; err?: string; container?: { exitCode?: number } };
+}
+interface NodeJson {
+  id: string;
+  description?: { hostname?: string };
+}
+
+const NAME = `svc${process.pid % 10000}`;
+const SUBNET = '10.254.19';
+
+rootTest('services on a local cluster: spread, scale, global + publish, drain, restart policy, logs', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'swl-svc-'));
+  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  t.teardown(async () => {
+    await swarmctl(['local', 'down', '--name', NAME], env);
+    await rm(root, { recursive: true, force: true });
+  });
+  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
+  const ok = async (...args: string[]): Promise<string> => {
+    const r = await ctl(...args);
+    if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  };
+  const tasks = async (svc: string): Promise<TaskJson[]> => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
+  const running = async (svc: string) => (await tasks(svc)).filter((x) => x.desiredState === 'TASK_STATE_RUNNING' && x.status?.state === 'TASK_STATE_RUNNING');
+  const until = async (what: string, cond: () => Promise<boolean>) => {
+    for (let i = 0; i < 240; i++) {
+      if (await cond().catch(() => false)) return;
+      await sleep(250);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  const perNode = (ts: TaskJson[]) => {
+    const m = new Map<string, number>();
+    for (const x of ts) m.set(x.nodeId ?? '', (m.get(x.nodeId ?? '') ?? 0) + 1);
+    return m;
+  };
+
+  const up = await ctl('local', 'up', '--name', NAME, '--managers', '3', '--workers', '2', '--subnet', `${SUBNET}.0/24`, '--timeout', '240');
+  t.is(up.code, 0, up.stderr + up.stdout);
+  const image = `${SUBNET}.1:5000/demo/web:latest`;
+  const nodes = JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];
+  t.is(nodes.length, 5);
+  const nodeOf = (host: string) => nodes.find((n) => n.description?.hostname === `${NAME}-${host}`)!.id;
+
+  // 1. six replicas spread over the five nodes
+  await ok('service', 'create', '--name', 'web', '--replicas', '6', image);
+  const six = await running('web');
+  t.is(six.length, 6);
+  const spread = perNode(six);
+  t.is(spread.size, 5, 'every node runs a replica');
+  t.true([...spread.values()].every((n) => n >= 1 && n <= 2));
+
+  // 2. scale to 10 (two per node), then to 2
+  await ok('service', 'scale', 'web=10');
+  await until('10 running', async () => (await running('web')).length === 10);
+  t.true([...perNode(await running('web')).values()].every((n) => n === 2));
+  await ok('service', 'scale', 'web=2');
+  await until('2 running', async () => (await running('web')).length === 2 && (await tasks('web')).filter((x) => x.desiredState === 'TASK_STATE_RUNNING').length === 2);
+  const slots = (await running('web')).map((x) => x.slot).sort();
+  t.is(new Set(slots).size, 2, 'no duplicate slot');
+
+  // 3. drain a worker: its tasks move, nothing runs on it
+  await ok('service', 'scale', 'web=5');
+  await until('5 running', async () => (await running('web')).length === 5);
+  const w1 = nodeOf('w1');
+  await ok('node', 'update', '--availability', 'drain', `${NAME}-w1`);
+  await until('tasks off the drained node', async () => {
+    const r = await running('web');
+    return r.length === 5 && r.every((x) => x.nodeId !== w1);
+  });
+  await ok('node', 'update', '--availability', 'active', `${NAME}-w1`);
+  await ok('service', 'rm', 'web');
+
+  // 4. a global service publishing a host port: every host answers with its own task
+  await ok('service', 'create', '--name', 'pub', '--mode', 'global', '--publish', 'mode=host,published=8090,target=8080', image);
+  t.is((await running('pub')).length, 5);
+  for (let i = 2; i <= 6; i++) {
+    const r = await run('curl', ['-s', '-m', '5', `http://${SUBNET}.${i}:8090/`]);
+    t.regex(r.stdout, /^hello from \w+/);
+  }
+  await ok('service', 'rm', 'pub');
+
+  // 5. restart policy: on-failure with max attempts; none
+  await ok('service', 'create', '--name', 'crash', '--detach', '--replicas', '1', '--restart-condition', 'on-failure', '--restart-max-attempts', '2', '--restart-delay', '1s', image, '--', 'sh', '-c', 'exit 3');
+  await until('three failed attempts', async () => (await tasks('crash')).filter((x) => x.status?.state === 'TASK_STATE_FAILED').length === 3);
+  await sleep(3000);
+  const attempts = await tasks('crash');
+  t.is(attempts.length, 3, 'no restart past max attempts');
+  t.true(attempts.every((x) => x.status?.state === 'TASK_STATE_FAILED' && /exit \(3\)/.test(x.status.err ?? '')));
+  await ok('service', 'create', '--name', 'once', '--detach', '--replicas', '1', '--restart-condition', 'none', image, '--', 'sh', '-c', 'exit 4');
+  await until('one failed task', async () => (await tasks('once')).some((x) => x.status?.state === 'TASK_STATE_FAILED'));
+  await sleep(3000);
+  t.is((await tasks('once')).length, 1, 'restart condition none: no new task');
+  await ok('service', 'rm', 'crash', 'once');
+
+  // 6. logs come from tasks on different hosts
+  await ok('service', 'create', '--name', 'talk', '--replicas', '5', image, '--', 'sh', '-c', 'while true; do echo "line from $(hostname)"; sleep 1; done');
+  let hosts = new Set<string>();
+  await until('log lines from 2+ hosts', async () => {
+    const out = await ok('service', 'logs', '--tail', '20', 'talk');
+    hosts = new Set([...out.matchAll(/@(\S+)\s+\| line from/g)].map((m) => m[1]));
+    return hosts.size >= 2;
+  });
+  t.true(hosts.size >= 2, [...hosts].join(','));
+  await ok('service', 'rm', 'talk');
+
+  // 7. local down removes every container, netns and process of the cluster
+  const down = await ctl('local', 'down', '--name', NAME);
+  t.is(down.code, 0, down.stderr);
+  const ns = await run('ip', ['netns', 'list']);
+  t.false(ns.stdout.includes(`swl-${NAME}-`), 'host netns removed');
+  const ps = await run('ps', ['-eo', 'args']);
+  t.false(ps.stdout.includes('line from'), 'no container left running');
+});
