@@ -74,3 +74,59 @@ export function capChanges<C extends { replace: unknown[]; shutdown: unknown[]; 
 
 /** Pause before an orchestrator retries a service whose writes were refused. */
 export const RETRY_MS = 1_000;
+
+/** One service's changes in a tick of an orchestrator. */
+export interface ServiceWork<R> {
+  service: Readonly<Service>;
+  result: R;
+}
+
+type Changes = Parameters<typeof writeChanges>[2];
+
+/**
+ * The write budget of a tick: keeps the work that fits (trimming changes with capChanges) and
+ * names the services whose changes did not all fit — the orchestrator reconciles them again next
+ * tick, which recomputes the rest from the store.
+ */
+export function applyWriteBudget<R extends { replace: unknown[]; shutdown: unknown[]; create: unknown[] }>(
+  work: ServiceWork<R>[],
+  maxWrites: number,
+): { kept: ServiceWork<R>[]; deferred: string[] } {
+  let budget = maxWrites;
+  const kept: ServiceWork<R>[] = [];
+  const deferred: string[] = [];
+  for (const w of work) {
+    if (budget <= 1) {
+      deferred.push(w.service.id);
+      continue;
+    }
+    const r = capChanges(w.result, budget);
+    budget -= r.used;
+    if (r.trimmed) deferred.push(w.service.id);
+    kept.push(w);
+  }
+  return { kept, deferred };
+}
+
+/**
+ * Writes a tick's work in one store batch. Returns false when a write was refused (a task changed
+ * meanwhile, or this member is losing leadership): the caller retries those services after
+ * RETRY_MS, never in a loop.
+ */
+export async function writeWork<R>(
+  store: { batch(fn: (b: Batch) => Promise<void>): Promise<void> },
+  work: ServiceWork<R>[],
+  changesOf: (r: R) => Changes,
+  now: number,
+  newId: () => string,
+): Promise<boolean> {
+  const outcome: WriteOutcome = { failed: 0 };
+  try {
+    await store.batch(async (b) => {
+      for (const w of work) await writeChanges(b, w.service, changesOf(w.result), now, newId, outcome);
+    });
+  } catch {
+    outcome.failed++;
+  }
+  return outcome.failed === 0;
+}

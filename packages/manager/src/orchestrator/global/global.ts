@@ -4,7 +4,7 @@ import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
-import { writeChanges, capChanges, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../writes.js';
+import { applyWriteBudget, writeWork, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../writes.js';
 import type { OrchestratorOptions } from '../replicated/replicated.js';
 import { reconcileGlobalService, isGlobal, type GlobalReconcileResult } from './reconcile.js';
 
@@ -97,37 +97,16 @@ export class GlobalOrchestrator {
       }
       this.dirty.clear();
       // The write budget: what does not fit is recomputed next tick.
-      let budget = this.maxWrites;
-      this.trimmed = false;
-      const kept: typeof out = [];
-      for (const w of out) {
-        if (budget <= 1) {
-          this.dirty.add(w.service.id);
-          this.trimmed = true;
-          continue;
-        }
-        const r = capChanges(w.result, budget);
-        budget -= r.used;
-        if (r.trimmed) {
-          this.dirty.add(w.service.id);
-          this.trimmed = true;
-        }
-        kept.push(w);
-      }
+      const { kept, deferred } = applyWriteBudget(out, this.maxWrites);
+      for (const id of deferred) this.dirty.add(id);
+      this.trimmed = deferred.length > 0;
       return kept;
     });
     if (work.length === 0) return;
-    const outcome = { failed: 0 };
-    try {
-      await this.store.batch(async (b) => {
-        for (const w of work) await writeChanges(b, w.service, { ...w.result, create: w.result.create.map((nodeId) => ({ slot: 0, nodeId })) }, now, this.newId, outcome);
-      });
-    } catch {
-      outcome.failed++;
-    }
+    const written = await writeWork(this.store, work, (r) => ({ ...r, create: r.create.map((nodeId) => ({ slot: 0, nodeId })) }), now, this.newId);
     // Refused writes: a task changed meanwhile (the next commit brings it, and the service is
     // dirty again), or this member is losing leadership. Retry after a pause, never in a loop.
-    if (outcome.failed > 0) {
+    if (!written) {
       for (const w of work) {
         this.dirty.add(w.service.id);
         this.wakeups.set(w.service.id, now + RETRY_MS);
