@@ -85,7 +85,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     )
     .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
-      localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, down, ls)'),
+      localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, add, stop, start, down, ls)'),
     )
     .demandCommand(1, 'give a command (node, cluster, service, task, local)')
     .strict()

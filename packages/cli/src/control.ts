@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import {
   ControlClient,
   type Cluster,
@@ -8,6 +7,7 @@ import {
   type NodeSpec,
 } from '@swarmd/proto';
 import type { Connection } from './connection.js';
+import { unaryCaller } from './rpc.js';
 
 /** The part of the Control API swarmctl uses, as promises. */
 export interface Control {
@@ -22,15 +22,9 @@ export interface Control {
   close(): void;
 }
 
-type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;
-
 export function connectControl(conn: Connection, timeoutMs = 30_000): Control {
   const client = new ControlClient(conn.target, conn.credentials, conn.options);
-  const methods = client as unknown as Record<string, Unary<unknown, unknown>>;
-  const call = <Res>(method: string, req: unknown): Promise<Res> =>
-    new Promise((resolve, reject) => {
-      methods[method].call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as Res)));
-    });
+  const call = unaryCaller(client, timeoutMs);
   return {
     async listNodes(filters) {
       const f = filters ? { names: [], idPrefixes: [], labels: {}, roles: [], ...filters } : undefined;

@@ -13,6 +13,7 @@ import {
 } from '@swarmd/proto';
 import { invalidArgument, notFound } from '@swarmd/common';
 import type { Connection } from './connection.js';
+import { unaryCaller } from './rpc.js';
 
 export interface ServiceControl {
   createService(spec: ServiceSpec, noResolveImage: boolean): Promise<{ service: Service; warnings: string[] }>;
@@ -29,15 +30,9 @@ export interface ServiceControl {
   close(): void;
 }
 
-type Unary = (req: unknown, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: unknown) => void) => grpc.ClientUnaryCall;
-
 export function connectServiceControl(conn: Connection, timeoutMs = 60_000): ServiceControl {
   const client = new ControlClient(conn.target, conn.credentials, conn.options);
-  const methods = client as unknown as Record<string, Unary>;
-  const call = <Res>(method: string, req: unknown): Promise<Res> =>
-    new Promise((resolve, reject) => {
-      methods[method].call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as Res)));
-    });
+  const call = unaryCaller(client, timeoutMs);
   const must = <T>(v: T | undefined, what: string): T => {
     if (v === undefined) throw new Error(`the manager returned no ${what}`);
     return v;

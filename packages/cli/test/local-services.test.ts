@@ -2,73 +2,19 @@
 // namespaces, containers under runc): spread, scale, global with a published port, drain,
 // restart policy, logs from several hosts. One cluster for the file; `local down` at the end
 // leaves nothing behind. Skipped while packages/swarmd is not built (never under CI).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
 import { run } from '@swarmd/common';
-import { requires } from '@swarmd/testkit';
-import { swarmctl, type CliResult } from './helpers/run.js';
-import { findSwarmd } from '../src/local/swarmd.js';
-
-const haveSwarmd = (() => {
-  try {
-    findSwarmd(process.env);
-    return true;
-  } catch {
-    return process.env.CI === 'true';
-  }
-})();
-const rootTest = haveSwarmd ? requires('root', 'netns', 'runc', 'conmon', 'registry') : test.skip;
-
-interface TaskJson {
-  id: string;
-  slot?: number;
-  nodeId?: string;
-  desiredState?: string;
-  status?: { state?: string; err?: string; container?: { exitCode?: number } };
-}
-interface NodeJson {
-  id: string;
-  description?: { hostname?: string };
-}
+import { clusterTest, perNode, startLocalCluster } from './helpers/local-cluster.js';
 
 const NAME = `svc${process.pid % 10000}`;
 const SUBNET = '10.254.19';
 
-rootTest('services on a local cluster: spread, scale, global + publish, drain, restart policy, logs', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'swl-svc-'));
-  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
-  t.teardown(async () => {
-    await swarmctl(['local', 'down', '--name', NAME], env);
-    await rm(root, { recursive: true, force: true });
-  });
-  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
-  const ok = async (...args: string[]): Promise<string> => {
-    const r = await ctl(...args);
-    if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r.stdout;
-  };
-  const tasks = async (svc: string): Promise<TaskJson[]> => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
-  const running = async (svc: string) => (await tasks(svc)).filter((x) => x.desiredState === 'TASK_STATE_RUNNING' && x.status?.state === 'TASK_STATE_RUNNING');
-  const until = async (what: string, cond: () => Promise<boolean>) => {
-    for (let i = 0; i < 240; i++) {
-      if (await cond().catch(() => false)) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
-  const perNode = (ts: TaskJson[]) => {
-    const m = new Map<string, number>();
-    for (const x of ts) m.set(x.nodeId ?? '', (m.get(x.nodeId ?? '') ?? 0) + 1);
-    return m;
-  };
-
-  const up = await ctl('local', 'up', '--name', NAME, '--managers', '3', '--workers', '2', '--subnet', `${SUBNET}.0/24`, '--timeout', '240');
-  t.is(up.code, 0, up.stderr + up.stdout);
-  const image = `${SUBNET}.1:5000/demo/web:latest`;
-  const nodes = JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];
+clusterTest('services on a local cluster: spread, scale, global + publish, drain, restart policy, logs', async (t) => {
+  const c = await startLocalCluster(t, NAME, SUBNET, 3, 2);
+  const { ctl, ok, tasks, running, until } = c;
+  const image = c.image;
+  const nodes = await c.nodes();
   t.is(nodes.length, 5);
   const nodeOf = (host: string) => nodes.find((n) => n.description?.hostname === `${NAME}-${host}`)!.id;
 

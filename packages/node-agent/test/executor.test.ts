@@ -20,6 +20,7 @@ need('tasks run to COMPLETE, FAILED with the exit code, REJECTED for a missing i
   ]);
   const sup = await startTaskSupervisor({ executor, assignments: tasks, report: reports.report, retryDelayMs: 50 });
   t.teardown(() => sup.stop());
+  tasks.confirm();
 
   const done = await reports.state('ok1', S.TASK_STATE_COMPLETE);
   t.deepEqual(reports.states('ok1'), ['PREPARING', 'READY', 'STARTING', 'RUNNING', 'COMPLETE']);
@@ -65,6 +66,7 @@ need('health checks: healthy before RUNNING, unhealthy → FAILED; the image HEA
   ]);
   const sup = await startTaskSupervisor({ executor, assignments: tasks, report: reports.report, retryDelayMs: 50 });
   t.teardown(() => sup.stop());
+  tasks.confirm();
 
   const running = await reports.state('img', S.TASK_STATE_RUNNING);
   t.is(TaskState[running.state], 'TASK_STATE_RUNNING');
@@ -101,6 +103,7 @@ need('shutdown with the grace period; re-attach after an agent restart; orphans 
   const orphan = makeTask('orphan', { image: ref(), command: ['sleep', '1000'] });
   const tasks = new FakeAssignments([stubborn, polite, orphan]);
   const sup = await startTaskSupervisor({ executor, assignments: tasks, report: reports.report });
+  tasks.confirm();
   await Promise.all(['stubborn', 'polite', 'orphan'].map((id) => reports.state(id, S.TASK_STATE_RUNNING)));
   const pidBefore = (await env.containers.inspect('polite')).pid;
   await sup.stop(); // the agent goes away; containers keep running
@@ -111,13 +114,21 @@ need('shutdown with the grace period; re-attach after an agent restart; orphans 
   const executor2 = new ContainerExecutor({ images: again.images, containers: again.containers, nodeId: 'node-1' });
   const reports2 = new Reports();
   const withStatus = (id: string) => ({ ...tasks.tasks().find((x) => x.id === id)!, status: reports.last(id) });
-  const tasks2 = new FakeAssignments([withStatus('stubborn'), withStatus('polite')]);
+  // `late` was assigned but had no container yet when the agent went away: the managers may have
+  // given its slot to another node since, so it waits for their complete set.
+  const late = makeTask('late', { image: ref(), command: ['sleep', '1000'], stopGracePeriodMs: 300 });
+  const tasks2 = new FakeAssignments([withStatus('stubborn'), withStatus('polite'), late]);
   const sup2 = await startTaskSupervisor({ executor: executor2, assignments: tasks2, report: reports2.report });
   t.teardown(() => sup2.stop());
   await sup2.idle();
   t.is(sup2.status('polite')?.state, S.TASK_STATE_RUNNING);
   t.is((await again.containers.inspect('polite')).pid, pidBefore, 'the same container, not a new one');
-  t.deepEqual((await again.containers.list()).map((c) => c.id).sort(), ['polite', 'stubborn'], 'the orphan was removed');
+  t.deepEqual((await again.containers.list()).map((c) => c.id).sort(), ['polite', 'stubborn'], 'the orphan was removed; late not started');
+  t.deepEqual(reports2.states('late'), [], 'late untouched before the managers confirm it');
+  tasks2.confirm();
+  t.is((await reports2.state('late', S.TASK_STATE_RUNNING)).state, S.TASK_STATE_RUNNING, 'late runs once confirmed');
+  tasks2.remove('late');
+  await sup2.idle();
 
   // The re-attached runner sees the exit of the container it did not start.
   await again.containers.kill('polite', 'SIGKILL');

@@ -50,6 +50,7 @@ requires('root', 'netns', 'nft', 'runc', 'conmon', 'registry', 'busybox')(
     const hostNet = network(makeTask('hostnet', { image: ref(), command: ['sleep', '1000'], stopGracePeriodMs: 300 }), 'host');
     const tasks = new FakeAssignments([web, client, none, hostNet]);
     const sup = await startTaskSupervisor({ executor, assignments: tasks, report: reports.report });
+    tasks.confirm();
     t.teardown(async () => {
       await sup.stop();
     });

@@ -77,7 +77,7 @@ export function clusterCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Change cluster settings',
       (yy) =>
         yy
-          .option('heartbeat-period', { type: 'string', coerce: durationOption('heartbeat-period'), describe: 'Agent heartbeat period, e.g. 5s' })
+          .option('heartbeat-period', { alias: 'dispatcher-heartbeat', type: 'string', coerce: durationOption('heartbeat-period'), describe: 'Agent heartbeat period, e.g. 5s (a node is down after 3 missed)' })
           .option('cert-expiry', { type: 'string', coerce: durationOption('cert-expiry'), describe: 'Node certificate validity, e.g. 90d' })
           .option('task-history-limit', { type: 'number', describe: 'Old tasks kept per slot' }),
       env.action(async (a: GlobalArgs & { 'heartbeat-period'?: number; 'cert-expiry'?: number; 'task-history-limit'?: number }) => {

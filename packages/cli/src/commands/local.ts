@@ -6,6 +6,7 @@ import { err, out } from '../io.js';
 import { localUp } from '../local/up.js';
 import { localDown } from '../local/down.js';
 import { localLs } from '../local/ls.js';
+import { localAdd, localStart, localStop } from '../local/hosts.js';
 import { loadState, localRoot } from '../local/state.js';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -53,6 +54,56 @@ export function localCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
           out(io, `\nlocal cluster ${r.state.name} is up; context ${contextPath}; registry ${r.state.registry?.addr ?? '-'}\n`);
           out(io, nodesTable(r.nodes, r.selfNodeId));
         }
+      }),
+    )
+    .command(
+      'add',
+      'Add hosts to a running local cluster (they join with its tokens)',
+      (yy) =>
+        yy
+          .option('managers', { type: 'number', default: 0, describe: 'Manager hosts to add' })
+          .option('workers', { type: 'number', default: 0, describe: 'Worker hosts to add' })
+          .option('name', { type: 'string', default: 'default', describe: 'Cluster name' })
+          .option('timeout', { type: 'number', default: 120, describe: 'Seconds to wait for the new nodes to be READY' }),
+      env.action(async (a: GlobalArgs & { managers: number; workers: number; name: string; timeout: number }) => {
+        for (const f of ['managers', 'workers'] as const) {
+          if (!Number.isInteger(a[f]) || a[f] < 0) throw new UsageError(`--${f} ${a[f]}: expected a whole number ≥ 0`, 'local add');
+        }
+        if (a.managers + a.workers === 0) throw new UsageError('give --workers N or --managers N (at least one host to add)', 'local add');
+        const r = await localAdd({ name: a.name, managers: a.managers, workers: a.workers, env: io.env, timeoutMs: a.timeout * 1000, progress: progress(a) });
+        const mine = new Set(r.added.map((h) => h.hostname));
+        const added = r.nodes.filter((n) => mine.has(n.description?.hostname ?? ''));
+        if (a.format === 'json') out(io, json(added.map(nodeJson)));
+        else out(io, nodesTable(added));
+      }),
+    )
+    .command(
+      'stop <host>',
+      "Stop a host's swarmd (its containers keep running); --kill: the host dies as on a power loss",
+      (yy) =>
+        yy
+          .positional('host', { type: 'string', demandOption: true, describe: 'Host (m1, w2, ... or its hostname)' })
+          .option('kill', { type: 'boolean', default: false, describe: 'SIGKILL swarmd and remove every container of the host' })
+          .option('name', { type: 'string', default: 'default', describe: 'Cluster name' }),
+      env.action(async (a: GlobalArgs & { host: string; kill: boolean; name: string }) => {
+        const r = await localStop({ name: a.name, host: a.host, kill: a.kill, env: io.env });
+        if (a.format === 'json') out(io, json({ host: r.host.name, hostname: r.host.hostname, killed: a.kill, processes: r.processes }));
+        else out(io, `${r.host.name} (${r.host.hostname}) ${a.kill ? 'killed' : 'stopped'}${r.processes ? '' : ' (swarmd was not running)'}`);
+      }),
+    )
+    .command(
+      'start <host>',
+      "Start a stopped host's swarmd again; it resumes from its state and rejoins",
+      (yy) =>
+        yy
+          .positional('host', { type: 'string', demandOption: true, describe: 'Host (m1, w2, ... or its hostname)' })
+          .option('name', { type: 'string', default: 'default', describe: 'Cluster name' })
+          .option('timeout', { type: 'number', default: 120, describe: 'Seconds to wait for the node to be READY' }),
+      env.action(async (a: GlobalArgs & { host: string; name: string; timeout: number }) => {
+        const r = await localStart({ name: a.name, host: a.host, env: io.env, timeoutMs: a.timeout * 1000, progress: progress(a) });
+        const n = r.nodes.find((x) => x.description?.hostname === r.host.hostname);
+        if (a.format === 'json') out(io, json(n ? nodeJson(n) : { hostname: r.host.hostname }));
+        else out(io, `${r.host.name} (${r.host.hostname}) is READY again`);
       }),
     )
     .command(

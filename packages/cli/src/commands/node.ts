@@ -114,8 +114,8 @@ export function nodeCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
         yy
           .positional('node', { type: 'string', demandOption: true })
           .option('availability', { type: 'string', choices: Object.keys(AVAILABILITY), describe: 'active | pause | drain' })
-          .option('label-add', { type: 'string', array: true, default: [] as string[], describe: 'Add or change a label (KEY=VALUE), repeatable' })
-          .option('label-rm', { type: 'string', array: true, default: [] as string[], describe: 'Remove a label (KEY), repeatable' }),
+          .option('label-add', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'Add or change a label (KEY=VALUE), repeatable' })
+          .option('label-rm', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'Remove a label (KEY), repeatable' }),
       env.action(async (a: GlobalArgs & { node: string; availability?: string; 'label-add': string[]; 'label-rm': string[] }) => {
         const change = nodeChangeOfArgs(a);
         await env.withControl(a, async (c) => {

@@ -1,8 +1,8 @@
 import { rm, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeError, run } from '@swarmd/common';
+import { describeError } from '@swarmd/common';
 import { readContext } from '../context.js';
-import { findSwarmd } from './swarmd.js';
+import { cleanupHost } from './swarmd.js';
 import { clusterProcesses, terminate } from './processes.js';
 import { unmountUnder } from './mounts.js';
 import { kernelNames, loadState, localRoot, validateName } from './state.js';
@@ -45,9 +45,8 @@ export async function localDown(o: { name: string; env: NodeJS.ProcessEnv; conte
   for (const h of state?.hosts ?? []) {
     if (!existing.has(h.netns)) continue;
     try {
-      const argv = [...findSwarmd(o.env), 'cleanup', '--state-dir', h.stateDir];
-      const r = await run('nsenter', [`--net=${netnsPath(h.netns)}`, '--', ...argv], { env: o.env });
-      if (!/removed 0 containers/.test(r.stdout)) o.progress(`${h.name}: ${r.stdout.trim()}`);
+      const said = await cleanupHost(h, o.env);
+      if (!/removed 0 containers/.test(said)) o.progress(`${h.name}: ${said}`);
     } catch (err) {
       o.progress(`${h.name}: cleanup of its containers failed: ${describeError(err)}`);
     }

@@ -97,6 +97,12 @@ export async function terminate(pids: readonly number[], graceMs = 10_000): Prom
       /* gone */
     }
   }
+  await waitGone(left);
+}
+
+/** Waits (up to 2.5 s) until none of `pids` runs. */
+export async function waitGone(pids: readonly number[]): Promise<void> {
+  let left = [...pids];
   for (let i = 0; i < 50 && left.length; i++) {
     const still: number[] = [];
     for (const p of left) if (await running(p)) still.push(p);

@@ -3,7 +3,7 @@ import { accessSync, constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { failedPrecondition } from '@swarmd/common';
+import { failedPrecondition, run } from '@swarmd/common';
 import { netnsPath } from './underlay.js';
 
 /**
@@ -53,4 +53,14 @@ export async function spawnInNetns(netns: string, argv: readonly string[], log: 
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Runs `swarmd cleanup` for a host whose swarmd is stopped, inside its network namespace: removes
+ * its containers (processes, mounts, cgroups) and task networking. Returns what it printed.
+ */
+export async function cleanupHost(h: { netns: string; stateDir: string }, env: NodeJS.ProcessEnv): Promise<string> {
+  const argv = [...findSwarmd(env), 'cleanup', '--state-dir', h.stateDir];
+  const r = await run('nsenter', [`--net=${netnsPath(h.netns)}`, '--', ...argv], { env });
+  return r.stdout.trim();
 }

@@ -3,21 +3,17 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
-import { describeError, failedPrecondition, invalidArgument, unavailable } from '@swarmd/common';
-import { NodeState, type Node } from '@swarmd/proto';
-import { connectControl, theCluster, type Control } from '../control.js';
+import { failedPrecondition, invalidArgument } from '@swarmd/common';
+import type { Node } from '@swarmd/proto';
+import { theCluster, type Control } from '../control.js';
 import { writeContext } from '../context.js';
-import { nodeName } from '../format.js';
-import { addHost, createBridge, linkExists, listNetns, rootAddresses } from './underlay.js';
+import { createBridge, linkExists, listNetns, rootAddresses } from './underlay.js';
 import { inSubnet, parseSubnet } from './subnet.js';
 import { kernelNames, loadState, localRoot, saveState, validateName, type LocalClusterState, type LocalHost } from './state.js';
 import { startRegistry } from './registry.js';
 import { DEMO_PORT, seedDemoImage } from './demo-image.js';
 import { findSwarmd, spawnInNetns } from './swarmd.js';
-import { isAlive } from './processes.js';
-
-export const SWARMD_PORT = 4242;
+import { checkAlive, controlSocket, deadlineOf, hostArgs, planHost, unixControl, waitReady, wireHost } from './hosts.js';
 
 export interface UpOptions {
   name: string;
@@ -30,24 +26,6 @@ export interface UpOptions {
   timeoutMs?: number;
   /** Progress lines. */
   progress: (line: string) => void;
-}
-
-export function controlSocket(h: LocalHost): string {
-  return join(h.stateDir, 'control.sock');
-}
-
-function unixControl(sock: string): Control {
-  return connectControl({ target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, source: sock }, 5_000);
-}
-
-async function tail(file: string, lines = 15): Promise<string> {
-  const t = await readFile(file, 'utf8').catch(() => '');
-  return t.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-/** Dies with the host's log tail when its swarmd is gone. */
-async function checkAlive(h: LocalHost): Promise<void> {
-  if (!isAlive(h.pid)) throw unavailable(`swarmd on ${h.name} (${h.addr}) exited; last lines of ${h.log}:\n${await tail(h.log)}`);
 }
 
 /** Brings up a local cluster; returns its state (saved in DIR/cluster.json at every step). */
@@ -71,23 +49,6 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
   const clash = (await rootAddresses()).find((a) => inSubnet(a, subnet.cidr));
   if (clash) throw failedPrecondition(`subnet ${subnet.cidr} is in use on this machine (${clash}): choose another with --subnet`);
 
-  const hosts: LocalHost[] = [];
-  for (let i = 0; i < total; i++) {
-    const role = i < o.managers ? 'manager' : 'worker';
-    const hn = role === 'manager' ? `m${i + 1}` : `w${i - o.managers + 1}`;
-    const addr = subnet.hostAddr(i);
-    hosts.push({
-      name: hn,
-      hostname: `${name}-${hn}`,
-      role,
-      netns: names.netns(hn),
-      veth: names.veth(i + 1),
-      addr,
-      listenAddr: `${addr}:${SWARMD_PORT}`,
-      stateDir: join(dir, hn),
-      log: join(dir, `${hn}.log`),
-    });
-  }
   const state: LocalClusterState = {
     name,
     dir,
@@ -95,25 +56,21 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
     gateway: subnet.gateway,
     bridge: names.bridge,
     forwardRule: false,
-    hosts,
+    hosts: [],
     contextPath: o.contextPath,
     createdAt: new Date().toISOString(),
     ready: false,
   };
+  for (let i = 0; i < total; i++) state.hosts.push(planHost(state, i < o.managers ? 'manager' : 'worker'));
+  const hosts = state.hosts;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await saveState(state);
-  const deadline = Date.now() + (o.timeoutMs ?? 180_000);
-  const timeLeft = () => {
-    if (Date.now() > deadline) throw unavailable(`local up timed out; logs: ${dir}/*.log (swarmctl local down --name ${name} cleans up)`);
-  };
+  const timeLeft = deadlineOf(o.timeoutMs ?? 180_000, () => `local up timed out; logs: ${dir}/*.log (swarmctl local down --name ${name} cleans up)`);
 
   // 1. underlay
   state.forwardRule = (await createBridge(names.bridge, `${subnet.gateway}/${subnet.prefixLen}`)).forwardRule;
   await saveState(state);
-  for (const h of hosts) {
-    await addHost(names.bridge, h, subnet.prefixLen);
-    await mkdir(h.stateDir, { recursive: true, mode: 0o700 });
-  }
+  for (const h of hosts) await wireHost(state, h);
   o.progress(`underlay: bridge ${names.bridge} ${subnet.gateway}/${subnet.prefixLen}, ${total} host${total > 1 ? "s" : ""} ${hosts[0].addr}${total > 1 ? `..${hosts[total - 1].addr}` : ""}`);
 
   // 2. registry on the gateway
@@ -126,8 +83,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
 
   // 3. the first manager
   const first = hosts[0];
-  const common = (h: LocalHost) => ['--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr, '--hostname', h.hostname, '--insecure-registry', reg.addr];
-  first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...common(first)], first.log, o.env);
+  first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...hostArgs(state, first)], first.log, o.env);
   await saveState(state);
   o.progress(`${first.name} ${first.addr}: swarmd init (pid ${first.pid})`);
   const sock = controlSocket(first);
@@ -151,7 +107,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
     const c = control!;
 
     // 4. the other managers one by one (each joins Raft through the first), then the workers
-    const joinArgs = (h: LocalHost) => [...swarmd, 'join', '--token', h.role === 'manager' ? tokens!.manager : tokens!.worker, ...common(h), first.listenAddr];
+    const joinArgs = (h: LocalHost) => [...swarmd, 'join', '--token', h.role === 'manager' ? tokens!.manager : tokens!.worker, ...hostArgs(state, h), first.listenAddr];
     const nodesSeen = async () => (await c.listNodes().catch(() => [] as Node[])).length;
     for (const h of hosts.slice(1, o.managers)) {
       const before = await nodesSeen();
@@ -171,22 +127,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
     }
 
     // 5. every node READY
-    let last = '';
-    let nodes: Node[] = [];
-    for (;;) {
-      timeLeft();
-      for (const h of hosts) await checkAlive(h);
-      nodes = await c.listNodes().catch((e: unknown) => {
-        last = `(${describeError(e)})`;
-        return [] as Node[];
-      });
-      const ready = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY);
-      const line = `nodes ready: ${ready.length}/${total}${ready.length ? ` (${ready.map(nodeName).sort().join(' ')})` : ''}`;
-      if (line !== last) o.progress(line);
-      last = line;
-      if (ready.length >= total && nodes.length >= total) break;
-      await sleep(500);
-    }
+    const nodes = await waitReady(c, hosts, new Set(hosts.map((h) => h.hostname)), timeLeft, o.progress);
 
     // 6. the context file: swarmctl in the root namespace reaches the first manager's socket
     const selfNodeId = await nodeIdOf(first.stateDir);

@@ -2,7 +2,10 @@
  * Assignments → one TaskManager per task (swarmkit's agent/worker.go reconcile). Wires the
  * agent's Worker (its `assignments` event and persisted set), an Executor and the status
  * reporter. On start it re-attaches: each assigned task's manager inspects its container first
- * (found by the task id) and resumes; containers of tasks no longer assigned are removed.
+ * (found by the task id) and resumes; containers of tasks no longer assigned are removed. A
+ * persisted task that has no container yet is not started from the persisted set: the managers
+ * may have given its slot to another node while this one was away (a second container of the
+ * slot), so it waits for their first complete set of assignments.
  */
 import type { EventEmitter } from 'node:events';
 import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
@@ -73,13 +76,17 @@ export async function startTaskSupervisor(o: TaskSupervisorOptions): Promise<Tas
     removing.set(id, p);
   };
 
-  const reconcile = async (tasks: Task[], removeOrphans: boolean) => {
+  const reconcile = async (tasks: Task[], removeOrphans: boolean, persisted = false) => {
     if (stopped) return;
     const want = new Map(tasks.map((t) => [t.id, t]));
+    const containers = removeOrphans ? await o.executor.listTaskContainers().catch(() => []) : [];
+    const hasContainer = new Set(containers.map((c) => c.taskId));
     for (const t of tasks) {
       const m = managers.get(t.id);
       if (m) m.update(t);
-      else if (!removing.has(t.id)) {
+      else if (persisted && (t.status?.state ?? 0) < TaskState.TASK_STATE_STARTING && !hasContainer.has(t.id)) {
+        log.info('persisted task not started before the managers confirm it', { task: t.id });
+      } else if (!removing.has(t.id)) {
         serviceOf.set(t.id, t.serviceId);
         if ((t.status?.state ?? 0) >= TaskState.TASK_STATE_RUNNING) wasRunning.add(t.id);
         if (o.logs && t.status?.state === TaskState.TASK_STATE_RUNNING) o.logs.follow(t.id, t.serviceId, startedAt);
@@ -97,20 +104,18 @@ export async function startTaskSupervisor(o: TaskSupervisorOptions): Promise<Tas
       }
     }
     for (const [id, m] of managers) if (!want.has(id)) removeTask(id, m);
-    if (removeOrphans) {
-      for (const c of await o.executor.listTaskContainers().catch(() => [])) {
-        if (!want.has(c.taskId) && !managers.has(c.taskId)) removeTask(c.taskId, undefined);
-      }
+    for (const c of containers) {
+      if (!want.has(c.taskId) && !managers.has(c.taskId)) removeTask(c.taskId, undefined);
     }
   };
 
-  const enqueue = (tasks: Task[], removeOrphans: boolean) => {
-    chain = chain.then(() => reconcile(tasks, removeOrphans)).catch((err: unknown) => log.warn('reconcile failed', { err: describeError(err) }));
+  const enqueue = (tasks: Task[], removeOrphans: boolean, persisted = false) => {
+    chain = chain.then(() => reconcile(tasks, removeOrphans, persisted)).catch((err: unknown) => log.warn('reconcile failed', { err: describeError(err) }));
   };
 
   const onAssignments = (e: AssignmentsEvent) => enqueue(e.tasks, e.complete);
   o.assignments.on('assignments', onAssignments);
-  enqueue(o.assignments.tasks(), true);
+  enqueue(o.assignments.tasks(), true, true);
   await chain;
 
   return {

@@ -128,6 +128,10 @@ export class FakeAssignments extends EventEmitter<{ assignments: [AssignmentsEve
   tasks(): Task[] {
     return [...this.set.values()];
   }
+  /** The managers' first complete set: the tasks given to the constructor (the persisted set). */
+  confirm(): void {
+    this.complete(this.tasks());
+  }
   complete(tasks: Task[]): void {
     this.set = new Map(tasks.map((t) => [t.id, t]));
     this.emit('assignments', { tasks: this.tasks(), updated: tasks, removed: [], complete: true });

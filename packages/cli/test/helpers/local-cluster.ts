@@ -1,0 +1,111 @@
+// A real local cluster for a test file (swarmd processes in network namespaces, containers under
+// runc), driven through swarmctl in-process, and removed by `local down` when the test ends.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test, { type ExecutionContext } from 'ava';
+import { requires } from '@swarmd/testkit';
+import { swarmctl, type CliResult } from './run.js';
+import { findSwarmd } from '../../src/local/swarmd.js';
+
+/** Root tests that need a built swarmd (skipped while it is not built; never skipped under CI). */
+export const clusterTest = (() => {
+  try {
+    findSwarmd(process.env);
+  } catch {
+    if (process.env.CI !== 'true') return test.skip;
+  }
+  return requires('root', 'netns', 'runc', 'conmon', 'registry');
+})();
+
+export interface TaskJson {
+  id: string;
+  slot?: number;
+  nodeId?: string;
+  desiredState?: string;
+  status?: { state?: string; err?: string; message?: string; container?: { exitCode?: number } };
+}
+export interface NodeJson {
+  id: string;
+  description?: { hostname?: string };
+  status?: { state?: string };
+  spec?: { availability?: string };
+  managerStatus?: { leader?: boolean };
+}
+
+export const RUNNING = 'TASK_STATE_RUNNING';
+
+export interface LocalCluster {
+  name: string;
+  /** First three octets of the /24 underlay. */
+  net: string;
+  /** The demo image in the cluster's registry. */
+  image: string;
+  ctl: (...args: string[]) => Promise<CliResult>;
+  /** swarmctl that must succeed; its stdout. */
+  ok: (...args: string[]) => Promise<string>;
+  tasks: (svc: string) => Promise<TaskJson[]>;
+  /** Tasks desired and observed RUNNING. */
+  running: (svc: string) => Promise<TaskJson[]>;
+  nodes: () => Promise<NodeJson[]>;
+  /** Node id of a local host (m1, w2...). */
+  nodeOf: (host: string) => Promise<string>;
+  /** Polls `cond` every 250 ms for up to `seconds`; fails naming `what`. */
+  until: (what: string, cond: () => Promise<boolean>, seconds?: number) => Promise<void>;
+}
+
+/** Brings up a local cluster named `name` on `${net}.0/24`; `local down` runs at teardown. */
+export async function startLocalCluster(t: ExecutionContext, name: string, net: string, managers: number, workers: number): Promise<LocalCluster> {
+  const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
+  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  t.teardown(async () => {
+    await swarmctl(['local', 'down', '--name', name], env);
+    await rm(root, { recursive: true, force: true });
+  });
+  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
+  const ok = async (...args: string[]): Promise<string> => {
+    const r = await ctl(...args);
+    if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  };
+  const up = await ctl('local', 'up', '--name', name, '--managers', String(managers), '--workers', String(workers), '--subnet', `${net}.0/24`, '--timeout', '240');
+  if (up.code !== 0) throw new Error(`local up: ${up.stderr}${up.stdout}`);
+  const tasks = async (svc: string) => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
+  const nodes = async () => JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];
+  return {
+    name,
+    net,
+    image: `${net}.1:5000/demo/web:latest`,
+    ctl,
+    ok,
+    tasks,
+    running: async (svc) => (await tasks(svc)).filter((x) => x.desiredState === RUNNING && x.status?.state === RUNNING),
+    nodes,
+    nodeOf: async (host) => {
+      const n = (await nodes()).find((x) => x.description?.hostname === `${name}-${host}`);
+      if (!n) throw new Error(`no node for host ${host}`);
+      return n.id;
+    },
+    until: async (what, cond, seconds = 60) => {
+      const end = Date.now() + seconds * 1000;
+      let last: Error | undefined;
+      while (Date.now() < end) {
+        try {
+          if (await cond()) return;
+        } catch (e) {
+          last = e instanceof Error ? e : new Error(JSON.stringify(e));
+        }
+        await sleep(250);
+      }
+      throw new Error(`timed out after ${seconds} s waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
+    },
+  };
+}
+
+/** How many of `tasks` each node runs. */
+export function perNode(tasks: readonly TaskJson[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const x of tasks) m.set(x.nodeId ?? '', (m.get(x.nodeId ?? '') ?? 0) + 1);
+  return m;
+}
