@@ -139,3 +139,26 @@ serial('cluster admin-cert writes the key (0600), certificate and CA', async (t)
   t.is(await readFile(join(out, 'cert.pem'), 'utf8'), 'CERT');
   t.regex(r.stdout, /--tlscacert .*ca\.pem --tlscert .*cert\.pem --tlskey .*key\.pem/);
 });
+
+test('while an election runs (no leader known) swarmctl asks again; other errors fail at once', async (t) => {
+  let refusals = 0;
+  const noLeader = () => Object.assign(new Error('no leader'), { code: 14 /* UNAVAILABLE */, details: 'this manager is not the leader and no leader is known yet: retry in a moment' });
+  const own: FakeControl = await startFakeControl({
+    listNodes: () => {
+      if (++refusals <= 3) throw noLeader();
+      return { nodes: own.nodes };
+    },
+    getNode: () => {
+      throw Object.assign(new Error('down'), { code: 14, details: 'manager unavailable: shutting down' });
+    },
+  });
+  t.teardown(() => own.stop());
+  const r = await swarmctl(['node', 'ls', '--host', own.host, '--format', 'json']);
+  t.is(r.code, 0, r.stderr);
+  t.is(refusals, 4, 'three refusals, then the answer');
+  const calls = () => own.calls.filter((c) => c.method === 'getNode').length;
+  const bad = await swarmctl(['node', 'inspect', 'abc111', '--host', own.host]);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /shutting down/);
+  t.is(calls(), 1, 'not retried');
+});
