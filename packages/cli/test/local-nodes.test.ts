@@ -1,8 +1,8 @@
 // Services as nodes come and go, on a real local cluster (3 managers and a worker, then a second
-// worker joins): a global service reaches the node that joins later; constraints and placement
-// preferences hold; an unhealthy task is replaced; a killed worker host's tasks run elsewhere; a
-// node whose agent comes back stops its stale containers; kill -9 of the leader during a scale
-// still converges with no duplicate or lost slot. Root, netns, runc; skipped while swarmd is not
+// worker joins): a global service reaches the node that joins later and follows label changes;
+// constraints and placement preferences hold; an unhealthy task is replaced; a killed worker
+// host's tasks run elsewhere; a node whose agent comes back stops its stale containers; kill -9 of
+// the leader during a scale still converges with no duplicate or lost slot. Root, netns, runc; skipped while swarmd is not
 // built (never under CI).
 import { readdir, readFile } from 'node:fs/promises';
 import { clusterTest, perNode, RUNNING, startLocalCluster, type TaskJson } from './helpers/local-cluster.js';
@@ -66,7 +66,21 @@ clusterTest('nodes come and go: late joiner, constraints, placement prefs, healt
   const pending = (await tasks('nowhere'))[0];
   t.is(pending.status?.state, 'TASK_STATE_PENDING');
   t.is(pending.nodeId ?? '', '', 'not placed');
-  await ok('service', 'rm', 'onw', 'zoned', 'nowhere');
+  // a global service follows label changes: one task per node that matches, no more
+  await ok('service', 'create', '--name', 'ga', '--mode', 'global', '--constraint', 'node.labels.zone==a', c.image);
+  const onNodes = async () => new Set((await running('ga')).map((x) => x.nodeId ?? ''));
+  const sorted = (ids: Iterable<string>) => [...ids].sort();
+  t.deepEqual(sorted(await onNodes()), sorted(zoneA));
+  await ok('node', 'update', '--label-add', 'zone=a', hostname('w2'));
+  await until('ga on w2 once it is in zone a', async () => (await onNodes()).has(w2));
+  await ok('node', 'update', '--label-rm', 'zone', hostname('m1'));
+  const m1 = await c.nodeOf('m1');
+  await until('ga off m1 once it left zone a', async () => {
+    const desired = (await tasks('ga')).filter((x) => x.desiredState === RUNNING);
+    return desired.length === 2 && !desired.some((x) => x.nodeId === m1) && (await onNodes()).size === 2;
+  });
+  t.deepEqual(sorted(await onNodes()), sorted([await c.nodeOf('m2'), w2]));
+  await ok('service', 'rm', 'onw', 'zoned', 'nowhere', 'ga');
 
   // 3. an unhealthy task is replaced; a task counts as running only once healthy
   const sick = `: ${MARK}; touch /tmp/ok; sleep 6; rm /tmp/ok; sleep 1000`;
@@ -115,8 +129,12 @@ clusterTest('nodes come and go: late joiner, constraints, placement prefs, healt
   t.regex(leaderHost, /^m\d$/);
   await ok('service', 'scale', '--detach', 'web=14');
   await ok('local', 'stop', '--name', NAME, '--kill', leaderHost);
-  await until('web at 14 after the leader died', async () => (await running('web')).length === 14 && slotsExactly(await tasks('web'), 14), 120);
-  t.true((await running('web')).every((x) => x.nodeId !== leader?.id), 'nothing runs on the dead host');
+  // Its node is DOWN once a new leader has missed its heartbeats; its tasks then run elsewhere.
+  await until('web at 14 off the dead host', async () => {
+    const down = (await c.nodes()).find((n) => n.id === leader?.id)?.status?.state === 'NODE_STATE_DOWN';
+    const r = await running('web');
+    return down && r.length === 14 && r.every((x) => x.nodeId !== leader?.id) && slotsExactly(await tasks('web'), 14);
+  }, 120);
   await until('exactly 14 containers on the machine', async () => (await markedContainers()) === 14);
   await ok('local', 'start', '--name', NAME, leaderHost);
   t.true(slotsExactly(await tasks('web'), 14));
