@@ -160,7 +160,7 @@ function task(id: string, slot: number, state: TaskState, o: Partial<Task> = {})
 
 test('tables: service ls counts running/desired; service ps shows the scheduler reason; logs prefix', (t) => {
   const spec = specOfCreateFlags({ name: 'web', replicas: 3, publish: ['8080:80'] }, `web:1@sha256:${'b'.repeat(64)}`, []) satisfies ServiceSpec;
-  const svc = { id: 's1' + 'x'.repeat(23), meta: undefined, spec, previousSpec: undefined, endpoint: undefined, specVersion: 1 };
+  const svc = { id: 's1' + 'x'.repeat(23), meta: undefined, spec, previousSpec: undefined, endpoint: undefined, specVersion: 1, updateStatus: undefined };
   const tasks = [task('t1', 1, TaskState.TASK_STATE_RUNNING), task('t2', 2, TaskState.TASK_STATE_RUNNING), task('t3', 3, TaskState.TASK_STATE_PENDING, { nodeId: '' })];
   tasks[2].status!.err = 'no suitable node (scheduling constraints not satisfied on 2 nodes)';
   for (const x of tasks) x.serviceId = svc.id;

@@ -92,7 +92,7 @@ export async function startFakeServices(): Promise<FakeServices> {
     },
     createService: (r: { spec: ServiceSpec }) => {
       if (fs.services.some((s) => s.spec?.annotations?.name === r.spec.annotations?.name)) throw err(grpc.status.ALREADY_EXISTS, `service name "${r.spec.annotations?.name}" is already in use`);
-      const s: Service = { id: `svc${String(++seq).padStart(22, '0')}`, meta: { version: seq, createdAt: 1, updatedAt: 1 }, spec: r.spec, previousSpec: undefined, endpoint: undefined, specVersion: 1 };
+      const s: Service = { id: `svc${String(++seq).padStart(22, '0')}`, meta: { version: seq, createdAt: 1, updatedAt: 1 }, spec: r.spec, previousSpec: undefined, endpoint: undefined, specVersion: 1, updateStatus: undefined };
       if (!s.spec!.annotations!.name) s.spec!.annotations!.name = `gen${seq}`;
       fs.services.push(s);
       reconcile(s);

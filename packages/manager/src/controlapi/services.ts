@@ -186,6 +186,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         previousSpec: undefined,
         endpoint: spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: [] } : undefined,
         specVersion: 1,
+        updateStatus: undefined,
       });
     });
     log.info('service created', { serviceId: id, name, image: spec.task!.container!.image, warnings: warnings.length });
