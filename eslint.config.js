@@ -17,6 +17,7 @@ const PURE = [
   'packages/manager/src/scheduler/filters/**/*.ts',
   'packages/manager/src/scheduler/{filter,heap,node-info,pipeline,placement}.ts',
   'packages/manager/src/specs/**/*.ts',
+  'packages/manager/src/update/{dirty,plan}.ts',
 ];
 
 export default tseslint.config(
