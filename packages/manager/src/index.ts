@@ -14,3 +14,4 @@ export { FakeClock, realClock } from './clock/index.js';
 export * from './specs/index.js';
 export * from './scheduler/index.js';
 export * from './orchestrator/index.js';
+export * from './update/index.js';

@@ -18,6 +18,7 @@ import { replicatedOrchestratorController } from '../src/orchestrator/replicated
 import { globalOrchestratorController } from '../src/orchestrator/global/global.js';
 import { taskReaperController } from '../src/orchestrator/task-reaper/task-reaper.js';
 import { schedulerController } from '../src/scheduler/scheduler.js';
+import { updaterController } from '../src/update/updater.js';
 
 export interface NodeOpts {
   labels?: Record<string, string>;
@@ -99,7 +100,7 @@ export function mkService(id: string, name: string, o: ServiceOpts = {}): Servic
   return makeObject('service', { id, spec: mkSpec(name, o), specVersion: 1 });
 }
 
-export type Which = 'replicated' | 'global' | 'reaper' | 'scheduler';
+export type Which = 'replicated' | 'global' | 'reaper' | 'scheduler' | 'updater';
 
 export interface Harness {
   store: MemoryStore;
@@ -120,7 +121,7 @@ export interface Harness {
 }
 
 let ids = 0;
-export function harness(which: Which[] = ['replicated', 'global', 'reaper', 'scheduler'], opts: { orphanGraceMs?: number } = {}): Harness {
+export function harness(which: Which[] = ['replicated', 'global', 'updater', 'reaper', 'scheduler'], opts: { orphanGraceMs?: number } = {}): Harness {
   const clock = new FakeClock();
   const store = createStore({ clock });
   const ac = new AbortController();
@@ -130,6 +131,7 @@ export function harness(which: Which[] = ['replicated', 'global', 'reaper', 'sch
     global: () => globalOrchestratorController({ newId }),
     reaper: () => taskReaperController(opts),
     scheduler: () => schedulerController(),
+    updater: () => updaterController({ newId }),
   };
   const runs = which.map((w) => make[w]().run({ store, clock }, ac.signal));
   const h: Harness = {

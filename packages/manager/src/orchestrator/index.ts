@@ -11,11 +11,12 @@ import { replicatedOrchestratorController, type OrchestratorOptions } from './re
 import { globalOrchestratorController } from './global/global.js';
 import { taskReaperController, type TaskReaperOptions } from './task-reaper/task-reaper.js';
 import { schedulerController, type SchedulerOptions } from '../scheduler/scheduler.js';
+import { updaterController } from '../update/updater.js';
 
 /**
  * Every controller of the "services" path, for the leader-only controller host:
- * `for (const c of serviceControllers()) host.register(c)`.
+ * `for (const c of serviceControllers()) host.register(c)`. The rolling updater (../update) is one of them.
  */
 export function serviceControllers(opts: OrchestratorOptions & TaskReaperOptions & SchedulerOptions = {}): StoreController[] {
-  return [replicatedOrchestratorController(opts), globalOrchestratorController(opts), taskReaperController(opts), schedulerController(opts)];
+  return [replicatedOrchestratorController(opts), globalOrchestratorController(opts), updaterController(opts), taskReaperController(opts), schedulerController(opts)];
 }

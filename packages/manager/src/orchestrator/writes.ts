@@ -3,10 +3,13 @@ import type { Batch, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { newTask } from './task.js';
 
-/** Sets desired SHUTDOWN on a task as read (CONFLICT if it changed since: the caller re-reconciles). */
-export function shutdownTask(tx: Tx, t: Readonly<Task>, reason: string, now: number): void {
+/**
+ * Sets desired SHUTDOWN on a task as read (CONFLICT if it changed since: the caller re-reconciles).
+ * Returns false when the task is gone or already told to stop (by someone else: not ours to replace).
+ */
+export function shutdownTask(tx: Tx, t: Readonly<Task>, reason: string, now: number): boolean {
   const cur = tx.get('task', t.id);
-  if (!cur || cur.desiredState > TaskState.TASK_STATE_RUNNING) return;
+  if (!cur || cur.desiredState > TaskState.TASK_STATE_RUNNING) return false;
   const c = cloneObject('task', t);
   c.desiredState = TaskState.TASK_STATE_SHUTDOWN;
   if (c.status && c.status.state < TaskState.TASK_STATE_ASSIGNED) {
@@ -14,6 +17,7 @@ export function shutdownTask(tx: Tx, t: Readonly<Task>, reason: string, now: num
     c.status = { ...c.status, state: TaskState.TASK_STATE_SHUTDOWN, timestamp: now, message: reason };
   } else if (c.status) c.status = { ...c.status, message: c.status.message || reason };
   tx.update('task', c);
+  return true;
 }
 
 export interface WriteOutcome {
@@ -43,7 +47,8 @@ export async function writeChanges(
   for (const s of changes.shutdown) await attempt((tx) => shutdownTask(tx, s.task, s.reason, now));
   for (const r of changes.replace)
     await attempt((tx) => {
-      shutdownTask(tx, r.task, r.reason, now);
+      // Already stopped by someone else (the rolling updater, a user): the slot is theirs.
+      if (!shutdownTask(tx, r.task, r.reason, now)) return;
       tx.create('task', newTask(service, { id: newId(), slot: r.task.slot, nodeId: service.spec?.mode?.$case === 'global' ? r.task.nodeId : undefined, now }));
     });
   for (const c of changes.create) await attempt((tx) => tx.create('task', newTask(service, { id: newId(), slot: c.slot, ...(c.nodeId ? { nodeId: c.nodeId } : {}), now })));

@@ -46,6 +46,17 @@ export function parseConstraints(exprs: readonly string[]): Constraint[] {
   });
 }
 
+/** Parses every constraint; undefined when one is bad (a stored spec has been validated). */
+export function tryParseConstraints(exprs: readonly string[]): Constraint[] | undefined {
+  const out: Constraint[] = [];
+  for (const e of exprs) {
+    const c = parseConstraint(e);
+    if (typeof c === 'string') return undefined;
+    out.push(c);
+  }
+  return out;
+}
+
 /** The node's value for a constraint key, or undefined when it has none (a missing label). */
 export function nodeAttribute(n: Readonly<Node>, key: string): string | undefined {
   switch (key) {

@@ -3,7 +3,7 @@ import type { Service } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
-import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
+import { type OrchestrationDeps, type StoreController, ServiceQueue, nodeChanged, runWatchLoop, orchestrationLogger } from '../controller.js';
 import { applyWriteBudget, writeWork, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../writes.js';
 import type { OrchestratorOptions } from '../replicated/replicated.js';
 import { reconcileGlobalService, isGlobal, type GlobalReconcileResult } from './reconcile.js';
@@ -14,9 +14,9 @@ import { reconcileGlobalService, isGlobal, type GlobalReconcileResult } from './
  * leaves, drained, labels changed) makes every global service dirty.
  */
 export class GlobalOrchestrator {
-  private readonly dirty = new Set<string>();
+  private readonly queue = new ServiceQueue();
+  private readonly dirty = this.queue.dirty;
   private allDirty = false;
-  private readonly wakeups = new Map<string, number>();
   private readonly newId: () => string;
   private readonly maxWrites: number;
   private trimmed = false;
@@ -43,59 +43,38 @@ export class GlobalOrchestrator {
     switch (e.kind) {
       case 'service':
         if (e.type !== 'delete' && isGlobal(e.object)) this.dirty.add(e.object.id);
-        if (e.type === 'delete') this.wakeups.delete(e.object.id);
+        if (e.type === 'delete') this.queue.wakeAt(e.object.id, undefined);
         break;
       case 'task':
         if (e.object.serviceId && e.type !== 'delete') this.dirty.add(e.object.serviceId);
         break;
-      case 'node': {
-        const o = e.old;
-        const n = e.object;
-        if (
-          e.type !== 'update' ||
-          !o ||
-          o.status?.state !== n.status?.state ||
-          o.spec?.availability !== n.spec?.availability ||
-          JSON.stringify(o.spec?.annotations?.labels) !== JSON.stringify(n.spec?.annotations?.labels) ||
-          JSON.stringify(o.description) !== JSON.stringify(n.description) ||
-          o.role !== n.role
-        )
-          this.allDirty = true;
+      case 'node':
+        if (nodeChanged(e, { all: true })) this.allDirty = true;
         break;
-      }
     }
   }
 
   nextWake(): number | undefined {
-    let min: number | undefined;
-    for (const at of this.wakeups.values()) if (min === undefined || at < min) min = at;
-    return min;
+    return this.queue.nextWake();
   }
 
   async tick(): Promise<void> {
     this.trimmed = false;
     const now = this.now();
-    for (const [id, at] of this.wakeups) {
-      if (at <= now) {
-        this.wakeups.delete(id);
-        this.dirty.add(id);
-      }
-    }
     const work = this.store.view((tx) => {
       if (this.allDirty) for (const s of tx.find('service')) if (isGlobal(s)) this.dirty.add(s.id);
       this.allDirty = false;
-      if (this.dirty.size === 0) return [];
+      const ids = this.queue.take(tx, now);
+      if (ids.length === 0) return [];
       const nodes = tx.find('node');
       const out: { service: Readonly<Service>; result: GlobalReconcileResult }[] = [];
-      for (const id of [...this.dirty].sort()) {
+      for (const id of ids) {
         const service = tx.get('service', id);
         if (!service || !isGlobal(service)) continue;
         const result = reconcileGlobalService(service, tx.find('task', { serviceId: id }), nodes, now);
-        if (result.wakeAt !== undefined) this.wakeups.set(id, result.wakeAt);
-        else this.wakeups.delete(id);
+        this.queue.wakeAt(id, result.wakeAt);
         if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
       }
-      this.dirty.clear();
       // The write budget: what does not fit is recomputed next tick.
       const { kept, deferred } = applyWriteBudget(out, this.maxWrites);
       for (const id of deferred) this.dirty.add(id);
@@ -106,12 +85,7 @@ export class GlobalOrchestrator {
     const written = await writeWork(this.store, work, (r) => ({ ...r, create: r.create.map((nodeId) => ({ slot: 0, nodeId })) }), now, this.newId);
     // Refused writes: a task changed meanwhile (the next commit brings it, and the service is
     // dirty again), or this member is losing leadership. Retry after a pause, never in a loop.
-    if (!written) {
-      for (const w of work) {
-        this.dirty.add(w.service.id);
-        this.wakeups.set(w.service.id, now + RETRY_MS);
-      }
-    }
+    if (!written) this.queue.retry(work.map((w) => w.service.id), now + RETRY_MS);
   }
 }
 

@@ -1,8 +1,8 @@
 import type { Node, Service, Task } from '@swarmd/proto';
-import { parseConstraint, constraintsMatch, type Constraint } from '../../specs/constraint.js';
+import { tryParseConstraints, constraintsMatch, type Constraint } from '../../specs/constraint.js';
 import { restartDecision } from '../restart/restart-policy.js';
 import { byCreation, isDead, isNodeDown, isNodeActive, isNodeDrained, isNodeReady, isRunnable, isUnhealthy, observedState } from '../task.js';
-import type { TaskChange } from '../replicated/reconcile.js';
+import { olderSpecBesideNew, type TaskChange } from '../replicated/reconcile.js';
 
 export interface GlobalReconcileResult {
   /** Nodes that need a task. */
@@ -15,13 +15,7 @@ export interface GlobalReconcileResult {
 export const isGlobal = (s: Readonly<Service>): boolean => s.spec?.mode?.$case === 'global';
 
 function constraintsOf(s: Readonly<Service>): Constraint[] | undefined {
-  const out: Constraint[] = [];
-  for (const e of s.spec?.task?.placement?.constraints ?? []) {
-    const c = parseConstraint(e);
-    if (typeof c === 'string') return undefined;
-    out.push(c);
-  }
-  return out;
+  return tryParseConstraints(s.spec?.task?.placement?.constraints ?? []);
 }
 
 /**
@@ -30,7 +24,8 @@ function constraintsOf(s: Readonly<Service>): Constraint[] | undefined {
  *  - A task on a node that is gone, down, drained, or no longer matches the constraints (labels
  *    changed) is shut down (not moved: it belongs to its node). A paused node keeps its task.
  *  - A task that stopped or runs unhealthy is restarted on its node per the restart policy.
- *  - Extra runnable tasks on one node are shut down, the most advanced kept.
+ *  - Extra runnable tasks on one node are shut down, the most advanced kept (older-spec tasks beside
+ *    a task of the current spec are the rolling updater's: a start-first replacement).
  * Platform and resources are the scheduler's to check (the task waits PENDING with the reason).
  */
 export function reconcileGlobalService(
@@ -54,7 +49,9 @@ export function reconcileGlobalService(
 
   const covered = new Set<string>();
   for (const [nodeId, history] of byNode) {
-    const runnable = history.filter(isRunnable).sort((a, b) => {
+    // Start-first: the node's older-spec tasks beside a new one are the rolling updater's.
+    const { older, kept } = olderSpecBesideNew(service, history, nodeById, out.shutdown);
+    const runnable = history.filter((t) => isRunnable(t) && !older.includes(t)).sort((a, b) => {
       const sa = isDead(a) ? -1 : observedState(a);
       const sb = isDead(b) ? -1 : observedState(b);
       return sb - sa || byCreation(b, a);
@@ -69,7 +66,7 @@ export function reconcileGlobalService(
     else if (isNodeDrained(n)) why = `node ${nodeId} is drained`;
     else if (!constraints || !constraintsMatch(constraints, n)) why = `node ${nodeId} no longer satisfies the constraints`;
     if (why) {
-      out.shutdown.push({ task: keep, reason: why });
+      for (const t of [keep, ...kept]) out.shutdown.push({ task: t, reason: why });
       continue;
     }
     covered.add(nodeId);

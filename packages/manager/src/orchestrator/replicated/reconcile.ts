@@ -2,6 +2,7 @@ import { type Node, type Service, type Task, TaskState } from '@swarmd/proto';
 import { Heap } from '../../scheduler/heap.js';
 import { restartDecision } from '../restart/restart-policy.js';
 import { byCreation, createdAt, isDead, isRunnable, isUnhealthy, nodeProblem, observedState } from '../task.js';
+import { isTaskDirty } from '../../update/dirty.js';
 
 export interface TaskChange {
   task: Readonly<Task>;
@@ -43,7 +44,11 @@ function better(a: Readonly<Task>, b: Readonly<Task>): boolean {
  *    policy, no attempt counted);
  *  - that stopped, or runs unhealthy, is restarted per the restart policy (restart/): replaced
  *    once its delay has passed, or left as it is (the slot stays, dead) when the policy says no;
- *  - that shares its slot with another runnable task is shut down, the best one kept.
+ *  - that shares its slot with another runnable task is shut down, the best one kept; except
+ *    that older-spec tasks beside a task of the current spec (a start-first replacement) are the
+ *    rolling updater's (see olderSpecBesideNew).
+ * Running tasks of an older spec are left as they are: replacing them is the rolling updater's
+ * job (../../update), and every task created here has the current spec.
  * Then live slots are brought to `replicas`: new slots take the lowest free numbers; extra slots
  * go in order: dead first, then not yet on a node, not yet running, on the node with the most
  * tasks of the service (spread stays even), newest, highest slot.
@@ -63,11 +68,15 @@ export function reconcileService(service: Readonly<Service>, tasks: readonly Rea
 
   /** The runnable task of each live slot (after fixing duplicates); dead ones are kept as the slot's task. */
   const live = new Map<number, Readonly<Task>>();
+  /** Older-spec tasks left beside a slot's new task: the rolling updater's (start-first). */
+  const handedOver = new Map<number, Readonly<Task>[]>();
   for (const slot of [...bySlot.keys()].sort((a, b) => a - b)) {
     const history = bySlot.get(slot)!;
+    const { older, kept } = olderSpecBesideNew(service, history, nodes, out.shutdown);
+    if (kept.length) handedOver.set(slot, kept);
     let keep: Readonly<Task> | undefined;
     for (const t of history) {
-      if (!isRunnable(t)) continue;
+      if (!isRunnable(t) || older.includes(t)) continue;
       if (!keep) keep = t;
       else if (better(t, keep)) {
         out.shutdown.push({ task: keep, reason: 'duplicate task in slot' });
@@ -100,12 +109,39 @@ export function reconcileService(service: Readonly<Service>, tasks: readonly Rea
     }
   } else if (live.size > replicas) {
     const gone = pickScaleDown([...live.values()], live.size - replicas, new Set(out.replace.map((c) => c.task.id)));
-    // A slot going away is not replaced.
+    // A slot going away is not replaced, and goes with the older tasks it still has.
     const goneIds = new Set(gone.map((t) => t.id));
     out.replace = out.replace.filter((c) => !goneIds.has(c.task.id));
-    for (const t of gone) out.shutdown.push({ task: t, reason: 'service scaled down' });
+    for (const t of gone) for (const x of [t, ...(handedOver.get(t.slot) ?? [])]) out.shutdown.push({ task: x, reason: 'service scaled down' });
   }
   return out;
+}
+
+/**
+ * A slot (or a global node) with runnable tasks of the current spec and of an older one is being
+ * replaced start-first by the rolling updater, which shuts the older ones down once the new one
+ * runs. `older`: those older runnable tasks, which the orchestrator's own rules leave alone;
+ * `kept`: the ones still worth keeping beside the new one. Those that stopped, run unhealthy or
+ * lost their node are not: they are shut down here (into `shutdown`), with no replacement.
+ */
+export function olderSpecBesideNew(
+  service: Readonly<Service>,
+  tasks: readonly Readonly<Task>[],
+  nodes: ReadonlyMap<string, Readonly<Node>>,
+  shutdown: TaskChange[],
+): { older: Readonly<Task>[]; kept: Readonly<Task>[] } {
+  const none = { older: [], kept: [] };
+  const runnable = tasks.filter(isRunnable);
+  if (runnable.length < 2) return none;
+  const older = runnable.filter((t) => isTaskDirty(service, t, nodes.get(t.nodeId)));
+  if (older.length === 0 || older.length === runnable.length) return none;
+  const kept: Readonly<Task>[] = [];
+  for (const t of older) {
+    const why = isDead(t) ? 'task stopped' : isUnhealthy(t) ? 'task unhealthy' : nodeProblem(t, nodes);
+    if (why) shutdown.push({ task: t, reason: `${why}; its slot has a task of the new spec` });
+    else kept.push(t);
+  }
+  return { older, kept };
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Node, Service } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
-import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
+import { type OrchestrationDeps, type StoreController, ServiceQueue, runWatchLoop, orchestrationLogger } from '../controller.js';
 import { applyWriteBudget, writeWork, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../writes.js';
 import { reconcileService, replicasOf } from './reconcile.js';
 
@@ -20,9 +20,8 @@ export interface OrchestratorOptions {
  * reconcileService, writing the result in one store batch (chunks of store.maxBatchActions).
  */
 export class ReplicatedOrchestrator {
-  private readonly dirty = new Set<string>();
-  private readonly dirtyNodes = new Set<string>();
-  private readonly wakeups = new Map<string, number>();
+  private readonly queue = new ServiceQueue();
+  private readonly dirty = this.queue.dirty;
   private readonly newId: () => string;
   private readonly maxWrites: number;
   private trimmed = false;
@@ -49,50 +48,36 @@ export class ReplicatedOrchestrator {
     switch (e.kind) {
       case 'service':
         if (e.type !== 'delete' && replicasOf(e.object) !== undefined) this.dirty.add(e.object.id);
-        if (e.type === 'delete') this.wakeups.delete(e.object.id);
+        if (e.type === 'delete') this.queue.wakeAt(e.object.id, undefined);
         break;
       case 'task':
         if (e.object.serviceId && e.type !== 'delete') this.dirty.add(e.object.serviceId);
         break;
-      case 'node': {
-        const o = e.old;
-        const n = e.object;
-        if (e.type !== 'update' || !o || o.status?.state !== n.status?.state || o.spec?.availability !== n.spec?.availability) this.dirtyNodes.add(n.id);
+      case 'node':
+        this.queue.onNodeEvent(e);
         break;
-      }
     }
   }
 
   nextWake(): number | undefined {
-    let min: number | undefined;
-    for (const at of this.wakeups.values()) if (min === undefined || at < min) min = at;
-    return min;
+    return this.queue.nextWake();
   }
 
   async tick(): Promise<void> {
     this.trimmed = false;
     const now = this.now();
-    for (const [id, at] of this.wakeups) {
-      if (at <= now) {
-        this.wakeups.delete(id);
-        this.dirty.add(id);
-      }
-    }
     const work = this.store.view((tx) => {
-      for (const nodeId of this.dirtyNodes) for (const t of tx.find('task', { nodeId })) if (t.serviceId) this.dirty.add(t.serviceId);
-      this.dirtyNodes.clear();
-      if (this.dirty.size === 0) return [];
+      const ids = this.queue.take(tx, now);
+      if (ids.length === 0) return [];
       const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
       const out: { service: Readonly<Service>; result: ReturnType<typeof reconcileService> }[] = [];
-      for (const id of [...this.dirty].sort()) {
+      for (const id of ids) {
         const service = tx.get('service', id);
         if (!service || replicasOf(service) === undefined) continue;
         const result = reconcileService(service, tx.find('task', { serviceId: id }), nodes, now);
-        if (result.wakeAt !== undefined) this.wakeups.set(id, result.wakeAt);
-        else this.wakeups.delete(id);
+        this.queue.wakeAt(id, result.wakeAt);
         if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
       }
-      this.dirty.clear();
       // The write budget: what does not fit is recomputed next tick.
       const { kept, deferred } = applyWriteBudget(out, this.maxWrites);
       for (const id of deferred) this.dirty.add(id);
@@ -103,12 +88,7 @@ export class ReplicatedOrchestrator {
     const written = await writeWork(this.store, work, (r) => ({ ...r, create: r.create.map((slot) => ({ slot })) }), now, this.newId);
     // Refused writes: a task changed meanwhile (the next commit brings it, and the service is
     // dirty again), or this member is losing leadership. Retry after a pause, never in a loop.
-    if (!written) {
-      for (const w of work) {
-        this.dirty.add(w.service.id);
-        this.wakeups.set(w.service.id, now + RETRY_MS);
-      }
-    }
+    if (!written) this.queue.retry(work.map((w) => w.service.id), now + RETRY_MS);
   }
 }
 

@@ -1,0 +1,3 @@
+export * from './dirty.js';
+export * from './plan.js';
+export * from './updater.js';

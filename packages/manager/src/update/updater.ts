@@ -1,0 +1,228 @@
+import { describeError, ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
+import { type Node, type Service, TaskState, UpdateStatus_State } from '@swarmd/proto';
+import type { Batch, MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
+import { cloneObject } from '../store/kinds.js';
+import { onKind, type ObjectEvent } from '../store/events.js';
+import { newId as defaultNewId } from '../ids.js';
+import { type OrchestrationDeps, type StoreController, ServiceQueue, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
+import { newTask, observedState } from '../orchestrator/task.js';
+import { shutdownTask, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../orchestrator/writes.js';
+import { planUpdate, type SlotReplacement, type TaskSeen, type UpdatePlan } from './plan.js';
+
+export interface UpdaterOptions {
+  /** Task ids (default: random SwarmKit-style ids). */
+  newId?: () => string;
+  /** Task writes per tick at most (default 2,000); the rest follows in the next ticks. */
+  maxWritesPerTick?: number;
+}
+
+const conflict = (what: string): SwarmError => new SwarmError(ErrorCode.CONFLICT, `${what} changed since the update was planned`);
+
+/** Trims a plan to a budget of task writes (a replacement costs 1 + its old tasks). Returns what it used. */
+function capPlan(p: UpdatePlan, budget: number): { used: number; trimmed: boolean } {
+  let left = budget;
+  const take = <T>(l: T[], cost: (x: T) => number): T[] => {
+    const kept: T[] = [];
+    for (const x of l) {
+      const c = cost(x);
+      if (c > left) break;
+      left -= c;
+      kept.push(x);
+    }
+    return kept;
+  };
+  const before = p.replace.length + p.shutdown.length + p.start.length;
+  p.shutdown = take(p.shutdown, () => 1);
+  p.start = take(p.start, () => 1);
+  p.replace = take(p.replace, (r) => 1 + r.old.length);
+  return { used: budget - left, trimmed: p.replace.length + p.shutdown.length + p.start.length < before };
+}
+
+/**
+ * The rolling updater (SwarmKit's orchestrator/update): watches services and tasks, and for each
+ * service touched plans with the pure planUpdate (plan.ts) and writes the plan in one store
+ * batch: the update status first, then one callback per slot (old tasks checked unchanged,
+ * shut down, the new task created in the same slot or node), per start and per shutdown. Every
+ * write checks that the service's spec_version is still the one planned against. All it keeps
+ * in memory is when it saw tasks start running and stop (the monitor period and the delay are
+ * measured on the injected clock); a new leader starts with what is running now.
+ */
+export class Updater {
+  private readonly queue = new ServiceQueue();
+  private readonly dirty = this.queue.dirty;
+  private readonly seen = new Map<string, TaskSeen>();
+  private readonly newId: () => string;
+  private readonly maxWrites: number;
+  private trimmed = false;
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly now: () => number,
+    opts: UpdaterOptions = {},
+    private readonly log: Logger = nullLogger,
+  ) {
+    this.newId = opts.newId ?? (() => defaultNewId());
+    this.maxWrites = Math.max(2, opts.maxWritesPerTick ?? DEFAULT_MAX_WRITES_PER_TICK);
+  }
+
+  /** Whether the last tick was cut short by the write budget. */
+  more(): boolean {
+    return this.trimmed;
+  }
+
+  init(tx: ReadTx): void {
+    const now = this.now();
+    for (const s of tx.find('service')) this.dirty.add(s.id);
+    for (const t of tx.find('task')) {
+      const st = observedState(t);
+      if (st === TaskState.TASK_STATE_RUNNING) this.seen.set(t.id, { runningAt: now });
+    }
+  }
+
+  onEvent(e: ObjectEvent): void {
+    switch (e.kind) {
+      case 'service':
+        if (e.type === 'delete') this.queue.wakeAt(e.object.id, undefined);
+        else this.dirty.add(e.object.id);
+        break;
+      case 'task': {
+        const t = e.object;
+        if (e.type === 'delete') {
+          this.seen.delete(t.id);
+          break;
+        }
+        const st = observedState(t);
+        const s = this.seen.get(t.id);
+        if (st === TaskState.TASK_STATE_RUNNING && s?.runningAt === undefined) this.seen.set(t.id, { runningAt: this.now() });
+        else if (st > TaskState.TASK_STATE_RUNNING && s?.endedAt === undefined) this.seen.set(t.id, { ...s, endedAt: this.now() });
+        if (t.serviceId) this.dirty.add(t.serviceId);
+        break;
+      }
+      case 'node':
+        this.queue.onNodeEvent(e, true);
+        break;
+    }
+  }
+
+  nextWake(): number | undefined {
+    return this.queue.nextWake();
+  }
+
+  async tick(): Promise<void> {
+    this.trimmed = false;
+    const now = this.now();
+    const work = this.store.view((tx) => {
+      const ids = this.queue.take(tx, now);
+      if (ids.length === 0) return [];
+      const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
+      const out: { service: Readonly<Service>; plan: UpdatePlan }[] = [];
+      let budget = this.maxWrites;
+      const deferred: string[] = [];
+      for (const id of ids) {
+        const service = tx.get('service', id);
+        if (!service) continue;
+        if (budget <= 1) {
+          deferred.push(id);
+          continue;
+        }
+        const plan = planUpdate({ service, tasks: tx.find('task', { serviceId: id }), nodes, now, seen: (taskId) => this.seen.get(taskId) });
+        this.queue.wakeAt(id, plan.wakeAt);
+        const cap = capPlan(plan, budget);
+        budget -= cap.used;
+        if (cap.trimmed) deferred.push(id);
+        if (plan.status || plan.replace.length + plan.shutdown.length + plan.start.length > 0) out.push({ service, plan });
+      }
+      for (const id of deferred) this.dirty.add(id);
+      this.trimmed = deferred.length > 0;
+      return out;
+    });
+    if (work.length === 0) return;
+    let failed = 0;
+    const attempt = async (b: Batch, fn: (tx: Tx) => void): Promise<void> => {
+      try {
+        await b.update(fn);
+      } catch {
+        failed++;
+      }
+    };
+    try {
+      await this.store.batch(async (b) => {
+        for (const { service, plan } of work) {
+          const sameSpec = (tx: Tx): Readonly<Service> => {
+            const cur = tx.get('service', service.id);
+            if (!cur || cur.specVersion !== service.specVersion) throw conflict(`service ${service.id}`);
+            return cur;
+          };
+          const status = plan.status;
+          if (status)
+            await attempt(b, (tx) => {
+              const s = cloneObject('service', sameSpec(tx));
+              s.updateStatus = status;
+              tx.update('service', s);
+            });
+          for (const r of plan.replace) await attempt(b, (tx) => this.replace(tx, sameSpec(tx), r, now));
+          for (const s of plan.start)
+            await attempt(b, (tx) => {
+              const cur = tx.get('task', s.task.id);
+              if (!cur || cur.desiredState !== TaskState.TASK_STATE_READY) return;
+              const c = cloneObject('task', cur);
+              c.desiredState = TaskState.TASK_STATE_RUNNING;
+              tx.update('task', c);
+            });
+          for (const s of plan.shutdown) await attempt(b, (tx) => shutdownTask(tx, s.task, s.reason, now));
+        }
+      });
+    } catch {
+      failed++;
+    }
+    for (const { service, plan } of work) this.logPlan(service, plan);
+    // Refused writes: a task or the service changed meanwhile (the next commit brings it and the
+    // service is planned again), or this member is losing leadership. Retry after a pause.
+    if (failed > 0) this.queue.retry(work.map((w) => w.service.id), now + RETRY_MS);
+  }
+
+  /** One slot: the old tasks as planned, shut down (stop-first), and the new task of the current spec. */
+  private replace(tx: Tx, service: Readonly<Service>, r: SlotReplacement, now: number): void {
+    for (const o of r.old) {
+      const cur = tx.get('task', o.id);
+      if (!cur || cur.meta?.version !== o.meta?.version) throw conflict(`task ${o.id}`);
+    }
+    if (!r.startFirst) for (const o of r.old) shutdownTask(tx, o, 'replaced by a rolling update', now);
+    const t = newTask(service, { id: this.newId(), slot: r.slot, ...(r.nodeId ? { nodeId: r.nodeId } : {}), now });
+    if (!r.startNow) t.desiredState = TaskState.TASK_STATE_READY;
+    tx.create('task', t);
+  }
+
+  private logPlan(service: Readonly<Service>, plan: UpdatePlan): void {
+    const name = service.spec?.annotations?.name ?? service.id;
+    const st = plan.status;
+    if (st && st.state !== service.updateStatus?.state) {
+      const fields = { serviceId: service.id, name, specVersion: service.specVersion, message: st.message };
+      if (st.state === UpdateStatus_State.PAUSED) this.log.warn('update paused', fields);
+      else this.log.info(st.state === UpdateStatus_State.COMPLETED ? 'update completed' : 'update started', fields);
+    }
+    if (plan.replace.length) this.log.debug('replacing tasks', { serviceId: service.id, name, slots: plan.replace.map((r) => r.slot || r.nodeId) });
+  }
+}
+
+/** The rolling updater as a leader-only controller (name "orchestrator/update"). */
+export function updaterController(opts: UpdaterOptions = {}): StoreController {
+  return {
+    name: 'orchestrator/update',
+    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
+      const log = orchestrationLogger(deps, 'manager/update');
+      const u = new Updater(deps.store, () => deps.clock.now(), opts, log);
+      try {
+        await runWatchLoop(
+          deps,
+          [onKind('service'), onKind('task'), onKind('node')],
+          { init: (tx) => u.init(tx), onEvent: (e) => u.onEvent(e), tick: () => u.tick(), nextWake: () => u.nextWake(), more: () => u.more() },
+          signal,
+        );
+      } catch (err) {
+        if (!signal.aborted) log.warn('loop ended', { error: describeError(err) });
+        throw err;
+      }
+    },
+  };
+}
