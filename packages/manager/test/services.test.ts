@@ -16,6 +16,7 @@ import {
   type Service,
   type ServiceSpec,
   type Task,
+  UpdateStatus_State,
 } from '@swarmd/proto';
 import { buildBusyboxImage, pushOciLayoutWithSkopeo, requires, startRegistry, writeOciLayout } from '@swarmd/testkit';
 import { CertRole, LogBroker, createControlService, createDispatcherService, makeObject, serviceControllers, type ControlDeps, type ImagePinner } from '../src/index.js';
@@ -237,6 +238,24 @@ test('update: version check, spec_version bump, previous spec kept, rollback swa
   t.is(rb.specVersion, 4);
   const fresh = (await create(admin, spec('fresh'))).service!;
   await refusedWith(t, update(admin, fresh.id, fresh.meta!.version, undefined, { rollback: true }), grpc.status.FAILED_PRECONDITION, /no previous spec/);
+});
+
+test('update: a changed task spec starts a rolling update (update_status UPDATING); replicas or labels alone do not', async (t) => {
+  const { h, admin } = await setup(t, { imagePinner: fakePinner([]) }, { controllers: true });
+  const s0 = (await create(admin, spec('web', 'web:1', 2))).service!;
+  t.is(s0.updateStatus, undefined);
+  await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 2);
+  const scaled = structuredClone(s0.spec!);
+  scaled.mode = { $case: 'replicated', replicated: { replicas: 3 } };
+  scaled.annotations!.labels = { tier: 'back' };
+  const s1 = (await update(admin, s0.id, s0.meta!.version, scaled)).service!;
+  t.is(s1.updateStatus, undefined);
+  const env = structuredClone(s1.spec!);
+  env.task!.container!.env = ['A=2'];
+  const s2 = (await update(admin, s0.id, s1.meta!.version, env)).service!;
+  t.is(s2.updateStatus?.state, UpdateStatus_State.UPDATING);
+  t.is(s2.updateStatus?.message, 'update in progress');
+  t.true((s2.updateStatus?.startedAt ?? 0) > 0);
 });
 
 test('registry credentials never leave in a response; an update sending them back emptied keeps them', async (t) => {

@@ -174,6 +174,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
   const services = createServicesImpl({
     store,
     logger: log,
+    now: () => clock.now(),
     pinner: () => (pinner ??= deps.imagePinner ?? registryPinner({ insecureRegistries: deps.insecureRegistries, timeoutMs: deps.imageResolveTimeoutMs, logger: log })),
   });
 

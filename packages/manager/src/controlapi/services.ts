@@ -11,12 +11,13 @@
  *   emptied (an update that sends the emptied form back keeps the stored credentials).
  */
 import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
-import type { ListServicesRequest_Filters, ListTasksRequest_Filters, RegistryAuth, Service, ServiceSpec, Task } from '@swarmd/proto';
+import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type ListTasksRequest_Filters, type RegistryAuth, type Service, type ServiceSpec, type Task } from '@swarmd/proto';
 import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/runtime';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
 import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
+import { isTaskDirty } from '../update/dirty.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -137,6 +138,8 @@ export interface ServicesDeps {
   store: Store;
   logger: Logger;
   pinner(): ImagePinner;
+  /** Unix ms, for update_status.started_at (default Date.now). */
+  now?(): number;
 }
 
 export interface ServicesImpl {
@@ -157,8 +160,14 @@ const outOfSequence = (id: string, version: number, against: number) =>
 const imageOf = (s: Readonly<ServiceSpec> | undefined): string => s?.task?.container?.image ?? '';
 const withoutDigest = (image: string): string => image.replace(/@sha256:[0-9a-f]{64}$/, '');
 
+/** Whether a runnable task of the service runs an older spec than `s` (the rolling updater would replace it). */
+function needsUpdate(tx: ReadTx, s: Readonly<Service>): boolean {
+  return tx.find('task', { serviceId: s.id }).some((t) => t.desiredState <= TaskState.TASK_STATE_RUNNING && isTaskDirty(s, t, tx.get('node', t.nodeId)));
+}
+
 export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
   const { store, logger: log } = deps;
+  const now = deps.now ?? Date.now;
 
   async function pin(spec: ServiceSpec, noResolve: boolean, warnings: string[]): Promise<void> {
     const c = spec.task!.container!;
@@ -228,6 +237,9 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       u.spec = spec;
       u.specVersion = (u.specVersion || 1) + 1;
       u.endpoint = spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: u.endpoint?.virtualIps ?? [] } : undefined;
+      // A new rolling update when a running task no longer matches (a paused one resumes); none
+      // for a change of replicas or labels alone. The updater takes it from here.
+      u.updateStatus = needsUpdate(tx, u) ? { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] } : undefined;
       tx.update('service', u);
     });
     log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec) });
