@@ -167,7 +167,7 @@ function needsUpdate(tx: ReadTx, s: Readonly<Service>): boolean {
 
 export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
   const { store, logger: log } = deps;
-  const now = deps.now ?? Date.now;
+  const now = (): number => (deps.now ? deps.now() : Date.now());
 
   async function pin(spec: ServiceSpec, noResolve: boolean, warnings: string[]): Promise<void> {
     const c = spec.task!.container!;
