@@ -1,18 +1,26 @@
 /**
- * Waits until a service converges, printing a line whenever a task's state changes (`2/6:
- * running`), after Docker's progress display. Task events come from Control.Watch (tasks of the
- * service), on top of a ListTasks snapshot re-read every few seconds (nothing missed between the
- * two). Gives up after `timeoutMs`, saying why: pending tasks' scheduler reasons, rejected or
- * failed tasks' errors.
+ * Waits until a service converges, printing a line whenever a slot's task changes state (`2/6:
+ * running`), after Docker's progress display. Events come from Control.Watch (the service and its
+ * tasks), on top of a ListTasks (and GetService) snapshot re-read every few seconds (nothing
+ * missed between the two).
+ *
+ * A rolling update (update_status UPDATING) is waited for until it is COMPLETED: each slot shows
+ * its newest task, `update: N of M tasks updated` counts the slots running the new spec, and a
+ * `verify:` line says when the new tasks are being monitored. PAUSED ends the wait with the
+ * updater's message. Gives up after `timeoutMs` (during an update: that long without progress),
+ * saying why: pending tasks' scheduler reasons, rejected or failed tasks' errors.
  */
-import { type Service, type Task, TaskState, WatchEvent_Action } from '@swarmd/proto';
+import { type Service, type Task, TaskState, UpdateStatus_State, WatchEvent_Action } from '@swarmd/proto';
 import type { ServiceControl } from './service-control.js';
 import { taskStateText } from './service-format.js';
+import { durationText } from './format.js';
 
 export interface ConvergeResult {
   converged: boolean;
   /** Why not (empty when converged). */
   reasons: string[];
+  /** The rolling update paused: the updater's message. */
+  paused?: string;
 }
 
 const isProblem = (t: Task): boolean => {
@@ -26,12 +34,23 @@ export function convergence(service: Service, tasks: readonly Task[]): { converg
   const live = mine.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING);
   const m = service.spec?.mode;
   const desired = m?.$case === 'global' ? live.length : m?.$case === 'replicated' ? m.replicated.replicas : 1;
-  // Not checked yet: the task's spec_version (there is no rolling updater that replaces tasks of an
-  // older spec; a replicas change alone keeps the running tasks).
+  // Which tasks still run an older spec is the manager's to say (update_status), not counted here.
   const running = live.filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING).length;
   const reasons = [...new Set(mine.filter((t) => isProblem(t) && (t.desiredState === TaskState.TASK_STATE_RUNNING || t.status?.state !== TaskState.TASK_STATE_PENDING)).map((t) => `${taskStateText(t.status?.state)}: ${t.status?.err || t.status?.message}`))];
   const converged = running === desired && live.length === desired && (m?.$case !== 'global' || desired > 0);
   return { converged, desired, running, reasons };
+}
+
+/** Each slot's (or global node's) newest runnable task: a start-first slot has two. */
+export function newestPerSlot(tasks: readonly Task[]): Task[] {
+  const by = new Map<string, Task>();
+  for (const t of tasks) {
+    if (t.desiredState > TaskState.TASK_STATE_RUNNING) continue;
+    const k = t.slot ? String(t.slot) : t.nodeId;
+    const cur = by.get(k);
+    if (!cur || (t.meta?.createdAt ?? 0) > (cur.meta?.createdAt ?? 0) || ((t.meta?.createdAt ?? 0) === (cur.meta?.createdAt ?? 0) && t.specVersion > cur.specVersion)) by.set(k, t);
+  }
+  return [...by.values()].sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId));
 }
 
 export async function waitConverged(
@@ -39,47 +58,83 @@ export async function waitConverged(
   service: Service,
   o: { print(line: string): void; timeoutMs: number; refreshMs?: number },
 ): Promise<ConvergeResult> {
+  let svc = service;
+  const updating = service.updateStatus?.state === UpdateStatus_State.UPDATING;
   const tasks = new Map<string, Task>();
   const shown = new Map<string, string>();
+  let updatedShown = -1;
+  let verifying = false;
   let last: ReturnType<typeof convergence> | undefined;
   let finish: (r: ConvergeResult) => void = () => undefined;
   const done = new Promise<ConvergeResult>((resolve) => (finish = resolve));
   const label = (t: Task, desired: number) => (t.slot ? `${t.slot}/${desired}` : t.nodeId.slice(0, 12));
+  let timer: NodeJS.Timeout | undefined;
+  /** (Re)starts the timeout: once for a plain wait, at every step of progress during an update. */
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => finish({ converged: false, reasons: last?.reasons.length ? last.reasons : [`${last?.running ?? 0} of ${last?.desired ?? '?'} tasks running`] }), o.timeoutMs);
+  };
 
   const evaluate = () => {
     const all = [...tasks.values()];
-    const c = convergence(service, all);
+    const c = convergence(svc, all);
     last = c;
-    for (const t of all.filter((x) => x.desiredState === TaskState.TASK_STATE_RUNNING).sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId))) {
+    const slots = newestPerSlot(all);
+    let moved = false;
+    for (const t of slots) {
       const text = `${taskStateText(t.status?.state)}${t.status?.err ? ` (${t.status.err})` : ''}`;
       const k = String(t.slot || t.nodeId);
       if (shown.get(k) !== text) {
         shown.set(k, text);
+        moved = true;
         o.print(`${label(t, c.desired)}: ${text}`);
       }
     }
+    const st = svc.updateStatus;
+    if (st?.state === UpdateStatus_State.PAUSED) return finish({ converged: false, reasons: [st.message], paused: st.message });
+    if (st?.state === UpdateStatus_State.UPDATING) {
+      const fresh = slots.filter((t) => t.specVersion === svc.specVersion && t.status?.state === TaskState.TASK_STATE_RUNNING).length;
+      if (fresh !== updatedShown) {
+        updatedShown = fresh;
+        moved = true;
+        o.print(`update: ${fresh} of ${slots.length} tasks updated`);
+      }
+      const monitorMs = svc.spec?.update?.monitorMs ?? 5_000;
+      if (!verifying && c.converged && fresh === slots.length && monitorMs > 0) {
+        verifying = true;
+        o.print(`verify: Waiting ${durationText(monitorMs)} to verify that tasks are stable...`);
+      }
+      if (moved) arm();
+      return;
+    }
+    if (moved && updating) arm();
     if (c.converged) finish({ converged: true, reasons: [] });
   };
 
   const refresh = async () => {
-    for (const t of await sc.listTasks({ serviceIds: [service.id] })) {
-      const cur = tasks.get(t.id);
-      if (!cur || (cur.meta?.version ?? 0) <= (t.meta?.version ?? 0)) tasks.set(t.id, t);
+    const [list, cur] = await Promise.all([sc.listTasks({ serviceIds: [service.id] }), sc.getService(service.id)]);
+    if ((cur.meta?.version ?? 0) >= (svc.meta?.version ?? 0)) svc = cur;
+    for (const t of list) {
+      const known = tasks.get(t.id);
+      if (!known || (known.meta?.version ?? 0) <= (t.meta?.version ?? 0)) tasks.set(t.id, t);
     }
     evaluate();
   };
 
-  const w = sc.watchTasks(
+  const w = sc.watchService(
     service.id,
     (e) => {
-      if (!e.task) return;
-      if (e.action === WatchEvent_Action.REMOVE) tasks.delete(e.task.id);
-      else tasks.set(e.task.id, e.task);
+      if (e.service) {
+        if (e.service.id === service.id && (e.service.meta?.version ?? 0) >= (svc.meta?.version ?? 0)) svc = e.service;
+      } else if (e.task) {
+        if (e.action === WatchEvent_Action.REMOVE) tasks.delete(e.task.id);
+        else tasks.set(e.task.id, e.task);
+      } else return;
       evaluate();
     },
     () => undefined,
   );
-  const timer = setTimeout(() => finish({ converged: false, reasons: last?.reasons.length ? last.reasons : [`${last?.running ?? 0} of ${last?.desired ?? '?'} tasks running`] }), o.timeoutMs);
+  arm();
   const poll = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 2000);
   try {
     await refresh();

@@ -24,8 +24,8 @@ export interface ServiceControl {
   getTask(taskId: string): Promise<Task>;
   listTasks(filters?: Partial<ListTasksRequest_Filters>): Promise<Task[]>;
   listNodes(): Promise<Node[]>;
-  /** Task events of one service; `close()` ends the stream. */
-  watchTasks(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
+  /** Events of one service and of its tasks; `close()` ends the stream. */
+  watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   logs(req: { serviceIds: string[]; taskIds?: string[]; follow: boolean; tail: number; sinceMs?: number }, onLine: (l: LogLine) => void): Promise<void>;
   close(): void;
 }
@@ -72,8 +72,8 @@ export function connectServiceControl(conn: Connection, timeoutMs = 60_000): Ser
     async listNodes() {
       return (await call<{ nodes: Node[] }>('listNodes', {})).nodes;
     },
-    watchTasks(serviceId, onEvent, onEnd) {
-      const s = client.watch({ kinds: ['task'], serviceId, includeOldObject: false });
+    watchService(serviceId, onEvent, onEnd) {
+      const s = client.watch({ kinds: ['service', 'task'], serviceId, includeOldObject: false });
       let closed = false;
       s.on('data', (e: WatchEvent) => onEvent(e));
       s.on('error', (e: grpc.ServiceError) => {

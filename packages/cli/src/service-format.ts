@@ -1,5 +1,20 @@
 /** Tables, details and json of services and tasks; the `service logs` prefix. */
-import { type LogLine, type Node, PortConfig_Protocol, PortConfig_PublishMode, type Service, Service as ServiceMsg, type Task, Task as TaskMsg, TaskState } from '@swarmd/proto';
+import {
+  type LogLine,
+  type Node,
+  PortConfig_Protocol,
+  PortConfig_PublishMode,
+  type Service,
+  Service as ServiceMsg,
+  type Task,
+  Task as TaskMsg,
+  TaskState,
+  type UpdateConfig,
+  UpdateConfig_FailureAction,
+  UpdateConfig_Order,
+  type UpdateStatus,
+  UpdateStatus_State,
+} from '@swarmd/proto';
 import { durationText, table } from './format.js';
 import { serviceName } from './service-control.js';
 
@@ -112,6 +127,18 @@ function kv(rows: [string, string][]): string {
 
 const labelsText = (l: Record<string, string> | undefined) => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
 
+const enumText = (names: Record<number, string>, v: number) => (names[v] ?? String(v)).toLowerCase().replace(/_/g, '-');
+
+/** `parallelism 1, delay 0s, stop-first, on failure pause, monitor 5s, max failure ratio 0`. */
+export function updateConfigText(u: UpdateConfig | undefined): string {
+  if (!u) return '';
+  return `parallelism ${u.parallelism || 'all'}, delay ${durationText(u.delayMs)}, ${enumText(UpdateConfig_Order, u.order)}, on failure ${enumText(UpdateConfig_FailureAction, u.failureAction)}, monitor ${durationText(u.monitorMs)}, max failure ratio ${Number(u.maxFailureRatio.toPrecision(6))}`;
+}
+
+export function updateStatusText(st: UpdateStatus | undefined): string {
+  return st ? enumText(UpdateStatus_State, st.state) : '';
+}
+
 export function serviceDetails(s: Service): string {
   const sp = s.spec;
   const c = sp?.task?.container;
@@ -142,6 +169,11 @@ export function serviceDetails(s: Service): string {
     ['Networks', (sp?.task?.networks ?? []).map((n) => n.target).join(', ')],
     ['Ports', (sp?.endpoint?.ports ?? []).map(portText).join(', ')],
     ['Registry auth', c?.pullAuth ? `${c.pullAuth.username || '(token)'} (credentials kept by the manager)` : ''],
+    ['Update config', updateConfigText(sp?.update)],
+    ['Update status', updateStatusText(s.updateStatus)],
+    ['Update started', s.updateStatus?.startedAt ? new Date(s.updateStatus.startedAt).toISOString() : ''],
+    ['Update completed', s.updateStatus?.completedAt ? new Date(s.updateStatus.completedAt).toISOString() : ''],
+    ['Update message', s.updateStatus?.message ?? ''],
     ['Previous image', s.previousSpec?.task?.container?.image ?? ''],
     ['Created', s.meta?.createdAt ? new Date(s.meta.createdAt).toISOString() : ''],
     ['Updated', s.meta?.updatedAt ? new Date(s.meta.updatedAt).toISOString() : ''],

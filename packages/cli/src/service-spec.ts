@@ -9,12 +9,15 @@ import {
   PortConfig_Protocol,
   PortConfig_PublishMode,
   RestartPolicy_Condition,
+  UpdateConfig_FailureAction,
+  UpdateConfig_Order,
   type ContainerSpec,
   type HealthConfig,
   type Mount,
   type PortConfig,
   type RegistryAuth,
   type ServiceSpec,
+  type UpdateConfig,
 } from '@swarmd/proto';
 import { UsageError } from './errors.js';
 import { parseDuration } from './format.js';
@@ -44,6 +47,12 @@ export interface CommonFlags {
   'stop-grace-period'?: string;
   entrypoint?: string;
   replicas?: number;
+  'update-parallelism'?: number;
+  'update-delay'?: string;
+  'update-order'?: string;
+  'update-failure-action'?: string;
+  'update-monitor'?: string;
+  'update-max-failure-ratio'?: string;
 }
 
 export interface CreateFlags extends CommonFlags {
@@ -344,10 +353,50 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
     c.stopSignal = f['stop-signal'].toUpperCase();
   }
   c.stopGracePeriodMs = duration('stop-grace-period', f['stop-grace-period'], bad) ?? c.stopGracePeriodMs;
+  applyUpdateConfig(spec, f, bad);
   if (f.replicas !== undefined) {
     if (!Number.isInteger(f.replicas) || f.replicas < 0) throw bad(`--replicas ${f.replicas}: expected a whole number ≥ 0`);
     if (spec.mode?.$case === 'global') throw bad('--replicas can only be used with replicated mode');
     spec.mode = { $case: 'replicated', replicated: { replicas: f.replicas } };
+  }
+}
+
+/** Docker's update config defaults (`docker service create --help`), the ones the manager fills in too. */
+const UPDATE_DEFAULTS: UpdateConfig = { parallelism: 1, delayMs: 0, failureAction: UpdateConfig_FailureAction.PAUSE, monitorMs: 5_000, maxFailureRatio: 0, order: UpdateConfig_Order.STOP_FIRST };
+const UPDATE_ORDER: Record<string, UpdateConfig_Order> = { 'stop-first': UpdateConfig_Order.STOP_FIRST, 'start-first': UpdateConfig_Order.START_FIRST };
+const FAILURE_ACTION: Record<string, UpdateConfig_FailureAction> = {
+  pause: UpdateConfig_FailureAction.PAUSE,
+  continue: UpdateConfig_FailureAction.CONTINUE,
+  rollback: UpdateConfig_FailureAction.ROLLBACK,
+};
+const UPDATE_FLAGS = ['update-parallelism', 'update-delay', 'update-order', 'update-failure-action', 'update-monitor', 'update-max-failure-ratio'] as const;
+
+/** The `--update-*` flags onto spec.update (Docker's defaults for what is not given and not set yet). */
+function applyUpdateConfig(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Error): void {
+  if (!UPDATE_FLAGS.some((k) => f[k] !== undefined)) return;
+  const u = (spec.update ??= { ...UPDATE_DEFAULTS });
+  const p = f['update-parallelism'];
+  if (p !== undefined) {
+    if (!Number.isInteger(p) || p < 0) throw bad(`--update-parallelism ${p}: expected a whole number ≥ 0 (0 = all at once)`);
+    u.parallelism = p;
+  }
+  u.delayMs = duration('update-delay', f['update-delay'], bad) ?? u.delayMs;
+  u.monitorMs = duration('update-monitor', f['update-monitor'], bad) ?? u.monitorMs;
+  const order = f['update-order'];
+  if (order !== undefined) {
+    if (UPDATE_ORDER[order] === undefined) throw bad(`--update-order ${order}: expected stop-first or start-first`);
+    u.order = UPDATE_ORDER[order];
+  }
+  const action = f['update-failure-action'];
+  if (action !== undefined) {
+    if (FAILURE_ACTION[action] === undefined) throw bad(`--update-failure-action ${action}: expected pause, continue or rollback`);
+    u.failureAction = FAILURE_ACTION[action];
+  }
+  const ratio = f['update-max-failure-ratio'];
+  if (ratio !== undefined) {
+    const r = Number(ratio);
+    if (!/^\d*\.?\d+$/.test(String(ratio).trim()) || !(r >= 0 && r <= 1)) throw bad(`--update-max-failure-ratio ${ratio}: expected a number from 0 to 1 (e.g. 0.25)`);
+    u.maxFailureRatio = r;
   }
 }
 

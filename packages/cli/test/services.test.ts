@@ -1,7 +1,7 @@
 import test from 'ava';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Mount_Type, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy_Condition, TaskState, type ServiceSpec, type Task } from '@swarmd/proto';
+import { Mount_Type, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy_Condition, TaskState, UpdateConfig_FailureAction, UpdateConfig_Order, type ServiceSpec, type Task } from '@swarmd/proto';
 import { applyUpdateFlags, defaultServiceName, parseCpus, parseMemory, parseMount, parsePort, registryAuthOf, specOfCreateFlags, type CreateFlags } from '../src/service-spec.js';
 import { logPrefix, servicesTable, tasksTable } from '../src/service-format.js';
 import { convergence } from '../src/progress.js';
@@ -125,6 +125,28 @@ test('update flags change only what they name; nothing to change is refused', (t
   t.is(applyUpdateFlags(base, { force: true }).task!.forceUpdate, 1);
   t.throws(() => applyUpdateFlags(base, {}), { message: /nothing to change/ });
   t.throws(() => applyUpdateFlags(base, { 'limit-memory': 'big' }), { message: /--limit-memory big/ });
+});
+
+test('--update-* flags set the update config (Docker defaults for the rest); a bad value names its flag', (t) => {
+  const c = specOfCreateFlags({ name: 'web', 'update-parallelism': 2, 'update-delay': '10s' }, 'web:1', []);
+  t.deepEqual(c.update, { parallelism: 2, delayMs: 10_000, failureAction: UpdateConfig_FailureAction.PAUSE, monitorMs: 5_000, maxFailureRatio: 0, order: UpdateConfig_Order.STOP_FIRST });
+  t.is(specOfCreateFlags({ name: 'web' }, 'web:1', []).update, undefined, 'none given: the manager fills the defaults');
+  const u = applyUpdateFlags(c, { 'update-order': 'start-first', 'update-failure-action': 'continue', 'update-monitor': '30s', 'update-max-failure-ratio': '0.25', 'update-parallelism': 0 });
+  t.deepEqual(u.update, { parallelism: 0, delayMs: 10_000, failureAction: UpdateConfig_FailureAction.CONTINUE, monitorMs: 30_000, maxFailureRatio: 0.25, order: UpdateConfig_Order.START_FIRST });
+  t.is(applyUpdateFlags(c, { 'update-failure-action': 'rollback' }).update!.failureAction, UpdateConfig_FailureAction.ROLLBACK);
+  for (const [f, m] of [
+    [{ 'update-parallelism': -1 }, /^--update-parallelism -1: expected a whole number ≥ 0/],
+    [{ 'update-parallelism': 1.5 }, /^--update-parallelism 1.5:/],
+    [{ 'update-delay': 'soon' }, /^--update-delay soon: expected a duration/],
+    [{ 'update-monitor': '5 parsecs' }, /^--update-monitor 5 parsecs: expected a duration/],
+    [{ 'update-order': 'random' }, /^--update-order random: expected stop-first or start-first$/],
+    [{ 'update-failure-action': 'panic' }, /^--update-failure-action panic: expected pause, continue or rollback$/],
+    [{ 'update-max-failure-ratio': '2' }, /^--update-max-failure-ratio 2: expected a number from 0 to 1/],
+    [{ 'update-max-failure-ratio': 'half' }, /^--update-max-failure-ratio half:/],
+  ] as const) {
+    t.throws(() => applyUpdateFlags(c, f), { instanceOf: UsageError, message: m });
+    t.throws(() => specOfCreateFlags({ name: 'web', ...f }, 'web:1', []), { instanceOf: UsageError, message: m });
+  }
 });
 
 test('a service without --name gets one from its image', (t) => {
@@ -269,4 +291,39 @@ test.serial('bad flags send nothing; update, inspect and logs', async (t) => {
   t.is(auth.code, 0, auth.stderr);
   const sent = fs.calls.filter((x) => x.method === 'createService').pop()!.request as { spec: ServiceSpec };
   t.deepEqual(sent.spec.task?.container?.pullAuth, { username: 'u', password: 'p', identityToken: '' });
+});
+
+test.serial('service update waits for the rolling update, with progress; a paused update fails naming the task; --detach returns at once; inspect shows the status', async (t) => {
+  const h = ['--host', fs.host];
+  t.is((await swarmctl([...h, 'service', 'create', '--name', 'web', '--replicas', '2', 'web:1'])).code, 0);
+  const u = await swarmctl([...h, 'service', 'update', '--image', 'web:2', '--update-parallelism', '1', 'web']);
+  t.is(u.code, 0, u.stderr);
+  t.is(u.stdout, 'web\n');
+  t.regex(u.stderr, /update: 0 of 2 tasks updated\n/);
+  t.regex(u.stderr, /update: 2 of 2 tasks updated\n/);
+  t.regex(u.stderr, /verify: Waiting 5s to verify that tasks are stable\.\.\./);
+  t.regex(u.stderr, /verify: Service converged \(update completed\)\n$/);
+  const sent = fs.calls.filter((x) => x.method === 'updateService').pop()!.request as { spec: ServiceSpec };
+  t.is(sent.spec.update?.parallelism, 1);
+  const ins = await swarmctl([...h, 'service', 'inspect', 'web']);
+  t.regex(ins.stdout, /Update config:\s+parallelism 1, delay 0s, stop-first, on failure pause, monitor 5s, max failure ratio 0\n/);
+  t.regex(ins.stdout, /Update status:\s+completed\n/);
+  t.regex(ins.stdout, /Update message:\s+update completed\n/);
+
+  const bad = await swarmctl([...h, 'service', 'update', '--image', 'bad/web:3', 'web']);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /swarmctl: service web: update paused due to failure or early termination of task task\d+x+ \(web\.1: failed, task: non-zero exit \(1\)\)/);
+  t.regex(bad.stderr, /run `swarmctl service update` again to resume/);
+  const insBad = await swarmctl([...h, 'service', 'inspect', '--format', 'json', 'web']);
+  t.like((JSON.parse(insBad.stdout) as object[])[0], { updateStatus: { state: 'PAUSED' } });
+
+  const before = fs.calls.length;
+  const d = await swarmctl([...h, 'service', 'update', '-d', '--force', 'web']);
+  t.is(d.code, 0, d.stderr);
+  t.is(d.stderr, '');
+  t.deepEqual(fs.calls.slice(before).map((x) => x.method), ['listServices', 'updateService']);
+  t.is((fs.calls.pop()!.request as { spec: ServiceSpec }).spec.task?.forceUpdate, 1);
+  const badFlag = await swarmctl([...h, 'service', 'update', '--update-order', 'sideways', 'web']);
+  t.is(badFlag.code, 1);
+  t.regex(badFlag.stderr, /--update-order sideways: expected stop-first or start-first/);
 });

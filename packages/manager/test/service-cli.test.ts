@@ -39,19 +39,27 @@ async function setup(t: ExecutionContext): Promise<{ store: MemoryStore; host: s
   });
   const ac = new AbortController();
   const runs = serviceControllers().map((c) => c.run({ store, clock: realClock }, ac.signal).catch(() => undefined));
-  // The stand-in agent: a task assigned to n1 starts running.
+  // The stand-in agent: a task assigned to n1 starts running (an image named bad:* fails at once),
+  // and one told to stop stops.
   const h = store.viewAndWatch(() => undefined, onKind('task'));
   const agent = (async () => {
     for await (const e of h.events) {
       if (e.type === 'commit' || e.kind !== 'task' || e.type === 'delete') continue;
       const task = e.object;
-      if (task.status?.state !== TaskState.TASK_STATE_ASSIGNED || task.desiredState !== TaskState.TASK_STATE_RUNNING) continue;
+      const state = task.status?.state ?? TaskState.TASK_STATE_NEW;
+      const stop = task.desiredState > TaskState.TASK_STATE_RUNNING && state >= TaskState.TASK_STATE_ASSIGNED && state <= TaskState.TASK_STATE_RUNNING;
+      if (!stop && (state !== TaskState.TASK_STATE_ASSIGNED || task.desiredState !== TaskState.TASK_STATE_RUNNING)) continue;
+      const fails = task.spec?.container?.image.startsWith('bad:');
       await store
         .update((tx) => {
           const cur = tx.get('task', task.id);
-          if (cur?.status?.state !== TaskState.TASK_STATE_ASSIGNED) return;
+          if (cur?.status?.state !== state) return;
           const u = cloneObject('task', cur);
-          u.status = { ...u.status!, state: TaskState.TASK_STATE_RUNNING, timestamp: Date.now(), message: 'started' };
+          u.status = stop
+            ? { ...u.status!, state: TaskState.TASK_STATE_SHUTDOWN, timestamp: Date.now(), message: 'shutdown' }
+            : fails
+              ? { ...u.status!, state: TaskState.TASK_STATE_FAILED, timestamp: Date.now(), message: 'failed', err: 'task: non-zero exit (1)' }
+              : { ...u.status!, state: TaskState.TASK_STATE_RUNNING, timestamp: Date.now(), message: 'started' };
           tx.update('task', u);
         })
         .catch(() => undefined);
@@ -101,4 +109,36 @@ test('service create converges with progress; ls/ps/scale/rm; an unschedulable s
     store.view((tx) => tx.find('service')),
     [],
   );
+});
+
+test('service update replaces the tasks one at a time and waits for the update to complete; a failing image pauses it, naming the task', async (t) => {
+  const { store, host } = await setup(t);
+  const c = await swarmctl([...host, 'service', 'create', '--name', 'web', '--replicas', '3', '--no-resolve-image', '--update-monitor', '300ms', 'web:1']);
+  t.is(c.code, 0, c.stderr);
+  const first = store.view((tx) => tx.find('task')).map((x) => x.id);
+  const u = await swarmctl([...host, 'service', 'update', '--env-add', 'A=1', '--timeout', '20s', 'web']);
+  t.is(u.code, 0, u.stderr);
+  t.regex(u.stderr, /update: 3 of 3 tasks updated\n/);
+  t.regex(u.stderr, /verify: Waiting 300ms to verify that tasks are stable/);
+  t.regex(u.stderr, /verify: Service converged \(update completed\)\n$/);
+  const tasks = store.view((tx) => tx.find('task'));
+  const live = tasks.filter((x) => x.desiredState === TaskState.TASK_STATE_RUNNING);
+  t.is(live.length, 3);
+  t.true(live.every((x) => x.spec?.container?.env.includes('A=1') && !first.includes(x.id) && x.status?.state === TaskState.TASK_STATE_RUNNING));
+  t.true(tasks.filter((x) => first.includes(x.id)).every((x) => x.status?.state === TaskState.TASK_STATE_SHUTDOWN));
+  // One at a time: each new task was created once the one before it ran.
+  const created = live.map((x) => x.meta!.createdAt).sort((a, b) => a - b);
+  const ranAt = (slot: number) => live.find((x) => x.slot === slot)!.status!.timestamp;
+  t.true(created[1] >= ranAt(1) && created[2] >= ranAt(2));
+
+  const bad = await swarmctl([...host, 'service', 'update', '--image', 'bad:1', '--no-resolve-image', '--timeout', '20s', 'web']);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /swarmctl: service web: update paused due to failure or early termination of task \w+ \(web\.1: failed, task: non-zero exit \(1\)\)/);
+  const ins = await swarmctl([...host, 'service', 'inspect', 'web']);
+  t.regex(ins.stdout, /Update status:\s+paused\n/);
+  const images = store.view((tx) => tx.find('task')).filter((x) => x.desiredState === TaskState.TASK_STATE_RUNNING).map((x) => [x.slot, x.spec?.container?.image]);
+  t.deepEqual(images.filter(([slot]) => slot !== 1).map(([, image]) => image), ['web:1', 'web:1'], 'slots 2 and 3 were not touched');
+  const d = await swarmctl([...host, 'service', 'update', '-d', '--no-resolve-image', '--image', 'web:2', 'web']);
+  t.is(d.code, 0, d.stderr);
+  t.is(d.stderr, '');
 });

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { status } from '@grpc/grpc-js';
-import { type Service, type Task, TaskState } from '@swarmd/proto';
+import { type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { UsageError } from '../errors.js';
 import { json, parseDuration } from '../format.js';
@@ -72,15 +72,22 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
   return ms;
 }
 
-/** Waits for convergence unless --detach; a service that does not converge in time is an error naming why. */
+/**
+ * Waits for convergence unless --detach (a rolling update: until it completes); a service that does
+ * not converge in time, or an update that pauses, is an error naming why.
+ */
 async function converge(env: CommandEnv, sc: ServiceControl, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
   if (a.detach) return;
   const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
+  const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
   const r = await waitConverged(sc, s, { print, timeoutMs: ms });
   if (r.converged) {
-    print('verify: Service converged');
+    print(updating ? 'verify: Service converged (update completed)' : 'verify: Service converged');
     return;
   }
+  if (r.paused !== undefined)
+    throw new Error(`service ${serviceName(s)}: ${r.paused} (see \`swarmctl service ps ${serviceName(s)}\`; run \`swarmctl service update\` again to resume)`);
+  if (updating) throw new Error(`service ${serviceName(s)}: the update made no progress for ${a.timeout}: ${r.reasons.join('; ')}`);
   throw new Error(`service ${serviceName(s)} did not converge within ${a.timeout}: ${r.reasons.join('; ')}`);
 }
 
@@ -128,9 +135,15 @@ const commonOptions = <T>(y: Argv<T>) =>
     .option('stop-grace-period', { type: 'string', describe: 'Time to wait before force killing (e.g. 10s)' })
     .option('entrypoint', { type: 'string', describe: 'Overwrite the image ENTRYPOINT' })
     .option('replicas', { type: 'number', describe: 'Number of tasks' })
-    .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once instead of waiting for the service to converge' })
+    .option('update-parallelism', { type: 'number', describe: 'Tasks replaced at once by a rolling update (0 = all at once; default 1)' })
+    .option('update-delay', { type: 'string', describe: 'Wait between a replaced task running and the next replacement (e.g. 10s; default 0s)' })
+    .option('update-order', { type: 'string', describe: 'stop-first (default: stop the old task, then start the new) | start-first' })
+    .option('update-failure-action', { type: 'string', describe: 'On a failed new task: pause (default) | continue | rollback (not written yet: pauses)' })
+    .option('update-monitor', { type: 'string', describe: 'How long after it starts a new task counts as failed if it stops (default 5s)' })
+    .option('update-max-failure-ratio', { type: 'string', describe: 'Failed new tasks tolerated, as a fraction of the tasks (0 to 1; default 0)' })
+    .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once instead of waiting for the service to converge (or the update to complete)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
-    .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting for convergence after this long (and say why)' })
+    .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting for convergence after this long (a rolling update: this long without progress), and say why' })
     .option('no-resolve-image', { type: 'boolean', default: false, describe: 'Do not pin the image to a digest through the registry' })
     .option('with-registry-auth', { type: 'boolean', default: false, describe: 'Send registry credentials (~/.docker/config.json) to the nodes that run the tasks' });
 
@@ -173,7 +186,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
     )
     .command(
       'update <service>',
-      'Update a service (waits until it converges unless --detach)',
+      'Update a service: tasks whose spec changed are replaced by a rolling update (--update-*), shown as it goes; waits until it completes unless --detach',
       (yy) =>
         commonOptions(yy)
           .positional('service', { type: 'string', demandOption: true })
@@ -191,7 +204,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('mount-rm', { type: 'string', array: true, describe: 'Remove a mount (by target)' })
           .option('publish-add', { type: 'string', array: true, describe: 'Add a published port' })
           .option('publish-rm', { type: 'string', array: true, describe: 'Remove a published port (by target port)' })
-          .option('force', { type: 'boolean', default: false, describe: 'Force the update even if nothing changed' })
+          .option('force', { type: 'boolean', default: false, describe: 'Replace every task (a rolling update) even if nothing changed' })
           .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
       env.action(async (a: UpdateArgs) => {
         const ms = timeoutMs(a, 'service update');

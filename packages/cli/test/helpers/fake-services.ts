@@ -1,12 +1,13 @@
 // An in-test Control server on a unix socket holding services and tasks in memory (with Watch and
 // Logs streams): enough to check what `swarmctl service|task …` sends and prints. On create and
 // on a replica change it makes tasks at once, RUNNING, or PENDING with a scheduler reason when
-// `stuck` is set.
+// `stuck` is set. An update that changes the task spec plays a rolling update (update_status
+// UPDATING, one slot every few ms, COMPLETED); an image under `bad/` pauses it at the first slot.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ControlService, type LogLine, type Service, type ServiceSpec, type Task, TaskState, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
+import { ControlService, type LogLine, type Service, type ServiceSpec, type Task, TaskState, UpdateStatus_State, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
 import { makeNode } from './fake-control.js';
 
 export interface FakeServices {
@@ -44,6 +45,58 @@ export async function startFakeServices(): Promise<FakeServices> {
   const emit = (action: WatchEvent_Action, task: Task) => {
     for (const w of watchers) if (w.serviceId === task.serviceId) w.write({ action, task, version: ++seq, node: undefined, service: undefined, network: undefined, cluster: undefined });
   };
+  const emitService = (s: Service) => {
+    s.meta = { ...s.meta!, version: ++seq };
+    for (const w of watchers) if (w.serviceId === s.id) w.write({ action: WatchEvent_Action.UPDATE, service: s, version: seq, node: undefined, task: undefined, network: undefined, cluster: undefined });
+  };
+  const newTask = (s: Service, slot: number): Task => ({
+    id: `task${String(++seq).padStart(4, '0')}xxxxxxxxxxxxxxxxxxxx`,
+    meta: { version: seq, createdAt: Date.now() + seq, updatedAt: Date.now() },
+    spec: s.spec?.task,
+    serviceId: s.id,
+    slot,
+    nodeId: fs.stuck ? '' : nodes[slot % 2].id,
+    annotations: { name: `${s.spec?.annotations?.name}.${slot}`, labels: {} },
+    serviceAnnotations: s.spec?.annotations,
+    status: {
+      timestamp: Date.now(),
+      state: fs.stuck ? TaskState.TASK_STATE_PENDING : TaskState.TASK_STATE_RUNNING,
+      message: fs.stuck ? 'pending task scheduling' : 'started',
+      err: fs.stuck ?? '',
+      container: undefined,
+      portStatus: undefined,
+      appliedAt: 0,
+    },
+    desiredState: TaskState.TASK_STATE_RUNNING,
+    networks: [],
+    endpoint: undefined,
+    specVersion: s.specVersion,
+  });
+  /** A rolling update, one slot every 10 ms: the old task shut down, a new one running (or failed under `bad/`). */
+  const rollOut = (s: Service) => {
+    const version = s.specVersion;
+    const old = fs.tasks.filter((t) => t.serviceId === s.id && t.desiredState === TaskState.TASK_STATE_RUNNING && t.specVersion < version);
+    old.forEach((o, i) =>
+      setTimeout(() => {
+        if (s.specVersion !== version || s.updateStatus?.state !== UpdateStatus_State.UPDATING) return;
+        o.desiredState = TaskState.TASK_STATE_SHUTDOWN;
+        o.status = { ...o.status!, state: TaskState.TASK_STATE_SHUTDOWN };
+        emit(WatchEvent_Action.UPDATE, o);
+        const t = newTask(s, o.slot);
+        fs.tasks.push(t);
+        emit(WatchEvent_Action.CREATE, t);
+        if (s.spec?.task?.container?.image.startsWith('bad/')) {
+          t.status = { ...t.status!, state: TaskState.TASK_STATE_FAILED, err: 'task: non-zero exit (1)' };
+          emit(WatchEvent_Action.UPDATE, t);
+          s.updateStatus = { ...s.updateStatus, state: UpdateStatus_State.PAUSED, message: `update paused due to failure or early termination of task ${t.id} (${t.annotations!.name}: failed, task: non-zero exit (1))` };
+          emitService(s);
+        } else if (i === old.length - 1) {
+          s.updateStatus = { ...s.updateStatus, state: UpdateStatus_State.COMPLETED, completedAt: Date.now(), message: 'update completed' };
+          emitService(s);
+        }
+      }, 10 * (i + 1)),
+    );
+  };
   const reconcile = (s: Service) => {
     const want = s.spec?.mode?.$case === 'replicated' ? s.spec.mode.replicated.replicas : nodes.length;
     const live = fs.tasks.filter((t) => t.serviceId === s.id && t.desiredState === TaskState.TASK_STATE_RUNNING);
@@ -52,30 +105,7 @@ export async function startFakeServices(): Promise<FakeServices> {
       emit(WatchEvent_Action.UPDATE, t);
     }
     for (let slot = live.length + 1; slot <= want; slot++) {
-      const id = `task${String(++seq).padStart(4, '0')}xxxxxxxxxxxxxxxxxxxx`;
-      const t: Task = {
-        id,
-        meta: { version: seq, createdAt: Date.now(), updatedAt: Date.now() },
-        spec: s.spec?.task,
-        serviceId: s.id,
-        slot,
-        nodeId: fs.stuck ? '' : nodes[slot % 2].id,
-        annotations: { name: `${s.spec?.annotations?.name}.${slot}`, labels: {} },
-        serviceAnnotations: s.spec?.annotations,
-        status: {
-          timestamp: Date.now(),
-          state: fs.stuck ? TaskState.TASK_STATE_PENDING : TaskState.TASK_STATE_RUNNING,
-          message: fs.stuck ? 'pending task scheduling' : 'started',
-          err: fs.stuck ?? '',
-          container: undefined,
-          portStatus: undefined,
-          appliedAt: 0,
-        },
-        desiredState: TaskState.TASK_STATE_RUNNING,
-        networks: [],
-        endpoint: undefined,
-        specVersion: s.specVersion,
-      };
+      const t = newTask(s, slot);
       fs.tasks.push(t);
       // Reported in two steps, as an agent would.
       setTimeout(() => emit(WatchEvent_Action.CREATE, t), 5);
@@ -103,8 +133,11 @@ export async function startFakeServices(): Promise<FakeServices> {
       if (!s) throw err(grpc.status.NOT_FOUND, 'not found');
       if (s.meta!.version !== r.serviceVersion) throw err(grpc.status.ABORTED, 'update out of sequence');
       const spec = r.rollback ? s.previousSpec! : r.spec!;
-      Object.assign(s, { previousSpec: s.spec, spec, specVersion: s.specVersion + 1, meta: { ...s.meta!, version: ++seq } });
+      const changed = JSON.stringify(spec.task) !== JSON.stringify(s.spec?.task);
+      const updateStatus = changed ? { state: UpdateStatus_State.UPDATING, startedAt: Date.now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] } : undefined;
+      Object.assign(s, { previousSpec: s.spec, spec, specVersion: s.specVersion + 1, meta: { ...s.meta!, version: ++seq }, updateStatus });
       reconcile(s);
+      if (changed) rollOut(s);
       return { service: s, warnings: [] };
     },
     removeService: (r: { serviceId: string }) => {
