@@ -1,7 +1,7 @@
 // The rolling updater as a controller: with the orchestrators, the scheduler and the reaper on a
 // real store (no Raft), a FakeClock, and the harness's fake agent.
 import test from 'ava';
-import { type Service, type Task, type UpdateConfig, NodeState, TaskState, UpdateConfig_FailureAction, UpdateConfig_Order, UpdateStatus_State } from '@swarmd/proto';
+import { type Service, type Task, type UpdateConfig, EndpointSpec_ResolutionMode, NodeState, PortConfig_Protocol, PortConfig_PublishMode, TaskState, UpdateConfig_FailureAction, UpdateConfig_Order, UpdateStatus_State } from '@swarmd/proto';
 import { SERVICE_DEFAULTS } from '../src/specs/defaults.js';
 import { harness, mkNode, mkService, type Harness, type ServiceOpts } from './orchestrator-harness.js';
 
@@ -236,6 +236,28 @@ test('global service: node by node, each new task on its own node', async (t) =>
     ['n2', 'nginx:2'],
     ['n3', 'nginx:2'],
   ]);
+  await h.stop();
+});
+
+test('stop-first with a host-mode port: the new task is placed only once the old one stopped (it holds the port on that node)', async (t) => {
+  const h = harness();
+  const ports = { mode: EndpointSpec_ResolutionMode.VIP, ports: [{ name: '', protocol: PortConfig_Protocol.TCP, targetPort: 80, publishedPort: 8080, publishMode: PortConfig_PublishMode.HOST }] };
+  await h.store.update((tx) => {
+    tx.create('node', mkNode('n1'));
+    const s = mkService('s1', 'web', { global: true });
+    s.spec!.endpoint = ports;
+    s.endpoint = { spec: ports, ports: ports.ports, virtualIps: [] };
+    tx.create('service', s);
+  });
+  await converge(h);
+  await update(h, newImage);
+  await h.settle();
+  const fresh = h.live('s1').find((x) => image(x) === 'nginx:2')!;
+  t.is(fresh.desiredState, S.TASK_STATE_READY);
+  t.is(fresh.status?.state, S.TASK_STATE_NEW, 'not placed while the old task holds the port');
+  t.is(fresh.status?.message, 'waiting for the task it replaces to stop');
+  await converge(h);
+  t.deepEqual(h.live('s1').map((x) => [image(x), x.status?.state]), [['nginx:2', S.TASK_STATE_RUNNING]]);
   await h.stop();
 });
 

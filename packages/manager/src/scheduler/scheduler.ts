@@ -3,7 +3,7 @@ import { type Task, TaskState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
-import { NodeSet, isNodeSchedulable } from './node-info.js';
+import { NodeSet, hostPortsOf, isNodeSchedulable } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 import { placeTaskGroup, checkPreassigned, type Placement } from './placement.js';
 
@@ -26,9 +26,15 @@ export interface SchedulerOptions {
 export const PENDING_MESSAGE = 'pending task scheduling';
 export const ASSIGNED_MESSAGE = 'scheduler assigned task to node';
 
-/** Whether the scheduler should place this task now. */
+/**
+ * Whether the scheduler should place this task now. A task desired READY (a rolling update's
+ * stop-first replacement, waiting for the old task to stop) is placed early so its node can pull
+ * the image, unless it publishes host-mode ports: an agent claims those when it prepares a task,
+ * and the old task may still hold them on that very node. It is placed once wanted RUNNING.
+ */
 export function isSchedulable(t: Readonly<Task>, takeNew: boolean): boolean {
   const s = t.status?.state ?? TaskState.TASK_STATE_NEW;
+  if (t.desiredState < TaskState.TASK_STATE_RUNNING && hostPortsOf(t).length > 0) return false;
   return t.desiredState <= TaskState.TASK_STATE_RUNNING && (s === TaskState.TASK_STATE_PENDING || (takeNew && s === TaskState.TASK_STATE_NEW));
 }
 

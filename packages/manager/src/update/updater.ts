@@ -189,7 +189,10 @@ export class Updater {
     }
     if (!r.startFirst) for (const o of r.old) shutdownTask(tx, o, 'replaced by a rolling update', now);
     const t = newTask(service, { id: this.newId(), slot: r.slot, ...(r.nodeId ? { nodeId: r.nodeId } : {}), now });
-    if (!r.startNow) t.desiredState = TaskState.TASK_STATE_READY;
+    if (!r.startNow) {
+      t.desiredState = TaskState.TASK_STATE_READY;
+      t.status = { ...t.status!, message: 'waiting for the task it replaces to stop' };
+    }
     tx.create('task', t);
   }
 
