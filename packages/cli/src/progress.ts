@@ -63,6 +63,7 @@ export async function waitConverged(
   const tasks = new Map<string, Task>();
   const shown = new Map<string, string>();
   let updatedShown = -1;
+  let mostSlots = 0;
   let verifying = false;
   let last: ReturnType<typeof convergence> | undefined;
   let finish: (r: ConvergeResult) => void = () => undefined;
@@ -93,14 +94,17 @@ export async function waitConverged(
     const st = svc.updateStatus;
     if (st?.state === UpdateStatus_State.PAUSED) return finish({ converged: false, reasons: [st.message], paused: st.message });
     if (st?.state === UpdateStatus_State.UPDATING) {
+      // A global service's slots are its nodes: one may be between its old and new task.
+      mostSlots = Math.max(mostSlots, slots.length);
+      const want = svc.spec?.mode?.$case === 'global' ? mostSlots : c.desired;
       const fresh = slots.filter((t) => t.specVersion === svc.specVersion && t.status?.state === TaskState.TASK_STATE_RUNNING).length;
       if (fresh !== updatedShown) {
         updatedShown = fresh;
         moved = true;
-        o.print(`update: ${fresh} of ${slots.length} tasks updated`);
+        o.print(`update: ${fresh} of ${want} tasks updated`);
       }
       const monitorMs = svc.spec?.update?.monitorMs ?? 5_000;
-      if (!verifying && c.converged && fresh === slots.length && monitorMs > 0) {
+      if (!verifying && c.converged && fresh === want && monitorMs > 0) {
         verifying = true;
         o.print(`verify: Waiting ${durationText(monitorMs)} to verify that tasks are stable...`);
       }
