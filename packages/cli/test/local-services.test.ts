@@ -1,7 +1,7 @@
 // Services on a real local cluster (3 managers, 2 workers: real swarmd processes in network
 // namespaces, containers under runc): spread, scale, global with a published port, drain,
-// restart policy, logs from several hosts. One cluster for the file; `local down` at the end
-// leaves nothing behind. Skipped while packages/swarmd is not built (never under CI).
+// restart policy, logs from several hosts, a rolling update and one that pauses. One cluster for
+// the file; `local down` at the end leaves nothing behind. Skipped while packages/swarmd is not built (never under CI).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@swarmd/common';
@@ -10,7 +10,7 @@ import { clusterTest, perNode, startLocalCluster } from './helpers/local-cluster
 const NAME = `svc${process.pid % 10000}`;
 const SUBNET = '10.254.19';
 
-clusterTest('services on a local cluster: spread, scale, global + publish, drain, restart policy, logs', async (t) => {
+clusterTest('services on a local cluster: spread, scale, global + publish, drain, restart policy, logs, rolling update', async (t) => {
   const c = await startLocalCluster(t, NAME, SUBNET, 3, 2);
   const { ctl, ok, tasks, running, until } = c;
   const image = c.image;
@@ -80,7 +80,25 @@ clusterTest('services on a local cluster: spread, scale, global + publish, drain
   t.true(hosts.size >= 2, [...hosts].join(','));
   await ok('service', 'rm', 'talk');
 
-  // 7. local down removes every container, netns and process of the cluster
+  // 7. rolling update: every replica replaced by one of the new spec, two at a time; an update to
+  // an image that cannot be pulled pauses after its first batch and the other replicas keep running
+  await ok('service', 'create', '--name', 'roll', '--replicas', '4', '--update-parallelism', '2', image);
+  const before = new Set((await running('roll')).map((x) => x.id));
+  await ok('service', 'update', '--env-add', 'V=2', 'roll');
+  const after = await running('roll');
+  t.is(after.length, 4);
+  t.true(after.every((x) => !before.has(x.id)), 'every task replaced');
+  t.true(after.every((x) => x.spec?.container?.env?.includes('V=2')), 'the new spec runs');
+  t.deepEqual(after.map((x) => x.slot).sort(), [1, 2, 3, 4]);
+  const bad = await ctl('service', 'update', '--image', `${SUBNET}.1:5000/demo/nope:1`, '--update-monitor', '2s', 'roll');
+  t.not(bad.code, 0, 'a paused update is an error');
+  t.regex(bad.stderr, /paused|pause/i);
+  const still = await running('roll');
+  t.true(still.length >= 2, `at most a batch (2) down: ${still.length} running`);
+  t.true(still.every((x) => x.spec?.container?.image?.includes('demo/web')), 'the old image keeps running');
+  await ok('service', 'rm', 'roll');
+
+  // 8. local down removes every container, netns and process of the cluster
   const down = await ctl('local', 'down', '--name', NAME);
   t.is(down.code, 0, down.stderr);
   const ns = await run('ip', ['netns', 'list']);

@@ -25,6 +25,7 @@ export interface TaskJson {
   nodeId?: string;
   desiredState?: string;
   status?: { state?: string; err?: string; message?: string; container?: { exitCode?: number } };
+  spec?: { container?: { image?: string; env?: string[] } };
 }
 export interface NodeJson {
   id: string;
