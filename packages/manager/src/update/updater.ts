@@ -200,7 +200,7 @@ export class Updater {
     const name = service.spec?.annotations?.name ?? service.id;
     const st = plan.status;
     if (st && st.state !== service.updateStatus?.state) {
-      const fields = { serviceId: service.id, name, specVersion: service.specVersion, message: st.message };
+      const fields = { serviceId: service.id, name, specVersion: service.specVersion, status: st.message };
       if (st.state === UpdateStatus_State.PAUSED) this.log.warn('update paused', fields);
       else this.log.info(st.state === UpdateStatus_State.COMPLETED ? 'update completed' : 'update started', fields);
     }
