@@ -1,6 +1,7 @@
 /**
  * The local cluster's demo image, `<registry>/demo/web:latest`: a root filesystem with the host's
- * busybox-static whose default command serves "hello from <hostname>" over HTTP on port 8080.
+ * busybox-static whose default command serves "hello from <hostname>" over HTTP on port 8080 and
+ * stops at once on SIGTERM.
  * Built with Debian's umoci (an OCI image layout) and pushed with skopeo, so the cluster runs an
  * image made by third-party tools from its first minute, and needs no outside registry.
  */
@@ -40,7 +41,9 @@ export async function seedDemoImage(registryAddr: string): Promise<string> {
       '--config.exposedports', `${DEMO_PORT}/tcp`,
       '--config.cmd', 'sh',
       '--config.cmd', '-c',
-      '--config.cmd', `echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p ${DEMO_PORT} -h /www`,
+      // sh stays PID 1 with a TERM trap: a PID 1 without a handler ignores SIGTERM, so httpd
+      // alone would sit out every stop grace period (10 s per replica in a rolling update).
+      '--config.cmd', `echo "hello from $(hostname)" > /www/index.html; httpd -f -p ${DEMO_PORT} -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`,
     ]);
     const ref = `${registryAddr}/${DEMO_IMAGE_PATH}`;
     await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${ref}`]);
