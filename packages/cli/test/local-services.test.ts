@@ -54,6 +54,15 @@ clusterTest('services on a local cluster: spread, scale, global + publish, drain
     const r = await run('curl', ['-s', '-m', '5', `http://${SUBNET}.${i}:8090/`]);
     t.regex(r.stdout, /^hello from \w+/);
   }
+  // stop-first update of it: each node's new task takes over the port its old one held
+  await ok('service', 'update', '--env-add', 'V=2', 'pub');
+  const updated = await running('pub');
+  t.is(updated.length, 5);
+  t.true(updated.every((x) => x.spec?.container?.env?.includes('V=2')));
+  for (let i = 2; i <= 6; i++) {
+    const r = await run('curl', ['-s', '-m', '5', `http://${SUBNET}.${i}:8090/`]);
+    t.regex(r.stdout, /^hello from \w+/);
+  }
   await ok('service', 'rm', 'pub');
 
   // 5. restart policy: on-failure with max attempts; none

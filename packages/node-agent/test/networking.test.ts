@@ -96,6 +96,21 @@ requires('root', 'netns', 'nft', 'runc', 'conmon', 'registry', 'busybox')(
     t.deepEqual(links.trim().split('\n').map((l) => l.split(':')[1].trim()), ['lo']);
     t.regex((await env.containers.exec('hostnet', ['ip', '-o', '-4', 'addr'])).stdout, new RegExp(`inet ${h.addr.replace(/\./g, '\\.')}/`));
 
+    // A stopped task frees its host port at once, while it is still assigned (as a stop-first
+    // update leaves it): its replacement publishes the same port on this node.
+    tasks.update({ ...web, desiredState: S.TASK_STATE_SHUTDOWN });
+    await reports.state('web', S.TASK_STATE_SHUTDOWN);
+    const web2 = publish(makeTask('web2', { image: ref(), command: ['sh', '-c', 'mkdir -p /www && echo hello-from-web2 > /www/index.html && exec httpd -f -p 80 -h /www'], stopGracePeriodMs: 300 }), 8080, 80);
+    tasks.update(web2);
+    t.is((await reports.state('web2', S.TASK_STATE_RUNNING)).state, S.TASK_STATE_RUNNING, 'the port was free for the replacement');
+    t.true(tasks.tasks().some((x) => x.id === 'web'), 'the old task is still assigned');
+    let page = '';
+    for (let i = 0; i < 50 && page !== 'hello-from-web2'; i++) {
+      page = await fetch(`http://${h.addr}:8080/`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.text().then((x) => x.trim()), () => '');
+      if (page !== 'hello-from-web2') await new Promise((r) => setTimeout(r, 100));
+    }
+    t.is(page, 'hello-from-web2');
+
     // Remove every task: no veth, netns or DNAT rule stays; destroy() then takes the bridge and table.
     tasks.complete([]);
     await sup.idle();

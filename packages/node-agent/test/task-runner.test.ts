@@ -39,6 +39,10 @@ class FakeController implements TaskController {
   terminate(): Promise<void> {
     return Promise.resolve();
   }
+  release(): Promise<void> {
+    this.calls.push('release');
+    return Promise.resolve();
+  }
   remove(): Promise<void> {
     this.calls.push('remove');
     return Promise.resolve();
@@ -74,7 +78,7 @@ test('runs to RUNNING, a desired SHUTDOWN interrupts the wait, then remove', asy
   t.is(s.state, TaskState.TASK_STATE_SHUTDOWN);
   t.is(s.container?.exitCode, 143);
   await h.m.remove();
-  t.deepEqual(h.ctl.calls.filter((c) => c !== 'inspect'), ['prepare', 'start', 'wait', 'shutdown', 'remove']);
+  t.deepEqual(h.ctl.calls.filter((c) => c !== 'inspect'), ['prepare', 'start', 'wait', 'shutdown', 'release', 'remove'], 'an ended task is released (ports, address) before removal');
 });
 
 test('transient prepare failures are retried; a permanent one rejects', async (t) => {
@@ -86,6 +90,7 @@ test('transient prepare failures are retried; a permanent one rejects', async (t
   ctl.exitWith(2);
   const failed = await h.until(TaskState.TASK_STATE_COMPLETE);
   t.is(failed.err, 'task: non-zero exit (2)');
+  t.is(ctl.calls.at(-1), 'release', 'a task that failed on its own is released at once');
   await h.m.close();
 
   const ctl2 = new FakeController();

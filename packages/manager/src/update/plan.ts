@@ -12,8 +12,9 @@
  *    created desired READY in the same transaction (RUNNING at once when the old one never reached
  *    a node); start-first: the new one is created desired RUNNING beside the old one.
  *  - a new task desired READY (stop-first): started (desired RUNNING) once the slot's old tasks
- *    have stopped (with host-mode ports, HOST_PORT_HANDOVER_MS later), or after
- *    OLD_TASK_TIMEOUT_MS (a node that never reports).
+ *    have stopped, or after OLD_TASK_TIMEOUT_MS (a node that never reports). An agent reports a
+ *    task stopped only once it has freed the task's host-mode ports, so a replacement that
+ *    publishes the same ports can start at once.
  *  - a new task and old ones (start-first): the old ones are shut down once the new one RUNS.
  *  - in flight until the new task runs; then, with `delay_ms`, busy until it has run that long.
  * While the update is PAUSED only what is in flight is finished; no new slot is started.
@@ -39,7 +40,6 @@ import {
 import { SERVICE_DEFAULTS } from '../specs/defaults.js';
 import { constraintsMatch, tryParseConstraints } from '../specs/constraint.js';
 import { createdAt, isDead, isNodeActive, isNodeDown, isNodeReady, isRunnable, isUnhealthy, mayBeRunningOnNode, nodeProblem, observedState } from '../orchestrator/task.js';
-import { hostPortsOf } from '../scheduler/node-info.js';
 import { isTaskDirty } from './dirty.js';
 
 /** How long a stop-first replacement waits for the old task to report stopped before it starts anyway. */
@@ -116,21 +116,6 @@ function pausedMessage(t: Readonly<Task>, action: UpdateConfig_FailureAction): s
   return action === UpdateConfig_FailureAction.ROLLBACK ? `${m}; failure action rollback is not supported yet, so the update was paused` : m;
 }
 
-/**
- * When host-mode ports a stopped task of the slot published are free again on its node: its
- * agent releases them once it has removed the task, a moment after reporting it stopped (the
- * store write, `meta.updated_at`). A stop-first replacement that publishes host ports starts
- * after that, so its agent does not find them taken.
- */
-export const HOST_PORT_HANDOVER_MS = 3_000;
-/** When a stopped task was last written: its stop, as the store recorded it. */
-const stoppedAt = (t: Readonly<Task>): number => t.meta?.updatedAt ?? 0;
-function portsFreedAt(slot: readonly Readonly<Task>[], fresh: Readonly<Task>): number {
-  let at = 0;
-  for (const o of slot) if (o.id !== fresh.id && !isRunnable(o) && hostPortsOf(o).length > 0 && stoppedAt(o) > at) at = stoppedAt(o);
-  return at === 0 ? 0 : at + HOST_PORT_HANDOVER_MS;
-}
-
 interface Slot {
   slot: number;
   nodeId: string;
@@ -197,10 +182,9 @@ export function planUpdate(inp: UpdateInput): UpdatePlan {
       // A node that is down or gone will not report its task stopped: that task is not waited for.
       const stopping = slot.tasks.some((o) => o.id !== t.id && !isRunnable(o) && mayBeRunningOnNode(o) && !isNodeDown(nodes.get(o.nodeId)));
       const deadline = createdAt(t) + OLD_TASK_TIMEOUT_MS;
-      const handover = hostPortsOf(t).length > 0 ? portsFreedAt(slot.tasks, t) : 0;
-      if (!stopping && now >= handover) out.start.push({ task: t, reason: 'the old task stopped' });
+      if (!stopping) out.start.push({ task: t, reason: 'the old task stopped' });
       else if (now >= deadline) out.start.push({ task: t, reason: `the old task did not report stopping within ${OLD_TASK_TIMEOUT_MS / 1000} s` });
-      else wake(stopping ? deadline : Math.min(handover, deadline));
+      else wake(deadline);
     }
     const best = fresh[0];
     if (isDead(best)) continue;

@@ -287,6 +287,11 @@ class ContainerController implements TaskController {
 
   async shutdown(): Promise<ExitInfo | undefined> {
     this.stopHealth();
+    return this.stopIfRunning();
+  }
+
+  /** Stop signal, SIGKILL after the grace period; undefined when there is no container. */
+  private async stopIfRunning(): Promise<ExitInfo | undefined> {
     const info = await this.o.containers.inspect(this.id).catch((err: unknown) => {
       if (isSwarmError(err, ErrorCode.NOT_FOUND)) return undefined;
       throw err;
@@ -300,6 +305,13 @@ class ContainerController implements TaskController {
   async terminate(): Promise<void> {
     this.stopHealth();
     await this.o.containers.kill(this.id, 'SIGKILL').catch(() => undefined);
+  }
+
+  async release(): Promise<void> {
+    this.stopHealth();
+    await this.stopIfRunning();
+    await this.o.networking?.detach(this.id);
+    this.published = [];
   }
 
   async remove(): Promise<void> {

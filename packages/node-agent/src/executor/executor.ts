@@ -55,6 +55,13 @@ export interface TaskController {
   shutdown(s: AbortSignal): Promise<ExitInfo | undefined>;
   /** SIGKILL now. */
   terminate(s: AbortSignal): Promise<void>;
+  /**
+   * The task ended (COMPLETE, FAILED, SHUTDOWN, REJECTED): stop its container if it still runs
+   * (a task failed by its health check) and free what only a live task holds, its address and
+   * host-mode ports, so a replacement on this node can publish them at once. The container and
+   * its logs stay until `remove`.
+   */
+  release(s: AbortSignal): Promise<void>;
   /** Remove the container and its network (nothing left behind). */
   remove(s: AbortSignal): Promise<void>;
   /** What exists now (re-attach after an agent restart). */

@@ -77,6 +77,7 @@ export class TaskManager {
       await Promise.race([this.settled(), this.clock.sleep(60_000, bound.signal).catch(() => undefined)]);
       bound.abort();
       await this.close();
+      await this.releasing;
       for (let attempt = 0; ; attempt++) {
         try {
           await this.ctlr.remove(new AbortController().signal);
@@ -98,7 +99,17 @@ export class TaskManager {
     return new Promise((r) => this.settledWaiters.push(r));
   }
 
-  private setStatus(s: TaskStatus): void {
+  private releasing: Promise<void> | undefined;
+
+  /**
+   * Moves to `s`. A task that ends is released first (what still runs is stopped, its address and
+   * host ports freed), so once the managers hear it ended, a replacement can take its ports here.
+   */
+  private async setStatus(s: TaskStatus): Promise<void> {
+    if (isTerminal(s.state)) {
+      this.releasing ??= this.ctlr.release(new AbortController().signal).catch((err: unknown) => this.log.warn('releasing the ended task failed', { err: describeError(err) }));
+      await this.releasing;
+    }
     this.status = s;
     this.task = { ...this.task, status: s };
     this.log.info('task status', { state: TaskState[s.state], message: s.message, err: s.err || undefined });
@@ -114,9 +125,9 @@ export class TaskManager {
     const now = this.clock.now();
     const base = { ...this.status, timestamp: now, err: '', container: { ...emptyContainer(), ...this.status.container, ...facts.container } };
     if (facts.exists && (facts.status === 'running' || facts.status === 'exited') && st < TaskState.TASK_STATE_RUNNING) {
-      this.setStatus({ ...base, state: TaskState.TASK_STATE_RUNNING, message: 're-attached' });
+      await this.setStatus({ ...base, state: TaskState.TASK_STATE_RUNNING, message: 're-attached' });
     } else if (!facts.exists && st >= TaskState.TASK_STATE_STARTING) {
-      this.setStatus({ ...base, state: TaskState.TASK_STATE_FAILED, message: 'failed', err: 'task: container lost (not found after an agent restart)' });
+      await this.setStatus({ ...base, state: TaskState.TASK_STATE_FAILED, message: 'failed', err: 'task: container lost (not found after an agent restart)' });
     }
   }
 
@@ -147,7 +158,7 @@ export class TaskManager {
         const ports = this.ctlr.ports();
         const s = outcome.status;
         if (ports.length && s.state >= TaskState.TASK_STATE_READY) s.portStatus = { ports };
-        this.setStatus(s);
+        await this.setStatus(s);
       } else if (outcome.kind === 'retry') {
         failures++;
         this.log.warn('task action failed; retrying', { action, err: describeError(outcome.error), failures });
