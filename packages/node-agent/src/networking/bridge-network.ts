@@ -7,7 +7,13 @@
  *
  * Host-side commands run in `hostNetns` (a path; `nsenter --net=`) when given, else in the
  * agent's own netns. The nft table is regenerated whole from the IPAM state on every change
- * (`nft -f`: delete + add in one transaction), so it always matches what is allocated.
+ * (`nft -f`: delete + add in one transaction), so it always matches what is allocated; an attach
+ * that leaves it as it was loads nothing.
+ *
+ * Only nft loads and IPAM saves are serialized (changes made meanwhile share the next save; the
+ * file is read once). Tasks attach side by side, one spawn each (`sh` running an `ip -batch` on
+ * the host side and one inside the task's netns): 50 tasks created at once on one host no longer
+ * queue behind each other's eleven `ip` and `nft` calls.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -59,8 +65,19 @@ export class BridgeNetworking implements TaskNetworking {
   private readonly key: string;
   private readonly ipam: IpamFile;
   private readonly log: Logger;
+  /** nft loads, one at a time. */
   private lock: Promise<unknown> = Promise.resolve();
-  private bridgeReady = false;
+  /** The allocations: read from the file once, then changed here and saved (only we write it). */
+  private loading: Promise<IpamState> | undefined;
+  /** A save not started yet: whoever changes the allocations before it starts waits for it. */
+  private nextSave: Promise<void> | undefined;
+  private saves: Promise<void> = Promise.resolve();
+  /** Attach and detach of one task, in order; different tasks run side by side. */
+  private readonly taskChains = new Map<string, Promise<void>>();
+  private bridgeReady: Promise<void> | undefined;
+  private firstLinks: Promise<void> | undefined;
+  /** The nft table as last loaded (no reload when an attach does not change it). */
+  private loaded: string | undefined;
 
   constructor(private readonly o: BridgeNetworkingOptions) {
     this.key = h(o.nodeId, 8);
@@ -88,8 +105,14 @@ export class BridgeNetworking implements TaskNetworking {
     return this.o.hostNetns ? run('nsenter', [`--net=${this.o.hostNetns}`, cmd, ...args], opts) : run(cmd, args, opts);
   }
 
-  private inNs(nsPath: string, cmd: string, args: string[]) {
-    return run('nsenter', [`--net=${nsPath}`, cmd, ...args]);
+  /**
+   * `ip` batches, each in the host's netns or inside a task's (nsenter), run by one `sh`: one
+   * spawn from this (large) process, whose fork blocks the event loop; sh's forks are cheap.
+   * Every word in `lines` is a name, address or keyword of ours (no quoting needed).
+   */
+  private ipScript(steps: { nsPath?: string; lines: string[] }[]) {
+    const script = ['set -e', ...steps.map((st) => `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}ip -batch - <<'EOF'\n${st.lines.join('\n')}\nEOF`)].join('\n');
+    return this.host('sh', ['-c', script]);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -98,17 +121,49 @@ export class BridgeNetworking implements TaskNetworking {
     return p;
   }
 
+  private perTask<T>(taskId: string, fn: () => Promise<T>): Promise<T> {
+    const p = (this.taskChains.get(taskId) ?? Promise.resolve()).then(fn);
+    const tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.taskChains.set(taskId, tail);
+    void tail.then(() => {
+      if (this.taskChains.get(taskId) === tail) this.taskChains.delete(taskId);
+    });
+    return p;
+  }
+
   /** The address of a task on the bridge, if it has one. */
   async addressOf(taskId: string): Promise<string | undefined> {
-    return (await this.ipam.load(this.subnet)).tasks[taskId]?.ip;
+    return (await this.allocations()).tasks[taskId]?.ip;
+  }
+
+  private allocations(): Promise<IpamState> {
+    this.loading ??= this.ipam.load(this.subnet).catch((err: unknown) => {
+      this.loading = undefined;
+      throw err;
+    });
+    return this.loading;
+  }
+
+  /** Saves the allocations as they are when the save starts; saves run one after another. */
+  private persist(state: IpamState): Promise<void> {
+    this.nextSave ??= this.saves = this.saves
+      .catch(() => undefined)
+      .then(() => {
+        this.nextSave = undefined;
+        return this.ipam.save(state);
+      });
+    return this.nextSave;
   }
 
   attach(task: Task): Promise<TaskNetwork> {
-    return this.serial(() => this.doAttach(task));
+    return this.perTask(task.id, () => this.doAttach(task));
   }
 
   detach(taskId: string): Promise<void> {
-    return this.serial(() => this.doDetach(taskId));
+    return this.perTask(taskId, () => this.doDetach(taskId));
   }
 
   private async linkExists(name: string): Promise<boolean> {
@@ -116,69 +171,94 @@ export class BridgeNetworking implements TaskNetworking {
     return r.code === 0;
   }
 
-  private async ensureBridge(): Promise<void> {
-    if (this.bridgeReady) return;
+  private ensureBridge(): Promise<void> {
+    this.bridgeReady ??= this.makeBridge().catch((err: unknown) => {
+      this.bridgeReady = undefined;
+      throw err;
+    });
+    return this.bridgeReady;
+  }
+
+  private async makeBridge(): Promise<void> {
     if (!(await this.linkExists(this.bridge))) await this.host('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
     await this.host('ip', ['addr', 'replace', `${this.gateway}/${parseSubnet(this.subnet).bits}`, 'dev', this.bridge]);
     await this.host('ip', ['link', 'set', this.bridge, 'up']);
     await this.host('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     // Published ports reached through 127.0.0.1 of the host.
     await this.host('sysctl', ['-qw', `net.ipv4.conf.${this.bridge}.route_localnet=1`]).catch(() => undefined);
-    this.bridgeReady = true;
   }
 
-  private async ensureNetns(name: string, nsPath: string): Promise<void> {
-    const r = await run('ip', ['netns', 'list']);
-    if (!r.stdout.split('\n').some((l) => l.split(' ')[0] === name)) await run('ip', ['netns', 'add', name]);
-    await this.inNs(nsPath, 'ip', ['link', 'set', 'lo', 'up']);
+  /**
+   * Runs a task's link setup. The first one runs alone: its `ip netns add` may have to set up
+   * /run/netns (a shared mount), which two at once would both do.
+   */
+  private async links(fn: () => Promise<unknown>): Promise<void> {
+    if (!this.firstLinks) {
+      const first = fn().then(() => undefined);
+      this.firstLinks = first.catch(() => {
+        this.firstLinks = undefined;
+      });
+      return first;
+    }
+    await this.firstLinks;
+    await fn();
   }
 
   private async doAttach(task: Task): Promise<TaskNetwork> {
     const mode = networkModeOf(task);
     if (mode === 'host') return { netnsPath: this.hostNetnsPath(), ports: [], addresses: [] };
     const { netns, veth, nsPath } = this.names(task.id);
-    const state = await this.ipam.load(this.subnet);
+    const state = await this.allocations();
     if (mode === 'none') {
       state.tasks[task.id] = { mode: 'none', ports: [] };
-      await this.ipam.save(state);
-      await this.ensureNetns(netns, nsPath);
+      await this.persist(state);
+      const add = existsSync(nsPath) ? [] : [{ lines: [`netns add ${netns}`] }];
+      await this.links(() => this.ipScript([...add, { nsPath, lines: ['link set lo up'] }]));
       return { netnsPath: nsPath, ports: [], addresses: [] };
     }
-    const prev = state.tasks[task.id];
     const ports = hostPorts(task);
+    // Allocation is synchronous on the shared state (no await between check and claim).
     for (const p of ports) {
       const other = portConflict(state, task.id, p);
       if (other) throw Object.assign(new Error(`port ${p.published}/${p.protocol} is already published by task ${other} on this node`), { code: 'FAILED_PRECONDITION' });
     }
+    const prev = state.tasks[task.id];
     const ip = prev?.ip ?? allocateIp(state);
+    const fresh = !prev;
     state.tasks[task.id] = { mode: 'bridge', ip, ports };
-    await this.ipam.save(state);
+    await this.persist(state);
+    // Links and addresses outside the lock: tasks attach side by side, one spawn each.
     await this.ensureBridge();
-    await this.ensureNetns(netns, nsPath);
-    if (!(await this.linkExists(veth))) {
-      await this.host('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
-    }
-    await this.host('ip', ['link', 'set', veth, 'master', this.bridge, 'up']);
+    // A task seen for the first time has no veth yet: its allocation is saved before any link.
+    const addVeth = fresh || !(await this.linkExists(veth));
     const bits = parseSubnet(this.subnet).bits;
-    await this.inNs(nsPath, 'ip', ['addr', 'replace', `${ip}/${bits}`, 'dev', 'eth0']);
-    await this.inNs(nsPath, 'ip', ['link', 'set', 'eth0', 'up']);
-    await this.inNs(nsPath, 'ip', ['route', 'replace', 'default', 'via', this.gateway]);
-    await this.writeRules(state);
+    await this.links(() =>
+      this.ipScript([
+        {
+          lines: [
+            ...(existsSync(nsPath) ? [] : [`netns add ${netns}`]),
+            ...(addVeth ? [`link add ${veth} type veth peer name eth0 netns ${netns}`] : []),
+            `link set ${veth} master ${this.bridge} up`,
+          ],
+        },
+        { nsPath, lines: ['link set lo up', `addr replace ${ip}/${bits} dev eth0`, 'link set eth0 up', `route replace default via ${this.gateway}`] },
+      ]),
+    );
+    await this.serial(() => this.writeRules(state));
     this.log.info('task attached to the bridge', { task: task.id, ip, ports });
     return { netnsPath: nsPath, ports: ports.map(toPortConfig), addresses: [`${ip}/${bits}`] };
   }
 
   private async doDetach(taskId: string): Promise<void> {
     const { netns, veth } = this.names(taskId);
-    const state = await this.ipam.load(this.subnet);
+    const state = await this.allocations();
     const had = state.tasks[taskId];
-    await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
+    if (had?.mode !== 'none') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
     await run('ip', ['netns', 'del', netns], { okCodes: [0, 1] });
-    if (had) {
-      delete state.tasks[taskId];
-      if (had.mode === 'bridge') await this.writeRules(state);
-      await this.ipam.save(state);
-    }
+    if (!had || state.tasks[taskId] !== had) return;
+    delete state.tasks[taskId];
+    if (had.mode === 'bridge') await this.serial(() => this.writeRules(state));
+    await this.persist(state);
   }
 
   /** The whole nft table for the current allocations. */
@@ -208,23 +288,27 @@ export class BridgeNetworking implements TaskNetworking {
     ].join('\n');
   }
 
+  /** Loads the table for `state` as it is now (under the lock), unless it is the one loaded last. */
   private async writeRules(state: IpamState): Promise<void> {
+    const rules = this.rules(state);
+    if (rules === this.loaded) return;
     // `add` makes sure the table exists so the `delete` in the same transaction succeeds.
-    const script = `add table ip ${this.table}\ndelete table ip ${this.table}\n${this.rules(state)}`;
+    const script = `add table ip ${this.table}\ndelete table ip ${this.table}\n${rules}`;
     const file = join(this.o.stateDir, 'networking', 'rules.nft');
     await mkdir(dirname(file), { recursive: true });
     await writeFile(file, script);
     await this.host(NFT, ['-f', file]);
+    this.loaded = rules;
   }
 
   /** Removes the bridge and the nft table (every task detached first). For leave/teardown. */
   async destroy(): Promise<void> {
+    await Promise.all(Object.keys((await this.allocations()).tasks).map((id) => this.detach(id)));
     await this.serial(async () => {
-      const state = await this.ipam.load(this.subnet);
-      for (const id of Object.keys(state.tasks)) await this.doDetach(id);
       await this.host(NFT, ['delete', 'table', 'ip', this.table], { okCodes: [0, 1] });
       await this.host('ip', ['link', 'del', this.bridge], { okCodes: [0, 1] });
-      this.bridgeReady = false;
+      this.bridgeReady = undefined;
+      this.loaded = undefined;
     });
   }
 }

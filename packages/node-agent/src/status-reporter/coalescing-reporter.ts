@@ -11,7 +11,10 @@ export interface StatusUpdate {
 export interface ReporterOptions {
   /** Sends one batch (UpdateTaskStatus). A rejection keeps the batch for the next flush. */
   send: (updates: StatusUpdate[]) => Promise<void>;
-  /** Flush at least this often while updates wait (default 200 ms). */
+  /**
+   * Flush at least this often while updates wait (default 50 ms). Short: the dispatcher
+   * coalesces again (100 ms) before Raft, so a longer wait here only delays every state change.
+   */
   flushIntervalMs?: number;
   /** Flush at once when this many tasks have a pending update; also the batch size (default 100). */
   maxBatch?: number;
@@ -39,7 +42,7 @@ export class CoalescingReporter {
 
   constructor(o: ReporterOptions) {
     this.send = o.send;
-    this.interval = o.flushIntervalMs ?? 200;
+    this.interval = o.flushIntervalMs ?? 50;
     this.maxBatch = Math.max(1, o.maxBatch ?? 100);
     this.clock = o.clock ?? systemClock;
     this.logger = o.logger ?? nullLogger;

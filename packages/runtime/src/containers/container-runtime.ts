@@ -43,6 +43,7 @@ import { isMonitorAlive, readMonitorExit, spawnMonitor, type MonitorFiles, type 
 import { checkVolumeDriver, checkVolumeName, VolumeStore } from '../volumes/volume-store.js';
 import { cgroupDirs, readCgroupStats, readOomKills, removeCgroup, type CgroupStats } from './cgroups.js';
 import { readK8sLog, type LogEntry, type LogReadOptions } from './logs.js';
+import { ChangeWaker } from './change-waker.js';
 
 export type ContainerStatus = 'created' | 'running' | 'exited';
 
@@ -146,6 +147,8 @@ interface ContainerMeta {
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** Longest sleep of an exit wait or a log follow between checks when no change wakes it. */
+const WAIT_POLL_MS = 1_000;
 
 /** Finds a program on PATH (and in the sbin dirs root's PATH may lack). */
 export function findBinary(name: string): string {
@@ -189,6 +192,8 @@ export class ContainerService {
   private readonly conmonPath: string;
   private readonly runcPath: string;
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Created by this process and not started since: inspect knows their state without runc. */
+  private readonly createdHere = new Set<string>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.root = resolve(opts.root);
@@ -374,6 +379,7 @@ export class ContainerService {
         meta.pid = started.containerPid;
         await this.writeMeta(meta);
         phase('meta');
+        this.createdHere.add(id);
         this.log.info('container created', { id, pid: started.containerPid });
         this.log.debug('create phases (ms)', phases);
       } catch (err) {
@@ -424,6 +430,7 @@ export class ContainerService {
     return this.withLock(id, async () => {
       const meta = await this.readMeta(id);
       if (meta.startedAt || meta.exit) throw failedPrecondition(`container ${id} was already started`);
+      this.createdHere.delete(id);
       try {
         await this.runc.start(id); // runc refuses a container that is not in the created state
       } catch (err) {
@@ -473,13 +480,24 @@ export class ContainerService {
     return this.wait(id);
   }
 
-  /** Resolves when the container has exited, with its exit code and whether it was OOM-killed. */
+  /**
+   * Resolves when the container has exited, with its exit code and whether it was OOM-killed.
+   * Woken when conmon writes the exit; the polls between (`pollMs` apart, default 1 s) only
+   * catch a monitor that died without writing it.
+   */
   async wait(id: string, o: { signal?: AbortSignal; pollMs?: number } = {}): Promise<ExitStatus> {
-    for (let delay = 20; ; delay = Math.min(delay * 2, o.pollMs ?? 200)) {
-      const exit = await this.withLock(id, () => this.reap(id));
-      if (exit) return exit;
-      if (o.signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, `wait ${id}: cancelled`);
-      await sleep(delay, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
+    const f = this.files(id);
+    const waker = new ChangeWaker([f.exitDir, f.persistDir]);
+    const delay = o.pollMs ?? WAIT_POLL_MS;
+    try {
+      for (;;) {
+        const exit = await this.withLock(id, () => this.reap(id));
+        if (exit) return exit;
+        if (o.signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, `wait ${id}: cancelled`);
+        await waker.wait(delay, o.signal);
+      }
+    } finally {
+      waker.close();
     }
   }
 
@@ -590,7 +608,13 @@ export class ContainerService {
         return true; // removed
       }
     };
-    yield* readK8sLog(f.logPath, o, isDone);
+    // Woken when the log grows (conmon writes it in the bundle dir) or the exit is written.
+    const waker = o.follow ? new ChangeWaker([f.bundle, f.exitDir]) : undefined;
+    try {
+      yield* readK8sLog(f.logPath, o, isDone, 100, waker && (() => waker.wait(WAIT_POLL_MS, o.signal)));
+    } finally {
+      waker?.close();
+    }
   }
 
   // ---- list / inspect / remove ----------------------------------------------------------
@@ -601,6 +625,7 @@ export class ContainerService {
       const meta = await this.readMeta(id);
       if (exit) return this.infoOf(meta, 'exited');
       if (meta.startedAt) return this.infoOf(meta, 'running'); // no runc call for the common case
+      if (this.createdHere.has(id)) return this.infoOf(meta, 'created'); // nor for one we created and did not start
       // Not recorded as started: ask runc (an agent may have died between `runc start` and meta).
       const st = await this.runc.state(id);
       return this.infoOf(meta, st === undefined || st.status === 'created' ? 'created' : 'running');
@@ -649,6 +674,7 @@ export class ContainerService {
   /** Tears down whatever exists of a container; each step tolerates what is already gone. */
   private async destroy(id: string, meta: ContainerMeta | undefined): Promise<void> {
     const f = this.files(id);
+    this.createdHere.delete(id);
     await this.runc.delete(id, { force: true });
     const conmonPid = meta?.conmonPid ?? Number((await readFile(f.conmonPidFile, 'utf8').catch(() => '0')).trim());
     if (await isMonitorAlive(conmonPid, id)) {

@@ -72,9 +72,10 @@ class Assembler {
 
 /**
  * Lines of a log file. With `follow`, it polls for more until `isDone()` says the writer has
- * finished (then drains what is left).
+ * finished (then drains what is left); between polls it sleeps `pollMs`, or awaits `pause` when
+ * given (e.g. a ChangeWaker that returns early when the file grows).
  */
-export async function* readK8sLog(path: string, o: LogReadOptions, isDone: () => Promise<boolean>, pollMs = 100): AsyncGenerator<LogEntry> {
+export async function* readK8sLog(path: string, o: LogReadOptions, isDone: () => Promise<boolean>, pollMs = 100, pause?: () => Promise<void>): AsyncGenerator<LogEntry> {
   const since = o.since === undefined ? undefined : new Date(o.since).getTime();
   const keep = (e: LogEntry) => since === undefined || e.time.getTime() >= since;
   const asm = new Assembler();
@@ -126,7 +127,7 @@ export async function* readK8sLog(path: string, o: LogReadOptions, isDone: () =>
         for (const e of asm.flush()) if (keep(e)) yield e;
         return;
       }
-      if (!buf) await sleep(pollMs, undefined, { signal: o.signal }).catch(() => undefined);
+      if (!buf) await (pause ? pause() : sleep(pollMs, undefined, { signal: o.signal }).catch(() => undefined));
     }
   } finally {
     await fh?.close();
