@@ -1,79 +1,24 @@
 // The real thing: `swarmctl local up --managers 3 --workers 2` with real swarmd processes, then
 // node commands through the context file, then `local down` leaving nothing behind.
-// Skipped while packages/swarmd is not built (or SWARMD_BIN is not set).
+// Skipped while packages/swarmd is not built (or SWARMD_BIN is not set); never under CI.
 import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
 import { run } from '@swarmd/common';
-import { requires } from '@swarmd/testkit';
-import { swarmctl, type CliResult } from './helpers/run.js';
 import { kernelNames } from '../src/local/state.js';
 import { clusterProcesses } from '../src/local/processes.js';
-import { findSwarmd } from '../src/local/swarmd.js';
+import { clusterTest, startLocalCluster } from './helpers/local-cluster.js';
 
-const haveSwarmd = (() => {
-  try {
-    findSwarmd(process.env);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const rootTest = haveSwarmd ? requires('root', 'netns', 'registry') : test.skip;
-
-interface NodeJson {
-  id: string;
-  role?: string;
-  spec?: { availability?: string; desiredRole?: string; annotations?: { labels?: Record<string, string> } };
-  description?: { hostname?: string };
-  status?: { state?: string };
-  certificatePem?: string;
-  managerStatus?: { leader?: boolean };
-}
-
-rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/rm, local down leaves nothing', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'swl-'));
+clusterTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/rm, local down leaves nothing', async (t) => {
   const name = `r${process.pid % 100000}`;
-  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const c = await startLocalCluster(t, name, '10.251.91', 3, 2);
+  const { ctl, nodes, byHost, until, dir } = c;
   const names = kernelNames(name);
-  const dir = join(root, name);
-  let downDone = false;
-  t.teardown(async () => {
-    if (!downDone) {
-      // keep the logs of a failed run visible in the test output
-      for (const h of ['m1', 'm2', 'm3', 'w1', 'w2']) {
-        const log = await run('tail', ['-n', '20', join(dir, `${h}.log`)]).catch(() => ({ stdout: '' }));
-        if (log.stdout) t.log(`--- ${h}.log\n${log.stdout}`);
-      }
-    }
-    await swarmctl(['local', 'down', '--name', name], env);
-    await rm(root, { recursive: true, force: true });
-  });
-  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
-  const nodes = async (): Promise<NodeJson[]> => {
-    const r = await ctl('node', 'ls', '--format', 'json');
-    if (r.code !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as NodeJson[];
-  };
-  const byHost = async (h: string) => (await nodes()).find((n) => n.description?.hostname === `${name}-${h}`);
-  const until = async (what: string, cond: () => Promise<boolean>) => {
-    for (let i = 0; i < 600; i++) {
-      if (await cond().catch(() => false)) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
-
-  const up = await ctl('local', 'up', '--name', name, '--managers', '3', '--workers', '2', '--subnet', '10.251.91.0/24', '--timeout', '240');
-  t.is(up.code, 0, up.stderr + up.stdout);
-  t.log(up.stdout);
+  t.log(c.upOutput);
 
   // The registry on the gateway holds the demo image that local up built (umoci) and pushed (skopeo).
-  t.regex(up.stdout, /image: 10\.251\.91\.1:5000\/demo\/web:latest/);
+  t.regex(c.upOutput, /image: 10\.251\.91\.1:5000\/demo\/web:latest/);
   const manifest = await fetch('http://10.251.91.1:5000/v2/demo/web/manifests/latest', {
     headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
   });
@@ -103,11 +48,11 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   };
   const demote = await ctl('node', 'demote', `${name}-m3`);
   t.is(demote.code, 0, demote.stderr);
-  await until('m3 to become a worker', () => settled('NODE_ROLE_WORKER', 'swarm-worker'));
+  await until('m3 to become a worker', () => settled('NODE_ROLE_WORKER', 'swarm-worker'), 150);
   t.false((await ctl('node', 'ls')).stdout.split('\n').some((l) => l.includes(`${name}-m3`) && /Leader|Reachable/.test(l)));
   const promote = await ctl('node', 'promote', `${name}-m3`);
   t.is(promote.code, 0, promote.stderr);
-  await until('m3 to become a manager again', () => settled('NODE_ROLE_MANAGER', 'swarm-manager'));
+  await until('m3 to become a manager again', () => settled('NODE_ROLE_MANAGER', 'swarm-manager'), 150);
 
   // rm: refused while the node is up, done with --force
   const w2 = (await byHost('w2'))!;
@@ -116,14 +61,13 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   t.regex(refused.stderr, /^swarmctl: /);
   const forced = await ctl('node', 'rm', '--force', w2.id);
   t.is(forced.code, 0, forced.stderr);
-  await until('w2 to be gone', async () => !(await nodes()).some((n) => n.id === w2.id));
+  await until('w2 to be gone', async () => !(await nodes()).some((n) => n.id === w2.id), 150);
 
   // the cluster's join tokens and settings through the control socket
   t.regex((await ctl('cluster', 'join-token', 'worker', '-q')).stdout, /^SWMTKN-1-/);
 
   const down = await ctl('local', 'down', '--name', name);
   t.is(down.code, 0, down.stderr);
-  downDone = true;
   t.false(existsSync(dir));
   t.false((await run('ip', ['netns', 'list'])).stdout.includes(names.netnsPrefix));
   t.false(await run('ip', ['link', 'show', names.bridge]).then(() => true, () => false));
@@ -131,31 +75,9 @@ rootTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/r
   t.deepEqual(await clusterProcesses(dir, []), []);
 });
 
-rootTest('local cluster failover with real swarmd: the first manager dies, agents and swarmctl move on', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'swl-'));
+clusterTest('local cluster failover with real swarmd: the first manager dies, agents and swarmctl move on', async (t) => {
   const name = `f${process.pid % 100000}`;
-  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
-  const dir = join(root, name);
-  t.teardown(async () => {
-    await swarmctl(['local', 'down', '--name', name], env);
-    await rm(root, { recursive: true, force: true });
-  });
-  const ctl = async (...args: string[]): Promise<CliResult> => swarmctl(args, env);
-  const nodes = async (): Promise<NodeJson[]> => {
-    const r = await ctl('node', 'ls', '--format', 'json');
-    if (r.code !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as NodeJson[];
-  };
-  const byHost = async (h: string) => (await nodes()).find((n) => n.description?.hostname === `${name}-${h}`);
-  const until = async (what: string, cond: () => Promise<boolean>) => {
-    for (let i = 0; i < 600; i++) {
-      if (await cond().catch(() => false)) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
-  const up = await ctl('local', 'up', '--name', name, '--managers', '3', '--workers', '1', '--subnet', '10.251.92.0/24', '--timeout', '240');
-  t.is(up.code, 0, up.stderr + up.stdout);
+  const { ctl, nodes, byHost, until, dir } = await startLocalCluster(t, name, '10.251.92', 3, 1);
   // the first manager dies: the agents go to the new leader, swarmctl (through the context's
   // fallback sockets) to another manager
   const m1 = (await byHost('m1'))!;
@@ -171,7 +93,7 @@ rootTest('local cluster failover with real swarmd: the first manager dies, agent
       others.every((n) => n.status?.state === 'NODE_STATE_READY') &&
       others.some((n) => n.managerStatus?.leader)
     );
-  }).catch((e: Error) => {
+  }, 150).catch((e: Error) => {
     throw new Error(`${e.message}; last seen: ${seen}`);
   });
 

@@ -1,6 +1,6 @@
 // A real local cluster for a test file (swarmd processes in network namespaces, containers under
 // runc), driven through swarmctl in-process, and removed by `local down` when the test ends.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,9 +29,11 @@ export interface TaskJson {
 }
 export interface NodeJson {
   id: string;
+  role?: string;
   description?: { hostname?: string };
   status?: { state?: string };
-  spec?: { availability?: string };
+  spec?: { availability?: string; desiredRole?: string; annotations?: { labels?: Record<string, string> } };
+  certificatePem?: string;
   managerStatus?: { leader?: boolean };
 }
 
@@ -39,6 +41,10 @@ export const RUNNING = 'TASK_STATE_RUNNING';
 
 export interface LocalCluster {
   name: string;
+  /** The cluster's dir (state file, host state dirs, logs). */
+  dir: string;
+  /** What `local up` printed. */
+  upOutput: string;
   /** First three octets of the /24 underlay. */
   net: string;
   /** The demo image in the cluster's registry. */
@@ -52,6 +58,8 @@ export interface LocalCluster {
   nodes: () => Promise<NodeJson[]>;
   /** Node id of a local host (m1, w2...). */
   nodeOf: (host: string) => Promise<string>;
+  /** The node of a local host (m1, w2...), if listed. */
+  byHost: (host: string) => Promise<NodeJson | undefined>;
   /** Polls `cond` every 250 ms for up to `seconds`; fails naming `what`. */
   until: (what: string, cond: () => Promise<boolean>, seconds?: number) => Promise<void>;
 }
@@ -60,7 +68,15 @@ export interface LocalCluster {
 export async function startLocalCluster(t: ExecutionContext, name: string, net: string, managers: number, workers: number): Promise<LocalCluster> {
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
   const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const dir = join(root, name);
   t.teardown(async () => {
+    if (!t.passed) {
+      // the hosts' last log lines, to see why in the test output
+      for (const f of (await readdir(dir).catch(() => [])).filter((x) => x.endsWith('.log'))) {
+        const lines = (await readFile(join(dir, f), 'utf8').catch(() => '')).trimEnd().split('\n').slice(-20).join('\n');
+        if (lines) t.log(`--- ${f}\n${lines}`);
+      }
+    }
     await swarmctl(['local', 'down', '--name', name], env);
     await rm(root, { recursive: true, force: true });
   });
@@ -74,8 +90,11 @@ export async function startLocalCluster(t: ExecutionContext, name: string, net: 
   if (up.code !== 0) throw new Error(`local up: ${up.stderr}${up.stdout}`);
   const tasks = async (svc: string) => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
   const nodes = async () => JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];
+  const byHost = async (host: string) => (await nodes()).find((x) => x.description?.hostname === `${name}-${host}`);
   return {
     name,
+    dir,
+    upOutput: up.stdout,
     net,
     image: `${net}.1:5000/demo/web:latest`,
     ctl,
@@ -83,8 +102,9 @@ export async function startLocalCluster(t: ExecutionContext, name: string, net: 
     tasks,
     running: async (svc) => (await tasks(svc)).filter((x) => x.desiredState === RUNNING && x.status?.state === RUNNING),
     nodes,
+    byHost,
     nodeOf: async (host) => {
-      const n = (await nodes()).find((x) => x.description?.hostname === `${name}-${host}`);
+      const n = await byHost(host);
       if (!n) throw new Error(`no node for host ${host}`);
       return n.id;
     },
