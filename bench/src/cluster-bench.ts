@@ -18,12 +18,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
 import { run } from '@swarmd/common';
-import { ControlClient, ManagerStatus_Reachability, NodeState, type Node, type NodeSpec } from '@swarmd/proto';
+import { ManagerStatus_Reachability, NodeState, type Node, type NodeSpec } from '@swarmd/proto';
+import { controlSock as sock, Ctl, LocalCluster, max, now, p50, rssMiB, runBench, SWARMD, until, type Host, type State } from './lib/local-cluster.js';
 
 const UP_RUNS = Number(process.env.BENCH_UP_RUNS ?? 5);
 const FAILOVER_RUNS = Number(process.env.BENCH_FAILOVER_RUNS ?? 5);
@@ -32,137 +31,16 @@ const SUBNET = process.env.BENCH_SUBNET ?? '10.252.7.0/24';
 const NAME = process.env.BENCH_NAME ?? 'cbench';
 const RETRY_MS = 20;
 
-const here = dirname(fileURLToPath(import.meta.url));
-// bench/dist/src → the workspace
-const WS = resolve(here, '..', '..', '..');
-const SWARMCTL = join(WS, 'packages', 'cli', 'dist', 'src', 'main.js');
-const SWARMD = join(WS, 'packages', 'swarmd', 'dist', 'src', 'main.js');
-
-interface Host {
-  name: string;
-  hostname: string;
-  role: 'manager' | 'worker';
-  netns: string;
-  stateDir: string;
-  log: string;
-  pid?: number;
-}
-interface State {
-  dir: string;
-  hosts: Host[];
-}
-
-let root = '';
-let env: NodeJS.ProcessEnv = {};
-const dir = () => join(root, NAME);
-
-function now(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
-}
-
-function swarmctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [SWARMCTL, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', rej);
-    child.once('close', (code) => res({ code: code ?? 1, stdout, stderr }));
-  });
-}
-
-async function must(args: string[]): Promise<string> {
-  const r = await swarmctl(args);
-  if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')} failed (${r.code}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-async function down(): Promise<void> {
-  const r = await swarmctl(['local', 'down', '--name', NAME]);
-  if (r.code !== 0) process.stderr.write(`local down failed: ${r.stderr}\n`);
-}
-
-async function loadState(): Promise<State> {
-  return JSON.parse(await readFile(join(dir(), 'cluster.json'), 'utf8')) as State;
-}
-
-const sock = (h: Host) => join(h.stateDir, 'control.sock');
-
-// ---- a Control client over a unix socket, as promises ----------------------------------------
-
-type Unary = (req: unknown, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: unknown) => void) => grpc.ClientUnaryCall;
-
-class Ctl {
-  readonly client: ControlClient;
-  constructor(readonly path: string) {
-    this.client = new ControlClient(`unix://${path}`, grpc.credentials.createInsecure(), {
-      // reconnect fast after the socket refused (the default backoff starts at 1 s)
-      'grpc.initial_reconnect_backoff_ms': 10,
-      'grpc.max_reconnect_backoff_ms': 50,
-    });
-  }
-  private call<R>(method: string, req: unknown, timeoutMs: number): Promise<R> {
-    const m = (this.client as unknown as Record<string, Unary>)[method];
-    return new Promise((res, rej) => {
-      m.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? rej(e) : res(r as R)));
-    });
-  }
-  async listNodes(timeoutMs = 2_000): Promise<Node[]> {
-    return (await this.call<{ nodes: Node[] }>('listNodes', { filters: undefined }, timeoutMs)).nodes;
-  }
-  async getNode(nodeId: string, timeoutMs: number): Promise<Node> {
-    const r = await this.call<{ node?: Node }>('getNode', { nodeId }, timeoutMs);
-    if (!r.node) throw new Error(`no node ${nodeId}`);
-    return r.node;
-  }
-  async updateNode(nodeId: string, version: number, spec: NodeSpec, timeoutMs: number): Promise<Node> {
-    const r = await this.call<{ node?: Node }>('updateNode', { nodeId, nodeVersion: version, spec }, timeoutMs);
-    if (!r.node) throw new Error(`no node ${nodeId}`);
-    return r.node;
-  }
-  close(): void {
-    this.client.close();
-  }
-}
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = ` (${(e as Error).message})`;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last}`);
-}
-
-// ---- figures ---------------------------------------------------------------------------------
-
-function p50(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.ceil(0.5 * s.length) - 1];
-}
-const max = (xs: number[]) => Math.max(...xs);
-
-async function rssMiB(pid: number | undefined): Promise<number> {
-  if (!pid) return NaN;
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
-}
+let cluster: LocalCluster | undefined;
+const theCluster = (): LocalCluster => cluster!;
 
 // ---- 1. local up -----------------------------------------------------------------------------
 
 async function timeUp(): Promise<number> {
   const t0 = now();
-  await must(['local', 'up', '--name', NAME, '--managers', '3', '--workers', '2', '--subnet', SUBNET, '--timeout', '120']);
+  const st = await theCluster().up(3, 2);
   const t = now() - t0;
   // local up returns once every node is READY; check it from outside too
-  const st = await loadState();
   const c = new Ctl(sock(st.hosts[0]));
   try {
     const nodes = await c.listNodes();
@@ -206,7 +84,7 @@ async function restart(st: State, h: Host): Promise<void> {
     const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, SWARMD, 'run', '--state-dir', h.stateDir], {
       detached: true,
       stdio: ['ignore', fh.fd, fh.fd],
-      env,
+      env: theCluster().env,
     });
     h.pid = await new Promise<number>((res, rej) => {
       child.once('error', rej);
@@ -316,21 +194,20 @@ async function failoverOnce(st: State, run: number): Promise<{ f: Failover; kill
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the cluster bench makes network namespaces: run it as root');
-  root = await mkdtemp(join(tmpdir(), 'swarm-cluster-bench-'));
-  env = { ...process.env, SWARMD_LOCAL_ROOT: root, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: SWARMD };
-  console.log(`cluster bench: ${NAME} on ${SUBNET}, state under ${root}`);
+  cluster = new LocalCluster(await mkdtemp(join(tmpdir(), 'swarm-cluster-bench-')), NAME, SUBNET);
+  console.log(`cluster bench: ${NAME} on ${SUBNET}, state under ${cluster.root}`);
 
   // 1. local up
   const ups: number[] = [];
   for (let i = 1; i <= UP_RUNS; i++) {
     ups.push(await timeUp());
     console.log(`  local up #${i}: ${ups[i - 1].toFixed(2)} s`);
-    if (i < UP_RUNS) await down();
+    if (i < UP_RUNS) await cluster.down();
   }
   console.log(`local up to 5 nodes ready: p50 ${p50(ups).toFixed(2)} s, max ${max(ups).toFixed(2)} s  (runs: ${ups.map((x) => x.toFixed(2)).join(', ')})`);
 
   // 2. idle RSS
-  const st = await loadState();
+  const st = await cluster.state();
   await sleep(SETTLE_MS);
   await settled(st);
   const mRss = await Promise.all(st.hosts.filter((h) => h.role === 'manager').map((h) => rssMiB(h.pid)));
@@ -357,30 +234,12 @@ async function main(): Promise<void> {
   console.log(`  early lease expiry (stream to the dead leader broke) in ${fs.filter((f) => f.leaseLostMs !== undefined).length}/${fs.length} runs`);
 }
 
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    if (!root) return;
-    const keep = process.env.BENCH_KEEP_LOGS;
-    if (keep) await run('sh', ['-c', `mkdir -p '${keep}' && cp '${dir()}'/*.log '${keep}'/`]).catch(() => undefined);
-    await down();
-    await rm(root, { recursive: true, force: true });
-  })();
-  return cleaning;
+async function cleanup(): Promise<void> {
+  if (!cluster) return;
+  const keep = process.env.BENCH_KEEP_LOGS;
+  if (keep) await run('sh', ['-c', `mkdir -p '${keep}' && cp '${cluster.dir}'/*.log '${keep}'/`]).catch(() => undefined);
+  await cluster.down();
+  await rm(cluster.root, { recursive: true, force: true });
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    process.stderr.write(`\n${sig}: cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-} catch (e) {
-  process.exitCode = 1;
-  console.error(`cluster bench failed: ${(e as Error).stack ?? String(e)}`);
-} finally {
-  await cleanup();
-}
+await runBench('cluster bench', main, cleanup);

@@ -9,13 +9,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { run, describeError } from '@swarmd/common';
 import { buildBusyboxImage, busyboxRootfsEntries, tarLayer } from '@swarmd/testkit/images';
 import { ContainerService, mountsUnder, removeCgroup, type ContainerSpec, type ImageInput } from '@swarmd/runtime';
+import { Dockerd, findDocker } from './lib/dockerd.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const SPEC: ContainerSpec = { command: ['sleep', '100000'] };
@@ -140,45 +139,21 @@ async function dockerArchive(dir: string, tag: string): Promise<string> {
 
 async function benchDocker(dir: string): Promise<{ times: number[] } | { skipped: string }> {
   if (process.env.BENCH_DOCKER === '0') return { skipped: 'BENCH_DOCKER=0' };
-  const dockerd = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
-  const docker = ['/usr/bin/docker', '/usr/local/bin/docker'].find((p) => existsSync(p));
-  if (!dockerd || !docker) return { skipped: 'dockerd not installed (apt-get install docker.io)' };
-  const dataRoot = join(dir, 'docker-data');
-  const execRoot = join(dir, 'docker-exec');
-  const sock = join(execRoot, 'docker.sock');
-  await mkdir(execRoot, { recursive: true });
-  const logFd = openSync(join(dir, 'dockerd.log'), 'a');
+  const bin = findDocker();
+  if (!bin) return { skipped: 'dockerd not installed (apt-get install docker.io)' };
   // No iptables, no bridge: dockerd leaves the host's firewall (FORWARD policy) alone, and the
   // containers get an empty network namespace, as ours do.
-  const daemon = spawn(
-    dockerd,
-    [
-      '--data-root', dataRoot,
-      '--exec-root', execRoot,
-      '--pidfile', join(execRoot, 'dockerd.pid'),
-      '-H', `unix://${sock}`,
-      '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--bridge=none',
-      '--storage-driver', 'overlay2',
-      '--cgroup-parent', '/swarmd-bench-docker',
-    ],
-    { stdio: ['ignore', logFd, logFd] },
-  );
-  closeSync(logFd);
-  let exited = false;
-  daemon.on('exit', () => (exited = true));
-  const cli = (args: string[]) => run(docker, ['-H', `unix://${sock}`, ...args]);
+  const daemon = await Dockerd.start(bin, {
+    dir: join(dir, 'docker'),
+    cgroupParent: '/swarmd-bench-docker',
+    args: ['--iptables=false', '--ip6tables=false', '--ip-masq=false', '--bridge=none'],
+  });
   const ids: string[] = [];
   try {
-    for (let i = 0; ; i++) {
-      if (exited) throw new Error(`dockerd exited: ${(await readFile(join(dir, 'dockerd.log'), 'utf8')).slice(-800)}`);
-      if (await cli(['version']).then(() => true, () => false)) break;
-      if (i > 300) throw new Error('dockerd did not answer in 60 s');
-      await sleep(200);
-    }
     const tag = 'swarmd-bench/busybox:latest';
-    await cli(['load', '-i', await dockerArchive(dir, tag)]);
+    await daemon.cli(['load', '-i', await dockerArchive(dir, tag)]);
     const runOne = async () => {
-      const r = await cli(['run', '-d', '--network', 'none', tag, 'sleep', '100000']);
+      const r = await daemon.cli(['run', '-d', '--network', 'none', tag, 'sleep', '100000']);
       ids.push(r.stdout.trim());
     };
     await runOne(); // warm-up
@@ -186,14 +161,8 @@ async function benchDocker(dir: string): Promise<{ times: number[] } | { skipped
     for (let i = 0; i < RUNS; i++) times.push(await timed(runOne));
     return { times };
   } finally {
-    if (ids.length) await cli(['rm', '-f', ...ids]).catch(() => undefined);
-    if (!exited) {
-      daemon.kill('SIGTERM');
-      for (let i = 0; i < 150 && !exited; i++) await sleep(100);
-      if (!exited) daemon.kill('SIGKILL');
-    }
-    for (const m of await mountsUnder(dir)) await run('umount', ['-l', m]).catch(() => undefined);
-    await removeCgroup('/swarmd-bench-docker');
+    if (ids.length) await daemon.cli(['rm', '-f', ...ids]).catch(() => undefined);
+    await daemon.stop();
   }
 }
 

@@ -1,0 +1,438 @@
+/**
+ * Services on a local cluster (`swarmctl local up`), against Docker Swarm mode in the same run:
+ *
+ * 1. Convergence: `service create --replicas 50 IMAGE` until all 50 tasks RUNNING, on a one-host
+ *    cluster (`local up --managers 1 --workers 0`), beside a one-node Docker swarm on a private
+ *    dockerd (own data/exec root, socket, pidfile, cgroup parent; `swarm init` on 127.0.0.1).
+ *    BENCH_ROUNDS rounds (5), alternating which side goes first, after one unmeasured 1-replica
+ *    warm-up each; the service is removed between rounds. Ours: the CLI's own wait (it returns on
+ *    convergence, from a task watch), then `service ps --format json` must show 50 RUNNING.
+ *    Docker: `docker service create --detach`, then the Engine API's task list polled every 50 ms
+ *    until 50 running (`--detach=false` would add its 5 s "verify" monitor). The same image on
+ *    both: the cluster's demo image (busybox httpd) in its registry, which dockerd pulls from as
+ *    an insecure registry (no outside network). Both give each task a bridge and an address:
+ *    ours its per-host bridge, Docker a bridge this bench makes (dockerd --bridge) with
+ *    --iptables=false, so dockerd changes nothing in the host's firewall (checked before and
+ *    after) and our cluster keeps working beside it. BENCH_NETWORK=none: no network on either.
+ * 2. Replacing a killed worker's tasks: `local up --managers 1 --workers 2`, `cluster update
+ *    --heartbeat-period BENCH_HEARTBEAT` (1s), a service of 6 replicas, kill -9 one worker's
+ *    swarmd (pid from cluster.json), time until 6 tasks RUNNING again, none on the dead node;
+ *    split at the first poll that sees the node DOWN. The host comes back (`local stop --kill`,
+ *    `local start`) between BENCH_KILL_ROUNDS rounds (5).
+ * 3. Manager memory: a one-host cluster, idle VmRSS of its swarmd, then 10 services × 1,000
+ *    replicas (--detach) with a constraint no node satisfies, so all 10,000 tasks stay pending in
+ *    the store; VmRSS 10 s after they are all there, and at rest (BENCH_REST_S, 120 s, later).
+ *
+ *   npm run bench:converge       (root; BENCH_PARTS=1,2,3 picks parts)
+ *
+ * Clusters live under a temp SWARMD_LOCAL_ROOT with their own names and subnets (10.254.60-62.0/24;
+ * Docker's bridges 10.254.68-69.0/24). Everything is removed at the end, on error and on
+ * SIGINT/SIGTERM: `local down`, `docker swarm leave --force`, dockerd stopped, its dirs and links.
+ * The last line is `converge ours/docker-swarm: R` (our p50 / Docker's p50).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '@swarmd/common';
+import { NodeState, TaskState, type Task } from '@swarmd/proto';
+import { Dockerd, mustFindDocker, type DockerBinaries } from './lib/dockerd.js';
+import { LocalCluster, max, now, p50, rssMiB, runBench, until, type Ctl } from './lib/local-cluster.js';
+
+const env = process.env;
+const PARTS = new Set((env.BENCH_PARTS ?? '1,2,3').split(',').map(Number));
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 5);
+const REPLICAS = Number(env.BENCH_REPLICAS ?? 50);
+const NETWORK = env.BENCH_NETWORK === 'none' ? 'none' : 'bridge';
+const KILL_ROUNDS = Number(env.BENCH_KILL_ROUNDS ?? 5);
+const KILL_REPLICAS = Number(env.BENCH_KILL_REPLICAS ?? 6);
+const HEARTBEAT = env.BENCH_HEARTBEAT ?? '1s';
+const RSS_SERVICES = Number(env.BENCH_RSS_SERVICES ?? 10);
+const RSS_REPLICAS = Number(env.BENCH_RSS_REPLICAS ?? 1000);
+const SETTLE_MS = Number(env.BENCH_SETTLE_MS ?? 10_000);
+const REST_S = Number(env.BENCH_REST_S ?? 120);
+
+const SUBNETS = { converge: '10.254.60.0/24', kill: '10.254.61.0/24', rss: '10.254.62.0/24' };
+const DOCKER = {
+  bridge: 'cvbdk0',
+  bridgeCidr: '10.254.69.1/24',
+  gwBridge: 'cvbdkgw0',
+  gwSubnet: '10.254.68.0/24',
+  listen: '127.0.0.1:23760',
+  dataPathPort: '47960',
+  cgroupParent: '/swarmd-bench-converge-docker',
+};
+const RUNNING = 'TASK_STATE_RUNNING';
+/** Only stops go faster with it (removal between rounds); on both sides. */
+const STOP_GRACE = ['--stop-grace-period', '1s'];
+
+let root = '';
+/** What to undo on the way out, newest last. */
+const undo = new Map<string, () => Promise<void>>();
+
+async function release(key: string): Promise<void> {
+  const fn = undo.get(key);
+  undo.delete(key);
+  await fn?.().catch((e: unknown) => process.stderr.write(`cleanup ${key}: ${String(e)}\n`));
+}
+
+async function cluster(name: string, subnet: string, managers: number, workers: number): Promise<LocalCluster> {
+  const c = new LocalCluster(root, name, subnet);
+  undo.set(`cluster ${name}`, () => c.down());
+  await c.up(managers, workers);
+  return c;
+}
+
+const f2 = (x: number) => x.toFixed(2);
+const runs = (xs: number[]) => xs.map(f2).join(', ');
+const isRunning = (t: Task) => t.desiredState === TaskState.TASK_STATE_RUNNING && t.status?.state === TaskState.TASK_STATE_RUNNING;
+
+async function tasksGone(ctl: Ctl, what: string): Promise<void> {
+  await until(`${what}: every task gone from the store after service rm`, 120_000, async () => ((await ctl.listTasks()).length === 0 ? true : undefined), 250);
+}
+
+// ---- 1. convergence against Docker Swarm -----------------------------------------------------
+
+/** Our side of a round: seconds from `service create` to its return (converged), checked with service ps. */
+async function oursConverge(c: LocalCluster, ctl: Ctl, image: string, name: string, replicas: number): Promise<number> {
+  const net = NETWORK === 'none' ? ['--network', 'none'] : [];
+  const t0 = now();
+  await c.must(['service', 'create', '--name', name, '--replicas', String(replicas), ...STOP_GRACE, ...net, '--timeout', '180s', image]);
+  const t = (now() - t0) / 1000;
+  const ps = JSON.parse(await c.must(['service', 'ps', name, '--format', 'json'])) as { desiredState?: string; status?: { state?: string } }[];
+  const ok = ps.filter((x) => x.desiredState === RUNNING && x.status?.state === RUNNING).length;
+  if (ok !== replicas) throw new Error(`service create ${name} returned, but service ps shows ${ok}/${replicas} tasks RUNNING`);
+  await c.must(['service', 'rm', name]);
+  await tasksGone(ctl, `ours ${name}`);
+  return t;
+}
+
+interface DockerTask {
+  DesiredState?: string;
+  Status?: { State?: string; Err?: string };
+}
+
+/** Docker's side: seconds from `docker service create --detach` until the API lists every task running. */
+async function dockerConverge(d: Dockerd, image: string, name: string, replicas: number): Promise<number> {
+  const path = `/tasks?filters=${encodeURIComponent(JSON.stringify({ service: [name] }))}`;
+  let seen = '';
+  const t0 = now();
+  await d.cli(['service', 'create', '--detach', '--quiet', '--name', name, '--replicas', String(replicas), ...STOP_GRACE, image]);
+  await until(
+    () => `${replicas} tasks of docker service ${name} running (last seen: ${seen})`,
+    180_000,
+    async () => {
+      const tasks = await d.api<DockerTask[]>(path);
+      const ok = tasks.filter((t) => t.DesiredState === 'running' && t.Status?.State === 'running').length;
+      const errs = [...new Set(tasks.map((t) => t.Status?.Err).filter(Boolean))];
+      seen = `${ok} running of ${tasks.length}${errs.length ? `; errors: ${errs.join('; ')}` : ''}`;
+      return ok >= replicas ? true : undefined;
+    },
+    50,
+  );
+  const t = (now() - t0) / 1000;
+  await d.cli(['service', 'rm', name]);
+  await until(`docker ${name}: every container gone after service rm`, 120_000, async () => ((await d.api<unknown[]>('/containers/json?all=1')).length === 0 ? true : undefined), 250);
+  return t;
+}
+
+/** The firewall as text (filter and nat tables), to see what dockerd changed. */
+async function firewall(): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const table of ['filter', 'nat']) {
+    const r = await run('iptables', ['-t', table, '-S']).catch(() => ({ stdout: '' }));
+    out.set(table, r.stdout.split('\n').filter(Boolean));
+  }
+  return out;
+}
+
+/**
+ * Undoes what dockerd added to the firewall, where that is safe: rules and chains that name
+ * Docker or our Docker bridges, and a FORWARD policy it turned to DROP, this only when no other
+ * dockerd runs. Returns what it did (or "unchanged").
+ */
+async function restoreFirewall(before: Map<string, string[]>): Promise<string> {
+  const after = await firewall();
+  const did: string[] = [];
+  const ours = /DOCKER|docker_gwbridge|docker0|cvbdk/;
+  for (const [table, lines] of after) {
+    const old = new Set(before.get(table));
+    const added = lines.filter((l) => !old.has(l));
+    for (const l of added.filter((x) => x.startsWith('-A ') && ours.test(x))) {
+      await run('sh', ['-c', `iptables -t ${table} -D ${l.slice(3)}`]).then(() => did.push(`-t ${table} ${l}: removed`), () => did.push(`-t ${table} ${l}: could not remove`));
+    }
+    for (const l of added.filter((x) => x.startsWith('-N ') && ours.test(x))) {
+      const chain = l.slice(3).trim();
+      await run('iptables', ['-t', table, '-F', chain]).catch(() => undefined);
+      await run('iptables', ['-t', table, '-X', chain]).then(() => did.push(`-t ${table} chain ${chain}: removed`), () => did.push(`-t ${table} chain ${chain}: in use, left`));
+    }
+    const policy = added.find((x) => x === '-P FORWARD DROP');
+    if (policy && table === 'filter' && before.get(table)?.includes('-P FORWARD ACCEPT')) {
+      const others = (await run('pgrep', ['-x', 'dockerd']).catch(() => ({ stdout: '' }))).stdout.trim();
+      if (others) did.push('FORWARD policy DROP left as it is (another dockerd runs)');
+      else await run('iptables', ['-P', 'FORWARD', 'ACCEPT']).then(() => did.push('FORWARD policy back to ACCEPT'));
+    }
+  }
+  return did.length ? did.join('; ') : 'unchanged';
+}
+
+const linkExists = (name: string) => run('ip', ['link', 'show', name]).then(() => true, () => false);
+
+/** A private dockerd in swarm mode (one node, on 127.0.0.1) that can pull from our registry. */
+async function dockerSwarm(bin: DockerBinaries, registry: string): Promise<Dockerd> {
+  const dir = join(root, 'docker');
+  const fw = await firewall();
+  const hadGw = await linkExists('docker_gwbridge');
+  const started: { d?: Dockerd } = {};
+  undo.set('docker', async () => {
+    if (started.d) {
+      await started.d.cli(['swarm', 'leave', '--force']).catch(() => undefined);
+      await started.d.stop();
+    }
+    for (const l of [DOCKER.bridge, DOCKER.gwBridge, ...(hadGw ? [] : ['docker_gwbridge'])]) if (await linkExists(l)) await run('ip', ['link', 'del', l]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    console.log(`docker cleaned up (dockerd stopped, ${dir} removed); firewall after dockerd: ${await restoreFirewall(fw)}`);
+  });
+  const net = ['--iptables=false', '--ip6tables=false', '--ip-masq=false'];
+  if (NETWORK === 'bridge') {
+    if (await linkExists(DOCKER.bridge)) await run('ip', ['link', 'del', DOCKER.bridge]);
+    await run('ip', ['link', 'add', DOCKER.bridge, 'type', 'bridge']);
+    await run('ip', ['addr', 'add', DOCKER.bridgeCidr, 'dev', DOCKER.bridge]);
+    await run('ip', ['link', 'set', DOCKER.bridge, 'up']);
+    net.push(`--bridge=${DOCKER.bridge}`);
+  } else net.push('--bridge=none');
+  const d = (started.d = await Dockerd.start(bin, { dir, cgroupParent: DOCKER.cgroupParent, args: [...net, '--insecure-registry', registry] }));
+  // Swarm mode wants a docker_gwbridge network: give it a Linux bridge name and subnet of ours.
+  // prettier-ignore
+  await d.cli(['network', 'create', '--driver', 'bridge', '--subnet', DOCKER.gwSubnet,
+    '-o', `com.docker.network.bridge.name=${DOCKER.gwBridge}`, '-o', 'com.docker.network.bridge.enable_icc=false',
+    '-o', 'com.docker.network.bridge.enable_ip_masquerade=false', 'docker_gwbridge']);
+  await d.cli(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', DOCKER.listen, '--data-path-port', DOCKER.dataPathPort]);
+  return d;
+}
+
+async function converge(bin: DockerBinaries): Promise<{ ours: number[]; docker: number[] }> {
+  const c = await cluster('cvb-conv', SUBNETS.converge, 1, 0);
+  const st = await c.state();
+  const image = `${st.gateway}:5000/demo/web:latest`;
+  const d = await dockerSwarm(bin, `${st.gateway}:5000`);
+  const ctl = await c.control();
+  try {
+    console.log(`1. ${REPLICAS} replicas of ${image} (network: ${NETWORK}); ours: local cluster ${c.name} (1 host), docker: dockerd ${(await d.cli(['version', '--format', '{{.Server.Version}}'])).stdout.trim()} pid ${d.pid}`);
+    const wo = await oursConverge(c, ctl, image, 'warm', 1);
+    const wd = await dockerConverge(d, image, 'warm', 1);
+    console.log(`  warm-up (1 replica, pulls the image): ours ${f2(wo)} s, docker ${f2(wd)} s`);
+    // What the CLI alone costs (process start to answer), best of 3: part of each side's figure.
+    const best = async (fn: () => Promise<unknown>) => {
+      const ts: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = now();
+        await fn();
+        ts.push((now() - t0) / 1000);
+      }
+      return Math.min(...ts);
+    };
+    const [lo, ld] = [await best(() => c.must(['service', 'ls'])), await best(() => d.cli(['service', 'ls']))];
+    console.log(`  one CLI call (service ls, best of 3): swarmctl ${f2(lo)} s, docker ${f2(ld)} s`);
+    const ours: number[] = [];
+    const docker: number[] = [];
+    for (let i = 1; i <= ROUNDS; i++) {
+      const name = `web${i}`;
+      const o = async () => ours.push(await oursConverge(c, ctl, image, name, REPLICAS));
+      const k = async () => docker.push(await dockerConverge(d, image, name, REPLICAS));
+      if (i % 2) {
+        await o();
+        await k();
+      } else {
+        await k();
+        await o();
+      }
+      console.log(`  round ${i}: ours ${f2(ours[i - 1])} s, docker swarm ${f2(docker[i - 1])} s`);
+    }
+    return { ours, docker };
+  } finally {
+    ctl.close();
+    await release('docker');
+    await release(`cluster ${c.name}`);
+  }
+}
+
+// ---- 2. a killed worker ----------------------------------------------------------------------
+
+interface Replaced {
+  s: number;
+  /** kill → the first poll that sees the node DOWN. */
+  downS?: number;
+}
+
+async function killedWorker(): Promise<{ runs: Replaced[]; heartbeat: string }> {
+  const c = await cluster('cvb-kill', SUBNETS.kill, 1, 2);
+  const ctl = await c.control();
+  try {
+    await c.must(['cluster', 'update', '--heartbeat-period', HEARTBEAT]);
+    const image = `${(await c.state()).gateway}:5000/demo/web:latest`;
+    // The agents take the new period from their next heartbeat answer (up to the old 5 s away).
+    await sleep(6_000);
+    console.log(`2. kill -9 a worker's swarmd under ${KILL_REPLICAS} replicas; local cluster ${c.name} (1 manager + 2 workers), heartbeat period ${HEARTBEAT} (DOWN after 3 missed)`);
+    const out: Replaced[] = [];
+    for (let i = 1; i <= KILL_ROUNDS; i++) {
+      const name = `kill${i}`;
+      await c.must(['service', 'create', '--name', name, '--replicas', String(KILL_REPLICAS), ...STOP_GRACE, '--timeout', '120s', image]);
+      const st = await c.state();
+      const nodes = await ctl.listNodes();
+      const tasks = await ctl.listTasks();
+      const serviceId = tasks[0]?.serviceId;
+      // the worker of this round (w1, w2, w1...), or the other when the scheduler left it empty
+      const workers = st.hosts.filter((h) => h.role === 'worker');
+      const nodeOf = (hostname: string) => nodes.find((n) => n.description?.hostname === hostname)!;
+      let victim = workers[(i - 1) % workers.length];
+      if (!tasks.some((t) => isRunning(t) && t.nodeId === nodeOf(victim.hostname).id)) victim = workers.find((w) => tasks.some((t) => isRunning(t) && t.nodeId === nodeOf(w.hostname).id)) ?? victim;
+      const dead = nodeOf(victim.hostname).id;
+      const had = tasks.filter((t) => isRunning(t) && t.nodeId === dead).length;
+      if (!victim.pid) throw new Error(`no pid for ${victim.name} in ${c.dir}/cluster.json`);
+
+      let downAt: number | undefined;
+      let seen = '';
+      const t0 = now();
+      process.kill(victim.pid, 'SIGKILL');
+      const doneAt = await until(
+        () => `${KILL_REPLICAS} tasks of ${name} RUNNING again, none on the killed ${victim.name} (last seen: ${seen})`,
+        90_000,
+        async () => {
+          const [ns, ts] = await Promise.all([ctl.listNodes(2_000), ctl.listTasks([serviceId], 2_000)]);
+          if (downAt === undefined && ns.find((n) => n.id === dead)?.status?.state === NodeState.NODE_STATE_DOWN) downAt = now();
+          const ok = ts.filter((t) => isRunning(t) && t.nodeId !== dead).length;
+          const onDead = ts.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING && t.nodeId === dead).length;
+          seen = `${ok} running elsewhere, ${onDead} still wanted on ${victim.name}, node ${downAt === undefined ? 'not yet DOWN' : 'DOWN'}`;
+          return ok >= KILL_REPLICAS && onDead === 0 ? now() : undefined;
+        },
+        50,
+      );
+      const r: Replaced = { s: (doneAt - t0) / 1000, ...(downAt !== undefined ? { downS: (downAt - t0) / 1000 } : {}) };
+      out.push(r);
+      console.log(`  round ${i}: killed ${victim.name} (${had} of the tasks): node DOWN after ${r.downS !== undefined ? f2(r.downS) : '?'} s, ${KILL_REPLICAS} running again after ${f2(r.s)} s`);
+      // the host comes back: its containers go with it (as on a reboot), then swarmd again
+      await c.must(['local', 'stop', victim.name, '--kill', '--name', c.name]);
+      await c.must(['local', 'start', victim.name, '--name', c.name]);
+      await c.must(['service', 'rm', name]);
+      await tasksGone(ctl, name);
+    }
+    return { runs: out, heartbeat: HEARTBEAT };
+  } finally {
+    ctl.close();
+    await release(`cluster ${c.name}`);
+  }
+}
+
+// ---- 3. manager memory with 10,000 tasks -----------------------------------------------------
+
+interface Memory {
+  idle: number;
+  /** 10 s after the last task is in the store. */
+  full: number;
+  /** REST_S later (V8 gives back what the burst of creation left). */
+  rest: number;
+  restAfterS: number;
+  peak: number;
+  tasks: number;
+  fillS: number;
+}
+
+async function managerMemory(): Promise<Memory> {
+  const c = await cluster('cvb-rss', SUBNETS.rss, 1, 0);
+  const ctl = await c.control();
+  const total = RSS_SERVICES * RSS_REPLICAS;
+  try {
+    const st = await c.state();
+    const pid = st.hosts[0].pid;
+    const image = `${st.gateway}:5000/demo/web:latest`;
+    console.log(`3. manager memory: ${RSS_SERVICES} services × ${RSS_REPLICAS} replicas, constraint node.labels.none==x (all pending); local cluster ${c.name} (1 host), swarmd pid ${pid}`);
+    await sleep(SETTLE_MS);
+    const idle = await rssMiB(pid);
+    const t0 = now();
+    const ids: string[] = [];
+    for (let i = 1; i <= RSS_SERVICES; i++) {
+      const out = await c.must(['service', 'create', '--detach', '--quiet', '--name', `mem${i}`, '--replicas', String(RSS_REPLICAS), '--constraint', 'node.labels.none==x', image]);
+      ids.push(out.trim().split('\n').pop()!);
+    }
+    // One service at a time (a list of every task each poll would itself fill the heap).
+    for (const id of ids) {
+      let seen = 0;
+      await until(
+        () => `the ${RSS_REPLICAS} tasks of service ${id} in the store (last seen: ${seen})`,
+        300_000,
+        async () => {
+          seen = (await ctl.listTasks([id], 30_000)).length;
+          return seen >= RSS_REPLICAS ? true : undefined;
+        },
+        1_000,
+      );
+    }
+    const fillS = (now() - t0) / 1000;
+    const tasks = await ctl.listTasks([], 60_000);
+    const pending = tasks.filter((t) => t.status?.state === TaskState.TASK_STATE_PENDING).length;
+    if (tasks.length !== total) throw new Error(`${tasks.length} tasks in the store, expected ${total}`);
+    console.log(`  ${tasks.length} tasks in the store after ${f2(fillS)} s (${pending} PENDING)`);
+    await sleep(SETTLE_MS);
+    const full = await rssMiB(pid);
+    // At rest: V8 gives back the heap the burst grew only when its memory reducer runs, which can
+    // take a minute or more of quiet; sampled every 5 s for REST_S, the last sample counts.
+    const samples: string[] = [];
+    let rest = full;
+    for (let s = 5; s <= REST_S; s += 5) {
+      await sleep(5_000);
+      rest = await rssMiB(pid);
+      samples.push(rest.toFixed(0));
+    }
+    const restAfterS = SETTLE_MS / 1000 + REST_S;
+    console.log(`  RSS ${full.toFixed(0)} MiB ${SETTLE_MS / 1000} s after, then every 5 s: ${samples.join(' ')} MiB`);
+    return { idle, full, rest, restAfterS, peak: await rssMiB(pid, 'VmHWM'), tasks: tasks.length, fillS };
+  } finally {
+    ctl.close();
+    await release(`cluster ${c.name}`);
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench:converge makes network namespaces and runs dockerd: run it as root');
+  const bin = PARTS.has(1) ? mustFindDocker() : undefined;
+  root = await mkdtemp(join(tmpdir(), 'swarm-converge-bench-'));
+  undo.set('root', () => rm(root, { recursive: true, force: true }));
+  console.log(`converge bench: parts ${[...PARTS].join(',')}, state under ${root}`);
+  const summary: string[] = [];
+  let ratio: string | undefined;
+
+  if (PARTS.has(1)) {
+    const r = await converge(bin!);
+    summary.push(`ours (swarmctl service create):        p50 ${f2(p50(r.ours))} s, max ${f2(max(r.ours))} s  (runs: ${runs(r.ours)})`);
+    summary.push(`docker swarm (docker service create):  p50 ${f2(p50(r.docker))} s, max ${f2(max(r.docker))} s  (runs: ${runs(r.docker)})`);
+    const rr = p50(r.ours) / p50(r.docker);
+    summary.push(`  aim R ≤ 0.25: ${rr <= 0.25 ? 'met' : 'not met'}`);
+    ratio = `converge ours/docker-swarm: ${f2(rr)}`;
+  }
+  if (PARTS.has(2)) {
+    const k = await killedWorker();
+    const s = k.runs.map((r) => r.s);
+    const down = k.runs.filter((r) => r.downS !== undefined).map((r) => r.downS!);
+    const rest = k.runs.filter((r) => r.downS !== undefined).map((r) => r.s - r.downS!);
+    summary.push(`replace killed worker: p50 ${f2(p50(s))} s, max ${f2(max(s))} s  (heartbeat ${k.heartbeat}; runs: ${runs(s)}; aim ≤ 5 s: ${max(s) <= 5 ? 'met' : p50(s) <= 5 ? 'met at p50' : 'not met'})`);
+    if (down.length) summary.push(`  of which detection (kill → node DOWN) p50 ${f2(p50(down))} s, max ${f2(max(down))} s; rescheduling + start p50 ${f2(p50(rest))} s, max ${f2(max(rest))} s`);
+  }
+  if (PARTS.has(3)) {
+    const m = await managerMemory();
+    const aim = (mib: number) => (mib * 1.048576 <= 200 ? 'met' : 'not met');
+    summary.push(`manager RSS with ${m.tasks} tasks: ${m.rest.toFixed(0)} MiB at rest (${m.restAfterS.toFixed(0)} s after the last task; aim ≤ 200 MB: ${aim(m.rest)})`);
+    summary.push(`  ${m.full.toFixed(0)} MiB ${SETTLE_MS / 1000} s after the last task (${aim(m.full)}); idle before: ${m.idle.toFixed(0)} MiB; peak VmHWM ${m.peak.toFixed(0)} MiB; filled in ${f2(m.fillS)} s`);
+  }
+  console.log('\nsummary:');
+  for (const l of summary) console.log(l);
+  if (ratio) console.log(ratio);
+}
+
+async function cleanup(): Promise<void> {
+  for (const key of [...undo.keys()].reverse()) await release(key);
+}
+
+await runBench('converge bench', main, cleanup);
