@@ -246,6 +246,7 @@ class ContainerController implements TaskController {
       const ac = new AbortController();
       const onAbort = () => ac.abort();
       signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) ac.abort(); // aborted during the awaits above: no event comes any more
       try {
         const r = await Promise.race([
           h.healthy.then(() => ({ kind: 'healthy' as const })),
@@ -270,6 +271,7 @@ class ContainerController implements TaskController {
     const ac = new AbortController();
     const onAbort = () => ac.abort();
     signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) ac.abort(); // aborted during the awaits above: no event comes any more
     try {
       const waits: Promise<ExitInfo>[] = [this.o.containers.wait(this.id, { signal: ac.signal })];
       if (h) waits.push(h.verdict.then((e) => Promise.reject(e)));
