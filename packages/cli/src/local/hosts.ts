@@ -130,9 +130,11 @@ function hostOf(state: LocalClusterState, host: string): LocalHost {
   return h;
 }
 
-/** A manager of the cluster whose swarmd runs and whose control socket answers. */
-async function liveManager(state: LocalClusterState): Promise<{ host: LocalHost; control: Control; tokens: { worker: string; manager: string } }> {
-  for (const h of state.hosts) {
+type LiveManager = { host: LocalHost; control: Control; tokens: { worker: string; manager: string } };
+
+/** The first manager of `hosts` whose swarmd runs and whose control socket answers, if any. */
+async function findLiveManager(hosts: readonly LocalHost[]): Promise<LiveManager | undefined> {
+  for (const h of hosts) {
     if (h.role !== 'manager' || !isAlive(h.pid) || !existsSync(controlSocket(h))) continue;
     const control = unixControl(controlSocket(h));
     try {
@@ -143,7 +145,14 @@ async function liveManager(state: LocalClusterState): Promise<{ host: LocalHost;
     }
     control.close();
   }
-  throw unavailable(`no manager of local cluster ${state.name} answers (swarmctl local ls shows which hosts run)`);
+  return undefined;
+}
+
+/** A live manager of the cluster, or an error saying none answers. */
+async function liveManager(state: LocalClusterState): Promise<LiveManager> {
+  const m = await findLiveManager(state.hosts);
+  if (!m) throw unavailable(`no manager of local cluster ${state.name} answers (swarmctl local ls shows which hosts run)`);
+  return m;
 }
 
 export interface AddOptions {
@@ -235,16 +244,15 @@ export async function localStart(o: { name: string; host: string; env: NodeJS.Pr
   for (;;) {
     timeLeft();
     await checkAlive(h);
-    try {
-      const { control } = await liveManager({ ...state, hosts: h.role === 'manager' ? [h, ...others] : others });
-      try {
-        return { host: h, nodes: await waitReady(control, [h], new Set([h.hostname]), timeLeft, o.progress) };
-      } finally {
-        control.close();
-      }
-    } catch (e) {
-      if (!(e instanceof Error) || !/no manager of local cluster/.test(e.message)) throw e;
+    const m = await findLiveManager(h.role === 'manager' ? [h, ...others] : others);
+    if (!m) {
       await sleep(500);
+      continue;
+    }
+    try {
+      return { host: h, nodes: await waitReady(m.control, [h], new Set([h.hostname]), timeLeft, o.progress) };
+    } finally {
+      m.control.close();
     }
   }
 }
