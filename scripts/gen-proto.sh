@@ -9,7 +9,7 @@ cd "$root"
 command -v protoc >/dev/null || { echo "gen-proto: protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
 plugin="$root/node_modules/.bin/protoc-gen-ts_proto"
 [ -x "$plugin" ] || { echo "gen-proto: ts-proto not installed (npm ci)" >&2; exit 1; }
-opts="outputServices=grpc-js,esModuleInterop=true,forceLong=number,importSuffix=.js,env=node,useExactTypes=false,outputPartialMethods=false,snakeToCamel=true,oneof=unions,useOptionals=none,exportCommonSymbols=false"
+opts="outputServices=grpc-js,esModuleInterop=true,forceLong=number,importSuffix=.js,env=node,useExactTypes=false,outputPartialMethods=true,snakeToCamel=true,oneof=unions,useOptionals=none,exportCommonSymbols=false"
 gen() { # out_dir proto_files...
   local out="$1"; shift
   local tmp; tmp="$(mktemp -d)"

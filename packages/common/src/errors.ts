@@ -68,6 +68,29 @@ export const invalidArgument = (msg: string, o?: SwarmErrorOptions) => new Swarm
 export const notFound = (msg: string, o?: SwarmErrorOptions) => new SwarmError(ErrorCode.NOT_FOUND, msg, o);
 export const alreadyExists = (msg: string, o?: SwarmErrorOptions) => new SwarmError(ErrorCode.ALREADY_EXISTS, msg, o);
 export const failedPrecondition = (msg: string, o?: SwarmErrorOptions) => new SwarmError(ErrorCode.FAILED_PRECONDITION, msg, o);
+/**
+ * Why a call was refused, when a client should act on it: carried beside the status code (the
+ * RPC edge sends it as the `swarmd-reason` trailer), so clients never match message text.
+ */
+export const ErrorReason = {
+  /** This manager knows no leader yet (an election is under way): the same call may be retried. */
+  NO_LEADER: 'NO_LEADER',
+} as const;
+export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
+/** The gRPC metadata key that carries an ErrorReason. */
+export const REASON_METADATA_KEY = 'swarmd-reason';
+
+/** UNAVAILABLE because no leader is known yet: safe to retry. */
+export const noLeaderYet = (msg: string, o?: SwarmErrorOptions) =>
+  new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.NO_LEADER } });
+
+/** The reason a SwarmError carries in its details, if any. */
+export function reasonOf(err: unknown): ErrorReason | undefined {
+  if (!(err instanceof SwarmError)) return undefined;
+  const r = err.details.reason;
+  return typeof r === 'string' && (Object.values(ErrorReason) as string[]).includes(r) ? (r as ErrorReason) : undefined;
+}
+
 export const unavailable = (msg: string, o?: SwarmErrorOptions) => new SwarmError(ErrorCode.UNAVAILABLE, msg, o);
 export const internal = (msg: string, o?: SwarmErrorOptions) => new SwarmError(ErrorCode.INTERNAL, msg, o);
 

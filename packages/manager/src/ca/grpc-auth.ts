@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, grpcStatusOf, isSwarmError, describeError } from '@swarmd/common';
+import { SwarmError, ErrorCode, grpcStatusOf, isSwarmError, describeError, reasonOf, REASON_METADATA_KEY } from '@swarmd/common';
 import { type PeerIdentity, type VerifyOptions, verifyPeerCertificate } from './verify.js';
 import type { CertRole } from './roles.js';
 
@@ -41,7 +41,10 @@ export async function authorize(call: CallWithAuth, roles: readonly CertRole[], 
 /** A SwarmError (or anything) as a gRPC status for a unary callback or stream destroy. */
 export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & Error {
   const code = isSwarmError(err) ? grpcStatusOf[err.code] : grpc.status.INTERNAL;
-  return Object.assign(new Error(describeError(err)), { code, details: describeError(err) });
+  const reason = reasonOf(err);
+  const metadata = new grpc.Metadata();
+  if (reason) metadata.set(REASON_METADATA_KEY, reason);
+  return Object.assign(new Error(describeError(err)), { code, details: describeError(err), metadata });
 }
 
 export interface TlsMaterial {

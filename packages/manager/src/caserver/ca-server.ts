@@ -5,7 +5,7 @@
  * Node object is written in the same step, so followers forward issuance to the leader.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, notFound } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, notFound, noLeaderYet } from '@swarmd/common';
 import {
   type CaServer,
   type GetRootCaCertificateResponse,
@@ -73,7 +73,7 @@ export function createCaServices(deps: CaServerDeps): CaServices {
     const given = deps.forwardCa?.();
     if (given) return given;
     const addr = deps.leaderAddr();
-    if (!addr) throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader and no leader is known yet: retry in a moment');
+    if (!addr) throw noLeaderYet('this manager is not the leader and no leader is known yet: retry in a moment');
     if (!deps.managerCredentials) throw new SwarmError(ErrorCode.UNAVAILABLE, `this manager is not the leader (the leader is ${addr}) and cannot forward`);
     if (fwd?.addr !== addr) {
       fwd?.client.close();
@@ -89,7 +89,7 @@ export function createCaServices(deps: CaServerDeps): CaServices {
     forwardedNode?: string,
   ): Promise<Res> {
     if (call.metadata.get(FORWARDED_HEADER).length > 0) {
-      throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader either (the leader is changing): retry in a moment');
+      throw noLeaderYet('this manager is not the leader either (the leader is changing): retry in a moment');
     }
     const md = new grpc.Metadata();
     md.set(FORWARDED_HEADER, '1');

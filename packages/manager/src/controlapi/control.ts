@@ -10,7 +10,7 @@
  * - The root CA key never leaves: every Cluster in a response has root_ca.ca_key_pem emptied.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, notFound, failedPrecondition, isSwarmError } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, notFound, failedPrecondition, isSwarmError, noLeaderYet } from '@swarmd/common';
 import {
   type Cluster,
   type ClusterSpec,
@@ -189,7 +189,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
     const given = deps.forward?.();
     if (given) return given;
     const addr = deps.leaderAddr();
-    if (!addr) throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader and no leader is known yet: retry in a moment');
+    if (!addr) throw noLeaderYet('this manager is not the leader and no leader is known yet: retry in a moment');
     if (!deps.managerCredentials) throw new SwarmError(ErrorCode.UNAVAILABLE, `this manager is not the leader (the leader is ${addr}) and cannot forward`);
     if (fwd?.addr !== addr) {
       fwd?.client.close();
@@ -200,7 +200,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
 
   function forwardMetadata(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): grpc.Metadata {
     if (call.metadata.get(FORWARDED_HEADER).length > 0) {
-      throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader either (the leader is changing): retry in a moment');
+      throw noLeaderYet('this manager is not the leader either (the leader is changing): retry in a moment');
     }
     const md = new grpc.Metadata();
     md.set(FORWARDED_HEADER, '1');

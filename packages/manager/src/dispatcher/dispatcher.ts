@@ -11,7 +11,7 @@
  *   (store versions).
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, isSwarmError } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, isSwarmError, noLeaderYet } from '@swarmd/common';
 import {
   type AssignmentChange,
   AssignmentChange_Action,
@@ -255,7 +255,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const id = await identify(call);
     if (!deps.isLeader()) {
       const leader = deps.leaderAddr();
-      if (!leader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader and no leader is known yet: retry another manager');
+      if (!leader) throw noLeaderYet('this manager is not the leader and no leader is known yet: retry another manager');
       call.write({ sessionId: '', node: undefined, managers: managers(), redirectAddr: leader, networks: [] });
       call.end();
       return;
