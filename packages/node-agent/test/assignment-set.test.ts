@@ -15,12 +15,14 @@ const complete = (resultsIn: string, ...changes: AssignmentsMessage['changes']):
   appliesTo: '',
   resultsIn,
   changes,
+  networkState: undefined,
 });
 const incr = (appliesTo: string, resultsIn: string, ...changes: AssignmentsMessage['changes']): AssignmentsMessage => ({
   type: AssignmentsMessage_Type.INCREMENTAL,
   appliesTo,
   resultsIn,
   changes,
+  networkState: undefined,
 });
 const ids = (s: AssignmentSet) => s.list().map((t) => t.id);
 

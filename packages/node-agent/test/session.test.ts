@@ -163,8 +163,8 @@ test('session: consumes Assignments (COMPLETE then INCREMENTAL) into the worker'
     {
       onSession: () => [hello('s1')],
       assignments: () => [
-        { type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: '1', changes: [up('a'), up('b')] },
-        { type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: '1', resultsIn: '2', changes: [up('c'), { ...up('a'), action: AssignmentChange_Action.REMOVE }] },
+        { type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: '1', changes: [up('a'), up('b')], networkState: undefined },
+        { type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: '1', resultsIn: '2', changes: [up('c'), { ...up('a'), action: AssignmentChange_Action.REMOVE }], networkState: undefined },
       ],
     },
   ]);

@@ -16,6 +16,7 @@ import {
   type AssignmentChange,
   AssignmentChange_Action,
   type AssignmentsMessage,
+  AssignmentsMessage,
   AssignmentsMessage_Type,
   type AssignmentsRequest,
   type DispatcherServer,
@@ -418,7 +419,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       held.set(t.id, agentView(t));
       changes.push({ assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
     }
-    call.write({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes });
+    call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes }));
     const pending = new Map<string, AssignmentChange>();
     try {
       for await (const e of w.events) {
@@ -426,7 +427,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
         if (e.type === 'commit') {
           if (pending.size === 0) continue;
           const next = String(e.version);
-          call.write({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()] });
+          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()] }));
           last = next;
           pending.clear();
           continue;
