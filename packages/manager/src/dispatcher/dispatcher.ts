@@ -15,7 +15,6 @@ import { SwarmError, ErrorCode, invalidArgument, isSwarmError, noLeaderYet } fro
 import {
   type AssignmentChange,
   AssignmentChange_Action,
-  type AssignmentsMessage,
   AssignmentsMessage,
   AssignmentsMessage_Type,
   type AssignmentsRequest,
