@@ -2,6 +2,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+import { managerBoundaries } from './eslint.boundaries.js';
 
 /** Files of pure decision cores: no I/O, no timers, no clocks, no ambient randomness. */
 const PURE = [
@@ -13,12 +14,14 @@ const PURE = [
   'packages/raft-ts/src/raw-node.ts',
   'packages/manager/src/orchestrator/*/reconcile.ts',
   'packages/manager/src/orchestrator/restart/**/*.ts',
-  'packages/manager/src/orchestrator/task.ts',
+  'packages/manager/src/controller-kit/{task,dirty,heap}.ts',
   'packages/manager/src/scheduler/filters/**/*.ts',
-  'packages/manager/src/scheduler/{filter,heap,node-info,pipeline,placement}.ts',
+  'packages/manager/src/scheduler/{filter,node-info,pipeline,placement}.ts',
   'packages/manager/src/specs/**/*.ts',
-  'packages/manager/src/update/{dirty,plan}.ts',
+  'packages/manager/src/update/plan.ts',
 ];
+
+const boundaries = managerBoundaries;
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', 'proto/src/gen/**', 'packages/raft-ts/src/pb/**', '**/*.js', '**/*.mjs'] },
@@ -48,6 +51,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-member-access': 'off',
     },
   },
+  ...boundaries,
   {
     files: PURE,
     rules: {

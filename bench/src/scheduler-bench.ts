@@ -15,7 +15,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { NodeRole, NodeState, NodeAvailability, TaskState, type Node, type Service, type Task } from '@swarmd/proto';
-import { createStore, makeObject, NodeSet, Pipeline, placeTaskGroup, newTask, schedulerController, FakeClock } from '@swarmd/manager';
+import { createStore, makeObject, NodeSet, Pipeline, placeTaskGroup, newTask, schedulerController } from '@swarmd/manager';
+import { FakeClock } from '@swarmd/common';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 100_000);
 const NODES = Number(process.env.BENCH_NODES ?? 1_000);

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './logger.js';
 export * from './config.js';
 export * from './exec.js';
+export * from './clock.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { nullLogger } from '@swarmd/common';
-import { ControllerHost, LocalLog, checkRemoveManager, createStore, policyOf, systemClock, type Controller, type RaftGroupView } from '../src/index.js';
+import { nullLogger, systemClock } from '@swarmd/common';
+import { ControllerHost, LocalLog, checkRemoveManager, createStore, policyOf, type Controller, type RaftGroupView } from '../src/index.js';
 
 const view = (voters: number[], down: number[] = [], learners: number[] = []): RaftGroupView => ({
   voters,

@@ -12,8 +12,8 @@ import {
   TaskState,
 } from '@swarmd/proto';
 import { createStore, makeObject, cloneObject, type MemoryStore } from '../src/store/index.js';
-import { FakeClock } from '../src/clock/clock.js';
-import type { StoreController } from '../src/orchestrator/controller.js';
+import { FakeClock } from '@swarmd/common';
+import type { Controller as StoreController } from '../src/controller-kit/index.js';
 import { replicatedOrchestratorController } from '../src/orchestrator/replicated/replicated.js';
 import { globalOrchestratorController } from '../src/orchestrator/global/global.js';
 import { taskReaperController } from '../src/orchestrator/task-reaper/task-reaper.js';

@@ -6,7 +6,7 @@ import { reconcileService, type ReconcileResult } from '../src/orchestrator/repl
 import { reconcileGlobalService } from '../src/orchestrator/global/reconcile.js';
 import { restartDecision } from '../src/orchestrator/restart/restart-policy.js';
 import { tasksToReap } from '../src/orchestrator/task-reaper/task-reaper.js';
-import { nodeProblem, isDead } from '../src/orchestrator/task.js';
+import { nodeProblem, isDead } from '../src/controller-kit/task.js';
 import { mkNode, mkService } from './orchestrator-harness.js';
 
 const NOW = 1_000_000;

@@ -285,7 +285,7 @@ test('controllers restart from the store: a new run picks up where the last left
 
 test('a write budget per tick (maxWritesPerTick) splits a big scale-up and a big global rollout over ticks', async (t) => {
   const { createStore } = await import('../src/store/index.js');
-  const { FakeClock } = await import('../src/clock/clock.js');
+  const { FakeClock } = await import('@swarmd/common');
   const { replicatedOrchestratorController } = await import('../src/orchestrator/replicated/replicated.js');
   const { globalOrchestratorController } = await import('../src/orchestrator/global/global.js');
   const clock = new FakeClock();

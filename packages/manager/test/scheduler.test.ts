@@ -7,7 +7,7 @@ import { Pipeline } from '../src/scheduler/pipeline.js';
 import { placeTaskGroup, explainTask, checkPreassigned } from '../src/scheduler/placement.js';
 import { PENDING_MESSAGE } from '../src/scheduler/scheduler.js';
 import { constraintsMatch, parseConstraints } from '../src/specs/constraint.js';
-import { newTask } from '../src/orchestrator/task.js';
+import { newTask } from '../src/controller-kit/task.js';
 import { harness, mkNode, mkService } from './orchestrator-harness.js';
 
 const GiB = 2 ** 30;
@@ -268,7 +268,7 @@ test('pipeline: a disabled filter does not run; firstFailure names the filter', 
 
 test('a capped tick (maxPerTick) leaves the rest for the next ticks; all end up placed, spread even', async (t) => {
   const { createStore } = await import('../src/store/index.js');
-  const { FakeClock } = await import('../src/clock/clock.js');
+  const { FakeClock } = await import('@swarmd/common');
   const { schedulerController } = await import('../src/scheduler/scheduler.js');
   const { replicatedOrchestratorController } = await import('../src/orchestrator/replicated/replicated.js');
   const clock = new FakeClock();

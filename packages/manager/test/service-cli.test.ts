@@ -9,7 +9,8 @@ import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { ControlService, NodeAvailability, NodeRole, NodeState, TaskState } from '@swarmd/proto';
 import { runCli } from '@swarmd/cli/cli';
-import { cloneObject, createControlService, createStore, makeObject, onKind, realClock, serviceControllers, type MemoryStore } from '../src/index.js';
+import { cloneObject, createControlService, createStore, makeObject, onKind, serviceControllers, type MemoryStore } from '../src/index.js';
+import { systemClock } from '@swarmd/common';
 
 async function swarmctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const o = new PassThrough();
@@ -38,7 +39,7 @@ async function setup(t: ExecutionContext): Promise<{ store: MemoryStore; host: s
     );
   });
   const ac = new AbortController();
-  const runs = serviceControllers().map((c) => c.run({ store, clock: realClock }, ac.signal).catch(() => undefined));
+  const runs = serviceControllers().map((c) => c.run({ store, clock: systemClock }, ac.signal).catch(() => undefined));
   // The stand-in agent: a task assigned to n1 starts running (an image named bad:* fails at once),
   // and one told to stop stops.
   const h = store.viewAndWatch(() => undefined, onKind('task'));

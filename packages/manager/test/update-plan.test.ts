@@ -19,9 +19,9 @@ import {
   PortConfig_PublishMode,
 } from '@swarmd/proto';
 import { SERVICE_DEFAULTS } from '../src/specs/defaults.js';
-import { newTask } from '../src/orchestrator/task.js';
+import { newTask } from '../src/controller-kit/task.js';
 import { reconcileService, type ReconcileResult } from '../src/orchestrator/replicated/reconcile.js';
-import { isTaskDirty, protoEqual } from '../src/update/dirty.js';
+import { isTaskDirty, protoEqual } from '../src/controller-kit/dirty.js';
 import { planUpdate, OLD_TASK_TIMEOUT_MS, type TaskSeen, type UpdatePlan } from '../src/update/plan.js';
 import { mkNode, mkService, type ServiceOpts } from './orchestrator-harness.js';
 

@@ -5,7 +5,7 @@
  * Node object is written in the same step, so followers forward issuance to the leader.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, notFound, noLeaderYet } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, notFound } from '@swarmd/common';
 import {
   type CaServer,
   type GetRootCaCertificateResponse,
@@ -25,13 +25,12 @@ import { cloneObject, makeObject } from '../store/kinds.js';
 import { newId } from '../ids.js';
 import { ClusterCa, nodeCertExpiryOf } from '../ca/cluster-ca.js';
 import { CertRole, certRoleOfNodeRole } from '../ca/roles.js';
-import { expectServerRole, peerIdentity } from '../ca/grpc-auth.js';
+import { peerIdentity } from '../ca/grpc-auth.js';
 import { validateJoinToken } from '../ca/tokens.js';
-import { type ServiceClock, type ServiceDeps, clusterOf, loggerOf, managersOf, peerHost, reply, verifyOptionsOf, wallClock } from '../dispatcher/common.js';
+import { type MethodDef, type ServiceDeps, clockOf, clusterOf, loggerOf, managersOf, peerHost, reply, verifyOptionsOf, LeaderForwarder } from '../rpc-kit/index.js';
 
 /** Set by a follower forwarding a renewal: the node id its caller's certificate proved. Trusted only from a manager. */
 export const FORWARDED_NODE_HEADER = 'swarm-forwarded-node-id';
-const FORWARDED_HEADER = 'swarm-forwarded-by';
 
 export interface CaServerDeps extends ServiceDeps {
   /** The cluster CA with its key. Default: loaded from the store's Cluster (cached per CA certificate). */
@@ -56,11 +55,11 @@ type Call = grpc.ServerUnaryCall<unknown, unknown>;
 
 export function createCaServices(deps: CaServerDeps): CaServices {
   const store = deps.store;
-  const clock: ServiceClock = deps.clock ?? wallClock;
+  const clock = clockOf(deps);
   const log = loggerOf(deps, 'manager/ca');
   const verify = verifyOptionsOf(store, clock);
   let caCache: { pem: string; ca: Promise<ClusterCa> } | undefined;
-  let fwd: { addr: string; client: NodeCaClient } | undefined;
+  const leader = new LeaderForwarder(deps, () => deps.forwardCa?.());
 
   const loadCa = (): Promise<ClusterCa> => {
     if (deps.ca) return deps.ca();
@@ -69,37 +68,8 @@ export function createCaServices(deps: CaServerDeps): CaServices {
     return caCache.ca;
   };
 
-  function leaderClient(): NodeCaClient {
-    const given = deps.forwardCa?.();
-    if (given) return given;
-    const addr = deps.leaderAddr();
-    if (!addr) throw noLeaderYet('this manager is not the leader and no leader is known yet: retry in a moment');
-    if (!deps.managerCredentials) throw new SwarmError(ErrorCode.UNAVAILABLE, `this manager is not the leader (the leader is ${addr}) and cannot forward`);
-    if (fwd?.addr !== addr) {
-      fwd?.client.close();
-      fwd = { addr, client: new NodeCaClient(addr, deps.managerCredentials(), expectServerRole(CertRole.MANAGER)) };
-    }
-    return fwd.client;
-  }
-
-  function forward<Req, Res>(
-    def: { path: string; requestSerialize: (v: Req) => Buffer; responseDeserialize: (b: Buffer) => Res },
-    req: Req,
-    call: Call,
-    forwardedNode?: string,
-  ): Promise<Res> {
-    if (call.metadata.get(FORWARDED_HEADER).length > 0) {
-      throw noLeaderYet('this manager is not the leader either (the leader is changing): retry in a moment');
-    }
-    const md = new grpc.Metadata();
-    md.set(FORWARDED_HEADER, '1');
-    if (forwardedNode) md.set(FORWARDED_NODE_HEADER, forwardedNode);
-    const client = leaderClient();
-    return new Promise<Res>((resolve, reject) => {
-      client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, md, { deadline: call.getDeadline() }, (err, res) =>
-        err ? reject(err) : resolve(res!),
-      );
-    });
+  function forward<Req, Res>(def: MethodDef<Req, Res>, req: Req, call: Call, forwardedNode?: string): Promise<Res> {
+    return leader.unary(def, req, call, forwardedNode ? { [FORWARDED_NODE_HEADER]: forwardedNode } : {});
   }
 
   async function getRootCaCertificate(): Promise<GetRootCaCertificateResponse> {
@@ -202,8 +172,7 @@ export function createCaServices(deps: CaServerDeps): CaServices {
       nodeCertificateStatus: (call, cb) => reply(nodeCertificateStatus(call), cb, log, 'NodeCertificateStatus'),
     },
     close: () => {
-      fwd?.client.close();
-      fwd = undefined;
+      leader.close();
     },
   };
 }

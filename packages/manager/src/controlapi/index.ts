@@ -1,4 +1,5 @@
 export * from './control.js';
-export * from './api.js';
 export * from './services.js';
-export * from './logs.js';
+export * from './tasks.js';
+export * from './nodes.js';
+export * from './cluster.js';

@@ -1,6 +1,6 @@
 /**
- * Services and tasks of the control API (after SwarmKit's controlapi/service.go, task.go):
- * CreateService, GetService, ListServices, UpdateService, RemoveService, GetTask, ListTasks.
+ * Services of the control API (after SwarmKit's controlapi/service.go): CreateService,
+ * GetService, ListServices, UpdateService, RemoveService.
  *
  * - A spec is checked with the specs module's validateServiceSpec (plus the image reference
  *   grammar) before anything else; a refused spec stores nothing and names the field.
@@ -11,13 +11,14 @@
  *   emptied (an update that sends the emptied form back keeps the stored credentials).
  */
 import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
-import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type ListTasksRequest_Filters, type RegistryAuth, type Service, type ServiceSpec, type Task } from '@swarmd/proto';
+import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
 import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/runtime';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
 import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
-import { isTaskDirty } from '../update/dirty.js';
+import { isTaskDirty } from '../controller-kit/dirty.js';
+import { sameLabels } from './labels.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -81,18 +82,7 @@ export function resolveService(tx: ReadTx, ref: string): Readonly<Service> {
   throw notFound(`service ${ref} not found`);
 }
 
-/** A task by id or unique id prefix. */
-export function resolveTask(tx: ReadTx, ref: string): Readonly<Task> {
-  if (!ref) throw invalidArgument('task_id is required');
-  const exact = tx.get('task', ref);
-  if (exact) return exact;
-  const byPrefix = tx.find('task').filter((t) => t.id.startsWith(ref));
-  if (byPrefix.length === 1) return byPrefix[0];
-  if (byPrefix.length > 1) throw invalidArgument(`task "${ref}" is ambiguous: ${byPrefix.map((t) => t.id).join(', ')}`);
-  throw notFound(`task ${ref} not found`);
-}
-
-function redactAuth(a: RegistryAuth | undefined): RegistryAuth | undefined {
+export function redactAuth(a: RegistryAuth | undefined): RegistryAuth | undefined {
   return a ? { username: a.username, password: '', identityToken: '' } : undefined;
 }
 
@@ -104,22 +94,6 @@ export function publicService(s: Readonly<Service>): Service {
     if (c?.pullAuth) c.pullAuth = redactAuth(c.pullAuth);
   }
   return out;
-}
-
-/** A task as it leaves through the control API: registry credentials emptied. */
-export function publicTask(t: Readonly<Task>): Task {
-  const out = cloneObject('task', t);
-  const c = out.spec?.container;
-  if (c?.pullAuth) c.pullAuth = redactAuth(c.pullAuth);
-  return out;
-}
-
-function sameLabels(want: Readonly<Record<string, string>>, have: Readonly<Record<string, string>> | undefined): boolean {
-  for (const [k, v] of Object.entries(want)) {
-    if (!have || !(k in have)) return false;
-    if (v !== '' && have[k] !== v) return false;
-  }
-  return true;
 }
 
 /** validateServiceSpec plus the image reference grammar; throws INVALID_ARGUMENT naming the field. */
@@ -148,8 +122,6 @@ export interface ServicesImpl {
   createService: (req: { spec?: ServiceSpec; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
   updateService: (req: { serviceId: string; serviceVersion: number; spec?: ServiceSpec; rollback: boolean; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
   removeService: (req: { serviceId: string }) => Promise<Record<string, never>>;
-  getTask: (req: { taskId: string }) => Promise<{ task: Task }>;
-  listTasks: (req: { filters?: ListTasksRequest_Filters }) => Promise<{ tasks: Task[] }>;
 }
 
 const outOfSequence = (id: string, version: number, against: number) =>
@@ -274,23 +246,5 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     return { services: services.map(publicService) };
   }
 
-  async function getTask(req: { taskId: string }) {
-    return { task: publicTask(store.view((tx) => resolveTask(tx, req.taskId))) };
-  }
-
-  async function listTasks(req: { filters?: ListTasksRequest_Filters }) {
-    const f = req.filters;
-    const tasks = store.view((tx) => (f?.serviceIds.length === 1 ? tx.find('task', { serviceId: f.serviceIds[0] }) : tx.find('task'))).filter((t) => {
-      if (!f) return true;
-      if (f.serviceIds.length && !f.serviceIds.includes(t.serviceId)) return false;
-      if (f.nodeIds.length && !f.nodeIds.includes(t.nodeId)) return false;
-      if (f.desiredStates.length && !f.desiredStates.includes(t.desiredState)) return false;
-      if (f.idPrefixes.length && !f.idPrefixes.some((p) => t.id.startsWith(p))) return false;
-      if (f.names.length && !f.names.some((n) => n.toLowerCase() === (t.annotations?.name ?? '').toLowerCase())) return false;
-      return true;
-    });
-    return { tasks: tasks.map(publicTask) };
-  }
-
-  return { getService, listServices, createService, updateService, removeService, getTask, listTasks };
+  return { getService, listServices, createService, updateService, removeService };
 }

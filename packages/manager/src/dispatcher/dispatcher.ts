@@ -46,22 +46,11 @@ import { newId } from '../ids.js';
 import { authorize } from '../ca/grpc-auth.js';
 import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
 import type { PeerIdentity } from '../ca/verify.js';
-import {
-  type LeaderController,
-  type ServiceClock,
-  type ServiceDeps,
-  loggerOf,
-  managersOf,
-  peerHost,
-  reply,
-  sleepOn,
-  streamError,
-  verifyOptionsOf,
-  wallClock,
-} from './common.js';
+import type { Controller } from '../controller-kit/controller.js';
+import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
 import { publishLogs } from './publish-logs.js';
-import type { LogBroker } from '../controlapi/logs.js';
+import type { LogBroker } from '../logs/log-broker.js';
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 /** Periods a node may miss before it is marked DOWN. */
@@ -95,7 +84,7 @@ export interface Dispatcher {
   /** The gRPC handlers: `server.addService(DispatcherService, dispatcher.server)`. */
   readonly server: DispatcherServer;
   /** Leader-only: the heartbeat expiry loop. */
-  readonly controllers: LeaderController[];
+  readonly controllers: Controller[];
   /** Marks DOWN every node whose heartbeat ran out at `now` (one expiry tick); returns their ids. */
   expireHeartbeats(now?: number): Promise<string[]>;
   /** Gives every node not DOWN a fresh grace period from `now` (what a new leader does). */
@@ -164,7 +153,7 @@ async function retryConflicts(fn: () => Promise<void>): Promise<void> {
 
 export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const store = deps.store;
-  const clock: ServiceClock = deps.clock ?? wallClock;
+  const clock = clockOf(deps);
   const log = loggerOf(deps, 'manager/dispatcher');
   const grace = deps.heartbeatGrace ?? DEFAULT_HEARTBEAT_GRACE;
   const verify = verifyOptionsOf(store, clock);
@@ -372,14 +361,14 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     for (const s of [...sessions.values()]) s.end(new SwarmError(ErrorCode.UNAVAILABLE, reason));
   }
 
-  const expiryController: LeaderController = {
+  const expiryController: Controller = {
     name: 'dispatcher-heartbeats',
     async run(ctx, signal) {
       const c = ctx.clock ?? clock;
       resetHeartbeats(c.now());
       try {
         while (!signal.aborted) {
-          await sleepOn(c, Math.max(50, Math.floor(period() / 2)), signal);
+          await c.sleep(Math.max(50, Math.floor(period() / 2)), signal).catch(() => undefined);
           if (signal.aborted) break;
           await expireHeartbeats(c.now()).catch((err: unknown) => log.warn('marking nodes down failed', { err }));
         }

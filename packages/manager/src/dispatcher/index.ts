@@ -1,4 +1,4 @@
-export * from './common.js';
+export * from '../rpc-kit/index.js';
 export * from './batcher.js';
 export * from './dispatcher.js';
 export * from './publish-logs.js';

@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { invalidArgument, type Logger } from '@swarmd/common';
 import type { LogRecord, PublishLogsRequest, PublishLogsResponse } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
-import type { LogSink } from '../controlapi/logs.js';
+import type { LogSink } from '../logs/log-broker.js';
 import type { PeerIdentity } from '../ca/verify.js';
 
 export interface PublishLogsDeps {

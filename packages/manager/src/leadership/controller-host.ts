@@ -1,46 +1,6 @@
 import { type Logger, nullLogger, describeError } from '@swarmd/common';
-import type { MemoryStore } from '../store/memory-store.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
-
-/** Time as an input (DESIGN.md): controllers sleep and read time through this only. */
-export interface Clock {
-  now(): number;
-  /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason as Error);
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal!.reason as Error);
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }),
-};
-
-export interface ControllerDeps {
-  store: MemoryStore;
-  clock: Clock;
-  logger: Logger;
-}
-
-/**
- * A leader-only controller (DESIGN.md): it reads and writes the store and reacts to its watch.
- * run() is started when this manager becomes the leader and its signal aborts when it stops
- * being one; it should return (or reject) soon after the abort.
- */
-export interface Controller {
-  readonly name: string;
-  run(deps: ControllerDeps, signal: AbortSignal): Promise<void>;
-}
+import type { Controller, ControllerDeps } from '../controller-kit/controller.js';
 
 export interface ControllerHostOptions {
   log: Pick<ReplicatedLog, 'isLeader' | 'onLeaderChange'>;

@@ -2,7 +2,8 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@swarmd/common';
 import type { ClusterCa } from '../ca/cluster-ca.js';
 import type { TlsMaterial, VerifyOptionsSource } from '../ca/grpc-auth.js';
-import type { Clock, Controller } from '../leadership/controller-host.js';
+import type { Clock } from '@swarmd/common';
+import type { Controller } from '../controller-kit/controller.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { RaftMember } from '@swarmd/proto';
 

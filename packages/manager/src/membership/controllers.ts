@@ -1,6 +1,6 @@
 import { describeError, isSwarmError, ErrorCode } from '@swarmd/common';
 import { ManagerStatus_Reachability, NodeRole, type Node } from '@swarmd/proto';
-import type { Controller, ControllerDeps } from '../leadership/controller-host.js';
+import { type Controller, type ControllerDeps, controllerLogger } from '../controller-kit/controller.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind } from '../store/events.js';
 import type { Membership, RaftMembershipNode } from './membership.js';
@@ -14,8 +14,9 @@ import { checkRemoveManager } from './quorum.js';
 export function promoterController(raft: RaftMembershipNode, membership: Membership, opts: { intervalMs?: number; maxLag?: number } = {}): Controller {
   return {
     name: 'raft-promoter',
-    async run({ store, clock, logger }: ControllerDeps, signal: AbortSignal): Promise<void> {
-      const log = logger.child({ component: 'manager/promoter' });
+    async run(deps: ControllerDeps, signal: AbortSignal): Promise<void> {
+      const { store, clock } = deps;
+      const log = controllerLogger(deps, 'manager/promoter');
       while (!signal.aborted) {
         const st = raft.status();
         for (const id of st.confState.learners) {
@@ -75,8 +76,9 @@ export function promoterController(raft: RaftMembershipNode, membership: Members
 export function roleReconcilerController(raft: RaftMembershipNode, membership: Membership, opts: { intervalMs?: number } = {}): Controller {
   return {
     name: 'role-reconciler',
-    async run({ store, clock, logger }: ControllerDeps, signal: AbortSignal): Promise<void> {
-      const log = logger.child({ component: 'manager/role-reconciler' });
+    async run(deps: ControllerDeps, signal: AbortSignal): Promise<void> {
+      const { store, clock } = deps;
+      const log = controllerLogger(deps, 'manager/role-reconciler');
       const setNode = (id: string, change: (n: Node) => void): Promise<void> =>
         store.update((tx) => {
           const cur = tx.get('node', id);

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
 import { RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
-import type { Clock } from '../leadership/controller-host.js';
+import type { Clock } from '@swarmd/common';
 
 /**
  * A joining manager's side of RaftMembership.Join: calls `addr`, follows redirects to the leader,

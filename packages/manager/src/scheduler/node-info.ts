@@ -1,4 +1,4 @@
-import { hash32 } from './heap.js';
+import { hash32 } from '../controller-kit/heap.js';
 import { type Node, type Task, TaskState, NodeState, NodeAvailability, PortConfig_PublishMode } from '@swarmd/proto';
 
 export interface ResourceAmounts {

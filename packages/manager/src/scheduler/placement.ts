@@ -1,5 +1,5 @@
 import type { Task } from '@swarmd/proto';
-import { Heap, hash32, mix32 } from './heap.js';
+import { Heap, hash32, mix32 } from '../controller-kit/heap.js';
 import type { NodeInfo, NodeSet } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 

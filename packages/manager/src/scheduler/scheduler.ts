@@ -1,8 +1,7 @@
-import { describeError } from '@swarmd/common';
 import { type Task, TaskState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
-import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
+import { type Controller, watchLoopController } from '../controller-kit/index.js';
 import { NodeSet, hostPortsOf, isNodeSchedulable } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 import { placeTaskGroup, checkPreassigned, type Placement } from './placement.js';
@@ -254,18 +253,11 @@ function emptyStatus(): NonNullable<Task['status']> {
 }
 
 /** The scheduler as a leader-only controller (name "scheduler"). */
-export function schedulerController(opts: SchedulerOptions = {}): StoreController {
-  return {
+export function schedulerController(opts: SchedulerOptions = {}): Controller {
+  return watchLoopController({
     name: 'scheduler',
-    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
-      const log = orchestrationLogger(deps, 'manager/scheduler');
-      const s = new Scheduler(deps.store, () => deps.clock.now(), opts);
-      try {
-        await runWatchLoop(deps, [onKind('node'), onKind('task')], { init: (tx) => s.init(tx), onEvent: (e) => s.onEvent(e), tick: () => s.tick(), more: () => s.more() }, signal);
-      } catch (err) {
-        if (!signal.aborted) log.warn('scheduler loop ended', { error: describeError(err) });
-        throw err;
-      }
-    },
-  };
+    component: 'manager/scheduler',
+    matchers: [onKind('node'), onKind('task')],
+    create: (deps) => new Scheduler(deps.store, () => deps.clock.now(), opts),
+  });
 }

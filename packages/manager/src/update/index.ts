@@ -1,3 +1,2 @@
-export * from './dirty.js';
 export * from './plan.js';
 export * from './updater.js';

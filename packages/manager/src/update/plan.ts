@@ -39,8 +39,8 @@ import {
 } from '@swarmd/proto';
 import { SERVICE_DEFAULTS } from '../specs/defaults.js';
 import { constraintsMatch, tryParseConstraints } from '../specs/constraint.js';
-import { createdAt, isDead, isNodeActive, isNodeDown, isNodeReady, isRunnable, isUnhealthy, mayBeRunningOnNode, nodeProblem, observedState } from '../orchestrator/task.js';
-import { isTaskDirty } from './dirty.js';
+import { createdAt, isDead, isNodeActive, isNodeDown, isNodeReady, isRunnable, isUnhealthy, mayBeRunningOnNode, nodeProblem, observedState } from '../controller-kit/task.js';
+import { isTaskDirty } from '../controller-kit/dirty.js';
 
 /** How long a stop-first replacement waits for the old task to report stopped before it starts anyway. */
 export const OLD_TASK_TIMEOUT_MS = 60_000;

@@ -1,12 +1,10 @@
-import { describeError, ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
+import { ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
 import { type Node, type Service, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { Batch, MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { newId as defaultNewId } from '../ids.js';
-import { type OrchestrationDeps, type StoreController, ServiceQueue, runWatchLoop, orchestrationLogger } from '../orchestrator/controller.js';
-import { newTask, observedState } from '../orchestrator/task.js';
-import { shutdownTask, DEFAULT_MAX_WRITES_PER_TICK, RETRY_MS } from '../orchestrator/writes.js';
+import { type Controller, ServiceLoop, watchLoopController, newTask, observedState, shutdownTask, DEFAULT_MAX_WRITES_PER_TICK } from '../controller-kit/index.js';
 import { planUpdate, type SlotReplacement, type TaskSeen, type UpdatePlan } from './plan.js';
 
 export interface UpdaterOptions {
@@ -47,27 +45,23 @@ function capPlan(p: UpdatePlan, budget: number): { used: number; trimmed: boolea
  * in memory is when it saw tasks start running and stop (the monitor period and the delay are
  * measured on the injected clock); a new leader starts with what is running now.
  */
-export class Updater {
-  private readonly queue = new ServiceQueue();
+type Work = { service: Readonly<Service>; plan: UpdatePlan };
+
+export class Updater extends ServiceLoop<Work> {
   private readonly dirty = this.queue.dirty;
   private readonly seen = new Map<string, TaskSeen>();
   private readonly newId: () => string;
   private readonly maxWrites: number;
-  private trimmed = false;
 
   constructor(
-    private readonly store: MemoryStore,
-    private readonly now: () => number,
+    store: MemoryStore,
+    now: () => number,
     opts: UpdaterOptions = {},
     private readonly log: Logger = nullLogger,
   ) {
+    super(store, now);
     this.newId = opts.newId ?? (() => defaultNewId());
     this.maxWrites = Math.max(2, opts.maxWritesPerTick ?? DEFAULT_MAX_WRITES_PER_TICK);
-  }
-
-  /** Whether the last tick was cut short by the write budget. */
-  more(): boolean {
-    return this.trimmed;
   }
 
   init(tx: ReadTx): void {
@@ -104,39 +98,29 @@ export class Updater {
     }
   }
 
-  nextWake(): number | undefined {
-    return this.queue.nextWake();
+  protected plan(tx: ReadTx, ids: string[], now: number): { work: Work[]; deferred: string[] } {
+    const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
+    const out: Work[] = [];
+    let budget = this.maxWrites;
+    const deferred: string[] = [];
+    for (const id of ids) {
+      const service = tx.get('service', id);
+      if (!service) continue;
+      if (budget <= 1) {
+        deferred.push(id);
+        continue;
+      }
+      const plan = planUpdate({ service, tasks: tx.find('task', { serviceId: id }), nodes, now, seen: (taskId) => this.seen.get(taskId) });
+      this.queue.wakeAt(id, plan.wakeAt);
+      const cap = capPlan(plan, budget);
+      budget -= cap.used;
+      if (cap.trimmed) deferred.push(id);
+      if (plan.status || plan.replace.length + plan.shutdown.length + plan.start.length > 0) out.push({ service, plan });
+    }
+    return { work: out, deferred };
   }
 
-  async tick(): Promise<void> {
-    this.trimmed = false;
-    const now = this.now();
-    const work = this.store.view((tx) => {
-      const ids = this.queue.take(tx, now);
-      if (ids.length === 0) return [];
-      const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
-      const out: { service: Readonly<Service>; plan: UpdatePlan }[] = [];
-      let budget = this.maxWrites;
-      const deferred: string[] = [];
-      for (const id of ids) {
-        const service = tx.get('service', id);
-        if (!service) continue;
-        if (budget <= 1) {
-          deferred.push(id);
-          continue;
-        }
-        const plan = planUpdate({ service, tasks: tx.find('task', { serviceId: id }), nodes, now, seen: (taskId) => this.seen.get(taskId) });
-        this.queue.wakeAt(id, plan.wakeAt);
-        const cap = capPlan(plan, budget);
-        budget -= cap.used;
-        if (cap.trimmed) deferred.push(id);
-        if (plan.status || plan.replace.length + plan.shutdown.length + plan.start.length > 0) out.push({ service, plan });
-      }
-      for (const id of deferred) this.dirty.add(id);
-      this.trimmed = deferred.length > 0;
-      return out;
-    });
-    if (work.length === 0) return;
+  protected async write(work: Work[], now: number): Promise<boolean> {
     let failed = 0;
     const attempt = async (b: Batch, fn: (tx: Tx) => void): Promise<void> => {
       try {
@@ -176,9 +160,7 @@ export class Updater {
       failed++;
     }
     for (const { service, plan } of work) this.logPlan(service, plan);
-    // Refused writes: a task or the service changed meanwhile (the next commit brings it and the
-    // service is planned again), or this member is losing leadership. Retry after a pause.
-    if (failed > 0) this.queue.retry(work.map((w) => w.service.id), now + RETRY_MS);
+    return failed === 0;
   }
 
   /** One slot: the old tasks as planned, shut down (stop-first), and the new task of the current spec. */
@@ -209,23 +191,11 @@ export class Updater {
 }
 
 /** The rolling updater as a leader-only controller (name "orchestrator/update"). */
-export function updaterController(opts: UpdaterOptions = {}): StoreController {
-  return {
+export function updaterController(opts: UpdaterOptions = {}): Controller {
+  return watchLoopController({
     name: 'orchestrator/update',
-    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
-      const log = orchestrationLogger(deps, 'manager/update');
-      const u = new Updater(deps.store, () => deps.clock.now(), opts, log);
-      try {
-        await runWatchLoop(
-          deps,
-          [onKind('service'), onKind('task'), onKind('node')],
-          { init: (tx) => u.init(tx), onEvent: (e) => u.onEvent(e), tick: () => u.tick(), nextWake: () => u.nextWake(), more: () => u.more() },
-          signal,
-        );
-      } catch (err) {
-        if (!signal.aborted) log.warn('loop ended', { error: describeError(err) });
-        throw err;
-      }
-    },
-  };
+    component: 'manager/update',
+    matchers: [onKind('service'), onKind('task'), onKind('node')],
+    create: (deps, log) => new Updater(deps.store, () => deps.clock.now(), opts, log),
+  });
 }

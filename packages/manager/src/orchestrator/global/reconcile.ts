@@ -1,7 +1,7 @@
 import type { Node, Service, Task } from '@swarmd/proto';
 import { tryParseConstraints, constraintsMatch, type Constraint } from '../../specs/constraint.js';
 import { restartDecision } from '../restart/restart-policy.js';
-import { byCreation, isDead, isNodeDown, isNodeActive, isNodeDrained, isNodeReady, isRunnable, isUnhealthy, observedState } from '../task.js';
+import { byCreation, isDead, isNodeDown, isNodeActive, isNodeDrained, isNodeReady, isRunnable, isUnhealthy, observedState } from '../../controller-kit/task.js';
 import { olderSpecBesideNew, type TaskChange } from '../replicated/reconcile.js';
 
 export interface GlobalReconcileResult {

@@ -1,8 +1,8 @@
 import { type Node, type Service, type Task, TaskState } from '@swarmd/proto';
-import { Heap } from '../../scheduler/heap.js';
+import { Heap } from '../../controller-kit/heap.js';
 import { restartDecision } from '../restart/restart-policy.js';
-import { byCreation, createdAt, isDead, isRunnable, isUnhealthy, nodeProblem, observedState } from '../task.js';
-import { isTaskDirty } from '../../update/dirty.js';
+import { byCreation, createdAt, isDead, isRunnable, isUnhealthy, nodeProblem, observedState } from '../../controller-kit/task.js';
+import { isTaskDirty } from '../../controller-kit/dirty.js';
 
 export interface TaskChange {
   task: Readonly<Task>;

@@ -1,5 +1,5 @@
 import { type RestartPolicy, type Task, RestartPolicy_Condition, TaskState } from '@swarmd/proto';
-import { observedState, isUnhealthy, updatedAt } from '../task.js';
+import { observedState, isUnhealthy, updatedAt } from '../../controller-kit/task.js';
 
 export type RestartDecision =
   | { restart: true; /** Not before this time (the failure's time + the policy's delay). */ at: number; reason: string }

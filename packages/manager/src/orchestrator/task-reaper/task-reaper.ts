@@ -1,11 +1,10 @@
-import { describeError } from '@swarmd/common';
 import { type Cluster, type Node, type Service, type Task, TaskState, NodeState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx, Tx } from '../../store/memory-store.js';
 import { cloneObject } from '../../store/kinds.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
-import { type OrchestrationDeps, type StoreController, runWatchLoop, orchestrationLogger } from '../controller.js';
-import { byCreation, isRunnable, mayBeRunningOnNode, observedState } from '../task.js';
-import { shutdownTask } from '../writes.js';
+import { type Controller, watchLoopController } from '../../controller-kit/index.js';
+import { byCreation, isRunnable, mayBeRunningOnNode, observedState } from '../../controller-kit/task.js';
+import { shutdownTask } from '../../controller-kit/task-writes.js';
 
 /** SwarmKit's default: tasks kept per slot (replicated) or per node (global), the current one included. */
 export const DEFAULT_TASK_HISTORY = 5;
@@ -191,22 +190,11 @@ function isDown(n: Readonly<Node>): boolean {
 }
 
 /** The task reaper as a leader-only controller (name "orchestrator/task-reaper"). */
-export function taskReaperController(opts: TaskReaperOptions = {}): StoreController {
-  return {
+export function taskReaperController(opts: TaskReaperOptions = {}): Controller {
+  return watchLoopController({
     name: 'orchestrator/task-reaper',
-    async run(deps: OrchestrationDeps, signal: AbortSignal): Promise<void> {
-      const r = new TaskReaper(deps.store, () => deps.clock.now(), opts);
-      try {
-        await runWatchLoop(
-          deps,
-          [onKind('task'), onKind('service', 'delete'), onKind('cluster'), onKind('node')],
-          { init: (tx) => r.init(tx), onEvent: (e) => r.onEvent(e), tick: () => r.tick(), nextWake: () => r.nextWake() },
-          signal,
-        );
-      } catch (err) {
-        if (!signal.aborted) orchestrationLogger(deps, 'manager/orchestrator/task-reaper').warn('loop ended', { error: describeError(err) });
-        throw err;
-      }
-    },
-  };
+    component: 'manager/orchestrator/task-reaper',
+    matchers: [onKind('task'), onKind('service', 'delete'), onKind('cluster'), onKind('node')],
+    create: (deps) => new TaskReaper(deps.store, () => deps.clock.now(), opts),
+  });
 }

@@ -6,10 +6,10 @@
 import type * as grpc from '@grpc/grpc-js';
 import { CaService, ControlService, DispatcherService, NodeCaService } from '@swarmd/proto';
 import { type Dispatcher, type DispatcherDeps, createDispatcherService } from '../dispatcher/dispatcher.js';
-import type { LeaderController } from '../dispatcher/common.js';
+import type { Controller } from '../controller-kit/controller.js';
 import { type CaServerDeps, type CaServices, createCaServices } from '../caserver/ca-server.js';
-import { type ControlApi, type ControlDeps, createControlService } from './control.js';
-import { LogBroker } from './logs.js';
+import { type ControlApi, type ControlDeps, createControlService } from '../controlapi/control.js';
+import { LogBroker } from '../logs/log-broker.js';
 
 export interface ManagerApiDeps extends DispatcherDeps, ControlDeps, CaServerDeps {}
 
@@ -24,7 +24,7 @@ export interface ApiServiceRegistration {
 
 export interface ManagerApi {
   services: ApiServiceRegistration[];
-  controllers: LeaderController[];
+  controllers: Controller[];
   dispatcher: Dispatcher;
   control: ControlApi;
   ca: CaServices;

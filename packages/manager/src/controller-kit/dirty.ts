@@ -12,7 +12,7 @@
  */
 import { type EndpointSpec, type Node, type Placement, type Service, type Task, type TaskSpec, EndpointSpec_ResolutionMode, TaskState } from '@swarmd/proto';
 import { constraintsMatch, tryParseConstraints } from '../specs/constraint.js';
-import { observedState } from '../orchestrator/task.js';
+import { observedState } from './task.js';
 
 /**
  * Deep equality of two values of generated proto types (plain objects, arrays, scalars, bytes).

@@ -1,17 +1,39 @@
 /**
- * Time as an input (DESIGN.md). The same shape as `Clock` in leadership/controller-host.ts (the
- * one the controller host hands to controllers); declared again here, structurally identical, so
- * the orchestrators and the scheduler depend on nothing but this folder for time.
+ * Time as an input (DESIGN.md): managers and agents read time and sleep through a Clock only, so
+ * tests drive it by hand (FakeClock) and pure cores take `now` as an argument.
  */
 export interface Clock {
   now(): number;
-  /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+  /** Resolves after `ms`, or rejects with an AbortError (its cause: the signal's reason) when `signal` aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
+/** The error a Clock's sleep rejects with when its signal aborts. */
+export function abortError(signal?: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', signal?.reason === undefined ? undefined : { cause: signal.reason }), { name: 'AbortError' });
 }
+
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
+
+/** The wall clock and real timers. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortError(signal));
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(abortError(signal));
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, Math.max(0, ms));
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }),
+};
 
 interface Sleeper {
   at: number;
@@ -38,12 +60,12 @@ export class FakeClock implements Clock {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     if (ms <= 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         this.sleepers = this.sleepers.filter((s) => s !== entry);
-        reject(abortReason(signal!));
+        reject(abortError(signal));
       };
       const entry: Sleeper = {
         at: this.t + ms,
@@ -58,7 +80,7 @@ export class FakeClock implements Clock {
     });
   }
 
-  /** How many sleepers wait now. */
+  /** How many sleepers wait now (advance only once a loop is parked). */
   pending(): number {
     return this.sleepers.length;
   }
@@ -85,20 +107,3 @@ export class FakeClock implements Clock {
     for (const s of due) s.resolve();
   }
 }
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(abortReason(signal));
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(abortReason(signal!));
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, Math.max(0, ms));
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }),
-};

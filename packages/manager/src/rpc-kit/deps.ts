@@ -1,0 +1,33 @@
+/**
+ * What the manager's gRPC services (dispatcher, control API, CA server) take. The node id of a
+ * caller always comes from its peer certificate.
+ */
+import { type Clock, type Logger, nullLogger, systemClock } from '@swarmd/common';
+import type { WeightedPeer } from '@swarmd/proto';
+import type { Store } from '../store/memory-store.js';
+
+/** Dependencies every service factory takes. */
+export interface ServiceDeps {
+  store: Store;
+  /** Default: the system clock. */
+  clock?: Clock;
+  logger?: Logger;
+  /** Whether this manager is the Raft leader now (writes can only succeed there). */
+  isLeader(): boolean;
+  /** The leader's address (host:port of its gRPC server) when known. */
+  leaderAddr(): string | undefined;
+  /**
+   * The managers agents may connect to. Default: the store's nodes with a manager_status addr
+   * (weight 10 when REACHABLE or UNKNOWN, 1 when UNREACHABLE).
+   */
+  managers?(): WeightedPeer[];
+}
+
+/** The clock a service runs on: the one given, else the system clock. */
+export function clockOf(d: { clock?: Clock }): Clock {
+  return d.clock ?? systemClock;
+}
+
+export function loggerOf(d: { logger?: Logger }, component: string): Logger {
+  return (d.logger ?? nullLogger).child({ component });
+}
