@@ -19,6 +19,8 @@ const PURE = [
   'packages/manager/src/scheduler/{filter,node-info,pipeline,placement}.ts',
   'packages/manager/src/specs/**/*.ts',
   'packages/manager/src/update/plan.ts',
+  'packages/manager/src/allocator/plan.ts',
+  'packages/manager/src/ipam/**/*.ts',
 ];
 
 const boundaries = managerBoundaries;

@@ -16,3 +16,5 @@ export * from './specs/index.js';
 export * from './scheduler/index.js';
 export * from './orchestrator/index.js';
 export * from './update/index.js';
+export * from './ipam/index.js';
+export * from './allocator/index.js';

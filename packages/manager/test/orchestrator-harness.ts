@@ -19,6 +19,7 @@ import { globalOrchestratorController } from '../src/orchestrator/global/global.
 import { taskReaperController } from '../src/orchestrator/task-reaper/task-reaper.js';
 import { schedulerController } from '../src/scheduler/scheduler.js';
 import { updaterController } from '../src/update/updater.js';
+import { allocatorController } from '../src/allocator/allocator.js';
 
 export interface NodeOpts {
   labels?: Record<string, string>;
@@ -100,7 +101,7 @@ export function mkService(id: string, name: string, o: ServiceOpts = {}): Servic
   return makeObject('service', { id, spec: mkSpec(name, o), specVersion: 1 });
 }
 
-export type Which = 'replicated' | 'global' | 'reaper' | 'scheduler' | 'updater';
+export type Which = 'replicated' | 'global' | 'reaper' | 'scheduler' | 'updater' | 'allocator';
 
 export interface Harness {
   store: MemoryStore;
@@ -132,6 +133,7 @@ export function harness(which: Which[] = ['replicated', 'global', 'updater', 're
     reaper: () => taskReaperController(opts),
     scheduler: () => schedulerController(),
     updater: () => updaterController({ newId }),
+    allocator: () => allocatorController(),
   };
   const runs = which.map((w) => make[w]().run({ store, clock }, ac.signal));
   const h: Harness = {

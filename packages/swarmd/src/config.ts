@@ -27,6 +27,10 @@ export const SwarmdConfigSchema = z
     nodeCertExpiryMs: z.number().int().positive().optional(),
     /** init: the agents' heartbeat period (default 5 s). */
     heartbeatPeriodMs: z.number().int().positive().optional(),
+    /** init: where overlay networks without --subnet take theirs (default 10.0.0.0/8). */
+    defaultAddrPool: z.array(z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 CIDR such as 10.20.0.0/16')).optional(),
+    /** init: the prefix length of each subnet taken from the pool (default 24). */
+    defaultAddrPoolMaskLength: z.number().int().min(8).max(29).optional(),
     raft: z
       .object({
         tickMs: z.number().int().positive(),

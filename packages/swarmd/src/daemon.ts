@@ -118,6 +118,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         ...(cfg.nodeCertExpiryMs ? { nodeCertExpiryMs: cfg.nodeCertExpiryMs } : {}),
         ...(cfg.heartbeatPeriodMs ? { heartbeatPeriodMs: cfg.heartbeatPeriodMs } : {}),
       },
+      addressPool: { pools: cfg.defaultAddrPool ?? [], subnetSize: cfg.defaultAddrPoolMaskLength ?? 0 },
     });
     tls = manager.tls();
     managers = [advertiseAddr];

@@ -20,6 +20,8 @@ interface Args {
   hostname?: string;
   label?: string[];
   'insecure-registry'?: string[];
+  'default-addr-pool'?: string[];
+  'default-addr-pool-mask-length'?: number;
   token?: string;
   'log-level'?: string;
   manager?: string;
@@ -39,6 +41,8 @@ async function main(command: SwarmdCommand, a: Args): Promise<void> {
       hostname: a.hostname,
       labels: parseLabels(a.label),
       insecureRegistries: a['insecure-registry'],
+      defaultAddrPool: a['default-addr-pool'],
+      defaultAddrPoolMaskLength: a['default-addr-pool-mask-length'],
       token: a.token,
       forceNewCluster: a['force-new-cluster'] || undefined,
       logLevel: a['log-level'],
@@ -97,7 +101,11 @@ await yargs(hideBin(process.argv))
   .command(
     'init',
     'create a cluster (this node is its first manager) and run',
-    (y) => addrs(common(y)).option('force-new-cluster', { type: 'boolean', describe: 'restart a former manager as the only one, keeping its state' }),
+    (y) =>
+      addrs(common(y))
+        .option('force-new-cluster', { type: 'boolean', describe: 'restart a former manager as the only one, keeping its state' })
+        .option('default-addr-pool', { type: 'string', array: true, nargs: 1, describe: 'CIDR overlay networks take their subnets from (repeatable; default 10.0.0.0/8)' })
+        .option('default-addr-pool-mask-length', { type: 'number', describe: 'prefix length of each subnet taken from the pool (default 24)' }),
     (a) => main('init', a as Args),
   )
   .command(

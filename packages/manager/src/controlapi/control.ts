@@ -1,7 +1,7 @@
 /**
  * The control API (after SwarmKit's manager/controlapi): user requests → validated store
  * transactions, one file per object kind (nodes.ts, cluster.ts, services.ts, tasks.ts, watch.ts,
- * logs.ts); this file admits callers, forwards to the leader and wires the handlers.
+ * logs.ts, networks.ts); this file admits callers, forwards to the leader and wires the handlers.
  *
  * - Who may call: over mutual TLS a swarm-admin or a swarm-manager (a follower forwarding)
  *   certificate; a worker certificate is PERMISSION_DENIED. The `local` handlers serve the
@@ -26,6 +26,7 @@ import { createNodesImpl, type NodesDeps } from './nodes.js';
 import { createClusterImpl } from './cluster.js';
 import { checkWatchRequest, serveWatch } from './watch.js';
 import { serveLogs } from './logs.js';
+import { createNetworksImpl } from './networks.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';
 
@@ -60,9 +61,6 @@ type ReqOf<K extends keyof Methods> = ReturnType<Methods[K]['requestDeserialize'
 type ResOf<K extends keyof Methods> = ReturnType<Methods[K]['responseDeserialize']>;
 type UnaryKey = { [K in keyof Methods]: Methods[K]['responseStream'] extends false ? K : never }[keyof Methods];
 
-const unimplemented = (what: string) =>
-  Object.assign(new Error(what), { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented yet (it comes with the overlay networks issue)` });
-
 export function createControlService(deps: ControlDeps): ControlApi {
   const store = deps.store;
   const clock = clockOf(deps);
@@ -79,6 +77,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
     pinner: () => (pinner ??= deps.imagePinner ?? registryPinner({ insecureRegistries: deps.insecureRegistries, timeoutMs: deps.imageResolveTimeoutMs, logger: log })),
   });
   const tasks = createTasksImpl({ store });
+  const networks = createNetworksImpl({ store, logger: log });
   const nodes = createNodesImpl({ store, logger: log, canRemoveManager: deps.canRemoveManager, membership: deps.membership });
   const loadCa = (): Promise<ClusterCa> => {
     if (deps.ca) return deps.ca();
@@ -131,10 +130,10 @@ export function createControlService(deps: ControlDeps): ControlApi {
       removeService: unary('removeService', local, services.removeService),
       getTask: unary('getTask', local, tasks.getTask),
       listTasks: unary('listTasks', local, tasks.listTasks),
-      getNetwork: unary('getNetwork', local, () => Promise.reject(unimplemented('GetNetwork'))),
-      listNetworks: unary('listNetworks', local, () => Promise.reject(unimplemented('ListNetworks'))),
-      createNetwork: unary('createNetwork', local, () => Promise.reject(unimplemented('CreateNetwork'))),
-      removeNetwork: unary('removeNetwork', local, () => Promise.reject(unimplemented('RemoveNetwork'))),
+      getNetwork: unary('getNetwork', local, networks.getNetwork),
+      listNetworks: unary('listNetworks', local, networks.listNetworks),
+      createNetwork: unary('createNetwork', local, networks.createNetwork),
+      removeNetwork: unary('removeNetwork', local, networks.removeNetwork),
       getCluster: unary('getCluster', local, cluster.getCluster),
       listClusters: unary('listClusters', local, cluster.listClusters),
       updateCluster: unary('updateCluster', local, cluster.updateCluster),

@@ -3,3 +3,4 @@ export * from './services.js';
 export * from './tasks.js';
 export * from './nodes.js';
 export * from './cluster.js';
+export * from './networks.js';

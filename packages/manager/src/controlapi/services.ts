@@ -19,6 +19,7 @@ import { newId } from '../ids.js';
 import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
 import { isTaskDirty } from '../controller-kit/dirty.js';
 import { sameLabels } from './labels.js';
+import { resolveServiceNetworks } from './networks.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -154,12 +155,14 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     const name = spec.annotations!.name;
     const taken = store.view((tx) => tx.find('service', { name })[0]);
     if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
+    store.view((tx) => resolveServiceNetworks(tx, spec));
     const warnings: string[] = [];
     await pin(spec, req.noResolveImage, warnings);
     const id = newId();
     await store.update((tx) => {
       const holder = tx.find('service', { name })[0];
       if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
+      resolveServiceNetworks(tx, spec);
       tx.create('service', {
         id,
         meta: undefined,
@@ -196,6 +199,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       if (given && stored && given.username === stored.username && !given.password && !given.identityToken) spec.task!.container!.pullAuth = structuredClone(stored);
       const image = imageOf(spec);
       const changed = image !== imageOf(cur.spec) && !(image === withoutDigest(imageOf(cur.spec)) && req.noResolveImage);
+      store.view((tx) => resolveServiceNetworks(tx, spec));
       if (changed) await pin(spec, req.noResolveImage, warnings);
       else spec.task!.container!.image = image;
     }
@@ -204,6 +208,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       if (!s) throw notFound(`service ${id} not found`);
       const version = s.meta?.version ?? 0;
       if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
+      resolveServiceNetworks(tx, spec);
       const u = cloneObject('service', s);
       u.previousSpec = u.spec;
       u.spec = spec;

@@ -31,6 +31,7 @@ import {
   type SessionMessage,
   type SessionRequest,
   Task,
+  NetworkStateSet,
   TaskState,
   type TaskStatus,
   TaskStatus as TaskStatusCodec,
@@ -49,6 +50,7 @@ import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
+import { networkStateFor } from './network-state.js';
 import { publishLogs } from './publish-logs.js';
 import type { LogBroker } from '../logs/log-broker.js';
 
@@ -385,7 +387,15 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const id = await identify(call);
     const s = currentSession(id.nodeId, call.request.sessionId);
     const nodeId = id.nodeId;
-    const w = store.viewAndWatch((tx) => ({ tasks: tx.find('task', { nodeId }).filter((t) => isAssignedTask(t, nodeId)), version: tx.version() }), onKind('task'), onCommit);
+    const assigned = (t: Readonly<Task>): boolean => isAssignedTask(t, nodeId);
+    const w = store.viewAndWatch(
+      (tx) => ({ tasks: tx.find('task', { nodeId }).filter(assigned), version: tx.version(), networks: networkStateFor(tx, nodeId, assigned) }),
+      onKind('task'),
+      onKind('network'),
+      onKind('service'),
+      onKind('node'),
+      onCommit,
+    );
     let ended = false;
     const end = (err?: unknown) => {
       if (ended) return;
@@ -407,21 +417,39 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       held.set(t.id, agentView(t));
       changes.push({ assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
     }
-    call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes }));
+    let sentNetworks = NetworkStateSet.encode(w.snapshot.networks).finish();
+    call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes, networkState: w.snapshot.networks }));
     const pending = new Map<string, AssignmentChange>();
+    // Whether an event since the last commit may change the node's network state.
+    let networksTouched = false;
     try {
       for await (const e of w.events) {
         if (ended) break;
         if (e.type === 'commit') {
-          if (pending.size === 0) continue;
+          let networkState: NetworkStateSet | undefined;
+          if (networksTouched) {
+            networksTouched = false;
+            const now = store.view((tx) => networkStateFor(tx, nodeId, assigned));
+            const bytes = NetworkStateSet.encode(now).finish();
+            if (!Buffer.from(bytes).equals(Buffer.from(sentNetworks))) {
+              networkState = now;
+              sentNetworks = bytes;
+            }
+          }
+          if (pending.size === 0 && !networkState) continue;
           const next = String(e.version);
-          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()] }));
+          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()], networkState }));
           last = next;
           pending.clear();
           continue;
         }
+        if (e.kind === 'network' || e.kind === 'service' || e.kind === 'node') {
+          networksTouched ||= sentNetworks.length > 0 || e.kind === 'network';
+          continue;
+        }
         if (e.kind !== 'task') continue;
         const t = e.object;
+        if (t.networks.length > 0 || e.old?.networks.length) networksTouched = true;
         const had = held.get(t.id);
         if (e.type !== 'delete' && isAssignedTask(t, nodeId)) {
           const view = agentView(t);

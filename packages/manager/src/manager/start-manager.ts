@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { hostname as osHostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { RaftNode, RAFT_GRPC_OPTIONS, bindServer } from 'raft-ts';
-import { SwarmError, ErrorCode, describeError, systemClock, type Clock, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, invalidArgument, systemClock, type Clock, type Logger } from '@swarmd/common';
+import { DEFAULT_SUBNET_SIZE, formatCidr, parseCidr } from '../ipam/index.js';
 import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type JoinTokens, type Node, type RaftMember } from '@swarmd/proto';
 import { ClusterCa, DEFAULT_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
 import { createKeyAndCsr } from '../ca/csr.js';
@@ -49,6 +50,8 @@ export interface ManagerOptions {
   labels?: Record<string, string>;
   /** init: changes to the default cluster spec (e.g. a short node certificate expiry in tests). */
   clusterSpec?: { nodeCertExpiryMs?: number; heartbeatPeriodMs?: number; taskHistoryRetentionLimit?: number };
+  /** init: the default address pool of overlay networks (empty: 10.0.0.0/8) and the subnet size (0: 24). */
+  addressPool?: { pools: string[]; subnetSize: number };
   /** Raft timing (defaults: 100 ms ticks, election after 10, heartbeat every tick). */
   raft?: { tickMs?: number; electionTicks?: number; heartbeatTicks?: number; snapshotEvery?: number; fsync?: boolean };
   /** DIR/control.sock unless given; false: none. */
@@ -89,6 +92,15 @@ export const DEFAULT_CLUSTER_HEARTBEAT_MS = 5_000;
 export const DEFAULT_TASK_HISTORY_LIMIT = 5;
 
 /** The spec of a new cluster (Swarm's defaults). */
+/** The default address pool given at init, checked: each an IPv4 CIDR no smaller than the subnets cut from it. */
+export function checkAddressPool(p: ManagerOptions['addressPool']): { pools: string[]; subnetSize: number } {
+  const subnetSize = p?.subnetSize || DEFAULT_SUBNET_SIZE;
+  if (subnetSize < 8 || subnetSize > 29) throw invalidArgument(`default address pool mask length: ${subnetSize} is out of range (8 to 29)`);
+  const pools = (p?.pools ?? []).map((s) => formatCidr(parseCidr(s, 'default address pool')));
+  for (const s of pools) if (parseCidr(s, 'default address pool').bits > subnetSize) throw invalidArgument(`default address pool: ${s} is smaller than one /${subnetSize} subnet`);
+  return { pools, subnetSize: p?.subnetSize ?? 0 };
+}
+
 export function defaultClusterSpec(o: ManagerOptions['clusterSpec'] = {}): ClusterSpec {
   return {
     annotations: { name: 'default', labels: {} },
@@ -131,6 +143,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   }
 
   if (o.bootstrap === 'init') {
+    const pool = checkAddressPool(o.addressPool); // bad input: refused before anything is written
     const clusterId = newId();
     const nodeId = newId();
     const ca = await ClusterCa.create({ clusterId, now: clock.now() });
@@ -143,7 +156,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     });
     tls = { caCertPem: ca.certPem, certPem: issued.certPem, keyPem };
     member = { raftId: newRaftId(), nodeId, clusterId, transportClusterId: transportClusterIdOf(clusterId) };
-    const cluster = makeObject('cluster', { id: clusterId, spec, rootCa: ca.toRootCa(), removedNodeIds: [] });
+    const cluster = makeObject('cluster', { id: clusterId, spec, rootCa: ca.toRootCa(), removedNodeIds: [], defaultAddressPool: pool.pools, subnetSize: pool.subnetSize });
     const node = makeObject('node', {
       id: nodeId,
       role: NodeRole.NODE_ROLE_MANAGER,

@@ -2,6 +2,7 @@ import { type Task, TaskState } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type Controller, watchLoopController } from '../controller-kit/index.js';
+import { networksAllocated } from '../specs/networks.js';
 import { NodeSet, hostPortsOf, isNodeSchedulable } from './node-info.js';
 import { Pipeline } from './pipeline.js';
 import { placeTaskGroup, checkPreassigned, type Placement } from './placement.js';
@@ -30,10 +31,13 @@ export const ASSIGNED_MESSAGE = 'scheduler assigned task to node';
  * stop-first replacement, waiting for the old task to stop) is placed early so its node can pull
  * the image, unless it publishes host-mode ports: an agent claims those when it prepares a task,
  * and the old task may still hold them on that very node. It is placed once wanted RUNNING.
+ * A task on overlay networks waits for the allocator to give it its addresses.
  */
 export function isSchedulable(t: Readonly<Task>, takeNew: boolean): boolean {
   const s = t.status?.state ?? TaskState.TASK_STATE_NEW;
   if (t.desiredState < TaskState.TASK_STATE_RUNNING && hostPortsOf(t).length > 0) return false;
+  // As SwarmKit: the allocator first (an address on each overlay network), then placement.
+  if (!networksAllocated(t)) return false;
   return t.desiredState <= TaskState.TASK_STATE_RUNNING && (s === TaskState.TASK_STATE_PENDING || (takeNew && s === TaskState.TASK_STATE_NEW));
 }
 

@@ -1,3 +1,4 @@
 export * from './constraint.js';
 export * from './validate.js';
 export * from './defaults.js';
+export * from './networks.js';
