@@ -14,7 +14,7 @@
  * The last line is `scheduler: N tasks/s` (the placement core).
  */
 import { performance } from 'node:perf_hooks';
-import { NodeRole, NodeState, NodeAvailability, TaskState, type Node, type Service, type Task } from '@swarmd/proto';
+import { ContainerSpec, NodeRole, NodeState, NodeAvailability, TaskState, type Node, type Service, type Task } from '@swarmd/proto';
 import { createStore, makeObject, NodeSet, Pipeline, placeTaskGroup, newTask, schedulerController } from '@swarmd/manager';
 import { FakeClock } from '@swarmd/common';
 
@@ -47,7 +47,7 @@ function services(total: number): { service: Service; tasks: Task[] }[] {
       spec: {
         annotations: { name: `svc${s}`, labels: {} },
         task: {
-          container: { image: 'nginx:1', command: [], args: [], env: [], dir: '', user: '', hostname: '', labels: {}, mounts: [], stopSignal: '', stopGracePeriodMs: 0, healthcheck: undefined, readOnly: false, tty: false, pullAuth: undefined },
+          container: ContainerSpec.fromPartial({ image: 'nginx:1' }),
           resources: { limits: undefined, reservations: { nanoCpus: 1e7, memoryBytes: 2 ** 20 }, pidsLimit: 0 },
           restart: undefined,
           placement: { constraints: kind === 1 ? ['node.labels.disk==ssd'] : [], preferences: kind === 2 ? [{ spreadDescriptor: 'node.labels.zone' }] : [], platforms: [], maxReplicas: 0 },

@@ -3,7 +3,7 @@
 import {
   type Node,
   type Service,
-  type ServiceSpec,
+  ServiceSpec,
   type Task,
   type RestartPolicy,
   NodeRole,
@@ -61,40 +61,19 @@ export interface ServiceOpts {
 }
 
 export function mkSpec(name: string, o: ServiceOpts = {}): ServiceSpec {
-  return {
-    annotations: { name, labels: {} },
+  return ServiceSpec.fromPartial({
+    annotations: { name },
     task: {
-      container: {
-        image: 'nginx:1',
-        command: [],
-        args: [],
-        env: [],
-        dir: '',
-        user: '',
-        hostname: '',
-        labels: {},
-        mounts: [],
-        stopSignal: '',
-        stopGracePeriodMs: 0,
-        healthcheck: undefined,
-        readOnly: false,
-        tty: false,
-        pullAuth: undefined,
-      },
-      resources: o.cpus || o.memory ? { limits: undefined, reservations: { nanoCpus: (o.cpus ?? 0) * 1e9, memoryBytes: o.memory ?? 0 }, pidsLimit: 0 } : undefined,
-      restart: o.restart ? { condition: 0, delayMs: 0, maxAttempts: 0, windowMs: 0, ...o.restart } : undefined,
+      container: { image: 'nginx:1' },
+      resources: o.cpus || o.memory ? { reservations: { nanoCpus: (o.cpus ?? 0) * 1e9, memoryBytes: o.memory ?? 0 } } : undefined,
+      restart: o.restart,
       placement:
         o.constraints || o.prefs || o.maxReplicas
-          ? { constraints: o.constraints ?? [], preferences: (o.prefs ?? []).map((d) => ({ spreadDescriptor: d })), platforms: [], maxReplicas: o.maxReplicas ?? 0 }
+          ? { constraints: o.constraints ?? [], preferences: (o.prefs ?? []).map((d) => ({ spreadDescriptor: d })), maxReplicas: o.maxReplicas ?? 0 }
           : undefined,
-      networks: [],
-      forceUpdate: 0,
     },
     mode: o.global ? { $case: 'global', global: {} } : { $case: 'replicated', replicated: { replicas: o.replicas ?? 1 } },
-    update: undefined,
-    rollback: undefined,
-    endpoint: undefined,
-  };
+  });
 }
 
 export function mkService(id: string, name: string, o: ServiceOpts = {}): Service {

@@ -14,7 +14,7 @@ import {
   TaskState,
   type LogLine,
   type Service,
-  type ServiceSpec,
+  ServiceSpec,
   type Task,
   UpdateStatus_State,
 } from '@swarmd/proto';
@@ -65,37 +65,11 @@ async function setup(t: ExecutionContext, extra: Partial<ControlDeps> = {}, o: {
 }
 
 function spec(name: string, image = 'web:1', replicas = 1): ServiceSpec {
-  return {
+  return ServiceSpec.fromPartial({
     annotations: { name, labels: { tier: 'front' } },
-    task: {
-      container: {
-        image,
-        command: [],
-        args: ['sleep', '1000'],
-        env: ['A=1'],
-        dir: '',
-        user: '',
-        hostname: '',
-        labels: {},
-        mounts: [],
-        stopSignal: '',
-        stopGracePeriodMs: 0,
-        healthcheck: undefined,
-        readOnly: false,
-        tty: false,
-        pullAuth: undefined,
-      },
-      resources: undefined,
-      restart: undefined,
-      placement: undefined,
-      networks: [],
-      forceUpdate: 0,
-    },
+    task: { container: { image, args: ['sleep', '1000'], env: ['A=1'] } },
     mode: { $case: 'replicated', replicated: { replicas } },
-    update: undefined,
-    rollback: undefined,
-    endpoint: undefined,
-  };
+  });
 }
 
 const create = (c: ControlClient, s: ServiceSpec, noResolveImage = false) =>
