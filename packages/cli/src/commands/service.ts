@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { status } from '@grpc/grpc-js';
 import { type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
+import type { Control } from '../client/control-client.js';
+import { retryOnConflict } from '../client/rpc.js';
 import { UsageError } from '../errors.js';
 import { json, parseDuration } from '../format.js';
 import { out, err } from '../io.js';
-import { connectServiceControl, pickService, resolveService, serviceName, type ServiceControl } from '../service-control.js';
+import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
-import { logPrefix, serviceDetails, serviceJson, servicesTable, taskJson, tasksTable } from '../service-format.js';
+import { logPrefix, serviceDetails, serviceJson, serviceName, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
 
 const DESIRED: Record<string, TaskState> = {
@@ -42,19 +43,10 @@ export function taskFiltersOf(filters: readonly string[], cmd: string): { desire
   return f;
 }
 
-/** Runs with a services client, closing it afterwards. */
-async function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: ServiceControl) => Promise<T>): Promise<T> {
-  const { control, conn } = await env.connect(g);
-  control.close();
-  const sc = connectServiceControl(conn);
-  try {
-    return await fn(sc);
-  } finally {
-    sc.close();
-  }
-}
+/** The deadline of each call of the service and task commands: creating or updating a service may wait on the manager pinning its image through a registry. */
+export const SERVICE_DEADLINE_MS = 60_000;
 
-async function nodeIdsOf(sc: ServiceControl, refs: readonly string[]): Promise<string[]> {
+async function nodeIdsOf(sc: Control, refs: readonly string[]): Promise<string[]> {
   if (!refs.length) return [];
   const nodes = await sc.listNodes();
   return refs.map((r) => nodes.find((n) => n.id === r || n.description?.hostname === r || n.spec?.annotations?.name === r)?.id ?? nodes.find((n) => n.id.startsWith(r))?.id ?? r);
@@ -76,7 +68,7 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
  * Waits for convergence unless --detach (a rolling update: until it completes); a service that does
  * not converge in time, or an update that pauses, is an error naming why.
  */
-async function converge(env: CommandEnv, sc: ServiceControl, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
+async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
   if (a.detach) return;
   const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
@@ -176,12 +168,12 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         if (a['with-registry-auth'] && !auth) err(io, `warning: --with-registry-auth: no credentials for the registry of ${a.image} in the docker config`);
         const spec = specOfCreateFlags(a, a.image, command, auth);
         if (!spec.annotations!.name) spec.annotations!.name = defaultServiceName(a.image, () => randomBytes(8).readBigUInt64BE().toString(36).slice(0, 5).padStart(5, '0'));
-        await withServices(env, a, async (sc) => {
+        await env.withControl(a, async (sc) => {
           const r = await sc.createService(spec, a['no-resolve-image']);
           printWarnings(env, r.warnings);
           out(io, a.format === 'json' ? json(serviceJson(r.service)) : r.service.id);
           await converge(env, sc, r.service, a, ms);
-        });
+        }, SERVICE_DEADLINE_MS);
       }),
     )
     .command(
@@ -208,26 +200,25 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
       env.action(async (a: UpdateArgs) => {
         const ms = timeoutMs(a, 'service update');
-        await withServices(env, a, async (sc) => {
-          const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
-          for (let attempt = 0; ; attempt++) {
-            const cur = await resolveService(sc, a.service);
-            let spec;
-            if (!a.rollback) {
-              spec = applyUpdateFlags(cur.spec!, a);
-              if (auth) spec.task!.container!.pullAuth = auth;
-            }
-            try {
-              const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
-              printWarnings(env, r.warnings);
-              out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
-              await converge(env, sc, r.service, a, ms);
-              return;
-            } catch (e) {
-              if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
-            }
-          }
-        });
+        await env.withControl(
+          a,
+          async (sc) => {
+            const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
+            const r = await retryOnConflict(async () => {
+              const cur = await resolveService(sc, a.service);
+              let spec;
+              if (!a.rollback) {
+                spec = applyUpdateFlags(cur.spec!, a);
+                if (auth) spec.task!.container!.pullAuth = auth;
+              }
+              return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
+            });
+            printWarnings(env, r.warnings);
+            out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
+            await converge(env, sc, r.service, a, ms);
+          },
+          SERVICE_DEADLINE_MS,
+        );
       }),
     )
     .command(
@@ -245,27 +236,26 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (!m) throw new UsageError(`${p}: expected SERVICE=REPLICAS (a whole number)`, 'service scale');
           return { ref: m[1], replicas: Number(m[2]) };
         });
-        await withServices(env, a, async (sc) => {
-          const updated: Service[] = [];
-          for (const p of pairs) {
-            for (let attempt = 0; ; attempt++) {
-              const cur = await resolveService(sc, p.ref);
-              if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
-              const spec = structuredClone(cur.spec!);
-              spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
-              try {
-                const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
-                updated.push(r.service);
-                if (a.format !== 'json') out(io, `${serviceName(cur)} scaled to ${p.replicas}`);
-                break;
-              } catch (e) {
-                if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
-              }
+        await env.withControl(
+          a,
+          async (sc) => {
+            const updated: Service[] = [];
+            for (const p of pairs) {
+              const r = await retryOnConflict(async () => {
+                const cur = await resolveService(sc, p.ref);
+                if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
+                const spec = structuredClone(cur.spec!);
+                spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
+                return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
+              });
+              updated.push(r.service);
+              if (a.format !== 'json') out(io, `${serviceName(r.service)} scaled to ${p.replicas}`);
             }
-          }
-          if (a.format === 'json') out(io, json(updated.map(serviceJson)));
-          for (const s of updated) await converge(env, sc, s, a, ms);
-        });
+            if (a.format === 'json') out(io, json(updated.map(serviceJson)));
+            for (const s of updated) await converge(env, sc, s, a, ms);
+          },
+          SERVICE_DEADLINE_MS,
+        );
       }),
     )
     .command(
@@ -273,13 +263,13 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'List services (REPLICAS = running/desired)',
       (yy) => yy.option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only ids' }),
       env.action(async (a: GlobalArgs & { quiet: boolean }) => {
-        await withServices(env, a, async (sc) => {
+        await env.withControl(a, async (sc) => {
           const services = await sc.listServices();
           if (a.format === 'json') return out(io, json(services.map(serviceJson)));
           if (a.quiet) return services.forEach((s) => out(io, s.id));
           const tasks = await sc.listTasks({ desiredStates: [TaskState.TASK_STATE_RUNNING] });
           out(io, servicesTable(services, tasks));
-        });
+        }, SERVICE_DEADLINE_MS);
       }),
     )
     .command(
@@ -287,12 +277,12 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Show services in detail',
       (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }).option('pretty', { type: 'boolean', default: false, describe: 'Human-readable (the default table form)' }),
       env.action(async (a: GlobalArgs & { services: string[]; pretty: boolean }) => {
-        await withServices(env, a, async (sc) => {
+        await env.withControl(a, async (sc) => {
           const found: Service[] = [];
           for (const ref of a.services) found.push(await resolveService(sc, ref));
           if (a.format === 'json' && !a.pretty) out(io, json(found.map(serviceJson)));
           else out(io, found.map(serviceDetails).join('\n\n'));
-        });
+        }, SERVICE_DEADLINE_MS);
       }),
     )
     .command(
@@ -307,7 +297,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only task ids' }),
       env.action(async (a: GlobalArgs & { services: string[]; 'no-trunc': boolean; filter: string[]; quiet: boolean }) => {
         const f = taskFiltersOf(a.filter, 'service ps');
-        await withServices(env, a, async (sc) => {
+        await env.withControl(a, async (sc) => {
           const all = await sc.listServices();
           const ids = a.services.map((r) => pickService(all, r).id);
           const nodeIds = await nodeIdsOf(sc, f.nodeIds);
@@ -315,7 +305,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (a.format === 'json') return out(io, json(tasks.map(taskJson)));
           if (a.quiet) return tasks.forEach((t) => out(io, t.id));
           out(io, tasksTable(tasks, await sc.listNodes(), { noTrunc: a['no-trunc'] }));
-        });
+        }, SERVICE_DEADLINE_MS);
       }),
     )
     .command(
@@ -323,7 +313,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Remove services (their tasks are stopped)',
       (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }),
       env.action(async (a: GlobalArgs & { services: string[] }) => {
-        await withServices(env, a, async (sc) => {
+        await env.withControl(a, async (sc) => {
           const all = await sc.listServices();
           const removed: string[] = [];
           for (const ref of a.services) {
@@ -333,7 +323,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             if (a.format !== 'json') out(io, serviceName(s));
           }
           if (a.format === 'json') out(io, json(removed.map((id) => ({ removed: id }))));
-        });
+        }, SERVICE_DEADLINE_MS);
       }),
     )
     .command(
@@ -359,7 +349,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             sinceMs = d !== undefined ? Date.now() - d : Date.parse(a.since);
             if (Number.isNaN(sinceMs)) throw new UsageError(`--since ${a.since}: expected a duration (10m) or a time (2024-01-02T15:04:05Z)`, 'service logs');
           }
-          await withServices(env, a, async (sc) => {
+          await env.withControl(a, async (sc) => {
             const services = await sc.listServices();
               let serviceIds: string[] = [];
             let taskIds: string[] = [];
@@ -402,7 +392,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
               );
             });
             await Promise.all(lines);
-          });
+          }, SERVICE_DEADLINE_MS);
         },
       ),
     );
