@@ -1,7 +1,7 @@
 import test from 'ava';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Mount_Type, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy_Condition, TaskState, UpdateConfig_FailureAction, UpdateConfig_Order, type ServiceSpec, type Task } from '@swarmd/proto';
+import { Mount_Type, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy_Condition, Service, Task, TaskState, UpdateConfig_FailureAction, UpdateConfig_Order, type ServiceSpec } from '@swarmd/proto';
 import { applyUpdateFlags, defaultServiceName, parseCpus, parseMemory, parseMount, parsePort, registryAuthOf, specOfCreateFlags, type CreateFlags } from '../src/service-spec.js';
 import { logPrefix, servicesTable, tasksTable } from '../src/service-format.js';
 import { convergence } from '../src/progress.js';
@@ -162,27 +162,25 @@ test('--with-registry-auth reads the docker config entry of the image registry',
 });
 
 function task(id: string, slot: number, state: TaskState, o: Partial<Task> = {}): Task {
-  return {
+  return Task.fromPartial({
     id,
     meta: { version: 1, createdAt: 1000, updatedAt: 1000 },
-    spec: { container: { image: `web:1@sha256:${'b'.repeat(64)}` } as never, resources: undefined, restart: undefined, placement: undefined, networks: [], forceUpdate: 0 },
+    spec: { container: { image: `web:1@sha256:${'b'.repeat(64)}` } },
     serviceId: 's1',
     slot,
     nodeId: 'n1',
-    annotations: { name: `web.${slot}`, labels: {} },
-    serviceAnnotations: { name: 'web', labels: {} },
-    status: { timestamp: 1000, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+    annotations: { name: `web.${slot}` },
+    serviceAnnotations: { name: 'web' },
+    status: { timestamp: 1000, state },
     desiredState: TaskState.TASK_STATE_RUNNING,
-    networks: [],
-    endpoint: undefined,
     specVersion: 1,
     ...o,
-  };
+  });
 }
 
 test('tables: service ls counts running/desired; service ps shows the scheduler reason; logs prefix', (t) => {
   const spec = specOfCreateFlags({ name: 'web', replicas: 3, publish: ['8080:80'] }, `web:1@sha256:${'b'.repeat(64)}`, []) satisfies ServiceSpec;
-  const svc = { id: 's1' + 'x'.repeat(23), meta: undefined, spec, previousSpec: undefined, endpoint: undefined, specVersion: 1, updateStatus: undefined };
+  const svc = Service.fromPartial({ id: 's1' + 'x'.repeat(23), spec, specVersion: 1 });
   const tasks = [task('t1', 1, TaskState.TASK_STATE_RUNNING), task('t2', 2, TaskState.TASK_STATE_RUNNING), task('t3', 3, TaskState.TASK_STATE_PENDING, { nodeId: '' })];
   tasks[2].status!.err = 'no suitable node (scheduling constraints not satisfied on 2 nodes)';
   for (const x of tasks) x.serviceId = svc.id;
