@@ -43,8 +43,13 @@ export function taskFiltersOf(filters: readonly string[], cmd: string): { desire
   return f;
 }
 
-/** The deadline of each call of the service and task commands: creating or updating a service may wait on the manager pinning its image through a registry. */
-export const SERVICE_DEADLINE_MS = 60_000;
+/** Each call of a service or task command may take this long: a create or update may wait on the manager pinning the image through a registry. */
+const SERVICE_DEADLINE_MS = 60_000;
+
+/** Runs with the Control client (calls allowed SERVICE_DEADLINE_MS), closing it afterwards. */
+export function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: Control) => Promise<T>): Promise<T> {
+  return env.withControl(g, fn, SERVICE_DEADLINE_MS);
+}
 
 async function nodeIdsOf(sc: Control, refs: readonly string[]): Promise<string[]> {
   if (!refs.length) return [];
@@ -168,12 +173,12 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         if (a['with-registry-auth'] && !auth) err(io, `warning: --with-registry-auth: no credentials for the registry of ${a.image} in the docker config`);
         const spec = specOfCreateFlags(a, a.image, command, auth);
         if (!spec.annotations!.name) spec.annotations!.name = defaultServiceName(a.image, () => randomBytes(8).readBigUInt64BE().toString(36).slice(0, 5).padStart(5, '0'));
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const r = await sc.createService(spec, a['no-resolve-image']);
           printWarnings(env, r.warnings);
           out(io, a.format === 'json' ? json(serviceJson(r.service)) : r.service.id);
           await converge(env, sc, r.service, a, ms);
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -200,25 +205,21 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
       env.action(async (a: UpdateArgs) => {
         const ms = timeoutMs(a, 'service update');
-        await env.withControl(
-          a,
-          async (sc) => {
-            const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
-            const r = await retryOnConflict(async () => {
-              const cur = await resolveService(sc, a.service);
-              let spec;
-              if (!a.rollback) {
-                spec = applyUpdateFlags(cur.spec!, a);
-                if (auth) spec.task!.container!.pullAuth = auth;
-              }
-              return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
-            });
-            printWarnings(env, r.warnings);
-            out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
-            await converge(env, sc, r.service, a, ms);
-          },
-          SERVICE_DEADLINE_MS,
-        );
+        await withServices(env, a, async (sc) => {
+          const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
+          const r = await retryOnConflict(async () => {
+            const cur = await resolveService(sc, a.service);
+            let spec;
+            if (!a.rollback) {
+              spec = applyUpdateFlags(cur.spec!, a);
+              if (auth) spec.task!.container!.pullAuth = auth;
+            }
+            return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
+          });
+          printWarnings(env, r.warnings);
+          out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
+          await converge(env, sc, r.service, a, ms);
+        });
       }),
     )
     .command(
@@ -236,26 +237,22 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (!m) throw new UsageError(`${p}: expected SERVICE=REPLICAS (a whole number)`, 'service scale');
           return { ref: m[1], replicas: Number(m[2]) };
         });
-        await env.withControl(
-          a,
-          async (sc) => {
-            const updated: Service[] = [];
-            for (const p of pairs) {
-              const r = await retryOnConflict(async () => {
-                const cur = await resolveService(sc, p.ref);
-                if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
-                const spec = structuredClone(cur.spec!);
-                spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
-                return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
-              });
-              updated.push(r.service);
-              if (a.format !== 'json') out(io, `${serviceName(r.service)} scaled to ${p.replicas}`);
-            }
-            if (a.format === 'json') out(io, json(updated.map(serviceJson)));
-            for (const s of updated) await converge(env, sc, s, a, ms);
-          },
-          SERVICE_DEADLINE_MS,
-        );
+        await withServices(env, a, async (sc) => {
+          const updated: Service[] = [];
+          for (const p of pairs) {
+            const r = await retryOnConflict(async () => {
+              const cur = await resolveService(sc, p.ref);
+              if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
+              const spec = structuredClone(cur.spec!);
+              spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
+              return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
+            });
+            updated.push(r.service);
+            if (a.format !== 'json') out(io, `${serviceName(r.service)} scaled to ${p.replicas}`);
+          }
+          if (a.format === 'json') out(io, json(updated.map(serviceJson)));
+          for (const s of updated) await converge(env, sc, s, a, ms);
+        });
       }),
     )
     .command(
@@ -263,13 +260,13 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'List services (REPLICAS = running/desired)',
       (yy) => yy.option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only ids' }),
       env.action(async (a: GlobalArgs & { quiet: boolean }) => {
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const services = await sc.listServices();
           if (a.format === 'json') return out(io, json(services.map(serviceJson)));
           if (a.quiet) return services.forEach((s) => out(io, s.id));
           const tasks = await sc.listTasks({ desiredStates: [TaskState.TASK_STATE_RUNNING] });
           out(io, servicesTable(services, tasks));
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -277,12 +274,12 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Show services in detail',
       (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }).option('pretty', { type: 'boolean', default: false, describe: 'Human-readable (the default table form)' }),
       env.action(async (a: GlobalArgs & { services: string[]; pretty: boolean }) => {
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const found: Service[] = [];
           for (const ref of a.services) found.push(await resolveService(sc, ref));
           if (a.format === 'json' && !a.pretty) out(io, json(found.map(serviceJson)));
           else out(io, found.map(serviceDetails).join('\n\n'));
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -297,7 +294,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only task ids' }),
       env.action(async (a: GlobalArgs & { services: string[]; 'no-trunc': boolean; filter: string[]; quiet: boolean }) => {
         const f = taskFiltersOf(a.filter, 'service ps');
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const all = await sc.listServices();
           const ids = a.services.map((r) => pickService(all, r).id);
           const nodeIds = await nodeIdsOf(sc, f.nodeIds);
@@ -305,7 +302,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (a.format === 'json') return out(io, json(tasks.map(taskJson)));
           if (a.quiet) return tasks.forEach((t) => out(io, t.id));
           out(io, tasksTable(tasks, await sc.listNodes(), { noTrunc: a['no-trunc'] }));
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -313,7 +310,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Remove services (their tasks are stopped)',
       (yy) => yy.positional('services', { type: 'string', array: true, demandOption: true }),
       env.action(async (a: GlobalArgs & { services: string[] }) => {
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const all = await sc.listServices();
           const removed: string[] = [];
           for (const ref of a.services) {
@@ -323,7 +320,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             if (a.format !== 'json') out(io, serviceName(s));
           }
           if (a.format === 'json') out(io, json(removed.map((id) => ({ removed: id }))));
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -349,7 +346,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             sinceMs = d !== undefined ? Date.now() - d : Date.parse(a.since);
             if (Number.isNaN(sinceMs)) throw new UsageError(`--since ${a.since}: expected a duration (10m) or a time (2024-01-02T15:04:05Z)`, 'service logs');
           }
-          await env.withControl(a, async (sc) => {
+          await withServices(env, a, async (sc) => {
             const services = await sc.listServices();
               let serviceIds: string[] = [];
             let taskIds: string[] = [];
@@ -392,7 +389,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
               );
             });
             await Promise.all(lines);
-          }, SERVICE_DEADLINE_MS);
+          });
         },
       ),
     );

@@ -4,7 +4,7 @@ import { json } from '../format.js';
 import { out } from '../io.js';
 import { pickService } from '../resolve.js';
 import { taskDetails, taskJson, tasksTable } from '../service-format.js';
-import { SERVICE_DEADLINE_MS, taskFiltersOf } from './service.js';
+import { taskFiltersOf, withServices } from './service.js';
 
 export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
   const { io } = env;
@@ -20,7 +20,7 @@ export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
           .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only ids' }),
       env.action(async (a: GlobalArgs & { filter: string[]; 'no-trunc': boolean; quiet: boolean }) => {
         const f = taskFiltersOf(a.filter, 'task ls');
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const services = f.services.length ? await sc.listServices() : [];
           const nodes = await sc.listNodes();
           const nodeIds = f.nodeIds.map((r) => nodes.find((n) => n.id === r || n.description?.hostname === r)?.id ?? r);
@@ -28,7 +28,7 @@ export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
           if (a.format === 'json') return out(io, json(tasks.map(taskJson)));
           if (a.quiet) return tasks.forEach((t) => out(io, t.id));
           out(io, tasksTable(tasks, nodes, { noTrunc: a['no-trunc'] }));
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     )
     .command(
@@ -36,7 +36,7 @@ export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
       'Show tasks in detail (id or unique id prefix)',
       (yy) => yy.positional('tasks', { type: 'string', array: true, demandOption: true }),
       env.action(async (a: GlobalArgs & { tasks: string[] }) => {
-        await env.withControl(a, async (sc) => {
+        await withServices(env, a, async (sc) => {
           const found = [];
           for (const ref of a.tasks) found.push(await sc.getTask(ref));
           if (a.format === 'json') out(io, json(found.map(taskJson)));
@@ -44,7 +44,7 @@ export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
             const nodes = await sc.listNodes();
             out(io, found.map((t) => taskDetails(t, nodes)).join('\n\n'));
           }
-        }, SERVICE_DEADLINE_MS);
+        });
       }),
     );
 }
