@@ -331,3 +331,14 @@ test.serial('service update waits for the rolling update, with progress; a pause
   t.is(badFlag.code, 1);
   t.regex(badFlag.stderr, /--update-order sideways: expected stop-first or start-first/);
 });
+
+test.serial('service logs takes a task id (or its prefix) in place of a service', async (t) => {
+  const h = ['--host', fs.host];
+  t.is((await swarmctl([...h, 'service', 'create', '--name', 'web', 'web:1'])).code, 0);
+  const task0 = fs.tasks[0];
+  fs.logs.push({ serviceId: fs.services[0].id, taskId: task0.id, nodeId: task0.nodeId, timestamp: 0, stream: 'stdout', data: Buffer.from('hi\n') });
+  const r = await swarmctl([...h, 'service', 'logs', task0.id.slice(0, 10)]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^web\.1\.task\d+x+@h2\s+\| hi\n$/);
+  t.like(fs.calls.find((x) => x.method === 'logs')!.request, { serviceIds: [], taskIds: [task0.id] });
+});
