@@ -2,8 +2,8 @@ import yargs, { type Argv } from 'yargs';
 import { errorLine, UsageError } from './errors.js';
 import { err, type CliIo } from './io.js';
 import { FORMATS, type OutputFormat } from './format.js';
-import { resolveConnection, DEFAULT_HOST, type Connection } from './connection.js';
-import { connectControl, type Control } from './control.js';
+import { resolveConnection, DEFAULT_HOST, type Connection } from './client/connection.js';
+import { connectControl, type Control } from './client/control-client.js';
 import { nodeCommands } from './commands/node.js';
 import { clusterCommands } from './commands/cluster.js';
 import { localCommands } from './commands/local.js';
@@ -23,12 +23,13 @@ export interface GlobalArgs {
 /** What a command handler gets besides its arguments. */
 export interface CommandEnv {
   io: CliIo;
-  /** Opens a Control client for the global flags (closed by the caller through the returned close). */
-  connect(g: GlobalArgs): Promise<{ control: Control; conn: Connection }>;
   /** Runs a handler, turning any error into `swarmctl: <message>` and exit code 1. */
   action<A>(fn: (a: A) => Promise<void>): (a: A) => Promise<void>;
-  /** Runs with a connected Control client, closing it afterwards. */
-  withControl<T>(g: GlobalArgs, fn: (c: Control, conn: Connection) => Promise<T>): Promise<T>;
+  /**
+   * Runs with the Control client of the global flags, closing it afterwards; each call may take
+   * `deadlineMs` (default DEFAULT_DEADLINE_MS).
+   */
+  withControl<T>(g: GlobalArgs, fn: (c: Control, conn: Connection) => Promise<T>, deadlineMs?: number): Promise<T>;
 }
 
 const DEFAULT_FORMAT: OutputFormat = 'table';
@@ -52,10 +53,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   let code = 0;
   const env: CommandEnv = {
     io,
-    connect: async (g) => {
-      const conn = await resolveConnection(g, io.env);
-      return { control: connectControl(conn), conn };
-    },
     action: (fn) => async (a) => {
       try {
         await fn(a);
@@ -65,8 +62,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         code = 1;
       }
     },
-    withControl: async (g, fn) => {
-      const { control, conn } = await env.connect(g);
+    withControl: async (g, fn, deadlineMs) => {
+      const conn = await resolveConnection(g, io.env);
+      const control = connectControl(conn, deadlineMs);
       try {
         return await fn(control, conn);
       } finally {

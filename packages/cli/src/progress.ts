@@ -11,7 +11,7 @@
  * saying why: pending tasks' scheduler reasons, rejected or failed tasks' errors.
  */
 import { type Service, type Task, TaskState, UpdateStatus_State, WatchEvent_Action } from '@swarmd/proto';
-import type { ServiceControl } from './service-control.js';
+import type { Control } from './client/control-client.js';
 import { taskStateText } from './service-format.js';
 import { durationText } from './format.js';
 
@@ -54,7 +54,7 @@ export function newestPerSlot(tasks: readonly Task[]): Task[] {
 }
 
 export async function waitConverged(
-  sc: ServiceControl,
+  sc: Control,
   service: Service,
   o: { print(line: string): void; timeoutMs: number; refreshMs?: number },
 ): Promise<ConvergeResult> {

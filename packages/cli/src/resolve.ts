@@ -1,12 +1,16 @@
+/**
+ * Nodes and services named on the command line, resolved client-side over ListNodes and
+ * ListServices: an exact id, else an exact name, else a unique id prefix.
+ */
 import { invalidArgument, notFound } from '@swarmd/common';
-import type { Node } from '@swarmd/proto';
-import type { Control } from './control.js';
+import type { Node, Service } from '@swarmd/proto';
+import type { Control } from './client/control-client.js';
 import { nodeName } from './format.js';
+import { serviceName } from './service-format.js';
 
 /**
- * A node named on the command line, resolved client-side over ListNodes: an exact id, else an
- * exact hostname (or spec name), else a unique id prefix. More than one match is an error that
- * lists them.
+ * A node: an exact id, else an exact hostname (or spec name), else a unique id prefix. More than
+ * one match is an error that lists them.
  */
 export function pickNode(nodes: readonly Node[], ref: string): Node {
   if (!ref) throw invalidArgument('empty node id');
@@ -28,4 +32,23 @@ function ambiguous(ref: string, nodes: readonly Node[], what: string) {
 
 export async function resolveNode(c: Control, ref: string): Promise<Node> {
   return pickNode(await c.listNodes(), ref);
+}
+
+/** A service: exact id, exact name, else a unique id prefix. */
+export function pickService(services: readonly Service[], ref: string): Service {
+  if (!ref) throw invalidArgument('empty service name');
+  const byId = services.find((s) => s.id === ref);
+  if (byId) return byId;
+  const byName = services.find((s) => serviceName(s) === ref);
+  if (byName) return byName;
+  const byPrefix = services.filter((s) => s.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0];
+  if (byPrefix.length > 1) {
+    throw invalidArgument(`service ${ref} is ambiguous (id prefix of ${byPrefix.length} services: ${byPrefix.map((s) => `${s.id} (${serviceName(s)})`).join(', ')}); use more of the id`);
+  }
+  throw notFound(`service ${ref} not found`);
+}
+
+export async function resolveService(c: Control, ref: string): Promise<Service> {
+  return pickService(await c.listServices(), ref);
 }

@@ -16,7 +16,8 @@ import {
   UpdateStatus_State,
 } from '@swarmd/proto';
 import { durationText, table } from './format.js';
-import { serviceName } from './service-control.js';
+
+export const serviceName = (s: Service): string => s.spec?.annotations?.name ?? '';
 
 export const shortId = (id: string, noTrunc = false): string => (noTrunc ? id : id.slice(0, 12));
 

@@ -4,20 +4,27 @@
  * nothing is sent.
  */
 import {
+  Annotations,
+  ContainerSpec,
+  EndpointSpec,
   EndpointSpec_ResolutionMode,
+  HealthConfig,
+  Mount,
   Mount_Type,
+  Placement,
+  PortConfig,
   PortConfig_Protocol,
   PortConfig_PublishMode,
+  RegistryAuth,
+  ResourceRequirements,
+  Resources,
+  RestartPolicy,
   RestartPolicy_Condition,
+  ServiceSpec,
+  TaskSpec,
+  UpdateConfig,
   UpdateConfig_FailureAction,
   UpdateConfig_Order,
-  type ContainerSpec,
-  type HealthConfig,
-  type Mount,
-  type PortConfig,
-  type RegistryAuth,
-  type ServiceSpec,
-  type UpdateConfig,
 } from '@swarmd/proto';
 import { UsageError } from './errors.js';
 import { parseDuration } from './format.js';
@@ -120,7 +127,7 @@ function keyValues(flag: string, values: readonly string[] | undefined, bad: (m:
 
 /** `--publish 8080:80[/udp]`, `80`, or `published=8080,target=80,mode=host,protocol=udp`. */
 export function parsePort(v: string, bad: (m: string) => Error, flag = 'publish'): PortConfig {
-  const port: PortConfig = { name: '', protocol: PortConfig_Protocol.TCP, targetPort: 0, publishedPort: 0, publishMode: PortConfig_PublishMode.INGRESS };
+  const port = PortConfig.fromPartial({ protocol: PortConfig_Protocol.TCP, publishMode: PortConfig_PublishMode.INGRESS });
   const num = (x: string, what: string) => {
     const n = Number(x);
     if (!/^\d+$/.test(x) || n < 1 || n > 65535) throw bad(`--${flag} ${v}: ${what} "${x}" is not a port (1-65535)`);
@@ -169,7 +176,7 @@ export function parsePort(v: string, bad: (m: string) => Error, flag = 'publish'
 
 /** `type=bind|volume|tmpfs,source=,target=,readonly[=true|false]` (src/dst/destination/ro accepted). */
 export function parseMount(v: string, bad: (m: string) => Error, flag = 'mount'): Mount {
-  const m: Mount = { type: Mount_Type.VOLUME, source: '', target: '', readOnly: false, volumeDriver: '', volumeLabels: {}, tmpfsSizeBytes: 0, tmpfsMode: 0 };
+  const m = Mount.fromPartial({ type: Mount_Type.VOLUME });
   for (const part of v.split(',')) {
     if (!part) continue;
     const eq = part.indexOf('=');
@@ -241,26 +248,6 @@ export function splitWords(s: string): string[] {
 
 const RESTART: Record<string, RestartPolicy_Condition> = { none: RestartPolicy_Condition.NONE, 'on-failure': RestartPolicy_Condition.ON_FAILURE, any: RestartPolicy_Condition.ANY };
 
-function emptyContainer(image: string): ContainerSpec {
-  return {
-    image,
-    command: [],
-    args: [],
-    env: [],
-    dir: '',
-    user: '',
-    hostname: '',
-    labels: {},
-    mounts: [],
-    stopSignal: '',
-    stopGracePeriodMs: 0,
-    healthcheck: undefined,
-    readOnly: false,
-    tty: false,
-    pullAuth: undefined,
-  };
-}
-
 /** The flags both commands share, applied onto `spec` (which is changed in place). */
 function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Error): void {
   const task = spec.task!;
@@ -280,7 +267,7 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
   Object.assign(c.labels, keyValues('container-label', f['container-label'], bad));
   if (f.entrypoint !== undefined) c.command = splitWords(f.entrypoint);
 
-  const res = (task.resources ??= { limits: undefined, reservations: undefined, pidsLimit: 0 });
+  const res = (task.resources ??= ResourceRequirements.create());
   const cpu = (flag: 'reserve-cpu' | 'limit-cpu') => {
     const v = f[flag];
     if (v === undefined) return undefined;
@@ -300,12 +287,12 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
   const lc = cpu('limit-cpu');
   const lm = mem('limit-memory');
   if (rc !== undefined || rm !== undefined) {
-    res.reservations ??= { nanoCpus: 0, memoryBytes: 0 };
+    res.reservations ??= Resources.create();
     if (rc !== undefined) res.reservations.nanoCpus = rc;
     if (rm !== undefined) res.reservations.memoryBytes = rm;
   }
   if (lc !== undefined || lm !== undefined) {
-    res.limits ??= { nanoCpus: 0, memoryBytes: 0 };
+    res.limits ??= Resources.create();
     if (lc !== undefined) res.limits.nanoCpus = lc;
     if (lm !== undefined) res.limits.memoryBytes = lm;
   }
@@ -317,7 +304,7 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
 
   const restartGiven = ['restart-condition', 'restart-delay', 'restart-max-attempts', 'restart-window'].some((k) => f[k as keyof CommonFlags] !== undefined);
   if (restartGiven) {
-    const r = (task.restart ??= { condition: RestartPolicy_Condition.ANY, delayMs: 5000, maxAttempts: 0, windowMs: 0 });
+    const r = (task.restart ??= RestartPolicy.fromPartial({ condition: RestartPolicy_Condition.ANY, delayMs: 5000 }));
     if (f['restart-condition'] !== undefined) {
       const cond = RESTART[f['restart-condition']];
       if (cond === undefined) throw bad(`--restart-condition ${f['restart-condition']}: expected none, on-failure or any`);
@@ -333,9 +320,9 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
 
   const healthGiven = ['health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period'].some((k) => f[k as keyof CommonFlags] !== undefined);
   if (f['no-healthcheck'] && healthGiven) throw bad('--no-healthcheck conflicts with the --health-* flags');
-  if (f['no-healthcheck']) c.healthcheck = { test: ['NONE'], intervalMs: 0, timeoutMs: 0, retries: 0, startPeriodMs: 0 };
+  if (f['no-healthcheck']) c.healthcheck = HealthConfig.fromPartial({ test: ['NONE'] });
   else if (healthGiven) {
-    const h: HealthConfig = (c.healthcheck ??= { test: [], intervalMs: 0, timeoutMs: 0, retries: 0, startPeriodMs: 0 });
+    const h = (c.healthcheck ??= HealthConfig.create());
     if (f['health-cmd'] !== undefined) {
       if (!f['health-cmd'].trim()) throw bad('--health-cmd: empty command');
       h.test = ['CMD-SHELL', f['health-cmd']];
@@ -362,7 +349,7 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
 }
 
 /** Docker's update config defaults (`docker service create --help`), the ones the manager fills in too. */
-const UPDATE_DEFAULTS: UpdateConfig = { parallelism: 1, delayMs: 0, failureAction: UpdateConfig_FailureAction.PAUSE, monitorMs: 5_000, maxFailureRatio: 0, order: UpdateConfig_Order.STOP_FIRST };
+const UPDATE_DEFAULTS = UpdateConfig.fromPartial({ parallelism: 1, failureAction: UpdateConfig_FailureAction.PAUSE, monitorMs: 5_000, order: UpdateConfig_Order.STOP_FIRST });
 const UPDATE_ORDER: Record<string, UpdateConfig_Order> = { 'stop-first': UpdateConfig_Order.STOP_FIRST, 'start-first': UpdateConfig_Order.START_FIRST };
 const FAILURE_ACTION: Record<string, UpdateConfig_FailureAction> = {
   pause: UpdateConfig_FailureAction.PAUSE,
@@ -414,24 +401,15 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
   if (mode !== 'replicated' && mode !== 'global') throw bad(`--mode ${mode}: expected replicated or global`);
   if (mode === 'global' && f.replicas !== undefined) throw bad('--replicas can only be used with replicated mode');
   if (f.name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(f.name)) throw bad(`--name ${f.name}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*`);
-  const c = emptyContainer(image);
-  c.args = [...command];
-  c.pullAuth = pullAuth;
-  const spec: ServiceSpec = {
+  const spec = ServiceSpec.fromPartial({
     annotations: { name: f.name ?? '', labels: keyValues('label', f.label, bad) },
     task: {
-      container: c,
-      resources: undefined,
-      restart: undefined,
-      placement: undefined,
-      networks: (f.network ?? []).map((n) => ({ target: n, aliases: [] })),
-      forceUpdate: 0,
+      container: { image, args: [...command], pullAuth },
+      networks: (f.network ?? []).map((target) => ({ target })),
     },
     mode: mode === 'global' ? { $case: 'global', global: {} } : { $case: 'replicated', replicated: { replicas: 1 } },
-    update: undefined,
-    rollback: undefined,
-    endpoint: undefined,
-  };
+  });
+  const c = spec.task!.container!;
   applyCommon(spec, f, bad);
   c.mounts = (f.mount ?? []).map((m) => parseMount(m, bad));
   const constraints = (f.constraint ?? []).map((x) => checkConstraint('constraint', x, bad));
@@ -440,9 +418,9 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
     if (!m) throw bad(`--placement-pref ${p}: expected spread=node.labels.NAME`);
     return { spreadDescriptor: m[1] };
   });
-  if (constraints.length || prefs.length) spec.task!.placement = { constraints, preferences: prefs, platforms: [], maxReplicas: 0 };
+  if (constraints.length || prefs.length) spec.task!.placement = Placement.fromPartial({ constraints, preferences: prefs });
   const ports = (f.publish ?? []).map((p) => parsePort(p, bad));
-  if (ports.length) spec.endpoint = { mode: EndpointSpec_ResolutionMode.VIP, ports };
+  if (ports.length) spec.endpoint = EndpointSpec.fromPartial({ mode: EndpointSpec_ResolutionMode.VIP, ports });
   return spec;
 }
 
@@ -450,8 +428,8 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
 export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceSpec {
   const bad = usage('service update');
   const spec = structuredClone(current);
-  spec.task ??= { container: undefined, resources: undefined, restart: undefined, placement: undefined, networks: [], forceUpdate: 0 };
-  const c = (spec.task.container ??= emptyContainer(''));
+  spec.task ??= TaskSpec.create();
+  const c = (spec.task.container ??= ContainerSpec.create());
   if (f.image !== undefined) {
     if (!f.image || /\s/.test(f.image)) throw bad(`--image ${f.image}: not an image reference`);
     c.image = f.image;
@@ -459,13 +437,13 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceS
   if (f.args !== undefined) c.args = splitWords(f.args);
   for (const k of f['env-rm'] ?? []) c.env = c.env.filter((e) => e.split('=')[0] !== k);
   applyCommon(spec, { ...f, env: [...(f.env ?? []), ...(f['env-add'] ?? [])] }, bad);
-  const labels = (spec.annotations ??= { name: '', labels: {} }).labels;
+  const labels = (spec.annotations ??= Annotations.create()).labels;
   for (const k of f['label-rm'] ?? []) delete labels[k];
   Object.assign(labels, keyValues('label-add', f['label-add'], bad));
   for (const k of f['container-label-rm'] ?? []) delete c.labels[k];
   Object.assign(c.labels, keyValues('container-label-add', f['container-label-add'], bad));
   if (f['constraint-add']?.length || f['constraint-rm']?.length) {
-    const pl = (spec.task.placement ??= { constraints: [], preferences: [], platforms: [], maxReplicas: 0 });
+    const pl = (spec.task.placement ??= Placement.create());
     pl.constraints = pl.constraints.filter((x) => !(f['constraint-rm'] ?? []).includes(x));
     for (const x of f['constraint-add'] ?? []) if (!pl.constraints.includes(checkConstraint('constraint-add', x, bad))) pl.constraints.push(x);
   }
@@ -475,7 +453,7 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceS
     c.mounts = [...c.mounts.filter((x) => x.target !== mount.target), mount];
   }
   if (f['publish-rm']?.length || f['publish-add']?.length) {
-    const ep = (spec.endpoint ??= { mode: EndpointSpec_ResolutionMode.VIP, ports: [] });
+    const ep = (spec.endpoint ??= EndpointSpec.fromPartial({ mode: EndpointSpec_ResolutionMode.VIP }));
     const rm = (f['publish-rm'] ?? []).map((p) => parsePort(p, bad, 'publish-rm'));
     ep.ports = ep.ports.filter((p) => !rm.some((r) => r.targetPort === p.targetPort && (!r.publishedPort || r.publishedPort === p.publishedPort)));
     for (const p of f['publish-add'] ?? []) ep.ports.push(parsePort(p, bad, 'publish-add'));
@@ -521,7 +499,7 @@ export function registryAuthOf(dockerConfig: unknown, image: string): RegistryAu
         password = dec.slice(i + 1);
       }
     }
-    if (username || password || a.identitytoken) return { username, password, identityToken: a.identitytoken ?? '' };
+    if (username || password || a.identitytoken) return RegistryAuth.fromPartial({ username, password, identityToken: a.identitytoken });
   }
   return undefined;
 }

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorReason, REASON_METADATA_KEY } from '@swarmd/common';
 import { NodeAvailability, NodeRole } from '@swarmd/proto';
 import { startFakeControl, type FakeControl } from './helpers/fake-control.js';
 import { swarmctl } from './helpers/run.js';
@@ -141,24 +143,38 @@ serial('cluster admin-cert writes the key (0600), certificate and CA', async (t)
 });
 
 test('while an election runs (no leader known) swarmctl asks again; other errors fail at once', async (t) => {
+  // The gRPC server in this process refuses as a manager does: UNAVAILABLE with the reason in the
+  // `swarmd-reason` trailer. The message says nothing of it: the reason alone is what swarmctl reads.
+  const refusal = (details: string, reason?: ErrorReason) => {
+    const metadata = new grpc.Metadata();
+    if (reason) metadata.set(REASON_METADATA_KEY, reason);
+    return Object.assign(new Error(details), { code: grpc.status.UNAVAILABLE, details, metadata });
+  };
   let refusals = 0;
-  const noLeader = () => Object.assign(new Error('no leader'), { code: 14 /* UNAVAILABLE */, details: 'this manager is not the leader and no leader is known yet: retry in a moment' });
   const own: FakeControl = await startFakeControl({
     listNodes: () => {
-      if (++refusals <= 3) throw noLeader();
+      if (++refusals <= 3) throw refusal('election under way', ErrorReason.NO_LEADER);
       return { nodes: own.nodes };
     },
     getNode: () => {
-      throw Object.assign(new Error('down'), { code: 14, details: 'manager unavailable: shutting down' });
+      throw refusal('manager unavailable: shutting down');
+    },
+    listClusters: () => {
+      throw refusal('this manager is not the leader and no leader is known yet: retry in a moment');
     },
   });
   t.teardown(() => own.stop());
   const r = await swarmctl(['node', 'ls', '--host', own.host, '--format', 'json']);
   t.is(r.code, 0, r.stderr);
   t.is(refusals, 4, 'three refusals, then the answer');
-  const calls = () => own.calls.filter((c) => c.method === 'getNode').length;
+  const calls = (method: string) => own.calls.filter((c) => c.method === method).length;
   const bad = await swarmctl(['node', 'inspect', 'abc111', '--host', own.host]);
   t.not(bad.code, 0);
   t.regex(bad.stderr, /shutting down/);
-  t.is(calls(), 1, 'not retried');
+  t.is(calls('getNode'), 1, 'not retried');
+  // the words alone, without the reason, are an error like any other
+  const worded = await swarmctl(['cluster', 'inspect', '--host', own.host]);
+  t.is(worded.code, 1);
+  t.regex(worded.stderr, /^swarmctl: manager unavailable: this manager is not the leader and no leader is known yet/);
+  t.is(calls('listClusters'), 1, 'not retried');
 });

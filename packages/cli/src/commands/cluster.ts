@@ -1,9 +1,10 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
-import { NodeRole, type Cluster, type ClusterSpec } from '@swarmd/proto';
+import { ClusterSpec, NodeRole, type Cluster } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
-import { theCluster, type Control } from '../control.js';
+import { theCluster, type Control } from '../client/control-client.js';
+import { retryOnConflict } from '../client/rpc.js';
 import { clusterDetails, clusterJson, durationText, json, parseDuration } from '../format.js';
 import { out } from '../io.js';
 import { UsageError } from '../errors.js';
@@ -18,13 +19,13 @@ export interface ClusterChange {
 /** The new spec of the cluster after a change (pure). */
 export function applyClusterChange(c: Cluster, ch: ClusterChange): ClusterSpec {
   const s = c.spec;
-  return {
-    annotations: { name: s?.annotations?.name ?? '', labels: { ...(s?.annotations?.labels ?? {}) } },
-    raft: s?.raft ? { ...s.raft } : undefined,
-    dispatcher: { heartbeatPeriodMs: ch.heartbeatPeriodMs ?? s?.dispatcher?.heartbeatPeriodMs ?? 0 },
-    caConfig: { nodeCertExpiryMs: ch.certExpiryMs ?? s?.caConfig?.nodeCertExpiryMs ?? 0 },
-    orchestration: { taskHistoryRetentionLimit: ch.taskHistoryLimit ?? s?.orchestration?.taskHistoryRetentionLimit ?? 0 },
-  };
+  return ClusterSpec.fromPartial({
+    annotations: s?.annotations ?? {},
+    raft: s?.raft,
+    dispatcher: { heartbeatPeriodMs: ch.heartbeatPeriodMs ?? s?.dispatcher?.heartbeatPeriodMs },
+    caConfig: { nodeCertExpiryMs: ch.certExpiryMs ?? s?.caConfig?.nodeCertExpiryMs },
+    orchestration: { taskHistoryRetentionLimit: ch.taskHistoryLimit ?? s?.orchestration?.taskHistoryRetentionLimit },
+  });
 }
 
 const durationOption = (flag: string) => (v: string | undefined) => {
@@ -34,21 +35,18 @@ const durationOption = (flag: string) => (v: string | undefined) => {
   return ms;
 };
 
+/** Read, change, write; a write that raced another (ABORTED) is retried on fresh data. */
 async function updateCluster(c: Control, change: ClusterChange, rotate: { worker?: boolean; manager?: boolean } = {}): Promise<Cluster> {
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const cur = await theCluster(c);
-    try {
-      return await c.updateCluster({
-        clusterId: cur.id,
-        version: cur.meta?.version ?? 0,
-        spec: applyClusterChange(cur, change),
-        rotateWorkerToken: rotate.worker,
-        rotateManagerToken: rotate.manager,
-      });
-    } catch (e) {
-      if ((e as { code?: number }).code !== 10 || attempt >= 4) throw e;
-    }
-  }
+    return c.updateCluster({
+      clusterId: cur.id,
+      version: cur.meta?.version ?? 0,
+      spec: applyClusterChange(cur, change),
+      rotateWorkerToken: rotate.worker,
+      rotateManagerToken: rotate.manager,
+    });
+  });
 }
 
 /** Where new nodes join: the leader's address, else any manager's. */

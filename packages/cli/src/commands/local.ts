@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
-import { defaultContextPath } from '../context.js';
+import { defaultContextPath } from '../client/context.js';
 import { json, nodesTable, table } from '../format.js';
 import { err, out } from '../io.js';
 import { localUp } from '../local/up.js';

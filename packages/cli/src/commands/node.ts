@@ -1,9 +1,9 @@
 import type { Argv } from 'yargs';
-import { status } from '@grpc/grpc-js';
 import { invalidArgument } from '@swarmd/common';
-import { NodeAvailability, NodeRole, type Node, type NodeSpec } from '@swarmd/proto';
+import { NodeAvailability, NodeRole, NodeSpec, type Node } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
-import type { Control } from '../control.js';
+import type { Control } from '../client/control-client.js';
+import { retryOnConflict } from '../client/rpc.js';
 import { json, nodeDetails, nodeJson, nodesTable, roleText } from '../format.js';
 import { out } from '../io.js';
 import { UsageError } from '../errors.js';
@@ -53,11 +53,11 @@ export interface NodeChange {
 
 /** The new spec of a node after a change (pure). */
 export function applyNodeChange(n: Node, ch: NodeChange): NodeSpec {
-  const spec: NodeSpec = {
-    annotations: { name: n.spec?.annotations?.name ?? '', labels: { ...(n.spec?.annotations?.labels ?? {}) } },
+  const spec = NodeSpec.fromPartial({
+    annotations: n.spec?.annotations ?? {},
     desiredRole: n.spec?.desiredRole ?? n.role,
     availability: n.spec?.availability ?? NodeAvailability.NODE_AVAILABILITY_ACTIVE,
-  };
+  });
   if (ch.availability !== undefined) spec.availability = ch.availability;
   for (const k of ch.labelRm ?? []) delete spec.annotations!.labels[k];
   Object.assign(spec.annotations!.labels, ch.labelAdd ?? {});
@@ -67,14 +67,10 @@ export function applyNodeChange(n: Node, ch: NodeChange): NodeSpec {
 
 /** Read, change, write; a write that raced another (ABORTED) is retried on fresh data. */
 async function updateNode(c: Control, ref: string, ch: NodeChange): Promise<Node> {
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const n = await resolveNode(c, ref);
-    try {
-      return await c.updateNode(n.id, n.meta?.version ?? 0, applyNodeChange(n, ch));
-    } catch (e) {
-      if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
-    }
-  }
+    return c.updateNode(n.id, n.meta?.version ?? 0, applyNodeChange(n, ch));
+  });
 }
 
 export function nodeCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {

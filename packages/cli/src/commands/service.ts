@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { status } from '@grpc/grpc-js';
 import { type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
+import type { Control } from '../client/control-client.js';
+import { retryOnConflict } from '../client/rpc.js';
 import { UsageError } from '../errors.js';
 import { json, parseDuration } from '../format.js';
 import { out, err } from '../io.js';
-import { connectServiceControl, pickService, resolveService, serviceName, type ServiceControl } from '../service-control.js';
+import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
-import { logPrefix, serviceDetails, serviceJson, servicesTable, taskJson, tasksTable } from '../service-format.js';
+import { logPrefix, serviceDetails, serviceJson, serviceName, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
 
 const DESIRED: Record<string, TaskState> = {
@@ -42,19 +43,15 @@ export function taskFiltersOf(filters: readonly string[], cmd: string): { desire
   return f;
 }
 
-/** Runs with a services client, closing it afterwards. */
-async function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: ServiceControl) => Promise<T>): Promise<T> {
-  const { control, conn } = await env.connect(g);
-  control.close();
-  const sc = connectServiceControl(conn);
-  try {
-    return await fn(sc);
-  } finally {
-    sc.close();
-  }
+/** Each call of a service or task command may take this long: a create or update may wait on the manager pinning the image through a registry. */
+const SERVICE_DEADLINE_MS = 60_000;
+
+/** Runs with the Control client (calls allowed SERVICE_DEADLINE_MS), closing it afterwards. */
+export function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: Control) => Promise<T>): Promise<T> {
+  return env.withControl(g, fn, SERVICE_DEADLINE_MS);
 }
 
-async function nodeIdsOf(sc: ServiceControl, refs: readonly string[]): Promise<string[]> {
+async function nodeIdsOf(sc: Control, refs: readonly string[]): Promise<string[]> {
   if (!refs.length) return [];
   const nodes = await sc.listNodes();
   return refs.map((r) => nodes.find((n) => n.id === r || n.description?.hostname === r || n.spec?.annotations?.name === r)?.id ?? nodes.find((n) => n.id.startsWith(r))?.id ?? r);
@@ -76,7 +73,7 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
  * Waits for convergence unless --detach (a rolling update: until it completes); a service that does
  * not converge in time, or an update that pauses, is an error naming why.
  */
-async function converge(env: CommandEnv, sc: ServiceControl, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
+async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
   if (a.detach) return;
   const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
@@ -210,23 +207,18 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         const ms = timeoutMs(a, 'service update');
         await withServices(env, a, async (sc) => {
           const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
-          for (let attempt = 0; ; attempt++) {
+          const r = await retryOnConflict(async () => {
             const cur = await resolveService(sc, a.service);
             let spec;
             if (!a.rollback) {
               spec = applyUpdateFlags(cur.spec!, a);
               if (auth) spec.task!.container!.pullAuth = auth;
             }
-            try {
-              const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
-              printWarnings(env, r.warnings);
-              out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
-              await converge(env, sc, r.service, a, ms);
-              return;
-            } catch (e) {
-              if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
-            }
-          }
+            return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
+          });
+          printWarnings(env, r.warnings);
+          out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
+          await converge(env, sc, r.service, a, ms);
         });
       }),
     )
@@ -248,20 +240,15 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         await withServices(env, a, async (sc) => {
           const updated: Service[] = [];
           for (const p of pairs) {
-            for (let attempt = 0; ; attempt++) {
+            const r = await retryOnConflict(async () => {
               const cur = await resolveService(sc, p.ref);
               if (cur.spec?.mode?.$case === 'global') throw new Error(`${serviceName(cur)}: scale can only be used with replicated mode`);
               const spec = structuredClone(cur.spec!);
               spec.mode = { $case: 'replicated', replicated: { replicas: p.replicas } };
-              try {
-                const r = await sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
-                updated.push(r.service);
-                if (a.format !== 'json') out(io, `${serviceName(cur)} scaled to ${p.replicas}`);
-                break;
-              } catch (e) {
-                if ((e as { code?: number }).code !== status.ABORTED || attempt >= 4) throw e;
-              }
-            }
+              return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, noResolveImage: true });
+            });
+            updated.push(r.service);
+            if (a.format !== 'json') out(io, `${serviceName(r.service)} scaled to ${p.replicas}`);
           }
           if (a.format === 'json') out(io, json(updated.map(serviceJson)));
           for (const s of updated) await converge(env, sc, s, a, ms);

@@ -2,20 +2,9 @@ import type { Argv } from 'yargs';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { json } from '../format.js';
 import { out } from '../io.js';
-import { connectServiceControl, pickService, type ServiceControl } from '../service-control.js';
+import { pickService } from '../resolve.js';
 import { taskDetails, taskJson, tasksTable } from '../service-format.js';
-import { taskFiltersOf } from './service.js';
-
-async function withServices<T>(env: CommandEnv, g: GlobalArgs, fn: (sc: ServiceControl) => Promise<T>): Promise<T> {
-  const { control, conn } = await env.connect(g);
-  control.close();
-  const sc = connectServiceControl(conn);
-  try {
-    return await fn(sc);
-  } finally {
-    sc.close();
-  }
-}
+import { taskFiltersOf, withServices } from './service.js';
 
 export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
   const { io } = env;

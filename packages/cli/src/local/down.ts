@@ -1,7 +1,7 @@
 import { rm, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '@swarmd/common';
-import { readContext } from '../context.js';
+import { readContext } from '../client/context.js';
 import { cleanupHost } from './swarmd.js';
 import { clusterProcesses, terminate } from './processes.js';
 import { unmountUnder } from './mounts.js';

@@ -8,11 +8,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
 import { failedPrecondition, invalidArgument, notFound, unavailable } from '@swarmd/common';
 import { NodeState, type Node } from '@swarmd/proto';
-import { connectControl, theCluster, type Control } from '../control.js';
-import { readContext, writeContext } from '../context.js';
+import { socketConnection } from '../client/connection.js';
+import { connectControl, theCluster, type Control } from '../client/control-client.js';
+import { readContext, writeContext } from '../client/context.js';
 import { nodeName } from '../format.js';
 import { addHost, netnsPath } from './underlay.js';
 import { parseSubnet } from './subnet.js';
@@ -27,7 +27,7 @@ export function controlSocket(h: LocalHost): string {
 }
 
 export function unixControl(sock: string): Control {
-  return connectControl({ target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, source: sock }, 5_000);
+  return connectControl(socketConnection(sock, sock), 5_000);
 }
 
 /**

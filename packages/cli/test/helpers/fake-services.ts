@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ControlService, type LogLine, type Service, type ServiceSpec, type Task, TaskState, UpdateStatus_State, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
+import { ControlService, type LogLine, Service, type ServiceSpec, Task, TaskState, UpdateStatus_State, WatchEvent, WatchEvent_Action } from '@swarmd/proto';
 import { makeNode } from './fake-control.js';
 
 export interface FakeServices {
@@ -43,35 +43,31 @@ export async function startFakeServices(): Promise<FakeServices> {
     },
   };
   const emit = (action: WatchEvent_Action, task: Task) => {
-    for (const w of watchers) if (w.serviceId === task.serviceId) w.write({ action, task, version: ++seq, node: undefined, service: undefined, network: undefined, cluster: undefined });
+    for (const w of watchers) if (w.serviceId === task.serviceId) w.write(WatchEvent.fromPartial({ action, task, version: ++seq }));
   };
   const emitService = (s: Service) => {
     s.meta = { ...s.meta!, version: ++seq };
-    for (const w of watchers) if (w.serviceId === s.id) w.write({ action: WatchEvent_Action.UPDATE, service: s, version: seq, node: undefined, task: undefined, network: undefined, cluster: undefined });
+    for (const w of watchers) if (w.serviceId === s.id) w.write(WatchEvent.fromPartial({ action: WatchEvent_Action.UPDATE, service: s, version: seq }));
   };
-  const newTask = (s: Service, slot: number): Task => ({
-    id: `task${String(++seq).padStart(4, '0')}xxxxxxxxxxxxxxxxxxxx`,
-    meta: { version: seq, createdAt: Date.now() + seq, updatedAt: Date.now() },
-    spec: s.spec?.task,
-    serviceId: s.id,
-    slot,
-    nodeId: fs.stuck ? '' : nodes[slot % 2].id,
-    annotations: { name: `${s.spec?.annotations?.name}.${slot}`, labels: {} },
-    serviceAnnotations: s.spec?.annotations,
-    status: {
-      timestamp: Date.now(),
-      state: fs.stuck ? TaskState.TASK_STATE_PENDING : TaskState.TASK_STATE_RUNNING,
-      message: fs.stuck ? 'pending task scheduling' : 'started',
-      err: fs.stuck ?? '',
-      container: undefined,
-      portStatus: undefined,
-      appliedAt: 0,
-    },
-    desiredState: TaskState.TASK_STATE_RUNNING,
-    networks: [],
-    endpoint: undefined,
-    specVersion: s.specVersion,
-  });
+  const newTask = (s: Service, slot: number): Task =>
+    Task.fromPartial({
+      id: `task${String(++seq).padStart(4, '0')}xxxxxxxxxxxxxxxxxxxx`,
+      meta: { version: seq, createdAt: Date.now() + seq, updatedAt: Date.now() },
+      spec: s.spec?.task,
+      serviceId: s.id,
+      slot,
+      nodeId: fs.stuck ? '' : nodes[slot % 2].id,
+      annotations: { name: `${s.spec?.annotations?.name}.${slot}` },
+      serviceAnnotations: s.spec?.annotations,
+      status: {
+        timestamp: Date.now(),
+        state: fs.stuck ? TaskState.TASK_STATE_PENDING : TaskState.TASK_STATE_RUNNING,
+        message: fs.stuck ? 'pending task scheduling' : 'started',
+        err: fs.stuck ?? '',
+      },
+      desiredState: TaskState.TASK_STATE_RUNNING,
+      specVersion: s.specVersion,
+    });
   /** A rolling update, one slot every 10 ms: the old task shut down, a new one running (or failed under `bad/`). */
   const rollOut = (s: Service) => {
     const version = s.specVersion;
@@ -122,7 +118,7 @@ export async function startFakeServices(): Promise<FakeServices> {
     },
     createService: (r: { spec: ServiceSpec }) => {
       if (fs.services.some((s) => s.spec?.annotations?.name === r.spec.annotations?.name)) throw err(grpc.status.ALREADY_EXISTS, `service name "${r.spec.annotations?.name}" is already in use`);
-      const s: Service = { id: `svc${String(++seq).padStart(22, '0')}`, meta: { version: seq, createdAt: 1, updatedAt: 1 }, spec: r.spec, previousSpec: undefined, endpoint: undefined, specVersion: 1, updateStatus: undefined };
+      const s = Service.fromPartial({ id: `svc${String(++seq).padStart(22, '0')}`, meta: { version: seq, createdAt: 1, updatedAt: 1 }, spec: r.spec, specVersion: 1 });
       if (!s.spec!.annotations!.name) s.spec!.annotations!.name = `gen${seq}`;
       fs.services.push(s);
       reconcile(s);

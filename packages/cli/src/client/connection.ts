@@ -68,7 +68,7 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
   if (sock !== undefined) {
     if (!isAbsolute(sock)) throw invalidArgument(`--host ${host}: a unix socket path must be absolute`);
     selfNodeId ??= await nodeIdNextToSocket(sock);
-    return { target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, selfNodeId, source };
+    return socketConnection(sock, source, selfNodeId);
   }
   if (!/^[^\s/]+:\d{1,5}$/.test(host)) throw invalidArgument(`--host ${host}: expected unix:///path/to/control.sock or IP:PORT`);
   const missing = (['tlscacert', 'tlscert', 'tlskey'] as const).filter((k) => !tls[k === 'tlscacert' ? 'ca' : k === 'tlscert' ? 'cert' : 'key']);
@@ -92,6 +92,11 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
     selfNodeId,
     source,
   };
+}
+
+/** A manager's local control socket (an absolute path): no TLS, the socket is root's. */
+export function socketConnection(sock: string, source: string, selfNodeId?: string): Connection {
+  return { target: `unix://${sock}`, credentials: grpc.credentials.createInsecure(), options: {}, selfNodeId, source };
 }
 
 async function readPem(path: string): Promise<Buffer> {
