@@ -12,7 +12,7 @@
  */
 import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
 import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type ListTasksRequest_Filters, type RegistryAuth, type Service, type ServiceSpec, type Task } from '@swarmd/proto';
-import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/runtime';
+import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/registry';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';

@@ -14,13 +14,24 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
-import { formatReference, parseReference, withTarget, type Reference } from '../reference/reference.js';
+import {
+  checkCancelled,
+  digestHex,
+  formatReference,
+  MediaTypes,
+  parseReference,
+  RegistryClient,
+  sha256Of,
+  withTarget,
+  type Credentials,
+  type Descriptor,
+  type Digest,
+  type Platform,
+  type Reference,
+  type RegistryClientOptions,
+} from '@swarmd/registry';
 import { LocalContentStore } from '../content/content-store.js';
 import { SingleFlight } from '../content/single-flight.js';
-import { digestHex, sha256Of, type Descriptor, type Digest, type Platform } from '../content/digest.js';
-import { checkCancelled, RegistryClient, type RegistryClientOptions } from '../registry/client.js';
-import type { Credentials } from '../registry/auth.js';
-import { MediaTypes } from '../registry/media-types.js';
 import { ImageStore, type ImageRecord } from './image-store.js';
 import { hostPlatform, kindOf, parseConfig, parseIndex, parseManifest, parsePlatform, selectManifest, type ImageConfig, type ImageManifest } from './manifest.js';
 import { unpackLayer } from './unpack.js';
