@@ -1,7 +1,6 @@
-// Containers: mounts, overlay snapshots, OCI specs, runc, conmon, volumes and the container service.
+// Containers: mounts, OCI specs, runc, conmon, volumes and the container service.
 export * from '../mount/mount.js';
 export * from '../mount/mounter.js';
-export * from '../snapshots/overlay-snapshotter.js';
 export * from '../oci/types.js';
 export * from '../oci/user.js';
 export * from '../oci/rootfs-path.js';
