@@ -10,4 +10,5 @@ export * from '../monitor/conmon.js';
 export * from '../volumes/volume-store.js';
 export * from './cgroups.js';
 export * from './logs.js';
-export * from './container-runtime.js';
+export * from './container-types.js';
+export * from './container-service.js';
