@@ -21,6 +21,7 @@ const PURE = [
   'packages/manager/src/update/plan.ts',
   'packages/manager/src/allocator/plan.ts',
   'packages/manager/src/ipam/**/*.ts',
+  'packages/registry/src/{reference,media-types}.ts',
 ];
 
 const boundaries = managerBoundaries;

@@ -1,7 +1,7 @@
-// Images (reference, registry client, content store, image service)
-export * from './reference/index.js';
+// Images (content store, unpack, image service); references and the registry client are @swarmd/registry's
 export * from './content/index.js';
-export * from './registry/index.js';
 export * from './images/index.js';
-// Containers (snapshots, OCI bundles, runc, conmon, volumes)
+// Snapshots: unpacked layers (by chain id) and containers' overlay dirs
+export * from './snapshots/index.js';
+// Containers (mounts, OCI bundles, runc, conmon, volumes)
 export * from './containers/index.js';

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { ErrorCode, SwarmError } from '@swarmd/common';
-import { LocalContentStore, sha256Of } from '../src/index.js';
+import { sha256Of } from '@swarmd/registry';
+import { LocalContentStore } from '../src/index.js';
 
 async function store(t: { teardown(fn: () => unknown): void }) {
   const root = await mkdtemp(join(tmpdir(), 'swarmd-content-'));

@@ -12,7 +12,8 @@ import {
   writeOciLayout,
   type BuiltImage,
 } from '@swarmd/testkit';
-import { chainIdsOf, MediaTypes, parseReference } from '../src/index.js';
+import { MediaTypes, parseReference } from '@swarmd/registry';
+import { chainIdsOf } from '../src/index.js';
 import { countingProxy, imageService, storeState, tempDir } from './images-helpers.js';
 
 const test = requires('root', 'registry', 'busybox');

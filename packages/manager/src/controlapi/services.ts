@@ -12,7 +12,7 @@
  */
 import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
 import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
-import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/runtime';
+import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/registry';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
@@ -39,7 +39,7 @@ export interface RegistryPinnerOptions {
   logger?: Logger;
 }
 
-/** The default ImagePinner: a HEAD of the manifest through the runtime's RegistryClient. */
+/** The default ImagePinner: a HEAD of the manifest through the registry client (@swarmd/registry). */
 export function registryPinner(o: RegistryPinnerOptions = {}): ImagePinner {
   let client: RegistryClient | undefined;
   const timeoutMs = o.timeoutMs ?? 10_000;

@@ -11,7 +11,8 @@
 import { join } from 'node:path';
 import type { LogRecord, TaskStatus } from '@swarmd/proto';
 import { nullLogger, type Logger } from '@swarmd/common';
-import { ContainerService, ImageService, type RegistryClientOptions } from '@swarmd/runtime';
+import type { RegistryClientOptions } from '@swarmd/registry';
+import { ContainerService, ImageService } from '@swarmd/runtime';
 import type { Clock } from '../clock.js';
 import { ContainerExecutor } from '../executor/container-executor.js';
 import { BridgeNetworking } from '../networking/bridge-network.js';

@@ -7,6 +7,9 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 
+/** Longest sleep of an exit wait or a log follow between checks when no change wakes it. */
+export const WAIT_POLL_MS = 1_000;
+
 export class ChangeWaker {
   private readonly watchers: FSWatcher[] = [];
   private changed = false;

@@ -1,7 +1,6 @@
-// Containers: mounts, overlay snapshots, OCI specs, runc, conmon, volumes and the container service.
+// Containers: mounts, OCI specs, runc, conmon, volumes and the container service.
 export * from '../mount/mount.js';
 export * from '../mount/mounter.js';
-export * from '../snapshots/overlay-snapshotter.js';
 export * from '../oci/types.js';
 export * from '../oci/user.js';
 export * from '../oci/rootfs-path.js';
@@ -11,4 +10,5 @@ export * from '../monitor/conmon.js';
 export * from '../volumes/volume-store.js';
 export * from './cgroups.js';
 export * from './logs.js';
-export * from './container-runtime.js';
+export * from './container-types.js';
+export * from './container-service.js';

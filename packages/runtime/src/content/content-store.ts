@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
-import { assertDigest, digestHex, newDigester, type Digest } from './digest.js';
+import { assertDigest, digestHex, newDigester, type BlobWriter, type Digest } from '@swarmd/registry';
 import { SingleFlight } from './single-flight.js';
 
 export interface ContentInfo {
@@ -28,18 +28,13 @@ export interface ContentProvider {
   readAll(d: Digest): Promise<Buffer>;
 }
 
-export interface ContentWriter {
-  /** Appends bytes (back-pressure honoured). */
-  write(chunk: Uint8Array): Promise<void>;
-  /** Bytes written so far. */
-  readonly offset: number;
+/** A write into the store; the registry client downloads through it (BlobWriter). */
+export interface ContentWriter extends BlobWriter {
   /**
    * Verifies size (when given) and digest, then moves the blob into place. A blob already in
    * the store is not an error: the new copy is dropped. Mismatch → DATA_LOSS, nothing kept.
    */
   commit(size?: number): Promise<ContentInfo>;
-  /** Drops the partial data. Safe to call after commit or twice. */
-  abort(): Promise<void>;
 }
 
 export interface ContentStore extends ContentProvider {

@@ -1,3 +1,2 @@
-export * from './digest.js';
 export * from './single-flight.js';
 export * from './content-store.js';

@@ -11,8 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common';
 import type { ContentStore } from '../content/content-store.js';
-import type { Descriptor, Digest } from '../content/digest.js';
-import { MediaTypes } from '../registry/media-types.js';
+import { MediaTypes, type Descriptor, type Digest } from '@swarmd/registry';
 import type { ImageManifest } from './manifest.js';
 
 export interface ArchiveImage {

@@ -4,23 +4,32 @@
  * id, and image records that name what they use. Removing an image only drops its record;
  * `gc()` then deletes blobs and snapshots no record (and no lease, and no container) uses.
  *
- * Snapshots: `<root>/snapshots/<hex of chain id>/fs` is a lowerdir for overlayfs, in overlay
- * form (whiteouts are 0:0 char devices, opaque dirs carry trusted.overlay.opaque=y), with
- * `meta.json` beside it. `layerDirs(image)` lists them top first, ready for `lowerdir=`.
+ * Snapshots live in snapshots/layer-snapshots.ts (one per chain id, a lowerdir for overlayfs);
+ * this service fills them by unpacking layers and tells their gc what to keep.
+ * `layerDirs(image)` lists them top first, ready for `lowerdir=`.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, writeFile, readFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
-import { formatReference, parseReference, withTarget, type Reference } from '../reference/reference.js';
+import {
+  checkCancelled,
+  formatReference,
+  MediaTypes,
+  parseReference,
+  RegistryClient,
+  sha256Of,
+  withTarget,
+  type Credentials,
+  type Descriptor,
+  type Digest,
+  type Platform,
+  type Reference,
+  type RegistryClientOptions,
+} from '@swarmd/registry';
 import { LocalContentStore } from '../content/content-store.js';
-import { SingleFlight } from '../content/single-flight.js';
-import { digestHex, sha256Of, type Descriptor, type Digest, type Platform } from '../content/digest.js';
-import { checkCancelled, RegistryClient, type RegistryClientOptions } from '../registry/client.js';
-import type { Credentials } from '../registry/auth.js';
-import { MediaTypes } from '../registry/media-types.js';
+import { LayerSnapshots } from '../snapshots/layer-snapshots.js';
 import { ImageStore, type ImageRecord } from './image-store.js';
 import { hostPlatform, kindOf, parseConfig, parseIndex, parseManifest, parsePlatform, selectManifest, type ImageConfig, type ImageManifest } from './manifest.js';
 import { unpackLayer } from './unpack.js';
@@ -89,22 +98,13 @@ export interface ImageServiceOptions {
   layerDirsInUse?: () => Promise<Iterable<string>>;
 }
 
-export interface SnapshotMeta {
-  chainId: Digest;
-  diffId: Digest;
-  parent?: Digest;
-  layer: Descriptor;
-  size: number;
-  unpackedAt: string;
-}
-
-const snapFlights = new SingleFlight<void>();
-
 export class ImageService {
   readonly root: string;
   readonly content: LocalContentStore;
   readonly images: ImageStore;
   readonly registry: RegistryClient;
+  /** Unpacked layers, one snapshot per chain id. */
+  readonly snapshots: LayerSnapshots;
   readonly snapshotsDir: string;
   private readonly log: Logger;
   private readonly concurrency: number;
@@ -120,8 +120,9 @@ export class ImageService {
     this.root = opts.root;
     this.content = new LocalContentStore(opts.root);
     this.images = new ImageStore(opts.root);
-    this.snapshotsDir = join(opts.root, 'snapshots');
     this.log = opts.logger ?? nullLogger;
+    this.snapshots = new LayerSnapshots(opts.root, this.log);
+    this.snapshotsDir = this.snapshots.dir;
     this.concurrency = opts.concurrency ?? 3;
     this.ownsRegistry = !(opts.registry instanceof RegistryClient);
     this.registry = opts.registry instanceof RegistryClient ? opts.registry : new RegistryClient({ logger: this.log, ...(opts.registry ?? {}) });
@@ -131,7 +132,7 @@ export class ImageService {
 
   async init(): Promise<this> {
     await this.content.init();
-    await mkdir(this.snapshotsDir, { recursive: true });
+    await this.snapshots.init();
     await mkdir(this.images.dir, { recursive: true });
     return this;
   }
@@ -142,12 +143,12 @@ export class ImageService {
 
   /** The directory of a snapshot (its `fs/` is the layer's tree). */
   snapshotPath(chainId: Digest): string {
-    return join(this.snapshotsDir, digestHex(chainId));
+    return this.snapshots.path(chainId);
   }
 
   /** The tree of one snapshot: a lowerdir. */
   layerDirOf(chainId: Digest): string {
-    return join(this.snapshotPath(chainId), 'fs');
+    return this.snapshots.layerDir(chainId);
   }
 
   /**
@@ -156,8 +157,7 @@ export class ImageService {
    * lowerdirs it recorded for its containers.
    */
   chainIdOf(layerDir: string): Digest | undefined {
-    const m = /^(.*)\/([0-9a-f]{64})\/fs\/?$/.exec(layerDir);
-    return m && m[1] === this.snapshotsDir ? `sha256:${m[2]}` : undefined;
+    return this.snapshots.chainIdOf(layerDir);
   }
 
   /** Overlay lowerdirs of an image, top layer first: `lowerdir=${dirs.join(':')}`. */
@@ -231,7 +231,7 @@ export class ImageService {
       throw err;
     });
     if (rec) {
-      const ready = await Promise.all(rec.chainIds.map((c) => this.snapshotReady(c)));
+      const ready = await Promise.all(rec.chainIds.map((c) => this.snapshots.isReady(c)));
       if (ready.every(Boolean)) return rec;
     }
     return this.pull(ref, o);
@@ -326,7 +326,7 @@ export class ImageService {
     for (const c of chainIds) lease.add(c);
     await mapLimit(manifest.layers, this.concurrency, async (layer, i) => {
       checkCancelled(src.signal, what);
-      if (await this.snapshotReady(chainIds[i])) {
+      if (await this.snapshots.isReady(chainIds[i])) {
         progress({ kind: 'layer', digest: layer.digest, status: 'exists' });
         return;
       }
@@ -341,7 +341,7 @@ export class ImageService {
       progress({ kind: 'layer', digest: layer.digest, status: how === 'exists' ? 'exists' : 'downloaded' });
       checkCancelled(src.signal, what);
       progress({ kind: 'layer', digest: layer.digest, status: 'unpacking' });
-      await this.ensureSnapshot(chainIds[i], i > 0 ? chainIds[i - 1] : undefined, layer, diffIds[i]);
+      await this.unpackSnapshot(chainIds[i], i > 0 ? chainIds[i - 1] : undefined, layer, diffIds[i]);
       progress({ kind: 'layer', digest: layer.digest, status: 'unpacked' });
     });
     checkCancelled(src.signal, what);
@@ -365,45 +365,16 @@ export class ImageService {
     return rec;
   }
 
-  private async snapshotReady(chainId: Digest): Promise<boolean> {
-    try {
-      await stat(join(this.snapshotPath(chainId), 'meta.json'));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  private readonly activeTmp = new Set<string>();
-
-  /** Unpacks a layer into `snapshots/<chainid>` unless there: into a temp dir, then renamed. */
-  private ensureSnapshot(chainId: Digest, parent: Digest | undefined, layer: Descriptor, diffId: Digest): Promise<void> {
-    return snapFlights.do(`${this.snapshotsDir}\0${chainId}`, async () => {
-      if (await this.snapshotReady(chainId)) return;
-      const dst = this.snapshotPath(chainId);
-      const tmpName = `.tmp-${digestHex(chainId).slice(0, 12)}-${randomBytes(4).toString('hex')}`;
-      const tmp = join(this.snapshotsDir, tmpName);
-      this.activeTmp.add(tmpName);
-      try {
-        await mkdir(join(tmp, 'fs'), { recursive: true });
-        const res = await unpackLayer(await this.content.read(layer.digest), join(tmp, 'fs'), {
-          expectedDiffId: diffId,
-          layer: layer.digest,
-          mediaType: layer.mediaType,
-        });
-        if (res.skippedXattrs.length) this.log.warn('images: xattrs not kept', { layer: layer.digest, xattrs: res.skippedXattrs });
-        const meta: SnapshotMeta = { chainId, diffId, ...(parent ? { parent } : {}), layer, size: res.size, unpackedAt: new Date().toISOString() };
-        await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1));
-        // A leftover without meta.json (a crash between rename and nothing) is not usable.
-        await rm(dst, { recursive: true, force: true });
-        await rename(tmp, dst);
-        this.log.debug('images: unpacked layer', { layer: layer.digest, chainId });
-      } catch (err) {
-        await rm(tmp, { recursive: true, force: true });
-        throw err;
-      } finally {
-        this.activeTmp.delete(tmpName);
-      }
+  /** Unpacks a layer into the snapshot of its chain id, unless it is there. */
+  private unpackSnapshot(chainId: Digest, parent: Digest | undefined, layer: Descriptor, diffId: Digest): Promise<void> {
+    return this.snapshots.ensure({ chainId, diffId, ...(parent ? { parent } : {}), layer }, async (fsDir) => {
+      const res = await unpackLayer(await this.content.read(layer.digest), fsDir, {
+        expectedDiffId: diffId,
+        layer: layer.digest,
+        mediaType: layer.mediaType,
+      });
+      if (res.skippedXattrs.length) this.log.warn('images: xattrs not kept', { layer: layer.digest, xattrs: res.skippedXattrs });
+      return { size: res.size };
     });
   }
 
@@ -520,21 +491,10 @@ export class ImageService {
         res.bytesFreed += b.size;
       }
       await this.content.cleanIngest();
-      for (const n of await readdir(this.snapshotsDir).catch(() => [] as string[])) {
-        const p = join(this.snapshotsDir, n);
-        if (n.startsWith('.tmp-')) {
-          if (!this.activeTmp.has(n)) await rm(p, { recursive: true, force: true });
-          continue;
-        }
-        if (!/^[0-9a-f]{64}$/.test(n)) continue; // not ours
-        const chainId = `sha256:${n}`;
-        if (keepSnaps.has(chainId)) continue;
-        if (this.isSnapshotInUse && (await this.isSnapshotInUse(chainId))) continue;
-        const meta = await readFile(join(p, 'meta.json'), 'utf8').then((t) => JSON.parse(t) as SnapshotMeta).catch(() => undefined);
-        await rm(p, { recursive: true, force: true });
-        res.snapshotsRemoved++;
-        res.bytesFreed += meta?.size ?? 0;
-      }
+      const inUse = this.isSnapshotInUse;
+      const pruned = await this.snapshots.prune(async (c) => keepSnaps.has(c) || (inUse !== undefined && (await inUse(c))));
+      res.snapshotsRemoved += pruned.removed;
+      res.bytesFreed += pruned.bytesFreed;
       this.log.debug('images: gc', { ...res });
       return res;
     });

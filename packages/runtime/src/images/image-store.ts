@@ -7,7 +7,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { randomBytes, createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
-import type { Descriptor, Digest, Platform } from '../content/digest.js';
+import type { Descriptor, Digest, Platform } from '@swarmd/registry';
 
 export interface ImageRecord {
   /** Canonical reference this record is stored under. */

@@ -1,8 +1,7 @@
 /** The JSON documents of images (OCI image spec / Docker schema2) and platform matching. */
 import { arch as nodeArch } from 'node:os';
 import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
-import type { Descriptor, Platform } from '../content/digest.js';
-import { isIndexMediaType, isManifestMediaType } from '../registry/media-types.js';
+import { isIndexMediaType, isManifestMediaType, type Descriptor, type Platform } from '@swarmd/registry';
 
 export interface ImageManifest {
   schemaVersion: 2;

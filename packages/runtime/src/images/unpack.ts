@@ -20,7 +20,7 @@ import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import { SwarmError, ErrorCode, run, wrapError, isSwarmError } from '@swarmd/common';
-import type { Digest } from '../content/digest.js';
+import type { Digest } from '@swarmd/registry';
 import { paxXattrs } from './tar-pax.js';
 
 export interface UnpackOptions {

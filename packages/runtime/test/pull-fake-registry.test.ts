@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, run, SwarmError } from '@swarmd/common';
 import { buildImage, sha256, tarLayer, type BuiltImage, type Teardown } from '@swarmd/testkit';
-import { parseChallenges, parseReference, RegistryClient } from '../src/index.js';
+import { parseReference, RegistryClient } from '@swarmd/registry';
 import { imageService, serve, storeState, tempDir, type Served } from './images-helpers.js';
 
 interface FakeContent {
@@ -60,34 +60,6 @@ async function fakeRegistry(
 async function smallImage(text = 'hello'): Promise<BuiltImage> {
   return buildImage({ layers: [{ tar: await tarLayer([{ type: 'file', path: 'hello', content: text }]) }] });
 }
-
-test('WWW-Authenticate challenges are parsed', (t) => {
-  t.deepEqual(parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"'), [
-    { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' } },
-  ]);
-  t.deepEqual(parseChallenges('Basic realm="Registry Realm"'), [{ scheme: 'basic', params: { realm: 'Registry Realm' } }]);
-  t.deepEqual(parseChallenges(['Basic realm=r', 'Bearer realm="x\\"y"']), [
-    { scheme: 'basic', params: { realm: 'r' } },
-    { scheme: 'bearer', params: { realm: 'x"y' } },
-  ]);
-  t.deepEqual(parseChallenges(undefined), []);
-});
-
-test('plain HTTP only for loopback and insecure registries', (t) => {
-  const c = new RegistryClient({ insecureRegistries: ['10.231.0.0/16', 'reg.test:5000', 'plain.test'] });
-  t.teardown(() => c.close());
-  t.is(c.schemeFor('127.0.0.1:5000'), 'http');
-  t.is(c.schemeFor('127.9.9.9'), 'http');
-  t.is(c.schemeFor('localhost:5000'), 'http');
-  t.is(c.schemeFor('[::1]:5000'), 'http');
-  t.is(c.schemeFor('10.231.4.1:5000'), 'http');
-  t.is(c.schemeFor('10.232.4.1:5000'), 'https');
-  t.is(c.schemeFor('reg.test:5000'), 'http');
-  t.is(c.schemeFor('reg.test:5001'), 'https');
-  t.is(c.schemeFor('plain.test:1234'), 'http');
-  t.is(c.schemeFor('ghcr.io'), 'https');
-  t.is(c.baseUrl('docker.io').href, 'https://registry-1.docker.io/');
-});
 
 test('Bearer token auth: challenge, token fetched with credentials, cached per scope', async (t) => {
   const img = await smallImage();

@@ -3,6 +3,7 @@
  * distribution's reference grammar. `busybox` means `docker.io/library/busybox:latest`.
  */
 import { SwarmError, ErrorCode } from '@swarmd/common';
+import { isDigest } from './digest.js';
 
 export const DEFAULT_DOMAIN = 'docker.io';
 export const DEFAULT_TAG = 'latest';
@@ -24,7 +25,6 @@ const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN_LABEL = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$/;
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
 const NAME_MAX = 255;
 
 function bad(ref: string, why: string): SwarmError {
@@ -49,7 +49,7 @@ function validPort(p: string): boolean {
 
 /** Checks a `sha256:<hex>` digest (the only algorithm we store). */
 export function isSha256Digest(d: string): boolean {
-  return SHA256.test(d);
+  return isDigest(d);
 }
 
 /** Parses and normalizes a reference; throws INVALID_ARGUMENT naming the bad part. */
@@ -63,7 +63,7 @@ export function parseReference(ref: string): Reference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST.test(digest)) throw bad(ref, `invalid digest ${JSON.stringify(digest)}`);
-    if (digest.startsWith('sha256:') && !SHA256.test(digest)) throw bad(ref, `invalid sha256 digest ${JSON.stringify(digest)} (want 64 lowercase hex digits)`);
+    if (digest.startsWith('sha256:') && !isDigest(digest)) throw bad(ref, `invalid sha256 digest ${JSON.stringify(digest)} (want 64 lowercase hex digits)`);
     if (!digest.startsWith('sha256:')) throw bad(ref, `unsupported digest algorithm in ${JSON.stringify(digest)}`);
   }
   // A tag is after the last ':' that follows the last '/' (a ':' before it is a port).

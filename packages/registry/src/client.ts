@@ -8,9 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
-import { DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, formatReference, type Reference } from '../reference/reference.js';
-import { sha256Of, type Descriptor, type Digest } from '../content/digest.js';
-import type { ContentStore } from '../content/content-store.js';
+import { DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, formatReference, type Reference } from './reference.js';
+import { sha256Of, type Descriptor, type Digest } from './digest.js';
 import { Transport, drain, readBody, isTransientNetworkError, type HttpRequest, type HttpResponse } from './http.js';
 import { AuthCache, basicHeader, parseChallenges, type Credentials } from './auth.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
@@ -45,6 +44,25 @@ export interface FetchedManifest {
   digest: Digest;
   mediaType: string;
   bytes: Buffer;
+}
+
+/**
+ * Where a downloaded blob goes: the ingest half of a content store (the runtime's
+ * LocalContentStore is one). The writer checks size and digest on commit.
+ */
+export interface BlobIngester {
+  writer(ref: string, expected: Digest): Promise<BlobWriter>;
+}
+
+export interface BlobWriter {
+  /** Appends bytes (back-pressure honoured). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Bytes written so far (where a resumed download starts). */
+  readonly offset: number;
+  /** Verifies size (when given) and digest, then keeps the blob; a mismatch is DATA_LOSS. */
+  commit(size?: number): Promise<unknown>;
+  /** Drops the partial data. Safe to call after commit or twice. */
+  abort(): Promise<void>;
 }
 
 export interface RepoOptions {
@@ -336,7 +354,6 @@ export class Repository {
     return { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length };
   }
 
-  /** Opens a blob for reading (the caller verifies while it writes it into a store). */
   /**
    * Opens a blob for reading (the caller verifies while it writes it into a store). From
    * `offset` > 0 it asks for the rest only (`Range`); `partial` says whether the registry
@@ -357,11 +374,12 @@ export class Repository {
   }
 
   /**
-   * Downloads a blob into a content store, verifying size and digest while streaming;
-   * nothing is committed on a mismatch (DATA_LOSS). A download cut by a transient failure is
-   * resumed where it stopped (HTTP Range), or restarted when the registry cannot do that.
+   * Downloads a blob into a content store (anything with a `writer`), verifying size and digest
+   * while streaming; nothing is committed on a mismatch (DATA_LOSS). A download cut by a
+   * transient failure is resumed where it stopped (HTTP Range), or restarted when the registry
+   * cannot do that.
    */
-  async fetchBlobInto(store: ContentStore, desc: Descriptor, onBytes?: (n: number) => void): Promise<void> {
+  async fetchBlobInto(store: BlobIngester, desc: Descriptor, onBytes?: (n: number) => void): Promise<void> {
     const what = `blob ${desc.digest} of ${this.name}`;
     const newWriter = () => store.writer(`fetch-${desc.digest.slice(7, 19)}`, desc.digest);
     let w = await newWriter();

@@ -1,0 +1,89 @@
+/**
+ * What the container service takes and gives: the types of its public API (the node agent's
+ * executor is written against them), apart from the OCI-level ContainerSpec in oci/types.ts.
+ */
+import type { Logger } from '@swarmd/common';
+import type { ContainerSpec, ImageRuntimeConfig } from '../oci/types.js';
+import type { CgroupStats } from './cgroups.js';
+
+export type ContainerStatus = 'created' | 'running' | 'exited';
+
+export interface ExitStatus {
+  exitCode: number;
+  /** The kernel OOM-killed a process of the container (its memory limit was hit). */
+  oomKilled: boolean;
+  exitedAt: Date;
+  /** Set when the exit code could not be known (the monitor was gone). */
+  error?: string;
+}
+
+export interface ImageInput {
+  /** Unpacked layer directories, top first (the image store's layerDirs()). */
+  layers: string[];
+  config?: ImageRuntimeConfig;
+}
+
+export interface CreateContainerOptions {
+  image: ImageInput;
+  spec?: ContainerSpec;
+  /** Join this network namespace (e.g. /run/netns/X); otherwise the container gets a new one. */
+  netnsPath?: string;
+  name?: string;
+}
+
+export interface ContainerInfo {
+  id: string;
+  name?: string;
+  status: ContainerStatus;
+  /** The container's init process (host pid namespace), while it runs. */
+  pid?: number;
+  createdAt: Date;
+  startedAt?: Date;
+  exit?: ExitStatus;
+  image: ImageInput;
+  spec: ContainerSpec;
+  netnsPath?: string;
+  stopSignal: string;
+  hostname: string;
+  bundle: string;
+  rootfs: string;
+  logPath: string;
+  cgroupsPath: string;
+  conmonPid?: number;
+}
+
+export interface ExecOptions {
+  env?: string[];
+  cwd?: string;
+  /** uid[:gid]; the container's user by default. */
+  user?: string;
+  /** Kill the process (SIGKILL) and fail with DEADLINE_EXCEEDED after this long. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ContainerStats extends CgroupStats {
+  id: string;
+}
+
+export interface ContainerServiceOptions {
+  /** The runtime state dir (DESIGN.md: `<state>/runtime`). */
+  root: string;
+  /** Names the cgroup parent; by default derived from `root`, so a restarted agent gets the same one. */
+  instance?: string;
+  /** Absolute cgroup path all containers go under (default `/swarmd-<instance>`). */
+  cgroupParent?: string;
+  runc?: string;
+  conmon?: string;
+  logger?: Logger;
+  /** The host's resolv.conf, copied (without loopback resolvers) into containers. */
+  hostResolvConf?: string;
+  /** How long conmon may take for `runc create`. */
+  createTimeoutMs?: number;
+}

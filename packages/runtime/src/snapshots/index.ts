@@ -1,0 +1,2 @@
+export * from './layer-snapshots.js';
+export * from './overlay-snapshotter.js';
