@@ -9,6 +9,7 @@ import { clusterCommands } from './commands/cluster.js';
 import { localCommands } from './commands/local.js';
 import { serviceCommands } from './commands/service.js';
 import { taskCommands } from './commands/task.js';
+import { networkCommands } from './commands/network.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -82,10 +83,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       serviceCommands(yy, env).demandCommand(1, 'service: give a subcommand (create, update, scale, ls, inspect, ps, rm, logs)'),
     )
     .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
+    .command('network', 'Manage overlay networks', (yy) => networkCommands(yy, env).demandCommand(1, 'network: give a subcommand (create, ls, inspect, rm)'))
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
       localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, add, stop, start, down, ls)'),
     )
-    .demandCommand(1, 'give a command (node, cluster, service, task, local)')
+    .demandCommand(1, 'give a command (node, cluster, service, task, network, local)')
     .strict()
     .recommendCommands()
     .help()

@@ -15,6 +15,15 @@ export type OutputFormat = 'table' | 'json';
 export const FORMATS: readonly OutputFormat[] = ['table', 'json'];
 
 /** A borderless table like docker's: upper-case headers, columns three spaces apart. */
+/** "Key:   value" lines, empty values left out. */
+export function kv(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length)) + 1;
+  return rows
+    .filter(([, v]) => v !== '')
+    .map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`)
+    .join('\n');
+}
+
 export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const blank = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '   ' };
   const t = new Table({ head: [...head], chars: blank, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0, compact: true } });

@@ -1,6 +1,7 @@
 /** Tables, details and json of services and tasks; the `service logs` prefix. */
 import {
   type LogLine,
+  type Network,
   type Node,
   PortConfig_Protocol,
   PortConfig_PublishMode,
@@ -15,7 +16,8 @@ import {
   type UpdateStatus,
   UpdateStatus_State,
 } from '@swarmd/proto';
-import { durationText, table } from './format.js';
+import { durationText, kv, table } from './format.js';
+import { attachmentsText, serviceNetworksText } from './network-format.js';
 
 export const serviceName = (s: Service): string => s.spec?.annotations?.name ?? '';
 
@@ -118,13 +120,6 @@ export function tasksTable(tasks: readonly Task[], nodes: readonly Node[], o: { 
   );
 }
 
-function kv(rows: [string, string][]): string {
-  const w = Math.max(...rows.map(([k]) => k.length)) + 1;
-  return rows
-    .filter(([, v]) => v !== '')
-    .map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`)
-    .join('\n');
-}
 
 const labelsText = (l: Record<string, string> | undefined) => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
 
@@ -140,7 +135,7 @@ export function updateStatusText(st: UpdateStatus | undefined): string {
   return st ? enumText(UpdateStatus_State, st.state) : '';
 }
 
-export function serviceDetails(s: Service): string {
+export function serviceDetails(s: Service, nets: readonly Network[] = []): string {
   const sp = s.spec;
   const c = sp?.task?.container;
   const r = sp?.task?.resources;
@@ -167,7 +162,7 @@ export function serviceDetails(s: Service): string {
     ['Restart policy', rp ? `${['any', 'on-failure', 'none'][rp.condition] ?? rp.condition}, delay ${durationText(rp.delayMs)}, max attempts ${rp.maxAttempts || 'unlimited'}, window ${durationText(rp.windowMs)}` : ''],
     ['Constraints', (sp?.task?.placement?.constraints ?? []).join(', ')],
     ['Preferences', (sp?.task?.placement?.preferences ?? []).map((p) => `spread=${p.spreadDescriptor}`).join(', ')],
-    ['Networks', (sp?.task?.networks ?? []).map((n) => n.target).join(', ')],
+    ['Networks', serviceNetworksText((sp?.task?.networks ?? []).map((n) => n.target), s.endpoint?.virtualIps ?? [], nets)],
     ['Ports', (sp?.endpoint?.ports ?? []).map(portText).join(', ')],
     ['Registry auth', c?.pullAuth ? `${c.pullAuth.username || '(token)'} (credentials kept by the manager)` : ''],
     ['Update config', updateConfigText(sp?.update)],
@@ -181,7 +176,7 @@ export function serviceDetails(s: Service): string {
   ]);
 }
 
-export function taskDetails(t: Task, nodes: readonly Node[]): string {
+export function taskDetails(t: Task, nodes: readonly Node[], nets: readonly Network[] = []): string {
   return kv([
     ['ID', t.id],
     ['Name', taskName(t)],
@@ -194,6 +189,7 @@ export function taskDetails(t: Task, nodes: readonly Node[]): string {
     ['Message', t.status?.message ?? ''],
     ['Error', t.status?.err ?? ''],
     ['Container', t.status?.container?.containerId ?? ''],
+    ['Networks', attachmentsText(t.networks, nets)],
     ['Exit code', t.status?.container && t.status.state > TaskState.TASK_STATE_RUNNING ? String(t.status.container.exitCode) : ''],
     ['Spec version', String(t.specVersion)],
     ['Created', t.meta?.createdAt ? new Date(t.meta.createdAt).toISOString() : ''],

@@ -88,6 +88,8 @@ export interface UpdateFlags extends CommonFlags {
   'mount-rm'?: string[];
   'publish-add'?: string[];
   'publish-rm'?: string[];
+  'network-add'?: string[];
+  'network-rm'?: string[];
   force?: boolean;
 }
 
@@ -425,7 +427,7 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
 }
 
 /** A new spec: `current` with the `service update` flags applied. Throws when nothing changes. */
-export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceSpec {
+export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags, networks: readonly { id: string; spec?: { annotations?: { name: string } } }[] = []): ServiceSpec {
   const bad = usage('service update');
   const spec = structuredClone(current);
   spec.task ??= TaskSpec.create();
@@ -457,6 +459,21 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags): ServiceS
     const rm = (f['publish-rm'] ?? []).map((p) => parsePort(p, bad, 'publish-rm'));
     ep.ports = ep.ports.filter((p) => !rm.some((r) => r.targetPort === p.targetPort && (!r.publishedPort || r.publishedPort === p.publishedPort)));
     for (const p of f['publish-add'] ?? []) ep.ports.push(parsePort(p, bad, 'publish-add'));
+  }
+  if (f['network-rm']?.length || f['network-add']?.length) {
+    // Stored targets are network ids (names for host/none): match a flag by name, id or id prefix.
+    const idOf = (ref: string): string => networks.find((n) => n.id === ref || n.spec?.annotations?.name === ref)?.id ?? networks.find((n) => n.id.startsWith(ref))?.id ?? ref;
+    for (const ref of f['network-rm'] ?? []) {
+      const id = idOf(ref);
+      if (!spec.task.networks.some((n) => n.target === id || n.target === ref)) throw bad(`--network-rm ${ref}: the service is not attached to it`);
+      spec.task.networks = spec.task.networks.filter((n) => n.target !== id && n.target !== ref);
+    }
+    for (const ref of f['network-add'] ?? []) {
+      if (!ref) throw bad('--network-add: give a network name');
+      const id = idOf(ref);
+      if (spec.task.networks.some((n) => n.target === id || n.target === ref)) throw bad(`--network-add ${ref}: the service is already attached to it`);
+      spec.task.networks.push({ target: ref, aliases: [] });
+    }
   }
   if (f.force) spec.task.forceUpdate = (spec.task.forceUpdate || 0) + 1;
   if (JSON.stringify(spec) === JSON.stringify(current)) throw bad('service update: nothing to change (give at least one flag, or --force)');

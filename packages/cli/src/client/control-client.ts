@@ -19,6 +19,8 @@ import {
   type ListServicesRequest_Filters,
   type ListTasksRequest_Filters,
   type LogLine,
+  type Network,
+  type NetworkSpec,
   type Node,
   type NodeSpec,
   type Service,
@@ -48,6 +50,10 @@ export interface Control {
   removeService(serviceId: string): Promise<void>;
   getTask(taskId: string): Promise<Task>;
   listTasks(filters?: Partial<ListTasksRequest_Filters>): Promise<Task[]>;
+  createNetwork(spec: NetworkSpec): Promise<Network>;
+  getNetwork(networkId: string): Promise<Network>;
+  listNetworks(): Promise<Network[]>;
+  removeNetwork(networkId: string): Promise<void>;
   /** Events of one service and of its tasks; `close()` ends the stream. */
   watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   /** Log records until the stream ends (or is cancelled). */
@@ -110,6 +116,18 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     },
     async listTasks(filters) {
       return (await call('listTasks', ListTasksRequest.fromPartial({ filters }))).tasks;
+    },
+    async createNetwork(spec) {
+      return must((await call('createNetwork', { spec })).network, 'network');
+    },
+    async getNetwork(networkId) {
+      return must((await call('getNetwork', { networkId })).network, 'network');
+    },
+    async listNetworks() {
+      return (await call('listNetworks', {})).networks;
+    },
+    async removeNetwork(networkId) {
+      await call('removeNetwork', { networkId });
     },
     watchService(serviceId, onEvent, onEnd) {
       const s = client.watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }));

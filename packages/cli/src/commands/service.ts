@@ -164,7 +164,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('constraint', { type: 'string', array: true, describe: 'Placement constraint (node.labels.zone==a)' })
           .option('placement-pref', { type: 'string', array: true, describe: 'spread=node.labels.NAME' })
           .option('publish', { alias: 'p', type: 'string', array: true, describe: 'published=,target=,mode=host|ingress,protocol= (or 8080:80)' })
-          .option('network', { type: 'string', array: true, describe: 'host | none | NAME' }),
+          .option('network', { type: 'string', array: true, nargs: 1, describe: 'NAME of an overlay network (repeatable), or host | none' }),
       env.action(async (a: CreateArgs) => {
         const ms = timeoutMs(a, 'service create');
         // What follows `--` (a command with flags of its own: `-- sh -c 'echo hi'`) lands in `_`, after "service create".
@@ -201,6 +201,8 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('mount-rm', { type: 'string', array: true, describe: 'Remove a mount (by target)' })
           .option('publish-add', { type: 'string', array: true, describe: 'Add a published port' })
           .option('publish-rm', { type: 'string', array: true, describe: 'Remove a published port (by target port)' })
+          .option('network-add', { type: 'string', array: true, nargs: 1, describe: 'Attach to a network (NAME)' })
+          .option('network-rm', { type: 'string', array: true, nargs: 1, describe: 'Detach from a network (NAME or id)' })
           .option('force', { type: 'boolean', default: false, describe: 'Replace every task (a rolling update) even if nothing changed' })
           .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
       env.action(async (a: UpdateArgs) => {
@@ -211,7 +213,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             const cur = await resolveService(sc, a.service);
             let spec;
             if (!a.rollback) {
-              spec = applyUpdateFlags(cur.spec!, a);
+              spec = applyUpdateFlags(cur.spec!, a, a['network-add'] || a['network-rm'] ? await sc.listNetworks() : []);
               if (auth) spec.task!.container!.pullAuth = auth;
             }
             return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
@@ -278,7 +280,10 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           const found: Service[] = [];
           for (const ref of a.services) found.push(await resolveService(sc, ref));
           if (a.format === 'json' && !a.pretty) out(io, json(found.map(serviceJson)));
-          else out(io, found.map(serviceDetails).join('\n\n'));
+          else {
+            const nets = found.some((s) => s.spec?.task?.networks.length) ? await sc.listNetworks() : [];
+            out(io, found.map((s) => serviceDetails(s, nets)).join('\n\n'));
+          }
         });
       }),
     )

@@ -42,7 +42,8 @@ export function taskCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
           if (a.format === 'json') out(io, json(found.map(taskJson)));
           else {
             const nodes = await sc.listNodes();
-            out(io, found.map((t) => taskDetails(t, nodes)).join('\n\n'));
+            const nets = found.some((t) => t.networks.length) ? await sc.listNetworks() : [];
+            out(io, found.map((t) => taskDetails(t, nodes, nets)).join('\n\n'));
           }
         });
       }),
