@@ -1,0 +1,164 @@
+// Overlay networks and DNS on a real local cluster (3 managers and 2 workers, swarmd processes in
+// network namespaces, containers under runc): services on one overlay network reach each other
+// across hosts by name; another network cannot; `tasks.NAME` follows scaling on every host;
+// addresses survive the leader's death; a killed host comes back with its networks; bad input
+// is refused and changes nothing. Containers are entered with nsenter (their own busybox).
+import { readdir, readFile } from 'node:fs/promises';
+import type { ExecutionContext } from 'ava';
+import { run } from '@swarmd/common';
+import { clusterTest, RUNNING, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
+
+interface Attached {
+  id: string;
+  nodeId?: string;
+  desiredState?: string;
+  status?: { state?: string };
+  networks?: { networkId: string; addresses: string[] }[];
+}
+
+/** A demo web server whose command line carries `mark` (to find its container's process). */
+const web = (mark: string): string[] => ['sh', '-c', `: ${mark}; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`];
+
+/** Pids of this machine's containers whose command line carries `mark`. */
+async function pidsOf(mark: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.startsWith('sh\0-c\0') && cmd.includes(`: ${mark};`)) out.push(Number(e));
+  }
+  return out;
+}
+
+/** Runs `script` with /bin/sh inside the container (its mount and network namespaces). */
+async function inContainer(pid: number, script: string): Promise<{ code: number; out: string }> {
+  try {
+    const r = await run('nsenter', ['-t', String(pid), '-m', '-n', '--', '/bin/sh', '-c', script], { timeoutMs: 15_000 });
+    return { code: 0, out: r.stdout };
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    return { code: 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}${err.message}` };
+  }
+}
+
+/** The addresses (without prefix) a name resolves to in the container, sorted. */
+async function lookup(pid: number, name: string): Promise<string[]> {
+  const r = await inContainer(pid, `nslookup ${name} 2>/dev/null | sed -n 's/^Address[^:]*: *\\([0-9.]*\\).*/\\1/p'`);
+  const servers = new Set((await inContainer(pid, `sed -n 's/^nameserver //p' /etc/resolv.conf`)).out.split(/\s+/).filter(Boolean));
+  return r.out
+    .split(/\s+/)
+    .filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x) && !servers.has(x))
+    .sort();
+}
+
+async function attachedTasks(c: LocalCluster, svc: string): Promise<Attached[]> {
+  return JSON.parse(await c.ok('service', 'ps', svc, '--format', 'json')) as Attached[];
+}
+
+const runningAddrs = (tasks: readonly Attached[]): string[] =>
+  tasks
+    .filter((x) => x.desiredState === RUNNING && x.status?.state === RUNNING)
+    .flatMap((x) => (x.networks ?? []).flatMap((n) => n.addresses.map((a) => a.split('/')[0])))
+    .sort();
+
+async function withNetworks(t: ExecutionContext, name: string, net: string): Promise<LocalCluster> {
+  const c = await startLocalCluster(t, name, net, 3, 2);
+  await c.ok('network', 'create', 'front');
+  await c.ok('network', 'create', 'other');
+  return c;
+}
+
+clusterTest('services on one overlay network reach each other across hosts by name and tasks.NAME; another network cannot', async (t) => {
+  const NAME = `ovl${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.31');
+  const host = (h: string) => `node.hostname==${NAME}-${h}`;
+  await c.ok('service', 'create', '--name', 'web', '--network', 'front', '--constraint', host('w1'), c.image, ...web(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', host('w2'), c.image, ...web(`${NAME}-client`));
+  await c.ok('service', 'create', '--name', 'outsider', '--network', 'other', '--constraint', host('w2'), c.image, ...web(`${NAME}-outsider`));
+  const [client] = await pidsOf(`${NAME}-client`);
+  const [outsider] = await pidsOf(`${NAME}-outsider`);
+  t.truthy(client && outsider, 'the containers run');
+  const webTask = (await attachedTasks(c, 'web')).find((x) => x.status?.state === RUNNING)!;
+  const webAddr = webTask.networks![0].addresses[0].split('/')[0];
+  const byName = await inContainer(client, 'wget -q -T 5 -O- http://web:8080/');
+  t.is(byName.code, 0, byName.out);
+  t.regex(byName.out, /^hello from /);
+  const byTasks = await inContainer(client, 'wget -q -T 5 -O- http://tasks.web:8080/');
+  t.is(byTasks.code, 0, byTasks.out);
+  t.deepEqual(await lookup(client, 'tasks.web'), [webAddr]);
+  const byAddr = await inContainer(client, `wget -q -T 5 -O- http://${webAddr}:8080/`);
+  t.is(byAddr.code, 0, byAddr.out);
+  // Another network: the name is unknown there, and the address does not answer.
+  t.deepEqual(await lookup(outsider, 'tasks.web'), []);
+  const across = await inContainer(outsider, `wget -q -T 3 -O- http://${webAddr}:8080/`);
+  t.not(across.code, 0, `a task on another network reached ${webAddr}: ${across.out}`);
+});
+
+clusterTest('tasks.NAME answers exactly the running tasks on every host while scaling 2 → 6 → 2', async (t) => {
+  const NAME = `ovs${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.32');
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'front', c.image, ...web(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'front', c.image, ...web(`${NAME}-probe`));
+  const probes = await pidsOf(`${NAME}-probe`);
+  t.is(probes.length, 5, 'one probe per host');
+  for (const replicas of [6, 2]) {
+    await c.ok('service', 'scale', `web=${replicas}`);
+    const want = runningAddrs(await attachedTasks(c, 'web'));
+    t.is(want.length, replicas);
+    for (const pid of probes) await c.until(`tasks.web = ${want.join(',')} in probe ${pid}`, async () => JSON.stringify(await lookup(pid, 'tasks.web')) === JSON.stringify(want), 20);
+  }
+});
+
+clusterTest('killing the leader changes no address and names still resolve; a killed host comes back with its networks', async (t) => {
+  const NAME = `ovk${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.33');
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '3', '--network', 'front', c.image, ...web(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'front', c.image, ...web(`${NAME}-probe`));
+  const before = runningAddrs(await attachedTasks(c, 'web'));
+  const vipBefore = await c.ok('service', 'inspect', 'web', '--format', 'json');
+  const leader = (await c.nodes()).find((n) => n.managerStatus?.leader)!;
+  const leaderHost = leader.description!.hostname!.slice(NAME.length + 1);
+  await c.ok('local', 'stop', '--kill', '--name', NAME, leaderHost);
+  await c.until('a new leader answers', async () => (await c.ctl('service', 'ls')).code === 0, 60);
+  await c.until('web runs 3 tasks again', async () => runningAddrs(await attachedTasks(c, 'web')).length === 3, 90);
+  const after = runningAddrs(await attachedTasks(c, 'web'));
+  // Tasks that ran on the killed host were replaced (new addresses); every other one kept its own.
+  const killedNode = leader.id;
+  const keptBefore = (await attachedTasks(c, 'web')).filter((x) => x.nodeId !== killedNode && x.desiredState === RUNNING).flatMap((x) => (x.networks ?? []).flatMap((n) => n.addresses.map((a) => a.split('/')[0])));
+  t.true(keptBefore.every((a) => before.includes(a) || after.includes(a)));
+  const vipOf = (j: string) => JSON.stringify((JSON.parse(j) as { endpoint?: { virtualIps?: unknown } }[])[0].endpoint?.virtualIps);
+  t.is(vipOf(await c.ok('service', 'inspect', 'web', '--format', 'json')), vipOf(vipBefore), 'the VIP did not change');
+  for (const pid of await pidsOf(`${NAME}-probe`)) {
+    await c.until(`tasks.web resolves in probe ${pid} after the failover`, async () => JSON.stringify(await lookup(pid, 'tasks.web')) === JSON.stringify(runningAddrs(await attachedTasks(c, 'web'))), 30);
+  }
+  // The killed host comes back: its global probe runs again and reaches web by name.
+  await c.ok('local', 'start', '--name', NAME, leaderHost);
+  await c.until(`the probe runs again on ${leaderHost}`, async () => (await c.running('probe')).some((x) => x.nodeId === killedNode), 120);
+  const back = await pidsOf(`${NAME}-probe`);
+  t.is(back.length, 5);
+  for (const pid of back) {
+    await c.until(`web answers by name in probe ${pid}`, async () => (await inContainer(pid, 'wget -q -T 3 -O- http://tasks.web:8080/')).code === 0, 30);
+  }
+});
+
+clusterTest('bad network input is refused with a clear error and changes nothing', async (t) => {
+  const NAME = `ovb${process.pid % 10000}`;
+  const c = await startLocalCluster(t, NAME, '10.254.34', 1, 0);
+  await c.ok('network', 'create', '--subnet', '10.77.0.0/24', 'taken');
+  const refused = async (re: RegExp, ...args: string[]) => {
+    const r = await c.ctl(...args);
+    t.not(r.code, 0, `swarmctl ${args.join(' ')} succeeded`);
+    t.regex(r.stderr, re);
+  };
+  await refused(/overlaps network taken/, 'network', 'create', '--subnet', '10.77.0.128/25', 'x');
+  await refused(/not an IPv4 CIDR/, 'network', 'create', '--subnet', '10.77.0/24', 'x');
+  await refused(/not a host address of subnet 10\.78\.0\.0\/24/, 'network', 'create', '--subnet', '10.78.0.0/24', '--gateway', '10.79.0.1', 'x');
+  await refused(/already in use/, 'network', 'create', 'taken');
+  await refused(/network "nosuch" not found/, 'service', 'create', '--name', 'web', '--network', 'nosuch', c.image);
+  await c.ok('service', 'create', '--name', 'web', '--detach', '--network', 'taken', c.image);
+  await refused(/in use by service web/, 'network', 'rm', 'taken');
+  const nets = JSON.parse(await c.ok('network', 'ls', '--format', 'json')) as { spec?: { annotations?: { name?: string } } }[];
+  t.deepEqual(nets.map((n) => n.spec?.annotations?.name), ['taken']);
+  const services = JSON.parse(await c.ok('service', 'ls', '--format', 'json')) as unknown[];
+  t.is(services.length, 1);
+});
