@@ -18,6 +18,7 @@ const PURE = [
   'packages/manager/src/scheduler/{filter,heap,node-info,pipeline,placement}.ts',
   'packages/manager/src/specs/**/*.ts',
   'packages/manager/src/update/{dirty,plan}.ts',
+  'packages/node-agent/src/networking/overlay/{model,plan,dns-records}.ts',
 ];
 
 export default tseslint.config(
