@@ -205,3 +205,20 @@ rootTest('overlay: an internal network has no route out, while a network that is
   const forced = await inNs(inner.netnsPath!, ['nc', '-w', '2', hosts.gateway, String(port)]);
   t.not(forced.code, 0, 'dropped by the nft table');
 });
+
+rootTest('overlay: destroy (swarmd cleanup) removes every device, task netns, table and socket with tasks still attached', async (t) => {
+  const { nodes } = await twoNodes(t);
+  const [n1, n2] = nodes;
+  const nets = [overlayNet('front', 4108, '10.98.0.0/24'), overlayNet('back', 4109, '10.99.0.0/24')];
+  await setAll(nodes, stateSet({ network: nets[0], peers: [at(n1, 'a1', 'a', '10.98.0.2/24'), at(n2, 'r1', 'r', '10.98.0.3/24')] }, { network: nets[1], peers: [at(n1, 'a1', 'a', '10.99.0.2/24')] }));
+  const a = await n1.overlay.attach(overlayTask('a1', 'a', [{ networkId: 'front', address: '10.98.0.2/24' }, { networkId: 'back', address: '10.99.0.2/24' }]));
+  t.regex((await inNs(a.netnsPath!, ['ip', '-o', '-4', 'addr'])).stdout, /eth0\s+inet 10\.98\.0\.2\/24[\s\S]*eth1\s+inet 10\.99\.0\.2\/24/, 'eth0, eth1 in attachment order');
+  t.regex((await inNs(a.netnsPath!, ['ip', 'route'])).stdout, /default via 10\.98\.0\.1 dev eth0/);
+
+  // A new agent on the same state dir (as `swarmd cleanup` makes one) finds it all from overlay.json.
+  await new OverlayNetworking({ nodeId: n1.nodeId, stateDir: n1.host.stateDir, hostNetns: n1.host.nsPath }).destroy();
+  await n1.overlay.stop();
+  t.notRegex(await hostLinks(n1.host), /swob|swox|swov/);
+  t.notRegex((await n1.host.exec(NFT, ['list', 'tables'])).stdout, /swarmd_overlay/);
+  t.false((await run('ip', ['netns', 'list'])).stdout.includes(a.netnsPath!.split('/').pop()!));
+});
