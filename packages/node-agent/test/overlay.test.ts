@@ -222,3 +222,25 @@ rootTest('overlay: destroy (swarmd cleanup) removes every device, task netns, ta
   t.notRegex((await n1.host.exec(NFT, ['list', 'tables'])).stdout, /swarmd_overlay/);
   t.false((await run('ip', ['netns', 'list'])).stdout.includes(a.netnsPath!.split('/').pop()!));
 });
+
+rootTest('overlay: a restarted agent adopts its networks, diffs the peers against the kernel and answers DNS again; re-attaching a task is a no-op', async (t) => {
+  const { nodes } = await twoNodes(t);
+  const [n1, n2] = nodes;
+  const front = overlayNet('front', 4110, '10.100.0.0/24');
+  const a1 = at(n1, 'a1', 'a', '10.100.0.2/24');
+  await setAll(nodes, stateSet({ network: front, peers: [a1, at(n2, 'r1', 'r', '10.100.0.3/24')] }));
+  const task = overlayTask('a1', 'a', [{ networkId: 'front', address: '10.100.0.2/24' }]);
+  const a = await n1.overlay.attach(task);
+  await n1.overlay.stop();
+
+  const again = new OverlayNetworking({ nodeId: n1.nodeId, stateDir: n1.host.stateDir, hostNetns: n1.host.nsPath, underlayAddr: n1.host.addr, dns: { upstreams: [] } });
+  t.teardown(() => again.destroy());
+  await again.setState(stateSet({ network: front, peers: [a1, at(n2, 'r2', 'r', '10.100.0.4/24')] }));
+  await again.start();
+  const fdb = (await n1.host.exec('bridge', ['fdb', 'show', 'dev', 'swox4110'])).stdout;
+  t.notRegex(fdb, /02:42:0a:64:00:03/, 'the peer gone while the agent was down is removed');
+  t.regex(fdb, /02:42:0a:64:00:04 dst/);
+  t.regex((await inNs(a.netnsPath!, ['nslookup', 'tasks.r', '10.100.0.1'])).stdout, /10\.100\.0\.4/);
+  t.deepEqual(await again.attach(task), a);
+  t.regex((await inNs(a.netnsPath!, ['ip', '-o', '-4', 'addr', 'show', 'eth0'])).stdout, /10\.100\.0\.2\/24/);
+});
