@@ -188,7 +188,7 @@ rootTest('overlay: an internal network has no route out, while a network that is
   const port = 20000 + Math.floor(Math.random() * 20000);
   const srv = spawn(process.execPath, ['-e', `require('http').createServer((q, s) => s.end(q.socket.remoteAddress)).listen(${port}, '${hosts.gateway}', () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => void srv.kill('SIGKILL'));
-  await once(srv.stdout!, 'data');
+  await once(srv.stdout, 'data');
   const priv = overlayNet('private', 4106, '10.96.0.0/24', { internal: true });
   const pub = overlayNet('public', 4107, '10.97.0.0/24');
   await setAll(nodes, stateSet({ network: priv, peers: [at(n1, 'i1', 'i', '10.96.0.2/24')] }, { network: pub, peers: [at(n1, 'p1', 'p', '10.97.0.2/24')] }));
