@@ -74,20 +74,27 @@ async function retryExec(env: RuntimeEnv, id: string, argv: string[], tries = 20
   throw new Error(`${argv.join(' ')} in ${id}: ${last}`);
 }
 
-const httpd = (id: string, svc: string, address: string, networkId: string, ref: string) =>
+/** A busybox container task on one overlay network: an httpd answering hello-from-ID, or a sleeper. */
+const container = (kind: 'httpd' | 'sleep', id: string, svc: string, address: string, networkId: string, ref: string) =>
   overlayTask(id, svc, [{ networkId, address }], {
     image: ref,
-    command: ['sh', '-c', `mkdir -p /www && echo hello-from-${id} > /www/index.html && exec httpd -f -p 80 -h /www`],
+    command: kind === 'httpd' ? ['sh', '-c', `mkdir -p /www && echo hello-from-${id} > /www/index.html && exec httpd -f -p 80 -h /www`] : ['sleep', '1000'],
     stopGracePeriodMs: 300,
   });
-const sleeper = (id: string, svc: string, address: string, networkId: string, ref: string) =>
-  overlayTask(id, svc, [{ networkId, address }], { image: ref, command: ['sleep', '1000'], stopGracePeriodMs: 300 });
+const httpd = (id: string, svc: string, address: string, networkId: string, ref: string) => container('httpd', id, svc, address, networkId, ref);
+const sleeper = (id: string, svc: string, address: string, networkId: string, ref: string) => container('sleep', id, svc, address, networkId, ref);
 
-containerTest('overlay: two tasks on one network on different hosts reach each other over TCP by address, by service name and by tasks.NAME', async (t) => {
+/** Two nodes, a runtime and a registry with busybox. */
+async function withContainers(t: Teardown): Promise<{ nodes: [Node, Node]; env: RuntimeEnv; ref: (tag?: string) => string }> {
   const { nodes } = await twoNodes(t);
-  const [n1, n2] = nodes;
   const env = await newRuntimeEnv(t);
   const { ref } = await registryWithBusybox(t, env.images);
+  return { nodes, env, ref };
+}
+
+containerTest('overlay: two tasks on one network on different hosts reach each other over TCP by address, by service name and by tasks.NAME', async (t) => {
+  const { nodes, env, ref } = await withContainers(t);
+  const [n1, n2] = nodes;
   const front = overlayNet('front', 4101, '10.91.0.0/24');
   await setAll(nodes, stateSet({ network: front, peers: [at(n1, 'web1', 'web', '10.91.0.2/24'), at(n2, 'client1', 'client', '10.91.0.3/24')], services: [service('web', { dnsrr: true })] }));
   await runContainers(t, env, [
@@ -105,10 +112,8 @@ containerTest('overlay: two tasks on one network on different hosts reach each o
 });
 
 containerTest('overlay: a task on another overlay network cannot reach the tasks of a network, nor resolve their names', async (t) => {
-  const { nodes } = await twoNodes(t);
+  const { nodes, env, ref } = await withContainers(t);
   const [n1, n2] = nodes;
-  const env = await newRuntimeEnv(t);
-  const { ref } = await registryWithBusybox(t, env.images);
   const front = overlayNet('front', 4102, '10.92.0.0/24');
   const other = overlayNet('other', 4103, '10.93.0.0/24');
   await setAll(

@@ -167,15 +167,22 @@ function reply(q: dnsPacket.DecodedPacket, rcode: number, answers: dnsPacket.Ans
   });
 }
 
-function forwardUdp(msg: Buffer, up: { host: string; port: number }, timeoutMs: number): Promise<Buffer | undefined> {
+/** A promise settled once: by `start`'s callback, or undefined after `timeoutMs`; `close` runs then. */
+function settleOnce<T>(timeoutMs: number, close: () => void, start: (done: (r: T | undefined) => void) => void): Promise<T | undefined> {
   return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    const done = (r: Buffer | undefined) => {
+    const done = (r: T | undefined) => {
       clearTimeout(timer);
-      s.close();
+      close();
       resolve(r);
     };
     const timer = setTimeout(() => done(undefined), timeoutMs);
+    start(done);
+  });
+}
+
+function forwardUdp(msg: Buffer, up: { host: string; port: number }, timeoutMs: number): Promise<Buffer | undefined> {
+  const s = createSocket('udp4');
+  return settleOnce<Buffer>(timeoutMs, () => s.close(), (done) => {
     s.on('error', () => done(undefined));
     s.on('message', (m, rinfo) => {
       // Only the upstream's answer to this query (same id) counts.
@@ -186,15 +193,9 @@ function forwardUdp(msg: Buffer, up: { host: string; port: number }, timeoutMs: 
 }
 
 function forwardTcp(msg: Buffer, up: { host: string; port: number }, timeoutMs: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const c = connect({ host: up.host, port: up.port });
-    let buf = Buffer.alloc(0);
-    const done = (r: Buffer | undefined) => {
-      clearTimeout(timer);
-      c.destroy();
-      resolve(r);
-    };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
+  const c = connect({ host: up.host, port: up.port });
+  let buf = Buffer.alloc(0);
+  return settleOnce<Buffer>(timeoutMs, () => c.destroy(), (done) => {
     c.on('error', () => done(undefined));
     c.on('connect', () => c.write(Buffer.concat([u16(msg.length), msg])));
     c.on('data', (d: Buffer) => {
