@@ -20,7 +20,7 @@ import { describeError, nullLogger, run, type Logger } from '@swarmd/common';
 import type { TaskNetwork } from '../../executor/container-executor.js';
 import { PermanentError } from '../../executor/executor.js';
 import { writeFileAtomic } from '../../session/state-files.js';
-import { taskNetns } from '../bridge-network.js';
+import { hostPorts, taskNetns } from '../bridge-network.js';
 import { HostExec } from '../host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from '../serial.js';
 import { buildDnsIndex } from './dns-records.js';
@@ -107,6 +107,7 @@ export class OverlayNetworking {
   /** Re-programs the networks a previous run left (sockets, peers, rules); drops those no task uses. */
   async start(): Promise<void> {
     const doc = await this.load();
+    if (!Object.keys(doc.networks).length && !Object.keys(doc.tasks).length) return;
     await this.serial(async () => {
       const used = new Set(Object.values(doc.tasks).flatMap((l) => l.map((a) => a.networkId)));
       for (const n of Object.values(doc.networks)) {
@@ -128,6 +129,7 @@ export class OverlayNetworking {
   }
 
   private async doAttach(task: Task): Promise<TaskNetwork> {
+    if (hostPorts(task).length) throw new PermanentError('ports published in mode=host are not supported for tasks on overlay networks yet');
     const links: TaskLink[] = overlayAttachments(task).map((a) => {
       const state = this.states.get(a.networkId);
       if (!state) throw new Error(`overlay network ${a.networkId} is not in the network state pushed to this node yet`);
