@@ -22,6 +22,7 @@ const PURE = [
   'packages/manager/src/allocator/plan.ts',
   'packages/manager/src/ipam/**/*.ts',
   'packages/registry/src/{reference,media-types}.ts',
+  'packages/node-agent/src/networking/overlay/{model,plan,dns-records}.ts',
 ];
 
 const boundaries = managerBoundaries;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the project needs at build, test and run time.
 APT_PACKAGES=(
   runc conmon busybox-static iproute2 iptables nftables docker-registry etcd-server etcd-client
-  protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps
+  protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps iperf3
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

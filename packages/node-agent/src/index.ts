@@ -22,3 +22,10 @@ export { runtimeSpec, LABEL_NODE, LABEL_SERVICE, LABEL_TASK, type TaskNetwork } 
 export { healthSettings, healthAfterProbe, runHealthChecks, type HealthSettings, type HealthStatus } from './health/health-check.js';
 export { networkModeOf, hostPorts, NFT } from './networking/bridge-network.js';
 export { LogPublisher, dispatcherLogSender, type LogPublisherOptions, type LogSource } from './logs/log-publisher.js';
+// Overlay networks (VXLAN per network per host, static peers from the pushed NetworkStateSet) and the embedded DNS resolver.
+export { OverlayNetworking, type OverlayNetworkingOptions } from './networking/overlay/overlay-networking.js';
+export { HostNetworking } from './networking/task-networking.js';
+export { DnsResolver, type DnsResolverOptions } from './networking/overlay/dns-server.js';
+export { buildDnsIndex, answerQuery, DNS_TTL_SECONDS, type DnsIndex, type DnsAnswer } from './networking/overlay/dns-records.js';
+export { type NetworkStateSource } from './assignments/worker.js';
+export { NetworkStateDb } from './assignments/local-task-db.js';

@@ -85,3 +85,22 @@ test('Worker persists the set and emits events; a new worker starts from the db'
   const w2 = await Worker.open(dir, nullLogger);
   t.deepEqual(w2.tasks().map((x) => x.id), ['b']);
 });
+
+test('Worker keeps the pushed network state: replaced whole, unchanged when an INCREMENTAL omits it, persisted, emitted before the assignments', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'agent-worker-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const w = await Worker.open(dir, nullLogger);
+  const seen: string[] = [];
+  w.on('networks', (s) => seen.push(`networks:${s.networks.map((n) => n.network?.id).join(',')}`));
+  w.on('assignments', () => seen.push('assignments'));
+  const net = (id: string) => ({ network: { id, meta: undefined, spec: undefined, vni: 4097, ipam: [] }, peers: [], services: [] });
+  await w.apply({ ...complete('v1', up(task('a'))), networkState: { networks: [net('n1'), net('n2')] } });
+  await w.apply(incr('v1', 'v2', up(task('b'))));
+  t.deepEqual(w.networkState().networks.map((n) => n.network?.id), ['n1', 'n2'], 'an INCREMENTAL without network state leaves it as it was');
+  await w.apply({ ...incr('v2', 'v3'), networkState: { networks: [net('n2')] } });
+  t.deepEqual(seen, ['networks:n1,n2', 'assignments', 'assignments', 'networks:n2']);
+  const w2 = await Worker.open(dir, nullLogger);
+  t.deepEqual(w2.networkState().networks.map((n) => n.network?.id), ['n2'], 'a restarted agent starts from network-state.json');
+  await w2.apply(complete('v4', up(task('b'))));
+  t.deepEqual(w2.networkState().networks, [], 'a COMPLETE without network state: no overlay networks');
+});

@@ -1,14 +1,14 @@
 /**
  * `swarmd cleanup`: removes what a node left running after swarmd stopped — every container of
  * its runtime (processes, overlay mounts, cgroups, dirs) and its task networking (task netns,
- * veths, the bridge and the nft table) — leaving the state dir's certificates and Raft data alone.
+ * veths, the bridge and its nft table; the overlay networks' bridges, vxlan devices and nft table) — leaving the state dir's certificates and Raft data alone.
  * Containers outlive swarmd on purpose; this is how a host (or `swarmctl local down`) lets go of
  * them. Run it in the node's network namespace, with swarmd stopped.
  */
 import { join } from 'node:path';
 import { describeError, failedPrecondition, type Logger } from '@swarmd/common';
 import { certificateFacts, loadStateDirCerts } from '@swarmd/manager';
-import { BridgeNetworking } from '@swarmd/node-agent';
+import { BridgeNetworking, OverlayNetworking } from '@swarmd/node-agent';
 import { ContainerService } from '@swarmd/runtime';
 
 export interface CleanupResult {
@@ -31,6 +31,7 @@ export async function cleanupNode(stateDir: string, log: Logger): Promise<Cleanu
     }
   }
   await new BridgeNetworking({ nodeId, stateDir, logger: log }).destroy();
+  await new OverlayNetworking({ nodeId, stateDir, logger: log }).destroy();
   if (!failed.length) await containers.removeCgroupParent().catch((err: unknown) => failed.push(`cgroup parent: ${describeError(err)}`));
   return { containers: list.length - failed.length, failed };
 }

@@ -167,7 +167,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     logger: log.child({ component: 'agent' }),
   });
   // The worker side: assignments → a task manager per task over the runtime (runc + conmon).
-  const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, insecureRegistries, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
+  const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, insecureRegistries, advertiseAddr, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
 
   const stop = new AbortController();
   let renewing: Promise<void> | undefined;

@@ -1,6 +1,6 @@
 /**
- * The worker side of a node: the node agent's startWorker (runtime under DIR/runtime, bridge
- * networking, executor, task supervisor, logs published on the agent's session). Stopping it
+ * The worker side of a node: the node agent's startWorker (runtime under DIR/runtime, bridge and
+ * overlay networking, executor, task supervisor, logs published on the agent's session). Stopping it
  * stops the loops; containers keep running and a restarted swarmd re-attaches to them.
  */
 import type { Logger } from '@swarmd/common';
@@ -10,6 +10,8 @@ export interface WorkerOptions {
   stateDir: string;
   agent: Agent;
   insecureRegistries: string[];
+  /** IP:PORT other nodes reach this one at: its IP is the overlay networks' VXLAN endpoint. */
+  advertiseAddr?: string;
   hostname?: string;
   logger: Logger;
 }
@@ -19,7 +21,14 @@ export function startNodeWorker(o: WorkerOptions): Promise<RunningWorker> {
     agent: o.agent,
     stateDir: o.stateDir,
     registry: { insecureRegistries: o.insecureRegistries },
+    ...(underlayIp(o.advertiseAddr) ? { network: { overlay: { underlayAddr: underlayIp(o.advertiseAddr)! } } } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     logger: o.logger.child({ component: 'worker' }),
   });
+}
+
+/** The IPv4 of an IP:PORT advertise address (undefined for a name or IPv6). */
+export function underlayIp(advertiseAddr: string | undefined): string | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)(?::\d+)?$/.exec(advertiseAddr ?? '');
+  return m?.[1];
 }

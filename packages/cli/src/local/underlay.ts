@@ -48,7 +48,8 @@ export async function createBridge(bridge: string, gatewayCidr: string): Promise
   await ip(['addr', 'add', gatewayCidr, 'dev', bridge]);
   await ip(['link', 'set', bridge, 'up']);
   // Once dockerd has run, FORWARD's policy is DROP and bridged frames pass iptables
-  // (br_netfilter): allow this underlay explicitly.
+  // (br_netfilter): allow this underlay explicitly. Overlay networks' VXLAN (udp 4789 between
+  // hosts' addresses) is bridged traffic of this bridge too, so the same rule lets it through.
   try {
     await run('iptables', forwardRuleArgs('-I', bridge));
     return { forwardRule: true };

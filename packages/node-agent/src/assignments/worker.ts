@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { AssignmentsMessage_Type, type AssignmentsMessage, type Task } from '@swarmd/proto';
+import { AssignmentsMessage_Type, type AssignmentsMessage, type NetworkStateSet, type Task } from '@swarmd/proto';
 import type { Logger } from '@swarmd/common';
 import { AssignmentSet, type ApplyResult } from './assignment-set.js';
-import { LocalTaskDb } from './local-task-db.js';
+import { LocalTaskDb, NetworkStateDb } from './local-task-db.js';
 
 /** Emitted after each applied message: the whole set and what changed. */
 export interface AssignmentsEvent {
@@ -14,32 +14,50 @@ export interface AssignmentsEvent {
 
 export interface WorkerEvents {
   assignments: [AssignmentsEvent];
+  /** A new NetworkStateSet (it replaces the previous one whole); emitted before its `assignments`. */
+  networks: [NetworkStateSet];
+}
+
+/** What networking needs of the Worker: the latest NetworkStateSet and its changes. */
+export interface NetworkStateSource {
+  networkState(): NetworkStateSet;
+  on(ev: 'networks', fn: (s: NetworkStateSet) => void): unknown;
+  off(ev: 'networks', fn: (s: NetworkStateSet) => void): unknown;
 }
 
 /**
- * Consumes the Assignments stream: keeps the assigned set (AssignmentSet), persists it in the
- * local db and emits `assignments`. The task runner subscribes to that event (issue: services).
+ * Consumes the Assignments stream: keeps the assigned set (AssignmentSet) and the overlay
+ * networks' state the managers push with it, persists both in the local db and emits `networks`
+ * then `assignments`. The task runner subscribes to `assignments`, networking to `networks`.
  */
-export class Worker extends EventEmitter<WorkerEvents> {
+export class Worker extends EventEmitter<WorkerEvents> implements NetworkStateSource {
   private readonly set: AssignmentSet;
+  private networks: NetworkStateSet;
 
   private constructor(
-    private readonly db: LocalTaskDb | undefined,
-    initial: { version: string; tasks: Task[] },
+    private readonly db: { tasks: LocalTaskDb; networks: NetworkStateDb } | undefined,
+    initial: { version: string; tasks: Task[]; networks: NetworkStateSet },
     private readonly logger: Logger,
   ) {
     super();
     this.set = new AssignmentSet(initial.tasks, initial.version);
+    this.networks = initial.networks;
   }
 
-  /** A worker whose set starts from DIR/agent/assignments.json (none without a stateDir). */
+  /** A worker whose state starts from DIR/agent/{assignments,network-state}.json (none without a stateDir). */
   static async open(stateDir: string | undefined, logger: Logger): Promise<Worker> {
-    const db = stateDir ? new LocalTaskDb(stateDir) : undefined;
-    return new Worker(db, db ? await db.load() : { version: '', tasks: [] }, logger);
+    const db = stateDir ? { tasks: new LocalTaskDb(stateDir), networks: new NetworkStateDb(stateDir) } : undefined;
+    const initial = db ? { ...(await db.tasks.load()), networks: await db.networks.load() } : { version: '', tasks: [], networks: { networks: [] } };
+    return new Worker(db, initial, logger);
   }
 
   tasks(): Task[] {
     return this.set.list();
+  }
+
+  /** The overlay networks of this node's tasks, as last pushed (or persisted). */
+  networkState(): NetworkStateSet {
+    return this.networks;
   }
 
   /** A new Assignments stream begins: wait for its COMPLETE set. */
@@ -54,9 +72,16 @@ export class Worker extends EventEmitter<WorkerEvents> {
       return r;
     }
     const complete = msg.type === AssignmentsMessage_Type.COMPLETE;
+    // A COMPLETE set without network state means no overlay networks; INCREMENTAL: unchanged.
+    const networks = msg.networkState ?? (complete ? { networks: [] } : undefined);
+    if (networks) {
+      this.networks = networks;
+      if (this.db) await this.db.networks.save(networks);
+      this.emit('networks', networks);
+    }
     if (r.updated.length || r.removed.length || complete) {
       const tasks = this.set.list();
-      if (this.db) await this.db.save(this.set.resultsIn, tasks);
+      if (this.db) await this.db.tasks.save(this.set.resultsIn, tasks);
       this.emit('assignments', { tasks, updated: r.updated, removed: r.removed, complete });
     }
     return r;

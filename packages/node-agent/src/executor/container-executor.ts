@@ -20,6 +20,8 @@ export interface TaskNetwork {
   netnsPath?: string;
   ports: PortConfig[];
   addresses: string[];
+  /** The container's resolv.conf (overlay networks: the host's embedded resolver); default: the host's. */
+  dns?: { nameservers: string[]; search?: string[]; options?: string[] };
 }
 
 /** Per-host networking (networking/): attach before create, detach after remove. Idempotent. */
@@ -175,7 +177,7 @@ class ContainerController implements TaskController {
       throw new Error(msg, { cause: err });
     }
     const config = await this.o.images.config(rec);
-    let net: { netnsPath?: string; ports: PortConfig[] } = { ports: [] };
+    let net: Partial<TaskNetwork> & { ports: PortConfig[] } = { ports: [] };
     try {
       if (this.o.networking) net = await this.o.networking.attach(this.task);
     } catch (err) {
@@ -187,7 +189,7 @@ class ContainerController implements TaskController {
     try {
       await this.o.containers.create(this.id, {
         image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
-        spec,
+        spec: net.dns ? { ...spec, dns: net.dns } : spec,
         name: this.task.annotations?.name || this.id,
         ...(net.netnsPath ? { netnsPath: net.netnsPath } : {}),
       });

@@ -17,10 +17,11 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { PortConfig_Protocol, PortConfig_PublishMode, type PortConfig, type Task } from '@swarmd/proto';
 import { nullLogger, run, type Logger } from '@swarmd/common';
+import { HostExec, NFT } from './host-exec.js';
+import { afterFirstNetns, keyedQueue, serialQueue } from './serial.js';
 import type { TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
 import { allocateIp, gatewayOf, IpamFile, parseSubnet, portConflict, type Allocation, type IpamState, type PublishedPort } from './ipam.js';
 
@@ -35,13 +36,15 @@ export interface BridgeNetworkingOptions {
   logger?: Logger;
 }
 
-/**
- * nftables' binary by absolute path: under npm scripts PATH starts with node_modules/.bin, where
- * @vercel/nft (a dev tool) is also called `nft`.
- */
-export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p) => existsSync(p)) ?? 'nft';
+export { NFT };
 
 const h = (s: string, n: number) => createHash('sha256').update(s).digest('hex').slice(0, n);
+
+/** A task's network namespace (`ip netns`: machine-wide names, so keyed by node and task). */
+export function taskNetns(nodeId: string, taskId: string): { netns: string; nsPath: string } {
+  const netns = `swd${h(nodeId, 8)}-${h(`${nodeId}/${taskId}`, 8)}`;
+  return { netns, nsPath: `/run/netns/${netns}` };
+}
 
 /** The network mode a task asks for: its first network attachment's target (host | none), else bridge. */
 export function networkModeOf(t: Task): 'bridge' | 'host' | 'none' {
@@ -65,17 +68,17 @@ export class BridgeNetworking implements TaskNetworking {
   private readonly key: string;
   private readonly ipam: IpamFile;
   private readonly log: Logger;
+  private readonly exec: HostExec;
   /** nft loads, one at a time. */
-  private lock: Promise<unknown> = Promise.resolve();
+  private readonly serial = serialQueue();
   /** The allocations: read from the file once, then changed here and saved (only we write it). */
   private loading: Promise<IpamState> | undefined;
   /** A save not started yet: whoever changes the allocations before it starts waits for it. */
   private nextSave: Promise<void> | undefined;
   private saves: Promise<void> = Promise.resolve();
   /** Attach and detach of one task, in order; different tasks run side by side. */
-  private readonly taskChains = new Map<string, Promise<void>>();
+  private readonly perTask = keyedQueue();
   private bridgeReady: Promise<void> | undefined;
-  private firstLinks: Promise<void> | undefined;
   /** The nft table as last loaded (no reload when an attach does not change it). */
   private loaded: string | undefined;
 
@@ -88,50 +91,20 @@ export class BridgeNetworking implements TaskNetworking {
     this.gateway = gatewayOf(this.subnet);
     this.ipam = new IpamFile(join(o.stateDir, 'networking', 'ipam.json'));
     this.log = o.logger ?? nullLogger;
+    this.exec = new HostExec(o.hostNetns);
   }
 
   /** The netns name (ip netns) and veth name of a task. */
   names(taskId: string): { netns: string; veth: string; nsPath: string } {
-    const t = h(`${this.o.nodeId}/${taskId}`, 8);
-    const netns = `swd${this.key}-${t}`;
-    return { netns, veth: `swv${t}`, nsPath: `/run/netns/${netns}` };
-  }
-
-  private hostNetnsPath(): string {
-    return this.o.hostNetns ?? `/proc/${process.pid}/ns/net`;
+    return { ...taskNetns(this.o.nodeId, taskId), veth: `swv${h(`${this.o.nodeId}/${taskId}`, 8)}` };
   }
 
   private host(cmd: string, args: string[], opts: { input?: string; okCodes?: number[] } = {}) {
-    return this.o.hostNetns ? run('nsenter', [`--net=${this.o.hostNetns}`, cmd, ...args], opts) : run(cmd, args, opts);
+    return this.exec.run(cmd, args, opts);
   }
 
-  /**
-   * `ip` batches, each in the host's netns or inside a task's (nsenter), run by one `sh`: one
-   * spawn from this (large) process, whose fork blocks the event loop; sh's forks are cheap.
-   * Every word in `lines` is a name, address or keyword of ours (no quoting needed).
-   */
   private ipScript(steps: { nsPath?: string; lines: string[] }[]) {
-    const script = ['set -e', ...steps.map((st) => `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}ip -batch - <<'EOF'\n${st.lines.join('\n')}\nEOF`)].join('\n');
-    return this.host('sh', ['-c', script]);
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.lock.then(fn, fn);
-    this.lock = p.catch(() => undefined);
-    return p;
-  }
-
-  private perTask<T>(taskId: string, fn: () => Promise<T>): Promise<T> {
-    const p = (this.taskChains.get(taskId) ?? Promise.resolve()).then(fn);
-    const tail = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.taskChains.set(taskId, tail);
-    void tail.then(() => {
-      if (this.taskChains.get(taskId) === tail) this.taskChains.delete(taskId);
-    });
-    return p;
+    return this.exec.script(steps);
   }
 
   /** The address of a task on the bridge, if it has one. */
@@ -166,9 +139,8 @@ export class BridgeNetworking implements TaskNetworking {
     return this.perTask(taskId, () => this.doDetach(taskId));
   }
 
-  private async linkExists(name: string): Promise<boolean> {
-    const r = await this.host('ip', ['link', 'show', 'dev', name], { okCodes: [0, 1] });
-    return r.code === 0;
+  private linkExists(name: string): Promise<boolean> {
+    return this.exec.linkExists(name);
   }
 
   private ensureBridge(): Promise<void> {
@@ -188,32 +160,16 @@ export class BridgeNetworking implements TaskNetworking {
     await this.host('sysctl', ['-qw', `net.ipv4.conf.${this.bridge}.route_localnet=1`]).catch(() => undefined);
   }
 
-  /**
-   * Runs a task's link setup. The first one runs alone: its `ip netns add` may have to set up
-   * /run/netns (a shared mount), which two at once would both do.
-   */
-  private async links(fn: () => Promise<unknown>): Promise<void> {
-    if (!this.firstLinks) {
-      const first = fn().then(() => undefined);
-      this.firstLinks = first.catch(() => {
-        this.firstLinks = undefined;
-      });
-      return first;
-    }
-    await this.firstLinks;
-    await fn();
-  }
-
   private async doAttach(task: Task): Promise<TaskNetwork> {
     const mode = networkModeOf(task);
-    if (mode === 'host') return { netnsPath: this.hostNetnsPath(), ports: [], addresses: [] };
+    if (mode === 'host') return { netnsPath: this.exec.netnsPath(), ports: [], addresses: [] };
     const { netns, veth, nsPath } = this.names(task.id);
     const state = await this.allocations();
     if (mode === 'none') {
       state.tasks[task.id] = { mode: 'none', ports: [] };
       await this.persist(state);
       const add = existsSync(nsPath) ? [] : [{ lines: [`netns add ${netns}`] }];
-      await this.links(() => this.ipScript([...add, { nsPath, lines: ['link set lo up'] }]));
+      await afterFirstNetns(() => this.ipScript([...add, { nsPath, lines: ['link set lo up'] }]));
       return { netnsPath: nsPath, ports: [], addresses: [] };
     }
     const ports = hostPorts(task);
@@ -232,7 +188,7 @@ export class BridgeNetworking implements TaskNetworking {
     // A task seen for the first time has no veth yet: its allocation is saved before any link.
     const addVeth = fresh || !(await this.linkExists(veth));
     const bits = parseSubnet(this.subnet).bits;
-    await this.links(() =>
+    await afterFirstNetns(() =>
       this.ipScript([
         {
           lines: [
@@ -292,12 +248,7 @@ export class BridgeNetworking implements TaskNetworking {
   private async writeRules(state: IpamState): Promise<void> {
     const rules = this.rules(state);
     if (rules === this.loaded) return;
-    // `add` makes sure the table exists so the `delete` in the same transaction succeeds.
-    const script = `add table ip ${this.table}\ndelete table ip ${this.table}\n${rules}`;
-    const file = join(this.o.stateDir, 'networking', 'rules.nft');
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, script);
-    await this.host(NFT, ['-f', file]);
+    await this.exec.loadNftTable(this.table, rules, join(this.o.stateDir, 'networking', 'rules.nft'));
     this.loaded = rules;
   }
 
@@ -305,7 +256,7 @@ export class BridgeNetworking implements TaskNetworking {
   async destroy(): Promise<void> {
     await Promise.all(Object.keys((await this.allocations()).tasks).map((id) => this.detach(id)));
     await this.serial(async () => {
-      await this.host(NFT, ['delete', 'table', 'ip', this.table], { okCodes: [0, 1] });
+      await this.exec.deleteNftTable(this.table);
       await this.host('ip', ['link', 'del', this.bridge], { okCodes: [0, 1] });
       this.bridgeReady = undefined;
       this.loaded = undefined;

@@ -16,17 +16,26 @@ import { ContainerService, ImageService } from '@swarmd/runtime';
 import type { Clock } from '../clock.js';
 import { ContainerExecutor } from '../executor/container-executor.js';
 import { BridgeNetworking } from '../networking/bridge-network.js';
+import { OverlayNetworking, type OverlayNetworkingOptions } from '../networking/overlay/overlay-networking.js';
+import { HostNetworking } from '../networking/task-networking.js';
+import type { NetworkStateSource } from '../assignments/worker.js';
+import type { NetworkStateSet } from '@swarmd/proto';
+import { describeError } from '@swarmd/common';
 import { LogPublisher } from '../logs/log-publisher.js';
 import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
 
 export interface StartWorkerOptions {
-  agent: { nodeId: string; worker: AssignmentSource; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
+  agent: { nodeId: string; worker: AssignmentSource & Partial<NetworkStateSource>; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
   /** The node's state dir: runtime/ and networking/ go under it. */
   stateDir: string;
   /** Sends task log lines to the managers; default: the agent's publishLogs (Dispatcher.PublishLogs). `false`: logs stay local. */
   publishLogs?: ((records: LogRecord[]) => Promise<void>) | false;
-  /** Per-host bridge subnet (default 172.31.X.0/24 from the node id); `false`: no bridge (new empty netns per task). */
-  network?: { subnet?: string } | false;
+  /**
+   * Per-host bridge subnet (default 172.31.X.0/24 from the node id) and the overlay networks'
+   * settings (this node's underlay address: the vxlan's local end; the resolver's upstreams);
+   * `false`: no networking (a new empty netns per task).
+   */
+  network?: { subnet?: string; overlay?: Pick<OverlayNetworkingOptions, 'underlayAddr' | 'dns'> } | false;
   registry?: RegistryClientOptions;
   hostname?: string;
   clock?: Clock;
@@ -38,6 +47,7 @@ export interface RunningWorker {
   images: ImageService;
   containers: ContainerService;
   networking: BridgeNetworking | undefined;
+  overlay: OverlayNetworking | undefined;
   supervisor: TaskSupervisor;
   stop(): Promise<void>;
 }
@@ -51,11 +61,22 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     o.network === false
       ? undefined
       : new BridgeNetworking({ nodeId: o.agent.nodeId, stateDir: o.stateDir, ...(o.network?.subnet ? { subnet: o.network.subnet } : {}), logger: logger.child({ component: 'agent/network' }) });
+  const overlay =
+    o.network === false
+      ? undefined
+      : new OverlayNetworking({ nodeId: o.agent.nodeId, stateDir: o.stateDir, ...o.network?.overlay, logger: logger.child({ component: 'agent/overlay' }) });
+  // The pushed network state reaches the overlay before the tasks that need it (Worker emits it first).
+  const onNetworks = (s: NetworkStateSet) => void overlay?.setState(s).catch((err: unknown) => logger.warn('overlay state not applied', { err: describeError(err) }));
+  if (overlay) {
+    await overlay.setState(o.agent.worker.networkState?.() ?? { networks: [] });
+    await overlay.start();
+    o.agent.worker.on?.('networks', onNetworks);
+  }
   const executor = new ContainerExecutor({
     images,
     containers,
     nodeId: o.agent.nodeId,
-    ...(networking ? { networking } : {}),
+    ...(networking || overlay ? { networking: new HostNetworking(networking, overlay) } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
     logger: logger.child({ component: 'agent/executor' }),
@@ -75,9 +96,12 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     images,
     containers,
     networking,
+    overlay,
     supervisor,
     stop: async () => {
+      o.agent.worker.off?.('networks', onNetworks);
       await supervisor.stop();
+      await overlay?.stop();
       await logs?.stop();
       images.close();
     },

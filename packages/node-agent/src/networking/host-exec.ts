@@ -1,0 +1,68 @@
+/**
+ * Commands in the host's network namespace: `hostNetns` (a path; `nsenter --net=`) when the agent
+ * does not run in it (tests, benches), else the agent's own. Shared by the per-host bridge and
+ * the overlay networks.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { run, type RunOptions, type RunResult } from '@swarmd/common';
+
+/**
+ * nftables' binary by absolute path: under npm scripts PATH starts with node_modules/.bin, where
+ * @vercel/nft (a dev tool) is also called `nft`.
+ */
+export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p) => existsSync(p)) ?? 'nft';
+
+/** One batch of a script: `ip -batch` (or `bridge -batch`) lines, inside `nsPath` when given. */
+export interface BatchStep {
+  nsPath?: string;
+  tool?: 'ip' | 'bridge';
+  /** `-force`: go on past a failing line (deletes of what may be gone already). */
+  force?: boolean;
+  lines: string[];
+}
+
+export class HostExec {
+  constructor(readonly hostNetns?: string) {}
+
+  /** The host's netns path (the agent's own when none was given). */
+  netnsPath(): string {
+    return this.hostNetns ?? `/proc/${process.pid}/ns/net`;
+  }
+
+  run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    return this.hostNetns ? run('nsenter', [`--net=${this.hostNetns}`, cmd, ...args], opts) : run(cmd, args, opts);
+  }
+
+  /**
+   * Batches, each in the host's netns or inside a task's (nsenter), run by one `sh`: one spawn
+   * from this (large) process, whose fork blocks the event loop; sh's forks are cheap. Every word
+   * in the lines is a name, address or keyword of ours (no quoting needed). A forced batch never
+   * fails the script.
+   */
+  script(steps: readonly BatchStep[]): Promise<RunResult> {
+    const body = steps
+      .filter((st) => st.lines.length)
+      .map((st) => {
+        const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
+        return `${cmd} <<'EOF'${st.force ? ' || true' : ''}\n${st.lines.join('\n')}\nEOF`;
+      });
+    return this.run('sh', ['-c', ['set -e', ...body].join('\n')]);
+  }
+
+  async linkExists(name: string): Promise<boolean> {
+    return (await this.run('ip', ['link', 'show', 'dev', name], { okCodes: [0, 1] })).code === 0;
+  }
+
+  /** Loads a table as one transaction (`add` so the `delete` finds it, then the whole table). */
+  async loadNftTable(table: string, rules: string, file: string): Promise<void> {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, `add table ip ${table}\ndelete table ip ${table}\n${rules}`);
+    await this.run(NFT, ['-f', file]);
+  }
+
+  deleteNftTable(table: string): Promise<RunResult> {
+    return this.run(NFT, ['delete', 'table', 'ip', table], { okCodes: [0, 1] });
+  }
+}
