@@ -157,7 +157,7 @@ export function serviceDetails(s: Service, nets: readonly Network[] = []): strin
     ['Container labels', labelsText(c?.labels)],
     ['Mounts', (c?.mounts ?? []).map((m) => `${['bind', 'volume', 'tmpfs'][m.type] ?? m.type} ${m.source || '-'} → ${m.target}${m.readOnly ? ' (ro)' : ''}`).join(', ')],
     ['Healthcheck', c?.healthcheck ? `${c.healthcheck.test.join(' ')} (interval ${durationText(c.healthcheck.intervalMs)}, timeout ${durationText(c.healthcheck.timeoutMs)}, retries ${c.healthcheck.retries})` : ''],
-    ['Stop', `${c?.stopSignal || 'SIGTERM'}, grace period ${durationText(c?.stopGracePeriodMs)}`],
+    ['Stop', `${c?.stopSignal || 'SIGTERM'}, grace period ${durationText(c?.stopGracePeriodMs)}, drain ${(c?.stopDrainPeriodMs ?? 0) < 0 ? 'none' : c?.stopDrainPeriodMs ? durationText(c.stopDrainPeriodMs) : '2s (default)'}`],
     ['Resources', r ? `limits cpu ${(r.limits?.nanoCpus ?? 0) / 1e9} mem ${r.limits?.memoryBytes ?? 0}; reservations cpu ${(r.reservations?.nanoCpus ?? 0) / 1e9} mem ${r.reservations?.memoryBytes ?? 0}${r.pidsLimit ? `; pids ${r.pidsLimit}` : ''}` : ''],
     ['Restart policy', rp ? `${['any', 'on-failure', 'none'][rp.condition] ?? rp.condition}, delay ${durationText(rp.delayMs)}, max attempts ${rp.maxAttempts || 'unlimited'}, window ${durationText(rp.windowMs)}` : ''],
     ['Constraints', (sp?.task?.placement?.constraints ?? []).join(', ')],

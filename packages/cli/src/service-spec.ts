@@ -52,6 +52,7 @@ export interface CommonFlags {
   'no-healthcheck'?: boolean;
   'stop-signal'?: string;
   'stop-grace-period'?: string;
+  'stop-drain-period'?: string;
   entrypoint?: string;
   replicas?: number;
   'update-parallelism'?: number;
@@ -342,6 +343,8 @@ function applyCommon(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Erro
     c.stopSignal = f['stop-signal'].toUpperCase();
   }
   c.stopGracePeriodMs = duration('stop-grace-period', f['stop-grace-period'], bad) ?? c.stopGracePeriodMs;
+  const drain = duration('stop-drain-period', f['stop-drain-period'], bad);
+  if (drain !== undefined) c.stopDrainPeriodMs = drain === 0 ? -1 : drain;
   applyUpdateConfig(spec, f, bad);
   if (f.replicas !== undefined) {
     if (!Number.isInteger(f.replicas) || f.replicas < 0) throw bad(`--replicas ${f.replicas}: expected a whole number ≥ 0`);

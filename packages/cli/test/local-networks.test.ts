@@ -17,7 +17,7 @@ interface Attached {
 }
 
 /** A demo web server whose command line carries `mark` (to find its container's process). */
-const web = (mark: string): string[] => ['sh', '-c', `: ${mark}; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`];
+const web = (mark: string): string[] => ['--', 'sh', '-c', `: ${mark}; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`];
 
 /** Pids of this machine's containers whose command line carries `mark`. */
 async function pidsOf(mark: string): Promise<number[]> {
@@ -51,6 +51,16 @@ async function lookup(pid: number, name: string): Promise<string[]> {
     .sort();
 }
 
+/**
+ * GET / of `name`:8080 from inside the container: the name resolved by the container's resolver
+ * (busybox nslookup; the image's static busybox wget cannot use glibc's resolver), then TCP.
+ */
+async function fetchByName(pid: number, name: string): Promise<{ code: number; out: string }> {
+  const [addr] = await lookup(pid, name);
+  if (!addr) return { code: 1, out: `${name} does not resolve` };
+  return inContainer(pid, `wget -q -T 5 -O- http://${addr}:8080/`);
+}
+
 async function attachedTasks(c: LocalCluster, svc: string): Promise<Attached[]> {
   return JSON.parse(await c.ok('service', 'ps', svc, '--format', 'json')) as Attached[];
 }
@@ -80,12 +90,13 @@ clusterTest('services on one overlay network reach each other across hosts by na
   t.truthy(client && outsider, 'the containers run');
   const webTask = (await attachedTasks(c, 'web')).find((x) => x.status?.state === RUNNING)!;
   const webAddr = webTask.networks![0].addresses[0].split('/')[0];
-  const byName = await inContainer(client, 'wget -q -T 5 -O- http://web:8080/');
+  const byName = await fetchByName(client, 'web');
   t.is(byName.code, 0, byName.out);
   t.regex(byName.out, /^hello from /);
-  const byTasks = await inContainer(client, 'wget -q -T 5 -O- http://tasks.web:8080/');
+  const byTasks = await fetchByName(client, 'tasks.web');
   t.is(byTasks.code, 0, byTasks.out);
   t.deepEqual(await lookup(client, 'tasks.web'), [webAddr]);
+  t.true((await lookup(client, 'web')).length === 1, 'the service name answers (its VIP)');
   const byAddr = await inContainer(client, `wget -q -T 5 -O- http://${webAddr}:8080/`);
   t.is(byAddr.code, 0, byAddr.out);
   // Another network: the name is unknown there, and the address does not answer.
@@ -112,6 +123,8 @@ clusterTest('tasks.NAME answers exactly the running tasks on every host while sc
 clusterTest('killing the leader changes no address and names still resolve; a killed host comes back with its networks', async (t) => {
   const NAME = `ovk${process.pid % 10000}`;
   const c = await withNetworks(t, NAME, '10.254.33');
+  // A node is DOWN after 3 missed heartbeats: 3 s instead of Swarm's 15.
+  await c.ok('cluster', 'update', '--dispatcher-heartbeat', '1s');
   await c.ok('service', 'create', '--name', 'web', '--replicas', '3', '--network', 'front', c.image, ...web(`${NAME}-web`));
   await c.ok('service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'front', c.image, ...web(`${NAME}-probe`));
   const before = runningAddrs(await attachedTasks(c, 'web'));
@@ -134,10 +147,9 @@ clusterTest('killing the leader changes no address and names still resolve; a ki
   // The killed host comes back: its global probe runs again and reaches web by name.
   await c.ok('local', 'start', '--name', NAME, leaderHost);
   await c.until(`the probe runs again on ${leaderHost}`, async () => (await c.running('probe')).some((x) => x.nodeId === killedNode), 120);
-  const back = await pidsOf(`${NAME}-probe`);
-  t.is(back.length, 5);
-  for (const pid of back) {
-    await c.until(`web answers by name in probe ${pid}`, async () => (await inContainer(pid, 'wget -q -T 3 -O- http://tasks.web:8080/')).code === 0, 30);
+  await c.until('a probe container on each of the 5 hosts', async () => (await pidsOf(`${NAME}-probe`)).length === 5, 120);
+  for (const pid of await pidsOf(`${NAME}-probe`)) {
+    await c.until(`web answers by name in probe ${pid}`, async () => (await fetchByName(pid, 'tasks.web')).code === 0, 30);
   }
 });
 

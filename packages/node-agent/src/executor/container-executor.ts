@@ -88,6 +88,9 @@ export class ContainerExecutor implements Executor {
   }
 }
 
+/** How long an endpoint keeps running after it left the endpoints, before its stop signal. */
+export const DEFAULT_DRAIN_MS = 2_000;
+
 /** Builds the runtime's ContainerSpec from the task (pure). */
 export function runtimeSpec(t: Task, nodeId: string): RuntimeSpec {
   const c = t.spec?.container;
@@ -291,7 +294,26 @@ class ContainerController implements TaskController {
 
   async shutdown(): Promise<ExitInfo | undefined> {
     this.stopHealth();
+    await this.drain();
     return this.stopIfRunning();
+  }
+
+  /**
+   * A task on overlay networks is an endpoint: the managers took it out of every host's DNS
+   * answers and VIP endpoints when they wanted it stopped; it keeps running for the drain period
+   * (default 2 s, bounded by the grace period) so that connections in flight finish and no new
+   * one is sent to it, and only then gets its stop signal.
+   */
+  private async drain(): Promise<void> {
+    if (this.task.networks.length === 0) return;
+    const c = this.task.spec?.container;
+    const set = Number(c?.stopDrainPeriodMs ?? 0);
+    if (set < 0) return;
+    const grace = Number(c?.stopGracePeriodMs ?? 0) || (this.o.defaultStopGraceMs ?? 10_000);
+    const ms = Math.min(set || DEFAULT_DRAIN_MS, grace);
+    const info = await this.o.containers.inspect(this.id).catch(() => undefined);
+    if (info?.status !== 'running') return;
+    await this.clock.sleep(ms);
   }
 
   /** Stop signal, SIGKILL after the grace period; undefined when there is no container. */

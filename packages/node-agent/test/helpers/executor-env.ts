@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@swarmd/common';
-import { TaskState, type ContainerSpec, type Task, type TaskSpec, type TaskStatus } from '@swarmd/proto';
+import { TaskState, ContainerSpec, Task, type TaskSpec, type TaskStatus } from '@swarmd/proto';
 import { ContainerService, ImageService, mountsUnder, removeCgroup } from '@swarmd/runtime';
 import { buildBusyboxImage, startRegistry, type ImageConfigInput, type LocalRegistry, type Teardown } from '@swarmd/testkit';
 import type { AssignmentsEvent } from '../../src/assignments/worker.js';
@@ -80,42 +80,19 @@ export async function registryWithBusybox(t: Teardown, images: ImageService, var
 }
 
 export function containerSpec(c: Partial<ContainerSpec> & { image: string }): ContainerSpec {
-  return {
-    command: [],
-    args: [],
-    env: [],
-    dir: '',
-    user: '',
-    hostname: '',
-    labels: {},
-    mounts: [],
-    stopSignal: '',
-    stopGracePeriodMs: 0,
-    healthcheck: undefined,
-    readOnly: false,
-    tty: false,
-    pullAuth: undefined,
-    ...c,
-  };
+  return ContainerSpec.fromPartial(c);
 }
 
 export function makeTask(id: string, c: Partial<ContainerSpec> & { image: string }, o: Partial<TaskSpec> & { desiredState?: TaskState } = {}): Task {
   const { desiredState, ...spec } = o;
-  return {
+  return Task.fromPartial({
     id,
-    meta: undefined,
-    spec: { container: containerSpec(c), resources: undefined, restart: undefined, placement: undefined, networks: [], forceUpdate: 0, ...spec },
+    spec: { container: containerSpec(c), ...spec },
     serviceId: `svc-${id}`,
     slot: 1,
     nodeId: 'node-1',
-    annotations: undefined,
-    serviceAnnotations: undefined,
-    status: undefined,
     desiredState: desiredState ?? TaskState.TASK_STATE_RUNNING,
-    networks: [],
-    endpoint: undefined,
-    specVersion: 0,
-  };
+  });
 }
 
 /** An in-test assignments source (the agent's Worker shape). */
