@@ -101,6 +101,18 @@ test('other names are relayed to the host resolvers, over UDP and TCP; SERVFAIL 
   t.true(Date.now() - t0 < 2000, `bounded (${Date.now() - t0} ms)`);
 });
 
+test('a UDP answer too large for the client is truncated (TC) to what fits; over TCP it comes whole', async (t) => {
+  const dns = new DnsResolver({ upstreams: [] });
+  t.teardown(() => dns.closeAll());
+  dns.setIndex(buildDnsIndex(set(Array.from({ length: 60 }, (_, i) => `10.1.1.${i + 1}/16`))));
+  const p = port();
+  await dns.listen('front', '127.0.0.1', { port: p });
+  const udp = await udpAsk(p, 'tasks.web');
+  t.true(udp.flag_tc);
+  t.true(data(udp).length > 0 && data(udp).length < 60);
+  t.is(data(await tcpAsk(p, 'tasks.web')).length, 60);
+});
+
 test('closing a network frees its port', async (t) => {
   const dns = new DnsResolver({ upstreams: [] });
   const p = port();

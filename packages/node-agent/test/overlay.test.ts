@@ -10,6 +10,7 @@ import { run } from '@swarmd/common';
 import { TaskState, type NetworkStateSet, type Task } from '@swarmd/proto';
 import { createHosts, requires, type TestHost, type TestHosts, type Teardown } from '@swarmd/testkit';
 import { ContainerExecutor } from '../src/executor/container-executor.js';
+import { taskNetns } from '../src/networking/bridge-network.js';
 import { NFT } from '../src/networking/host-exec.js';
 import { OverlayNetworking } from '../src/networking/overlay/overlay-networking.js';
 import { HostNetworking } from '../src/networking/task-networking.js';
@@ -170,6 +171,11 @@ rootTest('overlay: the last local task leaving a network removes its bridge, vxl
   const [n1] = nodes;
   const front = overlayNet('front', 4105, '10.95.0.0/24');
   await setAll(nodes, stateSet({ network: front, peers: [at(n1, 'a1', 'a', '10.95.0.2/24'), at(n1, 'b1', 'b', '10.95.0.3/24')] }));
+  // A netns of the task left by an earlier life of the agent (with an eth0 in it) is made anew.
+  const stale = taskNetns(n1.nodeId, 'a1').netns;
+  await run('ip', ['netns', 'add', stale]);
+  t.teardown(() => run('ip', ['netns', 'del', stale], { okCodes: [0, 1] }));
+  await run('ip', ['-n', stale, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth9']);
   const a = await n1.overlay.attach(overlayTask('a1', 'a', [{ networkId: 'front', address: '10.95.0.2/24' }]));
   await n1.overlay.attach(overlayTask('b1', 'b', [{ networkId: 'front', address: '10.95.0.3/24' }]));
   t.regex((await inNs(a.netnsPath!, ['ping', '-c', '1', '-W', '2', '10.95.0.3'])).stdout, /1 packets received/, 'two local tasks on the bridge');

@@ -124,7 +124,8 @@ export class DnsResolver {
       return reply(q, RCODE.SERVFAIL, []);
     }
     if (a.kind === 'refused') return reply(q, RCODE.REFUSED, []);
-    return reply(q, RCODE[a.rcode], a.answers, dnsPacket.AUTHORITATIVE_ANSWER);
+    const out = reply(q, RCODE[a.rcode], a.answers, dnsPacket.AUTHORITATIVE_ANSWER);
+    return proto === 'udp' ? fitUdp(q, out, a.answers) : out;
   }
 
   private upstreamList(): Promise<string[]> {
@@ -156,6 +157,21 @@ const u16 = (n: number) => {
   b.writeUInt16BE(n);
   return b;
 };
+
+/**
+ * A UDP answer larger than the client takes (512 bytes, or its EDNS payload size) goes with the
+ * records that fit and the TC flag, so the client asks again over TCP (tasks.SERVICE of a large
+ * service).
+ */
+function fitUdp(q: dnsPacket.DecodedPacket, out: Buffer, answers: dnsPacket.Answer[]): Buffer {
+  const opt = q.additionals?.find((r): r is dnsPacket.OptAnswer => r.type === 'OPT');
+  const max = Math.max(512, opt?.udpPayloadSize ?? 512);
+  if (out.length <= max) return out;
+  let n = answers.length;
+  let fit = out;
+  while (n > 0 && fit.length > max) fit = reply(q, RCODE.NOERROR, answers.slice(0, --n), dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.TRUNCATED_RESPONSE);
+  return fit;
+}
 
 function reply(q: dnsPacket.DecodedPacket, rcode: number, answers: dnsPacket.Answer[], extraFlags = 0): Buffer {
   return dnsPacket.encode({

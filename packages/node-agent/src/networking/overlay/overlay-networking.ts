@@ -149,7 +149,11 @@ export class OverlayNetworking {
     const existing = before ? await this.links() : new Set<string>();
     const { mtu } = await this.underlayOf();
     const { host, inside } = taskLinkLines(netns, links, mtu, existing);
-    await afterFirstNetns(() => this.exec.script([{ lines: [...(existsSync(nsPath) ? [] : [`netns add ${netns}`]), ...host] }, { nsPath, lines: inside }]));
+    // A netns of the task with no record here is a leftover of an earlier life (a crash before the
+    // record was kept, a lost state dir): its links are unknown, so it is made anew.
+    const stale = !before && existsSync(nsPath);
+    const netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(stale || !existsSync(nsPath) ? [`netns add ${netns}`] : [])];
+    await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }]));
     this.log.info('task attached to overlay networks', { task: task.id, networks: links.map((l) => `${l.network.name}:${l.ip}`) });
     return {
       netnsPath: nsPath,
