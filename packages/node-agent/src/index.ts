@@ -8,7 +8,6 @@ export { AssignmentSet, type AssignmentDiff, type ApplyResult } from './assignme
 export { Worker, type AssignmentsEvent } from './assignments/worker.js';
 export { LocalTaskDb } from './assignments/local-task-db.js';
 export { CoalescingReporter, type StatusUpdate, type ReporterOptions } from './status-reporter/coalescing-reporter.js';
-export { systemClock, FakeClock, type Clock } from './clock.js';
 export { startTaskSupervisor, type TaskSupervisor, type TaskSupervisorOptions } from './task-runner/task-supervisor.js';
 export { ContainerExecutor, type ContainerExecutorOptions, type TaskNetworking } from './executor/container-executor.js';
 export { BridgeNetworking, type BridgeNetworkingOptions } from './networking/bridge-network.js';

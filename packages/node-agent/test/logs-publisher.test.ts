@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { LogRecord } from '@swarmd/proto';
 import type { LogEntry, LogReadOptions } from '@swarmd/runtime';
-import { FakeClock } from '../src/clock.js';
+import { FakeClock } from '@swarmd/common';
 import { LogPublisher } from '../src/logs/log-publisher.js';
 
 function source(lines: Record<string, string[]>, seen: { id: string; o?: LogReadOptions }[]) {

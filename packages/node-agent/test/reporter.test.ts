@@ -2,7 +2,7 @@ import test from 'ava';
 import { setImmediate as tick } from 'node:timers/promises';
 import { TaskState, type TaskStatus } from '@swarmd/proto';
 import { CoalescingReporter, type StatusUpdate } from '../src/status-reporter/coalescing-reporter.js';
-import { FakeClock } from '../src/clock.js';
+import { FakeClock } from '@swarmd/common';
 
 const st = (state: TaskState, message = ''): TaskStatus => ({ state, message, timestamp: 0, err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
 const settle = async () => {

@@ -7,7 +7,7 @@ import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:
 import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
 import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from '@swarmd/common';
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '@swarmd/common';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
 import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
 

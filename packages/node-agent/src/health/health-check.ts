@@ -8,7 +8,7 @@
  * - `retries` consecutive failures → unhealthy (the task fails; the orchestrator replaces it).
  */
 import type { HealthConfig } from '@swarmd/proto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '@swarmd/common';
 
 export interface HealthSettings {
   argv: string[];

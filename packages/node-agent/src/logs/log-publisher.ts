@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DispatcherClient, LogRecord } from '@swarmd/proto';
 import { describeError, nullLogger, type Logger } from '@swarmd/common';
 import type { LogEntry, LogReadOptions } from '@swarmd/runtime';
-import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common';
 
 export interface LogSource {
   logs(id: string, o?: LogReadOptions): AsyncIterable<LogEntry>;

@@ -10,7 +10,7 @@ import {
   type TaskStatus,
 } from '@swarmd/proto';
 import { describeError, unavailable, type Logger } from '@swarmd/common';
-import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common';
 import { dispatcherLogSender } from '../logs/log-publisher.js';
 import { Worker } from '../assignments/worker.js';
 import { CoalescingReporter, type StatusUpdate } from '../status-reporter/coalescing-reporter.js';

@@ -13,7 +13,7 @@ import type { LogRecord, TaskStatus } from '@swarmd/proto';
 import { nullLogger, type Logger } from '@swarmd/common';
 import type { RegistryClientOptions } from '@swarmd/registry';
 import { ContainerService, ImageService } from '@swarmd/runtime';
-import type { Clock } from '../clock.js';
+import type { Clock } from '@swarmd/common';
 import { ContainerExecutor } from '../executor/container-executor.js';
 import { BridgeNetworking } from '../networking/bridge-network.js';
 import { OverlayNetworking, type OverlayNetworkingOptions } from '../networking/overlay/overlay-networking.js';

@@ -5,7 +5,7 @@
  */
 import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
 import { describeError, nullLogger, type Logger } from '@swarmd/common';
-import { isAbortError, systemClock, type Clock } from '../clock.js';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common';
 import { ContainerExitedError, PermanentError, UnhealthyError, type TaskController } from '../executor/executor.js';
 import { isTerminal, nextAction, taskStep, type ActionResult, type StepAction } from './task-step.js';
 
