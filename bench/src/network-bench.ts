@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, describeError } from '@swarmd/common';
-import { EndpointSpec_ResolutionMode, type NetworkStateSet, type Task } from '@swarmd/proto';
+import { EndpointSpec_ResolutionMode, NetworkSpec, type NetworkStateSet, type Task } from '@swarmd/proto';
 import { createHosts, type TestHosts } from '@swarmd/testkit/hosts';
 import { OverlayNetworking } from '@swarmd/node-agent';
 
@@ -36,12 +36,13 @@ function stateOf(nodes: { nodeId: string; addr: string; taskId: string; ip: stri
         network: {
           id: 'bench',
           meta: undefined,
-          spec: { annotations: { name: 'bench', labels: {} }, driver: 'overlay', ipam: [], attachable: false, internal: false },
+          spec: NetworkSpec.fromPartial({ annotations: { name: 'bench' }, driver: 'overlay' }),
           vni: 4242,
           ipam: [{ subnet: `${SUBNET}.0/24`, gateway: `${SUBNET}.1`, range: '' }],
         },
         peers: nodes.map((n) => ({ taskId: n.taskId, taskName: `bench.1.${n.taskId}`, hostname: '', serviceId: 'svc', serviceName: 'bench', address: `${n.ip}/24`, nodeId: n.nodeId, nodeAddr: n.addr, ready: true, aliases: [] })),
         services: [{ serviceId: 'svc', name: 'bench', mode: EndpointSpec_ResolutionMode.DNSRR, vip: '', ports: [], aliases: [] }],
+        nodeAddress: '',
       },
     ],
   };

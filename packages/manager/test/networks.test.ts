@@ -5,14 +5,14 @@
  */
 import test from 'ava';
 import { nullLogger, isSwarmError } from '@swarmd/common';
-import { EndpointSpec_ResolutionMode, type NetworkSpec, type ServiceSpec, TaskState } from '@swarmd/proto';
+import { EndpointSpec_ResolutionMode, NetworkSpec, type ServiceSpec, TaskState } from '@swarmd/proto';
 import { createNetworksImpl, createServicesImpl, makeObject, networkStateFor, type ImagePinner, type MemoryStore } from '../src/index.js';
 import { harness, mkNode, mkSpec, type Harness } from './orchestrator-harness.js';
 
 const pinner: ImagePinner = { pin: (image) => Promise.resolve({ image }) };
 
 function netSpec(name: string, o: { subnet?: string; gateway?: string; internal?: boolean } = {}): NetworkSpec {
-  return { annotations: { name, labels: {} }, driver: 'overlay', ipam: o.subnet || o.gateway ? [{ subnet: o.subnet ?? '', gateway: o.gateway ?? '', range: '' }] : [], attachable: false, internal: !!o.internal };
+  return NetworkSpec.fromPartial({ annotations: { name }, driver: 'overlay', ipam: o.subnet || o.gateway ? [{ subnet: o.subnet ?? '', gateway: o.gateway ?? '' }] : [], internal: !!o.internal });
 }
 
 function withNetworks(spec: ServiceSpec, ...targets: string[]): ServiceSpec {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { isSwarmError, ErrorCode } from '@swarmd/common';
-import { NodeRole, TaskState, StoreTransaction } from '@swarmd/proto';
+import { NetworkSpec, NodeRole, TaskState, StoreTransaction } from '@swarmd/proto';
 import {
   createStore,
   cloneObject,
@@ -23,7 +23,7 @@ const task = (id: string, serviceId: string, nodeId = '', desiredState = TaskSta
   makeObject('task', { id, serviceId, nodeId, desiredState, slot, annotations: { name: `${serviceId}.${slot}`, labels: {} } });
 const node = (id: string, hostname: string, role = NodeRole.NODE_ROLE_WORKER) =>
   makeObject('node', { id, role, description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} } });
-const network = (id: string, name: string) => makeObject('network', { id, spec: { annotations: { name, labels: {} }, driver: 'overlay', ipam: [], attachable: false, internal: false } });
+const network = (id: string, name: string) => makeObject('network', { id, spec: NetworkSpec.fromPartial({ annotations: { name }, driver: 'overlay' }) });
 
 async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, code: ErrorCode, re?: RegExp) {
   const err = await t.throwsAsync(p);

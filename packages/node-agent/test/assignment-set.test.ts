@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AssignmentChange_Action, AssignmentsMessage_Type, Task, TaskState, type AssignmentsMessage } from '@swarmd/proto';
+import { AssignmentChange_Action, AssignmentsMessage_Type, NetworkState, Task, TaskState, type AssignmentsMessage } from '@swarmd/proto';
 import { nullLogger } from '@swarmd/common';
 import { AssignmentSet } from '../src/assignments/assignment-set.js';
 import { Worker, type AssignmentsEvent } from '../src/assignments/worker.js';
@@ -93,7 +93,7 @@ test('Worker keeps the pushed network state: replaced whole, unchanged when an I
   const seen: string[] = [];
   w.on('networks', (s) => seen.push(`networks:${s.networks.map((n) => n.network?.id).join(',')}`));
   w.on('assignments', () => seen.push('assignments'));
-  const net = (id: string) => ({ network: { id, meta: undefined, spec: undefined, vni: 4097, ipam: [] }, peers: [], services: [] });
+  const net = (id: string) => NetworkState.fromPartial({ network: { id, vni: 4097 } });
   await w.apply({ ...complete('v1', up(task('a'))), networkState: { networks: [net('n1'), net('n2')] } });
   await w.apply(incr('v1', 'v2', up(task('b'))));
   t.deepEqual(w.networkState().networks.map((n) => n.network?.id), ['n1', 'n2'], 'an INCREMENTAL without network state leaves it as it was');

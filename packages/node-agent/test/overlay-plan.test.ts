@@ -3,8 +3,8 @@ import { macOf, overlayNetworkOf, remotePeers, vethName, bridgeName, vxlanName, 
 import { networkCreateLines, overlayRuleset, peerChanges, peersFromKernel, taskLinkLines } from '../src/networking/overlay/plan.js';
 import { overlayNet, peer, stateSet } from './helpers/overlay-env.js';
 
-const netA = overlayNetworkOf({ network: overlayNet('netA', 4097, '10.77.0.0/24'), peers: [], services: [] });
-const netI = overlayNetworkOf({ network: overlayNet('netI', 16777215, '10.78.0.0/16', { internal: true }), peers: [], services: [] });
+const netA = overlayNetworkOf({ network: overlayNet('netA', 4097, '10.77.0.0/24'), peers: [], services: [], nodeAddress: '' });
+const netI = overlayNetworkOf({ network: overlayNet('netI', 16777215, '10.78.0.0/16', { internal: true }), peers: [], services: [], nodeAddress: '' });
 
 test('a network as the host programs it: names from the VNI (≤ 15 characters), gateway, subnet, MAC from the IPv4', (t) => {
   if ('error' in netA || 'error' in netI) return t.fail();
@@ -12,8 +12,8 @@ test('a network as the host programs it: names from the VNI (≤ 15 characters),
   t.true(bridgeName(16777215).length <= 15 && vxlanName(16777215).length <= 15 && vethName('a-very-long-task-id', 'a-network-id').length <= 15);
   t.not(vethName('t1', 'netA'), vethName('t1', 'netB'));
   t.is(macOf('10.77.0.2/24'), '02:42:0a:4d:00:02');
-  t.like(overlayNetworkOf({ network: { ...overlayNet('x', 0, '10.0.0.0/24') }, peers: [], services: [] }), { error: 'network x has no VNI' });
-  t.like(overlayNetworkOf({ network: { ...overlayNet('x', 5, '10.0.0.0/24'), ipam: [] }, peers: [], services: [] }), { error: 'network x has no subnet' });
+  t.like(overlayNetworkOf({ network: { ...overlayNet('x', 0, '10.0.0.0/24') }, peers: [], services: [], nodeAddress: '' }), { error: 'network x has no VNI' });
+  t.like(overlayNetworkOf({ network: { ...overlayNet('x', 5, '10.0.0.0/24'), ipam: [] }, peers: [], services: [], nodeAddress: '' }), { error: 'network x has no subnet' });
 });
 
 test('remote peers: ours and those without an underlay address are left out', (t) => {

@@ -94,7 +94,7 @@ export function networkStateFor(tx: ReadTx, nodeId: string, isAssigned: (t: Read
       });
     }
     const list = peers.get(id)!.sort((a, b) => (a.taskId < b.taskId ? -1 : 1));
-    out.networks.push({ network: cloneObject('network', network), peers: list, services: svcs.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)) });
+    out.networks.push({ network: cloneObject('network', network), peers: list, services: svcs.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)), nodeAddress: '' });
   }
   return out;
 }

@@ -1,16 +1,15 @@
 /** Test helpers for overlay networks: hand-built networks, peers, NetworkStateSets and tasks. */
-import { EndpointSpec_ResolutionMode, type Network, type NetworkPeer, type NetworkService, type NetworkStateSet, type Task } from '@swarmd/proto';
+import { EndpointSpec_ResolutionMode, Network, type NetworkPeer, type NetworkService, NetworkStateSet, type Task } from '@swarmd/proto';
 import { makeTask } from './executor-env.js';
 
 export function overlayNet(id: string, vni: number, subnet: string, o: { internal?: boolean; name?: string } = {}): Network {
   const [a, b, c] = subnet.split('.');
-  return {
+  return Network.fromPartial({
     id,
-    meta: undefined,
-    spec: { annotations: { name: o.name ?? id, labels: {} }, driver: 'overlay', ipam: [], attachable: false, internal: o.internal ?? false },
+    spec: { annotations: { name: o.name ?? id }, driver: 'overlay', internal: o.internal ?? false },
     vni,
-    ipam: [{ subnet, gateway: `${a}.${b}.${c}.1`, range: '' }],
-  };
+    ipam: [{ subnet, gateway: `${a}.${b}.${c}.1` }],
+  });
 }
 
 export interface PeerInput {
@@ -52,7 +51,7 @@ export function service(name: string, o: { vip?: string; dnsrr?: boolean; aliase
 }
 
 export function stateSet(...nets: { network: Network; peers: NetworkPeer[]; services?: NetworkService[] }[]): NetworkStateSet {
-  return { networks: nets.map((n) => ({ network: n.network, peers: n.peers, services: n.services ?? [] })) };
+  return NetworkStateSet.fromPartial({ networks: nets.map((n) => ({ network: n.network, peers: n.peers, services: n.services ?? [] })) });
 }
 
 /** A task attached to overlay networks (`addresses`: CIDR per network, in order). */
