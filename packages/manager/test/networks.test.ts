@@ -5,8 +5,8 @@
  */
 import test from 'ava';
 import { nullLogger, isSwarmError } from '@swarmd/common';
-import { EndpointSpec_ResolutionMode, NetworkSpec, type ServiceSpec, TaskState } from '@swarmd/proto';
-import { createNetworksImpl, createServicesImpl, makeObject, networkStateFor, type ImagePinner, type MemoryStore } from '../src/index.js';
+import { EndpointSpec, EndpointSpec_ResolutionMode, NetworkSpec, PortConfig_PublishMode, type ServiceSpec, TaskState } from '@swarmd/proto';
+import { createNetworksImpl, createServicesImpl, ingressNetworkSpec, makeObject, networkStateFor, type ImagePinner, type MemoryStore } from '../src/index.js';
 import { harness, mkNode, mkSpec, type Harness } from './orchestrator-harness.js';
 
 const pinner: ImagePinner = { pin: (image) => Promise.resolve({ image }) };
@@ -181,4 +181,63 @@ test('the network state pushed to a node lists every task of its networks cluste
   t.true(peers.every((p) => p.serviceName === 'web' && /^web\.\d+\./.test(p.taskName)));
   t.true(peers.filter((p) => p.nodeId === 'n2').every((p) => p.nodeAddr === '10.250.0.12'));
   t.deepEqual(st.networks[0].services.map((s) => [s.name, s.vip]), [['web', h.store.view((tx) => tx.get('service', svc.id))!.endpoint!.virtualIps[0].addr]]);
+});
+
+async function withIngress(t: import('ava').ExecutionContext): Promise<Harness> {
+  const h = await withHarness(t);
+  await h.store.update((tx) => tx.create('network', makeObject('network', { id: 'ingress1', spec: ingressNetworkSpec() })));
+  return h;
+}
+
+const published = (spec: ServiceSpec, ...ports: [number, number][]): ServiceSpec => {
+  spec.endpoint = EndpointSpec.fromPartial({ ports: ports.map(([publishedPort, targetPort]) => ({ publishedPort, targetPort, publishMode: PortConfig_PublishMode.INGRESS })) });
+  return spec;
+};
+
+test('a service publishing a port joins the ingress network; a port not given gets one from 30000', async (t) => {
+  const h = await withIngress(t);
+  const { services } = apis(h.store);
+  const a = (await services.createService({ spec: published(mkSpec('a'), [9000, 80]), noResolveImage: true })).service;
+  const b = (await services.createService({ spec: published(mkSpec('b'), [0, 80]), noResolveImage: true })).service;
+  t.deepEqual(a.spec!.task!.networks.map((n) => n.target), ['ingress1']);
+  t.is(b.endpoint!.ports[0].publishedPort, 30000);
+  await h.settle();
+  t.true(h.live(a.id).every((x) => x.networks.some((n) => n.networkId === 'ingress1' && n.addresses.length === 1)));
+});
+
+test('a port another service publishes is refused and nothing is stored', async (t) => {
+  const h = await withIngress(t);
+  const { services } = apis(h.store);
+  await services.createService({ spec: published(mkSpec('a'), [9000, 80]), noResolveImage: true });
+  await refused(t, services.createService({ spec: published(mkSpec('b'), [9000, 8080]), noResolveImage: true }), 'INVALID_ARGUMENT', /port 9000\/tcp is already published by service a/);
+  t.deepEqual(h.store.view((tx) => tx.find('service')).map((s) => s.spec!.annotations!.name), ['a']);
+});
+
+test('removing the published ports leaves the ingress network; the ingress network cannot be removed', async (t) => {
+  const h = await withIngress(t);
+  const { services, networks } = apis(h.store);
+  const a = (await services.createService({ spec: published(mkSpec('a'), [9000, 80]), noResolveImage: true })).service;
+  const cur = h.store.view((tx) => tx.get('service', a.id))!;
+  const spec = structuredClone(cur.spec!);
+  spec.endpoint = undefined;
+  const u = (await services.updateService({ serviceId: a.id, serviceVersion: cur.meta!.version, spec, rollback: false, noResolveImage: true })).service;
+  t.deepEqual(u.spec!.task!.networks, []);
+  await refused(t, networks.removeNetwork({ networkId: 'ingress' }), 'FAILED_PRECONDITION', /routing mesh/);
+});
+
+test('every node gets an ingress address, and a node with no task of the service gets the ingress state', async (t) => {
+  const h = await withIngress(t);
+  const { services } = apis(h.store);
+  await h.store.update((tx) => tx.create('node', mkNode('n3')));
+  await services.createService({ spec: published(mkSpec('a', { replicas: 1, constraints: ['node.id==n1'] }), [9000, 80]), noResolveImage: true });
+  await h.settle();
+  const nodes = h.store.view((tx) => tx.find('node'));
+  const addrs = nodes.map((n) => n.attachments.find((a) => a.networkId === 'ingress1')?.addresses[0]);
+  t.true(addrs.every((a) => !!a && a.startsWith('10.255.')));
+  t.is(new Set(addrs).size, 3);
+  const st = h.store.view((tx) => networkStateFor(tx, 'n3', (x) => x.nodeId === 'n3'));
+  t.deepEqual(st.networks.map((n) => n.network!.id), ['ingress1']);
+  t.is(st.networks[0].nodeAddress, addrs[nodes.findIndex((n) => n.id === 'n3')] ?? 'missing');
+  t.deepEqual(st.networks[0].services.map((s) => [s.name, s.ports.map((p) => p.publishedPort)]), [['a', [9000]]]);
+  t.is(st.networks[0].peers.filter((p) => p.taskId === '').length, 3, 'the three nodes\' own addresses');
 });

@@ -42,6 +42,9 @@ export class Allocator implements WatchLoop {
           if (this.waiting) this.dirty = true;
         } else if (overlayTargets(e.object.spec?.task).length > 0 || (e.object.endpoint?.virtualIps.length ?? 0) > 0) this.dirty = true;
         break;
+      case 'node':
+        if (e.type === 'create' || e.type === 'delete') this.dirty = true;
+        break;
       case 'task':
         if (e.type === 'delete') {
           if (this.waiting) this.dirty = true;
@@ -64,13 +67,13 @@ export class Allocator implements WatchLoop {
     if (!this.dirty) return;
     this.dirty = false;
     const { plan, versions } = this.store.view((tx) => {
-      const input = { networks: tx.find('network'), services: tx.find('service'), tasks: tx.find('task') };
+      const input = { networks: tx.find('network'), services: tx.find('service'), tasks: tx.find('task'), nodes: tx.find('node') };
       const versions = new Map<string, number>();
-      for (const o of [...input.networks, ...input.services, ...input.tasks]) versions.set(o.id, o.meta?.version ?? 0);
+      for (const o of [...input.networks, ...input.services, ...input.tasks, ...input.nodes]) versions.set(o.id, o.meta?.version ?? 0);
       return { plan: planAllocation(input), versions };
     });
     this.waiting = plan.waiting.size > 0;
-    if (plan.vnis.size + plan.vips.size + plan.attachments.size + plan.waiting.size === 0) return;
+    if (plan.vnis.size + plan.vips.size + plan.attachments.size + plan.waiting.size + plan.nodeAttachments.size === 0) return;
     const failed = await this.write(plan, versions);
     if (failed > 0) this.retryAt = now + RETRY_MS;
   }
@@ -109,6 +112,12 @@ export class Allocator implements WatchLoop {
             c.networks = structuredClone(attachments);
             tx.update('task', c);
           });
+        for (const [id, attachments] of plan.nodeAttachments)
+          await attempt(b, (tx) => {
+            const n = tx.get('node', id);
+            if (!same(n)) throw new Error('changed');
+            tx.update('node', { ...cloneObject('node', n!), attachments: structuredClone(attachments) });
+          });
         for (const [id, why] of plan.waiting)
           await attempt(b, (tx) => {
             const t = tx.get('task', id);
@@ -129,7 +138,7 @@ export function allocatorController(): Controller {
   return watchLoopController({
     name: 'allocator',
     component: 'manager/allocator',
-    matchers: [onKind('network'), onKind('service'), onKind('task')],
+    matchers: [onKind('network'), onKind('service'), onKind('task'), onKind('node')],
     create: (deps, log) => new Allocator(deps.store, () => deps.clock.now(), log),
   });
 }

@@ -10,7 +10,7 @@
  * freed when the task is removed, and only then reused. A full subnet leaves the task waiting,
  * with the reason in its status.
  */
-import { EndpointSpec_ResolutionMode, type EndpointVirtualIp, type Network, type NetworkAttachment, type Service, type Task, TaskState } from '@swarmd/proto';
+import { EndpointSpec_ResolutionMode, type EndpointVirtualIp, type Network, type NetworkAttachment, type Node, type Service, type Task, TaskState } from '@swarmd/proto';
 import { addressOf, formatIp, parseCidr, parseIp, pickAddress, type Cidr } from '../ipam/index.js';
 import { overlayTargets, networksAllocated } from '../specs/networks.js';
 
@@ -20,6 +20,8 @@ export interface AllocatorInput {
   networks: readonly Readonly<Network>[];
   services: readonly Readonly<Service>[];
   tasks: readonly Readonly<Task>[];
+  /** Every node gets an address on the ingress network (the routing mesh's source address). */
+  nodes?: readonly Readonly<Node>[];
 }
 
 export interface AllocationPlan {
@@ -31,6 +33,8 @@ export interface AllocationPlan {
   attachments: Map<string, NetworkAttachment[]>;
   /** Task id → why it waits (a full subnet). */
   waiting: Map<string, string>;
+  /** Node id → its attachments (its ingress address). */
+  nodeAttachments: Map<string, NetworkAttachment[]>;
 }
 
 interface NetState {
@@ -48,7 +52,7 @@ function wantsAddresses(t: Readonly<Task>): boolean {
 }
 
 export function planAllocation(input: AllocatorInput): AllocationPlan {
-  const plan: AllocationPlan = { vnis: new Map(), vips: new Map(), attachments: new Map(), waiting: new Map() };
+  const plan: AllocationPlan = { vnis: new Map(), vips: new Map(), attachments: new Map(), waiting: new Map(), nodeAttachments: new Map() };
 
   // VNIs.
   const usedVni = new Set(input.networks.map((n) => n.vni).filter((v) => v > 0));
@@ -82,6 +86,7 @@ export function planAllocation(input: AllocatorInput): AllocationPlan {
   };
   for (const s of input.services) for (const v of s.endpoint?.virtualIps ?? []) use(v.networkId, v.addr);
   for (const t of input.tasks) for (const a of t.networks) for (const addr of a.addresses) use(a.networkId, addr);
+  for (const n of input.nodes ?? []) for (const a of n.attachments) for (const addr of a.addresses) use(a.networkId, addr);
 
   const take = (networkId: string): string | undefined => {
     const st = nets.get(networkId);
@@ -111,6 +116,18 @@ export function planAllocation(input: AllocatorInput): AllocationPlan {
       changed = true;
     }
     if (changed) plan.vips.set(s.id, out);
+  }
+
+  // Node addresses on the ingress network; an attachment to a network that is gone is dropped.
+  const ingress = input.networks.find((n) => n.spec?.ingress && nets.has(n.id));
+  for (const n of [...(input.nodes ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    const keep = n.attachments.filter((a) => nets.has(a.networkId));
+    const out = [...keep];
+    if (ingress && !keep.some((a) => a.networkId === ingress.id)) {
+      const addr = take(ingress.id);
+      if (addr) out.push({ networkId: ingress.id, addresses: [addr], aliases: [] });
+    }
+    if (out.length !== n.attachments.length) plan.nodeAttachments.set(n.id, out);
   }
 
   // Task addresses, oldest tasks first.

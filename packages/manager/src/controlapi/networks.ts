@@ -7,11 +7,11 @@
  * uses. The allocator (allocator/) gives the network its VNI.
  */
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, type Logger } from '@swarmd/common';
-import type { Network, NetworkSpec, Service } from '@swarmd/proto';
+import type { Network, NetworkSpec, PortConfig, Service } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
-import { BUILTIN_NETWORKS } from '../specs/networks.js';
+import { BUILTIN_NETWORKS, INGRESS_NAME, ingressPorts } from '../specs/networks.js';
 import { DEFAULT_POOL, DEFAULT_SUBNET_SIZE, type Cidr, contains, formatCidr, formatIp, firstHost, overlaps, parseCidr, parseIp, pickSubnet, size } from '../ipam/index.js';
 
 
@@ -127,6 +127,7 @@ export function createNetworksImpl(deps: { store: Store; logger: Logger }) {
     const n = store.view((tx) => resolveNetwork(tx, req.networkId));
     await store.update((tx) => {
       if (!tx.get('network', n.id)) throw notFound(`network ${n.id} not found`);
+      if (n.spec?.ingress) throw failedPrecondition(`network ${nameOf('network', n)} is the routing mesh's: it cannot be removed (services join it by publishing ports)`);
       const users = servicesOnNetwork(tx, n.id);
       if (users.length) throw failedPrecondition(`network ${nameOf('network', n)} is in use by service ${users.map((s) => nameOf('service', s)).join(', ')}: remove the services or detach them first (service update --network-rm)`);
       const attached = tx.find('task').filter((t) => t.networks.some((a) => a.networkId === n.id));
@@ -162,4 +163,46 @@ export function resolveServiceNetworks(tx: ReadTx, spec: { task?: { networks: { 
     seen.add(net.id);
     n.target = net.id;
   });
+}
+
+/** The routing mesh's network, if the cluster has one. */
+export function ingressNetworkOf(tx: ReadTx): Readonly<Network> | undefined {
+  return tx.find('network').find((n) => n.spec?.ingress);
+}
+
+const PORT_RANGE = { first: 30_000, last: 32_767 };
+
+/**
+ * Ports published in ingress mode (the routing mesh): a port not given gets a free one from
+ * 30000-32767 (as Docker); a port another service publishes is refused; the service joins the
+ * ingress network (last, after its own networks) exactly while it publishes a port there.
+ * Call inside the transaction, after resolveServiceNetworks.
+ */
+export function applyIngress(tx: ReadTx, serviceId: string, spec: { task?: { networks: { target: string; aliases: string[] }[] }; endpoint?: { ports: PortConfig[] } }): void {
+  const ingress = ingressNetworkOf(tx);
+  if (spec.task) spec.task.networks = spec.task.networks.filter((n) => n.target !== ingress?.id && n.target !== INGRESS_NAME);
+  const mine = ingressPorts(spec.endpoint as never);
+  if (mine.length === 0) return;
+  if (!ingress) throw failedPrecondition('this cluster has no ingress network: publish ports with mode=host');
+  const taken = new Map<string, string>();
+  for (const s of tx.find('service')) {
+    if (s.id === serviceId) continue;
+    for (const p of ingressPorts(s.spec?.endpoint)) taken.set(`${p.publishedPort}/${p.protocol}`, nameOf('service', s));
+  }
+  const seen = new Set<string>();
+  for (const p of mine) {
+    if (p.publishedPort === 0) {
+      let port = PORT_RANGE.first;
+      while (port <= PORT_RANGE.last && (taken.has(`${port}/${p.protocol}`) || seen.has(`${port}/${p.protocol}`))) port++;
+      if (port > PORT_RANGE.last) throw failedPrecondition(`no free port left in ${PORT_RANGE.first}-${PORT_RANGE.last} for target port ${p.targetPort}`);
+      p.publishedPort = port;
+    }
+    const key = `${p.publishedPort}/${p.protocol}`;
+    const holder = taken.get(key);
+    const proto = ['tcp', 'udp', 'sctp'][p.protocol] ?? String(p.protocol);
+    if (holder) throw invalidArgument(`spec.endpoint.ports: port ${p.publishedPort}/${proto} is already published by service ${holder}`);
+    if (seen.has(key)) throw invalidArgument(`spec.endpoint.ports: port ${p.publishedPort}/${proto} is published twice`);
+    seen.add(key);
+  }
+  spec.task?.networks.push({ target: ingress.id, aliases: [] });
 }

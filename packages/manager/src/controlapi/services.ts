@@ -19,7 +19,7 @@ import { newId } from '../ids.js';
 import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
 import { isTaskDirty } from '../controller-kit/dirty.js';
 import { sameLabels } from './labels.js';
-import { resolveServiceNetworks } from './networks.js';
+import { applyIngress, resolveServiceNetworks } from './networks.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -155,7 +155,10 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     const name = spec.annotations!.name;
     const taken = store.view((tx) => tx.find('service', { name })[0]);
     if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
-    store.view((tx) => resolveServiceNetworks(tx, spec));
+    store.view((tx) => {
+      resolveServiceNetworks(tx, spec);
+      applyIngress(tx, '', structuredClone(spec));
+    });
     const warnings: string[] = [];
     await pin(spec, req.noResolveImage, warnings);
     const id = newId();
@@ -163,6 +166,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const holder = tx.find('service', { name })[0];
       if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
       resolveServiceNetworks(tx, spec);
+      applyIngress(tx, id, spec);
       tx.create('service', {
         id,
         meta: undefined,
@@ -199,7 +203,10 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       if (given && stored && given.username === stored.username && !given.password && !given.identityToken) spec.task!.container!.pullAuth = structuredClone(stored);
       const image = imageOf(spec);
       const changed = image !== imageOf(cur.spec) && !(image === withoutDigest(imageOf(cur.spec)) && req.noResolveImage);
-      store.view((tx) => resolveServiceNetworks(tx, spec));
+      store.view((tx) => {
+        resolveServiceNetworks(tx, spec);
+        applyIngress(tx, id, structuredClone(spec));
+      });
       if (changed) await pin(spec, req.noResolveImage, warnings);
       else spec.task!.container!.image = image;
     }
@@ -209,6 +216,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const version = s.meta?.version ?? 0;
       if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
       resolveServiceNetworks(tx, spec);
+      applyIngress(tx, id, spec);
       const u = cloneObject('service', s);
       u.previousSpec = u.spec;
       u.spec = spec;

@@ -444,7 +444,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           continue;
         }
         if (e.kind === 'network' || e.kind === 'service' || e.kind === 'node') {
-          networksTouched ||= sentNetworks.length > 0 || e.kind === 'network';
+          // A node's ingress address, a service joining the mesh, a network's VNI: any may change it.
+          networksTouched = true;
           continue;
         }
         if (e.kind !== 'task') continue;

@@ -8,7 +8,7 @@
 import {
   EndpointSpec_ResolutionMode,
   HealthState,
-  type NetworkPeer,
+  NetworkPeer,
   type NetworkService,
   type NetworkStateSet,
   type Node,
@@ -40,6 +40,11 @@ export function peerTaskName(t: Readonly<Task>, serviceName: string): string {
 export function networkStateFor(tx: ReadTx, nodeId: string, isAssigned: (t: Readonly<Task>) => boolean): NetworkStateSet {
   const wanted = new Set<string>();
   for (const t of tx.find('task', { nodeId })) if (isAssigned(t)) for (const a of t.networks) wanted.add(a.networkId);
+  // The routing mesh: every node takes part while a service publishes a port through it.
+  const ingress = tx.find('network').find((n) => n.spec?.ingress);
+  const self = tx.get('node', nodeId);
+  const selfIngress = ingress && self?.attachments.find((a) => a.networkId === ingress.id)?.addresses[0];
+  if (ingress && selfIngress && tx.find('service').some((s) => s.spec?.task?.networks.some((n) => n.target === ingress.id))) wanted.add(ingress.id);
   if (wanted.size === 0) return { networks: [] };
   const nodes = new Map<string, Readonly<Node>>();
   const services = new Map<string, Readonly<Service>>();
@@ -93,8 +98,22 @@ export function networkStateFor(tx: ReadTx, nodeId: string, isAssigned: (t: Read
         aliases: [...att.aliases],
       });
     }
-    const list = peers.get(id)!.sort((a, b) => (a.taskId < b.taskId ? -1 : 1));
-    out.networks.push({ network: cloneObject('network', network), peers: list, services: svcs.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)), nodeAddress: '' });
+    const list = peers.get(id)!;
+    if (network.spec?.ingress) {
+      // Every node's own address (the mesh's source address for what it forwards): remote
+      // hosts need them in their FDB so that replies find their way back.
+      for (const n of tx.find('node')) {
+        const addr = n.attachments.find((a) => a.networkId === id)?.addresses[0];
+        if (addr) list.push(NetworkPeer.fromPartial({ address: addr, nodeId: n.id, nodeAddr: n.status?.addr ?? '' }));
+      }
+    }
+    list.sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : a.address < b.address ? -1 : 1));
+    out.networks.push({
+      network: cloneObject('network', network),
+      peers: list,
+      services: svcs.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)),
+      nodeAddress: network.spec?.ingress ? (selfIngress ?? '') : '',
+    });
   }
   return out;
 }

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { RaftNode, RAFT_GRPC_OPTIONS, bindServer } from 'raft-ts';
 import { SwarmError, ErrorCode, describeError, invalidArgument, systemClock, type Clock, type Logger } from '@swarmd/common';
 import { DEFAULT_SUBNET_SIZE, formatCidr, parseCidr } from '../ipam/index.js';
+import { ingressNetworkSpec } from '../specs/networks.js';
 import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type JoinTokens, type Node, type RaftMember } from '@swarmd/proto';
 import { ClusterCa, DEFAULT_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
 import { createKeyAndCsr } from '../ca/csr.js';
@@ -347,6 +348,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     await st.update((tx) => {
       tx.create('cluster', cluster);
       tx.create('node', node);
+      tx.create('network', makeObject('network', { id: newId(), spec: ingressNetworkSpec() }));
     });
     await saveStateDirCerts(o.stateDir, tls);
     logger.info('initialized a new cluster', { clusterId: me.clusterId, nodeId: me.nodeId });
