@@ -177,3 +177,32 @@ clusterTest('bad network input is refused with a clear error and changes nothing
   const services = JSON.parse(await c.ok('service', 'ls', '--format', 'json')) as unknown[];
   t.is(services.length, 1);
 });
+
+clusterTest('a port published through the routing mesh answers on every node, also one with no task, over every replica', async (t) => {
+  const NAME = `ovm${process.pid % 10000}`;
+  const NET = '10.254.35';
+  const c = await startLocalCluster(t, NAME, NET, 3, 2);
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '2', '--constraint', `node.hostname!=${NAME}-w2`, '--publish', '9000:8080', c.image, ...web(`${NAME}-web`));
+  const names = new Set((await c.running('web')).map((x) => x.id));
+  t.is(names.size, 2);
+  const w2 = await c.nodeOf('w2');
+  t.false((await c.running('web')).some((x) => x.nodeId === w2), 'no task on w2');
+  // Hosts are .2 (m1) to .6 (w2) on the underlay.
+  for (let i = 2; i <= 6; i++) {
+    const seen = new Set<string>();
+    await c.until(`both replicas answer through ${NET}.${i}:9000`, async () => {
+      const r = await run('curl', ['-s', '-m', '3', `http://${NET}.${i}:9000/`]).catch(() => ({ stdout: '' }));
+      const m = /^hello from (\S+)/.exec(r.stdout);
+      if (m) seen.add(m[1]);
+      return seen.size === 2;
+    }, 30);
+  }
+  await c.ok('service', 'rm', 'web');
+  await c.until('the port is released everywhere', async () => {
+    for (let i = 2; i <= 6; i++) {
+      const r = await run('curl', ['-s', '-m', '2', `http://${NET}.${i}:9000/`]).catch((e: Error) => e);
+      if (!(r instanceof Error)) return false;
+    }
+    return true;
+  }, 30);
+});

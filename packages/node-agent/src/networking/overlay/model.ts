@@ -68,6 +68,8 @@ export interface OverlayNetwork {
   /** The bridge's address (no prefix): containers' gateway and DNS server. */
   gateway: string;
   internal: boolean;
+  /** The routing mesh's network: forwarded (DNATed) connections may enter its bridge. */
+  ingress?: boolean;
   bridge: string;
   vxlan: string;
 }
@@ -95,6 +97,7 @@ export function overlayNetworkOf(s: NetworkState): OverlayNetwork | { error: str
     bits: parseCidr(subnet).bits,
     gateway,
     internal: n.spec?.internal ?? false,
+    ...(n.spec?.ingress ? { ingress: true } : {}),
     bridge: bridgeName(n.vni),
     vxlan: vxlanName(n.vni),
   };

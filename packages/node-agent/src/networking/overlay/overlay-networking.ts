@@ -24,6 +24,7 @@ import { hostPorts, taskNetns } from '../bridge-network.js';
 import { HostExec } from '../host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from '../serial.js';
 import { buildDnsIndex } from './dns-records.js';
+import { INGRESS_TABLE, ingressRuleset, meshPorts } from './ingress-plan.js';
 import { DnsResolver, type DnsResolverOptions } from './dns-server.js';
 import {
   LINK_PREFIX,
@@ -65,6 +66,15 @@ interface OverlayFile {
   networks: Record<string, OverlayNetwork>;
   /** Local tasks' attachments, in the task's order. */
   tasks: Record<string, Attachment[]>;
+  /** The node's own membership of the ingress network (the routing mesh), with its address. */
+  mesh?: { networkId: string; addr: string };
+}
+
+/** Networks a local task or the node itself (the mesh) uses. */
+function usedNetworks(doc: OverlayFile): Set<string> {
+  const used = new Set(Object.values(doc.tasks).flatMap((l) => l.map((a) => a.networkId)));
+  if (doc.mesh) used.add(doc.mesh.networkId);
+  return used;
 }
 
 export class OverlayNetworking {
@@ -80,6 +90,7 @@ export class OverlayNetworking {
   private readonly peers = new Map<string, Map<string, RemotePeer>>();
   private doc: Promise<OverlayFile> | undefined;
   private loadedRules: string | undefined;
+  private loadedMesh: string | undefined;
   private underlay: { addr?: string; mtu: number } | undefined;
 
   constructor(private readonly o: OverlayNetworkingOptions) {
@@ -101,7 +112,47 @@ export class OverlayNetworking {
     this.dns.setIndex(buildDnsIndex(set));
     return this.serial(async () => {
       for (const id of this.peers.keys()) await this.syncPeers(id);
+      await this.syncMesh();
     });
+  }
+
+  /**
+   * The routing mesh (ingress-plan.ts): while the pushed set has the ingress network with this
+   * node's address, the node is a member (bridge + vxlan even with no local task, its address on
+   * the bridge) and its mesh table forwards every published port; else all of it goes. Under the lock.
+   */
+  private async syncMesh(): Promise<void> {
+    const doc = await this.load();
+    const state = [...this.states.values()].find((s) => s.network?.spec?.ingress && s.nodeAddress);
+    const net = state ? overlayNetworkOf(state) : undefined;
+    if (!state || !net || 'error' in net) {
+      if (!doc.mesh) return;
+      const gone = doc.mesh;
+      delete doc.mesh;
+      await this.exec.deleteNftTable(INGRESS_TABLE);
+      this.loadedMesh = undefined;
+      const had = doc.networks[gone.networkId];
+      if (had) await this.exec.script([{ force: true, lines: [`addr del ${gone.addr}/32 dev ${had.bridge}`] }]);
+      if (!usedNetworks(doc).has(gone.networkId)) await this.removeNetwork(gone.networkId, doc);
+      await this.save(doc);
+      await this.writeRules(doc);
+      return;
+    }
+    const addr = parseCidr(state.nodeAddress).ip;
+    await this.ensureNetwork(net, doc);
+    if (doc.mesh?.addr !== addr || doc.mesh.networkId !== net.id) {
+      if (doc.mesh) await this.exec.script([{ force: true, lines: [`addr del ${doc.mesh.addr}/32 dev ${net.bridge}`] }]);
+      await this.exec.script([{ lines: [`addr replace ${addr}/32 dev ${net.bridge}`] }]);
+      doc.mesh = { networkId: net.id, addr };
+      await this.save(doc);
+      await this.writeRules(doc);
+      this.log.info('routing mesh joined', { network: net.name, addr });
+    }
+    const rules = ingressRuleset(INGRESS_TABLE, net.bridge, addr, meshPorts(state));
+    if (rules === this.loadedMesh) return;
+    if (rules) await this.exec.loadNftTable(INGRESS_TABLE, rules, join(this.o.stateDir, 'networking', 'ingress.nft'));
+    else await this.exec.deleteNftTable(INGRESS_TABLE);
+    this.loadedMesh = rules;
   }
 
   /** Re-programs the networks a previous run left (sockets, peers, rules); drops those no task uses. */
@@ -109,7 +160,7 @@ export class OverlayNetworking {
     const doc = await this.load();
     if (!Object.keys(doc.networks).length && !Object.keys(doc.tasks).length) return;
     await this.serial(async () => {
-      const used = new Set(Object.values(doc.tasks).flatMap((l) => l.map((a) => a.networkId)));
+      const used = usedNetworks(doc);
       for (const n of Object.values(doc.networks)) {
         if (used.has(n.id)) await this.ensureNetwork(n, doc);
         else await this.removeNetwork(n.id, doc);
@@ -171,7 +222,7 @@ export class OverlayNetworking {
     await run('ip', ['netns', 'del', taskNetns(this.o.nodeId, taskId).netns], { okCodes: [0, 1] });
     await this.serial(async () => {
       delete doc.tasks[taskId];
-      const used = new Set(Object.values(doc.tasks).flatMap((l) => l.map((a) => a.networkId)));
+      const used = usedNetworks(doc);
       for (const a of had) if (!used.has(a.networkId)) await this.removeNetwork(a.networkId, doc);
       await this.save(doc);
       await this.writeRules(doc);
@@ -277,7 +328,7 @@ export class OverlayNetworking {
     this.doc ??= readFile(this.file, 'utf8').then(
       (text) => {
         const d = JSON.parse(text) as Partial<OverlayFile>;
-        return { version: 1 as const, networks: d.networks ?? {}, tasks: d.tasks ?? {} };
+        return { version: 1 as const, networks: d.networks ?? {}, tasks: d.tasks ?? {}, ...(d.mesh ? { mesh: d.mesh } : {}) };
       },
       () => ({ version: 1 as const, networks: {}, tasks: {} }),
     );
@@ -306,7 +357,10 @@ export class OverlayNetworking {
       const order = (l: string) => (l.startsWith(LINK_PREFIX.bridge) ? 1 : 0); // ports before bridges
       await this.exec.script([{ force: true, lines: ours.sort((a, b) => order(a) - order(b)).map((l) => `link del ${l}`) }]);
       await this.exec.deleteNftTable(OVERLAY_TABLE);
+      await this.exec.deleteNftTable(INGRESS_TABLE);
       this.loadedRules = '';
+      this.loadedMesh = undefined;
+      delete doc.mesh;
       this.peers.clear();
       doc.networks = {};
       doc.tasks = {};

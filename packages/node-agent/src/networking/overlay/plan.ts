@@ -110,7 +110,7 @@ export function taskLinkLines(netns: string, links: readonly TaskLink[], mtu: nu
  * way out either; the others are masqueraded on the way out. Traffic within a network (bridged
  * between veths and the vxlan port, or routed back onto the same bridge) passes.
  */
-export function overlayRuleset(table: string, networks: readonly Pick<OverlayNetwork, 'bridge' | 'subnet' | 'internal'>[]): string {
+export function overlayRuleset(table: string, networks: readonly Pick<OverlayNetwork, 'bridge' | 'subnet' | 'internal' | 'ingress'>[]): string {
   const sorted = [...networks].sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0));
   const forward: string[] = [];
   const nat: string[] = [];
@@ -120,6 +120,8 @@ export function overlayRuleset(table: string, networks: readonly Pick<OverlayNet
     if (n.internal) {
       forward.push(`    iifname ${b} drop`, `    oifname ${b} drop`);
     } else {
+      // The routing mesh forwards published ports into the ingress network (ingress-plan.ts).
+      if (n.ingress) forward.push(`    oifname ${b} ct status dnat accept`);
       forward.push(`    oifname ${b} ct state established,related accept`, `    oifname ${b} drop`);
       nat.push(`    ip saddr ${n.subnet} oifname != ${b} masquerade`);
     }
