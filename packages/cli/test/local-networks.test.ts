@@ -4,6 +4,8 @@
 // addresses survive the leader's death; a killed host comes back with its networks; bad input
 // is refused and changes nothing. Containers are entered with nsenter (their own busybox).
 import { readdir, readFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
 import { run } from '@swarmd/common';
 import { clusterTest, RUNNING, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
@@ -205,4 +207,79 @@ clusterTest('a port published through the routing mesh answers on every node, al
     }
     return true;
   }, 30);
+});
+
+/** Requests at `perSecond` to `url` (a new connection each) until stopped: how many failed, and why. */
+function loadOn(url: string, perSecond: number): { stop(): Promise<{ ok: number; failed: number; errors: string[] }> } {
+  let ok = 0;
+  let failed = 0;
+  const errors: string[] = [];
+  const inflight = new Set<Promise<void>>();
+  const one = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const req = http.get(url, { agent: false, timeout: 5_000 }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode === 200) ok++;
+          else {
+            failed++;
+            errors.push(`HTTP ${res.statusCode}`);
+          }
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (e) => {
+        failed++;
+        if (errors.length < 20) errors.push(e.message);
+        resolve();
+      });
+    });
+  const timer = setInterval(() => {
+    const p = one();
+    inflight.add(p);
+    void p.then(() => inflight.delete(p));
+  }, 1000 / perSecond);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(inflight);
+      return { ok, failed, errors };
+    },
+  };
+}
+
+for (const order of ['stop-first', 'start-first'] as const) {
+  clusterTest(`a ${order} rolling update of 4 replicas loses no request through the routing mesh (60 req/s)`, async (t) => {
+    const NAME = `ovz${order === 'stop-first' ? 's' : 'a'}${process.pid % 1000}`;
+    const NET = order === 'stop-first' ? '10.254.36' : '10.254.37';
+    const c = await startLocalCluster(t, NAME, NET, 1, 2);
+    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, c.image, ...web(`${NAME}-web`));
+    const url = `http://${NET}.3:9000/`;
+    await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
+    const load = loadOn(url, 60);
+    await c.ok('service', 'update', '--env-add', 'V=2', '--timeout', '120s', 'web');
+    const r = await load.stop();
+    t.log(`${order}: ${r.ok} requests answered, ${r.failed} failed`);
+    t.true(r.ok >= 60, `the load ran (${r.ok} answered)`);
+    t.is(r.failed, 0, r.errors.join('; '));
+  });
+}
+
+clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s)', async (t) => {
+  const NAME = `ovd${process.pid % 10000}`;
+  const NET = '10.254.38';
+  const c = await startLocalCluster(t, NAME, NET, 1, 2);
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', c.image, ...web(`${NAME}-web`));
+  const url = `http://${NET}.4:9000/`;
+  await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
+  const load = loadOn(url, 60);
+  await sleep(1000);
+  await c.ok('service', 'scale', 'web=1');
+  await c.until('one task left', async () => (await c.tasks('web')).filter((x) => x.status?.state === RUNNING).length === 1, 60);
+  await sleep(1000);
+  const r = await load.stop();
+  t.log(`scale 4 → 1: ${r.ok} requests answered, ${r.failed} failed`);
+  t.true(r.ok >= 60, `the load ran (${r.ok} answered)`);
+  t.is(r.failed, 0, r.errors.join('; '));
 });
