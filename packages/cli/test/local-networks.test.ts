@@ -21,6 +21,17 @@ interface Attached {
 /** A demo web server whose command line carries `mark` (to find its container's process). */
 const web = (mark: string): string[] => ['--', 'sh', '-c', `: ${mark}; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`];
 
+/**
+ * The web server with a slow page: /cgi-bin/slow answers after 0.5 s, so that requests are in
+ * flight whenever a replica stops (without a drain period they would be cut).
+ */
+const slowWeb = (mark: string): string[] => [
+  '--',
+  'sh',
+  '-c',
+  `: ${mark}; mkdir -p /www/cgi-bin; f=/www/cgi-bin/slow; echo '#!/bin/sh' > $f; echo 'sleep 0.5' >> $f; echo 'printf "Content-Type: text/plain\\r\\n\\r\\nhello from %s\\n" "$(hostname)"' >> $f; chmod +x $f; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`,
+];
+
 /** Pids of this machine's containers whose command line carries `mark`. */
 async function pidsOf(mark: string): Promise<number[]> {
   const out: number[] = [];
@@ -254,8 +265,8 @@ for (const order of ['stop-first', 'start-first'] as const) {
     const NAME = `ovz${order === 'stop-first' ? 's' : 'a'}${process.pid % 1000}`;
     const NET = order === 'stop-first' ? '10.254.36' : '10.254.37';
     const c = await startLocalCluster(t, NAME, NET, 1, 2);
-    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, c.image, ...web(`${NAME}-web`));
-    const url = `http://${NET}.3:9000/`;
+    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, c.image, ...slowWeb(`${NAME}-web`));
+    const url = `http://${NET}.3:9000/cgi-bin/slow`;
     await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
     const load = loadOn(url, 60);
     await c.ok('service', 'update', '--env-add', 'V=2', '--timeout', '120s', 'web');
@@ -270,8 +281,8 @@ clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s
   const NAME = `ovd${process.pid % 10000}`;
   const NET = '10.254.38';
   const c = await startLocalCluster(t, NAME, NET, 1, 2);
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', c.image, ...web(`${NAME}-web`));
-  const url = `http://${NET}.4:9000/`;
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', c.image, ...slowWeb(`${NAME}-web`));
+  const url = `http://${NET}.4:9000/cgi-bin/slow`;
   await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
   const load = loadOn(url, 60);
   await sleep(1000);
