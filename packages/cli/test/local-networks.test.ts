@@ -186,7 +186,7 @@ clusterTest('bad network input is refused with a clear error and changes nothing
   await c.ok('service', 'create', '--name', 'web', '--detach', '--network', 'taken', c.image);
   await refused(/in use by service web/, 'network', 'rm', 'taken');
   const nets = JSON.parse(await c.ok('network', 'ls', '--format', 'json')) as { spec?: { annotations?: { name?: string } } }[];
-  t.deepEqual(nets.map((n) => n.spec?.annotations?.name), ['taken']);
+  t.deepEqual(nets.map((n) => n.spec?.annotations?.name).sort(), ['ingress', 'taken'], 'the routing mesh network made at init, and the one created');
   const services = JSON.parse(await c.ok('service', 'ls', '--format', 'json')) as unknown[];
   t.is(services.length, 1);
 });

@@ -7,10 +7,10 @@
  */
 import { type Logger, nullLogger } from '@swarmd/common';
 import type { Task } from '@swarmd/proto';
-import type { Batch, MemoryStore, ReadTx } from '../store/memory-store.js';
+import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
-import { type Controller, watchLoopController, RETRY_MS, type WatchLoop } from '../controller-kit/index.js';
+import { type Controller, watchLoopController, batchOfAttempts, RETRY_MS, type WatchLoop } from '../controller-kit/index.js';
 import { overlayTargets } from '../specs/networks.js';
 import { planAllocation, type AllocationPlan } from './plan.js';
 
@@ -79,55 +79,43 @@ export class Allocator implements WatchLoop {
   }
 
   private async write(plan: AllocationPlan, versions: Map<string, number>): Promise<number> {
-    let failed = 0;
     const same = (o: { id: string; meta?: { version: number } } | undefined): boolean => !!o && (o.meta?.version ?? 0) === versions.get(o.id);
-    const attempt = async (b: Batch, fn: Parameters<Batch['update']>[0]): Promise<void> => {
-      try {
-        await b.update(fn);
-      } catch {
-        failed++;
-      }
-    };
-    try {
-      await this.store.batch(async (b) => {
-        for (const [id, vni] of plan.vnis)
-          await attempt(b, (tx) => {
-            const n = tx.get('network', id);
-            if (!same(n)) throw new Error('changed');
-            tx.update('network', { ...cloneObject('network', n!), vni });
-          });
-        for (const [id, vips] of plan.vips)
-          await attempt(b, (tx) => {
-            const s = tx.get('service', id);
-            if (!same(s)) throw new Error('changed');
-            const c = cloneObject('service', s!);
-            c.endpoint = { spec: c.endpoint?.spec ?? c.spec?.endpoint, ports: c.endpoint?.ports ?? [], virtualIps: vips };
-            tx.update('service', c);
-          });
-        for (const [id, attachments] of plan.attachments)
-          await attempt(b, (tx) => {
-            const t = tx.get('task', id);
-            if (!same(t)) throw new Error('changed');
-            const c = cloneObject('task', t!);
-            c.networks = structuredClone(attachments);
-            tx.update('task', c);
-          });
-        for (const [id, attachments] of plan.nodeAttachments)
-          await attempt(b, (tx) => {
-            const n = tx.get('node', id);
-            if (!same(n)) throw new Error('changed');
-            tx.update('node', { ...cloneObject('node', n!), attachments: structuredClone(attachments) });
-          });
-        for (const [id, why] of plan.waiting)
-          await attempt(b, (tx) => {
-            const t = tx.get('task', id);
-            if (!same(t) || !t!.status || t!.status.err === why) return;
-            tx.update('task', { ...cloneObject('task', t!), status: { ...t!.status, err: why } });
-          });
-      });
-    } catch {
-      failed++;
-    }
+    const failed = await batchOfAttempts(this.store, async (attempt) => {
+      for (const [id, vni] of plan.vnis)
+        await attempt((tx) => {
+          const n = tx.get('network', id);
+          if (!same(n)) throw new Error('changed');
+          tx.update('network', { ...cloneObject('network', n!), vni });
+        });
+      for (const [id, vips] of plan.vips)
+        await attempt((tx) => {
+          const s = tx.get('service', id);
+          if (!same(s)) throw new Error('changed');
+          const c = cloneObject('service', s!);
+          c.endpoint = { spec: c.endpoint?.spec ?? c.spec?.endpoint, ports: c.endpoint?.ports ?? [], virtualIps: vips };
+          tx.update('service', c);
+        });
+      for (const [id, attachments] of plan.attachments)
+        await attempt((tx) => {
+          const t = tx.get('task', id);
+          if (!same(t)) throw new Error('changed');
+          const c = cloneObject('task', t!);
+          c.networks = structuredClone(attachments);
+          tx.update('task', c);
+        });
+      for (const [id, attachments] of plan.nodeAttachments)
+        await attempt((tx) => {
+          const n = tx.get('node', id);
+          if (!same(n)) throw new Error('changed');
+          tx.update('node', { ...cloneObject('node', n!), attachments: structuredClone(attachments) });
+        });
+      for (const [id, why] of plan.waiting)
+        await attempt((tx) => {
+          const t = tx.get('task', id);
+          if (!same(t) || !t!.status || t!.status.err === why) return;
+          tx.update('task', { ...cloneObject('task', t!), status: { ...t!.status, err: why } });
+        });
+    });
     if (plan.waiting.size) this.log.warn('tasks wait for addresses', { tasks: plan.waiting.size, reason: [...plan.waiting.values()][0] });
     return failed;
   }

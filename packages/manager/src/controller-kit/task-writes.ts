@@ -135,3 +135,29 @@ export async function writeWork<R>(
   }
   return outcome.failed === 0;
 }
+
+/**
+ * One store batch of independent writes: `stage` calls `attempt` once per write; a write refused
+ * (CONFLICT: its object changed since it was planned, or a check in it threw) is counted, not
+ * thrown, and the others still go. Returns how many were refused (a batch refused at apply: 1+).
+ */
+export async function batchOfAttempts(
+  store: { batch(fn: (b: Batch) => Promise<void>): Promise<void> },
+  stage: (attempt: (fn: (tx: Tx) => void) => Promise<void>) => Promise<void>,
+): Promise<number> {
+  let failed = 0;
+  try {
+    await store.batch(async (b) => {
+      await stage(async (fn) => {
+        try {
+          await b.update(fn);
+        } catch {
+          failed++;
+        }
+      });
+    });
+  } catch {
+    failed++;
+  }
+  return failed;
+}

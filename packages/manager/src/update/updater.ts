@@ -1,10 +1,10 @@
 import { ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
 import { type Node, type Service, TaskState, UpdateStatus_State } from '@swarmd/proto';
-import type { Batch, MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
+import type { MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { newId as defaultNewId } from '../ids.js';
-import { type Controller, ServiceLoop, watchLoopController, newTask, observedState, shutdownTask, DEFAULT_MAX_WRITES_PER_TICK } from '../controller-kit/index.js';
+import { type Controller, ServiceLoop, watchLoopController, batchOfAttempts, newTask, observedState, shutdownTask, DEFAULT_MAX_WRITES_PER_TICK } from '../controller-kit/index.js';
 import { planUpdate, type SlotReplacement, type TaskSeen, type UpdatePlan } from './plan.js';
 
 export interface UpdaterOptions {
@@ -121,44 +121,32 @@ export class Updater extends ServiceLoop<Work> {
   }
 
   protected async write(work: Work[], now: number): Promise<boolean> {
-    let failed = 0;
-    const attempt = async (b: Batch, fn: (tx: Tx) => void): Promise<void> => {
-      try {
-        await b.update(fn);
-      } catch {
-        failed++;
+    const failed = await batchOfAttempts(this.store, async (attempt) => {
+      for (const { service, plan } of work) {
+        const sameSpec = (tx: Tx): Readonly<Service> => {
+          const cur = tx.get('service', service.id);
+          if (!cur || cur.specVersion !== service.specVersion) throw conflict(`service ${service.id}`);
+          return cur;
+        };
+        const status = plan.status;
+        if (status)
+          await attempt((tx) => {
+            const s = cloneObject('service', sameSpec(tx));
+            s.updateStatus = status;
+            tx.update('service', s);
+          });
+        for (const r of plan.replace) await attempt((tx) => this.replace(tx, sameSpec(tx), r, now));
+        for (const s of plan.start)
+          await attempt((tx) => {
+            const cur = tx.get('task', s.task.id);
+            if (!cur || cur.desiredState !== TaskState.TASK_STATE_READY) return;
+            const c = cloneObject('task', cur);
+            c.desiredState = TaskState.TASK_STATE_RUNNING;
+            tx.update('task', c);
+          });
+        for (const s of plan.shutdown) await attempt((tx) => shutdownTask(tx, s.task, s.reason, now));
       }
-    };
-    try {
-      await this.store.batch(async (b) => {
-        for (const { service, plan } of work) {
-          const sameSpec = (tx: Tx): Readonly<Service> => {
-            const cur = tx.get('service', service.id);
-            if (!cur || cur.specVersion !== service.specVersion) throw conflict(`service ${service.id}`);
-            return cur;
-          };
-          const status = plan.status;
-          if (status)
-            await attempt(b, (tx) => {
-              const s = cloneObject('service', sameSpec(tx));
-              s.updateStatus = status;
-              tx.update('service', s);
-            });
-          for (const r of plan.replace) await attempt(b, (tx) => this.replace(tx, sameSpec(tx), r, now));
-          for (const s of plan.start)
-            await attempt(b, (tx) => {
-              const cur = tx.get('task', s.task.id);
-              if (!cur || cur.desiredState !== TaskState.TASK_STATE_READY) return;
-              const c = cloneObject('task', cur);
-              c.desiredState = TaskState.TASK_STATE_RUNNING;
-              tx.update('task', c);
-            });
-          for (const s of plan.shutdown) await attempt(b, (tx) => shutdownTask(tx, s.task, s.reason, now));
-        }
-      });
-    } catch {
-      failed++;
-    }
+    });
     for (const { service, plan } of work) this.logPlan(service, plan);
     return failed === 0;
   }
