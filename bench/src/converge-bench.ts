@@ -34,10 +34,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from '@swarmd/common';
 import { NodeState, TaskState, type Task } from '@swarmd/proto';
-import { Dockerd, mustFindDocker, type DockerBinaries } from './lib/dockerd.js';
-import { LocalCluster, max, now, p50, rssMiB, runBench, until, type Ctl } from './lib/local-cluster.js';
+import { mustFindDocker, type DockerBinaries, type Dockerd } from './lib/dockerd.js';
+import { startDockerSwarm } from './lib/docker-swarm.js';
+import { Cleanups, max, now, p50, rssMiB, runBench, until, upCluster, type Ctl, type LocalCluster } from './lib/local-cluster.js';
 
 const env = process.env;
 const PARTS = new Set((env.BENCH_PARTS ?? '1,2,3').split(',').map(Number));
@@ -67,21 +67,9 @@ const RUNNING = 'TASK_STATE_RUNNING';
 const STOP_GRACE = ['--stop-grace-period', '1s'];
 
 let root = '';
-/** What to undo on the way out, newest last. */
-const undo = new Map<string, () => Promise<void>>();
+const cleanups = new Cleanups();
 
-async function release(key: string): Promise<void> {
-  const fn = undo.get(key);
-  undo.delete(key);
-  await fn?.().catch((e: unknown) => process.stderr.write(`cleanup ${key}: ${String(e)}\n`));
-}
-
-async function cluster(name: string, subnet: string, managers: number, workers: number): Promise<LocalCluster> {
-  const c = new LocalCluster(root, name, subnet);
-  undo.set(`cluster ${name}`, () => c.down());
-  await c.up(managers, workers);
-  return c;
-}
+const cluster = (name: string, subnet: string, managers: number, workers: number) => upCluster(cleanups, root, name, subnet, managers, workers);
 
 const f2 = (x: number) => x.toFixed(2);
 const runs = (xs: number[]) => xs.map(f2).join(', ');
@@ -136,79 +124,12 @@ async function dockerConverge(d: Dockerd, image: string, name: string, replicas:
   return t;
 }
 
-/** The firewall as text (filter and nat tables), to see what dockerd changed. */
-async function firewall(): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  for (const table of ['filter', 'nat']) {
-    const r = await run('iptables', ['-t', table, '-S']).catch(() => ({ stdout: '' }));
-    out.set(table, r.stdout.split('\n').filter(Boolean));
-  }
-  return out;
-}
-
-/**
- * Undoes what dockerd added to the firewall, where that is safe: rules and chains that name
- * Docker or our Docker bridges, and a FORWARD policy it turned to DROP, this only when no other
- * dockerd runs. Returns what it did (or "unchanged").
- */
-async function restoreFirewall(before: Map<string, string[]>): Promise<string> {
-  const after = await firewall();
-  const did: string[] = [];
-  const ours = /DOCKER|docker_gwbridge|docker0|cvbdk/;
-  for (const [table, lines] of after) {
-    const old = new Set(before.get(table));
-    const added = lines.filter((l) => !old.has(l));
-    for (const l of added.filter((x) => x.startsWith('-A ') && ours.test(x))) {
-      await run('sh', ['-c', `iptables -t ${table} -D ${l.slice(3)}`]).then(() => did.push(`-t ${table} ${l}: removed`), () => did.push(`-t ${table} ${l}: could not remove`));
-    }
-    for (const l of added.filter((x) => x.startsWith('-N ') && ours.test(x))) {
-      const chain = l.slice(3).trim();
-      await run('iptables', ['-t', table, '-F', chain]).catch(() => undefined);
-      await run('iptables', ['-t', table, '-X', chain]).then(() => did.push(`-t ${table} chain ${chain}: removed`), () => did.push(`-t ${table} chain ${chain}: in use, left`));
-    }
-    const policy = added.find((x) => x === '-P FORWARD DROP');
-    if (policy && table === 'filter' && before.get(table)?.includes('-P FORWARD ACCEPT')) {
-      const others = (await run('pgrep', ['-x', 'dockerd']).catch(() => ({ stdout: '' }))).stdout.trim();
-      if (others) did.push('FORWARD policy DROP left as it is (another dockerd runs)');
-      else await run('iptables', ['-P', 'FORWARD', 'ACCEPT']).then(() => did.push('FORWARD policy back to ACCEPT'));
-    }
-  }
-  return did.length ? did.join('; ') : 'unchanged';
-}
-
-const linkExists = (name: string) => run('ip', ['link', 'show', name]).then(() => true, () => false);
-
 /** A private dockerd in swarm mode (one node, on 127.0.0.1) that can pull from our registry. */
-async function dockerSwarm(bin: DockerBinaries, registry: string): Promise<Dockerd> {
-  const dir = join(root, 'docker');
-  const fw = await firewall();
-  const hadGw = await linkExists('docker_gwbridge');
-  const started: { d?: Dockerd } = {};
-  undo.set('docker', async () => {
-    if (started.d) {
-      await started.d.cli(['swarm', 'leave', '--force']).catch(() => undefined);
-      await started.d.stop();
-    }
-    for (const l of [DOCKER.bridge, DOCKER.gwBridge, ...(hadGw ? [] : ['docker_gwbridge'])]) if (await linkExists(l)) await run('ip', ['link', 'del', l]).catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
-    console.log(`docker cleaned up (dockerd stopped, ${dir} removed); firewall after dockerd: ${await restoreFirewall(fw)}`);
-  });
-  const net = ['--iptables=false', '--ip6tables=false', '--ip-masq=false'];
-  if (NETWORK === 'bridge') {
-    if (await linkExists(DOCKER.bridge)) await run('ip', ['link', 'del', DOCKER.bridge]);
-    await run('ip', ['link', 'add', DOCKER.bridge, 'type', 'bridge']);
-    await run('ip', ['addr', 'add', DOCKER.bridgeCidr, 'dev', DOCKER.bridge]);
-    await run('ip', ['link', 'set', DOCKER.bridge, 'up']);
-    net.push(`--bridge=${DOCKER.bridge}`);
-  } else net.push('--bridge=none');
-  const d = (started.d = await Dockerd.start(bin, { dir, cgroupParent: DOCKER.cgroupParent, args: [...net, '--insecure-registry', registry] }));
-  // Swarm mode wants a docker_gwbridge network: give it a Linux bridge name and subnet of ours.
+function dockerSwarm(bin: DockerBinaries, registry: string): Promise<Dockerd> {
+  const bridge = NETWORK === 'bridge' ? { name: DOCKER.bridge, cidr: DOCKER.bridgeCidr } : undefined;
   // prettier-ignore
-  await d.cli(['network', 'create', '--driver', 'bridge', '--subnet', DOCKER.gwSubnet,
-    '-o', `com.docker.network.bridge.name=${DOCKER.gwBridge}`, '-o', 'com.docker.network.bridge.enable_icc=false',
-    '-o', 'com.docker.network.bridge.enable_ip_masquerade=false', 'docker_gwbridge']);
-  await d.cli(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', DOCKER.listen, '--data-path-port', DOCKER.dataPathPort]);
-  return d;
+  return startDockerSwarm(bin, { dir: join(root, 'docker'), cgroupParent: DOCKER.cgroupParent, bridge, gwBridge: DOCKER.gwBridge, gwSubnet: DOCKER.gwSubnet,
+    listen: DOCKER.listen, dataPathPort: DOCKER.dataPathPort, registry }, cleanups);
 }
 
 async function converge(bin: DockerBinaries): Promise<{ ours: number[]; docker: number[] }> {
@@ -252,8 +173,8 @@ async function converge(bin: DockerBinaries): Promise<{ ours: number[]; docker: 
     return { ours, docker };
   } finally {
     ctl.close();
-    await release('docker');
-    await release(`cluster ${c.name}`);
+    await cleanups.release('docker');
+    await cleanups.release(`cluster ${c.name}`);
   }
 }
 
@@ -320,7 +241,7 @@ async function killedWorker(): Promise<{ runs: Replaced[]; heartbeat: string }> 
     return { runs: out, heartbeat: HEARTBEAT };
   } finally {
     ctl.close();
-    await release(`cluster ${c.name}`);
+    await cleanups.release(`cluster ${c.name}`);
   }
 }
 
@@ -389,7 +310,7 @@ async function managerMemory(): Promise<Memory> {
     return { idle, full, rest, restAfterS, peak: await rssMiB(pid, 'VmHWM'), tasks: tasks.length, fillS };
   } finally {
     ctl.close();
-    await release(`cluster ${c.name}`);
+    await cleanups.release(`cluster ${c.name}`);
   }
 }
 
@@ -399,7 +320,7 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:converge makes network namespaces and runs dockerd: run it as root');
   const bin = PARTS.has(1) ? mustFindDocker() : undefined;
   root = await mkdtemp(join(tmpdir(), 'swarm-converge-bench-'));
-  undo.set('root', () => rm(root, { recursive: true, force: true }));
+  cleanups.add('root', () => rm(root, { recursive: true, force: true }));
   console.log(`converge bench: parts ${[...PARTS].join(',')}, state under ${root}`);
   const summary: string[] = [];
   let ratio: string | undefined;
@@ -431,8 +352,4 @@ async function main(): Promise<void> {
   if (ratio) console.log(ratio);
 }
 
-async function cleanup(): Promise<void> {
-  for (const key of [...undo.keys()].reverse()) await release(key);
-}
-
-await runBench('converge bench', main, cleanup);
+await runBench('converge bench', main, () => cleanups.all());

@@ -102,24 +102,27 @@ export class Dockerd {
     return run(this.bin.docker, ['-H', `unix://${this.sock}`, ...args]);
   }
 
-  /** GET on the Engine API over the unix socket, as JSON. */
-  api<T>(path: string, timeoutMs = 5_000): Promise<T> {
+  /** GET on the Engine API over the unix socket (POST with `body` as JSON when given), as JSON. */
+  api<T>(path: string, timeoutMs = 5_000, body?: unknown): Promise<T> {
+    const method = body === undefined ? 'GET' : 'POST';
+    const what = `docker API ${method} ${path}`;
     return new Promise((res, rej) => {
-      const req = request({ socketPath: this.sock, path, method: 'GET', timeout: timeoutMs }, (r) => {
-        let body = '';
-        r.on('data', (d: Buffer) => (body += d.toString()));
+      const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
+      const req = request({ socketPath: this.sock, path, method, headers, timeout: timeoutMs }, (r) => {
+        let text = '';
+        r.on('data', (d: Buffer) => (text += d.toString()));
         r.on('end', () => {
-          if ((r.statusCode ?? 500) >= 400) return rej(new Error(`docker API GET ${path}: ${r.statusCode} ${body.trim()}`));
+          if ((r.statusCode ?? 500) >= 400) return rej(new Error(`${what}: ${r.statusCode} ${text.trim()}`));
           try {
-            res(JSON.parse(body) as T);
+            res(JSON.parse(text) as T);
           } catch (e) {
-            rej(new Error(`docker API GET ${path}: not JSON`, { cause: e }));
+            rej(new Error(`${what}: not JSON`, { cause: e }));
           }
         });
       });
-      req.on('timeout', () => req.destroy(new Error(`docker API GET ${path}: no answer in ${timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new Error(`${what}: no answer in ${timeoutMs} ms`)));
       req.on('error', rej);
-      req.end();
+      req.end(body === undefined ? undefined : JSON.stringify(body));
     });
   }
 

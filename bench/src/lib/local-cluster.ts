@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describeError } from '@swarmd/common';
-import { ControlClient, type Node, type NodeSpec, type Task } from '@swarmd/proto';
+import { ControlClient, type Node, type NodeSpec, type Service, type ServiceSpec, type Task } from '@swarmd/proto';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // bench/dist/src/lib → the workspace
@@ -178,12 +178,50 @@ export class Ctl {
     if (!r.node) throw new Error(`no node ${nodeId}`);
     return r.node;
   }
+  async getService(serviceId: string, timeoutMs = 5_000): Promise<Service> {
+    const r = await this.call<{ service?: Service }>('getService', { serviceId }, timeoutMs);
+    if (!r.service) throw new Error(`no service ${serviceId}`);
+    return r.service;
+  }
+  async updateService(serviceId: string, version: number, spec: ServiceSpec, timeoutMs = 10_000): Promise<Service> {
+    const r = await this.call<{ service?: Service }>('updateService', { serviceId, serviceVersion: version, spec, rollback: false, noResolveImage: true }, timeoutMs);
+    if (!r.service) throw new Error(`no service ${serviceId}`);
+    return r.service;
+  }
   close(): void {
     this.client.close();
   }
 }
 
 // ---- the way out -----------------------------------------------------------------------------
+
+/** What to undo on the way out, by name; `all` runs what is left, newest first. */
+export class Cleanups {
+  private readonly fns = new Map<string, () => Promise<void>>();
+
+  add(key: string, fn: () => Promise<void>): void {
+    this.fns.set(key, fn);
+  }
+
+  /** Runs (once) what `key` names; a failure is reported, not thrown. */
+  async release(key: string): Promise<void> {
+    const fn = this.fns.get(key);
+    this.fns.delete(key);
+    await fn?.().catch((e: unknown) => process.stderr.write(`cleanup ${key}: ${String(e)}\n`));
+  }
+
+  async all(): Promise<void> {
+    for (const key of [...this.fns.keys()].reverse()) await this.release(key);
+  }
+}
+
+/** `local up` of a cluster under `root`, its `local down` registered first as `cluster NAME`. */
+export async function upCluster(cleanups: Cleanups, root: string, name: string, subnet: string, managers: number, workers: number): Promise<LocalCluster> {
+  const c = new LocalCluster(root, name, subnet);
+  cleanups.add(`cluster ${name}`, () => c.down());
+  await c.up(managers, workers);
+  return c;
+}
 
 /**
  * Runs `main`, then `cleanup` once, also on SIGINT/SIGTERM (exit 130) and on error (exit 1,
