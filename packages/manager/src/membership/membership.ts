@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, describeError, isSwarmError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, isSwarmError, noLeaderYet, type Logger } from '@swarmd/common';
 import {
   ManagerStatus_Reachability,
   NodeRole,
@@ -8,7 +8,7 @@ import {
   type RaftMember,
   type RaftMembershipServer,
 } from '@swarmd/proto';
-import type { NodeStatus as RaftNodeStatus } from 'raft-ts';
+import { NotLeaderError, type NodeStatus as RaftNodeStatus } from 'raft-ts';
 import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
 import type { MemoryStore } from '../store/memory-store.js';
@@ -202,7 +202,9 @@ export class Membership {
             (r) => cb(null, r),
             (err: unknown) => {
               this.o.logger.warn('RaftMembership.Join failed', { error: describeError(err) });
-              cb(toGrpcError(err));
+              // Leadership lost mid-join (an election): the joiner asks again, as it does while no
+              // leader is known; a join already applied is found as such on the retry.
+              cb(toGrpcError(err instanceof NotLeaderError ? noLeaderYet(`join: ${err.message}`, { cause: err }) : err));
             },
           );
       },
