@@ -14,13 +14,25 @@ import { run, type RunOptions, type RunResult } from '@swarmd/common';
  */
 export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p) => existsSync(p)) ?? 'nft';
 
-/** One batch of a script: `ip -batch` (or `bridge -batch`) lines, inside `nsPath` when given. */
+/**
+ * One batch of a script: `ip -batch` (or `bridge -batch`) lines, or an `nft -f` transaction,
+ * inside `nsPath` when given.
+ */
 export interface BatchStep {
   nsPath?: string;
-  tool?: 'ip' | 'bridge';
-  /** `-force`: go on past a failing line (deletes of what may be gone already). */
+  tool?: 'ip' | 'bridge' | 'nft';
+  /** `-force`: go on past a failing line (deletes of what may be gone already); never fails the script. */
   force?: boolean;
+  /** A failure of this step does not fail the script: `failedSteps` lists its label instead (a word). */
+  label?: string;
   lines: string[];
+}
+
+const FAILED_MARK = 'swarmd-step-failed';
+
+/** The labels of the labelled steps that failed in a script's output. */
+export function failedSteps(r: RunResult): Set<string> {
+  return new Set([...r.stdout.matchAll(new RegExp(`^${FAILED_MARK} (\\S+)$`, 'gm'))].map((m) => m[1]));
 }
 
 export class HostExec {
@@ -39,14 +51,16 @@ export class HostExec {
    * Batches, each in the host's netns or inside a task's (nsenter), run by one `sh`: one spawn
    * from this (large) process, whose fork blocks the event loop; sh's forks are cheap. Every word
    * in the lines is a name, address or keyword of ours (no quoting needed). A forced batch never
-   * fails the script.
+   * fails the script; a labelled one prints its label (see `failedSteps`) instead.
    */
   script(steps: readonly BatchStep[]): Promise<RunResult> {
     const body = steps
       .filter((st) => st.lines.length)
       .map((st) => {
-        const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
-        return `${cmd} <<'EOF'${st.force ? ' || true' : ''}\n${st.lines.join('\n')}\nEOF`;
+        const tool = st.tool === 'nft' ? `${NFT} -f /dev/stdin` : `${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
+        const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${tool}`;
+        const onFail = st.force ? ' || true' : st.label ? ` || echo ${FAILED_MARK} ${st.label}` : '';
+        return `${cmd} <<'EOF'${onFail}\n${st.lines.join('\n')}\nEOF`;
       });
     return this.run('sh', ['-c', ['set -e', ...body].join('\n')]);
   }
