@@ -93,6 +93,8 @@ test('no service reached by VIP: no table; the transaction then only deletes it'
   const tx = vipTransaction(vipRuleset(taskVipServices(['back'], states)));
   t.deepEqual(tx.slice(0, 3), ['add table ip swarmd_vip', 'delete table ip swarmd_vip', 'table ip swarmd_vip {']);
   t.is(tx.at(-1), '}');
+  t.deepEqual(vipTransaction(vipRuleset(taskVipServices(['back'], states)), { fresh: true }), tx.slice(2), 'a new netns: the table alone');
+  t.deepEqual(vipTransaction('', { fresh: true }), []);
 });
 
 test('equal sets render equal text whatever the order of peers and services (the driver diffs on it); a readiness change shows', (t) => {

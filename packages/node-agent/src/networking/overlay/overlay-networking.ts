@@ -222,11 +222,11 @@ export class OverlayNetworking {
     const stale = !before && existsSync(nsPath);
     const fresh = stale || !existsSync(nsPath);
     const netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(fresh ? [`netns add ${netns}`] : [])];
-    // The VIP table goes in with the links (a new netns without VIP services needs none).
+    // The VIP table goes in with the links (none in a new netns whose networks have no VIP service).
     const generation = this.generation;
     const networks = links.map((l) => l.network.id);
     const rules = vipRuleset(taskVipServices(networks, this.states));
-    const vip: BatchStep[] = fresh && !rules ? [] : [{ nsPath, tool: 'nft', lines: vipTransaction(rules) }];
+    const vip: BatchStep[] = [{ nsPath, tool: 'nft', lines: vipTransaction(rules, { fresh }) }];
     await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }, ...vip]));
     this.vipTables.set(task.id, { nsPath, networks, loaded: rules });
     // A set pushed meanwhile may have been programmed without this task: bring its table up to it.
@@ -327,7 +327,7 @@ export class OverlayNetworking {
     }
     const label = (i: number) => `vip${i}`;
     return {
-      steps: changed.map((c, i) => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), lines: vipTransaction(c.rules) })),
+      steps: changed.map((c, i) => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
       done: (r) => {
         const failed = failedSteps(r);
         changed.forEach((c, i) => {
