@@ -29,6 +29,7 @@ import { createLogger, run, describeError } from '@swarmd/common';
 import { EndpointSpec_ResolutionMode, type NetworkPeer, type NetworkStateSet, type Task } from '@swarmd/proto';
 import { createHosts, type TestHost, type TestHosts } from '@swarmd/testkit/hosts';
 import { NFT, OverlayNetworking } from '@swarmd/node-agent';
+import { benchNetwork, median, preflight, quantile, waitListening } from './lib/overlay.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -39,11 +40,6 @@ const SUBNET = '10.89.0';
 const VIP = `${SUBNET}.2`;
 const VIP1 = `${SUBNET}.3`;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil(p * xs.length) - 1)];
 
 interface Member {
   taskId: string;
@@ -71,13 +67,7 @@ function stateOf(members: Member[]): NetworkStateSet {
   return {
     networks: [
       {
-        network: {
-          id: 'lb',
-          meta: undefined,
-          spec: { annotations: { name: 'lb', labels: {} }, driver: 'overlay', ipam: [], attachable: false, internal: false },
-          vni: 4343,
-          ipam: [{ subnet: `${SUBNET}.0/24`, gateway: `${SUBNET}.1`, range: '' }],
-        },
+        network: benchNetwork('lb', 4343, SUBNET),
         peers: members.map(peer),
         services: [svc('web', VIP), svc('client', `${SUBNET}.4`)],
       },
@@ -103,15 +93,6 @@ const withOne = (s: NetworkStateSet): NetworkStateSet => {
 const task = (m: Member): Task => ({ id: m.taskId, serviceId: `svc-${m.service}`, networks: [{ networkId: 'lb', addresses: [`${m.ip}/24`], aliases: [] }] }) as unknown as Task;
 const inNs = (ns: string, cmd: string, args: string[], timeoutMs = (SECONDS + 30) * 1000) => run('nsenter', [`--net=${ns}`, cmd, ...args], { timeoutMs });
 
-async function waitListening(ns: string, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const r = await run('nsenter', [`--net=${ns}`, 'ss', '-Hltn', `sport = :${port}`], { okCodes: [0, 1] });
-    if (r.stdout.includes(`:${port}`)) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing listens on :${port} in ${ns}`);
-}
-
 /** Requests per second of `ab` from a netns (a new connection per request); throws on failed requests. */
 async function ab(ns: string, ip: string): Promise<number> {
   const r = await inNs(ns, 'ab', ['-q', '-t', String(SECONDS), '-n', '10000000', '-c', String(CONCURRENCY), `http://${ip}/`]);
@@ -132,14 +113,11 @@ async function endpointsIn(ns: string, vip: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench:lb needs root (network namespaces)');
-  await run('ab', ['-V']).catch(() => {
-    throw new Error('ab not found (apt-get install apache2-utils)');
-  });
+  await preflight('bench:lb', 'ab', ['-V'], 'apache2-utils');
+  const www = await mkdtemp(join(tmpdir(), 'swarmd-lb-bench-'));
+  const overlays: OverlayNetworking[] = [];
   const children: ChildProcess[] = [];
   let hosts: TestHosts | undefined;
-  const overlays: OverlayNetworking[] = [];
-  const www = await mkdtemp(join(tmpdir(), 'swarmd-lb-bench-'));
   const cleanup = async () => {
     for (const c of children) c.kill('SIGKILL');
     for (const o of overlays) await o.destroy().catch(() => undefined);
@@ -230,7 +208,7 @@ async function main(): Promise<void> {
       }
       const recorded = o2.programming().slice(before);
       if (recorded.some((p) => p.vipTables !== locals.length || p.failed)) throw new Error(`not every table reloaded once per set: ${JSON.stringify(recorded.slice(0, 3))}`);
-      const line = `${locals.length} local tasks: set → rules in every table p50 ${median(ms).toFixed(0)} ms, p99 ${pct(ms, 0.99).toFixed(0)} ms, max ${Math.max(...ms).toFixed(0)} ms (${PUSHES} sets; agent's own record p50 ${median(recorded.map((p) => p.ms)).toFixed(0)} ms)`;
+      const line = `${locals.length} local tasks: set → rules in every table p50 ${median(ms).toFixed(0)} ms, p99 ${quantile(ms, 0.99).toFixed(0)} ms, max ${Math.max(...ms).toFixed(0)} ms (${PUSHES} sets; agent's own record p50 ${median(recorded.map((p) => p.ms)).toFixed(0)} ms)`;
       latency.push(line);
       console.log(line);
     }
