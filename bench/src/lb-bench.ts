@@ -13,10 +13,11 @@
  * R is the median of the per-round vip/direct ratios (the load of this shared machine drifts
  * within seconds). Ends with `vip/direct requests: R`.
  *
- * Programming latency: host 2 gets BENCH_LOCAL_TASKS more client tasks (a list: one part each),
- * then BENCH_PUSHES sets, each changing the service's endpoints (one turns not ready / ready again,
- * a fourth comes and goes), so every local table changes; from setState to its promise (the
- * kernel holds it: one spawn, one `nft -f` per task), p50/p99, checked against the tables.
+ * Programming latency: host 2 gets client tasks up to BENCH_LOCAL_TASKS (a list: one part each;
+ * they are all endpoints of the client service's own VIP, so every table holds that service too),
+ * then BENCH_PUSHES sets, each changing web's endpoints (one turns not ready / ready again, a
+ * fourth comes and goes), so every local table changes: from setState to its promise (the kernel
+ * holds it: one spawn, an `nft -f` per task, 16 side by side), p50/p99, checked against a table.
  *
  *   npm run bench:lb     (root; BENCH_ROUNDS=5 BENCH_SECONDS=3 BENCH_CONCURRENCY=8 BENCH_LOCAL_TASKS=10,50 BENCH_PUSHES=40)
  */
@@ -181,14 +182,10 @@ async function main(): Promise<void> {
     const latency: string[] = [];
     let next = 100;
     for (const k of LOCAL_TASKS) {
-      const want = k - members.filter((m) => m.host === h2).length;
-      for (let i = 0; i < want; i++) {
-        const m = member(`c${next}`, 'client', next, h2);
-        next++;
-        members = [...members, m];
-        await push(members);
-        ns.set(m.taskId, (await o2.attach(task(m))).netnsPath!);
-      }
+      const added = Array.from({ length: Math.max(0, k - members.filter((m) => m.host === h2).length) }, () => member(`c${next}`, 'client', next++, h2));
+      members = [...members, ...added];
+      await push(members);
+      for (const m of added) ns.set(m.taskId, (await o2.attach(task(m))).netnsPath!);
       const locals = members.filter((m) => m.host === h2);
       const ms: number[] = [];
       const before = o2.programming().length;
