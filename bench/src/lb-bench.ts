@@ -8,8 +8,9 @@
  * a child per connection: one task or three, the servers have the same CPUs to use); host 2 the
  * client task, whose netns holds its VIP table. Per round, in rotating order, `ab` (Debian's
  * apache2-utils: HTTP/1.0, a new connection per request, so every request passes the DNAT) runs
- * BENCH_SECONDS against each path: `direct` (task w1's address), `vip1` (a service whose only
- * endpoint is w1: the cost of the DNAT alone) and `vip` (the service over w1..w3: numgen spread).
+ * BENCH_SECONDS against each path: `direct` (task w1's address, port 80), `vip1` (a service whose
+ * only endpoint is w1, port 81: the cost of the DNAT alone) and `vip` (the service over w1..w3,
+ * port 82: numgen spread); every endpoint's httpd listens on all three ports.
  * R is the median of the per-round vip/direct ratios (the load of this shared machine drifts
  * within seconds). Ends with `vip/direct requests: R`.
  *
@@ -40,6 +41,8 @@ const PUSHES = Number(process.env.BENCH_PUSHES ?? 40);
 const SUBNET = '10.89.0';
 const VIP = `${SUBNET}.2`;
 const VIP1 = `${SUBNET}.3`;
+/** Every endpoint's httpd ports: direct, vip1 and vip each use one. */
+const PORTS = [80, 81, 82] as const;
 
 
 interface Member {
@@ -94,13 +97,13 @@ const withOne = (s: NetworkStateSet): NetworkStateSet => {
 const task = (m: Member): Task => ({ id: m.taskId, serviceId: `svc-${m.service}`, networks: [{ networkId: 'lb', addresses: [`${m.ip}/24`], aliases: [] }] }) as unknown as Task;
 const inNs = (ns: string, cmd: string, args: string[], timeoutMs = (SECONDS + 30) * 1000) => run('nsenter', [`--net=${ns}`, cmd, ...args], { timeoutMs });
 
-/** Requests per second of `ab` from a netns (a new connection per request); throws on failed requests. */
-async function ab(ns: string, ip: string): Promise<number> {
-  const r = await inNs(ns, 'ab', ['-q', '-t', String(SECONDS), '-n', '10000000', '-c', String(CONCURRENCY), `http://${ip}/`]);
+/** Requests per second of `ab` from a netns to IP:PORT (a new connection per request); throws on failed requests. */
+async function ab(ns: string, target: string): Promise<number> {
+  const r = await inNs(ns, 'ab', ['-q', '-t', String(SECONDS), '-n', '10000000', '-c', String(CONCURRENCY), `http://${target}/`]);
   const rps = /Requests per second:\s+([\d.]+)/.exec(r.stdout)?.[1];
   const failed = Number(/Failed requests:\s+(\d+)/.exec(r.stdout)?.[1] ?? 'NaN');
   const non2xx = Number(/Non-2xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
-  if (!rps || failed || non2xx) throw new Error(`ab to ${ip}: ${failed} failed, ${non2xx} non-2xx\n${r.stdout}`);
+  if (!rps || failed || non2xx) throw new Error(`ab to ${target}: ${failed} failed, ${non2xx} non-2xx\n${r.stdout}`);
   return Number(rps);
 }
 
@@ -152,19 +155,22 @@ async function main(): Promise<void> {
       const dir = join(www, e.taskId);
       await mkdir(dir);
       await writeFile(join(dir, 'index.html'), `hello from ${e.taskId}\n`);
-      children.push(spawn('nsenter', [`--net=${ns.get(e.taskId)}`, 'busybox', 'httpd', '-f', '-p', '80', '-h', dir], { stdio: 'ignore' }));
+      for (const port of PORTS) children.push(spawn('nsenter', [`--net=${ns.get(e.taskId)}`, 'busybox', 'httpd', '-f', '-p', String(port), '-h', dir], { stdio: 'ignore' }));
     }
-    for (const e of endpoints) await waitListening(ns.get(e.taskId)!, 80);
+    for (const e of endpoints) for (const port of PORTS) await waitListening(ns.get(e.taskId)!, port);
     const clientNs = ns.get('c0')!;
     if ((await endpointsIn(clientNs, VIP)) !== 3 || (await endpointsIn(clientNs, VIP1)) !== 1) throw new Error("the client's VIP table is not as pushed");
 
     console.log(`client ${client.ip} on host 2 → endpoints w1..w3 (${endpoints.map((e) => e.ip).join(', ')}) on host 1 over VXLAN; busybox httpd`);
-    console.log(`${ROUNDS} rounds, ab -c ${CONCURRENCY} for ${SECONDS} s per path (HTTP/1.0, a connection per request): direct = w1's address, vip1 = ${VIP1} (w1 only), vip = ${VIP} (w1..w3)`);
-    const paths = { direct: endpoints[0].ip, vip1: VIP1, vip: VIP } as const;
+    console.log(`${ROUNDS} rounds, ab -c ${CONCURRENCY} for ${SECONDS} s per path (HTTP/1.0, a connection per request): direct = w1's address, vip1 = ${VIP1} (w1 only), vip = ${VIP} (w1..w3), ports ${PORTS.join('/')}`);
+    // A port per path: a DNATed connection's reply tuple (w1:port → client:sport) must not clash
+    // with a direct one's in the client's conntrack table (TIME_WAIT entries live 120 s), or the
+    // clashing SYN is dropped and retried a second later.
+    const paths = { direct: `${endpoints[0].ip}:${PORTS[0]}`, vip1: `${VIP1}:${PORTS[1]}`, vip: `${VIP}:${PORTS[2]}` } as const;
     type Path = keyof typeof paths;
     const names = Object.keys(paths) as Path[];
     const rps: Record<Path, number[]> = { direct: [], vip1: [], vip: [] };
-    await ab(clientNs, VIP); // warm-up
+    await ab(clientNs, paths.vip); // warm-up
     for (let r = 0; r < ROUNDS; r++) {
       const order = names.map((_, i) => names[(i + r) % names.length]);
       for (const p of order) rps[p].push(await ab(clientNs, paths[p]));
