@@ -22,7 +22,7 @@ const PURE = [
   'packages/manager/src/allocator/plan.ts',
   'packages/manager/src/ipam/**/*.ts',
   'packages/registry/src/{reference,media-types}.ts',
-  'packages/node-agent/src/networking/overlay/{model,plan,dns-records}.ts',
+  'packages/node-agent/src/networking/overlay/{model,plan,dns-records,vip-rules}.ts',
 ];
 
 const boundaries = managerBoundaries;

@@ -11,11 +11,11 @@
  *   npm run bench:network        (root; BENCH_ROUNDS=6 BENCH_SECONDS=4 BENCH_CONNECTS=300)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { run, describeError } from '@swarmd/common';
-import { EndpointSpec_ResolutionMode, NetworkSpec, type NetworkStateSet, type Task } from '@swarmd/proto';
+import { EndpointSpec_ResolutionMode, type NetworkStateSet, type Task } from '@swarmd/proto';
 import { createHosts, type TestHosts } from '@swarmd/testkit/hosts';
 import { OverlayNetworking } from '@swarmd/node-agent';
+import { benchNetwork, median, preflight, quantile, waitListening } from './lib/overlay.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -24,22 +24,11 @@ const IPERF_PORT = 5201;
 const ACCEPT_PORT = 7001;
 const SUBNET = '10.88.0';
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 function stateOf(nodes: { nodeId: string; addr: string; taskId: string; ip: string }[]): NetworkStateSet {
   return {
     networks: [
       {
-        network: {
-          id: 'bench',
-          meta: undefined,
-          spec: NetworkSpec.fromPartial({ annotations: { name: 'bench' }, driver: 'overlay' }),
-          vni: 4242,
-          ipam: [{ subnet: `${SUBNET}.0/24`, gateway: `${SUBNET}.1`, range: '' }],
-        },
+        network: benchNetwork('bench', 4242, SUBNET),
         peers: nodes.map((n) => ({ taskId: n.taskId, taskName: `bench.1.${n.taskId}`, hostname: '', serviceId: 'svc', serviceName: 'bench', address: `${n.ip}/24`, nodeId: n.nodeId, nodeAddr: n.addr, ready: true, aliases: [] })),
         services: [{ serviceId: 'svc', name: 'bench', mode: EndpointSpec_ResolutionMode.DNSRR, vip: '', ports: [], aliases: [] }],
         nodeAddress: '',
@@ -77,20 +66,8 @@ async function connects(clientNs: string, server: string): Promise<number[]> {
   return JSON.parse(r.stdout) as number[];
 }
 
-async function waitListening(ns: string, addr: string, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const r = await run('nsenter', [`--net=${ns}`, 'ss', '-Hltn', `sport = :${port}`], { okCodes: [0, 1] });
-    if (r.stdout.includes(`:${port}`)) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing listens on ${addr}:${port}`);
-}
-
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench:network needs root (network namespaces)');
-  await run('iperf3', ['--version']).catch(() => {
-    throw new Error('iperf3 not found (apt-get install iperf3)');
-  });
+  await preflight('bench:network', 'iperf3', ['--version'], 'iperf3');
   const children: ChildProcess[] = [];
   let hosts: TestHosts | undefined;
   const overlays: OverlayNetworking[] = [];
@@ -125,7 +102,7 @@ async function main(): Promise<void> {
       serve(ns, 'iperf3', ['-s', '-p', String(IPERF_PORT)], children);
       serve(ns, process.execPath, ['-e', `require('net').createServer((s) => s.destroy()).listen(${ACCEPT_PORT})`], children);
     }
-    for (const ns of [h1.nsPath, tns[0]]) for (const p of [IPERF_PORT, ACCEPT_PORT]) await waitListening(ns, '', p);
+    for (const ns of [h1.nsPath, tns[0]]) for (const p of [IPERF_PORT, ACCEPT_PORT]) await waitListening(ns, p);
 
     const paths = { underlay: { client: h2.nsPath, server: h1.addr }, overlay: { client: tns[1], server: nodes[0].ip } };
     const gbps: Record<'underlay' | 'overlay', number[]> = { underlay: [], overlay: [] };
@@ -140,12 +117,11 @@ async function main(): Promise<void> {
         console.log(`round ${r + 1} ${p.padEnd(8)} ${g.toFixed(2)} Gbit/s   connect p50 ${median(c).toFixed(3)} ms`);
       }
     }
-    const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(0.99 * xs.length) - 1];
     console.log('');
     console.log('| path | throughput median (rounds) | TCP connect p50 / p99 |');
     console.log('|---|---|---|');
     for (const p of ['underlay', 'overlay'] as const) {
-      console.log(`| ${p} | ${median(gbps[p]).toFixed(2)} Gbit/s (${gbps[p].map((g) => g.toFixed(2)).join(', ')}) | ${median(conn[p]).toFixed(3)} / ${p99(conn[p]).toFixed(3)} ms |`);
+      console.log(`| ${p} | ${median(gbps[p]).toFixed(2)} Gbit/s (${gbps[p].map((g) => g.toFixed(2)).join(', ')}) | ${median(conn[p]).toFixed(3)} / ${quantile(conn[p], 0.99).toFixed(3)} ms |`);
     }
     const perRound = gbps.overlay.map((g, i) => g / gbps.underlay[i]);
     console.log(`per-round throughput ratios: ${perRound.map((r) => r.toFixed(2)).join(', ')}; ratio of the medians ${(median(gbps.overlay) / median(gbps.underlay)).toFixed(2)}`);

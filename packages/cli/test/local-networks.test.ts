@@ -294,3 +294,55 @@ clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s
   t.true(r.ok >= 60, `the load ran (${r.ok} answered)`);
   t.is(r.failed, 0, r.errors.join('; '));
 });
+
+clusterTest('connections to a VIP from a task on another host reach every replica, and after a scale-down only the remaining ones', async (t) => {
+  const NAME = `ovv${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.39');
+  const host = (h: string) => `node.hostname==${NAME}-${h}`;
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, c.image, ...web(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', host('w2'), c.image, ...web(`${NAME}-client`));
+  const [client] = await pidsOf(`${NAME}-client`);
+  const [vip] = await lookup(client, 'web');
+  t.truthy(vip, 'web resolves to its VIP');
+  /** Hostnames answering `n` requests to the VIP, and how many requests failed. */
+  const spread = async (n: number) => {
+    const r = await inContainer(client, `i=0; while [ $i -lt ${n} ]; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${vip} 8080 | tail -1 || echo FAILED; i=$((i+1)); done`);
+    const lines = r.out.split('\n').filter(Boolean);
+    return { hosts: new Set(lines.filter((l) => l.startsWith('hello from ')).map((l) => l.slice('hello from '.length))), failed: lines.filter((l) => !l.startsWith('hello from ')).length };
+  };
+  const before = await spread(200);
+  t.is(before.failed, 0);
+  t.is(before.hosts.size, 4, `every replica answered: ${[...before.hosts].join(', ')}`);
+  await c.ok('service', 'scale', 'web=2');
+  await c.until('2 replicas', async () => (await c.running('web')).length === 2 && (await c.tasks('web')).filter((x) => x.status?.state === RUNNING).length === 2, 60);
+  const after = await spread(100);
+  t.is(after.failed, 0);
+  t.is(after.hosts.size, 2);
+  t.true([...after.hosts].every((h) => before.hosts.has(h)), 'only the remaining replicas');
+});
+
+clusterTest('a task that turns unhealthy leaves the VIP endpoints within one health interval', async (t) => {
+  const NAME = `ovh${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.41');
+  // Healthy while /tmp/ok exists: the test removes it in one replica.
+  const sick = `: ${NAME}-web; touch /tmp/ok; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`;
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'front', '--health-cmd', 'test -f /tmp/ok', '--health-interval', '1s', '--health-retries', '1', '--restart-condition', 'none', c.image, '--', 'sh', '-c', sick);
+  await c.ok('service', 'create', '--name', 'client', '--network', 'front', c.image, ...web(`${NAME}-client`));
+  const [client] = await pidsOf(`${NAME}-client`);
+  const [vip] = await lookup(client, 'web');
+  const hostsOf = async (n: number) => {
+    const r = await inContainer(client, `i=0; while [ $i -lt ${n} ]; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${vip} 8080 | tail -1; i=$((i+1)); done`);
+    return new Set(r.out.split('\n').filter((l) => l.startsWith('hello from ')));
+  };
+  await c.until('both replicas healthy behind the VIP', async () => (await hostsOf(20)).size === 2, 60);
+  const [victim] = await pidsOf(`${NAME}-web`);
+  const victimHost = (await inContainer(victim, 'hostname')).out.trim();
+  await inContainer(victim, 'rm /tmp/ok');
+  const gone = Date.now();
+  await c.until('the unhealthy task no longer answers through the VIP', async () => !(await hostsOf(20)).has(`hello from ${victimHost}`), 10);
+  const took = Date.now() - gone;
+  t.log(`left the endpoints ${took} ms after its check started failing (interval 1 s)`);
+  const final = await hostsOf(40);
+  t.false(final.has(`hello from ${victimHost}`));
+  t.is(final.size, 1);
+});

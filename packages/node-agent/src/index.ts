@@ -22,7 +22,8 @@ export { healthSettings, healthAfterProbe, runHealthChecks, type HealthSettings,
 export { networkModeOf, hostPorts, NFT } from './networking/bridge-network.js';
 export { LogPublisher, dispatcherLogSender, type LogPublisherOptions, type LogSource } from './logs/log-publisher.js';
 // Overlay networks (VXLAN per network per host, static peers from the pushed NetworkStateSet) and the embedded DNS resolver.
-export { OverlayNetworking, type OverlayNetworkingOptions } from './networking/overlay/overlay-networking.js';
+export { OverlayNetworking, type OverlayNetworkingOptions, type Programming } from './networking/overlay/overlay-networking.js';
+export { VIP_TABLE, vipRuleset, vipServices, taskVipServices, type VipService } from './networking/overlay/vip-rules.js';
 export { HostNetworking } from './networking/task-networking.js';
 export { DnsResolver, type DnsResolverOptions } from './networking/overlay/dns-server.js';
 export { buildDnsIndex, answerQuery, DNS_TTL_SECONDS, type DnsIndex, type DnsAnswer } from './networking/overlay/dns-records.js';

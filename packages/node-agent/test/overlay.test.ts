@@ -5,10 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { randomBytes } from 'node:crypto';
 import { run } from '@swarmd/common';
-import { TaskState, type NetworkStateSet, type Task } from '@swarmd/proto';
-import { createHosts, requires, type TestHost, type TestHosts, type Teardown } from '@swarmd/testkit';
+import { TaskState, type Task } from '@swarmd/proto';
+import { requires, type TestHost, type Teardown } from '@swarmd/testkit';
 import { ContainerExecutor } from '../src/executor/container-executor.js';
 import { taskNetns } from '../src/networking/bridge-network.js';
 import { NFT } from '../src/networking/host-exec.js';
@@ -16,35 +15,13 @@ import { OverlayNetworking } from '../src/networking/overlay/overlay-networking.
 import { HostNetworking } from '../src/networking/task-networking.js';
 import { startTaskSupervisor } from '../src/task-runner/task-supervisor.js';
 import { FakeAssignments, newRuntimeEnv, registryWithBusybox, Reports, type RuntimeEnv } from './helpers/executor-env.js';
-import { overlayNet, overlayTask, peer, service, stateSet } from './helpers/overlay-env.js';
+import { overlayNet, overlayTask, service, stateSet } from './helpers/overlay-env.js';
+import { at, inNs, setAll, twoNodes, type OverlayNode as Node } from './helpers/overlay-hosts.js';
 
 const rootTest = requires('root', 'netns', 'nft');
 const containerTest = requires('root', 'netns', 'nft', 'runc', 'conmon', 'registry', 'busybox');
 
-interface Node {
-  host: TestHost;
-  nodeId: string;
-  overlay: OverlayNetworking;
-}
-
-/** Two hosts, each with its overlay layer (nodes n1/n2 of a random run id), torn down after the test. */
-async function twoNodes(t: Teardown): Promise<{ hosts: TestHosts; nodes: [Node, Node] }> {
-  const hosts = await createHosts(2, { t });
-  const run = randomBytes(3).toString('hex');
-  const nodes = hosts.hosts.map((host, i) => {
-    const nodeId = `n${i + 1}-${run}`;
-    const overlay = new OverlayNetworking({ nodeId, stateDir: host.stateDir, hostNetns: host.nsPath, underlayAddr: host.addr, dns: { upstreams: [] } });
-    t.teardown(() => overlay.destroy());
-    return { host, nodeId, overlay };
-  }) as [Node, Node];
-  return { hosts, nodes };
-}
-
-const setAll = (nodes: Node[], s: NetworkStateSet) => Promise.all(nodes.map((n) => n.overlay.setState(s)));
-const inNs = (nsPath: string, args: string[], timeoutMs = 10_000) => run('nsenter', [`--net=${nsPath}`, 'busybox', ...args], { okCodes: [0, 1], timeoutMs });
 const hostLinks = async (h: TestHost) => (await h.exec('ip', ['-o', 'link'])).stdout;
-const at = (n: Node, taskId: string, service: string, address: string, extra: { ready?: boolean } = {}) =>
-  peer({ taskId, service, address, nodeId: n.nodeId, nodeAddr: n.host.addr, ...extra });
 
 /** Runs a container task per node with the overlay as its networking; resolves once all are RUNNING. */
 async function runContainers(t: Teardown, env: RuntimeEnv, placed: { node: Node; tasks: Task[] }[]): Promise<void> {

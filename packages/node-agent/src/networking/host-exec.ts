@@ -14,13 +14,55 @@ import { run, type RunOptions, type RunResult } from '@swarmd/common';
  */
 export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p) => existsSync(p)) ?? 'nft';
 
-/** One batch of a script: `ip -batch` (or `bridge -batch`) lines, inside `nsPath` when given. */
+/**
+ * One batch of a script: `ip -batch` (or `bridge -batch`) lines, or an `nft -f` transaction,
+ * inside `nsPath` when given.
+ */
 export interface BatchStep {
   nsPath?: string;
-  tool?: 'ip' | 'bridge';
-  /** `-force`: go on past a failing line (deletes of what may be gone already). */
+  tool?: 'ip' | 'bridge' | 'nft';
+  /** `-force`: go on past a failing line (deletes of what may be gone already); never fails the script. */
   force?: boolean;
+  /** A failure of this step does not fail the script: `failedSteps` lists its label instead (a word). */
+  label?: string;
+  /**
+   * With a label: runs in the background beside the parallel steps around it (up to
+   * PARALLEL_STEPS at once); the script waits for them before the next step that is not parallel
+   * and at its end. For waits that are not CPU: an nft commit that replaces anything makes its
+   * process wait ~10-20 ms for an RCU grace period on exit, and parallel ones share it.
+   */
+  parallel?: boolean;
   lines: string[];
+}
+
+export const PARALLEL_STEPS = 16;
+
+const FAILED_MARK = 'swarmd-step-failed';
+
+/** The labels of the labelled steps that failed in a script's output. */
+export function failedSteps(r: RunResult): Set<string> {
+  return new Set([...r.stdout.matchAll(new RegExp(`^${FAILED_MARK} (\\S+)$`, 'gm'))].map((m) => m[1]));
+}
+
+/** The `sh` script of `HostExec.script` (exported for tests). */
+export function scriptText(steps: readonly BatchStep[]): string {
+  const body: string[] = ['set -e'];
+  let background = 0;
+  for (const st of steps) {
+    if (!st.lines.length) continue;
+    const parallel = st.parallel === true && st.label !== undefined;
+    if (background && (!parallel || background === PARALLEL_STEPS)) {
+      body.push('wait');
+      background = 0;
+    }
+    const tool = st.tool === 'nft' ? `${NFT} -f /dev/stdin` : `${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
+    const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${tool}`;
+    const onFail = st.force ? ' || true' : st.label ? ` || echo ${FAILED_MARK} ${st.label}` : '';
+    body.push(`${cmd} <<'EOF'${onFail}${parallel ? ' &' : ''}\n${st.lines.join('\n')}\nEOF`);
+    if (parallel) background++;
+  }
+  if (background) body.push('wait');
+  return body.join('\n');
 }
 
 export class HostExec {
@@ -39,16 +81,12 @@ export class HostExec {
    * Batches, each in the host's netns or inside a task's (nsenter), run by one `sh`: one spawn
    * from this (large) process, whose fork blocks the event loop; sh's forks are cheap. Every word
    * in the lines is a name, address or keyword of ours (no quoting needed). A forced batch never
-   * fails the script.
+   * fails the script; a labelled one prints its label (see `failedSteps`) instead; parallel
+   * labelled ones run side by side. The script goes in on stdin (an argument is limited to
+   * 128 KiB: fifty VIP tables of a large service are more); every command in it has its own.
    */
   script(steps: readonly BatchStep[]): Promise<RunResult> {
-    const body = steps
-      .filter((st) => st.lines.length)
-      .map((st) => {
-        const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
-        return `${cmd} <<'EOF'${st.force ? ' || true' : ''}\n${st.lines.join('\n')}\nEOF`;
-      });
-    return this.run('sh', ['-c', ['set -e', ...body].join('\n')]);
+    return this.run('sh', ['-s'], { input: scriptText(steps) });
   }
 
   async linkExists(name: string): Promise<boolean> {

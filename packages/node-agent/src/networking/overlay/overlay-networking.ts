@@ -6,22 +6,25 @@
  * 4789, no learning, ARP proxy, local = this node's underlay address, MTU = underlay − 50), static
  * FDB + neighbour entries for every peer on another host (diffed on each pushed set), the
  * embedded resolver's sockets on the gateway, and the nft table (isolation, masquerade). Each
- * task gets a veth per network into its own netns (eth0, eth1, … in attachment order).
+ * task gets a veth per network into its own netns (eth0, eth1, … in attachment order), and there
+ * an nft table spreading its connections to services' VIPs over their ready endpoints
+ * (vip-rules.ts).
  *
  * The pushed NetworkStateSet enters by setState (in-memory swap: DNS answers change at once,
- * FDB/neighbour entries right after). Local attachments and programmed networks are kept in
- * DIR/networking/overlay.json so a restarted agent (or `swarmd cleanup`) knows what it made.
+ * FDB/neighbour entries and the tasks' VIP tables right after, in one spawn). Local attachments
+ * and programmed networks are kept in DIR/networking/overlay.json so a restarted agent (or
+ * `swarmd cleanup`) knows what it made.
  */
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NetworkState, NetworkStateSet, Task } from '@swarmd/proto';
-import { describeError, nullLogger, run, type Logger } from '@swarmd/common';
+import { describeError, nullLogger, run, type Logger, type RunResult } from '@swarmd/common';
 import type { TaskNetwork } from '../../executor/container-executor.js';
 import { PermanentError } from '../../executor/executor.js';
 import { writeFileAtomic } from '../../session/state-files.js';
 import { hostPorts, taskNetns } from '../bridge-network.js';
-import { HostExec } from '../host-exec.js';
+import { failedSteps, HostExec, type BatchStep } from '../host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from '../serial.js';
 import { buildDnsIndex } from './dns-records.js';
 import { INGRESS_TABLE, ingressRuleset, meshPorts } from './ingress-plan.js';
@@ -40,6 +43,7 @@ import {
   type RemotePeer,
 } from './model.js';
 import { networkCreateLines, networkDeleteLines, overlayRuleset, peerChanges, peersFromKernel, taskLinkLines, type TaskLink } from './plan.js';
+import { taskVipServices, vipRuleset, vipTransaction } from './vip-rules.js';
 
 export interface OverlayNetworkingOptions {
   nodeId: string;
@@ -51,7 +55,26 @@ export interface OverlayNetworkingOptions {
   underlayAddr?: string;
   /** The embedded resolver: upstreams, forward timeout, and its port (53; tests may choose). */
   dns?: DnsResolverOptions & { port?: number };
+  /** Called after each pushed set is programmed (peers and VIP tables), with how long it took. */
+  onProgrammed?: (p: Programming) => void;
   logger?: Logger;
+}
+
+/** One pushed set, programmed. */
+export interface Programming {
+  /** From setState to the kernel holding it (queueing behind earlier work included). */
+  ms: number;
+  /** Local tasks whose VIP table changed (and were loaded, or failed). */
+  vipTables: number;
+  /** Of those, the loads that failed (a task leaving meanwhile; retried at the next set). */
+  failed: number;
+}
+
+/** A local task's VIP table: its netns, its networks, and the ruleset in it (undefined: not known). */
+interface VipTable {
+  nsPath: string;
+  networks: string[];
+  loaded?: string;
 }
 
 interface Attachment {
@@ -92,6 +115,11 @@ export class OverlayNetworking {
   private loadedRules: string | undefined;
   private loadedMesh: string | undefined;
   private underlay: { addr?: string; mtu: number } | undefined;
+  /** Local tasks whose links are in place (attached, or found by start), by task id. */
+  private readonly vipTables = new Map<string, VipTable>();
+  /** Bumped by every setState: an attach that rendered its table from an older set catches up. */
+  private generation = 0;
+  private readonly history: Programming[] = [];
 
   constructor(private readonly o: OverlayNetworkingOptions) {
     this.exec = new HostExec(o.hostNetns);
@@ -105,15 +133,49 @@ export class OverlayNetworking {
     return overlayAttachments(t).length > 0;
   }
 
-  /** The latest pushed set: DNS answers swap at once; FDB/neighbour entries follow (resolved when written). */
+  /**
+   * The latest pushed set: DNS answers swap at once; FDB/neighbour entries and the local tasks'
+   * VIP tables follow, written by one spawn (resolved when written). Only tasks whose table text
+   * changed are touched, each with one atomic `nft -f`.
+   */
   setState(set: NetworkStateSet): Promise<void> {
+    const t0 = performance.now();
     this.set = set;
     this.states = new Map(set.networks.filter((s) => s.network?.id).map((s) => [s.network!.id, s]));
+    this.generation++;
     this.dns.setIndex(buildDnsIndex(set));
     return this.serial(async () => {
-      for (const id of this.peers.keys()) await this.syncPeers(id);
+      const peers = [];
+      for (const id of this.peers.keys()) {
+        const p = await this.peerSync(id);
+        if (p) peers.push(p);
+      }
+      const vip = this.vipSync();
+      const steps = [...peers.flatMap((p) => p.steps), ...vip.steps];
+      let failed = 0;
+      try {
+        const r = steps.length ? await this.exec.script(steps) : undefined;
+        for (const p of peers) p.done();
+        if (r) failed = vip.done(r);
+      } catch (err) {
+        failed = vip.steps.length;
+        this.log.warn('overlay peers and VIP tables not written', { networks: peers.map((p) => p.name), err: describeError(err) });
+      }
+      this.record({ ms: performance.now() - t0, vipTables: vip.steps.length, failed });
       await this.syncMesh();
     });
+  }
+
+  /** How long the last pushed sets (up to 1000) took to program, oldest first. */
+  programming(): readonly Programming[] {
+    return [...this.history];
+  }
+
+  private record(p: Programming): void {
+    this.history.push(p);
+    if (this.history.length > 1000) this.history.shift();
+    if (p.vipTables) this.log.debug('VIP tables programmed', { tasks: p.vipTables, failed: p.failed, ms: Math.round(p.ms) });
+    this.o.onProgrammed?.(p);
   }
 
   /**
@@ -167,6 +229,12 @@ export class OverlayNetworking {
       }
       await this.save(doc);
       await this.writeRules(doc);
+      // Tasks of a previous run: their tables are reloaded once (atomic replace), then diffed.
+      for (const [id, atts] of Object.entries(doc.tasks)) {
+        const { nsPath } = taskNetns(this.o.nodeId, id);
+        if (existsSync(nsPath) && !this.vipTables.has(id)) this.vipTables.set(id, { nsPath, networks: atts.map((a) => a.networkId) });
+      }
+      await this.programVip();
     });
   }
 
@@ -203,8 +271,17 @@ export class OverlayNetworking {
     // A netns of the task with no record here is a leftover of an earlier life (a crash before the
     // record was kept, a lost state dir): its links are unknown, so it is made anew.
     const stale = !before && existsSync(nsPath);
-    const netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(stale || !existsSync(nsPath) ? [`netns add ${netns}`] : [])];
-    await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }]));
+    const fresh = stale || !existsSync(nsPath);
+    const netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(fresh ? [`netns add ${netns}`] : [])];
+    // The VIP table goes in with the links (none in a new netns whose networks have no VIP service).
+    const generation = this.generation;
+    const networks = links.map((l) => l.network.id);
+    const rules = vipRuleset(taskVipServices(networks, this.states));
+    const vip: BatchStep[] = [{ nsPath, tool: 'nft', lines: vipTransaction(rules, { fresh }) }];
+    await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }, ...vip]));
+    this.vipTables.set(task.id, { nsPath, networks, loaded: rules });
+    // A set pushed meanwhile may have been programmed without this task: bring its table up to it.
+    if (this.generation !== generation) await this.serial(() => this.programVip());
     this.log.info('task attached to overlay networks', { task: task.id, networks: links.map((l) => `${l.network.name}:${l.ip}`) });
     return {
       netnsPath: nsPath,
@@ -218,6 +295,7 @@ export class OverlayNetworking {
     const doc = await this.load();
     const had = doc.tasks[taskId];
     if (!had) return false;
+    this.vipTables.delete(taskId);
     await this.exec.script([{ force: true, lines: had.map((a) => `link del ${a.veth}`) }]);
     await run('ip', ['netns', 'del', taskNetns(this.o.nodeId, taskId).netns], { okCodes: [0, 1] });
     await this.serial(async () => {
@@ -258,21 +336,69 @@ export class OverlayNetworking {
 
   /** Writes the FDB/neighbour changes of one programmed network toward the pushed set. Under the lock. */
   private async syncPeers(networkId: string): Promise<void> {
+    const p = await this.peerSync(networkId);
+    if (!p) return;
+    try {
+      await this.exec.script(p.steps);
+      p.done();
+    } catch (err) {
+      this.log.warn('overlay peers not written', { network: p.name, err: describeError(err) });
+    }
+  }
+
+  /** The FDB/neighbour changes of one programmed network toward the pushed set (none: undefined). */
+  private async peerSync(networkId: string): Promise<{ name: string; steps: BatchStep[]; done: () => void } | undefined> {
     const prev = this.peers.get(networkId);
     const state = this.states.get(networkId);
     const net = (await this.load()).networks[networkId];
-    if (!prev || !state || !net) return; // not in the set (any more): keep what is there
+    if (!prev || !state || !net) return undefined; // not in the set (any more): keep what is there
     const next = remotePeers(state, { nodeId: this.o.nodeId, ...(this.underlayAddr() ? { addr: this.underlayAddr() } : {}) });
     const { fdb, neigh } = peerChanges(net.vxlan, prev, next);
-    if (!fdb.length && !neigh.length) return;
-    try {
-      await this.exec.script([
+    if (!fdb.length && !neigh.length) return undefined;
+    return {
+      name: net.name,
+      steps: [
         { tool: 'bridge', force: true, lines: fdb },
         { force: true, lines: neigh },
-      ]);
-      this.peers.set(networkId, next);
+      ],
+      done: () => this.peers.set(networkId, next),
+    };
+  }
+
+  /**
+   * The `nft -f` transactions bringing local tasks' VIP tables to the pushed set: only tasks whose
+   * ruleset text changed. `done` (with the script's result) keeps what was loaded and returns how
+   * many failed (their table is loaded again at the next set).
+   */
+  private vipSync(): { steps: BatchStep[]; done: (r: RunResult) => number } {
+    const changed: { taskId: string; table: VipTable; rules: string }[] = [];
+    for (const [taskId, table] of this.vipTables) {
+      const rules = vipRuleset(taskVipServices(table.networks, this.states));
+      if (rules !== table.loaded) changed.push({ taskId, table, rules });
+    }
+    const label = (i: number) => `vip${i}`;
+    return {
+      steps: changed.map((c, i) => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
+      done: (r) => {
+        const failed = failedSteps(r);
+        changed.forEach((c, i) => {
+          if (!failed.has(label(i))) return void (c.table.loaded = c.rules);
+          c.table.loaded = undefined;
+          if (this.vipTables.get(c.taskId) === c.table) this.log.warn('VIP table not loaded', { task: c.taskId, err: r.stderr.trim().split('\n').slice(-3).join(' | ') });
+        });
+        return failed.size;
+      },
+    };
+  }
+
+  /** Brings every local task's VIP table to the current set (start, an attach overtaken by a set). Under the lock. */
+  private async programVip(): Promise<void> {
+    const vip = this.vipSync();
+    if (!vip.steps.length) return;
+    try {
+      vip.done(await this.exec.script(vip.steps));
     } catch (err) {
-      this.log.warn('overlay peers not written', { network: net.name, err: describeError(err) });
+      this.log.warn('VIP tables not written', { err: describeError(err) });
     }
   }
 
@@ -362,6 +488,7 @@ export class OverlayNetworking {
       this.loadedMesh = undefined;
       delete doc.mesh;
       this.peers.clear();
+      this.vipTables.clear();
       doc.networks = {};
       doc.tasks = {};
       await rm(this.file, { force: true });
