@@ -326,7 +326,7 @@ clusterTest('a task that turns unhealthy leaves the VIP endpoints within one hea
   const c = await withNetworks(t, NAME, '10.254.41');
   // Healthy while /tmp/ok exists: the test removes it in one replica.
   const sick = `: ${NAME}-web; touch /tmp/ok; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`;
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'front', '--health-cmd', 'test -f /tmp/ok', '--health-interval', '1s', '--health-retries', '1', '--restart-condition', 'none', c.image, '--', 'sh', '-c', sick);
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'front', '--health-cmd', 'test -f /tmp/ok', '--health-interval', '1s', '--health-retries', '1', c.image, '--', 'sh', '-c', sick);
   await c.ok('service', 'create', '--name', 'client', '--network', 'front', c.image, ...web(`${NAME}-client`));
   const [client] = await pidsOf(`${NAME}-client`);
   const [vip] = await lookup(client, 'web');
@@ -341,8 +341,9 @@ clusterTest('a task that turns unhealthy leaves the VIP endpoints within one hea
   const gone = Date.now();
   await c.until('the unhealthy task no longer answers through the VIP', async () => !(await hostsOf(20)).has(`hello from ${victimHost}`), 10);
   const took = Date.now() - gone;
-  t.log(`left the endpoints ${took} ms after its check started failing (interval 1 s)`);
+  t.log(`out of the VIP's answers ${took} ms after its health check's file was removed (interval 1 s)`);
+  // It stays out (its slot may get a new, healthy task: another hostname).
   const final = await hostsOf(40);
   t.false(final.has(`hello from ${victimHost}`));
-  t.is(final.size, 1);
+  t.true(final.size >= 1, 'the healthy replica still answers');
 });
