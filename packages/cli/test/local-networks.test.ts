@@ -4,6 +4,7 @@
 // addresses survive the leader's death; a killed host comes back with its networks; bad input
 // is refused and changes nothing. Containers are entered with nsenter (their own busybox).
 import { readdir, readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
@@ -346,4 +347,32 @@ clusterTest('a task that turns unhealthy leaves the VIP endpoints within one hea
   const final = await hostsOf(40);
   t.false(final.has(`hello from ${victimHost}`));
   t.true(final.size >= 1, 'the healthy replica still answers');
+});
+
+clusterTest('a stop-first rolling update of 4 replicas loses no request through the VIP from a task on another host (~60 req/s)', async (t) => {
+  const NAME = `ovy${process.pid % 10000}`;
+  const c = await withNetworks(t, NAME, '10.254.42');
+  // A task takes traffic once its health check passes (its server listens), as a readiness probe.
+  const ready = ['--health-cmd', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 8080 | grep -q hello", '--health-interval', '500ms', '--health-retries', '3'];
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, ...ready, c.image, ...slowWeb(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', `node.hostname==${NAME}-w2`, c.image, ...web(`${NAME}-client`));
+  const [client] = await pidsOf(`${NAME}-client`);
+  const [vip] = await lookup(client, 'web');
+  t.truthy(vip);
+  // 30 loops in the client container, each one request after the other (0.5 s per answer):
+  // about 60 requests/s, each outcome a line in /tmp/res.
+  const loops = `rm -f /tmp/stop /tmp/res; i=0; while [ $i -lt 30 ]; do (while [ ! -f /tmp/stop ]; do if printf 'GET /cgi-bin/slow HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${vip} 8080 | grep -q 'hello from'; then echo ok >> /tmp/res; else echo failed >> /tmp/res; fi; done) & i=$((i+1)); done; wait`;
+  const load = spawn('nsenter', ['-t', String(client), '-m', '-n', '--', '/bin/sh', '-c', loops], { stdio: 'ignore' });
+  const done = new Promise((resolve) => load.on('exit', resolve));
+  t.teardown(() => load.kill('SIGKILL'));
+  await sleep(2000);
+  await c.ok('service', 'update', '--env-add', 'V=2', '--timeout', '180s', 'web');
+  await inContainer(client, 'touch /tmp/stop');
+  await done;
+  const res = (await inContainer(client, 'cat /tmp/res')).out.split('\n').filter(Boolean);
+  const failed = res.filter((l) => l !== 'ok').length;
+  t.log(`through the VIP: ${res.length - failed} requests answered, ${failed} failed`);
+
+  t.true(res.length - failed >= 300, `the load ran (${res.length - failed} answered)`);
+  t.is(failed, 0);
 });

@@ -241,3 +241,17 @@ test('every node gets an ingress address, and a node with no task of the service
   t.deepEqual(st.networks[0].services.map((s) => [s.name, s.ports.map((p) => p.publishedPort)]), [['a', [9000]]]);
   t.is(st.networks[0].peers.filter((p) => p.taskId === '').length, 3, 'the three nodes\' own addresses');
 });
+
+test('a service update keeps its VIPs (no moment without them)', async (t) => {
+  const h = await withHarness(t);
+  const { networks, services } = apis(h.store);
+  await networks.createNetwork({ spec: netSpec('a') });
+  const svc = (await services.createService({ spec: withNetworks(mkSpec('web', { replicas: 1 }), 'a'), noResolveImage: true })).service;
+  await h.settle();
+  const before = h.store.view((tx) => tx.get('service', svc.id))!;
+  t.is(before.endpoint!.virtualIps.length, 1);
+  const spec = structuredClone(before.spec!);
+  spec.task!.container!.env = ['V=2'];
+  const updated = (await services.updateService({ serviceId: svc.id, serviceVersion: before.meta!.version, spec, rollback: false, noResolveImage: true })).service;
+  t.deepEqual(updated.endpoint!.virtualIps, before.endpoint!.virtualIps, 'the update itself kept them');
+});

@@ -221,7 +221,9 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       u.previousSpec = u.spec;
       u.spec = spec;
       u.specVersion = (u.specVersion || 1) + 1;
-      u.endpoint = spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: u.endpoint?.virtualIps ?? [] } : undefined;
+      // The VIPs stay: a spec change must not take a service off its networks' VIP tables, even for
+      // a moment (the allocator drops those of networks the service left).
+      u.endpoint = { spec: spec.endpoint ? structuredClone(spec.endpoint) : undefined, ports: structuredClone(spec.endpoint?.ports ?? []), virtualIps: u.endpoint?.virtualIps ?? [] };
       // A new rolling update when a running task no longer matches (a paused one resumes); none
       // for a change of replicas or labels alone. The updater takes it from here.
       u.updateStatus = needsUpdate(tx, u) ? { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] } : undefined;
