@@ -47,19 +47,29 @@ async function peerEcho(t: Teardown, nsPath: string, port: number): Promise<void
 
 /** `nc` from a netns to addr:port: what the server said (exit 1 with nothing said: refused or no answer). */
 const nc = async (nsPath: string, addr: string, port: number) =>
-  (await run('nsenter', [`--net=${nsPath}`, 'busybox', 'nc', '-w', '3', addr, String(port)], { okCodes: [0, 1], timeoutMs: 10_000, input: '' })).stdout.trim();
+  (await run('nsenter', [`--net=${nsPath}`, 'busybox', 'nc', '-w', '3', addr, String(port)], { okCodes: [0, 1], timeoutMs: 10_000 })).stdout.trim();
 
 const port = () => 20000 + Math.floor(Math.random() * 20000);
 
-rootTest('overlay host ports: a task on an overlay network publishing mode=host answers on the host addresses, and sees an outside client as itself', async (t) => {
+/**
+ * Two hosts, a network `front` (VNI `vni`, 10.`vni − 4000`.0.0/24) and on the first host a task
+ * web1 publishing a random host port P → 8080, with the peer-echo server on 8080.
+ */
+async function publishedWeb(t: Teardown, vni: number) {
   const { nodes } = await twoNodes(t);
   const [n1, n2] = nodes;
-  const front = overlayNet('front', 4141, '10.141.0.0/24');
-  await setAll(nodes, stateSet({ network: front, peers: [at(n1, 'web1', 'web', '10.141.0.2/24')] }));
+  const address = `10.${vni - 4000}.0.2/24`;
+  await setAll(nodes, stateSet({ network: overlayNet('front', vni, `10.${vni - 4000}.0.0/24`), peers: [at(n1, 'web1', 'web', address)] }));
   const P = port();
-  const net = await hostNetworking(t, n1).attach(publishing('web1', '10.141.0.2/24', 'front', P, 8080));
-  t.like(net.ports[0], { publishedPort: P, targetPort: 8080, publishMode: PortConfig_PublishMode.HOST, protocol: PortConfig_Protocol.TCP }, 'reported as the bridge path does (port_status)');
+  const host = hostNetworking(t, n1);
+  const net = await host.attach(publishing('web1', address, 'front', P, 8080));
   await peerEcho(t, net.netnsPath!, 8080);
+  return { n1, n2, host, net, P };
+}
+
+rootTest('overlay host ports: a task on an overlay network publishing mode=host answers on the host addresses, and sees an outside client as itself', async (t) => {
+  const { n1, n2, net, P } = await publishedWeb(t, 4141);
+  t.like(net.ports[0], { publishedPort: P, targetPort: 8080, publishMode: PortConfig_PublishMode.HOST, protocol: PortConfig_Protocol.TCP }, 'reported as the bridge path does (port_status)');
 
   t.is(await nc(n2.host.nsPath, n1.host.addr, P), n2.host.addr, "from another host: reaches the task with the client's own address (no SNAT)");
   t.is(await nc(n1.host.nsPath, n1.host.addr, P), n1.host.addr, "from the host itself, on its own address");
@@ -85,14 +95,7 @@ rootTest('overlay host ports: a second local task publishing the same host port 
 });
 
 rootTest('overlay host ports: after the task is detached its host port no longer answers and its DNAT rule is gone', async (t) => {
-  const { nodes } = await twoNodes(t);
-  const [n1, n2] = nodes;
-  const front = overlayNet('front', 4143, '10.143.0.0/24');
-  await setAll(nodes, stateSet({ network: front, peers: [at(n1, 'web1', 'web', '10.143.0.2/24')] }));
-  const P = port();
-  const host = hostNetworking(t, n1);
-  const net = await host.attach(publishing('web1', '10.143.0.2/24', 'front', P, 8080));
-  await peerEcho(t, net.netnsPath!, 8080);
+  const { n1, n2, host, P } = await publishedWeb(t, 4143);
   t.is(await nc(n2.host.nsPath, n1.host.addr, P), n2.host.addr, 'answers while attached');
 
   await host.detach('web1');
