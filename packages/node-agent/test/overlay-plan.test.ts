@@ -80,7 +80,7 @@ test('ip batches: the bridge and vxlan of a network, a task veth per network, th
   t.false(taskLinkLines('ns', [links[0]], 1450).inside.some((l) => l.startsWith('route')), 'internal only: no route out');
 });
 
-test('the nft table: traffic stays within a network, nothing enters from another, internal networks have no way out, the others are masqueraded', (t) => {
+test('the nft table: traffic stays within a network, nothing enters from another but connections the host DNATed, internal networks have no way out, the others are masqueraded', (t) => {
   if ('error' in netA || 'error' in netI) return t.fail();
   t.is(
     overlayRuleset('swarmd_overlay', [netI, netA]),
@@ -92,6 +92,7 @@ test('the nft table: traffic stays within a network, nothing enters from another
       '    iifname "swob16777215" drop',
       '    oifname "swob16777215" drop',
       '    iifname "swob4097" oifname "swob4097" accept',
+      '    oifname "swob4097" ct status dnat accept',
       '    oifname "swob4097" ct state established,related accept',
       '    oifname "swob4097" drop',
       '  }',

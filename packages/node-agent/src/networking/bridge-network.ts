@@ -3,7 +3,9 @@
  * per swarmd instance (named from the node id), a veth per container into a netns of its own,
  * host-local IPAM (ipam.ts), nftables masquerade for outbound traffic and DNAT for ports
  * published in mode=host. `--network host` joins the agent's netns; `--network none` gets a
- * netns with only lo.
+ * netns with only lo. It owns every host port of the node: the overlay layer's tasks publish
+ * theirs here too (claimPorts / publishPorts / releasePorts), so one table and one conflict check
+ * cover both.
  *
  * Host-side commands run in `hostNetns` (a path; `nsenter --net=`) when given, else in the
  * agent's own netns. The nft table is regenerated whole from the IPAM state on every change
@@ -174,10 +176,7 @@ export class BridgeNetworking implements TaskNetworking {
     }
     const ports = hostPorts(task);
     // Allocation is synchronous on the shared state (no await between check and claim).
-    for (const p of ports) {
-      const other = portConflict(state, task.id, p);
-      if (other) throw Object.assign(new Error(`port ${p.published}/${p.protocol} is already published by task ${other} on this node`), { code: 'FAILED_PRECONDITION' });
-    }
+    refuseConflicts(state, task.id, ports);
     const prev = state.tasks[task.id];
     const ip = prev?.ip ?? allocateIp(state);
     const fresh = !prev;
@@ -209,21 +208,67 @@ export class BridgeNetworking implements TaskNetworking {
     const { netns, veth } = this.names(taskId);
     const state = await this.allocations();
     const had = state.tasks[taskId];
-    if (had?.mode !== 'none') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
+    if (had?.mode !== 'none' && had?.mode !== 'overlay') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
     await run('ip', ['netns', 'del', netns], { okCodes: [0, 1] });
     if (!had || state.tasks[taskId] !== had) return;
     delete state.tasks[taskId];
-    if (had.mode === 'bridge') await this.serial(() => this.writeRules(state));
+    if (had.mode !== 'none') await this.serial(() => this.writeRules(state));
     await this.persist(state);
+  }
+
+  /**
+   * Claims the ports a task attached by another layer (overlay) publishes in mode=host, to be
+   * DNATed to `target.ip` on the bridge `target.dev`: refused (nothing changed) when another task
+   * of the node publishes one of them, else saved before any link is made. publishPorts loads them.
+   */
+  claimPorts(taskId: string, target: { ip: string; dev: string }, ports: PublishedPort[]): Promise<void> {
+    return this.perTask(taskId, async () => {
+      const state = await this.allocations();
+      refuseConflicts(state, taskId, ports);
+      state.tasks[taskId] = { mode: 'overlay', ip: target.ip, dev: target.dev, ports };
+      await this.persist(state);
+    });
+  }
+
+  /** Loads the DNAT of ports claimed by claimPorts (the target's bridge exists by now): the ports, as reported. */
+  publishPorts(taskId: string): Promise<PortConfig[]> {
+    return this.perTask(taskId, async () => {
+      const state = await this.allocations();
+      const a = state.tasks[taskId];
+      if (a?.mode !== 'overlay' || !a.dev) return [];
+      // Published ports reached through 127.0.0.1 of the host (as on the bridge).
+      await this.host('sysctl', ['-qw', `net.ipv4.conf.${a.dev}.route_localnet=1`]).catch(() => undefined);
+      await this.serial(() => this.writeRules(state));
+      this.log.info('host ports published for an overlay task', { task: taskId, ip: a.ip, ports: a.ports });
+      return a.ports.map(toPortConfig);
+    });
+  }
+
+  /** Releases the ports of a task claimed by claimPorts (its DNAT goes). */
+  releasePorts(taskId: string): Promise<void> {
+    return this.perTask(taskId, async () => {
+      const state = await this.allocations();
+      if (state.tasks[taskId]?.mode !== 'overlay') return;
+      delete state.tasks[taskId];
+      await this.serial(() => this.writeRules(state));
+      await this.persist(state);
+    });
   }
 
   /** The whole nft table for the current allocations. */
   rules(state: IpamState): string {
     const dnat: string[] = [];
+    const devs = new Set<string>();
     for (const a of Object.values<Allocation>(state.tasks)) {
-      if (a.mode !== 'bridge' || !a.ip) continue;
+      if (a.mode === 'none' || !a.ip) continue;
+      if (a.mode === 'overlay' && a.dev) devs.add(a.dev);
       for (const p of a.ports) dnat.push(`    ${p.protocol} dport ${p.published} dnat to ${a.ip}:${p.target}`);
     }
+    // The bridges published ports reach from the host's 127.0.0.1 (route_localnet): this one and
+    // the overlay bridges of tasks publishing ports. What comes in on them for 127/8 is dropped
+    // (route_localnet would let a task reach the host's loopback services), replies excepted.
+    const local = [this.bridge, ...[...devs].sort()].map((d) => `"${d}"`);
+    const localDevs = local.length === 1 ? local[0] : `{ ${local.join(', ')} }`;
     return [
       `table ip ${this.table} {`,
       `  chain published {`,
@@ -237,7 +282,10 @@ export class BridgeNetworking implements TaskNetworking {
       `  }`,
       `  chain postrouting { type nat hook postrouting priority srcnat; policy accept;`,
       `    ip saddr ${this.subnet} ip daddr != ${this.subnet} masquerade`,
-      `    ip saddr 127.0.0.0/8 oifname "${this.bridge}" masquerade`,
+      `    ip saddr 127.0.0.0/8 oifname ${localDevs} masquerade`,
+      `  }`,
+      `  chain input { type filter hook input priority filter; policy accept;`,
+      `    iifname ${localDevs} ip daddr 127.0.0.0/8 ct state new drop`,
       `  }`,
       `}`,
       '',
@@ -261,6 +309,14 @@ export class BridgeNetworking implements TaskNetworking {
       this.bridgeReady = undefined;
       this.loaded = undefined;
     });
+  }
+}
+
+/** Refuses ports another task of the node publishes (instead of shadowing its rule). */
+function refuseConflicts(state: IpamState, taskId: string, ports: readonly PublishedPort[]): void {
+  for (const p of ports) {
+    const other = portConflict(state, taskId, p);
+    if (other) throw Object.assign(new Error(`port ${p.published}/${p.protocol} is already published by task ${other} on this node`), { code: 'FAILED_PRECONDITION' });
   }
 }
 

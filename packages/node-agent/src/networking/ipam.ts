@@ -13,9 +13,12 @@ export interface PublishedPort {
 }
 
 export interface Allocation {
-  mode: 'bridge' | 'none';
-  /** Bridge mode: the container's address (no prefix). */
+  /** overlay: a task the overlay layer attaches, here only for the ports it publishes in mode=host. */
+  mode: 'bridge' | 'none' | 'overlay';
+  /** Bridge mode: the container's address (no prefix); overlay: the address its ports go to. */
   ip?: string;
+  /** Overlay: the bridge that address is on. */
+  dev?: string;
   ports: PublishedPort[];
 }
 

@@ -1,11 +1,14 @@
 /**
  * A host's task networking: tasks attached to overlay networks (an allocated address on one)
- * go to the overlay layer, every other task to the per-host bridge (bridge, host and none modes,
- * ports published in mode=host) exactly as before.
+ * go to the overlay layer, every other task to the per-host bridge (bridge, host and none modes).
+ * The bridge layer owns every port published in mode=host (one DNAT table, one conflict check):
+ * an overlay task's ports are claimed there before its links are made, DNATed to its overlay
+ * address once they are, and released when it is detached.
  */
 import type { Task } from '@swarmd/proto';
 import type { TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
-import type { BridgeNetworking } from './bridge-network.js';
+import { PermanentError } from '../executor/executor.js';
+import { hostPorts, type BridgeNetworking } from './bridge-network.js';
 import type { OverlayNetworking } from './overlay/overlay-networking.js';
 
 export class HostNetworking implements TaskNetworking {
@@ -15,13 +18,22 @@ export class HostNetworking implements TaskNetworking {
   ) {}
 
   attach(task: Task): Promise<TaskNetwork> {
-    if (this.overlay?.handles(task)) return this.overlay.attach(task);
+    if (this.overlay?.handles(task)) return this.attachOverlay(this.overlay, task);
     if (this.bridge) return this.bridge.attach(task);
     return Promise.resolve({ ports: [], addresses: [] });
   }
 
+  private async attachOverlay(overlay: OverlayNetworking, task: Task): Promise<TaskNetwork> {
+    const ports = hostPorts(task);
+    if (!ports.length) return overlay.attach(task);
+    if (!this.bridge) throw new PermanentError('ports published in mode=host need the host networking layer, disabled on this node');
+    await this.bridge.claimPorts(task.id, overlay.hostPortTarget(task), ports);
+    const net = await overlay.attach(task);
+    return { ...net, ports: await this.bridge.publishPorts(task.id) };
+  }
+
   async detach(taskId: string): Promise<void> {
-    if (await this.overlay?.detach(taskId)) return;
+    if (await this.overlay?.detach(taskId)) return this.bridge?.releasePorts(taskId);
     await this.bridge?.detach(taskId);
   }
 }

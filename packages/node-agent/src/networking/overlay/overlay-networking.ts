@@ -23,7 +23,7 @@ import { describeError, nullLogger, run, type Logger, type RunResult } from '@sw
 import type { TaskNetwork } from '../../executor/container-executor.js';
 import { PermanentError } from '../../executor/executor.js';
 import { writeFileAtomic } from '../../session/state-files.js';
-import { hostPorts, taskNetns } from '../bridge-network.js';
+import { taskNetns } from '../bridge-network.js';
 import { failedSteps, HostExec, type BatchStep } from '../host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from '../serial.js';
 import { buildDnsIndex } from './dns-records.js';
@@ -247,15 +247,29 @@ export class OverlayNetworking {
     return this.perTask(taskId, () => this.doDetach(taskId));
   }
 
-  private async doAttach(task: Task): Promise<TaskNetwork> {
-    if (hostPorts(task).length) throw new PermanentError('ports published in mode=host are not supported for tasks on overlay networks yet');
-    const links: TaskLink[] = overlayAttachments(task).map((a) => {
+  /** A task's links, in its order, from the pushed set (a network not in it yet: retried). */
+  private taskLinks(task: Task): TaskLink[] {
+    return overlayAttachments(task).map((a) => {
       const state = this.states.get(a.networkId);
       if (!state) throw new Error(`overlay network ${a.networkId} is not in the network state pushed to this node yet`);
       const net = overlayNetworkOf(state);
       if ('error' in net) throw new PermanentError(net.error);
       return { network: net, ip: parseCidr(a.address).ip, veth: vethName(task.id, net.id) };
     });
+  }
+
+  /**
+   * Where the ports a task publishes in mode=host go: its address on its first network that is
+   * not internal (the one its default route and so its replies use), and that network's bridge.
+   */
+  hostPortTarget(task: Task): { ip: string; dev: string } {
+    const l = this.taskLinks(task).find((x) => !x.network.internal);
+    if (!l) throw new PermanentError('ports published in mode=host need a network that is not internal (a task only on internal networks cannot answer)');
+    return { ip: l.ip, dev: l.network.bridge };
+  }
+
+  private async doAttach(task: Task): Promise<TaskNetwork> {
+    const links = this.taskLinks(task);
     const doc = await this.load();
     const before = doc.tasks[task.id];
     await this.serial(async () => {

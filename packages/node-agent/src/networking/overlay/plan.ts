@@ -105,7 +105,8 @@ export function taskLinkLines(netns: string, links: readonly TaskLink[], mtu: nu
 }
 
 /**
- * The overlay table: nothing enters an overlay network from elsewhere but replies (no traffic
+ * The overlay table: nothing enters an overlay network from elsewhere but replies and
+ * connections the host DNATed (published ports; no traffic
  * between two overlay networks, nor from the host's other bridges); an internal network has no
  * way out either; the others are masqueraded on the way out. Traffic within a network (bridged
  * between veths and the vxlan port, or routed back onto the same bridge) passes.
@@ -120,8 +121,9 @@ export function overlayRuleset(table: string, networks: readonly Pick<OverlayNet
     if (n.internal) {
       forward.push(`    iifname ${b} drop`, `    oifname ${b} drop`);
     } else {
-      // The routing mesh forwards published ports into the ingress network (ingress-plan.ts).
-      if (n.ingress) forward.push(`    oifname ${b} ct status dnat accept`);
+      // Connections DNATed in the host's netns: the routing mesh's into the ingress network
+      // (ingress-plan.ts), ports published in mode=host by a task (bridge-network.ts).
+      forward.push(`    oifname ${b} ct status dnat accept`);
       forward.push(`    oifname ${b} ct state established,related accept`, `    oifname ${b} drop`);
       nat.push(`    ip saddr ${n.subnet} oifname != ${b} masquerade`);
     }
