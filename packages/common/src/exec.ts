@@ -48,6 +48,9 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         }),
       );
     });
+    // A child that exits without reading all its input closes the pipe: that is its exit status's
+    // business, not an uncaught EPIPE in ours.
+    child.stdin.on('error', () => undefined);
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
