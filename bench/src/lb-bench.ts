@@ -3,7 +3,7 @@
  * to one task's address, from the same client in the same run; and how long a pushed set takes to
  * reach the kernel (every local task's VIP table).
  *
- * Two netns hosts on an underlay bridge, the overlay programmed by the agent's OverlayNetworking
+ * Two netns hosts (and a third, the mesh's client) on an underlay bridge, the overlay programmed by the agent's OverlayNetworking
  * from a hand-built NetworkStateSet. Host 1 runs three endpoint tasks (busybox httpd, which forks
  * a child per connection: one task or three, the servers have the same CPUs to use); host 2 the
  * client task, whose netns holds its VIP table. Per round, in rotating order, `ab` (Debian's
