@@ -31,6 +31,7 @@ import { INGRESS_TABLE, ingressRuleset, meshPorts } from './ingress-plan.js';
 import { DnsResolver, type DnsResolverOptions } from './dns-server.js';
 import {
   LINK_PREFIX,
+  macOf,
   OVERLAY_TABLE,
   overlayAttachments,
   overlayNetworkOf,
@@ -204,7 +205,12 @@ export class OverlayNetworking {
     await this.ensureNetwork(net, doc);
     if (doc.mesh?.addr !== addr || doc.mesh.networkId !== net.id) {
       if (doc.mesh) await this.exec.script([{ force: true, lines: [`addr del ${doc.mesh.addr}/32 dev ${net.bridge}`] }]);
-      await this.exec.script([{ lines: [`addr replace ${addr}/32 dev ${net.bridge}`] }]);
+      // Other hosts reach this address at the MAC derived from it (as every peer): the bridge
+      // takes frames to that MAC as its own.
+      await this.exec.script([
+        { lines: [`addr replace ${addr}/32 dev ${net.bridge}`] },
+        { tool: 'bridge', force: true, lines: [`fdb replace ${macOf(addr)} dev ${net.bridge} self local`] },
+      ]);
       doc.mesh = { networkId: net.id, addr };
       await this.save(doc);
       await this.writeRules(doc);
