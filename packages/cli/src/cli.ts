@@ -80,7 +80,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       clusterCommands(yy, env).demandCommand(1, 'cluster: give a subcommand (inspect, update, rotate-token, join-token, admin-cert)'),
     )
     .command('service', 'Manage services', (yy) =>
-      serviceCommands(yy, env).demandCommand(1, 'service: give a subcommand (create, update, scale, ls, inspect, ps, rm, logs)'),
+      serviceCommands(yy, env).demandCommand(1, 'service: give a subcommand (create, update, rollback, scale, ls, inspect, ps, rm, logs)'),
     )
     .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
     .command('network', 'Manage overlay networks', (yy) => networkCommands(yy, env).demandCommand(1, 'network: give a subcommand (create, ls, inspect, rm)'))

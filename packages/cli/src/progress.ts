@@ -21,6 +21,8 @@ export interface ConvergeResult {
   reasons: string[];
   /** The rolling update paused: the updater's message. */
   paused?: string;
+  /** It ended rolled back (the status message: why). */
+  rolledBack?: string;
 }
 
 const isProblem = (t: Task): boolean => {
@@ -92,8 +94,9 @@ export async function waitConverged(
       }
     }
     const st = svc.updateStatus;
-    if (st?.state === UpdateStatus_State.PAUSED) return finish({ converged: false, reasons: [st.message], paused: st.message });
-    if (st?.state === UpdateStatus_State.UPDATING) {
+    if (st?.state === UpdateStatus_State.PAUSED || st?.state === UpdateStatus_State.ROLLBACK_PAUSED) return finish({ converged: false, reasons: [st.message], paused: st.message });
+    const rollingBack = st?.state === UpdateStatus_State.ROLLBACK_STARTED;
+    if (st?.state === UpdateStatus_State.UPDATING || rollingBack) {
       // A global service's slots are its nodes: one may be between its old and new task.
       mostSlots = Math.max(mostSlots, slots.length);
       const want = svc.spec?.mode?.$case === 'global' ? mostSlots : c.desired;
@@ -101,9 +104,9 @@ export async function waitConverged(
       if (fresh !== updatedShown) {
         updatedShown = fresh;
         moved = true;
-        o.print(`update: ${fresh} of ${want} tasks updated`);
+        o.print(rollingBack ? `rollback: ${fresh} of ${want} tasks rolled back` : `update: ${fresh} of ${want} tasks updated`);
       }
-      const monitorMs = svc.spec?.update?.monitorMs ?? 5_000;
+      const monitorMs = (rollingBack ? svc.spec?.rollback?.monitorMs : svc.spec?.update?.monitorMs) ?? 5_000;
       if (!verifying && c.converged && fresh === want && monitorMs > 0) {
         verifying = true;
         o.print(`verify: Waiting ${durationText(monitorMs)} to verify that tasks are stable...`);
@@ -112,7 +115,7 @@ export async function waitConverged(
       return;
     }
     if (moved && updating) arm();
-    if (c.converged) finish({ converged: true, reasons: [] });
+    if (c.converged) finish({ converged: true, reasons: [], ...(st?.state === UpdateStatus_State.ROLLBACK_COMPLETED ? { rolledBack: st.message } : {}) });
   };
 
   const refresh = async () => {

@@ -61,6 +61,12 @@ export interface CommonFlags {
   'update-failure-action'?: string;
   'update-monitor'?: string;
   'update-max-failure-ratio'?: string;
+  'rollback-parallelism'?: number;
+  'rollback-delay'?: string;
+  'rollback-order'?: string;
+  'rollback-failure-action'?: string;
+  'rollback-monitor'?: string;
+  'rollback-max-failure-ratio'?: string;
 }
 
 export interface CreateFlags extends CommonFlags {
@@ -361,33 +367,44 @@ const FAILURE_ACTION: Record<string, UpdateConfig_FailureAction> = {
   continue: UpdateConfig_FailureAction.CONTINUE,
   rollback: UpdateConfig_FailureAction.ROLLBACK,
 };
-const UPDATE_FLAGS = ['update-parallelism', 'update-delay', 'update-order', 'update-failure-action', 'update-monitor', 'update-max-failure-ratio'] as const;
+type ConfigPrefix = 'update' | 'rollback';
+const configFlags = (k: ConfigPrefix) => [`${k}-parallelism`, `${k}-delay`, `${k}-order`, `${k}-failure-action`, `${k}-monitor`, `${k}-max-failure-ratio`] as const;
 
-/** The `--update-*` flags onto spec.update (Docker's defaults for what is not given and not set yet). */
+/**
+ * The `--update-*` flags onto spec.update and the `--rollback-*` ones onto spec.rollback (Docker's
+ * names; Docker's defaults for what is not given and not set yet).
+ */
 function applyUpdateConfig(spec: ServiceSpec, f: CommonFlags, bad: (m: string) => Error): void {
-  if (!UPDATE_FLAGS.some((k) => f[k] !== undefined)) return;
-  const u = (spec.update ??= { ...UPDATE_DEFAULTS });
-  const p = f['update-parallelism'];
+  for (const k of ['update', 'rollback'] as const) applyConfigFlags(spec, k, f as unknown as Record<string, string | number | undefined>, bad);
+}
+
+function applyConfigFlags(spec: ServiceSpec, k: ConfigPrefix, f: Record<string, string | number | undefined>, bad: (m: string) => Error): void {
+  if (!configFlags(k).some((x) => f[x] !== undefined)) return;
+  const u = (spec[k] ??= { ...UPDATE_DEFAULTS });
+  const p = f[`${k}-parallelism`];
   if (p !== undefined) {
-    if (!Number.isInteger(p) || p < 0) throw bad(`--update-parallelism ${p}: expected a whole number ≥ 0 (0 = all at once)`);
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0) throw bad(`--${k}-parallelism ${p}: expected a whole number ≥ 0 (0 = all at once)`);
     u.parallelism = p;
   }
-  u.delayMs = duration('update-delay', f['update-delay'], bad) ?? u.delayMs;
-  u.monitorMs = duration('update-monitor', f['update-monitor'], bad) ?? u.monitorMs;
-  const order = f['update-order'];
+  const str = (x: string | number | undefined): string | undefined => (x === undefined ? undefined : String(x));
+  u.delayMs = duration(`${k}-delay`, str(f[`${k}-delay`]), bad) ?? u.delayMs;
+  u.monitorMs = duration(`${k}-monitor`, str(f[`${k}-monitor`]), bad) ?? u.monitorMs;
+  const order = str(f[`${k}-order`]);
   if (order !== undefined) {
-    if (UPDATE_ORDER[order] === undefined) throw bad(`--update-order ${order}: expected stop-first or start-first`);
+    if (UPDATE_ORDER[order] === undefined) throw bad(`--${k}-order ${order}: expected stop-first or start-first`);
     u.order = UPDATE_ORDER[order];
   }
-  const action = f['update-failure-action'];
+  const action = str(f[`${k}-failure-action`]);
   if (action !== undefined) {
-    if (FAILURE_ACTION[action] === undefined) throw bad(`--update-failure-action ${action}: expected pause, continue or rollback`);
+    if (FAILURE_ACTION[action] === undefined || (k === 'rollback' && action === 'rollback')) {
+      throw bad(`--${k}-failure-action ${action}: expected pause, continue${k === 'update' ? ' or rollback' : ''}`);
+    }
     u.failureAction = FAILURE_ACTION[action];
   }
-  const ratio = f['update-max-failure-ratio'];
+  const ratio = str(f[`${k}-max-failure-ratio`]);
   if (ratio !== undefined) {
     const r = Number(ratio);
-    if (!/^\d*\.?\d+$/.test(String(ratio).trim()) || !(r >= 0 && r <= 1)) throw bad(`--update-max-failure-ratio ${ratio}: expected a number from 0 to 1 (e.g. 0.25)`);
+    if (!/^\d*\.?\d+$/.test(ratio.trim()) || !(r >= 0 && r <= 1)) throw bad(`--${k}-max-failure-ratio ${ratio}: expected a number from 0 to 1 (e.g. 0.25)`);
     u.maxFailureRatio = r;
   }
 }

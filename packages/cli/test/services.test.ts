@@ -342,3 +342,11 @@ test.serial('service logs takes a task id (or its prefix) in place of a service'
   t.regex(r.stdout, /^web\.1\.task\d+x+@h2\s+\| hi\n$/);
   t.like(fs.calls.find((x) => x.method === 'logs')!.request, { serviceIds: [], taskIds: [task0.id] });
 });
+
+test('--rollback-* flags set the rollback config; a rollback cannot itself fail over to a rollback', (t) => {
+  const spec = specOfCreateFlags({ 'rollback-parallelism': 2, 'rollback-monitor': '3s', 'rollback-order': 'start-first', 'rollback-failure-action': 'continue', 'rollback-max-failure-ratio': '0.5' }, 'web:1', []);
+  t.like(spec.rollback, { parallelism: 2, monitorMs: 3000, order: UpdateConfig_Order.START_FIRST, failureAction: UpdateConfig_FailureAction.CONTINUE, maxFailureRatio: 0.5 });
+  t.is(spec.update, undefined, 'the update config is left alone');
+  t.throws(() => specOfCreateFlags({ 'rollback-failure-action': 'rollback' }, 'web:1', []), { message: /--rollback-failure-action rollback: expected pause, continue$/ });
+  t.throws(() => specOfCreateFlags({ 'rollback-parallelism': -1 }, 'web:1', []), { message: /--rollback-parallelism -1/ });
+});

@@ -217,10 +217,52 @@ test('monitor: a new task that fails within monitor_ms pauses the update, naming
   const pc = plan(cont, all);
   t.is(pc.status, undefined);
   t.deepEqual(slotsOf(pc), [2]);
-  // rollback is not written yet: paused, saying so.
+  // rollback: the controller is asked to put the previous spec back, naming the task.
   const rb = structuredClone(u);
   rb.spec!.update!.failureAction = UpdateConfig_FailureAction.ROLLBACK;
-  t.regex(plan(rb, all).status!.message, /rollback is not supported yet, so the update was paused$/);
+  rb.previousSpec = structuredClone(s.spec);
+  const pr = plan(rb, all);
+  t.regex(pr.rollback?.message ?? '', new RegExp(`^update rolled back due to failure or early termination of task ${fresh.id}`));
+  t.deepEqual(pr.replace, []);
+  // ... and with no previous spec to go back to, it pauses.
+  rb.previousSpec = undefined;
+  t.is(plan(rb, all).status?.state, UpdateStatus_State.PAUSED);
+});
+
+/** `s` after `updated(s)` failed and was rolled back: the old spec again, with the rollback status. */
+function rolledBack(s: Service, u: Service, rollback: Partial<UpdateConfig> = {}): Service {
+  const r = structuredClone(u);
+  r.previousSpec = structuredClone(u.spec);
+  r.spec = structuredClone(s.spec);
+  r.spec!.rollback = { ...r.spec!.update!, ...rollback };
+  r.specVersion = u.specVersion + 1;
+  r.updateStatus = { state: UpdateStatus_State.ROLLBACK_STARTED, startedAt: T0, completedAt: 0, message: 'manually requested rollback', failedTaskIds: [] };
+  return r;
+}
+
+test('rollback: the tasks of the abandoned spec are replaced with the rollback config, then ROLLBACK_COMPLETED', (t) => {
+  const s = service({ replicas: 4 });
+  const u = updated(s);
+  const r = rolledBack(s, u, { parallelism: 2, monitorMs: 0 });
+  const newer = [1, 2, 3, 4].map((i) => task(u, i, { state: S.TASK_STATE_RUNNING, created: T0 }));
+  const p = plan(r, newer);
+  t.deepEqual(slotsOf(p), [1, 2], 'two at a time: the rollback parallelism, not the update one (1)');
+  t.is(p.status, undefined, 'the status stays ROLLBACK_STARTED');
+  const back = [1, 2, 3, 4].map((i) => task(r, i, { state: S.TASK_STATE_RUNNING, created: T0 }));
+  const done = plan(r, back, { now: T0 + 10_000 });
+  t.is(done.status?.state, UpdateStatus_State.ROLLBACK_COMPLETED);
+  t.is(done.status?.message, 'rollback completed (manually requested rollback)');
+});
+
+test('rollback: a failure past the rollback ratio pauses it (ROLLBACK_PAUSED), never rolls back again', (t) => {
+  const s = service({ replicas: 2 });
+  const u = updated(s);
+  const r = rolledBack(s, u, { failureAction: UpdateConfig_FailureAction.ROLLBACK, monitorMs: 5_000 });
+  const failed = task(r, 1, { state: S.TASK_STATE_FAILED, created: T0 });
+  const p = plan(r, [failed, task(u, 2, { state: S.TASK_STATE_RUNNING, created: T0 })], { now: T0 + 1000 });
+  t.is(p.rollback, undefined);
+  t.is(p.status?.state, UpdateStatus_State.ROLLBACK_PAUSED);
+  t.regex(p.status!.message, /^rollback paused due to failure or early termination of task/);
 });
 
 test('max_failure_ratio: failures are counted once, and pause only past the ratio', (t) => {

@@ -192,6 +192,29 @@ test('failure action continue: the update goes on past a failed task', async (t)
   await h.stop();
 });
 
+test('failure action rollback: a failed new task puts the previous spec back, rolled out until ROLLBACK_COMPLETED', async (t) => {
+  const h = harness();
+  await withService(h, { replicas: 2, update: { failureAction: UpdateConfig_FailureAction.ROLLBACK, monitorMs: 30_000 } });
+  await update(h, (s) => {
+    s.previousSpec = structuredClone(s.spec);
+    s.spec!.rollback = { ...SERVICE_DEFAULTS.rollback, monitorMs: 0 };
+    newImage(s);
+  });
+  await converge(h);
+  const fresh = h.live('s1').find((x) => image(x) === 'nginx:2')!;
+  await h.setTaskState(fresh.id, S.TASK_STATE_FAILED);
+  for (let i = 0; i < 4; i++) {
+    h.clock.advance(5_000); // restart delays, the rollback's slots
+    await converge(h);
+  }
+  const s = h.store.view((tx) => tx.get('service', 's1'))!;
+  t.is(s.spec!.task!.container!.image, 'nginx:1', 'the previous spec is back');
+  t.is(s.previousSpec!.task!.container!.image, 'nginx:2');
+  t.deepEqual(h.live('s1').map(image), ['nginx:1', 'nginx:1']);
+  t.is(status(h)?.state, UpdateStatus_State.ROLLBACK_COMPLETED);
+  await h.stop();
+});
+
 test('force_update replaces every task with the same spec otherwise', async (t) => {
   const h = harness();
   await withService(h, { replicas: 2, update: { parallelism: 0, monitorMs: 0 } });

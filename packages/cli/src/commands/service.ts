@@ -77,9 +77,15 @@ async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & 
   if (a.detach) return;
   const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
+  const rollingBack = s.updateStatus?.state === UpdateStatus_State.ROLLBACK_STARTED;
   const r = await waitConverged(sc, s, { print, timeoutMs: ms });
+  if (r.converged && r.rolledBack !== undefined && !rollingBack) {
+    // An update that failed and was rolled back (failure action rollback): the command failed.
+    print(`rollback: ${r.rolledBack}`);
+    throw new Error(`service ${serviceName(s)}: ${r.rolledBack.replace(/^rollback completed \((.*)\)$/, '$1')}; the previous spec runs again`);
+  }
   if (r.converged) {
-    print(updating ? 'verify: Service converged (update completed)' : 'verify: Service converged');
+    print(rollingBack ? 'verify: Service converged (rollback completed)' : updating ? 'verify: Service converged (update completed)' : 'verify: Service converged');
     return;
   }
   if (r.paused !== undefined)
@@ -136,9 +142,15 @@ const commonOptions = <T>(y: Argv<T>) =>
     .option('update-parallelism', { type: 'number', describe: 'Tasks replaced at once by a rolling update (0 = all at once; default 1)' })
     .option('update-delay', { type: 'string', describe: 'Wait between a replaced task running and the next replacement (e.g. 10s; default 0s)' })
     .option('update-order', { type: 'string', describe: 'stop-first (default: stop the old task, then start the new) | start-first' })
-    .option('update-failure-action', { type: 'string', describe: 'On a failed new task: pause (default) | continue | rollback (not written yet: pauses)' })
+    .option('update-failure-action', { type: 'string', describe: 'On a failed new task: pause (default) | continue | rollback (to the previous spec, with the rollback config)' })
     .option('update-monitor', { type: 'string', describe: 'How long after it starts a new task counts as failed if it stops (default 5s)' })
     .option('update-max-failure-ratio', { type: 'string', describe: 'Failed new tasks tolerated, as a fraction of the tasks (0 to 1; default 0)' })
+    .option('rollback-parallelism', { type: 'number', describe: 'Tasks replaced at once by a rollback (0 = all at once; default 1)' })
+    .option('rollback-delay', { type: 'string', describe: 'Wait between rolled back tasks (default 0s)' })
+    .option('rollback-order', { type: 'string', describe: 'stop-first (default) | start-first' })
+    .option('rollback-failure-action', { type: 'string', describe: 'On a failed task during a rollback: pause (default) | continue' })
+    .option('rollback-monitor', { type: 'string', describe: 'How long after it starts a rolled back task counts as failed if it stops (default 5s)' })
+    .option('rollback-max-failure-ratio', { type: 'string', describe: 'Failed tasks tolerated during a rollback (0 to 1; default 0)' })
     .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once instead of waiting for the service to converge (or the update to complete)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
     .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting for convergence after this long (a rolling update: this long without progress), and say why' })
@@ -220,6 +232,27 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
             return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
           });
           printWarnings(env, r.warnings);
+          out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
+          await converge(env, sc, r.service, a, ms);
+        });
+      }),
+    )
+    .command(
+      'rollback <service>',
+      'Go back to the previous spec of a service, with its rollback config (waits until done unless --detach)',
+      (yy) =>
+        yy
+          .positional('service', { type: 'string', demandOption: true })
+          .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once instead of waiting for the rollback to complete' })
+          .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting after this long without progress, and say why' }),
+      env.action(async (a: GlobalArgs & WaitArgs & { service: string }) => {
+        const ms = timeoutMs(a, 'service rollback');
+        await withServices(env, a, async (sc) => {
+          const r = await retryOnConflict(async () => {
+            const cur = await resolveService(sc, a.service);
+            return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, rollback: true });
+          });
           out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
           await converge(env, sc, r.service, a, ms);
         });

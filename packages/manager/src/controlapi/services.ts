@@ -226,7 +226,11 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       u.endpoint = { spec: spec.endpoint ? structuredClone(spec.endpoint) : undefined, ports: structuredClone(spec.endpoint?.ports ?? []), virtualIps: u.endpoint?.virtualIps ?? [] };
       // A new rolling update when a running task no longer matches (a paused one resumes); none
       // for a change of replicas or labels alone. The updater takes it from here.
-      u.updateStatus = needsUpdate(tx, u) ? { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] } : undefined;
+      u.updateStatus = !needsUpdate(tx, u)
+        ? undefined
+        : req.rollback
+          ? { state: UpdateStatus_State.ROLLBACK_STARTED, startedAt: now(), completedAt: 0, message: 'manually requested rollback', failedTaskIds: [] }
+          : { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] };
       tx.update('service', u);
     });
     log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec) });

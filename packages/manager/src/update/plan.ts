@@ -22,8 +22,9 @@
  * Failures: a task of the current spec_version that ends on its own (COMPLETE, FAILED,
  * REJECTED) before it ran, or within `monitor_ms` of starting to run, counts once (its id is
  * kept in update_status.failed_task_ids). When failures / live slots > max_failure_ratio,
- * failure_action pause (and rollback, not written yet) pauses the update naming the task;
- * continue carries on. The update is COMPLETED when no slot is dirty or in flight and every new
+ * failure_action pause pauses the update naming the task; continue carries on; rollback asks
+ * the controller to put the previous spec back (ROLLBACK_STARTED), which is then rolled out with
+ * the rollback config (a failure there pauses it: ROLLBACK_PAUSED) until ROLLBACK_COMPLETED. The update is COMPLETED when no slot is dirty or in flight and every new
  * task has run for `monitor_ms`.
  */
 import {
@@ -88,11 +89,24 @@ export interface UpdatePlan {
   status?: UpdateStatus;
   /** Plan again then (delay or monitor ends, stop-first timeout). */
   wakeAt?: number;
+  /** failure_action rollback tripped: put the previous spec back (the rollback config goes on from there). */
+  rollback?: { message: string };
 }
 
 /** The service's update config, Docker's defaults when it has none. */
 export function updateConfigOf(s: Readonly<Service>): Readonly<UpdateConfig> {
   return s.spec?.update ?? SERVICE_DEFAULTS.update;
+}
+
+/** The config a rollback runs with (Docker's `--rollback-*`; its defaults when not given). */
+export function rollbackConfigOf(s: Readonly<Service>): Readonly<UpdateConfig> {
+  return s.spec?.rollback ?? SERVICE_DEFAULTS.rollback;
+}
+
+/** Whether the service is being rolled back (or its rollback is paused). */
+export function isRollingBack(s: Readonly<Service>): boolean {
+  const st = s.updateStatus?.state;
+  return st === UpdateStatus_State.ROLLBACK_STARTED || st === UpdateStatus_State.ROLLBACK_PAUSED;
 }
 
 /** Ended on its own, not told to stop: a failure (or an early end) of a new task. */
@@ -110,10 +124,9 @@ function bestFirst(a: Readonly<Task>, b: Readonly<Task>): number {
 
 const stateName = (s: TaskState): string => ((TaskState[s] as string | undefined) ?? String(s)).replace(/^TASK_STATE_/, '').toLowerCase();
 
-function pausedMessage(t: Readonly<Task>, action: UpdateConfig_FailureAction): string {
+function failureText(t: Readonly<Task>): string {
   const why = t.status?.err || t.status?.message || stateName(observedState(t));
-  const m = `update paused due to failure or early termination of task ${t.id} (${t.annotations?.name || 'slot ' + t.slot}: ${stateName(observedState(t))}, ${why})`;
-  return action === UpdateConfig_FailureAction.ROLLBACK ? `${m}; failure action rollback is not supported yet, so the update was paused` : m;
+  return `failure or early termination of task ${t.id} (${t.annotations?.name || 'slot ' + t.slot}: ${stateName(observedState(t))}, ${why})`;
 }
 
 interface Slot {
@@ -137,11 +150,14 @@ export function planUpdate(inp: UpdateInput): UpdatePlan {
   const { service, nodes, now } = inp;
   const seen = inp.seen ?? (() => undefined);
   const out: UpdatePlan = { replace: [], shutdown: [], start: [] };
-  const cfg = updateConfigOf(service);
+  const rollingBack = isRollingBack(service);
+  const cfg = rollingBack ? rollbackConfigOf(service) : updateConfigOf(service);
   const monitor = Math.max(0, cfg.monitorMs);
   const delay = Math.max(0, cfg.delayMs);
   const version = service.specVersion;
   const state = service.updateStatus?.state ?? UpdateStatus_State.UNKNOWN;
+  /** In progress (an update or a rollback) and not paused. */
+  const active = state === UpdateStatus_State.UPDATING || state === UpdateStatus_State.ROLLBACK_STARTED;
   const global = service.spec?.mode?.$case === 'global';
   const constraints = tryParseConstraints(service.spec?.task?.placement?.constraints ?? []);
   const wake = (at: number): void => {
@@ -208,7 +224,7 @@ export function planUpdate(inp: UpdateInput): UpdatePlan {
     ? { ...service.updateStatus, failedTaskIds: [...service.updateStatus.failedTaskIds] }
     : { state: UpdateStatus_State.UNKNOWN, startedAt: now, completedAt: 0, message: '', failedTaskIds: [] };
 
-  if (state === UpdateStatus_State.UPDATING && cfg.failureAction !== UpdateConfig_FailureAction.CONTINUE) {
+  if (active && cfg.failureAction !== UpdateConfig_FailureAction.CONTINUE) {
     const counted = new Set(base.failedTaskIds);
     const failures = inp.tasks
       .filter((t) => {
@@ -220,25 +236,39 @@ export function planUpdate(inp: UpdateInput): UpdatePlan {
     if (failures.length > 0) {
       const failedTaskIds = [...base.failedTaskIds, ...failures.map((t) => t.id)];
       if (failedTaskIds.length / Math.max(1, live) > cfg.maxFailureRatio) {
-        out.status = { ...base, state: UpdateStatus_State.PAUSED, message: pausedMessage(failures[failures.length - 1], cfg.failureAction), failedTaskIds };
+        const why = failureText(failures[failures.length - 1]);
+        if (!rollingBack && cfg.failureAction === UpdateConfig_FailureAction.ROLLBACK && service.previousSpec) {
+          // The controller puts the previous spec back; the rollback config takes it from there.
+          out.rollback = { message: `update rolled back due to ${why}` };
+          return out;
+        }
+        out.status = {
+          ...base,
+          state: rollingBack ? UpdateStatus_State.ROLLBACK_PAUSED : UpdateStatus_State.PAUSED,
+          message: `${rollingBack ? 'rollback' : 'update'} paused due to ${why}`,
+          failedTaskIds,
+        };
         return out;
       }
       out.status = { ...base, failedTaskIds };
     }
   }
-  if (state === UpdateStatus_State.PAUSED) return out;
+  if (state === UpdateStatus_State.PAUSED || state === UpdateStatus_State.ROLLBACK_PAUSED) return out;
 
   if (candidates.length > 0) {
-    if (state !== UpdateStatus_State.UPDATING) out.status = { state: UpdateStatus_State.UPDATING, startedAt: now, completedAt: 0, message: 'update in progress', failedTaskIds: [] };
+    if (!active) out.status = { state: UpdateStatus_State.UPDATING, startedAt: now, completedAt: 0, message: 'update in progress', failedTaskIds: [] };
     const room = cfg.parallelism === 0 ? candidates.length : Math.max(0, cfg.parallelism - busy);
     const startFirst = cfg.order === UpdateConfig_Order.START_FIRST;
     for (const c of candidates.slice(0, room))
       out.replace.push({ slot: c.slot.slot, nodeId: c.slot.nodeId, old: [c.old], startFirst, startNow: startFirst || !mayBeRunningOnNode(c.old) });
     return out;
   }
-  if (state === UpdateStatus_State.UPDATING && busy === 0) {
-    if (now >= monitorUntil) out.status = { ...(out.status ?? base), state: UpdateStatus_State.COMPLETED, completedAt: now, message: 'update completed' };
-    else wake(monitorUntil);
+  if (active && busy === 0) {
+    if (now >= monitorUntil) {
+      out.status = rollingBack
+        ? { ...(out.status ?? base), state: UpdateStatus_State.ROLLBACK_COMPLETED, completedAt: now, message: `rollback completed (${base.message || 'manually requested rollback'})` }
+        : { ...(out.status ?? base), state: UpdateStatus_State.COMPLETED, completedAt: now, message: 'update completed' };
+    } else wake(monitorUntil);
   }
   return out;
 }

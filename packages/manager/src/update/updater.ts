@@ -115,7 +115,7 @@ export class Updater extends ServiceLoop<Work> {
       const cap = capPlan(plan, budget);
       budget -= cap.used;
       if (cap.trimmed) deferred.push(id);
-      if (plan.status || plan.replace.length + plan.shutdown.length + plan.start.length > 0) out.push({ service, plan });
+      if (plan.status || plan.rollback || plan.replace.length + plan.shutdown.length + plan.start.length > 0) out.push({ service, plan });
     }
     return { work: out, deferred };
   }
@@ -128,6 +128,18 @@ export class Updater extends ServiceLoop<Work> {
           if (!cur || cur.specVersion !== service.specVersion) throw conflict(`service ${service.id}`);
           return cur;
         };
+        const rollback = plan.rollback;
+        if (rollback) {
+          await attempt((tx) => {
+            const s = cloneObject('service', sameSpec(tx));
+            if (!s.previousSpec) return;
+            [s.spec, s.previousSpec] = [s.previousSpec, s.spec];
+            s.specVersion = (s.specVersion || 1) + 1;
+            s.updateStatus = { state: UpdateStatus_State.ROLLBACK_STARTED, startedAt: now, completedAt: 0, message: rollback.message, failedTaskIds: [] };
+            tx.update('service', s);
+          });
+          continue;
+        }
         const status = plan.status;
         if (status)
           await attempt((tx) => {
@@ -171,9 +183,10 @@ export class Updater extends ServiceLoop<Work> {
     const st = plan.status;
     if (st && st.state !== service.updateStatus?.state) {
       const fields = { serviceId: service.id, name, specVersion: service.specVersion, status: st.message };
-      if (st.state === UpdateStatus_State.PAUSED) this.log.warn('update paused', fields);
-      else this.log.info(st.state === UpdateStatus_State.COMPLETED ? 'update completed' : 'update started', fields);
+      if (st.state === UpdateStatus_State.PAUSED || st.state === UpdateStatus_State.ROLLBACK_PAUSED) this.log.warn(st.state === UpdateStatus_State.PAUSED ? 'update paused' : 'rollback paused', fields);
+      else this.log.info(UpdateStatus_State[st.state].toLowerCase().replace(/_/g, ' '), fields);
     }
+    if (plan.rollback) this.log.warn('update rolled back', { serviceId: service.id, name, why: plan.rollback.message });
     if (plan.replace.length) this.log.debug('replacing tasks', { serviceId: service.id, name, slots: plan.replace.map((r) => r.slot || r.nodeId) });
   }
 }
