@@ -32,6 +32,7 @@ import {
   type SessionRequest,
   Task,
   NetworkStateSet,
+  type NetworkState,
   TaskState,
   type TaskStatus,
   TaskStatus as TaskStatusCodec,
@@ -40,7 +41,7 @@ import {
   type WeightedPeer,
   type Cluster,
 } from '@swarmd/proto';
-import type { Tx } from '../store/memory-store.js';
+import type { ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
 import { onKind, onCommit } from '../store/events.js';
 import { newId } from '../ids.js';
@@ -50,7 +51,7 @@ import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
-import { networkStateFor } from './network-state.js';
+import { networkStateFor, networkStates } from './network-state.js';
 import { publishLogs } from './publish-logs.js';
 import type { LogBroker } from '../logs/log-broker.js';
 
@@ -157,6 +158,12 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const store = deps.store;
   const clock = clockOf(deps);
   const log = loggerOf(deps, 'manager/dispatcher');
+  /** Every network's state, computed once per store version and shared by all nodes' streams. */
+  let shared: { version: number; states: Map<string, NetworkState> } | undefined;
+  const networkStatesAt = (tx: ReadTx): Map<string, NetworkState> => {
+    if (shared?.version !== tx.version()) shared = { version: tx.version(), states: networkStates(tx) };
+    return shared.states;
+  };
   const grace = deps.heartbeatGrace ?? DEFAULT_HEARTBEAT_GRACE;
   const verify = verifyOptionsOf(store, clock);
   const sessions = new Map<string, SessionState>();
@@ -389,7 +396,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const nodeId = id.nodeId;
     const assigned = (t: Readonly<Task>): boolean => isAssignedTask(t, nodeId);
     const w = store.viewAndWatch(
-      (tx) => ({ tasks: tx.find('task', { nodeId }).filter(assigned), version: tx.version(), networks: networkStateFor(tx, nodeId, assigned) }),
+      (tx) => ({ tasks: tx.find('task', { nodeId }).filter(assigned), version: tx.version(), networks: networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)) }),
       onKind('task'),
       onKind('network'),
       onKind('service'),
@@ -429,7 +436,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           let networkState: NetworkStateSet | undefined;
           if (networksTouched) {
             networksTouched = false;
-            const now = store.view((tx) => networkStateFor(tx, nodeId, assigned));
+            const now = store.view((tx) => networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)));
             const bytes = NetworkStateSet.encode(now).finish();
             if (!Buffer.from(bytes).equals(Buffer.from(sentNetworks))) {
               networkState = now;

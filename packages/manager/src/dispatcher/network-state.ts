@@ -9,7 +9,7 @@ import {
   EndpointSpec_ResolutionMode,
   HealthState,
   NetworkPeer,
-  type NetworkService,
+  type NetworkState,
   type NetworkStateSet,
   type Node,
   type Service,
@@ -37,36 +37,25 @@ export function peerTaskName(t: Readonly<Task>, serviceName: string): string {
   return `${serviceName}.${t.slot > 0 ? t.slot : t.nodeId}.${t.id}`;
 }
 
-export function networkStateFor(tx: ReadTx, nodeId: string, isAssigned: (t: Readonly<Task>) => boolean): NetworkStateSet {
-  const wanted = new Set<string>();
-  for (const t of tx.find('task', { nodeId })) if (isAssigned(t)) for (const a of t.networks) wanted.add(a.networkId);
-  // The routing mesh: every node takes part while a service publishes a port through it.
-  const ingress = tx.find('network').find((n) => n.spec?.ingress);
-  const self = tx.get('node', nodeId);
-  const selfIngress = ingress && self?.attachments.find((a) => a.networkId === ingress.id)?.addresses[0];
-  if (ingress && selfIngress && tx.find('service').some((s) => s.spec?.task?.networks.some((n) => n.target === ingress.id))) wanted.add(ingress.id);
-  if (wanted.size === 0) return { networks: [] };
-  const nodes = new Map<string, Readonly<Node>>();
-  const services = new Map<string, Readonly<Service>>();
-  const serviceOf = (id: string): Readonly<Service> | undefined => {
-    if (!services.has(id)) {
-      const s = tx.get('service', id);
-      if (s) services.set(id, s);
-    }
-    return services.get(id);
-  };
-  const peers = new Map<string, NetworkPeer[]>([...wanted].map((id) => [id, []]));
+/**
+ * Every network's state as the store holds it (peers, with the nodes' own addresses on ingress,
+ * and services), in one pass over the tasks. The same for every node: the dispatcher computes it
+ * once per store version and each node's stream picks its networks from it (networkStateFor).
+ */
+export function networkStates(tx: ReadTx): Map<string, NetworkState> {
+  const out = new Map<string, NetworkState>();
+  const networks = tx.find('network');
+  for (const network of networks) out.set(network.id, { network: cloneObject('network', network), peers: [], services: [], nodeAddress: '' });
+  if (out.size === 0) return out;
+  const nodes = new Map<string, Readonly<Node>>(tx.find('node').map((n) => [n.id, n]));
+  const services = new Map<string, Readonly<Service>>(tx.find('service').map((sv) => [sv.id, sv]));
   for (const t of tx.find('task')) {
     if (t.networks.length === 0 || !isLivePeer(t)) continue;
+    const serviceName = services.get(t.serviceId)?.spec?.annotations?.name ?? t.serviceAnnotations?.name ?? t.serviceId;
     for (const a of t.networks) {
-      const list = peers.get(a.networkId);
-      if (!list || a.addresses.length === 0) continue;
-      if (!nodes.has(t.nodeId)) {
-        const n = tx.get('node', t.nodeId);
-        if (n) nodes.set(n.id, n);
-      }
-      const serviceName = serviceOf(t.serviceId)?.spec?.annotations?.name ?? t.serviceAnnotations?.name ?? t.serviceId;
-      list.push({
+      const state = out.get(a.networkId);
+      if (!state || a.addresses.length === 0) continue;
+      state.peers.push({
         taskId: t.id,
         taskName: peerTaskName(t, serviceName),
         hostname: t.spec?.container?.hostname ?? '',
@@ -80,40 +69,57 @@ export function networkStateFor(tx: ReadTx, nodeId: string, isAssigned: (t: Read
       });
     }
   }
-  const out: NetworkStateSet = { networks: [] };
-  for (const id of [...wanted].sort()) {
-    const network = tx.get('network', id);
-    if (!network) continue;
-    const svcs: NetworkService[] = [];
-    for (const s of tx.find('service')) {
-      const att = s.spec?.task?.networks.find((n) => n.target === id);
-      if (!att) continue;
-      const mode = s.spec?.endpoint?.mode ?? EndpointSpec_ResolutionMode.VIP;
-      svcs.push({
-        serviceId: s.id,
-        name: s.spec?.annotations?.name ?? s.id,
+  for (const sv of services.values()) {
+    for (const att of sv.spec?.task?.networks ?? []) {
+      const state = out.get(att.target);
+      if (!state) continue;
+      const mode = sv.spec?.endpoint?.mode ?? EndpointSpec_ResolutionMode.VIP;
+      state.services.push({
+        serviceId: sv.id,
+        name: sv.spec?.annotations?.name ?? sv.id,
         mode,
-        vip: mode === EndpointSpec_ResolutionMode.VIP ? (s.endpoint?.virtualIps.find((v) => v.networkId === id)?.addr ?? '') : '',
-        ports: structuredClone(s.endpoint?.ports ?? s.spec?.endpoint?.ports ?? []),
+        vip: mode === EndpointSpec_ResolutionMode.VIP ? (sv.endpoint?.virtualIps.find((v) => v.networkId === att.target)?.addr ?? '') : '',
+        ports: structuredClone(sv.endpoint?.ports ?? sv.spec?.endpoint?.ports ?? []),
         aliases: [...att.aliases],
       });
     }
-    const list = peers.get(id)!;
+  }
+  for (const network of networks) {
+    const state = out.get(network.id)!;
     if (network.spec?.ingress) {
       // Every node's own address (the mesh's source address for what it forwards): remote
       // hosts need them in their FDB so that replies find their way back.
-      for (const n of tx.find('node')) {
-        const addr = n.attachments.find((a) => a.networkId === id)?.addresses[0];
-        if (addr) list.push(NetworkPeer.fromPartial({ address: addr, nodeId: n.id, nodeAddr: n.status?.addr ?? '' }));
+      for (const n of nodes.values()) {
+        const addr = n.attachments.find((a) => a.networkId === network.id)?.addresses[0];
+        if (addr) state.peers.push(NetworkPeer.fromPartial({ address: addr, nodeId: n.id, nodeAddr: n.status?.addr ?? '' }));
       }
     }
-    list.sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : a.address < b.address ? -1 : 1));
-    out.networks.push({
-      network: cloneObject('network', network),
-      peers: list,
-      services: svcs.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)),
-      nodeAddress: network.spec?.ingress ? (selfIngress ?? '') : '',
-    });
+    state.peers.sort((a, b) => (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : a.address < b.address ? -1 : 1));
+    state.services.sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1));
+  }
+  return out;
+}
+
+/**
+ * The networks one node needs, from `states` (networkStates of the same read): those its tasks
+ * join, and the ingress network while a service publishes a port through it (with this node's
+ * own address on it).
+ */
+export function networkStateFor(
+  tx: ReadTx,
+  nodeId: string,
+  isAssigned: (t: Readonly<Task>) => boolean,
+  states: ReadonlyMap<string, NetworkState> = networkStates(tx),
+): NetworkStateSet {
+  const wanted = new Set<string>();
+  for (const t of tx.find('task', { nodeId })) if (isAssigned(t)) for (const a of t.networks) wanted.add(a.networkId);
+  const ingress = [...states.values()].find((st) => st.network?.spec?.ingress);
+  const selfIngress = ingress && tx.get('node', nodeId)?.attachments.find((a) => a.networkId === ingress.network!.id)?.addresses[0];
+  if (ingress && selfIngress && ingress.services.length > 0) wanted.add(ingress.network!.id);
+  const out: NetworkStateSet = { networks: [] };
+  for (const id of [...wanted].sort()) {
+    const state = states.get(id);
+    if (state) out.networks.push(state === ingress ? { ...state, nodeAddress: selfIngress ?? '' } : state);
   }
   return out;
 }
