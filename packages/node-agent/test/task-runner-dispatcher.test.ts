@@ -108,7 +108,9 @@ requires('root', 'runc', 'conmon', 'registry', 'busybox')('agent + worker ⇄ re
 
   // Unassigned → the container goes.
   await store.update((tx) => tx.delete('task', 't1'));
-  await until('the removal', () => agent.worker.tasks().length === 0);
+  // The worker's set empties before it persists the set and emits it; the supervisor's own list
+  // empties only once it has taken the removal in hand, so idle() below covers it.
+  await until('the removal', () => agent.worker.tasks().length === 0 && worker.supervisor.taskIds().length === 0);
   await worker.supervisor.idle();
   t.deepEqual(await worker.containers.list(), []);
 });
