@@ -4,7 +4,7 @@
  * specs/, the neutral kits (controller-kit/, rpc-kit/, logs/, ca/...), never another of these.
  * Wiring them together is the composition root's job (src/manager/).
  */
-export const CONTROLLER_FOLDERS = ['orchestrator', 'scheduler', 'update', 'allocator', 'controlapi', 'dispatcher', 'caserver', 'membership'];
+export const CONTROLLER_FOLDERS = ['orchestrator', 'scheduler', 'update', 'rollout', 'allocator', 'controlapi', 'dispatcher', 'caserver', 'membership'];
 export const managerBoundaries = CONTROLLER_FOLDERS.map((folder) => ({
   files: [`packages/manager/src/${folder}/**/*.ts`],
   rules: {

@@ -77,10 +77,11 @@ const peer = (m: Member): NetworkPeer => ({
   nodeAddr: m.host.addr,
   ready: m.ready ?? true,
   aliases: [],
+  canary: false,
 });
 
 function stateOf(members: Member[]): NetworkStateSet {
-  const svc = (name: string, vip: string) => ({ serviceId: `svc-${name}`, name, mode: EndpointSpec_ResolutionMode.VIP, vip: `${vip}/24`, ports: [], aliases: [] });
+  const svc = (name: string, vip: string) => ({ serviceId: `svc-${name}`, name, mode: EndpointSpec_ResolutionMode.VIP, vip: `${vip}/24`, ports: [], aliases: [], canaryWeight: 0 });
   return {
     networks: [
       {
@@ -102,7 +103,7 @@ const withOne = (s: NetworkStateSet): NetworkStateSet => {
       {
         ...n,
         peers: [...n.peers, { ...w1, taskId: 'w1-one', taskName: 'one.1.w1-one', serviceId: 'svc-one', serviceName: 'one', address: w1.address }],
-        services: [...n.services, { serviceId: 'svc-one', name: 'one', mode: EndpointSpec_ResolutionMode.VIP, vip: `${VIP1}/24`, ports: [], aliases: [] }],
+        services: [...n.services, { serviceId: 'svc-one', name: 'one', mode: EndpointSpec_ResolutionMode.VIP, vip: `${VIP1}/24`, ports: [], aliases: [], canaryWeight: 0 }],
       },
     ],
   };
@@ -125,6 +126,7 @@ function ingressState(nodes: Member[], m1: Member, self: string): NetworkState {
         vip: `${INGRESS}.4/24`,
         ports: [{ name: '', protocol: PortConfig_Protocol.TCP, targetPort: 80, publishedPort: PUBLISHED, publishMode: PortConfig_PublishMode.INGRESS }],
         aliases: [],
+        canaryWeight: 0,
       },
     ],
     nodeAddress: `${nodes.find((n) => n.nodeId === self)!.ip}/24`,

@@ -29,8 +29,8 @@ function stateOf(nodes: { nodeId: string; addr: string; taskId: string; ip: stri
     networks: [
       {
         network: benchNetwork('bench', 4242, SUBNET),
-        peers: nodes.map((n) => ({ taskId: n.taskId, taskName: `bench.1.${n.taskId}`, hostname: '', serviceId: 'svc', serviceName: 'bench', address: `${n.ip}/24`, nodeId: n.nodeId, nodeAddr: n.addr, ready: true, aliases: [] })),
-        services: [{ serviceId: 'svc', name: 'bench', mode: EndpointSpec_ResolutionMode.DNSRR, vip: '', ports: [], aliases: [] }],
+        peers: nodes.map((n) => ({ taskId: n.taskId, taskName: `bench.1.${n.taskId}`, hostname: '', serviceId: 'svc', serviceName: 'bench', address: `${n.ip}/24`, nodeId: n.nodeId, nodeAddr: n.addr, ready: true, aliases: [], canary: false })),
+        services: [{ serviceId: 'svc', name: 'bench', mode: EndpointSpec_ResolutionMode.DNSRR, vip: '', ports: [], aliases: [], canaryWeight: 0 }],
         nodeAddress: '',
       },
     ],

@@ -16,5 +16,6 @@ export * from './specs/index.js';
 export * from './scheduler/index.js';
 export * from './orchestrator/index.js';
 export * from './update/index.js';
+export * from './rollout/index.js';
 export * from './ipam/index.js';
 export * from './allocator/index.js';

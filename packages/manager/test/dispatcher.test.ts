@@ -173,7 +173,7 @@ function task(id: string, nodeId: string, state: TaskState, desired = TaskState.
     nodeId,
     serviceId: 's1',
     desiredState: desired,
-    status: { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+    status: { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
   });
 }
 
@@ -213,7 +213,7 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
 
   // The agent reports both tasks in two calls; they are written together, and a stale
   // status (t1 back to ACCEPTED after RUNNING) is ignored.
-  const st = (state: TaskState) => ({ timestamp: h.clock.now(), state, message: 'm', err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
+  const st = (state: TaskState) => ({ timestamp: h.clock.now(), state, message: 'm', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined });
   const before = h.store.version();
   const update = (updates: { taskId: string; status: ReturnType<typeof st> }[]) => unary((cb) => client.updateTaskStatus({ sessionId, updates }, cb));
   const calls = Promise.all([

@@ -61,7 +61,7 @@ function build(i: Input) {
       slot: x.slot,
       nodeId: x.node < 0 ? '' : `n${x.node}`,
       desiredState: x.runnable ? TaskState.TASK_STATE_RUNNING : TaskState.TASK_STATE_SHUTDOWN,
-      status: { state: x.observed, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+      status: { state: x.observed, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
       meta: { version: 1, createdAt: x.created, updatedAt: Math.max(x.created, x.updated) },
     }),
   );
@@ -135,7 +135,7 @@ test('property: global reconcile leaves exactly one runnable task on each eligib
             slot: 0,
             nodeId: `n${x.node}`,
             desiredState: x.runnable ? TaskState.TASK_STATE_RUNNING : TaskState.TASK_STATE_SHUTDOWN,
-            status: { state: x.observed, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+            status: { state: x.observed, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
             meta: { version: 1, createdAt: x.created, updatedAt: x.updated },
           }),
         );
@@ -169,7 +169,7 @@ test('restart decisions (table)', (t) => {
       id: o.id ?? 'x',
       slot: 1,
       desiredState: o.desired ?? TaskState.TASK_STATE_RUNNING,
-      status: { state: o.state, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+      status: { state: o.state, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
       meta: { version: 1, createdAt: 0, updatedAt: o.updated ?? 100 },
     });
   const failed = task({ state: TaskState.TASK_STATE_FAILED, updated: 100 });
@@ -199,7 +199,7 @@ test('tasksToReap keeps the newest and never a running task', (t) => {
       id,
       slot: 1,
       desiredState: desired,
-      status: { state, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+      status: { state, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
       meta: { version: 1, createdAt: created, updatedAt: created },
     });
   const S = TaskState.TASK_STATE_SHUTDOWN;
@@ -226,7 +226,7 @@ test('property: a scale-down takes from the fullest nodes (every node it touches
           slot: i + 1,
           nodeId: `n${n}`,
           desiredState: TaskState.TASK_STATE_RUNNING,
-          status: { state: TaskState.TASK_STATE_RUNNING, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+          status: { state: TaskState.TASK_STATE_RUNNING, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
           meta: { version: 1, createdAt: i, updatedAt: i },
         }),
       );
@@ -253,7 +253,7 @@ test('reconcileService scales 100,000 replicas down to 0 quickly (no quadratic p
       nodeId: `n${i % 1000}`,
       serviceId: 's',
       desiredState: TaskState.TASK_STATE_RUNNING,
-      status: { state: TaskState.TASK_STATE_RUNNING, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+      status: { state: TaskState.TASK_STATE_RUNNING, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
       meta: { version: 1, createdAt: i, updatedAt: i },
     }),
   );

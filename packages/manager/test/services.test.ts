@@ -79,7 +79,7 @@ const list = (c: ControlClient, f: Partial<{ names: string[]; idPrefixes: string
   unary<{ services: Service[] }>((cb) => c.listServices({ filters: { names: [], idPrefixes: [], labels: {}, namePrefixes: [], ...f } }, cb)).then((r) => r.services);
 const update = (c: ControlClient, serviceId: string, serviceVersion: number, s: ServiceSpec | undefined, o: { rollback?: boolean; noResolveImage?: boolean } = {}) =>
   unary<{ service: Service | undefined; warnings: string[] }>((cb) =>
-    c.updateService({ serviceId, serviceVersion, spec: s, rollback: o.rollback ?? false, noResolveImage: o.noResolveImage ?? false }, cb),
+    c.updateService({ serviceId, serviceVersion, spec: s, rollback: o.rollback ?? false, noResolveImage: o.noResolveImage ?? false, canary: undefined, force: false }, cb),
   );
 const listTasks = (c: ControlClient, f: Partial<{ serviceIds: string[]; nodeIds: string[]; desiredStates: TaskState[]; idPrefixes: string[]; names: string[] }> = {}) =>
   unary<{ tasks: Task[] }>((cb) => c.listTasks({ filters: { serviceIds: [], nodeIds: [], desiredStates: [], idPrefixes: [], names: [], ...f } }, cb)).then((r) => r.tasks);

@@ -19,8 +19,8 @@ const state = NetworkState.fromPartial({
 
 test('mesh ports: ingress-mode ports with the ready endpoints of their service, node addresses and host-mode ports left out', (t) => {
   t.deepEqual(meshPorts(state), [
-    { protocol: 'udp', published: 5353, target: 53, service: 'dns', endpoints: [] },
-    { protocol: 'tcp', published: 9000, target: 8080, service: 'web', endpoints: ['10.255.0.4', '10.255.0.5'] },
+    { protocol: 'udp', published: 5353, target: 53, service: 'dns', endpoints: [], canaries: [], weight: 0 },
+    { protocol: 'tcp', published: 9000, target: 8080, service: 'web', endpoints: ['10.255.0.4', '10.255.0.5'], canaries: [], weight: 0 },
   ]);
 });
 
@@ -37,4 +37,19 @@ test('the mesh table spreads a port over its endpoints, SNATs what it forwarded,
 
 test('no table at all when no port has an endpoint', (t) => {
   t.is(ingressRuleset('swarmd_ingress', 'swob4100', '10.255.0.2', meshPorts({ ...state, peers: [] })), '');
+});
+
+test('a published port of a service in a canary rollout sends its weight to the canaries (mod 100 intervals), the rest to the old endpoints', (t) => {
+  const canary = NetworkState.fromPartial({
+    ...state,
+    services: [{ ...state.services[0], canaryWeight: 25 }],
+    peers: [...state.peers, { taskId: 'c1', serviceId: 's1', address: '10.255.0.9/16', ready: true, canary: true }],
+  });
+  const [web] = meshPorts(canary).filter((p) => p.service === 'web');
+  t.deepEqual(web.canaries, ['10.255.0.9']);
+  const rules = ingressRuleset('swarmd_ingress', 'swob4100', '10.255.0.2', [web]);
+  t.regex(rules, /chain p-tcp-9000 \{\n    numgen random mod 100 vmap \{ 0-74 : jump p-tcp-9000-s, 75-99 : jump p-tcp-9000-c \}/);
+  t.regex(rules, /chain p-tcp-9000-s \{\n    numgen random mod 2 vmap \{ 0 : jump e-tcp-9000-0, 1 : jump e-tcp-9000-1 \}/);
+  t.regex(rules, /chain p-tcp-9000-c \{\n    jump e-tcp-9000-2\n/);
+  t.regex(rules, /chain e-tcp-9000-2 \{\n    meta l4proto tcp meta mark set 0x5357 dnat to 10\.255\.0\.9:8080/);
 });

@@ -87,11 +87,11 @@ test('agent ⇄ real dispatcher: registers READY, heartbeats, gets assignments, 
     nodeId: 'w1',
     serviceId: 's1',
     desiredState: TaskState.TASK_STATE_RUNNING,
-    status: { state: TaskState.TASK_STATE_ASSIGNED, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+    status: { state: TaskState.TASK_STATE_ASSIGNED, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
   });
   await store.update((tx) => tx.create('task', task));
   await until('the assignment', () => agent.worker.tasks().some((x) => x.id === 't1'));
-  agent.reportTaskStatus('t1', { state: TaskState.TASK_STATE_RUNNING, message: 'started', timestamp: Date.now(), err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
+  agent.reportTaskStatus('t1', { state: TaskState.TASK_STATE_RUNNING, message: 'started', timestamp: Date.now(), err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined });
   await until('RUNNING in the store', () => store.view((tx) => tx.get('task', 't1'))?.status?.state === TaskState.TASK_STATE_RUNNING);
   await store.update((tx) => tx.delete('task', 't1'));
   await until('the removal', () => agent.worker.tasks().length === 0);

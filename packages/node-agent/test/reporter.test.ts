@@ -4,7 +4,7 @@ import { TaskState, type TaskStatus } from '@swarmd/proto';
 import { CoalescingReporter, type StatusUpdate } from '../src/status-reporter/coalescing-reporter.js';
 import { FakeClock } from '@swarmd/common';
 
-const st = (state: TaskState, message = ''): TaskStatus => ({ state, message, timestamp: 0, err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
+const st = (state: TaskState, message = ''): TaskStatus => ({ state, message, timestamp: 0, err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined });
 const settle = async () => {
   for (let i = 0; i < 5; i++) await tick();
 };

@@ -83,7 +83,7 @@ test('session: describes the node, heartbeats, keeps the manager list, reports t
   let onDisk: string[] = [];
   for (let i = 0; i < 500 && onDisk.length === 0; i++) onDisk = await saved().catch(() => (sleep(10).then(() => [])));
   t.deepEqual(onDisk, ['10.9.9.9:4242']);
-  agent.reportTaskStatus('t1', { state: TaskState.TASK_STATE_RUNNING, message: 'started', timestamp: 1, err: '', container: undefined, portStatus: undefined, appliedAt: 0 });
+  agent.reportTaskStatus('t1', { state: TaskState.TASK_STATE_RUNNING, message: 'started', timestamp: 1, err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined });
   await until(() => d.statuses.length > 0, 'status');
   t.is(d.statuses[0].sessionId, 's1');
   t.deepEqual(d.statuses[0].updates.map((u) => [u.taskId, u.status?.state]), [['t1', TaskState.TASK_STATE_RUNNING]]);

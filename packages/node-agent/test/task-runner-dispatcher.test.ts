@@ -89,7 +89,7 @@ requires('root', 'runc', 'conmon', 'registry', 'busybox')('agent + worker ⇄ re
     ...spec,
     nodeId: 'w1',
     serviceId: 's1',
-    status: { state: TaskState.TASK_STATE_ASSIGNED, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 },
+    status: { state: TaskState.TASK_STATE_ASSIGNED, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
   });
   await store.update((tx) => tx.create('task', task));
   const stateOf = () => store.view((tx) => tx.get('task', 't1'))?.status?.state ?? 0;

@@ -24,8 +24,8 @@ const states = new Map([
 
 test('VIP services of a network: VIP mode with a VIP only (not dnsrr, not without a VIP), ready endpoints in address order', (t) => {
   t.deepEqual(vipServices(front), [
-    { serviceId: 'svc-web', name: 'web', networkId: 'front', vip: '10.77.0.2', endpoints: ['10.77.0.10', '10.77.0.12'] },
-    { serviceId: 'svc-idle', name: 'idle', networkId: 'front', vip: '10.77.0.3', endpoints: [] },
+    { serviceId: 'svc-web', name: 'web', networkId: 'front', vip: '10.77.0.2', endpoints: ['10.77.0.10', '10.77.0.12'], canaries: [], weight: 0 },
+    { serviceId: 'svc-idle', name: 'idle', networkId: 'front', vip: '10.77.0.3', endpoints: [], canaries: [], weight: 0 },
   ]);
 });
 
@@ -119,4 +119,37 @@ test('a VIP twice among a task\'s networks (overlapping subnets): the first netw
     ['x', 'z'],
   );
   t.is(vipRuleset(svcs).match(/chain ep-10-80-0-7 /g)?.length, 1);
+});
+
+const canaryNet = (weight: number, canaryReady = true): NetworkState =>
+  stateSet({
+    network: overlayNet('front', 4097, '10.77.0.0/24'),
+    peers: [
+      at('o1', 'web', '10.77.0.10/24'),
+      at('o2', 'web', '10.77.0.11/24'),
+      peer({ taskId: 'c1', service: 'web', address: '10.77.0.40/24', nodeId: 'n2', nodeAddr: '192.168.5.3', canary: true, ready: canaryReady }),
+    ],
+    services: [service('web', { vip: '10.77.0.2/24', canaryWeight: weight })],
+  }).networks[0];
+
+test('a canary weight splits new connections exactly: numgen mod 100 over two intervals, the old endpoints on one side, the canaries on the other', (t) => {
+  const [web] = vipServices(canaryNet(20));
+  t.deepEqual(web.canaries, ['10.77.0.40']);
+  t.is(web.weight, 20);
+  const rules = vipRuleset([web]);
+  const chain = serviceChain(web);
+  t.true(rules.includes(`  chain ${chain} {\n    numgen random mod 100 vmap { 0-79 : goto ${chain}-s, 80-99 : goto ${chain}-c }\n  }`), rules);
+  t.true(rules.includes(`  chain ${chain}-s {\n    numgen random mod 2 vmap { 0 : goto ep-10-77-0-10, 1 : goto ep-10-77-0-11 }\n  }`), rules);
+  t.true(rules.includes(`  chain ${chain}-c {\n    goto ep-10-77-0-40\n  }`), rules);
+});
+
+test('no weighting without a weight, or while no canary is ready: every ready endpoint alike', (t) => {
+  for (const [weight, ready] of [
+    [0, true],
+    [30, false],
+  ] as const) {
+    const rules = vipRuleset(vipServices(canaryNet(weight, ready)));
+    t.false(rules.includes('mod 100'), `weight ${weight}, canary ready ${ready}`);
+  }
+  t.regex(vipRuleset(vipServices(canaryNet(0))), /numgen random mod 3 vmap/);
 });

@@ -1,7 +1,7 @@
 /**
  * The control API (after SwarmKit's manager/controlapi): user requests → validated store
- * transactions, one file per object kind (nodes.ts, cluster.ts, services.ts, tasks.ts, watch.ts,
- * logs.ts, networks.ts); this file admits callers, forwards to the leader and wires the handlers.
+ * transactions, one file per object kind (nodes.ts, cluster.ts, services.ts, rollouts.ts, tasks.ts,
+ * watch.ts, logs.ts, networks.ts); this file admits callers, forwards to the leader and wires the handlers.
  *
  * - Who may call: over mutual TLS a swarm-admin or a swarm-manager (a follower forwarding)
  *   certificate; a worker certificate is PERMISSION_DENIED. The `local` handlers serve the
@@ -27,6 +27,7 @@ import { createClusterImpl } from './cluster.js';
 import { checkWatchRequest, serveWatch } from './watch.js';
 import { serveLogs } from './logs.js';
 import { createNetworksImpl } from './networks.js';
+import { createRolloutsImpl } from './rollouts.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';
 
@@ -76,6 +77,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
     now: () => clock.now(),
     pinner: () => (pinner ??= deps.imagePinner ?? registryPinner({ insecureRegistries: deps.insecureRegistries, timeoutMs: deps.imageResolveTimeoutMs, logger: log })),
   });
+  const rollouts = createRolloutsImpl({ store, logger: log, now: () => clock.now() });
   const tasks = createTasksImpl({ store });
   const networks = createNetworksImpl({ store, logger: log });
   const nodes = createNodesImpl({ store, logger: log, canRemoveManager: deps.canRemoveManager, membership: deps.membership });
@@ -128,6 +130,8 @@ export function createControlService(deps: ControlDeps): ControlApi {
       createService: unary('createService', local, services.createService),
       updateService: unary('updateService', local, services.updateService),
       removeService: unary('removeService', local, services.removeService),
+      promoteService: unary('promoteService', local, rollouts.promoteService),
+      abortRollout: unary('abortRollout', local, rollouts.abortRollout),
       getTask: unary('getTask', local, tasks.getTask),
       listTasks: unary('listTasks', local, tasks.listTasks),
       getNetwork: unary('getNetwork', local, networks.getNetwork),

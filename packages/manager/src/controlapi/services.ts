@@ -11,13 +11,13 @@
  *   emptied (an update that sends the emptied form back keeps the stored credentials).
  */
 import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
-import { TaskState, UpdateStatus_State, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
+import { Rollout_State, TaskState, UpdateStatus_State, type CanaryConfig, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
 import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/registry';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
-import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
-import { isTaskDirty } from '../controller-kit/dirty.js';
+import { applyServiceDefaults, checkCanaryConfig, validateServiceSpec } from '../specs/index.js';
+import { abortRollout, atStep, canaryCountFor, isCanaryPhase, isCanaryTask, isRolloutActive, isTaskDirty, rolloutStateName } from '../controller-kit/index.js';
 import { sameLabels } from './labels.js';
 import { applyIngress, resolveServiceNetworks } from './networks.js';
 
@@ -117,11 +117,24 @@ export interface ServicesDeps {
   now?(): number;
 }
 
+/** UpdateService's request as the handler reads it. */
+export interface UpdateServiceReq {
+  serviceId: string;
+  serviceVersion: number;
+  spec?: ServiceSpec;
+  rollback: boolean;
+  noResolveImage: boolean;
+  /** Start a canary rollout of this update. */
+  canary?: CanaryConfig;
+  /** Replace a rollout in progress. */
+  force?: boolean;
+}
+
 export interface ServicesImpl {
   getService: (req: { serviceId: string }) => Promise<{ service: Service }>;
   listServices: (req: { filters?: ListServicesRequest_Filters }) => Promise<{ services: Service[] }>;
   createService: (req: { spec?: ServiceSpec; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
-  updateService: (req: { serviceId: string; serviceVersion: number; spec?: ServiceSpec; rollback: boolean; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
+  updateService: (req: UpdateServiceReq) => Promise<{ service: Service; warnings: string[] }>;
   removeService: (req: { serviceId: string }) => Promise<Record<string, never>>;
 }
 
@@ -135,7 +148,13 @@ const withoutDigest = (image: string): string => image.replace(/@sha256:[0-9a-f]
 
 /** Whether a runnable task of the service runs an older spec than `s` (the rolling updater would replace it). */
 function needsUpdate(tx: ReadTx, s: Readonly<Service>): boolean {
-  return tx.find('task', { serviceId: s.id }).some((t) => t.desiredState <= TaskState.TASK_STATE_RUNNING && isTaskDirty(s, t, tx.get('node', t.nodeId)));
+  return tx.find('task', { serviceId: s.id }).some((t) => !isCanaryTask(t) && t.desiredState <= TaskState.TASK_STATE_RUNNING && isTaskDirty(s, t, tx.get('node', t.nodeId)));
+}
+
+/** Where a rollout stands, for errors: `step 2 of 3 (50%), waiting`. */
+export function rolloutWhere(s: Readonly<Service>): string {
+  const r = s.rollout!;
+  return `step ${r.step + 1} of ${r.config?.steps.length ?? 0} (${r.weight}%), ${rolloutStateName(r.state)}`;
 }
 
 export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
@@ -175,13 +194,14 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         endpoint: spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: [] } : undefined,
         specVersion: 1,
         updateStatus: undefined,
+        rollout: undefined,
       });
     });
     log.info('service created', { serviceId: id, name, image: spec.task!.container!.image, warnings: warnings.length });
     return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
   }
 
-  async function updateService(req: { serviceId: string; serviceVersion: number; spec?: ServiceSpec; rollback: boolean; noResolveImage: boolean }) {
+  async function updateService(req: UpdateServiceReq) {
     if (!req.serviceVersion) throw invalidArgument('service_version is required (the meta.version of the service you read)');
     const cur = store.view((tx) => resolveService(tx, req.serviceId));
     const id = cur.id;
@@ -189,6 +209,16 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     if ((cur.meta?.version ?? 0) !== req.serviceVersion) throw outOfSequence(id, cur.meta?.version ?? 0, req.serviceVersion);
     const warnings: string[] = [];
     let spec: ServiceSpec;
+    if (req.rollback && isCanaryPhase(cur)) {
+      // A rollback at a canary step is an abort: the old tasks never left.
+      await store.update((tx) => {
+        const s = tx.get('service', id);
+        if (!s || (s.meta?.version ?? 0) !== req.serviceVersion) throw outOfSequence(id, s?.meta?.version ?? 0, req.serviceVersion);
+        abortRollout(tx, s, 'rolled back by hand (service rollback)', now());
+      });
+      log.info('canary rollout aborted by a rollback', { serviceId: id });
+      return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+    }
     if (req.rollback) {
       if (!cur.previousSpec) throw failedPrecondition(`service ${nameOf('service', cur)} (${id}) has no previous spec to roll back to`);
       spec = structuredClone<ServiceSpec>(cur.previousSpec);
@@ -210,17 +240,32 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       if (changed) await pin(spec, req.noResolveImage, warnings);
       else spec.task!.container!.image = image;
     }
+    const canary = req.canary && !req.rollback ? checkCanaryConfig(req.canary, spec) : undefined;
     await store.update((tx) => {
-      const s = tx.get('service', id);
+      let s = tx.get('service', id);
       if (!s) throw notFound(`service ${id} not found`);
       const version = s.meta?.version ?? 0;
       if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
       resolveServiceNetworks(tx, spec);
       applyIngress(tx, id, spec);
+      if (isRolloutActive(s)) {
+        const probe = { ...cloneObject('service', s), spec };
+        // A change of replicas or labels passes; a new rollout of tasks waits for this one to end.
+        if (needsUpdate(tx, probe) || canary || req.rollback) {
+          if (!req.force) {
+            throw failedPrecondition(
+              `service ${nameOf('service', s)} has a canary rollout in progress (${rolloutWhere(s)}): promote or abort it first (swarmctl service promote|abort), or replace it with --force`,
+            );
+          }
+          s = abortRollout(tx, s, 'replaced by a new update (--force)', now(), { restoreSpec: false });
+        }
+      }
       const u = cloneObject('service', s);
       u.previousSpec = u.spec;
       u.spec = spec;
       u.specVersion = (u.specVersion || 1) + 1;
+      // A scale or a label change goes on under the rollout: it follows the spec version.
+      if (isRolloutActive(u)) u.rollout = { ...u.rollout!, specVersion: u.specVersion };
       // The VIPs stay: a spec change must not take a service off its networks' VIP tables, even for
       // a moment (the allocator drops those of networks the service left).
       u.endpoint = { spec: spec.endpoint ? structuredClone(spec.endpoint) : undefined, ports: structuredClone(spec.endpoint?.ports ?? []), virtualIps: u.endpoint?.virtualIps ?? [] };
@@ -230,10 +275,34 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         ? undefined
         : req.rollback
           ? { state: UpdateStatus_State.ROLLBACK_STARTED, startedAt: now(), completedAt: 0, message: 'manually requested rollback', failedTaskIds: [] }
-          : { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: 'update in progress', failedTaskIds: [] };
+          : { state: UpdateStatus_State.UPDATING, startedAt: now(), completedAt: 0, message: canary ? 'canary rollout in progress' : 'update in progress', failedTaskIds: [] };
+      if (canary) {
+        if (!u.updateStatus) throw invalidArgument(`canary: nothing to roll out: every task of service ${nameOf('service', s)} already runs this spec (change it, or add --force to restart the tasks)`);
+        const replicas = u.spec?.mode?.$case === 'replicated' ? Number(u.spec.mode.replicated.replicas) : 0;
+        const count = Number(canary.replicas) || canaryCountFor(replicas, canary.steps[0]);
+        u.rollout = atStep(
+          {
+            state: Rollout_State.UNKNOWN,
+            config: canary,
+            step: 0,
+            weight: 0,
+            specVersion: u.specVersion,
+            replicas: count,
+            startedAt: now(),
+            stepStartedAt: 0,
+            nextStepAt: 0,
+            completedAt: 0,
+            message: '',
+            failedTaskIds: [],
+            baselines: [],
+          },
+          0,
+          now(),
+        );
+      }
       tx.update('service', u);
     });
-    log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec) });
+    log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec), canary: canary ? canary.steps.join(',') : undefined });
     return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
   }
 

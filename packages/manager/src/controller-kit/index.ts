@@ -6,3 +6,4 @@ export * from './task.js';
 export * from './task-writes.js';
 export * from './dirty.js';
 export * from './heap.js';
+export * from './rollout.js';

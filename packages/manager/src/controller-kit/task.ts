@@ -18,6 +18,11 @@ export const isDead = (t: Readonly<Task>): boolean => observedState(t) > TaskSta
 /** Running but reported unhealthy by its health check: handled as a failure. */
 export const isUnhealthy = (t: Readonly<Task>): boolean =>
   observedState(t) === TaskState.TASK_STATE_RUNNING && t.status?.container?.health === HealthState.HEALTH_STATE_UNHEALTHY;
+/** Running, wanted running, and healthy where a health check exists: DNS answers it, VIPs send to it. */
+export const isReadyTask = (t: Readonly<Task>): boolean => {
+  const health = t.status?.container?.health ?? HealthState.HEALTH_STATE_NONE;
+  return observedState(t) === TaskState.TASK_STATE_RUNNING && t.desiredState === TaskState.TASK_STATE_RUNNING && health !== HealthState.HEALTH_STATE_STARTING && health !== HealthState.HEALTH_STATE_UNHEALTHY;
+};
 /** The agent may have it (it was handed to a node) and it has not stopped. */
 export const mayBeRunningOnNode = (t: Readonly<Task>): boolean => {
   const s = observedState(t);
@@ -42,7 +47,7 @@ export function nodeProblem(t: Readonly<Task>, nodes: ReadonlyMap<string, Readon
 }
 
 export function status(state: TaskState, now: number, message: string, err = ''): TaskStatus {
-  return { timestamp: now, state, message, err, container: undefined, portStatus: undefined, appliedAt: 0 };
+  return { timestamp: now, state, message, err, container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined };
 }
 
 /** The name `service ps` shows: web.3 (replicated) or web.<node id> (global). */
@@ -71,6 +76,7 @@ export function newTask(service: Readonly<Service>, o: { id: string; slot: numbe
     networks: [],
     endpoint: service.endpoint ? structuredClone(service.endpoint) : spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: [], virtualIps: [] } : undefined,
     specVersion: service.specVersion,
+    canary: undefined,
   };
 }
 

@@ -7,7 +7,6 @@
  */
 import {
   EndpointSpec_ResolutionMode,
-  HealthState,
   NetworkPeer,
   type NetworkState,
   type NetworkStateSet,
@@ -17,14 +16,8 @@ import {
   TaskState,
 } from '@swarmd/proto';
 import type { ReadTx } from '../store/memory-store.js';
+import { canaryWeight, isCanaryTask, isReadyTask } from '../controller-kit/index.js';
 import { cloneObject } from '../store/kinds.js';
-
-/** Running, wanted running, and healthy where a health check exists: DNS answers it, VIPs send to it. */
-export function isReadyPeer(t: Readonly<Task>): boolean {
-  const st = t.status?.state ?? TaskState.TASK_STATE_NEW;
-  const health = t.status?.container?.health ?? HealthState.HEALTH_STATE_NONE;
-  return st === TaskState.TASK_STATE_RUNNING && t.desiredState === TaskState.TASK_STATE_RUNNING && health !== HealthState.HEALTH_STATE_STARTING && health !== HealthState.HEALTH_STATE_UNHEALTHY;
-}
 
 /** A task that holds its address on a node: placed and not yet stopped. */
 function isLivePeer(t: Readonly<Task>): boolean {
@@ -64,8 +57,9 @@ export function networkStates(tx: ReadTx): Map<string, NetworkState> {
         address: a.addresses[0],
         nodeId: t.nodeId,
         nodeAddr: nodes.get(t.nodeId)?.status?.addr ?? '',
-        ready: isReadyPeer(t),
+        ready: isReadyTask(t),
         aliases: [...a.aliases],
+        canary: isCanaryTask(t),
       });
     }
   }
@@ -81,6 +75,7 @@ export function networkStates(tx: ReadTx): Map<string, NetworkState> {
         vip: mode === EndpointSpec_ResolutionMode.VIP ? (sv.endpoint?.virtualIps.find((v) => v.networkId === att.target)?.addr ?? '') : '',
         ports: structuredClone(sv.endpoint?.ports ?? sv.spec?.endpoint?.ports ?? []),
         aliases: [...att.aliases],
+        canaryWeight: canaryWeight(sv),
       });
     }
   }

@@ -2,6 +2,7 @@ import type { Controller } from '../controller-kit/controller.js';
 import { replicatedOrchestratorController, globalOrchestratorController, taskReaperController, type OrchestratorOptions, type TaskReaperOptions } from '../orchestrator/index.js';
 import { schedulerController, type SchedulerOptions } from '../scheduler/scheduler.js';
 import { updaterController } from '../update/updater.js';
+import { rolloutController } from '../rollout/controller.js';
 import { allocatorController } from '../allocator/allocator.js';
 
 /**
@@ -13,6 +14,7 @@ export function serviceControllers(opts: OrchestratorOptions & TaskReaperOptions
     replicatedOrchestratorController(opts),
     globalOrchestratorController(opts),
     updaterController(opts),
+    rolloutController(opts),
     taskReaperController(opts),
     allocatorController(),
     schedulerController(opts),

@@ -253,7 +253,7 @@ export class Scheduler {
 }
 
 function emptyStatus(): NonNullable<Task['status']> {
-  return { timestamp: 0, state: TaskState.TASK_STATE_NEW, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 };
+  return { timestamp: 0, state: TaskState.TASK_STATE_NEW, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined };
 }
 
 /** The scheduler as a leader-only controller (name "scheduler"). */

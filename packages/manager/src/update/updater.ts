@@ -4,7 +4,7 @@ import type { MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { newId as defaultNewId } from '../ids.js';
-import { type Controller, ServiceLoop, watchLoopController, batchOfAttempts, newTask, observedState, shutdownTask, DEFAULT_MAX_WRITES_PER_TICK } from '../controller-kit/index.js';
+import { type Controller, ServiceLoop, watchLoopController, batchOfAttempts, newTask, observedState, shutdownTask, DEFAULT_MAX_WRITES_PER_TICK, isCanaryPhase, isCanaryTask } from '../controller-kit/index.js';
 import { planUpdate, type SlotReplacement, type TaskSeen, type UpdatePlan } from './plan.js';
 
 export interface UpdaterOptions {
@@ -110,7 +110,10 @@ export class Updater extends ServiceLoop<Work> {
         deferred.push(id);
         continue;
       }
-      const plan = planUpdate({ service, tasks: tx.find('task', { serviceId: id }), nodes, now, seen: (taskId) => this.seen.get(taskId) });
+      // At a canary step the old tasks stay (the rollout's); its canaries are never the updater's.
+      if (isCanaryPhase(service)) continue;
+      const tasks = tx.find('task', { serviceId: id }).filter((t) => !isCanaryTask(t));
+      const plan = planUpdate({ service, tasks, nodes, now, seen: (taskId) => this.seen.get(taskId) });
       this.queue.wakeAt(id, plan.wakeAt);
       const cap = capPlan(plan, budget);
       budget -= cap.used;

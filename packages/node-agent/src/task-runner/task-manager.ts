@@ -20,7 +20,7 @@ export interface TaskManagerOptions {
 }
 
 export function emptyStatus(state: TaskState = TaskState.TASK_STATE_ASSIGNED): TaskStatus {
-  return { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0 };
+  return { timestamp: 0, state, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined };
 }
 
 export class TaskManager {

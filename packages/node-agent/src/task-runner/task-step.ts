@@ -68,6 +68,7 @@ function next(prev: TaskStatus, state: TaskState, message: string, now: number, 
       container: extra.container ?? prev.container,
       portStatus: extra.portStatus ?? prev.portStatus,
       appliedAt: prev.appliedAt,
+      canaryCheck: prev.canaryCheck,
     },
   };
 }

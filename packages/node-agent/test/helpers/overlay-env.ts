@@ -22,6 +22,7 @@ export interface PeerInput {
   hostname?: string;
   aliases?: string[];
   slot?: number;
+  canary?: boolean;
 }
 
 export function peer(p: PeerInput): NetworkPeer {
@@ -36,10 +37,11 @@ export function peer(p: PeerInput): NetworkPeer {
     nodeAddr: p.nodeAddr,
     ready: p.ready ?? true,
     aliases: p.aliases ?? [],
+    canary: p.canary ?? false,
   };
 }
 
-export function service(name: string, o: { vip?: string; dnsrr?: boolean; aliases?: string[] } = {}): NetworkService {
+export function service(name: string, o: { vip?: string; dnsrr?: boolean; aliases?: string[]; canaryWeight?: number } = {}): NetworkService {
   return {
     serviceId: `svc-${name}`,
     name,
@@ -47,6 +49,7 @@ export function service(name: string, o: { vip?: string; dnsrr?: boolean; aliase
     vip: o.vip ?? '',
     ports: [],
     aliases: o.aliases ?? [],
+    canaryWeight: o.canaryWeight ?? 0,
   };
 }
 

@@ -2,7 +2,7 @@ import type { Node, Service } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../../store/events.js';
 import { newId as defaultNewId } from '../../ids.js';
-import { type Controller, ServiceLoop, watchLoopController, applyWriteBudget, writeWork, DEFAULT_MAX_WRITES_PER_TICK } from '../../controller-kit/index.js';
+import { type Controller, ServiceLoop, watchLoopController, applyWriteBudget, writeWork, isCanaryTask, DEFAULT_MAX_WRITES_PER_TICK } from '../../controller-kit/index.js';
 import type { OrchestratorOptions } from '../options.js';
 import { reconcileService, replicasOf } from './reconcile.js';
 
@@ -48,7 +48,8 @@ export class ReplicatedOrchestrator extends ServiceLoop<Work> {
     for (const id of ids) {
       const service = tx.get('service', id);
       if (!service || replicasOf(service) === undefined) continue;
-      const result = reconcileService(service, tx.find('task', { serviceId: id }), nodes, now);
+      // Canary tasks are the rollout's (extra slots beside the replicas).
+      const result = reconcileService(service, tx.find('task', { serviceId: id }).filter((t) => !isCanaryTask(t)), nodes, now);
       this.queue.wakeAt(id, result.wakeAt);
       if (result.create.length + result.replace.length + result.shutdown.length > 0) out.push({ service, result });
     }

@@ -13,6 +13,13 @@
  *     chain no-endpoints { reject with tcp reset; reject }   (VIPs with no ready endpoint)
  *   }
  *
+ * A service in a canary rollout sends its weight W of new connections to its canary endpoints
+ * and the rest to the others, exactly, through an interval verdict map:
+ *
+ *     chain svc-NAME-HASH { numgen random mod 100 vmap { 0-79 : goto svc-NAME-HASH-s, 80-99 : goto svc-NAME-HASH-c } }
+ *     chain svc-NAME-HASH-s { numgen random mod N vmap { … the old endpoints … } }
+ *     chain svc-NAME-HASH-c { … the canary endpoints … }
+ *
  * The NAT chains see only the first packet of a connection: an established one stays on its
  * backend whatever the next set says. The whole table is replaced as one transaction.
  */
@@ -30,6 +37,10 @@ export interface VipService {
   vip: string;
   /** Ready endpoints' addresses on the network, in address order. */
   endpoints: string[];
+  /** Those of `endpoints` that are canaries of a rollout, in address order. */
+  canaries: string[];
+  /** Percent of new connections for the canaries (0: every endpoint alike). */
+  weight: number;
 }
 
 const ipOf = (cidr: string): string | undefined => {
@@ -51,18 +62,21 @@ export function vipServices(s: NetworkState): VipService[] {
   const networkId = s.network?.id;
   if (!networkId) return [];
   const ready = new Map<string, Set<string>>();
+  const canaries = new Set<string>();
   for (const p of s.peers) {
     const ip = p.ready && p.serviceId ? ipOf(p.address) : undefined;
     if (!ip) continue;
     const l = ready.get(p.serviceId) ?? new Set<string>();
     l.add(ip);
     ready.set(p.serviceId, l);
+    if (p.canary) canaries.add(ip);
   }
   const out: VipService[] = [];
   for (const svc of s.services) {
     const vip = svc.mode === EndpointSpec_ResolutionMode.VIP && svc.vip ? ipOf(svc.vip) : undefined;
     if (!vip || !svc.serviceId) continue;
-    out.push({ serviceId: svc.serviceId, name: svc.name, networkId, vip, endpoints: [...(ready.get(svc.serviceId) ?? [])].sort(byAddress) });
+    const endpoints = [...(ready.get(svc.serviceId) ?? [])].sort(byAddress);
+    out.push({ serviceId: svc.serviceId, name: svc.name, networkId, vip, endpoints, canaries: endpoints.filter((ip) => canaries.has(ip)), weight: svc.canaryWeight });
   }
   return out.sort((a, b) => byAddress(a.vip, b.vip));
 }
@@ -95,6 +109,30 @@ export const serviceChain = (s: Pick<VipService, 'name' | 'serviceId' | 'network
 export const endpointChain = (ip: string): string => `ep-${ip.replace(/\./g, '-')}`;
 export const NO_ENDPOINTS_CHAIN = 'no-endpoints';
 
+/** One verdict, or `numgen random mod N` over one per item. */
+export function spread<T>(items: readonly T[], verdict: (x: T) => string): string {
+  return items.length === 1 ? verdict(items[0]) : `numgen random mod ${items.length} vmap { ${items.map((x, i) => `${i} : ${verdict(x)}`).join(', ')} }`;
+}
+
+/**
+ * A canary weight as nft sees it: when the service has both canary and other endpoints and a
+ * weight between 1 and 99, the two parts and the statement picking one (`numgen random mod 100`
+ * over the intervals 0..99-W and 100-W..99, so W% of new connections go to the canaries).
+ */
+export function weightedSplit(s: { endpoints: readonly string[]; canaries: readonly string[]; weight: number }):
+  | { stable: string[]; canaries: string[]; pick: (verdict: (part: 's' | 'c') => string) => string }
+  | undefined {
+  const canaries = new Set(s.canaries);
+  const stable = s.endpoints.filter((ip) => !canaries.has(ip));
+  const w = Math.round(s.weight);
+  if (w <= 0 || w >= 100 || canaries.size === 0 || stable.length === 0) return undefined;
+  return {
+    stable,
+    canaries: s.endpoints.filter((ip) => canaries.has(ip)),
+    pick: (verdict) => `numgen random mod 100 vmap { 0-${99 - w} : ${verdict('s')}, ${100 - w}-99 : ${verdict('c')} }`,
+  };
+}
+
 /** The comment of a map element: the service's name (printable ASCII but quotes and backslashes). */
 const comment = (name: string) => {
   const text = name.replace(/[^\x20-\x7e]|["\\]/g, '').slice(0, 64);
@@ -119,11 +157,12 @@ export function vipRuleset(services: readonly VipService[], table = VIP_TABLE): 
     }
     const chain = serviceChain(s);
     elements.push(`${s.vip}${comment(s.name)} : goto ${chain}`);
-    const pick =
-      s.endpoints.length === 1
-        ? `goto ${endpointChain(s.endpoints[0])}`
-        : `numgen random mod ${s.endpoints.length} vmap { ${s.endpoints.map((ip, i) => `${i} : goto ${endpointChain(ip)}`).join(', ')} }`;
-    chains.push(`  chain ${chain} {`, `    ${pick}`, `  }`);
+    const split = weightedSplit(s);
+    if (split) {
+      chains.push(`  chain ${chain} {`, `    ${split.pick((part) => `goto ${chain}-${part}`)}`, `  }`);
+      chains.push(`  chain ${chain}-s {`, `    ${spread(split.stable, (ip) => `goto ${endpointChain(ip)}`)}`, `  }`);
+      chains.push(`  chain ${chain}-c {`, `    ${spread(split.canaries, (ip) => `goto ${endpointChain(ip)}`)}`, `  }`);
+    } else chains.push(`  chain ${chain} {`, `    ${spread(s.endpoints, (ip) => `goto ${endpointChain(ip)}`)}`, `  }`);
     for (const ip of s.endpoints) endpoints.add(ip);
   }
   for (const ip of [...endpoints].sort(byAddress)) chains.push(`  chain ${endpointChain(ip)} {`, `    dnat to ${ip}`, `  }`);
