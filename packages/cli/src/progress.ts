@@ -32,7 +32,8 @@ const isProblem = (t: Task): boolean => {
 
 /** Pure: does this set of tasks satisfy the service (as many running as it wants, no extra)? */
 export function convergence(service: Service, tasks: readonly Task[]): { converged: boolean; desired: number; running: number; reasons: string[] } {
-  const mine = tasks.filter((t) => t.serviceId === service.id);
+  // Canary tasks (extra slots of a rollout) are the rollout's, not the service's replicas.
+  const mine = tasks.filter((t) => t.serviceId === service.id && !t.canary);
   const live = mine.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING);
   const m = service.spec?.mode;
   const desired = m?.$case === 'global' ? live.length : m?.$case === 'replicated' ? m.replicated.replicas : 1;
@@ -47,7 +48,7 @@ export function convergence(service: Service, tasks: readonly Task[]): { converg
 export function newestPerSlot(tasks: readonly Task[]): Task[] {
   const by = new Map<string, Task>();
   for (const t of tasks) {
-    if (t.desiredState > TaskState.TASK_STATE_RUNNING) continue;
+    if (t.desiredState > TaskState.TASK_STATE_RUNNING || t.canary) continue;
     const k = t.slot ? String(t.slot) : t.nodeId;
     const cur = by.get(k);
     if (!cur || (t.meta?.createdAt ?? 0) > (cur.meta?.createdAt ?? 0) || ((t.meta?.createdAt ?? 0) === (cur.meta?.createdAt ?? 0) && t.specVersion > cur.specVersion)) by.set(k, t);

@@ -18,6 +18,7 @@ import {
 } from '@swarmd/proto';
 import { durationText, kv, table } from './format.js';
 import { attachmentsText, serviceNetworksText } from './network-format.js';
+import { rolloutDetails } from './canary.js';
 
 export const serviceName = (s: Service): string => s.spec?.annotations?.name ?? '';
 
@@ -170,6 +171,7 @@ export function serviceDetails(s: Service, nets: readonly Network[] = []): strin
     ['Update started', s.updateStatus?.startedAt ? new Date(s.updateStatus.startedAt).toISOString() : ''],
     ['Update completed', s.updateStatus?.completedAt ? new Date(s.updateStatus.completedAt).toISOString() : ''],
     ['Update message', s.updateStatus?.message ?? ''],
+    ...rolloutDetails(s),
     ['Previous image', s.previousSpec?.task?.container?.image ?? ''],
     ['Created', s.meta?.createdAt ? new Date(s.meta.createdAt).toISOString() : ''],
     ['Updated', s.meta?.updatedAt ? new Date(s.meta.updatedAt).toISOString() : ''],

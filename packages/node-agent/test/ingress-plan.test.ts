@@ -48,8 +48,8 @@ test('a published port of a service in a canary rollout sends its weight to the 
   const [web] = meshPorts(canary).filter((p) => p.service === 'web');
   t.deepEqual(web.canaries, ['10.255.0.9']);
   const rules = ingressRuleset('swarmd_ingress', 'swob4100', '10.255.0.2', [web]);
-  t.regex(rules, /chain p-tcp-9000 \{\n    numgen random mod 100 vmap \{ 0-74 : jump p-tcp-9000-s, 75-99 : jump p-tcp-9000-c \}/);
-  t.regex(rules, /chain p-tcp-9000-s \{\n    numgen random mod 2 vmap \{ 0 : jump e-tcp-9000-0, 1 : jump e-tcp-9000-1 \}/);
-  t.regex(rules, /chain p-tcp-9000-c \{\n    jump e-tcp-9000-2\n/);
-  t.regex(rules, /chain e-tcp-9000-2 \{\n    meta l4proto tcp meta mark set 0x5357 dnat to 10\.255\.0\.9:8080/);
+  t.regex(rules, /chain p-tcp-9000 \{\n {4}numgen random mod 100 vmap \{ 0-74 : jump p-tcp-9000-s, 75-99 : jump p-tcp-9000-c \}/);
+  t.regex(rules, /chain p-tcp-9000-s \{\n {4}numgen random mod 2 vmap \{ 0 : jump e-tcp-9000-0, 1 : jump e-tcp-9000-1 \}/);
+  t.regex(rules, /chain p-tcp-9000-c \{\n {4}jump e-tcp-9000-2\n/);
+  t.regex(rules, /chain e-tcp-9000-2 \{\n {4}meta l4proto tcp meta mark set 0x5357 dnat to 10\.255\.0\.9:8080/);
 });

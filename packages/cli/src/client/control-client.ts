@@ -13,6 +13,7 @@ import {
   UpdateClusterRequest,
   UpdateServiceRequest,
   WatchRequest,
+  type CanaryConfig,
   type Cluster,
   type ClusterSpec,
   type ListNodesRequest_Filters,
@@ -44,7 +45,11 @@ export interface Control {
   updateCluster(req: { clusterId: string; version: number; spec: ClusterSpec; rotateWorkerToken?: boolean; rotateManagerToken?: boolean }): Promise<Cluster>;
   issueAdminCertificate(csrPem: string): Promise<{ certificatePem: string; caCertPem: string }>;
   createService(spec: ServiceSpec, noResolveImage: boolean): Promise<{ service: Service; warnings: string[] }>;
-  updateService(req: { serviceId: string; version: number; spec?: ServiceSpec; rollback?: boolean; noResolveImage?: boolean }): Promise<{ service: Service; warnings: string[] }>;
+  updateService(req: { serviceId: string; version: number; spec?: ServiceSpec; rollback?: boolean; noResolveImage?: boolean; canary?: CanaryConfig; force?: boolean }): Promise<{ service: Service; warnings: string[] }>;
+  /** The next step of a canary rollout (all: to the end). */
+  promoteService(serviceId: string, all: boolean): Promise<Service>;
+  /** Ends a canary rollout: traffic back to the old tasks, canaries removed. */
+  abortRollout(serviceId: string): Promise<Service>;
   getService(serviceId: string): Promise<Service>;
   listServices(filters?: Partial<ListServicesRequest_Filters>): Promise<Service[]>;
   removeService(serviceId: string): Promise<void>;
@@ -101,6 +106,12 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     async updateService(req) {
       const r = await call('updateService', UpdateServiceRequest.fromPartial({ ...req, serviceVersion: req.version }));
       return { service: must(r.service, 'service'), warnings: r.warnings };
+    },
+    async promoteService(serviceId, all) {
+      return must((await call('promoteService', { serviceId, all })).service, 'service');
+    },
+    async abortRollout(serviceId) {
+      return must((await call('abortRollout', { serviceId })).service, 'service');
     },
     async getService(serviceId) {
       return must((await call('getService', { serviceId })).service, 'service');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
+import { Rollout_State, type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
@@ -13,6 +13,7 @@ import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
 import { logPrefix, serviceDetails, serviceJson, serviceName, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
+import { canaryConfigOf, followRollout, rolloutLine, type CanaryFlags } from '../canary.js';
 
 const DESIRED: Record<string, TaskState> = {
   running: TaskState.TASK_STATE_RUNNING,
@@ -73,8 +74,9 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
  * Waits for convergence unless --detach (a rolling update: until it completes); a service that does
  * not converge in time, or an update that pauses, is an error naming why.
  */
-async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
+async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number, o: { rollout?: boolean } = {}): Promise<void> {
   if (a.detach) return;
+  if (o.rollout !== false && isRolloutOn(s)) return followCanary(env, sc, s, a, ms);
   const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
   const rollingBack = s.updateStatus?.state === UpdateStatus_State.ROLLBACK_STARTED;
@@ -92,6 +94,34 @@ async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & 
     throw new Error(`service ${serviceName(s)}: ${r.paused} (see \`swarmctl service ps ${serviceName(s)}\`; run \`swarmctl service update\` again to resume)`);
   if (updating) throw new Error(`service ${serviceName(s)}: the update made no progress for ${a.timeout}: ${r.reasons.join('; ')}`);
   throw new Error(`service ${serviceName(s)} did not converge within ${a.timeout}: ${r.reasons.join('; ')}`);
+}
+
+const isRolloutOn = (s: Service): boolean => {
+  const st = s.rollout?.state;
+  return st === Rollout_State.PROGRESSING || st === Rollout_State.WAITING || st === Rollout_State.PROMOTING;
+};
+
+/**
+ * Follows a canary rollout unless --detach: a live line per change of step, weight or gate; at a
+ * manual step it returns once the gate holds (saying how to go on); past the last step it
+ * follows the rolling update of the old tasks until the rollout completes. An abort is an error
+ * naming why.
+ */
+async function followCanary(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
+  if (a.detach) return;
+  const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
+  const name = serviceName(s);
+  let r = await followRollout(sc, s, { print, timeoutMs: ms });
+  if (r.outcome === 'promoting') {
+    await converge(env, sc, r.service, a, ms, { rollout: false });
+    r = await followRollout(sc, await sc.getService(s.id), { print, timeoutMs: ms });
+  }
+  if (r.outcome === 'aborted') throw new Error(`service ${name}: canary rollout aborted: ${r.message}; the old tasks take every connection`);
+  if (r.outcome === 'waiting') {
+    print(`canary: waiting at ${rolloutLine(r.service.rollout!).replace(/ \(waiting\).*$/, '')}: \`swarmctl service promote ${name}\` goes on (--all: to the end), \`swarmctl service abort ${name}\` stops it`);
+    return;
+  }
+  print('verify: Service converged (canary rollout completed)');
 }
 
 function printWarnings(env: CommandEnv, warnings: readonly string[]): void {
@@ -158,7 +188,7 @@ const commonOptions = <T>(y: Argv<T>) =>
     .option('with-registry-auth', { type: 'boolean', default: false, describe: 'Send registry credentials (~/.docker/config.json) to the nodes that run the tasks' });
 
 type CreateArgs = GlobalArgs & CreateFlags & WaitArgs & { _: (string | number)[]; image: string; command?: (string | number)[]; 'no-resolve-image': boolean; 'with-registry-auth': boolean };
-type UpdateArgs = GlobalArgs & UpdateFlags & WaitArgs & { service: string; rollback: boolean; 'no-resolve-image': boolean; 'with-registry-auth': boolean };
+type UpdateArgs = GlobalArgs & UpdateFlags & WaitArgs & CanaryFlags & { service: string; rollback: boolean; force: boolean; 'no-resolve-image': boolean; 'with-registry-auth': boolean };
 
 export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
   const { io } = env;
@@ -216,10 +246,20 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('publish-rm', { type: 'string', array: true, describe: 'Remove a published port (by target port)' })
           .option('network-add', { type: 'string', array: true, nargs: 1, describe: 'Attach to a network (NAME)' })
           .option('network-rm', { type: 'string', array: true, nargs: 1, describe: 'Detach from a network (NAME or id)' })
-          .option('force', { type: 'boolean', default: false, describe: 'Replace every task (a rolling update) even if nothing changed' })
+          .option('force', { type: 'boolean', default: false, describe: 'Replace every task (a rolling update) even if nothing changed; replaces a canary rollout in progress' })
+          .option('canary-weight', { type: 'number', describe: 'Start a canary rollout: canary tasks of the new spec beside the old ones take P% of new connections (one step)' })
+          .option('canary-steps', { type: 'string', describe: 'Canary weights in percent, increasing (e.g. 10,50,100); at 100 the old tasks are replaced' })
+          .option('canary-interval', { type: 'string', describe: 'How long each step\'s gate must hold before the next (e.g. 1m); manual (default): wait for `service promote`' })
+          .option('canary-replicas', { type: 'number', describe: 'Canary tasks (default: the fewest whose share of the tasks is the first weight)' })
+          .option('canary-max-failure-ratio', { type: 'string', describe: 'Canary failures tolerated (0 to 1; default 0): past it the rollout aborts' })
+          .option('canary-check-path', { type: 'string', describe: 'HTTP path each canary is sent GET once a second from its host; a failing ratio aborts' })
+          .option('canary-check-port', { type: 'number', describe: 'Port of the HTTP check (default: the first published target port)' })
+          .option('canary-check-success', { type: 'string', describe: 'Success ratio of the HTTP checks each step must reach (default 0.99)' })
           .option('rollback', { type: 'boolean', default: false, describe: 'Roll back to the previous spec' }),
       env.action(async (a: UpdateArgs) => {
         const ms = timeoutMs(a, 'service update');
+        const canary = canaryConfigOf(a);
+        if (canary && a.rollback) throw new UsageError('--rollback and --canary-* do not go together: a rollback puts the previous spec back at once', 'service update');
         await withServices(env, a, async (sc) => {
           const auth = a['with-registry-auth'] ? registryAuthOf(await dockerConfig(io.env), a.image ?? '') : undefined;
           const r = await retryOnConflict(async () => {
@@ -229,7 +269,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
               spec = applyUpdateFlags(cur.spec!, a, a['network-add'] || a['network-rm'] ? await sc.listNetworks() : []);
               if (auth) spec.task!.container!.pullAuth = auth;
             }
-            return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'] });
+            return sc.updateService({ serviceId: cur.id, version: cur.meta?.version ?? 0, spec, rollback: a.rollback, noResolveImage: a['no-resolve-image'], canary, force: a.force });
           });
           printWarnings(env, r.warnings);
           out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
@@ -255,6 +295,46 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           });
           out(io, a.format === 'json' ? json(serviceJson(r.service)) : serviceName(r.service));
           await converge(env, sc, r.service, a, ms);
+        });
+      }),
+    )
+    .command(
+      'promote <service>',
+      'Move a canary rollout to its next step (--all: to the end: the old tasks are replaced); waits as `service update` does unless --detach',
+      (yy) =>
+        yy
+          .positional('service', { type: 'string', demandOption: true })
+          .option('all', { type: 'boolean', default: false, describe: 'Skip the remaining steps: replace the old tasks now' })
+          .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once' })
+          .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting after this long without progress, and say why' }),
+      env.action(async (a: GlobalArgs & WaitArgs & { service: string; all: boolean }) => {
+        const ms = timeoutMs(a, 'service promote');
+        await withServices(env, a, async (sc) => {
+          const cur = await resolveService(sc, a.service);
+          const s = await sc.promoteService(cur.id, a.all);
+          out(io, a.format === 'json' ? json(serviceJson(s)) : serviceName(s));
+          await converge(env, sc, s, a, ms);
+        });
+      }),
+    )
+    .command(
+      'abort <service>',
+      'End a canary rollout: every new connection goes back to the old tasks at once, the canaries are removed and the previous spec is back',
+      (yy) =>
+        yy
+          .positional('service', { type: 'string', demandOption: true })
+          .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'Exit at once' })
+          .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Suppress progress output' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'Give up waiting after this long without progress, and say why' }),
+      env.action(async (a: GlobalArgs & WaitArgs & { service: string }) => {
+        const ms = timeoutMs(a, 'service abort');
+        await withServices(env, a, async (sc) => {
+          const cur = await resolveService(sc, a.service);
+          const s = await sc.abortRollout(cur.id);
+          out(io, a.format === 'json' ? json(serviceJson(s)) : serviceName(s));
+          if (a.format !== 'json' && !a.quiet) err(env.io, `canary: ${s.rollout?.message ?? 'aborted'}`);
+          await converge(env, sc, s, a, ms);
         });
       }),
     )

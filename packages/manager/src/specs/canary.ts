@@ -24,7 +24,7 @@ export function checkCanaryConfig(c: Readonly<CanaryConfig>, spec: Readonly<Serv
   if (!(c.maxFailureRatio >= 0 && c.maxFailureRatio <= 1)) p.push(`canary.max_failure_ratio: ${c.maxFailureRatio} must be between 0 and 1`);
   if (c.checkSuccess !== 0 && !(c.checkSuccess > 0 && c.checkSuccess <= 1)) p.push(`canary.check_success: ${c.checkSuccess} must be a ratio in (0, 1]`);
   if (c.checkPath && !c.checkPath.startsWith('/')) p.push(`canary.check_path: "${c.checkPath}" must start with /`);
-  if (c.checkPath && /[\s\x00-\x1f]/.test(c.checkPath)) p.push(`canary.check_path: "${c.checkPath}" holds spaces or control characters`);
+  if (c.checkPath && [...c.checkPath].some((ch) => ch <= ' ' || ch === '\x7f')) p.push(`canary.check_path: "${c.checkPath}" holds spaces or control characters`);
   if (!Number.isInteger(c.checkPort) || c.checkPort < 0 || c.checkPort > 65535) p.push(`canary.check_port: ${c.checkPort} is not a port`);
   const ports = spec.endpoint?.ports ?? [];
   const port = c.checkPort || ports[0]?.targetPort || 0;

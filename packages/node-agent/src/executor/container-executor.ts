@@ -138,6 +138,7 @@ const HEALTH: Record<HealthStatus, HealthState> = {
 class ContainerController implements TaskController {
   private readonly id: string;
   private published: PortConfig[] = [];
+  private addresses: string[] = [];
   private health: { settings: HealthSettings; status: HealthStatus; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
   private healthResolved = false;
   private readonly clock: Clock;
@@ -155,6 +156,11 @@ class ContainerController implements TaskController {
     return this.published;
   }
 
+  address(): string | undefined {
+    const a = this.task.networks[0]?.addresses[0] ?? this.addresses[0];
+    return a?.split('/')[0];
+  }
+
   private async imageConfig(): Promise<ImageConfig | undefined> {
     const ref = this.task.spec?.container?.image ?? '';
     const rec = await this.o.images.get(ref).catch(() => undefined);
@@ -164,7 +170,11 @@ class ContainerController implements TaskController {
   async prepare(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
     const existing = await this.o.containers.inspect(this.id).catch(() => undefined);
     if (existing) {
-      if (this.o.networking) this.published = (await this.o.networking.attach(this.task)).ports;
+      if (this.o.networking) {
+        const net = await this.o.networking.attach(this.task);
+        this.published = net.ports;
+        this.addresses = net.addresses;
+      }
       return { containerId: this.id };
     }
     const c = this.task.spec?.container;
@@ -189,6 +199,7 @@ class ContainerController implements TaskController {
       throw new Error(msg, { cause: err });
     }
     this.published = net.ports;
+    this.addresses = net.addresses ?? [];
     try {
       await this.o.containers.create(this.id, {
         image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },

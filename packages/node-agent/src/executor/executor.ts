@@ -68,6 +68,8 @@ export interface TaskController {
   inspect(): Promise<ContainerFacts>;
   /** Published ports (mode=host) once prepared. */
   ports(): PortConfig[];
+  /** The task's address on its first network once prepared (no mask), if it has one. */
+  address?(): string | undefined;
 }
 
 export interface Executor {

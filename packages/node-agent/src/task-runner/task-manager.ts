@@ -8,6 +8,7 @@ import { describeError, nullLogger, type Logger } from '@swarmd/common';
 import { isAbortError, systemClock, type Clock } from '@swarmd/common';
 import { ContainerExitedError, PermanentError, UnhealthyError, type TaskController } from '../executor/executor.js';
 import { isTerminal, nextAction, taskStep, type ActionResult, type StepAction } from './task-step.js';
+import { startCanaryCheck } from './canary-check.js';
 
 export interface TaskManagerOptions {
   task: Task;
@@ -34,6 +35,7 @@ export class TaskManager {
   private wake: (() => void) | undefined;
   private readonly loop: Promise<void>;
   private removing: Promise<void> | undefined;
+  private canaryCheck: { stop(): void } | undefined;
 
   constructor(private readonly o: TaskManagerOptions) {
     this.task = o.task;
@@ -63,6 +65,7 @@ export class TaskManager {
   /** Stops the loop; the container is left as it is (it outlives the agent). */
   async close(): Promise<void> {
     this.closed.abort();
+    this.syncCanaryCheck();
     this.actionAbort?.abort();
     this.wake?.();
     await this.loop;
@@ -112,6 +115,7 @@ export class TaskManager {
     }
     this.status = s;
     this.task = { ...this.task, status: s };
+    this.syncCanaryCheck();
     this.log.info('task status', { state: TaskState[s.state], message: s.message, err: s.err || undefined });
     this.o.report(this.task.id, s);
     if (isTerminal(s.state)) for (const w of this.settledWaiters.splice(0)) w();
@@ -131,12 +135,45 @@ export class TaskManager {
     }
   }
 
+  /**
+   * A canary task with an HTTP check runs it while it is RUNNING (and this loop is open); each
+   * result goes to the managers with the task's status.
+   */
+  private syncCanaryCheck(): void {
+    const c = this.task.canary;
+    const want = !!c?.path && c.port > 0 && this.status.state === TaskState.TASK_STATE_RUNNING && !this.closed.signal.aborted;
+    if (!want) {
+      this.canaryCheck?.stop();
+      this.canaryCheck = undefined;
+      return;
+    }
+    const host = this.ctlr.address?.();
+    if (this.canaryCheck || !host) return;
+    this.log.info('canary HTTP check started', { host, port: c.port, path: c.path });
+    this.canaryCheck = startCanaryCheck(
+      {
+        host,
+        port: c.port,
+        path: c.path,
+        clock: this.clock,
+        onResult: (r) => {
+          if (this.status.state !== TaskState.TASK_STATE_RUNNING) return;
+          this.status = { ...this.status, canaryCheck: r };
+          this.task = { ...this.task, status: this.status };
+          this.o.report(this.task.id, this.status);
+        },
+      },
+      this.status.canaryCheck,
+    );
+  }
+
   private async run(): Promise<void> {
     try {
       await this.reattach();
     } catch (err) {
       this.log.warn('re-attach: inspect failed', { err: describeError(err) });
     }
+    this.syncCanaryCheck();
     let failures = 0;
     while (!this.closed.signal.aborted) {
       const t = { desiredState: this.task.desiredState, status: this.status };
