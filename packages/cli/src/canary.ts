@@ -76,6 +76,7 @@ export const rolloutStateText = (st: Rollout_State | undefined): string => ((Rol
 /** `step 2 of 3 at 50% (progressing): gate holding`, as the live display and inspect show it. */
 export function rolloutLine(r: Rollout): string {
   const steps = r.config?.steps ?? [];
+  if (r.state === Rollout_State.ABORTED) return `aborted: ${r.message}`;
   const where = r.state === Rollout_State.PROMOTING || r.state === Rollout_State.COMPLETED ? 'promoted' : `step ${r.step + 1} of ${steps.length} at ${r.weight}%`;
   return `${where} (${rolloutStateText(r.state)}): ${r.message}`;
 }

@@ -17,6 +17,8 @@ import {
   ServiceSpec,
   type Task,
   UpdateStatus_State,
+  Rollout_State,
+  CanaryConfig,
 } from '@swarmd/proto';
 import { buildBusyboxImage, pushOciLayoutWithSkopeo, requires, startRegistry, writeOciLayout } from '@swarmd/testkit';
 import { CertRole, LogBroker, createControlService, createDispatcherService, makeObject, serviceControllers, type ControlDeps, type ImagePinner } from '../src/index.js';
@@ -77,10 +79,20 @@ const create = (c: ControlClient, s: ServiceSpec, noResolveImage = false) =>
 const get = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.getService({ serviceId }, cb)).then((r) => r.service!);
 const list = (c: ControlClient, f: Partial<{ names: string[]; idPrefixes: string[]; labels: Record<string, string>; namePrefixes: string[] }> = {}) =>
   unary<{ services: Service[] }>((cb) => c.listServices({ filters: { names: [], idPrefixes: [], labels: {}, namePrefixes: [], ...f } }, cb)).then((r) => r.services);
-const update = (c: ControlClient, serviceId: string, serviceVersion: number, s: ServiceSpec | undefined, o: { rollback?: boolean; noResolveImage?: boolean } = {}) =>
+const update = (c: ControlClient, serviceId: string, serviceVersion: number, s: ServiceSpec | undefined, o: { rollback?: boolean; noResolveImage?: boolean; canary?: Partial<CanaryConfig>; force?: boolean } = {}) =>
   unary<{ service: Service | undefined; warnings: string[] }>((cb) =>
-    c.updateService({ serviceId, serviceVersion, spec: s, rollback: o.rollback ?? false, noResolveImage: o.noResolveImage ?? false, canary: undefined, force: false }, cb),
+    c.updateService(
+      { serviceId, serviceVersion, spec: s, rollback: o.rollback ?? false, noResolveImage: o.noResolveImage ?? false, canary: o.canary ? CanaryConfig.fromPartial(o.canary) : undefined, force: o.force ?? false },
+      cb,
+    ),
   );
+const promote = (c: ControlClient, serviceId: string, all = false) => unary<{ service: Service | undefined }>((cb) => c.promoteService({ serviceId, all }, cb)).then((r) => r.service!);
+const abort = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.abortRollout({ serviceId }, cb)).then((r) => r.service!);
+const withEnv = (s: Service, env: string[]): ServiceSpec => {
+  const x = structuredClone(s.spec!);
+  x.task!.container!.env = env;
+  return x;
+};
 const listTasks = (c: ControlClient, f: Partial<{ serviceIds: string[]; nodeIds: string[]; desiredStates: TaskState[]; idPrefixes: string[]; names: string[] }> = {}) =>
   unary<{ tasks: Task[] }>((cb) => c.listTasks({ filters: { serviceIds: [], nodeIds: [], desiredStates: [], idPrefixes: [], names: [], ...f } }, cb)).then((r) => r.tasks);
 
@@ -327,4 +339,74 @@ test('logs: records published through the dispatcher, tail, since, follow; recor
     grpc.status.INVALID_ARGUMENT,
     /name at least one service or task/,
   );
+});
+
+test('canary: an update with a canary config starts a rollout at its first weight; its canary task runs in a slot after the replicas and the old tasks stay', async (t) => {
+  const { h, admin } = await setup(t, {}, { controllers: true });
+  const s0 = (await create(admin, spec('web', 'web:1', 4))).service!;
+  const old = await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 4);
+  const s1 = (await update(admin, s0.id, s0.meta!.version, withEnv(s0, ['V=2']), { canary: { steps: [20, 50, 100] } })).service!;
+  t.is(s1.rollout?.state, Rollout_State.WAITING);
+  t.is(s1.rollout?.weight, 20);
+  t.is(Number(s1.rollout?.replicas), 1);
+  t.is(s1.updateStatus?.message, 'canary rollout in progress');
+  const all = await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id && x.canary).length === 1);
+  const canary = all.find((x) => x.canary)!;
+  t.is(canary.slot, 5);
+  t.deepEqual(canary.spec?.container?.env, ['V=2']);
+  await h.clock.advance(1000);
+  const live = h.store.view((tx) => tx.find('task', { serviceId: s0.id })).filter((x) => !x.canary && x.desiredState === TaskState.TASK_STATE_RUNNING);
+  t.deepEqual(live.map((x) => x.id).sort(), old.map((x) => x.id).sort(), 'the old tasks stay');
+});
+
+test('canary: bad input is refused and changes nothing (weights, a global service, an unchanged spec, a new update during the rollout without force, promote or abort without a rollout)', async (t) => {
+  const { h, admin } = await setup(t, {}, { controllers: true });
+  const s0 = (await create(admin, spec('web', 'web:1', 4))).service!;
+  const g = (await create(admin, { ...spec('agent', 'agent:1'), mode: { $case: 'global', global: {} } })).service!;
+  const v2 = withEnv(s0, ['V=2']);
+  const cur = () => h.store.view((tx) => tx.get('service', s0.id))!;
+  await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 4);
+  const version = () => cur().meta!.version;
+  await refusedWith(t, update(admin, s0.id, version(), v2, { canary: { steps: [50, 20] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[1\]: weights must increase \(50 then 20\)/);
+  await refusedWith(t, update(admin, s0.id, version(), v2, { canary: { steps: [0] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[0\]: 0 is not a weight in percent/);
+  const gv = h.store.view((tx) => tx.get('service', g.id))!;
+  await refusedWith(t, update(admin, g.id, gv.meta!.version, withEnv(g, ['V=2']), { canary: { steps: [20] } }), grpc.status.INVALID_ARGUMENT, /canary rollouts are for replicated services/);
+  await refusedWith(t, update(admin, s0.id, version(), structuredClone(cur().spec!), { canary: { steps: [20] } }), grpc.status.INVALID_ARGUMENT, /nothing to roll out/);
+  await refusedWith(t, promote(admin, 'web'), grpc.status.FAILED_PRECONDITION, /service web has no canary rollout to promote/);
+  await refusedWith(t, abort(admin, 'web'), grpc.status.FAILED_PRECONDITION, /service web has no canary rollout in progress/);
+  t.is(cur().specVersion, s0.specVersion, 'no spec was written');
+  t.is(cur().rollout, undefined, 'no rollout was started');
+  const s1 = (await update(admin, s0.id, version(), v2, { canary: { steps: [20] } })).service!;
+  await refusedWith(t, update(admin, s0.id, version(), withEnv(s1, ['V=3'])), grpc.status.FAILED_PRECONDITION, /has a canary rollout in progress \(step 1 of 1 \(20%\), waiting\): promote or abort it first/);
+  // A scale passes under the rollout; a forced update replaces it.
+  const scaled = structuredClone(s1.spec!);
+  scaled.mode = { $case: 'replicated', replicated: { replicas: 5 } };
+  const s2 = (await update(admin, s0.id, version(), scaled)).service!;
+  t.is(s2.rollout?.state, Rollout_State.WAITING);
+  const s3 = (await update(admin, s0.id, version(), withEnv(s2, ['V=3']), { force: true })).service!;
+  t.is(s3.rollout?.state, Rollout_State.ABORTED);
+  t.regex(s3.rollout?.message ?? '', /replaced by a new update/);
+  t.is(s3.updateStatus?.state, UpdateStatus_State.UPDATING);
+});
+
+test('canary: promote moves to the next step and, from the last one, to promoting; abort puts the old spec back and shuts the canaries down', async (t) => {
+  const { h, admin } = await setup(t, {}, { controllers: true });
+  const s0 = (await create(admin, spec('web', 'web:1', 4))).service!;
+  await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 4);
+  await update(admin, s0.id, h.store.view((tx) => tx.get('service', s0.id))!.meta!.version, withEnv(s0, ['V=2']), { canary: { steps: [20, 50, 100] } });
+  const p1 = await promote(admin, 'web');
+  t.is(p1.rollout?.step, 1);
+  t.is(p1.rollout?.weight, 50);
+  const a = await abort(admin, 'web');
+  t.is(a.rollout?.state, Rollout_State.ABORTED);
+  t.regex(a.rollout?.message ?? '', /^aborted by hand at step 2 of 3 \(50%\)/);
+  t.deepEqual(a.spec?.task?.container?.env, s0.spec?.task?.container?.env, 'the old spec is back');
+  t.is(a.updateStatus?.state, UpdateStatus_State.ROLLBACK_STARTED);
+  const canaries = h.store.view((tx) => tx.find('task', { serviceId: s0.id })).filter((x) => x.canary);
+  t.true(canaries.length >= 1 && canaries.every((x) => x.desiredState > TaskState.TASK_STATE_RUNNING), 'every canary is shut down');
+  const s5 = h.store.view((tx) => tx.get('service', s0.id))!;
+  await update(admin, s0.id, s5.meta!.version, withEnv(s5, ['V=4']), { canary: { steps: [30, 60] } });
+  const all = await promote(admin, 'web', true);
+  t.is(all.rollout?.state, Rollout_State.PROMOTING);
+  t.is(all.rollout?.weight, 100);
 });

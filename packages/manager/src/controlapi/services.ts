@@ -17,7 +17,7 @@ import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
 import { applyServiceDefaults, checkCanaryConfig, validateServiceSpec } from '../specs/index.js';
-import { abortRollout, atStep, canaryCountFor, isCanaryPhase, isCanaryTask, isRolloutActive, isTaskDirty, rolloutStateName } from '../controller-kit/index.js';
+import { abortRollout, atStep, canaryCountFor, isCanaryPhase, isCanaryTask, isRolloutActive, isTaskDirty, newTask, rolloutStateName } from '../controller-kit/index.js';
 import { sameLabels } from './labels.js';
 import { applyIngress, resolveServiceNetworks } from './networks.js';
 
@@ -249,9 +249,9 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       resolveServiceNetworks(tx, spec);
       applyIngress(tx, id, spec);
       if (isRolloutActive(s)) {
-        const probe = { ...cloneObject('service', s), spec };
-        // A change of replicas or labels passes; a new rollout of tasks waits for this one to end.
-        if (needsUpdate(tx, probe) || canary || req.rollback) {
+        // A change of replicas or labels passes; a change of what the tasks run waits for the rollout to end.
+        const asNow = newTask(s, { id: '', slot: 1, now: 0 });
+        if (isTaskDirty({ ...s, spec, specVersion: s.specVersion + 1 }, asNow, undefined) || canary || req.rollback) {
           if (!req.force) {
             throw failedPrecondition(
               `service ${nameOf('service', s)} has a canary rollout in progress (${rolloutWhere(s)}): promote or abort it first (swarmctl service promote|abort), or replace it with --force`,

@@ -59,7 +59,7 @@ export function atStep(r: Readonly<Rollout>, step: number, now: number): Rollout
     stepStartedAt: 0,
     nextStepAt: 0,
     baselines: [],
-    message: `step ${step + 1} of ${c.steps.length}: ${c.steps[step]}%`,
+    message: 'starting',
   };
 }
 

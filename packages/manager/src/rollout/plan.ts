@@ -118,7 +118,7 @@ export function planRollout(inp: RolloutInput): RolloutPlan {
       stepStartedAt: now,
       nextStepAt: c.intervalMs > 0 ? now + c.intervalMs : 0,
       baselines: ready.map((t) => ({ taskId: t.id, ok: t.status?.canaryCheck?.ok ?? 0, total: t.status?.canaryCheck?.total ?? 0 })),
-      message: `step ${r.step + 1} of ${c.steps.length} at ${r.weight}%: gate holding${c.intervalMs > 0 ? '' : ', waiting for promote'}`,
+      message: c.intervalMs > 0 ? 'gate holding' : 'gate holding, waiting for promote',
     };
   } else if (c.checkPath) {
     // The HTTP checks of this step, from the baselines.
@@ -148,7 +148,7 @@ export function planRollout(inp: RolloutInput): RolloutPlan {
     }
     if (c.intervalMs > 0 && now >= next.nextStepAt && total < Math.floor(c.intervalMs / 2000) * ready.length) {
       // The checks are not coming in (an agent behind): the step waits for them.
-      if (!next.message.includes('waiting for HTTP check results')) next = { ...next, message: `step ${r.step + 1} of ${c.steps.length} at ${r.weight}%: waiting for HTTP check results (${total} so far)` };
+      if (!next.message.startsWith('waiting for HTTP check results')) next = { ...next, message: `waiting for HTTP check results (${total} so far)` };
       wake(now + RECHECK_MS);
       if (next !== r) out.rollout = next;
       return out;
