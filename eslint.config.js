@@ -19,6 +19,7 @@ const PURE = [
   'packages/manager/src/scheduler/{filter,node-info,pipeline,placement}.ts',
   'packages/manager/src/specs/**/*.ts',
   'packages/manager/src/update/plan.ts',
+  'packages/manager/src/rollout/plan.ts',
   'packages/manager/src/allocator/plan.ts',
   'packages/manager/src/ipam/**/*.ts',
   'packages/registry/src/{reference,media-types}.ts',

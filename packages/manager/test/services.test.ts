@@ -354,7 +354,8 @@ test('canary: an update with a canary config starts a rollout at its first weigh
   const canary = all.find((x) => x.canary)!;
   t.is(canary.slot, 5);
   t.deepEqual(canary.spec?.container?.env, ['V=2']);
-  await h.clock.advance(1000);
+  h.clock.advance(1000);
+  await new Promise((r) => setTimeout(r, 100));
   const live = h.store.view((tx) => tx.find('task', { serviceId: s0.id })).filter((x) => !x.canary && x.desiredState === TaskState.TASK_STATE_RUNNING);
   t.deepEqual(live.map((x) => x.id).sort(), old.map((x) => x.id).sort(), 'the old tasks stay');
 });
