@@ -8,12 +8,15 @@ import {
   type RaftMember,
   type RaftMembershipServer,
 } from '@swarmd/proto';
-import { NotLeaderError, type NodeStatus as RaftNodeStatus } from 'raft-ts';
+import { NotLeaderError, ProposalDroppedError, type NodeStatus as RaftNodeStatus } from 'raft-ts';
 import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import { newRaftId } from '../raft/raft-dir.js';
 import { assertCanRemoveManager, type RaftGroupView } from './quorum.js';
+
+/** How long a join waits for a membership change in flight before it is refused. */
+export const JOIN_WAIT_MS = 15_000;
 
 /** What membership needs of raft-ts's RaftNode. */
 export interface RaftMembershipNode {
@@ -148,10 +151,29 @@ export class Membership {
       const taken = [...st.confState.voters, ...st.confState.learners, ...this.o.store.view((tx) => tx.find('node')).map((n) => n.managerStatus?.raftId ?? 0)];
       raftId = newRaftId(taken);
       this.o.logger.info('join: adding a manager as a learner', { nodeId, raftId, addr });
-      await this.o.raft.addLearner(raftId, addr);
+      await this.addLearnerWhenFree(raftId, addr);
     }
     await this.recordManager(nodeId, raftId, addr);
     return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId };
+  }
+
+  /**
+   * Raft takes one membership change at a time: a join that comes while the previous one is in
+   * flight (a learner being added or promoted) waits for it, up to JOIN_WAIT_MS, instead of
+   * failing (two managers joining at once, or one right after another).
+   */
+  private async addLearnerWhenFree(raftId: number, addr: string): Promise<void> {
+    const until = Date.now() + JOIN_WAIT_MS;
+    for (;;) {
+      try {
+        await this.o.raft.addLearner(raftId, addr);
+        return;
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError) || !/conf change is pending/.test(err.message) || Date.now() >= until) throw err;
+        this.o.logger.info('join: another membership change is in flight; waiting for it', { raftId });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   /** Writes Node.managerStatus (and creates the Node when the CA service has not yet). */
