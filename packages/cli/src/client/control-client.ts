@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   ControlClient,
+  EventsRequest,
   ListNodesRequest,
   ListServicesRequest,
   ListTasksRequest,
@@ -14,6 +15,7 @@ import {
   UpdateServiceRequest,
   WatchRequest,
   type Cluster,
+  type ClusterEvent,
   type ClusterSpec,
   type ListNodesRequest_Filters,
   type ListServicesRequest_Filters,
@@ -58,6 +60,8 @@ export interface Control {
   watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   /** Log records until the stream ends (or is cancelled). */
   logs(req: { serviceIds: string[]; taskIds?: string[]; follow: boolean; tail: number; sinceMs?: number }, onLine: (l: LogLine) => void): Promise<void>;
+  /** Cluster events (replayed from sinceMs, then live) until untilMs, the stream's end, or `signal`. */
+  events(req: { sinceMs?: number; untilMs?: number; types?: string[]; names?: string[]; actions?: string[] }, onEvent: (e: ClusterEvent) => void, signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -150,6 +154,15 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return new Promise((resolve, reject) => {
         const s = client.logs(LogsRequest.fromPartial(req));
         s.on('data', (l: LogLine) => onLine(l));
+        s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
+        s.on('end', () => resolve());
+      });
+    },
+    events(req, onEvent, signal) {
+      return new Promise((resolve, reject) => {
+        const s = client.events(EventsRequest.fromPartial(req));
+        signal?.addEventListener('abort', () => s.cancel(), { once: true });
+        s.on('data', (e: ClusterEvent) => onEvent(e));
         s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
         s.on('end', () => resolve());
       });

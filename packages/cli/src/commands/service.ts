@@ -7,7 +7,7 @@ import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
 import { UsageError } from '../errors.js';
-import { json, parseDuration } from '../format.js';
+import { json, parseDuration, parseTimeArg } from '../format.js';
 import { out, err } from '../io.js';
 import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
@@ -381,8 +381,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (Number.isNaN(tail)) throw new UsageError(`--tail ${a.tail}: expected all or a number`, 'service logs');
           let sinceMs = 0;
           if (a.since !== undefined) {
-            const d = parseDuration(a.since);
-            sinceMs = d !== undefined ? Date.now() - d : Date.parse(a.since);
+            sinceMs = parseTimeArg(a.since, Date.now()) ?? NaN;
             if (Number.isNaN(sinceMs)) throw new UsageError(`--since ${a.since}: expected a duration (10m) or a time (2024-01-02T15:04:05Z)`, 'service logs');
           }
           await withServices(env, a, async (sc) => {

@@ -7,13 +7,14 @@ import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:
 import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
 import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from '@swarmd/common';
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
-import { systemClock, type Clock } from '@swarmd/common';
+import { metrics, secondsSince, systemClock, type Clock } from '@swarmd/common';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
 import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
 
 export const LABEL_TASK = 'swarmd.task.id';
 export const LABEL_SERVICE = 'swarmd.service.id';
 export const LABEL_NODE = 'swarmd.node.id';
+export const LABEL_SERVICE_NAME = 'swarmd.service.name';
 
 /** What networking gives a task: a netns to join (none: a new empty one) and published ports. */
 export interface TaskNetwork {
@@ -125,7 +126,7 @@ export function runtimeSpec(t: Task, nodeId: string): RuntimeSpec {
       ...(nanoCpus ? { cpuQuotaUs: Math.max(1000, Math.round((nanoCpus / 1e9) * period)), cpuPeriodUs: period } : {}),
       ...(pidsLimit ? { pidsLimit } : {}),
     },
-    labels: { ...c.labels, [LABEL_TASK]: t.id, [LABEL_SERVICE]: t.serviceId, [LABEL_NODE]: nodeId },
+    labels: { ...c.labels, [LABEL_TASK]: t.id, [LABEL_SERVICE]: t.serviceId, [LABEL_SERVICE_NAME]: t.serviceAnnotations?.name ?? '', [LABEL_NODE]: nodeId },
   };
 }
 
@@ -241,7 +242,15 @@ class ContainerController implements TaskController {
   async start(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
     let info = await this.o.containers.inspect(this.id);
     if (info.status === 'created') {
-      await this.o.containers.start(this.id);
+      const t0 = performance.now();
+      try {
+        await this.o.containers.start(this.id);
+      } catch (err) {
+        metrics.containerStarts.inc({ result: 'error' });
+        throw err;
+      }
+      metrics.containerStarts.inc({ result: 'ok' });
+      metrics.containerStartSeconds.observe(secondsSince(t0));
       info = await this.o.containers.inspect(this.id);
     }
     if (info.exit) throw new ContainerExitedError(info.exit);
