@@ -6,7 +6,7 @@ import { type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
-import { UsageError } from '../errors.js';
+import { UsageError, errorLine } from '../errors.js';
 import { json, parseDuration, parseTimeArg } from '../format.js';
 import { out, err } from '../io.js';
 import { pickService, resolveService } from '../resolve.js';
@@ -352,13 +352,21 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         await withServices(env, a, async (sc) => {
           const all = await sc.listServices();
           const removed: string[] = [];
+          const failed: string[] = [];
+          // As docker: remove every service that exists; report the others, then fail.
           for (const ref of a.services) {
-            const s = pickService(all, ref);
-            await sc.removeService(s.id);
-            removed.push(s.id);
-            if (a.format !== 'json') out(io, serviceName(s));
+            try {
+              const s = pickService(all, ref);
+              await sc.removeService(s.id);
+              removed.push(s.id);
+              if (a.format !== 'json') out(io, serviceName(s));
+            } catch (e) {
+              failed.push(ref);
+              err(io, `swarmctl: ${errorLine(e)}`);
+            }
           }
           if (a.format === 'json') out(io, json(removed.map((id) => ({ removed: id }))));
+          if (failed.length > 0) throw new Error(`${failed.length} of ${a.services.length} services not removed: ${failed.join(', ')}`);
         });
       }),
     )
