@@ -13,6 +13,7 @@ import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
 import { logPrefix, serviceDetails, serviceJson, serviceName, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
+import { progressPrinter } from '../live-lines.js';
 
 const DESIRED: Record<string, TaskState> = {
   running: TaskState.TASK_STATE_RUNNING,
@@ -75,7 +76,9 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
  */
 async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number): Promise<void> {
   if (a.detach) return;
-  const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
+  // On a terminal one line per task, rewritten in place; plain lines otherwise.
+  const printer = progressPrinter(env.io.stderr);
+  const print = (l: string, key?: string) => (a.format === 'json' || a.quiet ? undefined : printer.print(l, key));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
   const rollingBack = s.updateStatus?.state === UpdateStatus_State.ROLLBACK_STARTED;
   const r = await waitConverged(sc, s, { print, timeoutMs: ms });
@@ -85,7 +88,7 @@ async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & 
     throw new Error(`service ${serviceName(s)}: ${r.rolledBack.replace(/^rollback completed \((.*)\)$/, '$1')}; the previous spec runs again`);
   }
   if (r.converged) {
-    print(rollingBack ? 'verify: Service converged (rollback completed)' : updating ? 'verify: Service converged (update completed)' : 'verify: Service converged');
+    print(rollingBack ? 'verify: Service converged (rollback completed)' : updating ? 'verify: Service converged (update completed)' : 'verify: Service converged', 'verify');
     return;
   }
   if (r.paused !== undefined)

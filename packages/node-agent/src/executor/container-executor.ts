@@ -139,7 +139,7 @@ const HEALTH: Record<HealthStatus, HealthState> = {
 class ContainerController implements TaskController {
   private readonly id: string;
   private published: PortConfig[] = [];
-  private health: { settings: HealthSettings; status: HealthStatus; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
+  private health: { settings: HealthSettings; status: HealthStatus; output: string; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
   private healthResolved = false;
   private readonly clock: Clock;
 
@@ -216,7 +216,7 @@ class ContainerController implements TaskController {
     let onUnhealthy!: (e: UnhealthyError) => void;
     const healthy = new Promise<void>((r) => (onHealthy = r));
     const verdict = new Promise<UnhealthyError>((r) => (onUnhealthy = r));
-    const h = { settings, status: 'starting' as HealthStatus, verdict, healthy, ac };
+    const h = { settings, status: 'starting' as HealthStatus, output: '', verdict, healthy, ac };
     this.health = h;
     void runHealthChecks({
       settings,
@@ -228,6 +228,7 @@ class ContainerController implements TaskController {
       },
       onChange: (status, out) => {
         h.status = status;
+        h.output = out.trim().slice(0, 1024);
         this.log.info('health', { status, out });
         if (status === 'healthy') onHealthy();
         if (status === 'unhealthy') onUnhealthy(new UnhealthyError(out));
@@ -275,7 +276,7 @@ class ContainerController implements TaskController {
         signal.removeEventListener('abort', onAbort);
       }
     }
-    return { containerId: this.id, pid: info.pid ?? 0, health: this.healthState() };
+    return { containerId: this.id, pid: info.pid ?? 0, health: this.healthState(), ...(this.health ? { healthOutput: this.health.output } : {}) };
   }
 
   async wait(signal: AbortSignal): Promise<ExitInfo> {
