@@ -9,6 +9,7 @@ APT_PACKAGES=(
   runc conmon busybox-static iproute2 iptables nftables docker-registry etcd-server etcd-client
   protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps iperf3
   prometheus   # promtool: checks the text swarmd --metrics-addr serves
+  chromium     # headless, driven by playwright-core: the test of swarmctl web
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
