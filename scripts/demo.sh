@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then echo "demo: run as root (network namespaces, runc, overlayfs)" >&2; exit 1; fi
 bash scripts/setup.sh
 
-swarmctl() { node packages/cli/dist/src/main.js "$@"; }
+# setup.sh put swarmctl on the PATH (/usr/local/bin/swarmctl → this checkout's build).
+command -v swarmctl >/dev/null || { echo "demo: swarmctl is not on the PATH after setup" >&2; exit 1; }
 NAME=${DEMO_NAME:-demo}
 
 # A re-run starts from scratch.
@@ -44,7 +45,6 @@ echo "demo: hello finds web by name over the overlay network (its VIP, and every
 swarmctl service logs --tail 4 hello
 echo
 echo "demo: the cluster is up. Try:"
-echo "  alias swarmctl='node $PWD/packages/cli/dist/src/main.js'"
 echo "  swarmctl service scale web=6; swarmctl service logs -f hello   # tasks.web follows at once"
 echo "  swarmctl service scale hello=10; swarmctl service ps hello"
 echo "  swarmctl node update --availability drain ${NAME}-w1; swarmctl service ps hello"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   runc conmon busybox-static iproute2 iptables nftables docker-registry etcd-server etcd-client
   protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps iperf3
+  prometheus   # promtool: checks the text swarmd --metrics-addr serves
+  chromium     # headless, driven by playwright-core: the test of swarmctl web
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -33,3 +35,11 @@ fi
 
 echo "setup: build"
 npm run --silent build
+
+# swarmctl on the PATH: /usr/local/bin/swarmctl links to this checkout's build (as `npm link`
+# would, without a global install). Not root: say how to do it.
+if [ "$(id -u)" -eq 0 ]; then
+  ln -sfn "$PWD/packages/cli/dist/src/main.js" /usr/local/bin/swarmctl
+else
+  echo "setup: swarmctl is not on the PATH (not root): sudo ln -sfn $PWD/packages/cli/dist/src/main.js /usr/local/bin/swarmctl" >&2
+fi

@@ -10,6 +10,8 @@ import { localCommands } from './commands/local.js';
 import { serviceCommands } from './commands/service.js';
 import { taskCommands } from './commands/task.js';
 import { networkCommands } from './commands/network.js';
+import { eventsCommand } from './commands/events.js';
+import { webCommand } from './commands/web.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -73,8 +75,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
     },
   };
-  const y = globalOptions(yargs().scriptName('swarmctl'))
-    .usage('swarmctl <command>\n\nManage a swarmd cluster through its control API.')
+  const base = globalOptions(yargs().scriptName('swarmctl')).usage('swarmctl <command>\n\nManage a swarmd cluster through its control API.');
+  const y = webCommand(eventsCommand(base, env), env)
     .command('node', 'Manage nodes', (yy) => nodeCommands(yy, env).demandCommand(1, 'node: give a subcommand (ls, inspect, update, promote, demote, rm)'))
     .command('cluster', 'Manage the cluster', (yy) =>
       clusterCommands(yy, env).demandCommand(1, 'cluster: give a subcommand (inspect, update, rotate-token, join-token, admin-cert)'),
@@ -87,7 +89,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
       localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, add, stop, start, down, ls)'),
     )
-    .demandCommand(1, 'give a command (node, cluster, service, task, network, local)')
+    .demandCommand(1, 'give a command (node, cluster, service, task, network, events, web, local)')
     .strict()
     .recommendCommands()
     .help()

@@ -194,6 +194,18 @@ export function parseDuration(s: string): number | undefined {
 }
 
 /**
+ * A --since/--until value as unix ms: a duration back from `now` (10m), an RFC 3339 time
+ * (2024-01-02T15:04:05Z) or unix seconds (1704207845, as docker takes); undefined when none.
+ */
+export function parseTimeArg(s: string, now: number): number | undefined {
+  const d = parseDuration(s);
+  if (d !== undefined) return now - d;
+  if (/^\d+(\.\d+)?$/.test(s)) return Math.round(parseFloat(s) * 1000);
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+/**
  * JSON output: the proto JSON form. Proto JSON leaves out default values, so the fields scripts
  * test (role, availability, desired role, state) are always written out.
  */

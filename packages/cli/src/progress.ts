@@ -59,7 +59,7 @@ export function newestPerSlot(tasks: readonly Task[]): Task[] {
 export async function waitConverged(
   sc: Control,
   service: Service,
-  o: { print(line: string): void; timeoutMs: number; refreshMs?: number },
+  o: { print(line: string, key?: string): void; timeoutMs: number; refreshMs?: number },
 ): Promise<ConvergeResult> {
   let svc = service;
   const updating = service.updateStatus?.state === UpdateStatus_State.UPDATING;
@@ -91,7 +91,7 @@ export async function waitConverged(
       if (shown.get(k) !== text) {
         shown.set(k, text);
         moved = true;
-        o.print(`${label(t, c.desired)}: ${text}`);
+        o.print(`${label(t, c.desired)}: ${text}`, `slot ${k}`);
       }
     }
     const st = svc.updateStatus;
@@ -105,12 +105,12 @@ export async function waitConverged(
       if (fresh !== updatedShown) {
         updatedShown = fresh;
         moved = true;
-        o.print(rollingBack ? `rollback: ${fresh} of ${want} tasks rolled back` : `update: ${fresh} of ${want} tasks updated`);
+        o.print(rollingBack ? `rollback: ${fresh} of ${want} tasks rolled back` : `update: ${fresh} of ${want} tasks updated`, 'update');
       }
       const monitorMs = (rollingBack ? svc.spec?.rollback?.monitorMs : svc.spec?.update?.monitorMs) ?? 5_000;
       if (!verifying && c.converged && fresh === want && monitorMs > 0) {
         verifying = true;
-        o.print(`verify: Waiting ${durationText(monitorMs)} to verify that tasks are stable...`);
+        o.print(`verify: Waiting ${durationText(monitorMs)} to verify that tasks are stable...`, 'verify');
       }
       if (moved) arm();
       return;

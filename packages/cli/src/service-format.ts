@@ -10,6 +10,8 @@ import {
   type Task,
   Task as TaskMsg,
   TaskState,
+  HealthState,
+  healthStateToJSON,
   type UpdateConfig,
   UpdateConfig_FailureAction,
   UpdateConfig_Order,
@@ -89,6 +91,18 @@ export function taskName(t: Task): string {
   return t.annotations?.name || `${t.serviceAnnotations?.name ?? t.serviceId}.${t.slot || t.nodeId}`;
 }
 
+/** " (healthy)" after a running task's state when it has a health check (as `docker ps` shows it). */
+export function healthText(t: Task): string {
+  const h = healthName(t);
+  return t.status?.state === TaskState.TASK_STATE_RUNNING && h ? ` (${h})` : '';
+}
+
+/** starting, healthy or unhealthy; '' without a health check. */
+export function healthName(t: Task): string {
+  const h = t.status?.container?.health ?? HealthState.HEALTH_STATE_NONE;
+  return h === HealthState.HEALTH_STATE_NONE ? '' : healthStateToJSON(h).slice('HEALTH_STATE_'.length).toLowerCase();
+}
+
 /** ID NAME IMAGE NODE DESIRED STATE CURRENT STATE ERROR; the newest task of a slot first, older ones as `\_ name`. */
 export function tasksTable(tasks: readonly Task[], nodes: readonly Node[], o: { noTrunc?: boolean; now?: number } = {}): string {
   const now = o.now ?? Date.now();
@@ -114,7 +128,7 @@ export function tasksTable(tasks: readonly Task[], nodes: readonly Node[], o: { 
         o.noTrunc ? (t.spec?.container?.image ?? '') : imageText(t.spec?.container?.image ?? ''),
         t.nodeId ? nodeNameOf(nodes, t.nodeId) : '',
         capital(taskStateText(t.desiredState)),
-        `${capital(taskStateText(st?.state))}${st?.timestamp ? ` ${agoText(st.timestamp, now)}` : ''}`,
+        `${capital(taskStateText(st?.state))}${healthText(t)}${st?.timestamp ? ` ${agoText(st.timestamp, now)}` : ''}`,
         st?.err ? `"${trunc(st.err)}"` : '',
       ];
     }),
@@ -190,6 +204,8 @@ export function taskDetails(t: Task, nodes: readonly Node[], nets: readonly Netw
     ['State', taskStateText(t.status?.state)],
     ['Message', t.status?.message ?? ''],
     ['Error', t.status?.err ?? ''],
+    ['Health', healthName(t)],
+    ['Health output', t.status?.container?.healthOutput ?? ''],
     ['Container', t.status?.container?.containerId ?? ''],
     ['Networks', attachmentsText(t.networks, nets)],
     ['Exit code', t.status?.container && t.status.state > TaskState.TASK_STATE_RUNNING ? String(t.status.container.exitCode) : ''],

@@ -238,6 +238,17 @@ test.serial('service create --detach / ls / ps / scale / rm against a Control se
   t.regex(missing.stderr, /service web not found/);
 });
 
+test.serial('service rm a b c removes those that exist, names the others and exits 1', async (t) => {
+  const h = ['--host', fs.host];
+  for (const name of ['ra', 'rc']) t.is((await swarmctl([...h, 'service', 'create', '--detach', '--name', name, 'web:1'])).code, 0);
+  const rm = await swarmctl([...h, 'service', 'rm', 'ra', 'nosuch', 'rc']);
+  t.is(rm.code, 1);
+  t.is(rm.stdout, 'ra\nrc\n');
+  t.regex(rm.stderr, /service nosuch not found/);
+  t.regex(rm.stderr, /1 of 3 services not removed: nosuch/);
+  t.false(fs.services.some((s) => ['ra', 'rc'].includes(s.spec?.annotations?.name ?? '')));
+});
+
 test.serial('service create waits for convergence, prints progress; a stuck service fails with the scheduler reason', async (t) => {
   const h = ['--host', fs.host];
   const ok = await swarmctl([...h, 'service', 'create', '--name', 'api', '--replicas', '2', 'offline/x:1']);

@@ -3,3 +3,4 @@ export * from './logger.js';
 export * from './config.js';
 export * from './exec.js';
 export * from './clock.js';
+export * from './metrics.js';

@@ -19,3 +19,4 @@ export * from './update/index.js';
 export * from './rollout/index.js';
 export * from './ipam/index.js';
 export * from './allocator/index.js';
+export { EventHistory, deriveEvents, nodeStateName, taskStateName, EVENT_TYPES, EVENT_ACTIONS, type EventType, type EventAction } from './events/index.js';

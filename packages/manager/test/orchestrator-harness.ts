@@ -160,7 +160,7 @@ export function harness(which: Which[] = ['replicated', 'global', 'updater', 're
     async setTaskState(id, state, extra = {}) {
       await store.update((tx) => {
         const c = cloneObject('task', tx.get('task', id)!);
-        c.status = { ...c.status!, state, container: { containerId: '', pid: 0, exitCode: extra.exitCode ?? 0, oomKilled: false, health: 0 } };
+        c.status = { ...c.status!, state, container: { containerId: '', pid: 0, exitCode: extra.exitCode ?? 0, oomKilled: false, health: 0, healthOutput: '' } };
         tx.update('task', c);
       });
     },

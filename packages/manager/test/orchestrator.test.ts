@@ -187,7 +187,7 @@ test('a task reported unhealthy is replaced', async (t) => {
   const old = h.live('s')[0];
   await h.store.update((tx) => {
     const c = cloneObject('task', tx.get('task', old.id)!);
-    c.status!.container = { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: 3 /* UNHEALTHY */ };
+    c.status!.container = { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: 3 /* UNHEALTHY */, healthOutput: '' };
     tx.update('task', c);
   });
   await h.settle();

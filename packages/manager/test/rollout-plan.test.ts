@@ -34,7 +34,7 @@ function task(of: Service, slot: number, o: { state?: TaskState; desired?: TaskS
   t.status = {
     ...t.status!,
     state: o.state ?? S.TASK_STATE_RUNNING,
-    container: o.health ? { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: o.health } : undefined,
+    container: o.health ? { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: o.health, healthOutput: '' } : undefined,
     canaryCheck: o.check ? { ok: o.check[0], total: o.check[1], lastError: o.check[0] < o.check[1] ? 'GET /healthz: HTTP 500' : '', lastAt: T0 } : undefined,
   };
   if (o.canary) t.canary = { path: '', port: 0 };

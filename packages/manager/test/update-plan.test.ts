@@ -49,7 +49,7 @@ function task(of: Service, slot: number, o: { state?: TaskState; desired?: TaskS
   const t = newTask(of, { id: o.id ?? `t${String(++seq).padStart(4, '0')}`, slot, nodeId: of.spec?.mode?.$case === 'global' ? (o.nodeId ?? 'n1') : undefined, now: o.created ?? 0 });
   t.nodeId = o.nodeId ?? 'n1';
   t.desiredState = o.desired ?? S.TASK_STATE_RUNNING;
-  t.status = { ...t.status!, state: o.state ?? S.TASK_STATE_RUNNING, container: o.health ? { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: o.health } : undefined };
+  t.status = { ...t.status!, state: o.state ?? S.TASK_STATE_RUNNING, container: o.health ? { containerId: 'c', pid: 1, exitCode: 0, oomKilled: false, health: o.health, healthOutput: '' } : undefined };
   t.meta = { version: 1, createdAt: o.created ?? 0, updatedAt: o.created ?? 0 };
   return t;
 }

@@ -17,7 +17,7 @@ export { TaskManager, emptyStatus, type TaskManagerOptions } from './task-runner
 export { type AssignmentSource } from './task-runner/task-supervisor.js';
 export { startWorker, type StartWorkerOptions, type RunningWorker } from './task-runner/start-worker.js';
 export * from './executor/executor.js';
-export { runtimeSpec, LABEL_NODE, LABEL_SERVICE, LABEL_TASK, type TaskNetwork } from './executor/container-executor.js';
+export { runtimeSpec, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK, type TaskNetwork } from './executor/container-executor.js';
 export { healthSettings, healthAfterProbe, runHealthChecks, type HealthSettings, type HealthStatus } from './health/health-check.js';
 export { networkModeOf, hostPorts, NFT } from './networking/bridge-network.js';
 export { LogPublisher, dispatcherLogSender, type LogPublisherOptions, type LogSource } from './logs/log-publisher.js';

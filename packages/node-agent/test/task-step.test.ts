@@ -57,7 +57,7 @@ for (const r of rows) {
 }
 
 test('taskStep: exit facts go into the container status', (t) => {
-  const prev = st(S.TASK_STATE_RUNNING, { container: { containerId: 'c1', pid: 7, exitCode: 0, oomKilled: false, health: HealthState.HEALTH_STATE_HEALTHY } });
+  const prev = st(S.TASK_STATE_RUNNING, { container: { containerId: 'c1', pid: 7, exitCode: 0, oomKilled: false, health: HealthState.HEALTH_STATE_HEALTHY, healthOutput: '' } });
   const out = taskStep({ desiredState: S.TASK_STATE_RUNNING, status: prev }, 'wait', { kind: 'exited', exitCode: 2, oomKilled: false }, 1);
   if (out.kind !== 'transition') return t.fail();
   t.like(out.status.container, { containerId: 'c1', exitCode: 2, pid: 0, health: HealthState.HEALTH_STATE_HEALTHY });

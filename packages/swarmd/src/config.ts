@@ -41,6 +41,8 @@ export const SwarmdConfigSchema = z
       .partial()
       .strict()
       .default({}),
+    /** Where Prometheus metrics are served (http://HOST:PORT/metrics); unset: not served. */
+    metricsAddr: hostPort.optional(),
     /** Seconds between checks of the certificate's renewal time (default 60 s). */
     renewalCheckMs: z.number().int().positive().default(60_000),
   })

@@ -1,4 +1,5 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
 import { NodeRole } from '@swarmd/proto';
@@ -21,6 +22,7 @@ import type { SwarmdConfig } from './config.js';
 import { defaultAdvertiseAddr } from './config.js';
 import { joinWithToken, renewCertificate } from './certs.js';
 import { startNodeWorker } from './worker.js';
+import { registerStateMetrics, serveMetrics } from './metrics.js';
 
 export type SwarmdCommand = 'init' | 'join' | 'run';
 
@@ -169,6 +171,20 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   // The worker side: assignments → a task manager per task over the runtime (runc + conmon).
   const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, insecureRegistries, advertiseAddr, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
 
+  // Prometheus metrics (--metrics-addr): off unless asked for.
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (cfg.metricsAddr) {
+    registerStateMetrics({ manager: () => manager, containers: () => (worker ? worker.containers.list() : undefined), hostname: hostname ?? osHostname() });
+    try {
+      metricsServer = await serveMetrics(cfg.metricsAddr, log);
+    } catch (err) {
+      await worker?.stop();
+      await agent.stop();
+      await manager?.stop();
+      throw err;
+    }
+  }
+
   const stop = new AbortController();
   let renewing: Promise<void> | undefined;
   let wake: (() => void) | undefined;
@@ -276,6 +292,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       wake?.();
       await loop;
       await renewing?.catch(() => undefined);
+      metricsServer?.close();
       await worker?.stop();
       await agent.stop();
       await manager?.stop();

@@ -25,6 +25,7 @@ interface Args {
   token?: string;
   'log-level'?: string;
   manager?: string;
+  'metrics-addr'?: string;
 }
 
 // stderr carries JSON log lines only: no plain-text deprecation notices (e.g. grpc-js dialling
@@ -46,6 +47,7 @@ async function main(command: SwarmdCommand, a: Args): Promise<void> {
       token: a.token,
       forceNewCluster: a['force-new-cluster'] || undefined,
       logLevel: a['log-level'],
+      metricsAddr: a['metrics-addr'],
     });
   } catch (err) {
     process.stderr.write(`swarmd: ${describeError(err)}\n`);
@@ -87,7 +89,8 @@ const common = (y: ReturnType<typeof yargs>) =>
   y
     .option('state-dir', { type: 'string', describe: 'state directory (default /var/lib/swarmd)' })
     .option('config', { type: 'string', describe: 'YAML config file (every flag may be set there, camelCase; flags win)' })
-    .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] });
+    .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] })
+    .option('metrics-addr', { type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (/metrics); off by default' });
 const addrs = (y: ReturnType<typeof yargs>) =>
   y
     .option('listen-addr', { type: 'string', describe: 'IP:PORT to listen on (default 0.0.0.0:4242)' })

@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   ControlClient,
+  EventsRequest,
   ListNodesRequest,
   ListServicesRequest,
   ListTasksRequest,
@@ -15,6 +16,7 @@ import {
   WatchRequest,
   type CanaryConfig,
   type Cluster,
+  type ClusterEvent,
   type ClusterSpec,
   type ListNodesRequest_Filters,
   type ListServicesRequest_Filters,
@@ -61,8 +63,12 @@ export interface Control {
   removeNetwork(networkId: string): Promise<void>;
   /** Events of one service and of its tasks; `close()` ends the stream. */
   watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
+  /** Store events of these kinds (none: all); `close()` ends the stream. */
+  watchKinds(kinds: string[], onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   /** Log records until the stream ends (or is cancelled). */
   logs(req: { serviceIds: string[]; taskIds?: string[]; follow: boolean; tail: number; sinceMs?: number }, onLine: (l: LogLine) => void): Promise<void>;
+  /** Cluster events (replayed from sinceMs, then live) until untilMs, the stream's end, or `signal`. */
+  events(req: { sinceMs?: number; untilMs?: number; types?: string[]; names?: string[]; actions?: string[] }, onEvent: (e: ClusterEvent) => void, signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -72,6 +78,23 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
   const must = <T>(v: T | undefined, what: string): T => {
     if (v === undefined) throw new Error(`the manager returned no ${what}`);
     return v;
+  };
+  const watch = (req: WatchRequest, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void) => {
+    const s = client.watch(req);
+    let closed = false;
+    s.on('data', (e: WatchEvent) => onEvent(e));
+    s.on('error', (e: grpc.ServiceError) => {
+      if (!closed) onEnd(e);
+    });
+    s.on('end', () => {
+      if (!closed) onEnd();
+    });
+    return {
+      close: () => {
+        closed = true;
+        s.cancel();
+      },
+    };
   };
   return {
     async listNodes(filters) {
@@ -141,26 +164,24 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       await call('removeNetwork', { networkId });
     },
     watchService(serviceId, onEvent, onEnd) {
-      const s = client.watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }));
-      let closed = false;
-      s.on('data', (e: WatchEvent) => onEvent(e));
-      s.on('error', (e: grpc.ServiceError) => {
-        if (!closed) onEnd(e);
-      });
-      s.on('end', () => {
-        if (!closed) onEnd();
-      });
-      return {
-        close: () => {
-          closed = true;
-          s.cancel();
-        },
-      };
+      return watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }), onEvent, onEnd);
+    },
+    watchKinds(kinds, onEvent, onEnd) {
+      return watch(WatchRequest.fromPartial({ kinds }), onEvent, onEnd);
     },
     logs(req, onLine) {
       return new Promise((resolve, reject) => {
         const s = client.logs(LogsRequest.fromPartial(req));
         s.on('data', (l: LogLine) => onLine(l));
+        s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
+        s.on('end', () => resolve());
+      });
+    },
+    events(req, onEvent, signal) {
+      return new Promise((resolve, reject) => {
+        const s = client.events(EventsRequest.fromPartial(req));
+        signal?.addEventListener('abort', () => s.cancel(), { once: true });
+        s.on('data', (e: ClusterEvent) => onEvent(e));
         s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
         s.on('end', () => resolve());
       });

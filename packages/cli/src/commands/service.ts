@@ -6,14 +6,15 @@ import { Rollout_State, type Service, type Task, TaskState, UpdateStatus_State }
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
-import { UsageError } from '../errors.js';
-import { json, parseDuration } from '../format.js';
+import { UsageError, errorLine } from '../errors.js';
+import { json, parseDuration, parseTimeArg } from '../format.js';
 import { out, err } from '../io.js';
 import { pickService, resolveService } from '../resolve.js';
 import { applyUpdateFlags, defaultServiceName, registryAuthOf, specOfCreateFlags, type CreateFlags, type UpdateFlags } from '../service-spec.js';
 import { logPrefix, serviceDetails, serviceJson, serviceName, servicesTable, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
 import { canaryConfigOf, followRollout, rolloutLine, type CanaryFlags } from '../canary.js';
+import { progressPrinter } from '../live-lines.js';
 
 const DESIRED: Record<string, TaskState> = {
   running: TaskState.TASK_STATE_RUNNING,
@@ -77,7 +78,9 @@ function timeoutMs(a: WaitArgs, cmd: string): number {
 async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & GlobalArgs, ms: number, o: { rollout?: boolean } = {}): Promise<void> {
   if (a.detach) return;
   if (o.rollout !== false && isRolloutOn(s)) return followCanary(env, sc, s, a, ms);
-  const print = (l: string) => (a.format === 'json' || a.quiet ? undefined : err(env.io, l));
+  // On a terminal one line per task, rewritten in place; plain lines otherwise.
+  const printer = progressPrinter(env.io.stderr);
+  const print = (l: string, key?: string) => (a.format === 'json' || a.quiet ? undefined : printer.print(l, key));
   const updating = s.updateStatus?.state === UpdateStatus_State.UPDATING;
   const rollingBack = s.updateStatus?.state === UpdateStatus_State.ROLLBACK_STARTED;
   const r = await waitConverged(sc, s, { print, timeoutMs: ms });
@@ -87,7 +90,7 @@ async function converge(env: CommandEnv, sc: Control, s: Service, a: WaitArgs & 
     throw new Error(`service ${serviceName(s)}: ${r.rolledBack.replace(/^rollback completed \((.*)\)$/, '$1')}; the previous spec runs again`);
   }
   if (r.converged) {
-    print(rollingBack ? 'verify: Service converged (rollback completed)' : updating ? 'verify: Service converged (update completed)' : 'verify: Service converged');
+    print(rollingBack ? 'verify: Service converged (rollback completed)' : updating ? 'verify: Service converged (update completed)' : 'verify: Service converged', 'verify');
     return;
   }
   if (r.paused !== undefined)
@@ -432,13 +435,21 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         await withServices(env, a, async (sc) => {
           const all = await sc.listServices();
           const removed: string[] = [];
+          const failed: string[] = [];
+          // As docker: remove every service that exists; report the others, then fail.
           for (const ref of a.services) {
-            const s = pickService(all, ref);
-            await sc.removeService(s.id);
-            removed.push(s.id);
-            if (a.format !== 'json') out(io, serviceName(s));
+            try {
+              const s = pickService(all, ref);
+              await sc.removeService(s.id);
+              removed.push(s.id);
+              if (a.format !== 'json') out(io, serviceName(s));
+            } catch (e) {
+              failed.push(ref);
+              err(io, `swarmctl: ${errorLine(e)}`);
+            }
           }
           if (a.format === 'json') out(io, json(removed.map((id) => ({ removed: id }))));
+          if (failed.length > 0) throw new Error(`${failed.length} of ${a.services.length} services not removed: ${failed.join(', ')}`);
         });
       }),
     )
@@ -461,8 +472,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           if (Number.isNaN(tail)) throw new UsageError(`--tail ${a.tail}: expected all or a number`, 'service logs');
           let sinceMs = 0;
           if (a.since !== undefined) {
-            const d = parseDuration(a.since);
-            sinceMs = d !== undefined ? Date.now() - d : Date.parse(a.since);
+            sinceMs = parseTimeArg(a.since, Date.now()) ?? NaN;
             if (Number.isNaN(sinceMs)) throw new UsageError(`--since ${a.since}: expected a duration (10m) or a time (2024-01-02T15:04:05Z)`, 'service logs');
           }
           await withServices(env, a, async (sc) => {

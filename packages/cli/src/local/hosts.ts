@@ -62,6 +62,13 @@ export async function wireHost(state: LocalClusterState, h: LocalHost): Promise<
   await mkdir(h.stateDir, { recursive: true, mode: 0o700 });
 }
 
+/** Docker's metrics port: every local host serves Prometheus metrics on ADDR:9323. */
+export const LOCAL_METRICS_PORT = 9323;
+
+export function metricsAddrOf(h: LocalHost): string {
+  return `${h.addr}:${LOCAL_METRICS_PORT}`;
+}
+
 /** swarmd flags every local host is started with. */
 export function hostArgs(state: LocalClusterState, h: LocalHost): string[] {
   return [
@@ -73,6 +80,8 @@ export function hostArgs(state: LocalClusterState, h: LocalHost): string[] {
     h.listenAddr,
     '--hostname',
     h.hostname,
+    '--metrics-addr',
+    metricsAddrOf(h),
     ...(state.registry ? ['--insecure-registry', state.registry.addr] : []),
   ];
 }
@@ -235,7 +244,7 @@ export async function localStart(o: { name: string; host: string; env: NodeJS.Pr
   const state = await loadReady(o.name, o.env);
   const h = hostOf(state, o.host);
   if (isAlive(h.pid)) throw failedPrecondition(`swarmd on ${h.name} runs already (pid ${h.pid}): swarmctl local stop ${h.name} first`);
-  h.pid = await spawnInNetns(h.netns, [...findSwarmd(o.env), 'run', '--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr], h.log, o.env);
+  h.pid = await spawnInNetns(h.netns, [...findSwarmd(o.env), 'run', '--state-dir', h.stateDir, '--listen-addr', h.listenAddr, '--advertise-addr', h.listenAddr, '--metrics-addr', metricsAddrOf(h)], h.log, o.env);
   await saveState(state);
   o.progress(`${h.name} ${h.addr}: swarmd run (pid ${h.pid})`);
   const timeLeft = deadlineOf(o.timeoutMs ?? 120_000, () => `local start timed out; log: ${h.log}`);

@@ -10,7 +10,7 @@
  * - The root CA key never leaves: every Cluster in a response has root_ca.ca_key_pem emptied.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { ControlClient, ControlServer, LogLine, LogsRequest, WatchEvent, WatchRequest } from '@swarmd/proto';
+import type { ClusterEvent, ControlClient, ControlServer, EventsRequest, LogLine, LogsRequest, WatchEvent, WatchRequest } from '@swarmd/proto';
 import { ControlService } from '@swarmd/proto';
 import { ClusterCa } from '../ca/cluster-ca.js';
 import { type ServiceDeps, clockOf, loggerOf } from '../rpc-kit/deps.js';
@@ -26,6 +26,8 @@ import { createNodesImpl, type NodesDeps } from './nodes.js';
 import { createClusterImpl } from './cluster.js';
 import { checkWatchRequest, serveWatch } from './watch.js';
 import { serveLogs } from './logs.js';
+import { serveEvents } from './events.js';
+import { EventHistory } from '../events/history.js';
 import { createNetworksImpl } from './networks.js';
 import { createRolloutsImpl } from './rollouts.js';
 
@@ -46,6 +48,8 @@ export interface ControlDeps extends ServiceDeps, Pick<NodesDeps, 'canRemoveMana
   imageResolveTimeoutMs?: number;
   /** The leader's log broker, fed by Dispatcher.PublishLogs (createManagerApi shares one). */
   logBroker?: LogBroker;
+  /** This manager's event history (startManager makes it with the store); default: one started now. */
+  eventHistory?: EventHistory;
 }
 
 export interface ControlApi {
@@ -71,6 +75,8 @@ export function createControlService(deps: ControlDeps): ControlApi {
   let caCache: { pem: string; ca: Promise<ClusterCa> } | undefined;
   let pinner: ImagePinner | undefined;
   const logBroker = deps.logBroker ?? new LogBroker();
+  const ownHistory = deps.eventHistory ? undefined : new EventHistory(store, { logger: log });
+  const history = deps.eventHistory ?? ownHistory!;
   const services = createServicesImpl({
     store,
     logger: log,
@@ -119,6 +125,15 @@ export function createControlService(deps: ControlDeps): ControlApi {
       });
   }
 
+  // Served here, not forwarded: every manager derives the same events from the same log.
+  function events(local: boolean): grpc.handleServerStreamingCall<EventsRequest, ClusterEvent> {
+    return (call) =>
+      serveStream(call, async (sink) => {
+        await admitControlCaller(call, local, verify);
+        serveEvents(history, call.request, sink, () => clock.now());
+      });
+  }
+
   function handlers(local: boolean): ControlServer {
     return {
       getNode: unary('getNode', local, nodes.getNode),
@@ -144,6 +159,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
       issueAdminCertificate: unary('issueAdminCertificate', local, cluster.issueAdminCertificate),
       watch: watch(local),
       logs: logs(local),
+      events: events(local),
     };
   }
 
@@ -151,6 +167,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
     server: handlers(false),
     local: handlers(true),
     close: () => {
+      ownHistory?.stop();
       leader.close();
       pinner?.close?.();
       pinner = undefined;

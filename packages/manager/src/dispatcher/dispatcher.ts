@@ -11,7 +11,7 @@
  *   (store versions).
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, isSwarmError, noLeaderYet } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, isSwarmError, metrics, noLeaderYet } from '@swarmd/common';
 import {
   type AssignmentChange,
   AssignmentChange_Action,
@@ -263,11 +263,13 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `session replaced by a newer session of node ${nodeId}`));
     const state: SessionState = { id: newId(), nodeId, addr, ended: false, onEnd: new Set(), end: () => undefined };
     sessions.set(nodeId, state);
+    metrics.dispatcherSessions.inc();
     heartbeats.set(nodeId, clock.now() + period() * grace);
     let closeWatch = (): void => undefined;
     state.end = (err?: unknown) => {
       if (state.ended) return;
       state.ended = true;
+      metrics.dispatcherSessions.dec();
       closeWatch();
       if (sessions.get(nodeId) === state) sessions.delete(nodeId);
       for (const f of state.onEnd) f(err);
@@ -337,6 +339,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     currentSession(id.nodeId, call.request.sessionId);
     const p = period();
     heartbeats.set(id.nodeId, clock.now() + p * grace);
+    metrics.dispatcherHeartbeats.inc();
     return { periodMs: p };
   }
 

@@ -5,6 +5,7 @@ import type { TlsMaterial, VerifyOptionsSource } from '../ca/grpc-auth.js';
 import type { Clock } from '@swarmd/common';
 import type { Controller } from '../controller-kit/controller.js';
 import type { MemoryStore } from '../store/memory-store.js';
+import type { EventHistory } from '../events/history.js';
 import type { RaftMember } from '@swarmd/proto';
 
 /**
@@ -13,6 +14,8 @@ import type { RaftMember } from '@swarmd/proto';
  */
 export interface ManagerContext {
   store: MemoryStore;
+  /** The cluster events derived from this manager's store since it started (Control.Events). */
+  eventHistory: EventHistory;
   clusterId: string;
   nodeId: string;
   advertiseAddr: string;

@@ -23,6 +23,7 @@ import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, 
 import { RaftLog } from '../replication/raft-log.js';
 import { makeObject } from '../store/kinds.js';
 import { createStore, type MemoryStore } from '../store/memory-store.js';
+import { EventHistory } from '../events/history.js';
 import { createManagerApi } from './api.js';
 import { serviceControllers } from './controllers.js';
 import { authInterceptor } from './auth.js';
@@ -217,6 +218,8 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   const log = new RaftLog();
   const store = createStore({ log, clock, logger });
   storeRef.s = store;
+  // Before Raft opens: the entries it replays from the log feed the history too.
+  const eventHistory = new EventHistory(store, { logger });
   await mkdir(raftDir, { recursive: true, mode: 0o700 });
   const peers = init ? new Map([[me.raftId, o.advertiseAddr]]) : (joinPeers ?? new Map<number, string>());
   const raft = await RaftNode.open({
@@ -255,6 +258,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   const st = store;
   const ctx: ManagerContext = {
     store: st,
+    eventHistory,
     clusterId: me.clusterId,
     nodeId: me.nodeId,
     advertiseAddr: o.advertiseAddr,
@@ -380,6 +384,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       events.removeAllListeners();
       await host.stop();
       for (const h of hosted) await h.stop?.();
+      eventHistory.stop();
       log.disconnect();
       await raft.stop();
       server.forceShutdown();

@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode, failedPrecondition, describeError } from '@swarmd/common';
+import { SwarmError, ErrorCode, failedPrecondition, describeError, metrics, secondsSince } from '@swarmd/common';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 
 /**
@@ -74,9 +74,14 @@ export class RaftLog implements ReplicatedLog {
     const node = this.node;
     if (!node) throw new SwarmError(ErrorCode.UNAVAILABLE, 'not the leader (raft is not running)');
     if (signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled', { cause: signal.reason });
+    const t0 = performance.now();
     const proposal = node.propose(data).then(
-      (r) => (typeof r === 'number' ? r : 0),
+      (r) => {
+        metrics.raftProposalSeconds.observe({ result: 'ok' }, secondsSince(t0));
+        return typeof r === 'number' ? r : 0;
+      },
       (err: unknown) => {
+        metrics.raftProposalSeconds.observe({ result: 'error' }, secondsSince(t0));
         throw raftError(err);
       },
     );

@@ -1,4 +1,5 @@
 import { type Task, TaskState } from '@swarmd/proto';
+import { metrics } from '@swarmd/common';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type Controller, watchLoopController } from '../controller-kit/index.js';
@@ -210,6 +211,7 @@ export class Scheduler {
             });
             for (const p of chunk) this.pending.delete(p.taskId);
             failed.push(...skipped);
+            this.countAssigned(chunk, skipped, now);
           } catch {
             failed.push(...chunk.map((p) => p.taskId));
           }
@@ -224,6 +226,7 @@ export class Scheduler {
               if (cur.status?.state === TaskState.TASK_STATE_PENDING && cur.status.err === u.why) return;
               tx.update('task', { ...cur, status: { ...(cur.status ?? emptyStatus()), state: TaskState.TASK_STATE_PENDING, timestamp: now, message: PENDING_MESSAGE, err: u.why } });
             });
+            metrics.schedulerDecisions.inc({ result: 'unschedulable' });
           } catch {
             failed.push(u.task.id);
           }
@@ -234,6 +237,17 @@ export class Scheduler {
       for (const p of placements) failed.push(p.taskId);
     }
     if (failed.length > 0) this.resync(failed);
+  }
+
+  /** Metrics of the placements written: decisions, and the delay from each task's creation. */
+  private countAssigned(chunk: Placement[], skipped: string[], now: number): void {
+    const skip = new Set(skipped);
+    for (const p of chunk) {
+      if (skip.has(p.taskId)) continue;
+      metrics.schedulerDecisions.inc({ result: 'assigned' });
+      const created = Number(this.store.view((tx) => tx.get('task', p.taskId))?.meta?.createdAt ?? 0);
+      if (created > 0 && now >= created) metrics.schedulerDelaySeconds.observe((now - created) / 1000);
+    }
   }
 
   /** After a refused write: take these tasks as the store has them now. */

@@ -13,6 +13,8 @@ export type ObjectEvent = {
     old?: Readonly<ObjectOf<K>>;
     /** The log index of the transaction. */
     version: number;
+    /** When the leader made the transaction (unix ms, from the log entry: the same on every manager). */
+    timestamp?: number;
   };
 }[Kind];
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SwarmError, ErrorCode, type Logger, invalidArgument, nullLogger, internal, describeError } from '@swarmd/common';
+import { SwarmError, ErrorCode, type Logger, invalidArgument, nullLogger, internal, describeError, metrics, secondsSince } from '@swarmd/common';
 import { StoreSnapshot, StoreTransaction, type StoreAction } from '@swarmd/proto';
 import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze } from './kinds.js';
 import { type EventMatcher, type StoreEvent, type ObjectEvent, anyOf } from './events.js';
@@ -192,11 +192,17 @@ export class MemoryStore implements Store {
     const data = StoreTransaction.encode({ id, timestamp: this.clock.now(), actions }).finish();
     const slot: { applied: boolean; error?: SwarmError } = { applied: false };
     this.pending.set(id, slot);
+    const t0 = performance.now();
+    const done = (result: 'ok' | 'error'): void => metrics.storeTransactionSeconds.observe({ result }, secondsSince(t0));
     try {
       await this.log.propose(data, signal);
+    } catch (err) {
+      done('error');
+      throw err;
     } finally {
       this.pending.delete(id);
     }
+    done(slot.applied && !slot.error ? 'ok' : 'error');
     if (!slot.applied) throw internal(`store: the log resolved proposal ${id} before applying it`);
     if (slot.error) throw slot.error;
   }
@@ -239,7 +245,7 @@ export class MemoryStore implements Store {
     for (const c of ov.list()) {
       if (c.op === 'remove') {
         this.tables.remove(c.kind, c.id);
-        events.push({ type: 'delete', kind: c.kind, object: c.object, version: index } as ObjectEvent);
+        events.push({ type: 'delete', kind: c.kind, object: c.object, version: index, timestamp: tx.timestamp } as ObjectEvent);
         continue;
       }
       const old = this.tables.get(c.kind, c.id);
@@ -250,8 +256,8 @@ export class MemoryStore implements Store {
       this.tables.put(c.kind, o);
       events.push(
         (c.op === 'create'
-          ? { type: 'create', kind: c.kind, object: o, version: index }
-          : { type: 'update', kind: c.kind, object: o, old, version: index }) as ObjectEvent,
+          ? { type: 'create', kind: c.kind, object: o, version: index, timestamp: tx.timestamp }
+          : { type: 'update', kind: c.kind, object: o, old, version: index, timestamp: tx.timestamp }) as ObjectEvent,
       );
     }
     this.applied = index;

@@ -7,13 +7,14 @@ import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:
 import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
 import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from '@swarmd/common';
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
-import { systemClock, type Clock } from '@swarmd/common';
+import { metrics, secondsSince, systemClock, type Clock } from '@swarmd/common';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
 import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
 
 export const LABEL_TASK = 'swarmd.task.id';
 export const LABEL_SERVICE = 'swarmd.service.id';
 export const LABEL_NODE = 'swarmd.node.id';
+export const LABEL_SERVICE_NAME = 'swarmd.service.name';
 
 /** What networking gives a task: a netns to join (none: a new empty one) and published ports. */
 export interface TaskNetwork {
@@ -125,7 +126,7 @@ export function runtimeSpec(t: Task, nodeId: string): RuntimeSpec {
       ...(nanoCpus ? { cpuQuotaUs: Math.max(1000, Math.round((nanoCpus / 1e9) * period)), cpuPeriodUs: period } : {}),
       ...(pidsLimit ? { pidsLimit } : {}),
     },
-    labels: { ...c.labels, [LABEL_TASK]: t.id, [LABEL_SERVICE]: t.serviceId, [LABEL_NODE]: nodeId },
+    labels: { ...c.labels, [LABEL_TASK]: t.id, [LABEL_SERVICE]: t.serviceId, [LABEL_SERVICE_NAME]: t.serviceAnnotations?.name ?? '', [LABEL_NODE]: nodeId },
   };
 }
 
@@ -139,7 +140,7 @@ class ContainerController implements TaskController {
   private readonly id: string;
   private published: PortConfig[] = [];
   private addresses: string[] = [];
-  private health: { settings: HealthSettings; status: HealthStatus; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
+  private health: { settings: HealthSettings; status: HealthStatus; output: string; verdict: Promise<UnhealthyError>; healthy: Promise<void>; ac: AbortController } | undefined;
   private healthResolved = false;
   private readonly clock: Clock;
 
@@ -226,7 +227,7 @@ class ContainerController implements TaskController {
     let onUnhealthy!: (e: UnhealthyError) => void;
     const healthy = new Promise<void>((r) => (onHealthy = r));
     const verdict = new Promise<UnhealthyError>((r) => (onUnhealthy = r));
-    const h = { settings, status: 'starting' as HealthStatus, verdict, healthy, ac };
+    const h = { settings, status: 'starting' as HealthStatus, output: '', verdict, healthy, ac };
     this.health = h;
     void runHealthChecks({
       settings,
@@ -238,6 +239,7 @@ class ContainerController implements TaskController {
       },
       onChange: (status, out) => {
         h.status = status;
+        h.output = out.trim().slice(0, 1024);
         this.log.info('health', { status, out });
         if (status === 'healthy') onHealthy();
         if (status === 'unhealthy') onUnhealthy(new UnhealthyError(out));
@@ -252,7 +254,15 @@ class ContainerController implements TaskController {
   async start(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
     let info = await this.o.containers.inspect(this.id);
     if (info.status === 'created') {
-      await this.o.containers.start(this.id);
+      const t0 = performance.now();
+      try {
+        await this.o.containers.start(this.id);
+      } catch (err) {
+        metrics.containerStarts.inc({ result: 'error' });
+        throw err;
+      }
+      metrics.containerStarts.inc({ result: 'ok' });
+      metrics.containerStartSeconds.observe(secondsSince(t0));
       info = await this.o.containers.inspect(this.id);
     }
     if (info.exit) throw new ContainerExitedError(info.exit);
@@ -277,7 +287,7 @@ class ContainerController implements TaskController {
         signal.removeEventListener('abort', onAbort);
       }
     }
-    return { containerId: this.id, pid: info.pid ?? 0, health: this.healthState() };
+    return { containerId: this.id, pid: info.pid ?? 0, health: this.healthState(), ...(this.health ? { healthOutput: this.health.output } : {}) };
   }
 
   async wait(signal: AbortSignal): Promise<ExitInfo> {

@@ -200,11 +200,22 @@ export class TaskManager {
         failures++;
         this.log.warn('task action failed; retrying', { action, err: describeError(outcome.error), failures });
         const base = this.o.retryDelayMs ?? 500;
-        await this.clock.sleep(Math.min(base * 2 ** (failures - 1), base * 10), this.closed.signal).catch(() => undefined);
+        const delay = Math.min(base * 2 ** (failures - 1), base * 10);
+        // As Docker's tasks do: the error shows at once (service ps ERROR) while it is retried.
+        if (action === 'prepare' || action === 'start') await this.reportRetry(outcome.error, delay);
+        await this.clock.sleep(delay, this.closed.signal).catch(() => undefined);
       } else {
         await this.idle();
       }
     }
+  }
+
+  /** The same state again, with the error and when the next attempt comes (only when they change). */
+  private async reportRetry(error: Error, delayMs: number): Promise<void> {
+    const err = describeError(error);
+    const message = `${TaskState[this.status.state].slice('TASK_STATE_'.length).toLowerCase()}: retrying in ${Math.max(1, Math.round(delayMs / 1000))}s`;
+    if (this.status.err === err && this.status.message === message) return;
+    await this.setStatus({ ...this.status, timestamp: this.clock.now(), err, message });
   }
 
   private idle(): Promise<void> {
@@ -250,5 +261,5 @@ export class TaskManager {
 }
 
 function emptyContainer() {
-  return { containerId: '', pid: 0, exitCode: 0, oomKilled: false, health: 0 };
+  return { containerId: '', pid: 0, exitCode: 0, oomKilled: false, health: 0, healthOutput: '' };
 }

@@ -75,7 +75,7 @@ function next(prev: TaskStatus, state: TaskState, message: string, now: number, 
 
 function withContainer(prev: TaskStatus, c: Partial<ContainerStatus> | undefined): ContainerStatus | undefined {
   if (!c) return prev.container;
-  const base: ContainerStatus = prev.container ?? { containerId: '', pid: 0, exitCode: 0, oomKilled: false, health: HealthState.HEALTH_STATE_NONE };
+  const base: ContainerStatus = prev.container ?? { containerId: '', pid: 0, exitCode: 0, oomKilled: false, health: HealthState.HEALTH_STATE_NONE, healthOutput: '' };
   return { ...base, ...c };
 }
 

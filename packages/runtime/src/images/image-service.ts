@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, metrics, secondsSince, type Logger } from '@swarmd/common';
 import {
   checkCancelled,
   formatReference,
@@ -234,7 +234,17 @@ export class ImageService {
       const ready = await Promise.all(rec.chainIds.map((c) => this.snapshots.isReady(c)));
       if (ready.every(Boolean)) return rec;
     }
-    return this.pull(ref, o);
+    const start = performance.now();
+    try {
+      const pulled = await this.pull(ref, o);
+      metrics.imagePulls.inc({ result: 'ok' });
+      metrics.imagePullSeconds.observe({ result: 'ok' }, secondsSince(start));
+      return pulled;
+    } catch (err) {
+      metrics.imagePulls.inc({ result: 'error' });
+      metrics.imagePullSeconds.observe({ result: 'error' }, secondsSince(start));
+      throw err;
+    }
   }
 
   async pull(ref: string, o: PullOptions = {}): Promise<ImageRecord> {

@@ -1,0 +1,2 @@
+export * from './derive.js';
+export * from './history.js';
