@@ -9,7 +9,9 @@
  * at a time per peer, and their outcome is reported with reportSnapshot(ok).
  *
  * Receiving: batches from an unknown member, for another cluster or another member, and
- * malformed ones, are refused with a gRPC error that says why; the stream then ends.
+ * malformed ones, are refused with a gRPC error that says why; the stream then ends. A message's
+ * sender must be the batch's sender, except for the requests a follower relays to its leader
+ * (MSG_READ_INDEX, MSG_TRANSFER_LEADER), which keep the requester, a known member, as sender.
  *
  * Credentials are passed in (insecure for tests; the manager passes mTLS credentials).
  */
@@ -84,6 +86,8 @@ const LOCAL_TYPES = new Set<MessageType>([
   MessageType.MSG_CHECK_QUORUM,
 ]);
 const MAX_TYPE = MessageType.MSG_PRE_VOTE_RESP;
+/** Requests a follower relays to its leader with the original requester as the sender. */
+const RELAYED_TYPES = new Set<MessageType>([MessageType.MSG_READ_INDEX, MessageType.MSG_TRANSFER_LEADER]);
 
 /** A request that failed to decode: the handler refuses it with a clear error. */
 interface Malformed {
@@ -412,7 +416,10 @@ export class GrpcTransport {
   }
 
   private checkMessage(m: Message, from: number): grpc.ServiceError | undefined {
-    if (m.from !== from) return refuse(grpc.status.INVALID_ARGUMENT, `raft transport: message from ${m.from} inside a batch from ${from}`);
+    // A follower relays a ReadIndex request or a leader-transfer request to its leader keeping the
+    // original requester (Raft answers the requester directly): its sender may be another member.
+    const relayed = RELAYED_TYPES.has(m.type) && (this.peers.has(m.from) || m.from === this.id);
+    if (m.from !== from && !relayed) return refuse(grpc.status.INVALID_ARGUMENT, `raft transport: message from ${m.from} inside a batch from ${from}`);
     if (m.to !== this.id) return refuse(grpc.status.INVALID_ARGUMENT, `raft transport: message for member ${m.to} reached member ${this.id}`);
     const type = m.type as number;
     if (!(type >= 0 && type <= (MAX_TYPE as number)) || LOCAL_TYPES.has(m.type)) {
