@@ -77,6 +77,18 @@ export const RAFT_GRPC_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_retries': 0,
 };
 
+/**
+ * Channel options of the streams to peers: RAFT_GRPC_OPTIONS plus HTTP/2 keepalive pings, so a
+ * connection to a peer that is cut off (link down, partition) or paused (SIGSTOP) is torn down
+ * within a few seconds and dialled again, instead of waiting out TCP retransmission backoff (after
+ * a 39 s partition a member otherwise heard nothing from the leader for 16 s more).
+ */
+export const RAFT_PEER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  ...RAFT_GRPC_OPTIONS,
+  'grpc.keepalive_time_ms': 2_000,
+  'grpc.keepalive_timeout_ms': 3_000,
+};
+
 /** Messages that are local to a member and never travel. */
 const LOCAL_TYPES = new Set<MessageType>([
   MessageType.MSG_HUP,
@@ -176,7 +188,7 @@ class Peer {
   }
 
   private ensureClient(): RaftTransportClient {
-    this.client ??= new RaftTransportClient(this.address, this.t.credentials, RAFT_GRPC_OPTIONS);
+    this.client ??= new RaftTransportClient(this.address, this.t.credentials, RAFT_PEER_CHANNEL_OPTIONS);
     return this.client;
   }
 
