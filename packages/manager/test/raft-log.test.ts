@@ -1,6 +1,6 @@
 import test from 'ava';
 import { EventEmitter } from 'node:events';
-import { isSwarmError, ErrorCode } from '@swarmd/common';
+import { isSwarmError, ErrorCode, ErrorReason, reasonOf } from '@swarmd/common';
 import { RaftLog, createStore, makeObject, cloneObject, type RaftNodeLike, type RaftStateMachine, type MemoryStore } from '../src/index.js';
 
 // A stand-in for raft-ts's RaftNode with its contract: propose resolves with the state machine's
@@ -86,7 +86,8 @@ test('a follower refuses writes with UNAVAILABLE and the leader hint; leader cha
   t.false(logs[1].isLeader());
   const err = await t.throwsAsync(b.update((tx) => tx.create('service', svc('s1', 'web'))));
   t.true(isSwarmError(err, ErrorCode.UNAVAILABLE));
-  t.regex(err.message, /not the leader/);
+  t.regex(err.message, /^this manager is no longer the leader \(leadership moved\); the write was not applied/);
+  t.is(reasonOf(err), ErrorReason.LEADER_CHANGED, 'clients ask again: nothing was applied');
   t.is((err as { details?: { leaderId?: number } }).details?.leaderId, 1);
 
   const seen: boolean[] = [];
