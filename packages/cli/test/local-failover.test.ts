@@ -112,3 +112,30 @@ clusterTest('a manager in a minority answers at once that it is in a minority', 
   t.is(all.code, 0, all.stderr);
   t.log(`through the context: ${all.ms} ms`);
 });
+
+clusterTest('a follower that still follows a leader just cut off: a write through it completes once the majority elects', async (t) => {
+  const c = await clusterWithService(t, `failover-f${process.pid % 1000}`, '10.253.84');
+  await cutLink(t, c, 'm1');
+  // m2 alone (no fallbacks): it still forwards to m1 until it learns of the election.
+  const viaM2 = `unix://${join(c.dir, 'm2', 'control.sock')}`;
+  const scale = await timed(c, 'service', 'scale', '--detach', 'web=3', '--host', viaM2);
+  t.log(`service scale --detach through m2 right after m1 was cut off: ${scale.ms} ms`);
+  t.is(scale.code, 0, scale.stderr);
+  t.true(scale.ms < 2 * BOUND_MS, `service scale took ${scale.ms} ms`);
+  const svc = JSON.stringify(JSON.parse(await c.ok('service', 'inspect', 'web', '--format', 'json', '--host', viaM2)));
+  t.regex(svc, /"replicated":\{"replicas":3\}/);
+});
+
+clusterTest('a manager cut off for 30 s knows the leader within seconds of its link coming back', async (t) => {
+  const c = await clusterWithService(t, `failover-h${process.pid % 1000}`, '10.253.85');
+  const m1 = await hostOf(c, 'm1');
+  await cutLink(t, c, 'm1');
+  await newLeaderBesides(c, 'm1', 'm2');
+  await sleep(30_000);
+  await run('ip', ['link', 'set', m1.veth, 'up']);
+  const healed = Date.now();
+  await newLeaderBesides(c, 'm1', 'm1'); // asked of m1 alone: it answers once it knows the leader
+  const ms = Date.now() - healed;
+  t.log(`m1 knew the leader ${ms} ms after its link came back`);
+  t.true(ms < BOUND_MS, `m1 took ${ms} ms`);
+});
