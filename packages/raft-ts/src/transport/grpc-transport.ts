@@ -80,13 +80,14 @@ export const RAFT_GRPC_OPTIONS: grpc.ChannelOptions = {
 /**
  * Channel options of the streams to peers: RAFT_GRPC_OPTIONS plus HTTP/2 keepalive pings, so a
  * connection to a peer that is cut off (link down, partition) or paused (SIGSTOP) is torn down
- * within a few seconds and dialled again, instead of waiting out TCP retransmission backoff (after
+ * within 15 s and dialled again, instead of waiting out TCP retransmission backoff (after
  * a 39 s partition a member otherwise heard nothing from the leader for 16 s more).
  */
 export const RAFT_PEER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   ...RAFT_GRPC_OPTIONS,
-  'grpc.keepalive_time_ms': 2_000,
-  'grpc.keepalive_timeout_ms': 3_000,
+  // Generous: a member whose event loop stalls (a loaded machine) must not lose its streams.
+  'grpc.keepalive_time_ms': 5_000,
+  'grpc.keepalive_timeout_ms': 10_000,
 };
 
 /** Messages that are local to a member and never travel. */
