@@ -40,6 +40,8 @@ export function errorLine(e: unknown): string {
   if (isGrpcError(e)) {
     // grpc-js appends resolver notes to connection failures; they say nothing useful here.
     let details = (e.details ?? '').replace(/\s*Resolution note:.*$/s, '').trim();
+    // grpc-js lists its internals after the time ("Deadline exceeded after 59.998s,LB pick: …").
+    details = details.replace(/^Deadline exceeded after ([\d.]+)s.*$/s, (_m, secs: string) => `no answer within ${Math.round(Number(secs))} s`);
     const sock = /connect (ENOENT|ECONNREFUSED|EACCES) (\S+)/.exec(details);
     if (e.code === (status.UNAVAILABLE as number) && sock) {
       const path = sock[2].replace(/\.$/, '');
@@ -52,6 +54,8 @@ export function errorLine(e: unknown): string {
   }
   if (isSwarmError(e)) {
     const code = grpcStatusOf[e.code];
+    // A summary (e.g. what each manager answered when none could take a call) says it all.
+    if (e.details.summary === true) return e.message;
     const msg = e.fullMessage();
     const plain: number[] = [status.INVALID_ARGUMENT, status.NOT_FOUND, status.FAILED_PRECONDITION, status.INTERNAL];
     return plain.includes(code)

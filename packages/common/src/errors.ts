@@ -73,8 +73,21 @@ export const failedPrecondition = (msg: string, o?: SwarmErrorOptions) => new Sw
  * RPC edge sends it as the `swarmd-reason` trailer), so clients never match message text.
  */
 export const ErrorReason = {
-  /** This manager knows no leader yet (an election is under way): the same call may be retried. */
+  /** This manager knows no leader yet (an election is under way): nothing was done; the same call may be retried. */
   NO_LEADER: 'NO_LEADER',
+  /**
+   * This manager has known no leader for longer than an election takes: it is cut off from the
+   * majority of the managers (or the cluster lost its quorum). Nothing was done; ask another manager.
+   */
+  NO_QUORUM: 'NO_QUORUM',
+  /** Leadership moved before the write was proposed: nothing was done; the same call may be retried. */
+  LEADER_CHANGED: 'LEADER_CHANGED',
+  /**
+   * The write may or may not have been applied (leadership was lost after it was proposed, or the
+   * leader stopped answering a forwarded call): retry only what is safe to repeat (a request id, a
+   * version), or read to find out.
+   */
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
 } as const;
 export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
 /** The gRPC metadata key that carries an ErrorReason. */
@@ -83,6 +96,14 @@ export const REASON_METADATA_KEY = 'swarmd-reason';
 /** UNAVAILABLE because no leader is known yet: safe to retry. */
 export const noLeaderYet = (msg: string, o?: SwarmErrorOptions) =>
   new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.NO_LEADER } });
+
+/** UNAVAILABLE: this manager has had no leader for a while (it is in a minority): ask another manager. */
+export const noQuorum = (msg: string, o?: SwarmErrorOptions) =>
+  new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.NO_QUORUM } });
+
+/** UNAVAILABLE: the write may or may not have been applied. */
+export const outcomeUnknown = (msg: string, o?: SwarmErrorOptions) =>
+  new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.OUTCOME_UNKNOWN } });
 
 /** The reason a SwarmError carries in its details, if any. */
 export function reasonOf(err: unknown): ErrorReason | undefined {

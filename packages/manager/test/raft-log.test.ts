@@ -1,6 +1,6 @@
 import test from 'ava';
 import { EventEmitter } from 'node:events';
-import { isSwarmError, ErrorCode } from '@swarmd/common';
+import { isSwarmError, ErrorCode, ErrorReason, reasonOf } from '@swarmd/common';
 import { RaftLog, createStore, makeObject, cloneObject, type RaftNodeLike, type RaftStateMachine, type MemoryStore } from '../src/index.js';
 
 // A stand-in for raft-ts's RaftNode with its contract: propose resolves with the state machine's
@@ -86,7 +86,8 @@ test('a follower refuses writes with UNAVAILABLE and the leader hint; leader cha
   t.false(logs[1].isLeader());
   const err = await t.throwsAsync(b.update((tx) => tx.create('service', svc('s1', 'web'))));
   t.true(isSwarmError(err, ErrorCode.UNAVAILABLE));
-  t.regex(err.message, /not the leader/);
+  t.regex(err.message, /^this manager is no longer the leader \(leadership moved\); the write was not applied/);
+  t.is(reasonOf(err), ErrorReason.LEADER_CHANGED, 'clients ask again: nothing was applied');
   t.is((err as { details?: { leaderId?: number } }).details?.leaderId, 1);
 
   const seen: boolean[] = [];
@@ -129,4 +130,24 @@ test('an aborted proposal is CANCELLED', async (t) => {
   ac.abort();
   const err = await t.throwsAsync(p);
   t.true(isSwarmError(err, ErrorCode.CANCELLED));
+});
+
+test('raft refusals as the store reports them: the outcome (not applied / unknown) and no Raft member number', async (t) => {
+  const { NotLeaderError: RaftNotLeader, OutcomeUnknownError, TimeoutError } = await import('raft-ts');
+  const cases: [Error, ErrorReason, RegExp][] = [
+    [new RaftNotLeader(3415763795), ErrorReason.LEADER_CHANGED, /^this manager is no longer the leader \(leadership moved\); the write was not applied: ask again$/],
+    [new OutcomeUnknownError(3415763795), ErrorReason.OUTCOME_UNKNOWN, /^this manager lost the leadership while the write was being committed: it may or may not have been applied$/],
+    [new TimeoutError('proposal', 10_000), ErrorReason.OUTCOME_UNKNOWN, /^the write was not committed in time .*: it may or may not have been applied$/],
+  ];
+  for (const [raftErr, reason, words] of cases) {
+    const log = new RaftLog();
+    createStore({ log, clock: { now: () => 42 } });
+    const node = Object.assign(new EventEmitter(), { isLeader: true, propose: () => Promise.reject(raftErr) }) as unknown as RaftNodeLike;
+    log.connect(node);
+    const err = await t.throwsAsync(log.propose(new Uint8Array([1])));
+    t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), raftErr.name);
+    t.is(reasonOf(err), reason, raftErr.name);
+    t.regex(err.message, words);
+    t.false(err.message.includes('3415763795'), 'no Raft member number in the words');
+  }
 });

@@ -74,8 +74,8 @@ function spec(name: string, image = 'web:1', replicas = 1): ServiceSpec {
   });
 }
 
-const create = (c: ControlClient, s: ServiceSpec, noResolveImage = false) =>
-  unary<{ service: Service | undefined; warnings: string[] }>((cb) => c.createService({ spec: s, noResolveImage }, cb));
+const create = (c: ControlClient, s: ServiceSpec, noResolveImage = false, requestId = '') =>
+  unary<{ service: Service | undefined; warnings: string[] }>((cb) => c.createService({ spec: s, noResolveImage, requestId }, cb));
 const get = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.getService({ serviceId }, cb)).then((r) => r.service!);
 const list = (c: ControlClient, f: Partial<{ names: string[]; idPrefixes: string[]; labels: Record<string, string>; namePrefixes: string[] }> = {}) =>
   unary<{ services: Service[] }>((cb) => c.listServices({ filters: { names: [], idPrefixes: [], labels: {}, namePrefixes: [], ...f } }, cb)).then((r) => r.services);
@@ -86,7 +86,7 @@ const update = (c: ControlClient, serviceId: string, serviceVersion: number, s: 
       cb,
     ),
   );
-const promote = (c: ControlClient, serviceId: string, all = false) => unary<{ service: Service | undefined }>((cb) => c.promoteService({ serviceId, all }, cb)).then((r) => r.service!);
+const promote = (c: ControlClient, serviceId: string, all = false) => unary<{ service: Service | undefined }>((cb) => c.promoteService({ serviceId, all, fromStep: 0 }, cb)).then((r) => r.service!);
 const abort = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.abortRollout({ serviceId }, cb)).then((r) => r.service!);
 const withEnv = (s: Service, env: string[]): ServiceSpec => {
   const x = structuredClone(s.spec!);
@@ -184,6 +184,19 @@ test('create: a taken name is ALREADY_EXISTS naming it (case-insensitive)', asyn
   const first = await create(admin, spec('web'));
   await refusedWith(t, create(admin, spec('WEB')), grpc.status.ALREADY_EXISTS, new RegExp(`service name "WEB" is already in use by service ${first.service!.id}`));
   t.is((await list(admin)).length, 1);
+});
+
+test('create: a retry with the same request id returns the service the first attempt made; another request is refused', async (t) => {
+  // swarmctl retries a create whose outcome it does not know (a leader change, a dropped
+  // connection) with the same request id: one service, whatever the number of attempts.
+  const f = await setup(t);
+  const first = (await create(f.admin, spec('once'), false, 'req-1')).service!;
+  const again = (await create(f.admin, spec('once'), false, 'req-1')).service!;
+  t.is(again.id, first.id);
+  t.is(again.meta?.version, first.meta?.version, 'nothing written by the retry');
+  t.is((await list(f.admin, { names: ['once'] })).length, 1);
+  await refusedWith(t, create(f.admin, spec('once'), false, 'req-2'), grpc.status.ALREADY_EXISTS, /already in use/);
+  await refusedWith(t, create(f.admin, spec('once')), grpc.status.ALREADY_EXISTS, /already in use/); // no request id: no deduplication
 });
 
 test('update: version check, spec_version bump, previous spec kept, rollback swaps, no rename', async (t) => {

@@ -16,6 +16,6 @@ export {
   type NodeStatus,
   type LeaderChange,
 } from './driver/raft-node.js';
-export { KvStateMachine } from './kv/kv-state-machine.js';
-export { addKvService, LEADER_ID_KEY, LEADER_ADDR_KEY } from './kv/kv-server.js';
+export { KvStateMachine, KV_REMEMBERED_REQUESTS } from './kv/kv-state-machine.js';
+export { addKvService, LEADER_ID_KEY, LEADER_ADDR_KEY, OUTCOME_KEY } from './kv/kv-server.js';
 export { KvClusterClient, type KvClusterClientOptions } from './kv/kv-client.js';

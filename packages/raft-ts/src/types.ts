@@ -54,8 +54,25 @@ export class UnavailableError extends Error {
 export class NotLeaderError extends Error {
   /** The leader this member knows of, 0 when none. */
   constructor(readonly leaderId: number, what = 'proposal') {
-    super(leaderId ? `raft: not the leader; ${what} refused (leader is ${leaderId})` : `raft: not the leader and no leader known; ${what} refused`);
+    super(
+      leaderId
+        ? `raft: this member is not the leader (member ${leaderId} is); the ${what} was refused (nothing was done)`
+        : `raft: this member is not the leader and knows no leader; the ${what} was refused (nothing was done)`,
+    );
     this.name = 'NotLeaderError';
+  }
+}
+
+/**
+ * Leadership was lost after a proposal was appended and before it was applied here: the next
+ * leader may commit it or not, so its outcome is unknown. Retry only what is safe to repeat (a
+ * request id the state machine deduplicates), or read to find out.
+ */
+export class OutcomeUnknownError extends Error {
+  /** The leader this member knows of now, 0 when none. */
+  constructor(readonly leaderId: number, what = 'proposal') {
+    super(`raft: leadership was lost before the ${what} committed: it may or may not be applied`);
+    this.name = 'OutcomeUnknownError';
   }
 }
 

@@ -53,6 +53,23 @@ async function member(t: { teardown(fn: () => void): void }, id: number, cluster
   return { handler, transport, server, address: `127.0.0.1:${port}` };
 }
 
+/** Sends one batch over a raw Stream call (as a peer would, or a forger); resolves with the refusal, if any. */
+function rawStream(t: { teardown(fn: () => void): void }, address: string) {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  return (batch: MessageBatch) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const s = client.makeClientStreamRequest(
+        '/raftpb.RaftTransport/Stream',
+        (v: MessageBatch) => Buffer.from(MessageBatch.encode(v).finish()),
+        (buf: Buffer) => buf,
+        (err: grpc.ServiceError | null) => resolve(err),
+      );
+      s.write(batch);
+      s.end();
+    });
+}
+
 test('messages arrive in order, batched while a write is in flight', async (t) => {
   const a = await member(t, 1);
   const b = await member(t, 2);
@@ -73,19 +90,7 @@ test('messages arrive in order, batched while a write is in flight', async (t) =
 test('a batch from an unknown member or another cluster is refused with a clear error', async (t) => {
   const b = await member(t, 2);
   b.transport.addPeer(1, '127.0.0.1:1');
-  const client = new grpc.Client(b.address, grpc.credentials.createInsecure());
-  t.teardown(() => client.close());
-  const call = (batch: MessageBatch) =>
-    new Promise<grpc.ServiceError | null>((resolve) => {
-      const s = client.makeClientStreamRequest(
-        '/raftpb.RaftTransport/Stream',
-        (v: MessageBatch) => Buffer.from(MessageBatch.encode(v).finish()),
-        (buf: Buffer) => buf,
-        (err: grpc.ServiceError | null) => resolve(err),
-      );
-      s.write(batch);
-      s.end();
-    });
+  const call = rawStream(t, b.address);
   const unknown = await call({ clusterId: 7, from: 9, messages: [msg(9, 2, 1)] });
   t.is(unknown?.code, grpc.status.PERMISSION_DENIED);
   t.regex(unknown!.details, /member 9 is not a known member/);
@@ -100,6 +105,33 @@ test('a batch from an unknown member or another cluster is refused with a clear 
   const ok = await call({ clusterId: 7, from: 1, messages: [msg(1, 2, 1)] });
   t.is(ok, null);
   t.is(b.handler.received.length, 1);
+});
+
+test('a ReadIndex request a follower relays keeps its requester and arrives with the rest of the batch', async (t) => {
+  // Member 1 (a follower) relays member 3's ReadIndex request to member 2 (its leader) in one batch
+  // with its own append response: the transport takes both; the leader answers member 3 directly.
+  const b = await member(t, 2);
+  b.transport.addPeer(1, '127.0.0.1:1');
+  b.transport.addPeer(3, '127.0.0.1:1');
+  const call = rawStream(t, b.address);
+  const relayed = mk({ type: MessageType.MSG_READ_INDEX, from: 3, to: 2, context: Buffer.from('read-7') });
+  const appResp = mk({ type: MessageType.MSG_APP_RESP, from: 1, to: 2, term: 1, index: 5 });
+  const err = await call({ clusterId: 7, from: 1, messages: [relayed, appResp] });
+  t.is(err, null);
+  t.deepEqual(
+    b.handler.received.map((m) => [m.type, m.from]),
+    [
+      [MessageType.MSG_READ_INDEX, 3],
+      [MessageType.MSG_APP_RESP, 1],
+    ],
+  );
+  // Any other message claiming another sender is still refused, as is a relayed one from a stranger.
+  const forged = await call({ clusterId: 7, from: 1, messages: [msg(3, 2, 1)] });
+  t.is(forged?.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(forged!.details, /message from 3 inside a batch from 1/);
+  const stranger = await call({ clusterId: 7, from: 1, messages: [mk({ type: MessageType.MSG_READ_INDEX, from: 9, to: 2 })] });
+  t.is(stranger?.code, grpc.status.INVALID_ARGUMENT);
+  t.is(b.handler.received.length, 2);
 });
 
 test('malformed bytes are refused with INVALID_ARGUMENT', async (t) => {

@@ -25,6 +25,11 @@ export interface Connection {
   selfNodeId?: string;
   /** Where the settings came from, for error messages. */
   source: string;
+  /**
+   * The cluster's other managers (a context's `fallbackHosts`), asked when this one cannot take
+   * a call (cut off, paused, in a minority, between leaders).
+   */
+  alternates?: Connection[];
 }
 
 /** The socket path of a unix host, or undefined for a TCP one. */
@@ -53,17 +58,28 @@ export async function resolveConnection(flags: ConnectionFlags, env: NodeJS.Proc
       tls = { ca: flags.tlscacert ?? ctx.tlscacert, cert: flags.tlscert ?? ctx.tlscert, key: flags.tlskey ?? ctx.tlskey };
       selfNodeId = ctx.nodeId;
       source = `context ${path}`;
-      // A local cluster's context lists every manager's socket: use the first one that answers.
-      const alt = await firstListening([ctx.host, ...(ctx.fallbackHosts ?? [])]);
+      // A local cluster's context lists every manager's socket: start with the first one that
+      // accepts connections; the others are alternates (asked when it cannot take a call).
+      const all = [ctx.host, ...(ctx.fallbackHosts ?? [])];
+      const alt = await firstListening(all);
       if (alt !== undefined && alt !== ctx.host) {
         host = alt;
         selfNodeId = undefined; // read from beside the socket below
       }
+      const others = all.filter((h, i) => h !== host && all.indexOf(h) === i);
+      const first = await resolveOne(host, tls, selfNodeId, source);
+      first.alternates = await Promise.all(others.map((h) => resolveOne(h, tls, undefined, source)));
+      return first;
     } else {
       host = DEFAULT_HOST;
       source = 'the default host';
     }
   }
+  return resolveOne(host, tls, selfNodeId, source);
+}
+
+/** One manager's connection: a unix socket, or IP:PORT with the TLS files. */
+async function resolveOne(host: string, tls: { ca?: string; cert?: string; key?: string }, selfNodeId: string | undefined, source: string): Promise<Connection> {
   const sock = unixPath(host);
   if (sock !== undefined) {
     if (!isAbsolute(sock)) throw invalidArgument(`--host ${host}: a unix socket path must be absolute`);

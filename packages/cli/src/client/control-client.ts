@@ -1,8 +1,9 @@
 /**
  * The one client swarmctl has of the manager's Control API: every call a command makes, as
- * promises (unary calls, each with a deadline and asked again while no leader is known: rpc.ts)
- * and as streams (Watch, Logs). Requests are built with the generated constructors.
+ * promises (unary calls over every manager the connection lists, each attempt with a deadline,
+ * asked again or elsewhere during a failover: rpc.ts) and as streams (Watch, Logs). Requests are built with the generated constructors.
  */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
   ControlClient,
@@ -34,8 +35,23 @@ import {
 import type { Connection } from './connection.js';
 import { unaryCaller } from './rpc.js';
 
-/** How long one call may take (the no-leader retries included) unless the command says otherwise. */
+/** How long one call may take (retries and other managers included) unless the command says otherwise. */
 export const DEFAULT_DEADLINE_MS = 30_000;
+/** How long one attempt of a read may take on one manager before swarmctl asks another. */
+export const READ_ATTEMPT_MS = 6_000;
+/** The same for a write (a service create or update may wait on the leader pinning the image). */
+export const WRITE_ATTEMPT_MS = 20_000;
+
+/**
+ * Channel options of swarmctl's connections to managers: keepalive pings while a call is in flight,
+ * so a manager that accepts connections but does not answer (paused, or cut off behind a TCP
+ * address) fails the attempt within ~3 s and swarmctl asks another.
+ */
+export const CONTROL_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 1_000,
+  'grpc.keepalive_timeout_ms': 2_000,
+  'grpc.enable_retries': 0,
+};
 
 export interface Control {
   listNodes(filters?: Partial<ListNodesRequest_Filters>): Promise<Node[]>;
@@ -49,7 +65,7 @@ export interface Control {
   createService(spec: ServiceSpec, noResolveImage: boolean): Promise<{ service: Service; warnings: string[] }>;
   updateService(req: { serviceId: string; version: number; spec?: ServiceSpec; rollback?: boolean; noResolveImage?: boolean; canary?: CanaryConfig; force?: boolean }): Promise<{ service: Service; warnings: string[] }>;
   /** The next step of a canary rollout (all: to the end). */
-  promoteService(serviceId: string, all: boolean): Promise<Service>;
+  promoteService(serviceId: string, all: boolean, fromStep?: number): Promise<Service>;
   /** Ends a canary rollout: traffic back to the old tasks, canaries removed. */
   abortRollout(serviceId: string): Promise<Service>;
   getService(serviceId: string): Promise<Service>;
@@ -69,18 +85,44 @@ export interface Control {
   logs(req: { serviceIds: string[]; taskIds?: string[]; follow: boolean; tail: number; sinceMs?: number }, onLine: (l: LogLine) => void): Promise<void>;
   /** Cluster events (replayed from sinceMs, then live) until untilMs, the stream's end, or `signal`. */
   events(req: { sinceMs?: number; untilMs?: number; types?: string[]; names?: string[]; actions?: string[] }, onEvent: (e: ClusterEvent) => void, signal?: AbortSignal): Promise<void>;
+  /** The connection of the manager that answered last (the first one before any answer). */
+  answeredBy(): Connection;
   close(): void;
 }
 
+/** A manager's name in messages: its host dir for a local socket (…/m2/control.sock → m2), else its address. */
+export function endpointLabel(conn: Connection): string {
+  const m = /^unix:\/\/.*\/([^/]+)\/control\.sock$/.exec(conn.target);
+  return m ? `manager ${m[1]} (${conn.target})` : `manager ${conn.target}`;
+}
+
 export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS): Control {
-  const client = new ControlClient(conn.target, conn.credentials, conn.options);
-  const call = unaryCaller(client, timeoutMs);
+  // The manager asked first, then the others the context lists (swarmctl moves between them).
+  const conns = [conn, ...(conn.alternates ?? [])];
+  const clients = new Map<number, ControlClient>();
+  const clientOf = (i: number): ControlClient => {
+    let c = clients.get(i);
+    if (!c) {
+      c = new ControlClient(conns[i].target, conns[i].credentials, { ...CONTROL_CHANNEL_OPTIONS, ...conns[i].options });
+      clients.set(i, c);
+    }
+    return c;
+  };
+  let answered = 0;
+  const call = unaryCaller(
+    conns.map((c, i) => ({ label: endpointLabel(c), client: () => clientOf(i) })),
+    { timeoutMs, attemptMs: READ_ATTEMPT_MS, onAnswer: (i) => (answered = i) },
+  );
+  const write = { attemptMs: WRITE_ATTEMPT_MS };
+  const remove = { attemptMs: WRITE_ATTEMPT_MS, notFoundAfterUnknownIsDone: true };
+  // Streams go to the manager that answered last.
+  const client = (): ControlClient => clientOf(answered);
   const must = <T>(v: T | undefined, what: string): T => {
     if (v === undefined) throw new Error(`the manager returned no ${what}`);
     return v;
   };
   const watch = (req: WatchRequest, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void) => {
-    const s = client.watch(req);
+    const s = client().watch(req);
     let closed = false;
     s.on('data', (e: WatchEvent) => onEvent(e));
     s.on('error', (e: grpc.ServiceError) => {
@@ -104,10 +146,10 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return must((await call('getNode', { nodeId })).node, `node for ${nodeId}`);
     },
     async updateNode(nodeId, version, spec) {
-      return must((await call('updateNode', { nodeId, nodeVersion: version, spec })).node, `node for ${nodeId}`);
+      return must((await call('updateNode', { nodeId, nodeVersion: version, spec }, write)).node, `node for ${nodeId}`);
     },
     async removeNode(nodeId, force) {
-      await call('removeNode', { nodeId, force });
+      await call('removeNode', { nodeId, force }, remove);
     },
     async listClusters() {
       return (await call('listClusters', {})).clusters;
@@ -116,25 +158,27 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return must((await call('getCluster', { clusterId })).cluster, `cluster ${clusterId}`);
     },
     async updateCluster(req) {
-      const r = await call('updateCluster', UpdateClusterRequest.fromPartial({ ...req, clusterVersion: req.version }));
+      const r = await call('updateCluster', UpdateClusterRequest.fromPartial({ ...req, clusterVersion: req.version }), write);
       return must(r.cluster, 'cluster');
     },
     async issueAdminCertificate(csrPem) {
-      return await call('issueAdminCertificate', { csrPem: Buffer.from(csrPem) });
+      return await call('issueAdminCertificate', { csrPem: Buffer.from(csrPem) }, write);
     },
     async createService(spec, noResolveImage) {
-      const r = await call('createService', { spec, noResolveImage });
+      // One request id for every attempt: a retry after an unknown outcome returns the service
+      // the first attempt made (the manager deduplicates by name + request id).
+      const r = await call('createService', { spec, noResolveImage, requestId: randomUUID() }, write);
       return { service: must(r.service, 'service'), warnings: r.warnings };
     },
     async updateService(req) {
-      const r = await call('updateService', UpdateServiceRequest.fromPartial({ ...req, serviceVersion: req.version }));
+      const r = await call('updateService', UpdateServiceRequest.fromPartial({ ...req, serviceVersion: req.version }), write);
       return { service: must(r.service, 'service'), warnings: r.warnings };
     },
-    async promoteService(serviceId, all) {
-      return must((await call('promoteService', { serviceId, all })).service, 'service');
+    async promoteService(serviceId, all, fromStep) {
+      return must((await call('promoteService', { serviceId, all, fromStep: fromStep ?? 0 }, write)).service, 'service');
     },
     async abortRollout(serviceId) {
-      return must((await call('abortRollout', { serviceId })).service, 'service');
+      return must((await call('abortRollout', { serviceId }, write)).service, 'service');
     },
     async getService(serviceId) {
       return must((await call('getService', { serviceId })).service, 'service');
@@ -143,7 +187,7 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return (await call('listServices', ListServicesRequest.fromPartial({ filters }))).services;
     },
     async removeService(serviceId) {
-      await call('removeService', { serviceId });
+      await call('removeService', { serviceId }, remove);
     },
     async getTask(taskId) {
       return must((await call('getTask', { taskId })).task, 'task');
@@ -152,7 +196,7 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return (await call('listTasks', ListTasksRequest.fromPartial({ filters }))).tasks;
     },
     async createNetwork(spec) {
-      return must((await call('createNetwork', { spec })).network, 'network');
+      return must((await call('createNetwork', { spec }, { ...write, unsafeToRepeat: true })).network, 'network');
     },
     async getNetwork(networkId) {
       return must((await call('getNetwork', { networkId })).network, 'network');
@@ -161,7 +205,7 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
       return (await call('listNetworks', {})).networks;
     },
     async removeNetwork(networkId) {
-      await call('removeNetwork', { networkId });
+      await call('removeNetwork', { networkId }, remove);
     },
     watchService(serviceId, onEvent, onEnd) {
       return watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }), onEvent, onEnd);
@@ -171,7 +215,7 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     },
     logs(req, onLine) {
       return new Promise((resolve, reject) => {
-        const s = client.logs(LogsRequest.fromPartial(req));
+        const s = client().logs(LogsRequest.fromPartial(req));
         s.on('data', (l: LogLine) => onLine(l));
         s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
         s.on('end', () => resolve());
@@ -179,14 +223,17 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     },
     events(req, onEvent, signal) {
       return new Promise((resolve, reject) => {
-        const s = client.events(EventsRequest.fromPartial(req));
+        const s = client().events(EventsRequest.fromPartial(req));
         signal?.addEventListener('abort', () => s.cancel(), { once: true });
         s.on('data', (e: ClusterEvent) => onEvent(e));
         s.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
         s.on('end', () => resolve());
       });
     },
-    close: () => client.close(),
+    answeredBy: () => conns[answered],
+    close: () => {
+      for (const c of clients.values()) c.close();
+    },
   };
 }
 

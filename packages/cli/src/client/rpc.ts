@@ -1,6 +1,10 @@
+/**
+ * Unary calls to the managers as promises, moving to another manager when the one asked cannot
+ * take the call (see `unaryCaller`), and the read-then-write retry on conflicts.
+ */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { ErrorReason, REASON_METADATA_KEY, grpcStatusOf } from '@swarmd/common';
+import { ErrorCode, ErrorReason, REASON_METADATA_KEY, SwarmError, grpcStatusOf } from '@swarmd/common';
 
 /** A generated client's unary method, in its (request, metadata, options, callback) form. */
 type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;
@@ -18,17 +22,19 @@ export function refusalReason(e: unknown): string | undefined {
 
 /**
  * A manager that knows no leader yet (an election is under way) refused the call before doing
- * anything (UNAVAILABLE with the NO_LEADER reason): asking again is safe, so swarmctl does, until
- * the call's deadline, instead of failing the user's command during the second or two a failover
- * takes.
+ * anything (UNAVAILABLE with the NO_LEADER reason): asking again is safe.
  */
 export function isNoLeaderYet(e: unknown): boolean {
-  return (e as { code?: number } | undefined)?.code === grpc.status.UNAVAILABLE && refusalReason(e) === ErrorReason.NO_LEADER;
+  return codeOf(e) === grpc.status.UNAVAILABLE && refusalReason(e) === ErrorReason.NO_LEADER;
 }
 
 /** A write that raced another (a stale version: ABORTED). */
 export function isConflict(e: unknown): boolean {
-  return (e as { code?: number } | undefined)?.code === grpcStatusOf.CONFLICT;
+  return codeOf(e) === grpcStatusOf.CONFLICT;
+}
+
+function codeOf(e: unknown): number | undefined {
+  return (e as { code?: number } | undefined)?.code;
 }
 
 /** Reads and writes again while the write raced another (ABORTED), up to `attempts` times in all. */
@@ -43,24 +49,197 @@ export async function retryOnConflict<T>(readAndWrite: () => Promise<T>, attempt
 }
 
 /**
- * Unary calls on a generated client as promises, each with a deadline of `timeoutMs`, asked again
- * while no leader is known (see isNoLeaderYet) until that deadline.
+ * What to do after a failed attempt:
+ * - `again`: the manager (or the cluster) is between leaders: NO_LEADER, LEADER_CHANGED,
+ *   OUTCOME_UNKNOWN. Ask again (the next manager first), with a short backoff, until the deadline.
+ * - `elsewhere`: this manager cannot take calls now: NO_QUORUM (it is in a minority), a
+ *   connection that failed, was reset or went silent (keepalive), an attempt past its own
+ *   deadline. Ask the other managers; when every one failed this way, fail at once.
+ * - `final`: the answer (an error of the call itself): give it to the caller.
  */
-export function unaryCaller<C extends grpc.Client>(client: C, timeoutMs: number) {
-  const once = <Req, Res>(method: Unary<Req, Res>, req: Req, deadline: number): Promise<Res> =>
+export type AttemptVerdict = 'again' | 'elsewhere' | 'final';
+
+export function verdictOf(e: unknown, attemptTimedOut: boolean): AttemptVerdict {
+  const code = codeOf(e);
+  if (code === grpc.status.DEADLINE_EXCEEDED) return attemptTimedOut ? 'elsewhere' : 'final';
+  if (code !== grpc.status.UNAVAILABLE) return 'final';
+  const reason = refusalReason(e);
+  if (reason === ErrorReason.NO_LEADER || reason === ErrorReason.LEADER_CHANGED || reason === ErrorReason.OUTCOME_UNKNOWN) return 'again';
+  return 'elsewhere';
+}
+
+/** Whether a failed attempt may have been applied (a retry of a write must then be safe). */
+export function outcomeUnknown(e: unknown, attemptTimedOut: boolean): boolean {
+  const code = codeOf(e);
+  if (code === grpc.status.DEADLINE_EXCEEDED) return attemptTimedOut;
+  if (code !== grpc.status.UNAVAILABLE) return false;
+  const reason = refusalReason(e);
+  if (reason === ErrorReason.OUTCOME_UNKNOWN) return true;
+  if (reason !== undefined) return false; // refused before anything was done
+  // A connection that never opened sent nothing.
+  return !/ECONNREFUSED|ENOENT|EACCES|No connection established|failed to connect/i.test(detailsOf(e));
+}
+
+function detailsOf(e: unknown): string {
+  const x = e as { details?: string; message?: string } | undefined;
+  return (x?.details || x?.message || String(e)).replace(/\s*Resolution note:.*$/s, '').trim();
+}
+
+/** One line on what an attempt got from a manager, for the message when none could take the call. */
+export function attemptLine(e: unknown, attemptTimedOut: boolean, attemptMs: number): string {
+  const d = detailsOf(e);
+  if (attemptTimedOut) return `did not answer within ${(attemptMs / 1000).toFixed(0)} s (paused, overloaded or cut off?)`;
+  if (codeOf(e) !== grpc.status.UNAVAILABLE || refusalReason(e)) return d;
+  if (/ECONNRESET|Connection dropped|GOAWAY|RST_STREAM|socket hang up/i.test(d)) return `closed the connection (${d}): it stopped or restarted`;
+  if (/keepalive|ping/i.test(d)) return `stopped answering (no reply to keepalive pings: paused or cut off?)`;
+  const sock = /connect (ENOENT|ECONNREFUSED|EACCES) (\S+)/.exec(d);
+  if (sock) {
+    return sock[1] === 'EACCES'
+      ? `cannot connect: permission denied (the control socket is root's: use sudo, or --host IP:PORT with an admin certificate)`
+      : `cannot connect (${sock[1]}): is swarmd running there?`;
+  }
+  return d;
+}
+
+/** A manager swarmctl may ask, and how to name it in messages. */
+export interface Endpoint<C> {
+  label: string;
+  client(): C;
+}
+
+/** How long a connection may take to open (the HTTP/2 handshake) before the manager is taken as silent. */
+export const CONNECT_MS = 2_000;
+
+/**
+ * Waits for a client's channel to connect: `ready`; `failed` when the connection fails (the call
+ * then fails at once with the reason); `silent` when it neither connects nor fails by `deadline`
+ * (a paused process accepts the connection but never completes the handshake).
+ */
+export async function channelReadiness(client: grpc.Client, deadline: number): Promise<'ready' | 'failed' | 'silent'> {
+  const ch = client.getChannel();
+  for (let state = ch.getConnectivityState(true); ; state = ch.getConnectivityState(true)) {
+    if (state === grpc.connectivityState.READY) return 'ready';
+    if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) return 'failed';
+    const changed = await new Promise<boolean>((resolve) => ch.watchConnectivityState(state, deadline, (e) => resolve(!e)));
+    if (!changed) return 'silent';
+  }
+}
+
+export interface CallOptions {
+  /**
+   * The longest one attempt may take before swarmctl asks another manager (default: `attemptMs`
+   * of the caller). A manager that accepts connections but never answers (paused) is also caught
+   * by keepalive pings within ~3 s.
+   */
+  attemptMs?: number;
+  /**
+   * A remove whose earlier attempt may have been applied (an unknown outcome) and whose retry
+   * finds nothing (NOT_FOUND) is done: the earlier attempt removed it.
+   */
+  notFoundAfterUnknownIsDone?: boolean;
+  /** A write that must not be repeated once its outcome is unknown: fail saying so instead. */
+  unsafeToRepeat?: boolean;
+}
+
+/** Options of unaryCaller. */
+export interface CallerOptions {
+  /** The deadline of a whole call, retries included. */
+  timeoutMs: number;
+  /** The deadline of one attempt on one manager (default 6 s). */
+  attemptMs?: number;
+  /** Told which endpoint answered (the index in the list). */
+  onAnswer?: (index: number) => void;
+}
+
+/**
+ * Unary calls over a list of managers (the first that answered last is asked first). Every
+ * attempt has its own deadline; a failed attempt is judged by `verdictOf`: asked again (the next
+ * manager first) while the managers are between leaders, another manager asked when this one
+ * cannot take calls, the answer returned otherwise. Writes are safe to ask again: creates carry a
+ * request id, updates the version they read, removes treat NOT_FOUND after an unknown outcome as
+ * done (packages/cli/README.md, "Failover").
+ */
+export function unaryCaller<C extends grpc.Client>(endpoints: readonly Endpoint<C>[], o: CallerOptions) {
+  let current = 0;
+  const defaultAttemptMs = o.attemptMs ?? 6_000;
+  const once = <Req, Res>(client: C, method: Unary<Req, Res>, req: Req, deadline: number): Promise<Res> =>
     new Promise((resolve, reject) => {
       method.call(client, req, new grpc.Metadata(), { deadline }, (e, r) => (e ? reject(e) : resolve(r)));
     });
-  return async <M extends UnaryName<C>>(name: M, req: RequestOf<C, M>): Promise<ResponseOf<C, M>> => {
-    const method = client[name] as Unary<RequestOf<C, M>, ResponseOf<C, M>>;
-    const deadline = Date.now() + timeoutMs;
-    for (let wait = 100; ; wait = Math.min(wait * 2, 1_000)) {
-      try {
-        return await once(method, req, deadline);
-      } catch (e) {
-        if (!isNoLeaderYet(e) || Date.now() + wait >= deadline) throw e;
-        await sleep(wait);
+  return async <M extends UnaryName<C>>(name: M, req: RequestOf<C, M>, co: CallOptions = {}): Promise<ResponseOf<C, M>> => {
+    const deadline = Date.now() + o.timeoutMs;
+    const attemptMs = co.attemptMs ?? defaultAttemptMs;
+    const down = new Map<number, string>(); // endpoints that cannot take calls now, and why
+    const last = new Map<number, string>();
+    let unknown = false;
+    let lastErr: unknown;
+    /** One attempt on endpoint i: the answer, or what to do next and the line to report. */
+    const attempt = async (i: number): Promise<{ answer: ResponseOf<C, M> } | { verdict: AttemptVerdict; line: string }> => {
+      const ep = endpoints[i];
+      const attemptDeadline = Math.min(deadline, Date.now() + attemptMs);
+      if ((await channelReadiness(ep.client(), Math.min(attemptDeadline, Date.now() + CONNECT_MS))) === 'silent') {
+        return { verdict: 'elsewhere', line: `does not complete a connection within ${CONNECT_MS / 1000} s (paused, overloaded or cut off?)` };
       }
+      try {
+        return { answer: await once(ep.client(), ep.client()[name] as Unary<RequestOf<C, M>, ResponseOf<C, M>>, req, attemptDeadline) };
+      } catch (e) {
+        const timedOut = codeOf(e) === grpc.status.DEADLINE_EXCEEDED && attemptDeadline < deadline;
+        if (unknown && co.notFoundAfterUnknownIsDone && codeOf(e) === grpc.status.NOT_FOUND) return { answer: {} as ResponseOf<C, M> };
+        const verdict = verdictOf(e, timedOut);
+        if (verdict === 'final') {
+          // The call's own deadline passed: say what the managers did meanwhile.
+          if (codeOf(e) === grpc.status.DEADLINE_EXCEEDED) throw gaveUp(name, o.timeoutMs, endpoints, last, e);
+          throw e;
+        }
+        lastErr = e;
+        unknown ||= outcomeUnknown(e, timedOut);
+        const line = attemptLine(e, timedOut, attemptMs);
+        if (unknown && co.unsafeToRepeat) {
+          throw new SwarmError(
+            ErrorCode.UNAVAILABLE,
+            `${ep.label}: ${line}; the call (${name}) may or may not have been applied and is not safe to repeat: check, then run it again if needed`,
+            { cause: e, details: { summary: true } },
+          );
+        }
+        return { verdict, line };
+      }
+    };
+    for (let wait = 100; ; ) {
+      const i = current;
+      const r = await attempt(i);
+      if ('answer' in r) {
+        o.onAnswer?.(i);
+        return r.answer;
+      }
+      last.set(i, r.line);
+      if (r.verdict === 'elsewhere') down.set(i, r.line);
+      else down.delete(i);
+      if (down.size === endpoints.length) throw gaveUp(name, undefined, endpoints, last, lastErr);
+      // The next manager that is not down; after a whole round without an answer, wait a little.
+      let next = i;
+      do next = (next + 1) % endpoints.length;
+      while (down.has(next));
+      if (next <= i) {
+        if (Date.now() + wait >= deadline) throw gaveUp(name, o.timeoutMs, endpoints, last, lastErr);
+        await sleep(wait);
+        wait = Math.min(wait * 2, 1_000);
+      }
+      current = next;
+      if (Date.now() >= deadline) throw gaveUp(name, o.timeoutMs, endpoints, last, lastErr);
     }
   };
+}
+
+/** The error of a call no manager could take: what each manager asked last said. */
+function gaveUp(method: string, timeoutMs: number | undefined, endpoints: readonly Endpoint<unknown>[], last: Map<number, string>, cause: unknown): SwarmError {
+  const each = [...last].map(([i, line]) => `${endpoints[i].label}: ${line}`);
+  const head =
+    timeoutMs !== undefined
+      ? `no manager answered within ${(timeoutMs / 1000).toFixed(0)} s (${method})`
+      : endpoints.length === 1
+        ? 'manager unavailable'
+        : `none of the ${endpoints.length} managers can take the call (${method})`;
+  const minority = [...last.values()].some((l) => /in a minority/.test(l));
+  const hint = minority && endpoints.length === 1 ? ' (give --host another manager, or use a context file listing every manager)' : '';
+  return new SwarmError(ErrorCode.UNAVAILABLE, `${head}${each.length ? `: ${each.join('; ')}` : ''}${hint}`, { cause, details: { summary: true } });
 }

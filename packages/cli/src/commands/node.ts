@@ -81,11 +81,11 @@ export function nodeCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
       'List nodes (* marks the node behind --host)',
       (yy) => yy.option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only ids' }),
       env.action(async (a: GlobalArgs & { quiet: boolean }) => {
-        await env.withControl(a, async (c, conn) => {
+        await env.withControl(a, async (c) => {
           const nodes = await c.listNodes();
           if (a.format === 'json') out(io, json(nodes.map(nodeJson)));
           else if (a.quiet) for (const n of nodes) out(io, n.id);
-          else out(io, nodesTable(nodes, conn.selfNodeId));
+          else out(io, nodesTable(nodes, c.answeredBy().selfNodeId));
         });
       }),
     )
@@ -94,12 +94,12 @@ export function nodeCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalA
       'Show nodes in detail (by id, unique id prefix or hostname)',
       (yy) => yy.positional('nodes', { type: 'string', array: true, demandOption: true }),
       env.action(async (a: GlobalArgs & { nodes: string[] }) => {
-        await env.withControl(a, async (c, conn) => {
+        await env.withControl(a, async (c) => {
           const all = await c.listNodes();
           const found: Node[] = [];
           for (const ref of a.nodes) found.push(await c.getNode(pickNode(all, ref).id));
           if (a.format === 'json') out(io, json(found.map(nodeJson)));
-          else out(io, found.map((n) => nodeDetails(n, conn.selfNodeId)).join('\n\n'));
+          else out(io, found.map((n) => nodeDetails(n, c.answeredBy().selfNodeId)).join('\n\n'));
         });
       }),
     )

@@ -315,7 +315,7 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         const ms = timeoutMs(a, 'service promote');
         await withServices(env, a, async (sc) => {
           const cur = await resolveService(sc, a.service);
-          const s = await sc.promoteService(cur.id, a.all);
+          const s = await sc.promoteService(cur.id, a.all, cur.rollout ? cur.rollout.step + 1 : 0);
           out(io, a.format === 'json' ? json(serviceJson(s)) : serviceName(s));
           await converge(env, sc, s, a, ms);
         });

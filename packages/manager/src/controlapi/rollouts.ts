@@ -24,11 +24,14 @@ export function createRolloutsImpl(deps: RolloutsDeps) {
       `service ${nameOf('service', s)} has no canary rollout ${what}${s.rollout ? ` (its last one is ${Rollout_State[s.rollout.state].toLowerCase()}: ${s.rollout.message})` : ''}: start one with swarmctl service update --canary-weight P`,
     );
 
-  async function promoteService(req: { serviceId: string; all: boolean }): Promise<{ service: Service }> {
+  async function promoteService(req: { serviceId: string; all: boolean; fromStep?: number }): Promise<{ service: Service }> {
     let id = '';
     await store.update((tx) => {
       const s = resolveService(tx, req.serviceId);
       id = s.id;
+      const at = (s.rollout?.step ?? 0) + 1;
+      if (req.fromStep && isRolloutActive(s) && (at > req.fromStep || s.rollout?.state === Rollout_State.PROMOTING)) return; // a retry of an applied promote
+      if (req.fromStep && isCanaryPhase(s) && at !== req.fromStep) throw failedPrecondition(`service ${nameOf('service', s)}'s rollout is at step ${at}, not ${req.fromStep}: look again (swarmctl service inspect)`);
       if (!isCanaryPhase(s)) {
         if (s.rollout?.state === Rollout_State.PROMOTING) throw failedPrecondition(`service ${nameOf('service', s)}'s rollout is past its last step: the old tasks are being replaced`);
         throw noRollout(s, 'to promote');

@@ -10,7 +10,7 @@
  * - Registry credentials (`pull_auth`) never leave in a response: password and identity token are
  *   emptied (an update that sends the emptied form back keeps the stored credentials).
  */
-import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, isSwarmError, type Logger } from '@swarmd/common';
 import { Rollout_State, TaskState, UpdateStatus_State, type CanaryConfig, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
 import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/registry';
 import type { ReadTx, Store } from '../store/memory-store.js';
@@ -133,7 +133,7 @@ export interface UpdateServiceReq {
 export interface ServicesImpl {
   getService: (req: { serviceId: string }) => Promise<{ service: Service }>;
   listServices: (req: { filters?: ListServicesRequest_Filters }) => Promise<{ services: Service[] }>;
-  createService: (req: { spec?: ServiceSpec; noResolveImage: boolean }) => Promise<{ service: Service; warnings: string[] }>;
+  createService: (req: { spec?: ServiceSpec; noResolveImage: boolean; requestId?: string }) => Promise<{ service: Service; warnings: string[] }>;
   updateService: (req: UpdateServiceReq) => Promise<{ service: Service; warnings: string[] }>;
   removeService: (req: { serviceId: string }) => Promise<Record<string, never>>;
 }
@@ -169,9 +169,22 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     if (r.warning) warnings.push(r.warning);
   }
 
-  async function createService(req: { spec?: ServiceSpec; noResolveImage: boolean }) {
+  async function createService(req: { spec?: ServiceSpec; noResolveImage: boolean; requestId?: string }) {
     const spec = checkServiceSpec(req.spec);
     const name = spec.annotations!.name;
+    const requestId = req.requestId ?? '';
+    // A retry of a create that was applied (its first answer was lost: a leader change, a dropped
+    // connection) gets the service that create made, not ALREADY_EXISTS and never a second one.
+    const madeByThisRequest = (): Service | undefined => {
+      if (!requestId) return undefined;
+      const s = store.view((tx) => tx.find('service', { name })[0]);
+      return s?.createRequestId === requestId ? publicService(s) : undefined;
+    };
+    const made = madeByThisRequest();
+    if (made) {
+      log.info('service create retried: returning the service this request made', { serviceId: made.id, name, requestId });
+      return { service: made, warnings: [] };
+    }
     const taken = store.view((tx) => tx.find('service', { name })[0]);
     if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
     store.view((tx) => {
@@ -181,22 +194,30 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     const warnings: string[] = [];
     await pin(spec, req.noResolveImage, warnings);
     const id = newId();
-    await store.update((tx) => {
-      const holder = tx.find('service', { name })[0];
-      if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
-      resolveServiceNetworks(tx, spec);
-      applyIngress(tx, id, spec);
-      tx.create('service', {
-        id,
-        meta: undefined,
-        spec,
-        previousSpec: undefined,
-        endpoint: spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: [] } : undefined,
-        specVersion: 1,
-        updateStatus: undefined,
-        rollout: undefined,
+    try {
+      await store.update((tx) => {
+        const holder = tx.find('service', { name })[0];
+        if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
+        resolveServiceNetworks(tx, spec);
+        applyIngress(tx, id, spec);
+        tx.create('service', {
+          id,
+          meta: undefined,
+          spec,
+          previousSpec: undefined,
+          endpoint: spec.endpoint ? { spec: structuredClone(spec.endpoint), ports: structuredClone(spec.endpoint.ports), virtualIps: [] } : undefined,
+          specVersion: 1,
+          updateStatus: undefined,
+          rollout: undefined,
+          createRequestId: requestId,
+        });
       });
-    });
+    } catch (err) {
+      // The earlier attempt of this request committed first (the name is taken at apply time).
+      const first = isSwarmError(err, ErrorCode.ALREADY_EXISTS) ? madeByThisRequest() : undefined;
+      if (first) return { service: first, warnings };
+      throw err;
+    }
     log.info('service created', { serviceId: id, name, image: spec.task!.container!.image, warnings: warnings.length });
     return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
   }

@@ -25,6 +25,10 @@ export interface ManagerContext {
   isLeader(): boolean;
   /** The leader's address (its one port), when a leader is known. */
   leaderAddr(): string | undefined;
+  /** How long this manager has known no leader (0 while it knows one). */
+  leaderlessForMs(): number;
+  /** Knowing no leader for longer than this means this manager is in a minority (two election timeouts). */
+  minorityAfterMs: number;
   /** The cluster CA with its key, loaded from the store's Cluster object. */
   ca(): Promise<ClusterCa>;
   /** Verification options for peerIdentity/authorize (CA, clock, cluster id, removed nodes). */

@@ -251,6 +251,13 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     now: () => clock.now(),
     reachableWithinMs: 2 * electionMs,
   });
+  // Since when this manager has known no leader (undefined while it knows one).
+  let noLeaderSince: number | undefined = raft.leader ? undefined : clock.now();
+  raft.on('leader-change', (c: { leaderId: number }) => {
+    if (c.leaderId) noLeaderSince = undefined;
+    else noLeaderSince ??= clock.now();
+  });
+  const leaderlessForMs = (): number => (noLeaderSince === undefined ? 0 : Math.max(0, clock.now() - noLeaderSince));
   const sampler = setInterval(() => membership.sample(), o.raft?.tickMs ?? 100);
   sampler.unref();
   server.addService(RaftMembershipService, membership.service());
@@ -266,6 +273,8 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     clock,
     isLeader: () => raft.isLeader,
     leaderAddr: () => membership.leaderAddr(),
+    leaderlessForMs,
+    minorityAfterMs: 2 * electionMs,
     ca: async () => {
       const c = clusterObj();
       if (!c) throw new SwarmError(ErrorCode.UNAVAILABLE, 'the cluster object is not in the store yet');

@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode, failedPrecondition, describeError, metrics, secondsSince } from '@swarmd/common';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, metrics, secondsSince } from '@swarmd/common';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 
 /**
@@ -115,19 +115,27 @@ export class RaftLog implements ReplicatedLog {
   }
 }
 
-/** raft-ts errors as SwarmErrors: every refusal of a proposal is UNAVAILABLE (retry elsewhere or later). */
+/**
+ * raft-ts errors as SwarmErrors, all UNAVAILABLE, each with the reason a client acts on:
+ * NotLeaderError (refused before it was proposed: LEADER_CHANGED, nothing was done);
+ * OutcomeUnknownError, TimeoutError, RaftNodeStoppedError (proposed, not known to be applied:
+ * OUTCOME_UNKNOWN). Raft member ids are left out of the words (they name no node a user knows).
+ */
 function raftError(err: unknown): SwarmError {
   const name = err instanceof Error ? err.name : '';
   const msg = describeError(err);
   switch (name) {
     case 'NotLeaderError':
-      return new SwarmError(ErrorCode.UNAVAILABLE, `not the leader: ${msg}`, {
+      return new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is no longer the leader (leadership moved); the write was not applied: ask again', {
         cause: err,
-        details: { leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
+        details: { reason: ErrorReason.LEADER_CHANGED, leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
       });
+    case 'OutcomeUnknownError':
+      return outcomeUnknown('this manager lost the leadership while the write was being committed: it may or may not have been applied', { cause: err });
     case 'TimeoutError':
+      return outcomeUnknown('the write was not committed in time (the managers may have lost their quorum): it may or may not have been applied', { cause: err });
     case 'RaftNodeStoppedError':
-      return new SwarmError(ErrorCode.UNAVAILABLE, `proposal outcome unknown: ${msg}`, { cause: err });
+      return outcomeUnknown('this manager is stopping: the write may or may not have been applied', { cause: err });
     default:
       return err instanceof SwarmError ? err : new SwarmError(ErrorCode.UNAVAILABLE, `proposal failed: ${msg}`, { cause: err });
   }

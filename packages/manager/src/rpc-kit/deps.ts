@@ -17,6 +17,13 @@ export interface ServiceDeps {
   /** The leader's address (host:port of its gRPC server) when known. */
   leaderAddr(): string | undefined;
   /**
+   * How long this manager has known no leader (0 while it knows one). Past `minorityAfterMs` it
+   * refuses with NO_QUORUM (it is cut off from the majority) instead of NO_LEADER (an election).
+   */
+  leaderlessForMs?(): number;
+  /** See leaderlessForMs (default 2 s: two election timeouts of the default Raft settings). */
+  minorityAfterMs?: number;
+  /**
    * The managers agents may connect to. Default: the store's nodes with a manager_status addr
    * (weight 10 when REACHABLE or UNKNOWN, 1 when UNREACHABLE).
    */

@@ -32,7 +32,7 @@ import {
   NodeSnapshot,
   type Snapshot,
 } from '../pb/raft/raft.js';
-import { NotLeaderError, type Logger, type RaftStatus, type RawNode, type Ready, type Role } from '../types.js';
+import { NotLeaderError, OutcomeUnknownError, type Logger, type RaftStatus, type RawNode, type Ready, type Role } from '../types.js';
 
 /** The application's replicated state. apply() must be deterministic. */
 export interface StateMachine {
@@ -578,7 +578,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.role = role;
     if (wasLeader && role !== 'leader') {
       // Proposals in flight may still commit under the next leader, or not: their outcome is unknown.
-      const err = new NotLeaderError(leaderId, 'proposal (leadership lost; it may or may not be applied)');
+      const err = new OutcomeUnknownError(leaderId, 'proposal');
       for (const w of this.proposals.values()) settle(w, err, undefined);
       this.proposals.clear();
       for (const w of this.confWaiters) settle(w, err, undefined);

@@ -2,6 +2,7 @@
  * A client of a Kv cluster that finds the leader: it follows the leader hint of a refusal and
  * tries the other members when one is down, until its deadline.
  */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { KvClient, type KvGetResponse, type KvStatusResponse } from '../pb/raft/raft.js';
 import { LEADER_ADDR_KEY } from './kv-server.js';
@@ -14,10 +15,17 @@ export interface KvClusterClientOptions {
   credentials?: grpc.ChannelCredentials;
 }
 
+/**
+ * Failures worth asking again (elsewhere): refusals (FAILED_PRECONDITION: not the leader;
+ * UNAVAILABLE) and unknown outcomes (UNKNOWN: leadership lost after the proposal; DEADLINE_EXCEEDED,
+ * CANCELLED). Asking again is safe for reads, and for puts because each carries a request id the
+ * state machine applies once.
+ */
 function isRetryable(e: grpc.ServiceError): boolean {
   return (
     e.code === grpc.status.FAILED_PRECONDITION ||
     e.code === grpc.status.UNAVAILABLE ||
+    e.code === grpc.status.UNKNOWN ||
     e.code === grpc.status.DEADLINE_EXCEEDED ||
     e.code === grpc.status.CANCELLED
   );
@@ -86,9 +94,13 @@ export class KvClusterClient {
     throw lastErr instanceof Error ? lastErr : new Error('kv: deadline exceeded');
   }
 
-  /** Writes key=value; resolves with the Raft index once the leader applied it (acknowledged). */
-  async put(key: string, value: Uint8Array): Promise<number> {
-    const req = { key, value: Buffer.isBuffer(value) ? value : Buffer.from(value) };
+  /**
+   * Writes key=value; resolves with the Raft index once the leader applied it (acknowledged).
+   * Every attempt carries the same request id (`requestId`, else a random one), so a put retried
+   * after an unknown outcome is applied once; a repeat answers with the index of the first apply.
+   */
+  async put(key: string, value: Uint8Array, requestId: string = randomUUID()): Promise<number> {
+    const req = { key, value: Buffer.isBuffer(value) ? value : Buffer.from(value), requestId };
     const r = await this.call<{ index: number }>((c, deadline, cb) => c.put(req, new grpc.Metadata(), { deadline }, cb));
     return r.index;
   }

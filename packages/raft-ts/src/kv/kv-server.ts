@@ -10,19 +10,29 @@ import {
   type KvPutResponse,
   type KvStatusResponse,
 } from '../pb/raft/raft.js';
-import { NotLeaderError, ProposalDroppedError } from '../types.js';
+import { NotLeaderError, OutcomeUnknownError, ProposalDroppedError } from '../types.js';
 import { NotCaughtUpError, TimeoutError, RaftNodeStoppedError, type RaftNode } from '../driver/raft-node.js';
 import { KvStateMachine } from './kv-state-machine.js';
 
 /** Trailer metadata keys carrying the leader hint on FAILED_PRECONDITION (not the leader). */
 export const LEADER_ID_KEY = 'x-raft-leader-id';
 export const LEADER_ADDR_KEY = 'x-raft-leader-addr';
+/**
+ * Trailer metadata key saying what became of a write that failed: `not-applied` (refused:
+ * FAILED_PRECONDITION, UNAVAILABLE) or `unknown` (UNKNOWN: leadership lost after it was proposed;
+ * DEADLINE_EXCEEDED: it timed out; it may or may not be applied).
+ */
+export const OUTCOME_KEY = 'x-raft-outcome';
 
 function toGrpcError(node: RaftNode, e: unknown): grpc.ServiceError {
   const metadata = new grpc.Metadata();
   let code = grpc.status.INTERNAL;
-  if (e instanceof NotLeaderError) {
+  if (e instanceof OutcomeUnknownError) {
+    code = grpc.status.UNKNOWN;
+    metadata.set(OUTCOME_KEY, 'unknown');
+  } else if (e instanceof NotLeaderError) {
     code = grpc.status.FAILED_PRECONDITION;
+    metadata.set(OUTCOME_KEY, 'not-applied');
     if (e.leaderId) {
       metadata.set(LEADER_ID_KEY, String(e.leaderId));
       const addr = node.address(e.leaderId);
@@ -30,8 +40,10 @@ function toGrpcError(node: RaftNode, e: unknown): grpc.ServiceError {
     }
   } else if (e instanceof NotCaughtUpError || e instanceof ProposalDroppedError) {
     code = grpc.status.UNAVAILABLE;
+    metadata.set(OUTCOME_KEY, 'not-applied');
   } else if (e instanceof TimeoutError) {
     code = grpc.status.DEADLINE_EXCEEDED;
+    metadata.set(OUTCOME_KEY, 'unknown');
   } else if (e instanceof RaftNodeStoppedError) {
     code = grpc.status.UNAVAILABLE;
   }
@@ -51,7 +63,7 @@ function unary<Req, Res>(node: RaftNode, fn: (req: Req) => Promise<Res>): grpc.h
 export function addKvService(server: grpc.Server, node: RaftNode, sm: KvStateMachine): void {
   server.addService(KvService, {
     put: unary<KvPutRequest, KvPutResponse>(node, async (req) => {
-      const index = (await node.propose(KvStateMachine.put(req.key, req.value))) as number;
+      const index = (await node.propose(KvStateMachine.put(req.key, req.value, req.requestId))) as number;
       return { index };
     }),
     get: unary<KvGetRequest, KvGetResponse>(node, async (req) => {
