@@ -10,9 +10,12 @@ import {
   type HeartbeatResponse,
   type SessionMessage,
   type AssignmentsMessage,
+  type AssignmentChange,
 } from '@swarmd/proto';
 import { CertRole, cloneObject, createDispatcherService, makeObject, onKind, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
+
+const taskOfChange = (c: AssignmentChange) => (c.assignment?.item?.$case === 'task' ? c.assignment.item.task : undefined);
 
 interface Fx {
   h: Harness;
@@ -193,7 +196,7 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   const complete = await a.next();
   t.is(complete.type, AssignmentsMessage_Type.COMPLETE);
   t.deepEqual(
-    complete.changes.map((c) => c.assignment?.item?.task.id),
+    complete.changes.map((c) => taskOfChange(c)?.id),
     ['t1'],
   );
 
@@ -207,7 +210,7 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   t.is(inc.type, AssignmentsMessage_Type.INCREMENTAL);
   t.is(inc.appliesTo, complete.resultsIn);
   t.deepEqual(
-    inc.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    inc.changes.map((c) => [taskOfChange(c)?.id, c.action]),
     [['t2', AssignmentChange_Action.UPDATE]],
   );
 
@@ -243,13 +246,13 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   const shut = await a.next();
   t.is(shut.appliesTo, inc.resultsIn);
   t.deepEqual(
-    shut.changes.map((c) => [c.assignment?.item?.task.id, c.action, c.assignment?.item?.task.desiredState]),
+    shut.changes.map((c) => [taskOfChange(c)?.id, c.action, taskOfChange(c)?.desiredState]),
     [['t1', AssignmentChange_Action.UPDATE, TaskState.TASK_STATE_SHUTDOWN]],
   );
   await h.store.update((tx) => tx.delete('task', 't2'));
   const rm = await a.next();
   t.deepEqual(
-    rm.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    rm.changes.map((c) => [taskOfChange(c)?.id, c.action]),
     [['t2', AssignmentChange_Action.REMOVE]],
   );
 });

@@ -27,6 +27,8 @@ import { createClusterImpl } from './cluster.js';
 import { checkWatchRequest, serveWatch } from './watch.js';
 import { serveLogs } from './logs.js';
 import { createNetworksImpl } from './networks.js';
+import { createSecretsImpl } from './secrets.js';
+import { keyringOf, type SecretsKeyring } from '../secrets/index.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';
 
@@ -45,6 +47,8 @@ export interface ControlDeps extends ServiceDeps, Pick<NodesDeps, 'canRemoveMana
   imageResolveTimeoutMs?: number;
   /** The leader's log broker, fed by Dispatcher.PublishLogs (createManagerApi shares one). */
   logBroker?: LogBroker;
+  /** Seals secrets' data (default: none; creating a secret is then refused). */
+  secrets?: SecretsKeyring;
 }
 
 export interface ControlApi {
@@ -78,6 +82,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
   });
   const tasks = createTasksImpl({ store });
   const networks = createNetworksImpl({ store, logger: log });
+  const secrets = createSecretsImpl({ store, logger: log, keyring: deps.secrets ?? keyringOf(undefined) });
   const nodes = createNodesImpl({ store, logger: log, canRemoveManager: deps.canRemoveManager, membership: deps.membership });
   const loadCa = (): Promise<ClusterCa> => {
     if (deps.ca) return deps.ca();
@@ -134,6 +139,14 @@ export function createControlService(deps: ControlDeps): ControlApi {
       listNetworks: unary('listNetworks', local, networks.listNetworks),
       createNetwork: unary('createNetwork', local, networks.createNetwork),
       removeNetwork: unary('removeNetwork', local, networks.removeNetwork),
+      createSecret: unary('createSecret', local, secrets.createSecret),
+      getSecret: unary('getSecret', local, secrets.getSecret),
+      listSecrets: unary('listSecrets', local, secrets.listSecrets),
+      removeSecret: unary('removeSecret', local, secrets.removeSecret),
+      createConfig: unary('createConfig', local, secrets.createConfig),
+      getConfig: unary('getConfig', local, secrets.getConfig),
+      listConfigs: unary('listConfigs', local, secrets.listConfigs),
+      removeConfig: unary('removeConfig', local, secrets.removeConfig),
       getCluster: unary('getCluster', local, cluster.getCluster),
       listClusters: unary('listClusters', local, cluster.listClusters),
       updateCluster: unary('updateCluster', local, cluster.updateCluster),

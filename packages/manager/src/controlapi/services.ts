@@ -20,6 +20,7 @@ import { applyServiceDefaults, validateServiceSpec } from '../specs/index.js';
 import { isTaskDirty } from '../controller-kit/dirty.js';
 import { sameLabels } from './labels.js';
 import { applyIngress, resolveServiceNetworks } from './networks.js';
+import { resolveServiceData } from './secrets.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -157,6 +158,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
     store.view((tx) => {
       resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
       applyIngress(tx, '', structuredClone(spec));
     });
     const warnings: string[] = [];
@@ -166,6 +168,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const holder = tx.find('service', { name })[0];
       if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
       resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
       applyIngress(tx, id, spec);
       tx.create('service', {
         id,
@@ -205,6 +208,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const changed = image !== imageOf(cur.spec) && !(image === withoutDigest(imageOf(cur.spec)) && req.noResolveImage);
       store.view((tx) => {
         resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
         applyIngress(tx, id, structuredClone(spec));
       });
       if (changed) await pin(spec, req.noResolveImage, warnings);
@@ -216,6 +220,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const version = s.meta?.version ?? 0;
       if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
       resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
       applyIngress(tx, id, spec);
       const u = cloneObject('service', s);
       u.previousSpec = u.spec;
