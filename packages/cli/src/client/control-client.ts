@@ -13,8 +13,12 @@ import {
   UpdateClusterRequest,
   UpdateServiceRequest,
   WatchRequest,
+  ListConfigsRequest,
+  ListSecretsRequest,
   type Cluster,
   type ClusterSpec,
+  type Config,
+  type Secret,
   type ListNodesRequest_Filters,
   type ListServicesRequest_Filters,
   type ListTasksRequest_Filters,
@@ -54,6 +58,14 @@ export interface Control {
   getNetwork(networkId: string): Promise<Network>;
   listNetworks(): Promise<Network[]>;
   removeNetwork(networkId: string): Promise<void>;
+  createSecret(name: string, data: Buffer, labels?: Record<string, string>): Promise<Secret>;
+  getSecret(ref: string): Promise<Secret>;
+  listSecrets(filters?: { names?: string[]; labels?: Record<string, string> }): Promise<Secret[]>;
+  removeSecret(ref: string): Promise<void>;
+  createConfig(name: string, data: Buffer, labels?: Record<string, string>): Promise<Config>;
+  getConfig(ref: string): Promise<Config>;
+  listConfigs(filters?: { names?: string[]; labels?: Record<string, string> }): Promise<Config[]>;
+  removeConfig(ref: string): Promise<void>;
   /** Events of one service and of its tasks; `close()` ends the stream. */
   watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   /** Log records until the stream ends (or is cancelled). */
@@ -128,6 +140,30 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     },
     async removeNetwork(networkId) {
       await call('removeNetwork', { networkId });
+    },
+    async createSecret(name, data, labels = {}) {
+      return must((await call('createSecret', { spec: { annotations: { name, labels }, data } })).secret, 'secret');
+    },
+    async getSecret(secretId) {
+      return must((await call('getSecret', { secretId })).secret, 'secret');
+    },
+    async listSecrets(filters) {
+      return (await call('listSecrets', ListSecretsRequest.fromPartial({ filters }))).secrets;
+    },
+    async removeSecret(secretId) {
+      await call('removeSecret', { secretId });
+    },
+    async createConfig(name, data, labels = {}) {
+      return must((await call('createConfig', { spec: { annotations: { name, labels }, data } })).config, 'config');
+    },
+    async getConfig(configId) {
+      return must((await call('getConfig', { configId })).config, 'config');
+    },
+    async listConfigs(filters) {
+      return (await call('listConfigs', ListConfigsRequest.fromPartial({ filters }))).configs;
+    },
+    async removeConfig(configId) {
+      await call('removeConfig', { configId });
     },
     watchService(serviceId, onEvent, onEnd) {
       const s = client.watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }));

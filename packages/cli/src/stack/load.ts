@@ -123,7 +123,10 @@ const MERGE_BY_TARGET = new Set(['volumes', 'secrets', 'configs']);
 const APPEND = new Set(['ports', 'expose', 'dns', 'dns_search', 'tmpfs', 'extra_hosts']);
 
 function targetOf(x: Yaml): string {
-  if (isMap(x)) return String(x.target ?? x.source ?? JSON.stringify(x));
+  if (isMap(x)) {
+    const k = x.target ?? x.source;
+    return typeof k === 'string' ? k : JSON.stringify(x);
+  }
   if (typeof x === 'string') {
     const parts = x.split(':');
     return parts.length >= 2 ? parts[1] : parts[0];
@@ -166,13 +169,13 @@ export function mergeYaml(base: Yaml, over: Yaml, key = ''): Yaml {
 }
 
 /** The files parsed, interpolated and merged in order; `origin` tells which file holds a path. */
-export function loadCompose(files: readonly ComposeFile[], env: Env): { model: Record<string, Yaml>; locate(path: Path): { file?: string; line?: number } } {
+export function loadCompose(files: readonly ComposeFile[], env: Env): { model: Record<string, Yaml>; locate: (path: Path) => { file?: string; line?: number } } {
   if (files.length === 0) throw new ComposeError('no Compose file given (-c FILE)', undefined, undefined, undefined);
   let model: Yaml = {};
   for (const f of files) model = mergeYaml(model, interpolateAll(parseFile(f), env, f));
   return {
     model: model as Record<string, Yaml>,
-    locate(path) {
+    locate: (path) => {
       for (let i = files.length - 1; i >= 0; i--) {
         const line = lineOf(files[i].text, path);
         if (line !== undefined && lineOf(files[i].text, path.slice(0, -1)) !== line) return { file: files[i].path, line };

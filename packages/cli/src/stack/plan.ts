@@ -121,7 +121,7 @@ export function planDeploy(stack: Stack, cur: Current, o: { prune: boolean }): S
         steps.push({ kind, action: 'create', name: d.name, fields: [] });
         continue;
       }
-      const same = kind === 'secret' ? (h as Secret).digest === digestOf(d.data!) : Buffer.from((h as Config).spec?.data ?? []).equals(d.data!);
+      const same = kind === 'secret' ? (h as Secret).digest === digestOf(d.data!) : Buffer.from(h.spec?.data ?? []).equals(d.data!);
       if (!same) throw new PlanError(`${kind} "${d.name}" exists with other data: ${kind}s cannot change; give the new data a new name (e.g. ${d.name.replace(/^[^_]*_/, '')}_v2) and point the services at it`);
       steps.push({ kind, action: 'unchanged', name: d.name, fields: [], id: h.id });
     }

@@ -251,7 +251,7 @@ class Ctx {
   }
 
   keys(o: Record<string, Yaml>, path: Path, allowed: Record<string, Handling> | readonly string[], why = 'is not supported by swarmd stacks; ignored'): void {
-    const table: Record<string, Handling> = Array.isArray(allowed) ? Object.fromEntries(allowed.map((k) => [k, 'ok' as const])) : (allowed as Record<string, Handling>);
+    const table: Record<string, Handling> = Array.isArray(allowed) ? Object.fromEntries((allowed as readonly string[]).map((k) => [k, 'ok' as const])) : (allowed as Record<string, Handling>);
     for (const k of Object.keys(o)) {
       if (k.startsWith('x-')) continue;
       const h = table[k];
@@ -642,7 +642,7 @@ function mounts(ctx: Ctx, s: Record<string, Yaml>, p: Path, a: ServiceArgs): Mou
           if (n === undefined) ctx.fail([...ip, 'tmpfs', 'size'], `expected a size like 64m, got "${size}"`);
           m.tmpfsSizeBytes = n;
         }
-        const mode = ctx.uint(t.mode, [...ip, 'tmpfs', 'mode']);
+        const mode = octalMode(ctx, t.mode, [...ip, 'tmpfs', 'mode']);
         if (mode !== undefined) m.tmpfsMode = mode;
       } else return ctx.fail([...ip, 'type'], `expected volume, bind or tmpfs, got "${type}"`);
       m.target = ctx.str(x.target, [...ip, 'target']) ?? '';
@@ -697,8 +697,7 @@ function refs(ctx: Ctx, raw: Yaml | undefined, p: Path, decls: Map<string, Stack
       target = ctx.str(x.target, [...ip, 'target']);
       uid = ctx.str(x.uid, [...ip, 'uid']);
       gid = ctx.str(x.gid, [...ip, 'gid']);
-      // YAML 1.1 reads 0440 as octal already; a string "0440" is octal too.
-      mode = typeof x.mode === 'string' && /^0?[0-7]{3}$/.test(x.mode) ? parseInt(x.mode, 8) : ctx.uint(x.mode, [...ip, 'mode']);
+      mode = octalMode(ctx, x.mode, [...ip, 'mode']);
     } else source = ctx.str(x, ip) ?? '';
     const d = decls.get(source);
     if (!d) ctx.fail(ip, `${section === 'secrets' ? 'secret' : 'config'} "${source}" is not declared in the top-level ${section} section`);
@@ -706,6 +705,17 @@ function refs(ctx: Ctx, raw: Yaml | undefined, p: Path, decls: Map<string, Stack
     const file = { name: posix.resolve(base, target ?? source), uid: uid ?? '0', gid: gid ?? '0', mode: mode ?? 0o444 };
     return { name: d.name, file };
   });
+}
+
+/**
+ * File modes are written in octal in Compose files (`mode: 0440`); the YAML 1.2 loader reads that
+ * as the decimal 440, so the digits are read again as octal (as Docker's loader does).
+ */
+function octalMode(ctx: Ctx, v: Yaml | undefined, p: Path): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const digits = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.replace(/^0o/, '') : '';
+  if (!/^[0-7]{1,4}$/.test(digits)) ctx.fail(p, `expected an octal file mode like 0440, got ${JSON.stringify(v)}`);
+  return parseInt(digits, 8);
 }
 
 const RESTART_CONDITIONS: Record<string, RestartPolicy_Condition> = { none: RestartPolicy_Condition.NONE, 'on-failure': RestartPolicy_Condition.ON_FAILURE, any: RestartPolicy_Condition.ANY };

@@ -12,6 +12,7 @@ import type { Config, ConfigSpec, ListConfigsRequest_Filters, ListSecretsRequest
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { nameOf } from '../store/kinds.js';
 import { newId } from '../ids.js';
+import { sameLabels } from './labels.js';
 import type { SecretsKeyring } from '../secrets/index.js';
 
 const MAX_SECRET_BYTES = 500 * 1024;
@@ -63,7 +64,7 @@ export function publicSecret(s: Readonly<Secret>): Secret {
 }
 
 const matches = (f: { names: string[]; labels: Record<string, string> } | undefined, name: string, labels: Record<string, string> | undefined) =>
-  !f || ((!f.names.length || f.names.some((n) => n.toLowerCase() === name.toLowerCase())) && Object.entries(f.labels).every(([k, v]) => labels?.[k] === v || (v === '' && labels?.[k] !== undefined)));
+  !f || ((!f.names.length || f.names.some((n) => n.toLowerCase() === name.toLowerCase())) && sameLabels(f.labels, labels));
 
 /**
  * Resolves a service spec's secret and config references (by name or id) to ids, in place, and
