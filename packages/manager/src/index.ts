@@ -18,3 +18,4 @@ export * from './orchestrator/index.js';
 export * from './update/index.js';
 export * from './ipam/index.js';
 export * from './allocator/index.js';
+export * from './secrets/index.js';
