@@ -12,6 +12,8 @@ import { taskCommands } from './commands/task.js';
 import { networkCommands } from './commands/network.js';
 import { eventsCommand } from './commands/events.js';
 import { webCommand } from './commands/web.js';
+import { stackCommands } from './commands/stack.js';
+import { dataCommands } from './commands/secret.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -86,10 +88,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     )
     .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
     .command('network', 'Manage overlay networks', (yy) => networkCommands(yy, env).demandCommand(1, 'network: give a subcommand (create, ls, inspect, rm)'))
+    .command('stack', 'Manage stacks (Compose files)', (yy) => stackCommands(yy, env).demandCommand(1, 'stack: give a subcommand (deploy, ls, services, ps, rm)'))
+    .command('secret', 'Manage secrets', (yy) => dataCommands('secret', yy, env).demandCommand(1, 'secret: give a subcommand (create, ls, inspect, rm)'))
+    .command('config', 'Manage configs', (yy) => dataCommands('config', yy, env).demandCommand(1, 'config: give a subcommand (create, ls, inspect, rm)'))
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
       localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, add, stop, start, down, ls)'),
     )
-    .demandCommand(1, 'give a command (node, cluster, service, task, network, events, web, local)')
+    .demandCommand(1, 'give a command (node, cluster, service, task, network, stack, secret, config, events, web, local)')
     .strict()
     .recommendCommands()
     .help()

@@ -5,6 +5,8 @@
  */
 import {
   Annotations,
+  ConfigReference,
+  SecretReference,
   ContainerSpec,
   EndpointSpec,
   EndpointSpec_ResolutionMode,
@@ -78,6 +80,8 @@ export interface CreateFlags extends CommonFlags {
   'placement-pref'?: string[];
   publish?: string[];
   network?: string[];
+  secret?: string[];
+  config?: string[];
 }
 
 export interface UpdateFlags extends CommonFlags {
@@ -97,6 +101,10 @@ export interface UpdateFlags extends CommonFlags {
   'publish-rm'?: string[];
   'network-add'?: string[];
   'network-rm'?: string[];
+  'secret-add'?: string[];
+  'secret-rm'?: string[];
+  'config-add'?: string[];
+  'config-rm'?: string[];
   force?: boolean;
 }
 
@@ -244,6 +252,38 @@ export function parseMount(v: string, bad: (m: string) => Error, flag = 'mount')
   if (m.type === Mount_Type.BIND && !m.source.startsWith('/')) throw bad(`--${flag} ${v}: a bind mount's source "${m.source}" must be an absolute path`);
   if (m.type === Mount_Type.TMPFS && m.source) throw bad(`--${flag} ${v}: a tmpfs mount takes no source`);
   return m;
+}
+
+/**
+ * `--secret NAME` or `source=NAME,target=PATH,uid=0,gid=0,mode=0444` (src= accepted); a secret's
+ * relative target goes under /run/secrets, a config's default target is /NAME.
+ */
+export function parseDataRef(kind: 'secret' | 'config', v: string, bad: (m: string) => Error, flag: string = kind): { name: string; file: { name: string; uid: string; gid: string; mode: number } } {
+  const r = { name: '', file: { name: '', uid: '0', gid: '0', mode: 0o444 } };
+  if (!v.includes('=')) r.name = v;
+  else
+    for (const part of v.split(',')) {
+      const eq = part.indexOf('=');
+      const k = part.slice(0, eq).trim();
+      const val = part.slice(eq + 1);
+      if (eq < 0) throw bad(`--${flag} ${v}: "${part}" is not KEY=VALUE`);
+      if (k === 'source' || k === 'src') r.name = val;
+      else if (k === 'target') r.file.name = val;
+      else if (k === 'uid' || k === 'gid') {
+        if (!/^\d+$/.test(val)) throw bad(`--${flag} ${v}: ${k} "${val}" must be a number`);
+        r.file[k] = val;
+      } else if (k === 'mode') {
+        if (!/^0?[0-7]{3}$/.test(val)) throw bad(`--${flag} ${v}: mode "${val}" is an octal mode (e.g. 0400)`);
+        r.file.mode = parseInt(val, 8);
+      } else throw bad(`--${flag} ${v}: unknown field "${k}" (source, target, uid, gid, mode)`);
+    }
+  if (!r.name) throw bad(`--${flag} ${v}: source= is required`);
+  if (kind === 'secret') r.file.name = r.file.name ? (r.file.name.startsWith('/') ? r.file.name : `/run/secrets/${r.file.name}`) : `/run/secrets/${r.name}`;
+  else {
+    r.file.name ||= `/${r.name}`;
+    if (!r.file.name.startsWith('/')) throw bad(`--${flag} ${v}: a config's target must be an absolute path`);
+  }
+  return r;
 }
 
 /** Shell-like split of `--entrypoint "sh -c"` / `--health-cmd` is not needed: words on blanks, quotes kept together. */
@@ -441,6 +481,14 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
     return { spreadDescriptor: m[1] };
   });
   if (constraints.length || prefs.length) spec.task!.placement = Placement.fromPartial({ constraints, preferences: prefs });
+  c.secrets = (f.secret ?? []).map((x) => {
+    const r = parseDataRef('secret', x, bad);
+    return SecretReference.fromPartial({ secretName: r.name, file: r.file });
+  });
+  c.configs = (f.config ?? []).map((x) => {
+    const r = parseDataRef('config', x, bad);
+    return ConfigReference.fromPartial({ configName: r.name, file: r.file });
+  });
   const ports = (f.publish ?? []).map((p) => parsePort(p, bad));
   if (ports.length) spec.endpoint = EndpointSpec.fromPartial({ mode: EndpointSpec_ResolutionMode.VIP, ports });
   return spec;
@@ -494,6 +542,18 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags, networks:
       if (spec.task.networks.some((n) => n.target === id || n.target === ref)) throw bad(`--network-add ${ref}: the service is already attached to it`);
       spec.task.networks.push({ target: ref, aliases: [] });
     }
+  }
+  // By source name or target, as Docker's --secret-rm / --config-rm.
+  const rmRef = (ref: string, name: string, file: string | undefined) => ref === name || ref === file;
+  c.secrets = c.secrets.filter((r) => !(f['secret-rm'] ?? []).some((x) => rmRef(x, r.secretName, r.file?.name)));
+  for (const x of f['secret-add'] ?? []) {
+    const r = parseDataRef('secret', x, bad, 'secret-add');
+    c.secrets = [...c.secrets.filter((s) => s.file?.name !== r.file.name), SecretReference.fromPartial({ secretName: r.name, file: r.file })];
+  }
+  c.configs = c.configs.filter((r) => !(f['config-rm'] ?? []).some((x) => rmRef(x, r.configName, r.file?.name)));
+  for (const x of f['config-add'] ?? []) {
+    const r = parseDataRef('config', x, bad, 'config-add');
+    c.configs = [...c.configs.filter((s) => s.file?.name !== r.file.name), ConfigReference.fromPartial({ configName: r.name, file: r.file })];
   }
   if (f.force) spec.task.forceUpdate = (spec.task.forceUpdate || 0) + 1;
   if (JSON.stringify(spec) === JSON.stringify(current)) throw bad('service update: nothing to change (give at least one flag, or --force)');

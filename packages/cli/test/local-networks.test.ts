@@ -3,13 +3,13 @@
 // across hosts by name; another network cannot; `tasks.NAME` follows scaling on every host;
 // addresses survive the leader's death; a killed host comes back with its networks; bad input
 // is refused and changes nothing. Containers are entered with nsenter (their own busybox).
-import { readdir, readFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
 import { run } from '@swarmd/common';
 import { clusterTest, RUNNING, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
+import { fetchByName, httpGet, inContainer, lookup, pidsOf } from './helpers/containers.js';
 
 interface Attached {
   id: string;
@@ -32,51 +32,6 @@ const slowWeb = (mark: string): string[] => [
   '-c',
   `: ${mark}; mkdir -p /www/cgi-bin; f=/www/cgi-bin/slow; echo '#!/bin/sh' > $f; echo 'sleep 0.5' >> $f; echo 'printf "Content-Type: text/plain\\r\\n\\r\\nhello from %s\\n" "$(hostname)"' >> $f; chmod +x $f; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`,
 ];
-
-/** Pids of this machine's containers whose command line carries `mark`. */
-async function pidsOf(mark: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.startsWith('sh\0-c\0') && cmd.includes(`: ${mark};`)) out.push(Number(e));
-  }
-  return out;
-}
-
-/** Runs `script` with /bin/sh inside the container (its mount and network namespaces). */
-async function inContainer(pid: number, script: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run('nsenter', ['-t', String(pid), '-m', '-n', '--', '/bin/sh', '-c', script], { timeoutMs: 15_000 });
-    return { code: 0, out: r.stdout };
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string; message: string };
-    return { code: 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}${err.message}` };
-  }
-}
-
-/** The addresses (without prefix) a name resolves to in the container, sorted. */
-async function lookup(pid: number, name: string): Promise<string[]> {
-  const r = await inContainer(pid, `nslookup ${name} 2>/dev/null | sed -n 's/^Address[^:]*: *\\([0-9.]*\\).*/\\1/p'`);
-  const servers = new Set((await inContainer(pid, `sed -n 's/^nameserver //p' /etc/resolv.conf`)).out.split(/\s+/).filter(Boolean));
-  return r.out
-    .split(/\s+/)
-    .filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x) && !servers.has(x))
-    .sort();
-}
-
-/** GET / of ADDR:8080 from inside the container over TCP (busybox nc: the image's static wget crashes). */
-async function httpGet(pid: number, addr: string, timeoutS = 5): Promise<{ code: number; out: string }> {
-  const r = await inContainer(pid, `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w ${timeoutS} ${addr} 8080`);
-  return /hello from /.test(r.out) ? { code: 0, out: r.out.slice(r.out.indexOf('hello from ')) } : { code: 1, out: r.out };
-}
-
-/** GET / of `name`:8080: the name resolved by the container's resolver (busybox nslookup), then TCP. */
-async function fetchByName(pid: number, name: string): Promise<{ code: number; out: string }> {
-  const [addr] = await lookup(pid, name);
-  if (!addr) return { code: 1, out: `${name} does not resolve` };
-  return httpGet(pid, addr);
-}
 
 async function attachedTasks(c: LocalCluster, svc: string): Promise<Attached[]> {
   return JSON.parse(await c.ok('service', 'ps', svc, '--format', 'json')) as Attached[];

@@ -20,3 +20,4 @@ export * from './rollout/index.js';
 export * from './ipam/index.js';
 export * from './allocator/index.js';
 export { EventHistory, deriveEvents, nodeStateName, taskStateName, EVENT_TYPES, EVENT_ACTIONS, type EventType, type EventAction } from './events/index.js';
+export * from './secrets/index.js';

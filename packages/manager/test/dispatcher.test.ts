@@ -10,9 +10,14 @@ import {
   type HeartbeatResponse,
   type SessionMessage,
   type AssignmentsMessage,
+  type AssignmentChange,
+  TaskSpec,
 } from '@swarmd/proto';
-import { CertRole, cloneObject, createDispatcherService, makeObject, onKind, type Dispatcher, type DispatcherDeps } from '../src/index.js';
+import { CertRole, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
+import { randomBytes } from 'node:crypto';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
+
+const taskOfChange = (c: AssignmentChange) => (c.assignment?.item?.$case === 'task' ? c.assignment.item.task : undefined);
 
 interface Fx {
   h: Harness;
@@ -193,7 +198,7 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   const complete = await a.next();
   t.is(complete.type, AssignmentsMessage_Type.COMPLETE);
   t.deepEqual(
-    complete.changes.map((c) => c.assignment?.item?.task.id),
+    complete.changes.map((c) => taskOfChange(c)?.id),
     ['t1'],
   );
 
@@ -207,7 +212,7 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   t.is(inc.type, AssignmentsMessage_Type.INCREMENTAL);
   t.is(inc.appliesTo, complete.resultsIn);
   t.deepEqual(
-    inc.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    inc.changes.map((c) => [taskOfChange(c)?.id, c.action]),
     [['t2', AssignmentChange_Action.UPDATE]],
   );
 
@@ -243,13 +248,13 @@ test('assignments: a COMPLETE set, then INCREMENTAL changes; task status is batc
   const shut = await a.next();
   t.is(shut.appliesTo, inc.resultsIn);
   t.deepEqual(
-    shut.changes.map((c) => [c.assignment?.item?.task.id, c.action, c.assignment?.item?.task.desiredState]),
+    shut.changes.map((c) => [taskOfChange(c)?.id, c.action, taskOfChange(c)?.desiredState]),
     [['t1', AssignmentChange_Action.UPDATE, TaskState.TASK_STATE_SHUTDOWN]],
   );
   await h.store.update((tx) => tx.delete('task', 't2'));
   const rm = await a.next();
   t.deepEqual(
-    rm.changes.map((c) => [c.assignment?.item?.task.id, c.action]),
+    rm.changes.map((c) => [taskOfChange(c)?.id, c.action]),
     [['t2', AssignmentChange_Action.REMOVE]],
   );
 });
@@ -269,4 +274,48 @@ test('losing leadership ends every session; a follower refuses heartbeats', asyn
   t.is(err?.code, grpc.status.UNAVAILABLE);
   t.regex(err?.details ?? '', /no longer the leader/);
   t.deepEqual(d.sessions(), []);
+});
+
+test("assignments carry the secrets and configs of the node's own tasks only, with the secret opened, and drop them with the task", async (t) => {
+  const key = randomBytes(32);
+  const fx = await setup(t, { secrets: keyringOf(key) });
+  const { h } = fx;
+  const withData = (id: string, nodeId: string) => {
+    const x = task(id, nodeId, TaskState.TASK_STATE_ASSIGNED);
+    x.spec = TaskSpec.fromPartial({ container: { image: 'x', secrets: [{ secretId: 'sec1', secretName: 'pw' }], configs: [{ configId: 'cfg1', configName: 'conf' }] } });
+    return x;
+  };
+  await h.store.update((tx) => {
+    tx.create('secret', makeObject('secret', { id: 'sec1', spec: { annotations: { name: 'pw', labels: {} }, data: seal(key, Buffer.from('hunter2')) }, digest: '' }));
+    tx.create('config', makeObject('config', { id: 'cfg1', spec: { annotations: { name: 'conf', labels: {} }, data: Buffer.from('plain') } }));
+    tx.create('task', withData('t1', 'wrk7'));
+    tx.create('task', task('t2', 'other7', TaskState.TASK_STATE_ASSIGNED));
+  });
+  const items = (m: AssignmentsMessage) => m.changes.map((c) => [c.assignment?.item?.$case, c.action]);
+  const open = async (node: string) => {
+    const { client, stream } = await openSession(fx, t, node);
+    const { sessionId } = await stream.next();
+    const a = new StreamReader<AssignmentsMessage>(client.assignments({ sessionId }));
+    t.teardown(() => a.cancel());
+    return a;
+  };
+  const mine = await open('wrk7');
+  const complete = await mine.next();
+  t.deepEqual(items(complete), [
+    ['secret', AssignmentChange_Action.UPDATE],
+    ['config', AssignmentChange_Action.UPDATE],
+    ['task', AssignmentChange_Action.UPDATE],
+  ]);
+  const sec = complete.changes[0].assignment?.item;
+  t.is(sec?.$case === 'secret' ? Buffer.from(sec.secret.spec!.data).toString() : '', 'hunter2');
+  const theirs = await (await open('other7')).next();
+  t.deepEqual(items(theirs), [['task', AssignmentChange_Action.UPDATE]], 'another node gets no secret');
+
+  await h.store.update((tx) => tx.delete('task', 't1'));
+  const gone = await mine.next();
+  t.deepEqual(items(gone), [
+    ['task', AssignmentChange_Action.REMOVE],
+    ['secret', AssignmentChange_Action.REMOVE],
+    ['config', AssignmentChange_Action.REMOVE],
+  ]);
 });

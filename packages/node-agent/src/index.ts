@@ -29,3 +29,4 @@ export { DnsResolver, type DnsResolverOptions } from './networking/overlay/dns-s
 export { buildDnsIndex, answerQuery, DNS_TTL_SECONDS, type DnsIndex, type DnsAnswer } from './networking/overlay/dns-records.js';
 export { type NetworkStateSource } from './assignments/worker.js';
 export { NetworkStateDb } from './assignments/local-task-db.js';
+export { TaskFiles, usesData, type TaskDataSource, type TaskFilesOptions } from './secrets/task-files.js';

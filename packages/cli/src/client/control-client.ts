@@ -16,9 +16,13 @@ import {
   UpdateServiceRequest,
   WatchRequest,
   type CanaryConfig,
+  ListConfigsRequest,
+  ListSecretsRequest,
   type Cluster,
   type ClusterEvent,
   type ClusterSpec,
+  type Config,
+  type Secret,
   type ListNodesRequest_Filters,
   type ListServicesRequest_Filters,
   type ListTasksRequest_Filters,
@@ -77,6 +81,14 @@ export interface Control {
   getNetwork(networkId: string): Promise<Network>;
   listNetworks(): Promise<Network[]>;
   removeNetwork(networkId: string): Promise<void>;
+  createSecret(name: string, data: Buffer, labels?: Record<string, string>): Promise<Secret>;
+  getSecret(ref: string): Promise<Secret>;
+  listSecrets(filters?: { names?: string[]; labels?: Record<string, string> }): Promise<Secret[]>;
+  removeSecret(ref: string): Promise<void>;
+  createConfig(name: string, data: Buffer, labels?: Record<string, string>): Promise<Config>;
+  getConfig(ref: string): Promise<Config>;
+  listConfigs(filters?: { names?: string[]; labels?: Record<string, string> }): Promise<Config[]>;
+  removeConfig(ref: string): Promise<void>;
   /** Events of one service and of its tasks; `close()` ends the stream. */
   watchService(serviceId: string, onEvent: (e: WatchEvent) => void, onEnd: (err?: Error) => void): { close(): void };
   /** Store events of these kinds (none: all); `close()` ends the stream. */
@@ -206,6 +218,30 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     },
     async removeNetwork(networkId) {
       await call('removeNetwork', { networkId }, remove);
+    },
+    async createSecret(name, data, labels = {}) {
+      return must((await call('createSecret', { spec: { annotations: { name, labels }, data } })).secret, 'secret');
+    },
+    async getSecret(secretId) {
+      return must((await call('getSecret', { secretId })).secret, 'secret');
+    },
+    async listSecrets(filters) {
+      return (await call('listSecrets', ListSecretsRequest.fromPartial({ filters }))).secrets;
+    },
+    async removeSecret(secretId) {
+      await call('removeSecret', { secretId });
+    },
+    async createConfig(name, data, labels = {}) {
+      return must((await call('createConfig', { spec: { annotations: { name, labels }, data } })).config, 'config');
+    },
+    async getConfig(configId) {
+      return must((await call('getConfig', { configId })).config, 'config');
+    },
+    async listConfigs(filters) {
+      return (await call('listConfigs', ListConfigsRequest.fromPartial({ filters }))).configs;
+    },
+    async removeConfig(configId) {
+      await call('removeConfig', { configId });
     },
     watchService(serviceId, onEvent, onEnd) {
       return watch(WatchRequest.fromPartial({ kinds: ['service', 'task'], serviceId }), onEvent, onEnd);

@@ -210,7 +210,9 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('constraint', { type: 'string', array: true, describe: 'Placement constraint (node.labels.zone==a)' })
           .option('placement-pref', { type: 'string', array: true, describe: 'spread=node.labels.NAME' })
           .option('publish', { alias: 'p', type: 'string', array: true, describe: 'published=,target=,mode=host|ingress,protocol= (or 8080:80)' })
-          .option('network', { type: 'string', array: true, nargs: 1, describe: 'NAME of an overlay network (repeatable), or host | none' }),
+          .option('network', { type: 'string', array: true, nargs: 1, describe: 'NAME of an overlay network (repeatable), or host | none' })
+          .option('secret', { type: 'string', array: true, nargs: 1, describe: 'NAME or source=NAME,target=,uid=,gid=,mode= (at /run/secrets/NAME)' })
+          .option('config', { type: 'string', array: true, nargs: 1, describe: 'NAME or source=NAME,target=/PATH,uid=,gid=,mode= (at /NAME)' }),
       env.action(async (a: CreateArgs) => {
         const ms = timeoutMs(a, 'service create');
         // What follows `--` (a command with flags of its own: `-- sh -c 'echo hi'`) lands in `_`, after "service create".
@@ -249,6 +251,10 @@ export function serviceCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           .option('publish-rm', { type: 'string', array: true, describe: 'Remove a published port (by target port)' })
           .option('network-add', { type: 'string', array: true, nargs: 1, describe: 'Attach to a network (NAME)' })
           .option('network-rm', { type: 'string', array: true, nargs: 1, describe: 'Detach from a network (NAME or id)' })
+          .option('secret-add', { type: 'string', array: true, nargs: 1, describe: 'Add or replace a secret (as --secret of create)' })
+          .option('secret-rm', { type: 'string', array: true, nargs: 1, describe: 'Remove a secret (by name or target)' })
+          .option('config-add', { type: 'string', array: true, nargs: 1, describe: 'Add or replace a config' })
+          .option('config-rm', { type: 'string', array: true, nargs: 1, describe: 'Remove a config (by name or target)' })
           .option('force', { type: 'boolean', default: false, describe: 'Replace every task (a rolling update) even if nothing changed; replaces a canary rollout in progress' })
           .option('canary-weight', { type: 'number', describe: 'Start a canary rollout: canary tasks of the new spec beside the old ones take P% of new connections (one step)' })
           .option('canary-steps', { type: 'string', describe: 'Canary weights in percent, increasing (e.g. 10,50,100); at 100 the old tasks are replaced' })

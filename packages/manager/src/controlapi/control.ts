@@ -30,6 +30,8 @@ import { serveEvents } from './events.js';
 import { EventHistory } from '../events/history.js';
 import { createNetworksImpl } from './networks.js';
 import { createRolloutsImpl } from './rollouts.js';
+import { createSecretsImpl } from './secrets.js';
+import { keyringOf, type SecretsKeyring } from '../secrets/index.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';
 
@@ -50,6 +52,8 @@ export interface ControlDeps extends ServiceDeps, Pick<NodesDeps, 'canRemoveMana
   logBroker?: LogBroker;
   /** This manager's event history (startManager makes it with the store); default: one started now. */
   eventHistory?: EventHistory;
+  /** Seals secrets' data (default: none; creating a secret is then refused). */
+  secrets?: SecretsKeyring;
 }
 
 export interface ControlApi {
@@ -86,6 +90,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
   const rollouts = createRolloutsImpl({ store, logger: log, now: () => clock.now() });
   const tasks = createTasksImpl({ store });
   const networks = createNetworksImpl({ store, logger: log });
+  const secrets = createSecretsImpl({ store, logger: log, keyring: deps.secrets ?? keyringOf(undefined) });
   const nodes = createNodesImpl({ store, logger: log, canRemoveManager: deps.canRemoveManager, membership: deps.membership });
   const loadCa = (): Promise<ClusterCa> => {
     if (deps.ca) return deps.ca();
@@ -153,6 +158,14 @@ export function createControlService(deps: ControlDeps): ControlApi {
       listNetworks: unary('listNetworks', local, networks.listNetworks),
       createNetwork: unary('createNetwork', local, networks.createNetwork),
       removeNetwork: unary('removeNetwork', local, networks.removeNetwork),
+      createSecret: unary('createSecret', local, secrets.createSecret),
+      getSecret: unary('getSecret', local, secrets.getSecret),
+      listSecrets: unary('listSecrets', local, secrets.listSecrets),
+      removeSecret: unary('removeSecret', local, secrets.removeSecret),
+      createConfig: unary('createConfig', local, secrets.createConfig),
+      getConfig: unary('getConfig', local, secrets.getConfig),
+      listConfigs: unary('listConfigs', local, secrets.listConfigs),
+      removeConfig: unary('removeConfig', local, secrets.removeConfig),
       getCluster: unary('getCluster', local, cluster.getCluster),
       listClusters: unary('listClusters', local, cluster.listClusters),
       updateCluster: unary('updateCluster', local, cluster.updateCluster),

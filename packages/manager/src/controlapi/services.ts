@@ -20,6 +20,7 @@ import { applyServiceDefaults, checkCanaryConfig, validateServiceSpec } from '..
 import { abortRollout, atStep, canaryCountFor, isCanaryPhase, isCanaryTask, isRolloutActive, isTaskDirty, newTask, rolloutStateName } from '../controller-kit/index.js';
 import { sameLabels } from './labels.js';
 import { applyIngress, resolveServiceNetworks } from './networks.js';
+import { resolveServiceData } from './secrets.js';
 
 /** Resolves an image reference to a pinned one (`repo:tag@sha256:…`), or says why it could not. */
 export interface ImagePinner {
@@ -189,6 +190,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     if (taken) throw alreadyExists(`service name "${name}" is already in use by service ${taken.id}`);
     store.view((tx) => {
       resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
       applyIngress(tx, '', structuredClone(spec));
     });
     const warnings: string[] = [];
@@ -199,6 +201,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         const holder = tx.find('service', { name })[0];
         if (holder) throw alreadyExists(`service name "${name}" is already in use by service ${holder.id}`);
         resolveServiceNetworks(tx, spec);
+        resolveServiceData(tx, spec);
         applyIngress(tx, id, spec);
         tx.create('service', {
           id,
@@ -256,6 +259,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const changed = image !== imageOf(cur.spec) && !(image === withoutDigest(imageOf(cur.spec)) && req.noResolveImage);
       store.view((tx) => {
         resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
         applyIngress(tx, id, structuredClone(spec));
       });
       if (changed) await pin(spec, req.noResolveImage, warnings);
@@ -268,6 +272,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       const version = s.meta?.version ?? 0;
       if (version !== req.serviceVersion) throw outOfSequence(id, version, req.serviceVersion);
       resolveServiceNetworks(tx, spec);
+      resolveServiceData(tx, spec);
       applyIngress(tx, id, spec);
       if (isRolloutActive(s)) {
         // A change of replicas or labels passes; a change of what the tasks run waits for the rollout to end.

@@ -54,6 +54,7 @@ import { KeyedBatcher } from './batcher.js';
 import { networkStateFor, networkStates } from './network-state.js';
 import { publishLogs } from './publish-logs.js';
 import type { LogBroker } from '../logs/log-broker.js';
+import type { SecretsKeyring } from '../secrets/index.js';
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 /** Periods a node may miss before it is marked DOWN. */
@@ -73,6 +74,8 @@ export interface DispatcherDeps extends ServiceDeps {
   taskBatchMs?: number;
   /** Where PublishLogs puts what agents send (the leader's log broker); without one, records are dropped. */
   logBroker?: LogBroker;
+  /** Opens secrets' sealed data for the nodes whose tasks use them (default: none: not sent). */
+  secrets?: SecretsKeyring;
 }
 
 export interface DispatcherSessionInfo {
@@ -134,6 +137,45 @@ export function heartbeatPeriodOf(cluster: Readonly<Cluster> | undefined, fallba
 export function isAssignedTask(t: Readonly<Task>, nodeId: string): boolean {
   const state = t.status?.state ?? TaskState.TASK_STATE_NEW;
   return t.nodeId === nodeId && state >= TaskState.TASK_STATE_ASSIGNED && (state <= TaskState.TASK_STATE_RUNNING || t.desiredState <= TaskState.TASK_STATE_RUNNING);
+}
+
+/**
+ * The secrets (with their data opened) and configs that `tasks` use, as assignment changes keyed
+ * `secret:ID` / `config:ID`: a node gets those of its own tasks and no other.
+ */
+export function dataAssignments(tx: ReadTx, tasks: readonly Readonly<Task>[], keyring: SecretsKeyring | undefined, onError: (id: string, err: unknown) => void): Map<string, AssignmentChange> {
+  const out = new Map<string, AssignmentChange>();
+  for (const t of tasks) {
+    const c = t.spec?.container;
+    for (const r of c?.secrets ?? []) {
+      const k = `secret:${r.secretId}`;
+      if (out.has(k)) continue;
+      const sec = tx.get('secret', r.secretId);
+      if (!sec || !keyring) continue;
+      try {
+        const data = keyring.open(sec.spec?.data ?? new Uint8Array());
+        out.set(k, { assignment: { item: { $case: 'secret', secret: { ...cloneObject('secret', sec), spec: { annotations: structuredClone(sec.spec?.annotations), data } } } }, action: AssignmentChange_Action.UPDATE });
+      } catch (err) {
+        onError(r.secretId, err);
+      }
+    }
+    for (const r of c?.configs ?? []) {
+      const k = `config:${r.configId}`;
+      const cfg = tx.get('config', r.configId);
+      if (out.has(k) || !cfg) continue;
+      out.set(k, { assignment: { item: { $case: 'config', config: cloneObject('config', cfg) } }, action: AssignmentChange_Action.UPDATE });
+    }
+  }
+  return out;
+}
+
+/** A REMOVE change for a secret or config the node no longer needs (the id alone). */
+function dataRemoval(key: string): AssignmentChange {
+  const id = key.slice(key.indexOf(':') + 1);
+  const item: AssignmentChange['assignment'] = key.startsWith('secret:')
+    ? { item: { $case: 'secret', secret: makeObject('secret', { id }) } }
+    : { item: { $case: 'config', config: makeObject('config', { id }) } };
+  return { assignment: item, action: AssignmentChange_Action.REMOVE };
 }
 
 /** The task as the agent needs to see it: without the status it reports itself, nor meta. */
@@ -398,8 +440,13 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const s = currentSession(id.nodeId, call.request.sessionId);
     const nodeId = id.nodeId;
     const assigned = (t: Readonly<Task>): boolean => isAssignedTask(t, nodeId);
+    const dataOf = (tx: ReadTx, tasks: readonly Readonly<Task>[]) =>
+      dataAssignments(tx, tasks, deps.secrets, nodeId && deps.secrets ? (secretId, err) => log.warn('a secret could not be opened for a node', { nodeId, secretId, err }) : () => undefined);
     const w = store.viewAndWatch(
-      (tx) => ({ tasks: tx.find('task', { nodeId }).filter(assigned), version: tx.version(), networks: networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)) }),
+      (tx) => {
+        const tasks = tx.find('task', { nodeId }).filter(assigned);
+        return { tasks, version: tx.version(), networks: networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)), data: dataOf(tx, tasks) };
+      },
       onKind('task'),
       onKind('network'),
       onKind('service'),
@@ -422,7 +469,9 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
 
     const held = new Map<string, Buffer>();
     let last = String(w.snapshot.version);
-    const changes: AssignmentChange[] = [];
+    // Secrets and configs first: the agent has them when it prepares the tasks that use them.
+    const changes: AssignmentChange[] = [...w.snapshot.data.values()];
+    let heldData = new Set(w.snapshot.data.keys());
     for (const t of w.snapshot.tasks) {
       held.set(t.id, agentView(t));
       changes.push({ assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
@@ -448,7 +497,11 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           }
           if (pending.size === 0 && !networkState) continue;
           const next = String(e.version);
-          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...pending.values()], networkState }));
+          const data = pending.size ? store.view((tx) => dataOf(tx, tx.find('task', { nodeId }).filter(assigned))) : undefined;
+          const added = data ? [...data].filter(([k]) => !heldData.has(k)).map(([, c]) => c) : [];
+          const dropped = data ? [...heldData].filter((k) => !data.has(k)).map(dataRemoval) : [];
+          if (data) heldData = new Set(data.keys());
+          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...added, ...pending.values(), ...dropped], networkState }));
           last = next;
           pending.clear();
           continue;

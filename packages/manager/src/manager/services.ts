@@ -12,6 +12,8 @@ import type { RaftMember } from '@swarmd/proto';
  * What the manager hands to the gRPC services and controllers it hosts (dispatcher, control
  * API, CA server, orchestrators...). Everything here is live: call the functions each time.
  */
+import type { SecretsKeyring } from '../secrets/index.js';
+
 export interface ManagerContext {
   store: MemoryStore;
   /** The cluster events derived from this manager's store since it started (Control.Events). */
@@ -44,6 +46,8 @@ export interface ManagerContext {
     removeManager(nodeId: string): Promise<void>;
     members(): RaftMember[];
   };
+  /** Seals and opens secrets' data (the key managers hold outside the store). */
+  secrets: SecretsKeyring;
 }
 
 export interface ServiceRegistration {

@@ -19,6 +19,7 @@ import type { Controller } from '../controller-kit/controller.js';
 import { Membership } from '../membership/membership.js';
 import { promoterController, roleReconcilerController } from '../membership/controllers.js';
 import { joinRaftGroup } from '../membership/join-client.js';
+import { keyringOf, newSecretsKey, readSecretsKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
 import { RaftLog } from '../replication/raft-log.js';
 import { makeObject } from '../store/kinds.js';
@@ -168,6 +169,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       certificatePem: issued.certPem,
     });
     init = { ca, cluster, node };
+    await writeSecretsKey(o.stateDir, newSecretsKey());
   }
   if (!tls) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'startManager: the node certificate (tls) is needed to join or resume');
   const facts = certificateFacts(tls.certPem);
@@ -187,6 +189,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       timeoutMs: o.joinTimeoutMs ?? 60_000,
     });
     member = { raftId: r.raftId, nodeId: facts.nodeId, clusterId: facts.clusterId, transportClusterId: r.clusterRaftId || transportClusterIdOf(facts.clusterId) };
+    if (r.secretsKey.length) await writeSecretsKey(o.stateDir, Buffer.from(r.secretsKey));
     joinPeers = new Map(r.members.filter((m) => m.addr).map((m) => [m.raftId, m.addr]));
     joinPeers.set(r.raftId, o.advertiseAddr);
     logger.info('joined the raft group as a learner', { raftId: r.raftId, members: Object.fromEntries(joinPeers) });
@@ -199,6 +202,9 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     );
   }
   const me: RaftMemberFile = member;
+  const secretsKey = await readSecretsKey(o.stateDir);
+  if (!secretsKey) logger.warn('no secrets key in the state dir: this manager cannot seal or open secrets', { file: join(o.stateDir, SECRETS_KEY_FILE) });
+  const secrets = keyringOf(secretsKey);
 
   if (o.forceNewCluster) {
     const removed = await forceNewClusterInDir(raftDir, me.raftId, logger);
@@ -250,6 +256,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     transportClusterId: me.transportClusterId,
     now: () => clock.now(),
     reachableWithinMs: 2 * electionMs,
+    secretsKey: () => secrets.key(),
   });
   // Since when this manager has known no leader (undefined while it knows one).
   let noLeaderSince: number | undefined = raft.leader ? undefined : clock.now();
@@ -288,6 +295,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       removeManager: (nodeId) => membership.removeManager(nodeId),
       members: () => membership.members(),
     },
+    secrets,
   };
   const hosted: ManagerServices[] = [];
   for (const f of o.services ?? [createManagerApi]) hosted.push(await f(ctx));

@@ -39,6 +39,8 @@ export interface MembershipOptions {
   now?: () => number;
   /** A member seen active this recently counts as reachable (default 3 s). */
   reachableWithinMs?: number;
+  /** The secrets key, handed to a manager that joins (it seals secrets in the store). */
+  secretsKey?: () => Buffer | undefined;
 }
 
 /**
@@ -134,7 +136,7 @@ export class Membership {
   /** Join on the leader: adds the caller as a learner (idempotent for a member that retries). */
   async join(nodeId: string, addr: string): Promise<RaftJoinResponse> {
     const redirect = this.redirect();
-    if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0 };
+    if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0, secretsKey: Buffer.alloc(0) };
     if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
     let raftId = this.raftIdOf(nodeId);
     if (raftId !== undefined && this.inGroup(raftId)) {
@@ -154,7 +156,7 @@ export class Membership {
       await this.addLearnerWhenFree(raftId, addr);
     }
     await this.recordManager(nodeId, raftId, addr);
-    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId };
+    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId, secretsKey: this.o.secretsKey?.() ?? Buffer.alloc(0) };
   }
 
   /**

@@ -1,8 +1,8 @@
-import { Cluster, Network, Node, Service, StoreObject, Task } from '@swarmd/proto';
+import { Cluster, Config, Network, Node, Secret, Service, StoreObject, Task } from '@swarmd/proto';
 import { invalidArgument } from '@swarmd/common';
 
 /** The tables of the store; the names are StoreObject's oneof cases. */
-export const KINDS = ['node', 'service', 'task', 'network', 'cluster'] as const;
+export const KINDS = ['node', 'service', 'task', 'network', 'cluster', 'secret', 'config'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface ObjectMap {
@@ -11,6 +11,8 @@ export interface ObjectMap {
   task: Task;
   network: Network;
   cluster: Cluster;
+  secret: Secret;
+  config: Config;
 }
 export type ObjectOf<K extends Kind> = ObjectMap[K];
 export type AnyObject = ObjectMap[Kind];
@@ -27,6 +29,8 @@ const CODECS: { [K in Kind]: Codec<ObjectMap[K]> } = {
   task: Task,
   network: Network,
   cluster: Cluster,
+  secret: Secret,
+  config: Config,
 };
 
 export function isKind(k: string): k is Kind {
@@ -63,6 +67,10 @@ export function unwrapObject(so: StoreObject | undefined): { kind: Kind; object:
       return { kind: 'network', object: o.network };
     case 'cluster':
       return { kind: 'cluster', object: o.cluster };
+    case 'secret':
+      return { kind: 'secret', object: o.secret };
+    case 'config':
+      return { kind: 'config', object: o.config };
   }
 }
 
@@ -88,8 +96,12 @@ export function nameOf(kind: Kind, o: Readonly<AnyObject>): string {
       return (o as Network).spec?.annotations?.name ?? '';
     case 'cluster':
       return (o as Cluster).spec?.annotations?.name ?? '';
+    case 'secret':
+      return (o as Secret).spec?.annotations?.name ?? '';
+    case 'config':
+      return (o as Config).spec?.annotations?.name ?? '';
   }
 }
 
 /** Kinds whose names are unique (case-insensitively, as in SwarmKit). Node hostnames and task names are not. */
-export const UNIQUE_NAMES: ReadonlySet<Kind> = new Set<Kind>(['service', 'network', 'cluster']);
+export const UNIQUE_NAMES: ReadonlySet<Kind> = new Set<Kind>(['service', 'network', 'cluster', 'secret', 'config']);

@@ -274,6 +274,8 @@ export class MemoryStore implements Store {
       tasks: t.all('task') as ObjectOf<'task'>[],
       networks: t.all('network') as ObjectOf<'network'>[],
       clusters: t.all('cluster') as ObjectOf<'cluster'>[],
+      secrets: t.all('secret') as ObjectOf<'secret'>[],
+      configs: t.all('config') as ObjectOf<'config'>[],
       version: this.applied,
     }).finish();
   }
@@ -290,6 +292,8 @@ export class MemoryStore implements Store {
     put('task', s.tasks);
     put('network', s.networks);
     put('cluster', s.clusters);
+    put('secret', s.secrets);
+    put('config', s.configs);
     this.applied = index;
     // Watchers cannot be told what changed: they re-read.
     this.queue.closeAll(new SwarmError(ErrorCode.UNAVAILABLE, `store restored from a snapshot at index ${index}; re-read and watch again`));

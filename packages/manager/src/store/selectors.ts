@@ -29,6 +29,8 @@ export interface SelectorMap {
   >;
   network: Sel<{ all: true } | { name: string } | { namePrefix: string }>;
   cluster: Sel<{ all: true } | { name: string } | { namePrefix: string }>;
+  secret: Sel<{ all: true } | { name: string } | { namePrefix: string }>;
+  config: Sel<{ all: true } | { name: string } | { namePrefix: string }>;
 }
 export type SelectorOf<K extends Kind> = SelectorMap[K];
 
@@ -41,6 +43,8 @@ const INDEXES: { [K in Kind]: readonly IndexName[] } = {
   task: ['name', 'serviceId', 'nodeId', 'desiredState', 'slot'],
   network: ['name'],
   cluster: ['name'],
+  secret: ['name'],
+  config: ['name'],
 };
 
 export function indexesOf(kind: Kind): readonly IndexName[] {

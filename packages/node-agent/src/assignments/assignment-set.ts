@@ -1,4 +1,4 @@
-import { AssignmentsMessage_Type, AssignmentChange_Action, Task, type AssignmentsMessage } from '@swarmd/proto';
+import { AssignmentsMessage_Type, AssignmentChange_Action, Task, type Assignment, type AssignmentsMessage, type Config, type Secret } from '@swarmd/proto';
 
 /** What one AssignmentsMessage changed. */
 export interface AssignmentDiff {
@@ -22,6 +22,9 @@ export type ApplyResult = ({ ok: true } & AssignmentDiff) | { ok: false; reason:
  */
 export class AssignmentSet {
   private tasks = new Map<string, Task>();
+  /** The secrets (with their data) and configs of the assigned tasks: in memory only, never persisted. */
+  private secrets = new Map<string, Secret>();
+  private configs = new Map<string, Config>();
   private version = '';
   private complete = false;
 
@@ -50,6 +53,33 @@ export class AssignmentSet {
 
   get(id: string): Task | undefined {
     return this.tasks.get(id);
+  }
+
+  secret(id: string): Secret | undefined {
+    return this.secrets.get(id);
+  }
+
+  config(id: string): Config | undefined {
+    return this.configs.get(id);
+  }
+
+  /** Secrets and configs ride in the same messages as tasks (COMPLETE: the whole set). */
+  private applyData(msg: AssignmentsMessage): void {
+    if (msg.type === AssignmentsMessage_Type.COMPLETE) {
+      this.secrets = new Map();
+      this.configs = new Map();
+    }
+    for (const c of msg.changes) {
+      const item = c.assignment?.item;
+      const remove = c.action === AssignmentChange_Action.REMOVE;
+      if (item?.$case === 'secret') {
+        if (remove) this.secrets.delete(item.secret.id);
+        else this.secrets.set(item.secret.id, item.secret);
+      } else if (item?.$case === 'config') {
+        if (remove) this.configs.delete(item.config.id);
+        else this.configs.set(item.config.id, item.config);
+      }
+    }
   }
 
   get size(): number {
@@ -98,12 +128,13 @@ export class AssignmentSet {
     } else {
       return { ok: false, reason: `unknown assignments message type ${String(msg.type)}` };
     }
+    this.applyData(msg);
     this.version = msg.resultsIn;
     return { ok: true, updated, removed };
   }
 }
 
-function taskOf(a: { item?: { $case: 'task'; task: Task } } | undefined): Task | undefined {
+function taskOf(a: Assignment | undefined): Task | undefined {
   const t = a?.item?.$case === 'task' ? a.item.task : undefined;
   return t && t.id ? t : undefined;
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { AssignmentsMessage_Type, type AssignmentsMessage, type NetworkStateSet, type Task } from '@swarmd/proto';
+import { AssignmentsMessage_Type, type AssignmentsMessage, type Config, type NetworkStateSet, type Secret, type Task } from '@swarmd/proto';
 import type { Logger } from '@swarmd/common';
 import { AssignmentSet, type ApplyResult } from './assignment-set.js';
 import { LocalTaskDb, NetworkStateDb } from './local-task-db.js';
@@ -53,6 +53,15 @@ export class Worker extends EventEmitter<WorkerEvents> implements NetworkStateSo
 
   tasks(): Task[] {
     return this.set.list();
+  }
+
+  /** A secret of one of this node's tasks, with its data (memory only). */
+  secret(id: string): Secret | undefined {
+    return this.set.secret(id);
+  }
+
+  config(id: string): Config | undefined {
+    return this.set.config(id);
   }
 
   /** The overlay networks of this node's tasks, as last pushed (or persisted). */

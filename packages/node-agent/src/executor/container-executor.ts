@@ -9,6 +9,7 @@ import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from 
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
 import { metrics, secondsSince, systemClock, type Clock } from '@swarmd/common';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
+import { usesData, type TaskFiles } from '../secrets/task-files.js';
 import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
 
 export const LABEL_TASK = 'swarmd.task.id';
@@ -43,6 +44,8 @@ export interface ContainerExecutorOptions {
   logger?: Logger;
   /** Stop grace when the spec has none (default 10 s, as Docker). */
   defaultStopGraceMs?: number;
+  /** Secrets and configs on a tmpfs per task (without: a task that uses some is rejected). */
+  taskFiles?: TaskFiles;
 }
 
 /** Errors of prepare that retrying will not fix. */
@@ -201,6 +204,17 @@ class ContainerController implements TaskController {
     }
     this.published = net.ports;
     this.addresses = net.addresses ?? [];
+    if (usesData(this.task)) {
+      if (!this.o.taskFiles) throw new PermanentError('this node cannot mount secrets or configs');
+      try {
+        spec.mounts = [...(spec.mounts ?? []), ...(await this.o.taskFiles.prepare(this.task))];
+      } catch (err) {
+        await this.o.networking?.detach(this.id).catch(() => undefined);
+        const msg = `secrets and configs: ${describeError(err)}`;
+        if (err instanceof PermanentError) throw new PermanentError(msg, { cause: err });
+        throw new Error(msg, { cause: err });
+      }
+    }
     try {
       await this.o.containers.create(this.id, {
         image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
@@ -211,6 +225,7 @@ class ContainerController implements TaskController {
     } catch (err) {
       if (isSwarmError(err, ErrorCode.ALREADY_EXISTS)) return { containerId: this.id };
       await this.o.networking?.detach(this.id).catch(() => undefined);
+      await this.o.taskFiles?.remove(this.id).catch(() => undefined);
       const msg = `creating container: ${describeError(err)}`;
       if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
       throw new Error(msg, { cause: err });
@@ -367,6 +382,7 @@ class ContainerController implements TaskController {
       if (!isSwarmError(err, ErrorCode.NOT_FOUND)) throw err;
     });
     await this.o.networking?.detach(this.id);
+    if (usesData(this.task)) await this.o.taskFiles?.remove(this.id);
   }
 
   async inspect(): Promise<ContainerFacts> {

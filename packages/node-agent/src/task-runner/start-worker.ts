@@ -15,6 +15,7 @@ import type { RegistryClientOptions } from '@swarmd/registry';
 import { ContainerService, ImageService } from '@swarmd/runtime';
 import type { Clock } from '@swarmd/common';
 import { ContainerExecutor } from '../executor/container-executor.js';
+import { TaskFiles, type TaskDataSource } from '../secrets/task-files.js';
 import { BridgeNetworking } from '../networking/bridge-network.js';
 import { OverlayNetworking, type OverlayNetworkingOptions } from '../networking/overlay/overlay-networking.js';
 import { HostNetworking } from '../networking/task-networking.js';
@@ -25,7 +26,7 @@ import { LogPublisher } from '../logs/log-publisher.js';
 import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
 
 export interface StartWorkerOptions {
-  agent: { nodeId: string; worker: AssignmentSource & Partial<NetworkStateSource>; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
+  agent: { nodeId: string; worker: AssignmentSource & Partial<NetworkStateSource> & Partial<TaskDataSource>; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
   /** The node's state dir: runtime/ and networking/ go under it. */
   stateDir: string;
   /** Sends task log lines to the managers; default: the agent's publishLogs (Dispatcher.PublishLogs). `false`: logs stay local. */
@@ -80,6 +81,11 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
     logger: logger.child({ component: 'agent/executor' }),
+    taskFiles: new TaskFiles({
+      stateDir: o.stateDir,
+      source: { secret: (id) => o.agent.worker.secret?.(id), config: (id) => o.agent.worker.config?.(id) },
+      logger: logger.child({ component: 'agent/secrets' }),
+    }),
   });
   const send = o.publishLogs === false ? undefined : (o.publishLogs ?? (o.agent.publishLogs ? (r: LogRecord[]) => o.agent.publishLogs!(r) : undefined));
   const logs = send ? new LogPublisher({ containers, send, ...(o.clock ? { clock: o.clock } : {}), logger }) : undefined;
