@@ -30,7 +30,7 @@
  * `update ours/docker-swarm: R`, our p50 time to completed / Docker's.
  */
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TaskState, UpdateStatus_State, type Task } from '@swarmd/proto';
@@ -286,7 +286,7 @@ async function main(): Promise<void> {
   const bin = mustFindDocker();
   root = await mkdtemp(join(tmpdir(), 'swarm-update-bench-'));
   cleanups.add('root', () => rm(root, { recursive: true, force: true }));
-  console.log(`update bench: ${REPLICAS} replicas on 3 hosts, ${ROUNDS} rounds; policy on both: ${POLICY.join(' ')}; state under ${root}`);
+  console.log(`update bench: ${REPLICAS} replicas on 3 hosts, ${ROUNDS} rounds; policy on both: ${POLICY.join(' ')}; load average ${loadavg().map(f2).join(' ')}; state under ${root}`);
 
   const c = await upCluster(cleanups, root, CLUSTER.name, CLUSTER.subnet, 1, 2);
   const st = await c.state();
@@ -323,7 +323,7 @@ async function main(): Promise<void> {
     console.log(`  round ${i}: ${out.join('; ')}`);
   }
 
-  console.log(`\nsummary (seconds from sending the update; parallelism ${PARALLELISM}, delay 0s, monitor ${MONITOR} on both):`);
+  console.log(`\nsummary (seconds from sending the update; parallelism ${PARALLELISM}, delay 0s, monitor ${MONITOR} on both; load average now ${loadavg().map(f2).join(' ')}):`);
   for (const s of sides) {
     const r = results.get(s.name)!;
     const run = r.map((m) => m.runningS);
