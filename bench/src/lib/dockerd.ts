@@ -38,6 +38,8 @@ export interface DockerdOptions {
   cgroupParent: string;
   /** More dockerd flags (networking, registries...). */
   args: string[];
+  /** A network namespace (/run/netns/NAME) to run dockerd in (through `nsenter --net`); default the root one. */
+  netns?: string;
 }
 
 export class Dockerd {
@@ -68,8 +70,11 @@ export class Dockerd {
     const execRoot = join(o.dir, 'exec');
     await mkdir(execRoot, { recursive: true });
     const logFd = openSync(join(o.dir, 'dockerd.log'), 'a');
+    // nsenter execs dockerd (no fork for a net namespace): the child is dockerd itself.
+    const [cmd, pre] = o.netns ? ['nsenter', [`--net=${o.netns}`, '--', bin.dockerd]] : [bin.dockerd, []];
     // prettier-ignore
-    const child = spawn(bin.dockerd, [
+    const child = spawn(cmd, [
+      ...pre,
       '--data-root', join(o.dir, 'data'),
       '--exec-root', execRoot,
       '--pidfile', join(execRoot, 'dockerd.pid'),
