@@ -67,7 +67,7 @@ function render() {
   document.getElementById("summary").textContent = state.nodes.size + " nodes, " + state.services.size + " services, " + running + " tasks running";
   const svcBox = document.getElementById("services");
   svcBox.replaceChildren(...[...state.services.values()].sort((a, b) => a.name.localeCompare(b.name)).map((s) =>
-    el("span", { class: "svc", "data-service": s.name, style: "background:" + colour(s.id) }, s.name + (s.update ? " — update " + s.update + (s.updateMessage ? ": " + s.updateMessage : "") : ""))));
+    el("span", { class: "svc", "data-service": s.name, style: "background:" + colour(s.id) }, s.name + (s.rollout ? " — canary " + s.rollout : s.update ? " — update " + s.update + (s.updateMessage ? ": " + s.updateMessage : "") : ""))));
   const nodes = [...state.nodes.values()].sort((a, b) => (a.role === b.role ? a.hostname.localeCompare(b.hostname) : a.role === "manager" ? -1 : 1));
   document.getElementById("nodes").replaceChildren(...nodes.map((n) => {
     const mine = tasks.filter((t) => t.nodeId === n.id).sort((a, b) => a.service.localeCompare(b.service) || a.slot - b.slot);
@@ -77,7 +77,7 @@ function render() {
       el("div", { class: "meta" }, n.role + (n.leader ? " (leader)" : "") + " · ", el("span", { class: "node-state" }, n.state), " · " + n.availability),
       el("div", { class: "meta" }, "CPU " + cpu.toFixed(2) + "/" + n.cpus + " · mem " + gib(mem) + "/" + gib(n.memoryBytes) + " reserved"));
     const cards = mine.map((t) => el("div", { class: "task " + t.state, "data-task": t.id, "data-state": t.state, style: "border-left-color:" + colour(t.serviceId) },
-      el("div", { class: "name" }, t.service + (t.slot ? "." + t.slot : "")),
+      el("div", { class: "name" }, t.service + (t.slot ? "." + t.slot : "") + (t.canary ? " (canary)" : "")),
       el("div", { class: "meta" }, t.image.split("/").pop()),
       el("div", { class: "meta" }, t.state + (t.health ? " (" + t.health + ")" : "") + " · " + ago(t.since)),
       ...(t.err ? [el("div", { class: "err" }, t.err)] : [])));

@@ -8,10 +8,11 @@
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HealthState, NodeRole, NodeState, TaskState, type Node, type Service, type Task, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
+import { HealthState, NodeRole, NodeState, Rollout_State, TaskState, type Node, type Service, type Task, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
 import { describeError, type Logger } from '@swarmd/common';
 import type { Control } from '../client/control-client.js';
 import { WEB_PAGE } from './page.js';
+import { rolloutLine } from '../canary.js';
 
 export interface NodeView {
   id: string;
@@ -37,12 +38,16 @@ export interface TaskView {
   err: string;
   cpus: number;
   memoryBytes: number;
+  /** A canary task of a rollout. */
+  canary: boolean;
 }
 export interface ServiceView {
   id: string;
   name: string;
   update: string;
   updateMessage: string;
+  /** A canary rollout in progress: its step, weight and gate (`step 1 of 3 at 20% (waiting): …`); '' when none. */
+  rollout: string;
 }
 export type Change = { kind: 'node'; removed: boolean; view: NodeView } | { kind: 'task'; removed: boolean; view: TaskView } | { kind: 'service'; removed: boolean; view: ServiceView };
 
@@ -79,12 +84,21 @@ export function taskView(t: Task): TaskView {
     err: t.status?.err ?? '',
     cpus: Number(res?.nanoCpus ?? 0) / 1e9,
     memoryBytes: Number(res?.memoryBytes ?? 0),
+    canary: !!t.canary,
   };
 }
 
 export function serviceView(s: Service): ServiceView {
   const u = s.updateStatus;
-  return { id: s.id, name: s.spec?.annotations?.name ?? s.id, update: u?.state ? ['', 'updating', 'paused', 'completed', 'rollback started', 'rollback paused', 'rollback completed'][u.state] ?? '' : '', updateMessage: u?.message ?? '' };
+  const r = s.rollout;
+  const rolling = r && (r.state === Rollout_State.PROGRESSING || r.state === Rollout_State.WAITING || r.state === Rollout_State.PROMOTING);
+  return {
+    id: s.id,
+    name: s.spec?.annotations?.name ?? s.id,
+    update: u?.state ? ['', 'updating', 'paused', 'completed', 'rollback started', 'rollback paused', 'rollback completed'][u.state] ?? '' : '',
+    updateMessage: u?.message ?? '',
+    rollout: rolling ? rolloutLine(r) : '',
+  };
 }
 
 function changeOf(e: WatchEvent): Change | undefined {
