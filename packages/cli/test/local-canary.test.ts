@@ -164,8 +164,7 @@ clusterTest('canary abort under load: new connections all go to the old version 
   const NAME = `cna${process.pid % 10000}`;
   const NET = '10.254.52';
   const c = await startLocalCluster(t, NAME, NET, 1, 2);
-  // A drain that outlasts every host dropping the canaries, also with other clusters beside this one.
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--stop-drain-period', '5s', '--env', 'V=1', c.image, ...web(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--env', 'V=1', c.image, ...web(`${NAME}-web`));
   const old = (await c.running('web')).map((x) => x.id).sort();
   await c.ok('service', 'update', '--env-add', 'V=2', '--canary-weight', '50', '--canary-replicas', '2', '--timeout', '120s', 'web');
   const url = `http://${NET}.3:9000/`;

@@ -221,10 +221,7 @@ for (const order of ['stop-first', 'start-first'] as const) {
     const NAME = `ovz${order === 'stop-first' ? 's' : 'a'}${process.pid % 1000}`;
     const NET = order === 'stop-first' ? '10.254.36' : '10.254.37';
     const c = await startLocalCluster(t, NAME, NET, 1, 2);
-    // The drain must outlast the time every host takes to drop the endpoint (a few hundred ms on a
-    // quiet machine, the default 2 s covers it); CI runs several clusters side by side on 2 cores,
-    // where it took up to ~2.2 s, so the tests give 5 s.
-    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, '--stop-drain-period', '5s', c.image, ...slowWeb(`${NAME}-web`));
+    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, c.image, ...slowWeb(`${NAME}-web`));
     const url = `http://${NET}.3:9000/cgi-bin/slow`;
     await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
     const load = loadOn(url, 60);
@@ -240,7 +237,7 @@ clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s
   const NAME = `ovd${process.pid % 10000}`;
   const NET = '10.254.38';
   const c = await startLocalCluster(t, NAME, NET, 1, 2);
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--stop-drain-period', '5s', c.image, ...slowWeb(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', c.image, ...slowWeb(`${NAME}-web`));
   const url = `http://${NET}.4:9000/cgi-bin/slow`;
   await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
   const load = loadOn(url, 60);
@@ -312,7 +309,7 @@ clusterTest('a stop-first rolling update of 4 replicas loses no request through 
   const c = await withNetworks(t, NAME, '10.254.42');
   // A task takes traffic once its health check passes (its server listens), as a readiness probe.
   const ready = ['--health-cmd', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 8080 | grep -q hello", '--health-interval', '500ms', '--health-retries', '3'];
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, '--stop-drain-period', '5s', ...ready, c.image, ...slowWeb(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, ...ready, c.image, ...slowWeb(`${NAME}-web`));
   await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', `node.hostname==${NAME}-w2`, c.image, ...web(`${NAME}-client`));
   const [client] = await pidsOf(`${NAME}-client`);
   const [vip] = await lookup(client, 'web');
