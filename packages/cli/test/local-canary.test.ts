@@ -3,9 +3,9 @@
 // check, an HTTP check answering 500), and a rollout that survives kill -9 of the leader.
 // Root, netns, runc. Containers are entered with nsenter (their own busybox).
 import * as http from 'node:http';
-import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@swarmd/common';
+import { pidsOf } from './helpers/containers.js';
 import { clusterTest, RUNNING, startLocalCluster, type LocalCluster, type TaskJson } from './helpers/local-cluster.js';
 
 interface SvcJson {
@@ -35,16 +35,6 @@ const web = (mark: string): string[] => [
     "httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid",
   ].join('; '),
 ];
-
-async function pidsOf(mark: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.startsWith('sh\0-c\0') && cmd.includes(`: ${mark};`)) out.push(Number(e));
-  }
-  return out;
-}
 
 async function inContainer(pid: number, script: string, timeoutMs = 120_000): Promise<string> {
   return (await run('nsenter', ['-t', String(pid), '-m', '-n', '--', '/bin/sh', '-c', script], { timeoutMs })).stdout;
