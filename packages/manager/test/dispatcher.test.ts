@@ -12,6 +12,8 @@ import {
   type AssignmentsMessage,
   type AssignmentChange,
   TaskSpec,
+  NetworkSpec,
+  type WaitNetworkSyncResponse,
 } from '@swarmd/proto';
 import { CertRole, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { randomBytes } from 'node:crypto';
@@ -318,4 +320,76 @@ test("assignments carry the secrets and configs of the node's own tasks only, wi
     ['secret', AssignmentChange_Action.REMOVE],
     ['config', AssignmentChange_Action.REMOVE],
   ]);
+});
+
+test('WaitNetworkSync answers once every node with an assignments stream acknowledged the network state without the stopping task', async (t) => {
+  const fx = await setup(t);
+  const { h } = fx;
+  const onNet = (id: string, nodeId: string, addr: string) => {
+    const x = task(id, nodeId, TaskState.TASK_STATE_RUNNING);
+    x.networks = [{ networkId: 'n1', addresses: [addr], aliases: [] }];
+    return x;
+  };
+  await h.store.update((tx) => {
+    tx.create('network', makeObject('network', { id: 'n1', spec: NetworkSpec.fromPartial({ annotations: { name: 'front' }, driver: 'overlay' }) }));
+    tx.create('task', onNet('ta', 'wrkA', '10.0.9.2/24'));
+    tx.create('task', onNet('tb', 'wrkB', '10.0.9.3/24'));
+  });
+  const streams: { id: string; client: DispatcherClient; sessionId: string; a: StreamReader<AssignmentsMessage>; complete: AssignmentsMessage }[] = [];
+  for (const id of ['wrkA', 'wrkB']) {
+    const { client, stream } = await openSession(fx, t, id);
+    const { sessionId } = await stream.next();
+    const a = new StreamReader<AssignmentsMessage>(client.assignments({ sessionId }));
+    t.teardown(() => a.cancel());
+    const complete = await a.next();
+    t.truthy(complete.networkState?.networks.length, `${id} gets the network state`);
+    streams.push({ id, client, sessionId, a, complete });
+  }
+  const [A, B] = streams;
+  const ack = (s: (typeof streams)[number], version: string) => unary((cb) => s.client.networkStateApplied({ sessionId: s.sessionId, version }, cb));
+  const wait = (version: string, timeoutMs: number) => unary<WaitNetworkSyncResponse>((cb) => A.client.waitNetworkSync({ sessionId: A.sessionId, version, timeoutMs }, cb));
+  await ack(A, A.complete.resultsIn);
+  await ack(B, B.complete.resultsIn);
+
+  // ta is to stop: both nodes get a network state in which it takes no traffic.
+  await h.store.update((tx) => {
+    const ta = cloneObject('task', tx.get('task', 'ta')!);
+    ta.desiredState = TaskState.TASK_STATE_SHUTDOWN;
+    tx.update('task', ta);
+  });
+  /** The next message of a stream whose network state has `id` not ready (earlier ones: node registrations). */
+  const withdrawn = async (a: StreamReader<AssignmentsMessage>, id: string) => {
+    for (;;) {
+      const m = await a.next();
+      const p = m.networkState?.networks[0].peers.find((x) => x.taskId === id);
+      if (p && !p.ready) return m;
+    }
+  };
+  const [ia, ib] = [await withdrawn(A.a, 'ta'), await withdrawn(B.a, 'ta')];
+
+  let answered: WaitNetworkSyncResponse | undefined;
+  const pending = wait(ia.resultsIn, 60_000).then((r) => (answered = r));
+  await ack(A, ia.resultsIn);
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(answered, undefined, 'wrkB has not programmed it yet');
+  await ack(B, ib.resultsIn);
+  const r = await pending;
+  t.true(r.synced);
+  t.deepEqual(r.laggingNodes, []);
+
+  // A node that never acknowledges: the wait ends at its timeout, naming it.
+  await h.store.update((tx) => {
+    const tb = cloneObject('task', tx.get('task', 'tb')!);
+    tb.desiredState = TaskState.TASK_STATE_SHUTDOWN;
+    tx.update('task', tb);
+  });
+  const [ja] = [await withdrawn(A.a, 'tb'), await withdrawn(B.a, 'tb')];
+  await ack(A, ja.resultsIn);
+  const late = wait(ja.resultsIn, 5_000);
+  while (h.clock.waiting === 0) await new Promise((res) => setImmediate(res));
+  h.clock.advance(5_000);
+  const lr = await late;
+  t.false(lr.synced);
+  t.deepEqual(lr.laggingNodes, ['wrkB']);
+  await refusedWith(t, wait('latest', 1000), grpc.status.INVALID_ARGUMENT, /version "latest" is not a store version/);
 });

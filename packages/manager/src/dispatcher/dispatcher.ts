@@ -38,6 +38,10 @@ import {
   TaskStatus as TaskStatusCodec,
   type UpdateTaskStatusRequest,
   type UpdateTaskStatusResponse,
+  type NetworkStateAppliedRequest,
+  type NetworkStateAppliedResponse,
+  type WaitNetworkSyncRequest,
+  type WaitNetworkSyncResponse,
   type WeightedPeer,
   type Cluster,
 } from '@swarmd/proto';
@@ -52,6 +56,7 @@ import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
 import { networkStateFor, networkStates } from './network-state.js';
+import { NetworkSync } from './network-sync.js';
 import { publishLogs } from './publish-logs.js';
 import type { LogBroker } from '../logs/log-broker.js';
 import type { SecretsKeyring } from '../secrets/index.js';
@@ -61,6 +66,15 @@ export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 export const DEFAULT_HEARTBEAT_GRACE = 3;
 export const DEFAULT_STATUS_BATCH_MS = 100;
 const MAX_BATCH_ITEMS = 200;
+/** The longest an agent may wait for every node to program a network state (WaitNetworkSync). */
+const MAX_SYNC_WAIT_MS = 30_000;
+
+/** A store version as the agents echo it (a results_in); malformed: INVALID_ARGUMENT. */
+function storeVersion(v: string): number {
+  const n = Number(v);
+  if (!v || !Number.isSafeInteger(n) || n < 0) throw invalidArgument(`version ${JSON.stringify(v)} is not a store version (the results_in of an assignments message)`);
+  return n;
+}
 const CONFLICT_RETRIES = 5;
 
 export interface DispatcherDeps extends ServiceDeps {
@@ -211,6 +225,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const sessions = new Map<string, SessionState>();
   /** node id → when its heartbeat runs out. */
   const heartbeats = new Map<string, number>();
+  /** Which network state each node has programmed (the drain of a task waits on it). */
+  const networkSync = new NetworkSync();
   const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
 
   const period = (): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), deps.defaultHeartbeatPeriodMs);
@@ -454,10 +470,13 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       onCommit,
     );
     let ended = false;
+    // Counted from now: the COMPLETE set below is its first send.
+    const syncToken = networkSync.open(nodeId, w.snapshot.version);
     const end = (err?: unknown) => {
       if (ended) return;
       ended = true;
       w.close();
+      networkSync.close(nodeId, syncToken);
       s.onEnd.delete(end);
       if (err === undefined) call.end();
       else call.emit('error', streamError(err));
@@ -495,6 +514,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
               sentNetworks = bytes;
             }
           }
+          networkSync.processed(nodeId, syncToken, e.version, !!networkState);
           if (pending.size === 0 && !networkState) continue;
           const next = String(e.version);
           const data = pending.size ? store.view((tx) => dataOf(tx, tx.find('task', { nodeId }).filter(assigned))) : undefined;
@@ -528,6 +548,27 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     } catch (err) {
       end(err);
     }
+  }
+
+  // ---- Network state acknowledgements ---------------------------------------------------------
+
+  async function networkStateApplied(call: grpc.ServerUnaryCall<NetworkStateAppliedRequest, NetworkStateAppliedResponse>): Promise<NetworkStateAppliedResponse> {
+    const id = await identify(call);
+    currentSession(id.nodeId, call.request.sessionId);
+    networkSync.acked(id.nodeId, storeVersion(call.request.version));
+    return {};
+  }
+
+  async function waitNetworkSync(call: grpc.ServerUnaryCall<WaitNetworkSyncRequest, WaitNetworkSyncResponse>): Promise<WaitNetworkSyncResponse> {
+    const id = await identify(call);
+    currentSession(id.nodeId, call.request.sessionId);
+    const version = storeVersion(call.request.version);
+    const timeoutMs = Math.min(Math.max(Number(call.request.timeoutMs), 0), MAX_SYNC_WAIT_MS);
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    const lagging = await networkSync.wait(version, timeoutMs, clock, ac.signal);
+    if (lagging.length) log.warn('nodes still program an older network state', { nodeId: id.nodeId, version, lagging, timeoutMs });
+    return { synced: lagging.length === 0, laggingNodes: lagging };
   }
 
   // ---- UpdateTaskStatus -----------------------------------------------------------------------
@@ -567,6 +608,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       assignments(call).catch((err: unknown) => call.emit('error', streamError(err)));
     },
     updateTaskStatus: (call, cb) => reply(updateTaskStatus(call), cb, log, 'UpdateTaskStatus'),
+    networkStateApplied: (call, cb) => reply(networkStateApplied(call), cb, log, 'NetworkStateApplied'),
+    waitNetworkSync: (call, cb) => reply(waitNetworkSync(call), cb, log, 'WaitNetworkSync'),
     publishLogs: (call: grpc.ServerReadableStream<PublishLogsRequest, PublishLogsResponse>, cb: grpc.sendUnaryData<PublishLogsResponse>) =>
       reply(
         publishLogs(call, {

@@ -14,15 +14,20 @@ export interface AssignmentsEvent {
 
 export interface WorkerEvents {
   assignments: [AssignmentsEvent];
-  /** A new NetworkStateSet (it replaces the previous one whole); emitted before its `assignments`. */
-  networks: [NetworkStateSet];
+  /**
+   * A new NetworkStateSet (it replaces the previous one whole), with the `results_in` of the
+   * message that carried it (to acknowledge once programmed); emitted before its `assignments`.
+   */
+  networks: [NetworkStateSet, string];
 }
 
 /** What networking needs of the Worker: the latest NetworkStateSet and its changes. */
 export interface NetworkStateSource {
   networkState(): NetworkStateSet;
-  on(ev: 'networks', fn: (s: NetworkStateSet) => void): unknown;
-  off(ev: 'networks', fn: (s: NetworkStateSet) => void): unknown;
+  /** The results_in of the message that carried networkState() ('' : persisted from an earlier run). */
+  networkStateVersion(): string;
+  on(ev: 'networks', fn: (s: NetworkStateSet, version: string) => void): unknown;
+  off(ev: 'networks', fn: (s: NetworkStateSet, version: string) => void): unknown;
 }
 
 /**
@@ -33,6 +38,7 @@ export interface NetworkStateSource {
 export class Worker extends EventEmitter<WorkerEvents> implements NetworkStateSource {
   private readonly set: AssignmentSet;
   private networks: NetworkStateSet;
+  private networksVersion = '';
 
   private constructor(
     private readonly db: { tasks: LocalTaskDb; networks: NetworkStateDb } | undefined,
@@ -69,6 +75,15 @@ export class Worker extends EventEmitter<WorkerEvents> implements NetworkStateSo
     return this.networks;
   }
 
+  networkStateVersion(): string {
+    return this.networksVersion;
+  }
+
+  /** The results_in of the last message applied (a store version; '' before the first). */
+  version(): string {
+    return this.set.resultsIn;
+  }
+
   /** A new Assignments stream begins: wait for its COMPLETE set. */
   streamStarted(): void {
     this.set.resetStream();
@@ -85,8 +100,10 @@ export class Worker extends EventEmitter<WorkerEvents> implements NetworkStateSo
     const networks = msg.networkState ?? (complete ? { networks: [] } : undefined);
     if (networks) {
       this.networks = networks;
+      this.networksVersion = msg.resultsIn;
+      // Programmed first, kept for a restart after.
+      this.emit('networks', networks, msg.resultsIn);
       if (this.db) await this.db.networks.save(networks);
-      this.emit('networks', networks);
     }
     if (r.updated.length || r.removed.length || complete) {
       const tasks = this.set.list();

@@ -46,6 +46,11 @@ export interface ContainerExecutorOptions {
   defaultStopGraceMs?: number;
   /** Secrets and configs on a tmpfs per task (without: a task that uses some is rejected). */
   taskFiles?: TaskFiles;
+  /**
+   * Waits until every node programs the network state this agent last received (the agent's
+   * waitNetworkSync); without it, an endpoint's drain is its period alone.
+   */
+  networkSync?: (timeoutMs: number) => Promise<{ synced: boolean; lagging: string[] }>;
 }
 
 /** Errors of prepare that retrying will not fix. */
@@ -94,6 +99,8 @@ export class ContainerExecutor implements Executor {
 
 /** How long an endpoint keeps running after it left the endpoints, before its stop signal. */
 export const DEFAULT_DRAIN_MS = 2_000;
+/** The longest a stopping endpoint waits for every host to stop sending it new connections. */
+export const NETWORK_SYNC_WAIT_MS = 10_000;
 
 /** Builds the runtime's ContainerSpec from the task (pure). */
 export function runtimeSpec(t: Task, nodeId: string): RuntimeSpec {
@@ -336,9 +343,11 @@ class ContainerController implements TaskController {
 
   /**
    * A task on overlay networks is an endpoint: the managers took it out of every host's DNS
-   * answers and VIP endpoints when they wanted it stopped; it keeps running for the drain period
-   * (default 2 s, bounded by the grace period) so that connections in flight finish and no new
-   * one is sent to it, and only then gets its stop signal.
+   * answers, VIP endpoints and routing mesh when they wanted it stopped. It keeps running until
+   * every host has programmed that (the leader counts the hosts' acknowledgements; at most
+   * NETWORK_SYNC_WAIT_MS, a host still behind is logged), so that no new connection reaches a
+   * stopped task, then for the drain period (default 2 s, bounded by the grace period) so that
+   * connections in flight finish, and only then gets its stop signal.
    */
   private async drain(): Promise<void> {
     if (this.task.networks.length === 0) return;
@@ -349,6 +358,17 @@ class ContainerController implements TaskController {
     const ms = Math.min(set || DEFAULT_DRAIN_MS, grace);
     const info = await this.o.containers.inspect(this.id).catch(() => undefined);
     if (info?.status !== 'running') return;
+    if (this.o.networkSync) {
+      const t0 = this.clock.now();
+      try {
+        const r = await this.o.networkSync(NETWORK_SYNC_WAIT_MS);
+        const took = this.clock.now() - t0;
+        if (r.synced) this.log.debug('endpoint withdrawn on every host', { task: this.id, ms: took });
+        else this.log.warn('endpoint withdrawal not confirmed by every host; stopping after the drain period anyway', { task: this.id, lagging: r.lagging, ms: took });
+      } catch (err) {
+        this.log.warn('could not confirm the endpoint left every host (no leader?); stopping after the drain period', { task: this.id, err: describeError(err) });
+      }
+    }
     await this.clock.sleep(ms);
   }
 

@@ -82,6 +82,14 @@ export interface Agent {
   reportTaskStatus(taskId: string, status: TaskStatus): void;
   /** Sends task log records on the current session (Dispatcher.PublishLogs); rejects when not connected. */
   publishLogs(records: LogRecord[]): Promise<void>;
+  /** Tells the leader the network state of `version` (a results_in) is programmed here; best effort. */
+  networkStateApplied(version: string): void;
+  /**
+   * Resolves once every node holds the network state this agent last received or a later one
+   * (Dispatcher.WaitNetworkSync), or after `timeoutMs` with the nodes still behind; rejects when
+   * not connected or the leader cannot answer.
+   */
+  waitNetworkSync(timeoutMs: number): Promise<{ synced: boolean; lagging: string[] }>;
 }
 
 type SessionEnd = { kind: 'redirect'; addr: string; established: boolean } | { kind: 'ended'; reason: string; established: boolean };
@@ -187,6 +195,26 @@ class AgentImpl implements Agent {
 
   publishLogs(records: LogRecord[]): Promise<void> {
     return dispatcherLogSender(() => this.current)(records);
+  }
+
+  networkStateApplied(version: string): void {
+    const c = this.current;
+    if (!c || !version) return;
+    c.client.networkStateApplied({ sessionId: c.sessionId, version }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => {
+      if (err) this.logger.debug('network state acknowledgement not delivered', { version, err: describeError(err) });
+    });
+  }
+
+  async waitNetworkSync(timeoutMs: number): Promise<{ synced: boolean; lagging: string[] }> {
+    const c = this.current;
+    const version = this.worker.version();
+    if (!c) throw unavailable('no session with a manager');
+    if (!version) throw unavailable('no assignments received yet');
+    return new Promise((resolve, reject) => {
+      c.client.waitNetworkSync({ sessionId: c.sessionId, version, timeoutMs }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs + 5_000 }, (err, res) =>
+        err ? reject(err) : resolve({ synced: !!res?.synced, lagging: res?.laggingNodes ?? [] }),
+      );
+    });
   }
 
   async stop(): Promise<void> {

@@ -26,7 +26,16 @@ import { LogPublisher } from '../logs/log-publisher.js';
 import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
 
 export interface StartWorkerOptions {
-  agent: { nodeId: string; worker: AssignmentSource & Partial<NetworkStateSource> & Partial<TaskDataSource>; reportTaskStatus(taskId: string, status: TaskStatus): void; publishLogs?(records: LogRecord[]): Promise<void> };
+  agent: {
+    nodeId: string;
+    worker: AssignmentSource & Partial<NetworkStateSource> & Partial<TaskDataSource>;
+    reportTaskStatus(taskId: string, status: TaskStatus): void;
+    publishLogs?(records: LogRecord[]): Promise<void>;
+    /** Acknowledges a programmed network state (Dispatcher.NetworkStateApplied). */
+    networkStateApplied?(version: string): void;
+    /** Waits until every node holds the network state last received (Dispatcher.WaitNetworkSync). */
+    waitNetworkSync?(timeoutMs: number): Promise<{ synced: boolean; lagging: string[] }>;
+  };
   /** The node's state dir: runtime/ and networking/ go under it. */
   stateDir: string;
   /** Sends task log lines to the managers; default: the agent's publishLogs (Dispatcher.PublishLogs). `false`: logs stay local. */
@@ -66,13 +75,23 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     o.network === false
       ? undefined
       : new OverlayNetworking({ nodeId: o.agent.nodeId, stateDir: o.stateDir, ...o.network?.overlay, logger: logger.child({ component: 'agent/overlay' }) });
-  // The pushed network state reaches the overlay before the tasks that need it (Worker emits it first).
-  const onNetworks = (s: NetworkStateSet) => void overlay?.setState(s).catch((err: unknown) => logger.warn('overlay state not applied', { err: describeError(err) }));
+  // The pushed network state reaches the overlay before the tasks that need it (Worker emits it
+  // first); once programmed it is acknowledged, so that a task leaving its endpoints elsewhere
+  // stops only when this host sends it nothing new.
+  const ack = (version: string) => o.agent.networkStateApplied?.(version);
+  const onNetworks = (s: NetworkStateSet, version: string) => {
+    if (!overlay) return ack(version);
+    overlay.setState(s).then(
+      () => ack(version),
+      (err: unknown) => logger.warn('overlay state not applied', { err: describeError(err) }),
+    );
+  };
+  o.agent.worker.on?.('networks', onNetworks);
   if (overlay) {
     await overlay.setState(o.agent.worker.networkState?.() ?? { networks: [] });
     await overlay.start();
-    o.agent.worker.on?.('networks', onNetworks);
   }
+  ack(o.agent.worker.networkStateVersion?.() ?? '');
   const executor = new ContainerExecutor({
     images,
     containers,
@@ -80,6 +99,7 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     ...(networking || overlay ? { networking: new HostNetworking(networking, overlay) } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.agent.waitNetworkSync ? { networkSync: (ms: number) => o.agent.waitNetworkSync!(ms) } : {}),
     logger: logger.child({ component: 'agent/executor' }),
     taskFiles: new TaskFiles({
       stateDir: o.stateDir,
