@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ErrorReason, REASON_METADATA_KEY } from '@swarmd/common';
 import { NodeAvailability, NodeRole } from '@swarmd/proto';
 import { startFakeControl, type FakeControl } from './helpers/fake-control.js';
-import { swarmctl } from './helpers/run.js';
+import { swarmctl } from '../src/testing.js';
 
 let fc: FakeControl;
 test.beforeEach(async () => {

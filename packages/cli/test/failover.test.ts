@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ErrorReason, REASON_METADATA_KEY } from '@swarmd/common';
 import { Service, type ServiceSpec } from '@swarmd/proto';
 import { startFakeControl, type FakeControl } from './helpers/fake-control.js';
-import { swarmctl } from './helpers/run.js';
+import { swarmctl } from '../src/testing.js';
 import { socketConnection } from '../src/client/connection.js';
 import { connectControl } from '../src/client/control-client.js';
 import { errorLine } from '../src/errors.js';

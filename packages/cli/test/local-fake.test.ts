@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '@swarmd/common';
 import { requires } from '@swarmd/testkit';
-import { swarmctl } from './helpers/run.js';
+import { swarmctl } from '../src/testing.js';
 import { kernelNames } from '../src/local/state.js';
 import { clusterProcesses } from '../src/local/processes.js';
 

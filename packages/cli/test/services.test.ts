@@ -7,7 +7,7 @@ import { logPrefix, servicesTable, tasksTable } from '../src/service-format.js';
 import { convergence } from '../src/progress.js';
 import { UsageError } from '../src/errors.js';
 import { startFakeServices, type FakeServices } from './helpers/fake-services.js';
-import { swarmctl } from './helpers/run.js';
+import { swarmctl } from '../src/testing.js';
 
 const bad = (m: string) => new UsageError(m, 'service create');
 

@@ -1,14 +1,14 @@
 /** Test helpers for the task runner: a temp runtime (images + containers), a registry with busybox, tasks. */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@swarmd/common';
 import { TaskState, ContainerSpec, Task, type TaskSpec, type TaskStatus } from '@swarmd/proto';
 import { ContainerService, ImageService, mountsUnder, removeCgroup } from '@swarmd/runtime';
-import { buildBusyboxImage, startRegistry, type ImageConfigInput, type LocalRegistry, type Teardown } from '@swarmd/testkit';
+import { buildBusyboxImage, killConmonsUnder, startRegistry, type ImageConfigInput, type LocalRegistry, type Teardown } from '@swarmd/testkit';
 import type { AssignmentsEvent } from '../../src/assignments/worker.js';
 import type { AssignmentSource } from '../../src/task-runner/task-supervisor.js';
 
@@ -19,20 +19,6 @@ export interface RuntimeEnv {
   containers: ContainerService;
   /** A second pair on the same root (an agent restart). */
   reopen(): Promise<{ images: ImageService; containers: ContainerService }>;
-}
-
-export async function killConmonsUnder(root: string): Promise<void> {
-  for (const p of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(p)) continue;
-    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if ((cmd.startsWith('conmon') || cmd.includes('/conmon\0')) && cmd.includes(root)) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  }
 }
 
 export async function newRuntimeEnv(t: Teardown): Promise<RuntimeEnv> {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
 import { run } from '@swarmd/common';
 import { clusterTest, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
-import { swarmctl, type CliResult } from './helpers/run.js';
+import { swarmctl, type CliResult } from '@swarmd/cli/testing';
 
 interface HostState {
   name: string;

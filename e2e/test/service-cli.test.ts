@@ -5,23 +5,11 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { ControlService, NodeAvailability, NodeRole, NodeState, TaskState } from '@swarmd/proto';
-import { runCli } from '@swarmd/cli/cli';
-import { cloneObject, createControlService, createStore, makeObject, onKind, serviceControllers, type MemoryStore } from '../src/index.js';
+import { swarmctl } from '@swarmd/cli/testing';
+import { cloneObject, createControlService, createStore, makeObject, onKind, serviceControllers, type MemoryStore } from '@swarmd/manager';
 import { systemClock } from '@swarmd/common';
-
-async function swarmctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const o = new PassThrough();
-  const e = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  o.on('data', (d: Buffer) => (stdout += d.toString()));
-  e.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await runCli(args, { stdout: o, stderr: e, env: { HOME: '/nonexistent' } });
-  return { code, stdout, stderr };
-}
 
 async function setup(t: ExecutionContext): Promise<{ store: MemoryStore; host: string[] }> {
   const store = createStore();

@@ -1,5 +1,6 @@
+/** For tests (this package's and e2e/): swarmctl in-process with its output captured. */
 import { PassThrough } from 'node:stream';
-import { runCli } from '../../src/cli.js';
+import { runCli } from './cli.js';
 
 export interface CliResult {
   code: number;

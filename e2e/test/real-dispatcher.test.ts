@@ -6,11 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
-import { DispatcherService, ManagerStatus_Reachability, NodeAvailability, NodeRole, NodeState, TaskState, type Task } from '@swarmd/proto';
+import { NodeRole, NodeState, TaskState, type Task } from '@swarmd/proto';
 import { nullLogger } from '@swarmd/common';
-import { ClusterCa, CertRole, createDispatcherService, createKeyAndCsr, createStore, makeObject, nodeServerCredentials } from '@swarmd/manager';
-import { startAgent } from '../src/index.js';
+import { makeObject } from '@swarmd/manager';
+import { startRealDispatcher } from './helpers/real-dispatcher.js';
+import { startAgent } from '@swarmd/node-agent';
 
 async function until(what: string, cond: () => boolean): Promise<void> {
   for (let i = 0; i < 1000; i++) {
@@ -21,48 +21,14 @@ async function until(what: string, cond: () => boolean): Promise<void> {
 }
 
 test('agent ⇄ real dispatcher: registers READY, heartbeats, gets assignments, reports status', async (t) => {
-  const ca = await ClusterCa.create({ clusterId: 'c1', now: Date.now() });
-  const store = createStore();
   const dir = await mkdtemp(join(tmpdir(), 'agent-real-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const issue = async (role: CertRole, id: string) => {
-    const { keyPem, csrPem } = await createKeyAndCsr();
-    const { certPem } = await ca.issueNodeCertificate(csrPem, role, id, { now: Date.now(), addresses: ['127.0.0.1'] });
-    return { keyPem, certPem, caCertPem: ca.certPem };
-  };
-  const serverTls = await issue(CertRole.MANAGER, 'mgr1');
-  const server = new grpc.Server();
-  const d = createDispatcherService({ store, isLeader: () => true, leaderAddr: () => undefined, statusBatchMs: 5 });
-  server.addService(DispatcherService, d.server);
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', nodeServerCredentials(serverTls), (e, p) => (e ? rej(e) : res(p))));
-  t.teardown(() => server.forceShutdown());
-  const addr = `127.0.0.1:${port}`;
-  await store.update((tx) => {
-    tx.create(
-      'cluster',
-      makeObject('cluster', {
-        id: 'c1',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 50 }, caConfig: undefined, orchestration: undefined },
-        rootCa: ca.toRootCa(),
-      }),
-    );
-    tx.create(
-      'node',
-      makeObject('node', {
-        id: 'mgr1',
-        role: NodeRole.NODE_ROLE_MANAGER,
-        spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-        status: { state: NodeState.NODE_STATE_READY, message: '', addr: '127.0.0.1' },
-        managerStatus: { raftId: 1, addr, leader: true, reachability: ManagerStatus_Reachability.REACHABLE },
-      }),
-    );
-  });
+  const { store, addr, workerTls, dispatcher: d } = await startRealDispatcher(t, { heartbeatPeriodMs: 50 });
 
-  const tls = await issue(CertRole.WORKER, 'w1');
   const agent = await startAgent({
     stateDir: dir,
     managers: [addr],
-    tls: { keyPem: tls.keyPem, certPem: tls.certPem, caPem: tls.caCertPem },
+    tls: await workerTls('w1'),
     hostname: 'worker-1',
     labels: { zone: 'a' },
     logger: nullLogger,

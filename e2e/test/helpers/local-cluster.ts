@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { requires } from '@swarmd/testkit';
-import { swarmctl, type CliResult } from './run.js';
-import { findSwarmd } from '../../src/local/swarmd.js';
+import { swarmctl, type CliResult } from '@swarmd/cli/testing';
+import { findSwarmd } from '@swarmd/cli/local/swarmd';
 
 /** Root tests that need a built swarmd (skipped while it is not built; never skipped under CI). */
 export const clusterTest = (() => {

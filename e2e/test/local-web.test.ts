@@ -6,9 +6,9 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { resolveConnection } from '../src/client/connection.js';
-import { connectControl } from '../src/client/control-client.js';
-import { startWebServer } from '../src/web/server.js';
+import { resolveConnection } from '@swarmd/cli/client/connection';
+import { connectControl } from '@swarmd/cli/client/control-client';
+import { startWebServer } from '@swarmd/cli/web/server';
 import { nullLogger } from '@swarmd/common';
 import { clusterTest, startLocalCluster } from './helpers/local-cluster.js';
 

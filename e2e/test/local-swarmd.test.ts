@@ -6,8 +6,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '@swarmd/common';
-import { kernelNames } from '../src/local/state.js';
-import { clusterProcesses } from '../src/local/processes.js';
+import { kernelNames } from '@swarmd/cli/local/state';
+import { clusterProcesses } from '@swarmd/cli/local/processes';
 import { clusterTest, startLocalCluster } from './helpers/local-cluster.js';
 
 clusterTest('local up with real swarmd: 5 nodes READY, node update/demote/promote/rm, local down leaves nothing', async (t) => {

@@ -5,14 +5,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
-import { DispatcherService, ManagerStatus_Reachability, NodeAvailability, NodeRole, NodeState, TaskState, type Task } from '@swarmd/proto';
+import { ContainerSpec, TaskSpec, TaskState, type Task } from '@swarmd/proto';
 import { nullLogger, run } from '@swarmd/common';
-import { ClusterCa, CertRole, createDispatcherService, createKeyAndCsr, createStore, LogBroker, makeObject, nodeServerCredentials } from '@swarmd/manager';
+import { LogBroker, makeObject } from '@swarmd/manager';
 import { mountsUnder, removeCgroup } from '@swarmd/runtime';
-import { buildBusyboxImage, requires, startRegistry } from '@swarmd/testkit';
-import { startAgent, startWorker } from '../src/index.js';
-import { killConmonsUnder, makeTask } from './helpers/executor-env.js';
+import { buildBusyboxImage, killConmonsUnder, requires, startRegistry } from '@swarmd/testkit';
+import { startRealDispatcher } from './helpers/real-dispatcher.js';
+import { startAgent, startWorker } from '@swarmd/node-agent';
 
 async function until(what: string, cond: () => boolean): Promise<void> {
   for (let i = 0; i < 3000; i++) {
@@ -23,49 +22,15 @@ async function until(what: string, cond: () => boolean): Promise<void> {
 }
 
 requires('root', 'runc', 'conmon', 'registry', 'busybox')('agent + worker ⇄ real dispatcher: a task runs, statuses reach the store, logs reach the broker', async (t) => {
-  const ca = await ClusterCa.create({ clusterId: 'c1', now: Date.now() });
-  const store = createStore();
   const dir = await mkdtemp(join(tmpdir(), 'agent-tasks-'));
-  const issue = async (role: CertRole, id: string) => {
-    const { keyPem, csrPem } = await createKeyAndCsr();
-    const { certPem } = await ca.issueNodeCertificate(csrPem, role, id, { now: Date.now(), addresses: ['127.0.0.1'] });
-    return { keyPem, certPem, caCertPem: ca.certPem };
-  };
-  const serverTls = await issue(CertRole.MANAGER, 'mgr1');
   const broker = new LogBroker();
-  const server = new grpc.Server();
-  const d = createDispatcherService({ store, isLeader: () => true, leaderAddr: () => undefined, statusBatchMs: 5, logBroker: broker });
-  server.addService(DispatcherService, d.server);
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', nodeServerCredentials(serverTls), (e, p) => (e ? rej(e) : res(p))));
-  t.teardown(() => server.forceShutdown());
-  const addr = `127.0.0.1:${port}`;
-  await store.update((tx) => {
-    tx.create(
-      'cluster',
-      makeObject('cluster', {
-        id: 'c1',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 200 }, caConfig: undefined, orchestration: undefined },
-        rootCa: ca.toRootCa(),
-      }),
-    );
-    tx.create(
-      'node',
-      makeObject('node', {
-        id: 'mgr1',
-        role: NodeRole.NODE_ROLE_MANAGER,
-        spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-        status: { state: NodeState.NODE_STATE_READY, message: '', addr: '127.0.0.1' },
-        managerStatus: { raftId: 1, addr, leader: true, reachability: ManagerStatus_Reachability.REACHABLE },
-      }),
-    );
-  });
+  const { store, addr, workerTls } = await startRealDispatcher(t, { heartbeatPeriodMs: 200, logBroker: broker });
   const reg = await startRegistry({ t });
 
-  const tls = await issue(CertRole.WORKER, 'w1');
   const agent = await startAgent({
     stateDir: dir,
     managers: [addr],
-    tls: { keyPem: tls.keyPem, certPem: tls.certPem, caPem: tls.caCertPem },
+    tls: await workerTls('w1'),
     logger: nullLogger,
     statusFlushIntervalMs: 20,
   });
@@ -84,9 +49,11 @@ requires('root', 'runc', 'conmon', 'registry', 'busybox')('agent + worker ⇄ re
   const ref = `${reg.host}/test/busybox:1`;
   await worker.images.pushImage(ref, await buildBusyboxImage({ config: { Env: ['PATH=/bin'] } }));
 
-  const spec = makeTask('t1', { image: ref, command: ['sh', '-c', 'echo hello-logs; echo oops >&2; sleep 0.3'] });
   const task: Task = makeObject('task', {
-    ...spec,
+    id: 't1',
+    spec: TaskSpec.fromPartial({ container: ContainerSpec.fromPartial({ image: ref, command: ['sh', '-c', 'echo hello-logs; echo oops >&2; sleep 0.3'] }) }),
+    slot: 1,
+    desiredState: TaskState.TASK_STATE_RUNNING,
     nodeId: 'w1',
     serviceId: 's1',
     status: { state: TaskState.TASK_STATE_ASSIGNED, timestamp: 0, message: '', err: '', container: undefined, portStatus: undefined, appliedAt: 0, canaryCheck: undefined },
