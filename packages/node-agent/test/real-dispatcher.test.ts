@@ -42,7 +42,7 @@ test('agent ⇄ real dispatcher: registers READY, heartbeats, gets assignments, 
       'cluster',
       makeObject('cluster', {
         id: 'c1',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 50 }, caConfig: undefined, orchestration: undefined },
+        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 50 }, caConfig: undefined, autolockManagers: false, orchestration: undefined },
         rootCa: ca.toRootCa(),
       }),
     );

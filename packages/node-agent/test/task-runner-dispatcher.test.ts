@@ -44,7 +44,7 @@ requires('root', 'runc', 'conmon', 'registry', 'busybox')('agent + worker ⇄ re
       'cluster',
       makeObject('cluster', {
         id: 'c1',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 200 }, caConfig: undefined, orchestration: undefined },
+        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs: 200 }, caConfig: undefined, autolockManagers: false, orchestration: undefined },
         rootCa: ca.toRootCa(),
       }),
     );

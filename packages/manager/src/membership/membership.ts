@@ -191,7 +191,7 @@ export class Membership {
               role: NodeRole.NODE_ROLE_MANAGER,
               spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
               managerStatus: ms,
-              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} } } : {}),
+              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {}, volumes: [] } } : {}),
             });
             tx.create('node', n);
             return;
