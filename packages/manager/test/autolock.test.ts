@@ -3,9 +3,10 @@ import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ControlClient, CreateSecretRequest, type Cluster, type CreateSecretResponse, type GetSecretResponse, type GetUnlockKeyResponse } from '@swarmd/proto';
+import { ControlClient, CreateSecretRequest, RaftMembershipClient, type RaftJoinResponse, type Cluster, type CreateSecretResponse, type GetSecretResponse, type GetUnlockKeyResponse } from '@swarmd/proto';
 import {
   KeyFileKeeper,
+  clientCredentials,
   isWrapped,
   keyringOf,
   makeObject,
@@ -204,4 +205,21 @@ test('unlock key rotation: the file is rewrapped with the new key, the old one n
   // A spec update that does not name autolock (as swarmctl sends it: the current value) keeps the key.
   await ctl.autolock(true);
   t.is(await ctl.unlockKey(), second);
+});
+
+test('under autolock a member that joins again (a manager certificate taken from its disk) is not handed the secrets key', async (t) => {
+  const dir = await tempDir(t);
+  const port = await freePort();
+  const m = await startInDir(dir, port, {});
+  t.teardown(() => m.stop());
+  const ctl = control(join(dir, 'control.sock'));
+  t.teardown(() => ctl.c.close());
+  const raft = new RaftMembershipClient(`127.0.0.1:${port}`, clientCredentials(m.tls()));
+  t.teardown(() => raft.close());
+  const rejoin = () => p<RaftJoinResponse>((cb) => raft.join({ addr: `127.0.0.1:${port}` }, cb));
+  t.is((await rejoin()).secretsKey.length, 32, 'without autolock a member joining again gets the key (as before)');
+  await ctl.autolock(true);
+  const r = await rejoin();
+  t.is(r.raftId, m.raftId);
+  t.is(r.secretsKey.length, 0);
 });

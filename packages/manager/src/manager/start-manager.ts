@@ -278,6 +278,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     now: () => clock.now(),
     reachableWithinMs: 2 * electionMs,
     secretsKey: () => secrets.key(),
+    autolocked: () => !!clusterObj()?.unlockKeySealed.length,
   });
   // Since when this manager has known no leader (undefined while it knows one).
   let noLeaderSince: number | undefined = raft.leader ? undefined : clock.now();
