@@ -61,6 +61,39 @@ clusterTest('autolock: a restarted manager reports locked, refuses a wrong key, 
   t.is((await inContainer(pid, 'cat /run/secrets/db_pw')).out, password);
 });
 
+clusterTest('autolock with 3 managers: every manager wraps its key, swarmctl goes past a locked follower, and swarm unlock finds it among the managers', async (t) => {
+  const name = `am${process.pid % 100000}`;
+  const c = await startLocalCluster(t, name, '10.254.62', 3, 0);
+  const key = /SWMKEY-1-\S+/.exec(await c.ok('cluster', 'update', '--autolock=true'))?.[0] ?? '';
+  t.truthy(key);
+  const wrapped = async (host: string) => (await readFile(join(c.dir, host, 'secrets.key'))).subarray(0, 4).toString() === 'SWL1';
+  await c.until('every manager secrets.key wrapped', async () => (await wrapped('m1')) && (await wrapped('m2')) && (await wrapped('m3')), 30);
+  const leader = (await c.nodes()).find((n) => n.managerStatus?.leader)?.description?.hostname ?? '';
+  const follower = ['m1', 'm2', 'm3'].find((h) => `${name}-${h}` !== leader)!;
+
+  await c.ok('local', 'stop', '--name', name, follower);
+  const started = c.ctl('local', 'start', '--name', name, follower, '--timeout', '180');
+  const sock = `unix://${join(c.dir, follower, 'control.sock')}`;
+  await c.until(`${follower} locked`, async () => /locked/.test((await c.ctl('--host', sock, 'node', 'ls')).stderr), 90);
+  // Through the context (every manager): the locked one is passed over.
+  const ls = await c.ctl('node', 'ls', '--format', 'json');
+  t.is(ls.code, 0, ls.stderr);
+  t.is((JSON.parse(ls.stdout) as unknown[]).length, 3);
+
+  const un = await c.ctlIn(`${key}\n`, 'swarm', 'unlock', '--format', 'json');
+  t.is(un.code, 0, un.stderr);
+  const outcomes = (JSON.parse(un.stdout) as { manager: string; outcome: string }[]).map((o) => `${/manager (m\d)/.exec(o.manager)?.[1]}:${o.outcome}`).sort();
+  t.deepEqual(outcomes, ['m1', 'm2', 'm3'].map((h) => `${h}:${h === follower ? 'unlocked' : 'not-locked'}`));
+  const back = await started;
+  t.is(back.code, 0, `local start: ${back.stderr}${back.stdout}`);
+  await c.until(`${follower} a reachable manager again`, async () => {
+    const n = await c.byHost(follower);
+    const reach = (n as { managerStatus?: { reachability?: string } } | undefined)?.managerStatus?.reachability;
+    return n?.status?.state === 'NODE_STATE_READY' && reach === 'REACHABLE';
+  }, 60);
+  t.true(await wrapped(follower));
+});
+
 clusterTest('volume ls: a named volume of a service on two nodes is listed on each, by node', async (t) => {
   const name = `vl${process.pid % 100000}`;
   const c = await startLocalCluster(t, name, '10.254.61', 1, 2);
