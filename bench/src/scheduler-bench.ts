@@ -30,7 +30,7 @@ function nodes(): Node[] {
       id: `node${String(i).padStart(5, '0')}`,
       role: NodeRole.NODE_ROLE_WORKER,
       spec: { annotations: { name: '', labels: { zone: ZONES[i % ZONES.length], disk: i % 4 === 0 ? 'hdd' : 'ssd' } }, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-      description: { hostname: `h${i}`, platform: { os: 'linux', architecture: 'amd64' }, resources: { nanoCpus: 64e9, memoryBytes: 256 * 2 ** 30 }, engineVersion: '', engineLabels: {} },
+      description: { hostname: `h${i}`, platform: { os: 'linux', architecture: 'amd64' }, resources: { nanoCpus: 64e9, memoryBytes: 256 * 2 ** 30 }, engineVersion: '', volumes: [], engineLabels: {} },
       status: { state: NodeState.NODE_STATE_READY, message: '', addr: '' },
     }),
   );

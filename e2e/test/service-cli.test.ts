@@ -14,14 +14,14 @@ import { systemClock } from '@swarmd/common';
 async function setup(t: ExecutionContext): Promise<{ store: MemoryStore; host: string[] }> {
   const store = createStore();
   await store.update((tx) => {
-    tx.create('cluster', makeObject('cluster', { id: 'c1', spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: undefined, caConfig: undefined, orchestration: undefined } }));
+    tx.create('cluster', makeObject('cluster', { id: 'c1', spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: undefined, caConfig: undefined, autolockManagers: false, orchestration: undefined } }));
     tx.create(
       'node',
       makeObject('node', {
         id: 'n1',
         role: NodeRole.NODE_ROLE_WORKER,
         spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-        description: { hostname: 'host1', platform: { os: 'linux', architecture: 'x86_64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: '', engineLabels: {} },
+        description: { hostname: 'host1', platform: { os: 'linux', architecture: 'x86_64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: '', volumes: [], engineLabels: {} },
         status: { state: NodeState.NODE_STATE_READY, message: '', addr: '' },
       }),
     );

@@ -50,6 +50,8 @@ export interface LocalCluster {
   /** The demo image in the cluster's registry. */
   image: string;
   ctl: (...args: string[]) => Promise<CliResult>;
+  /** swarmctl with `input` on its stdin. */
+  ctlIn: (input: string, ...args: string[]) => Promise<CliResult>;
   /** swarmctl that must succeed; its stdout. */
   ok: (...args: string[]) => Promise<string>;
   tasks: (svc: string) => Promise<TaskJson[]>;
@@ -98,6 +100,7 @@ export async function startLocalCluster(t: ExecutionContext, name: string, net: 
     net,
     image: `${net}.1:5000/demo/web:latest`,
     ctl,
+    ctlIn: (input, ...args) => swarmctl(args, env, input),
     ok,
     tasks,
     running: async (svc) => (await tasks(svc)).filter((x) => x.desiredState === RUNNING && x.status?.state === RUNNING),

@@ -34,7 +34,7 @@ export async function startRealDispatcher(t: ExecutionContext, o: { heartbeatPer
       'cluster',
       makeObject('cluster', {
         id: 'c1',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs }, caConfig: undefined, orchestration: undefined },
+        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: { heartbeatPeriodMs }, caConfig: undefined, autolockManagers: false, orchestration: undefined },
         rootCa: ca.toRootCa(),
       }),
     );

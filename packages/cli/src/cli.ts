@@ -14,6 +14,8 @@ import { eventsCommand } from './commands/events.js';
 import { webCommand } from './commands/web.js';
 import { stackCommands } from './commands/stack.js';
 import { dataCommands } from './commands/secret.js';
+import { swarmCommands } from './commands/swarm.js';
+import { volumeCommands } from './commands/volume.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -89,6 +91,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
     .command('network', 'Manage overlay networks', (yy) => networkCommands(yy, env).demandCommand(1, 'network: give a subcommand (create, ls, inspect, rm)'))
     .command('stack', 'Manage stacks (Compose files)', (yy) => stackCommands(yy, env).demandCommand(1, 'stack: give a subcommand (deploy, ls, services, ps, rm)'))
+    .command('swarm', 'Autolock: the unlock key, unlocking a manager', (yy) => swarmCommands(yy, env).demandCommand(1, 'swarm: give a subcommand (unlock-key, unlock)'))
+    .command('volume', 'List named volumes across nodes', (yy) => volumeCommands(yy, env).demandCommand(1, 'volume: give a subcommand (ls)'))
     .command('secret', 'Manage secrets', (yy) => dataCommands('secret', yy, env).demandCommand(1, 'secret: give a subcommand (create, ls, inspect, rm)'))
     .command('config', 'Manage configs', (yy) => dataCommands('config', yy, env).demandCommand(1, 'config: give a subcommand (create, ls, inspect, rm)'))
     .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>

@@ -136,6 +136,7 @@ export function clusterDetails(c: Cluster): string {
     ['Heartbeat period', durationText(s?.dispatcher?.heartbeatPeriodMs)],
     ['Node certificate expiry', durationText(s?.caConfig?.nodeCertExpiryMs)],
     ['Task history limit', String(s?.orchestration?.taskHistoryRetentionLimit ?? 0)],
+    ['Autolock', s?.autolockManagers ? 'on' : 'off'],
     ['Raft', s?.raft ? `election tick ${s.raft.electionTick}, heartbeat tick ${s.raft.heartbeatTick}, snapshot interval ${s.raft.snapshotInterval}` : ''],
     ['CA certificate digest', c.rootCa?.caCertDigest ?? ''],
     ['Removed nodes', String(c.removedNodeIds.length)],

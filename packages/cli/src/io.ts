@@ -3,6 +3,8 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** What a command reads from (default process.stdin): `secret create NAME -`, `swarm unlock`. */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 export function out(io: CliIo, text: string): void {

@@ -4,6 +4,7 @@ import { nodesTable, parseDuration, durationText, clusterJson } from '../src/for
 import { pickNode } from '../src/resolve.js';
 import { applyNodeChange, parseLabelAdds } from '../src/commands/node.js';
 import { applyClusterChange } from '../src/commands/cluster.js';
+import { parseVolumeFilters } from '../src/commands/volume.js';
 import { makeNode } from './helpers/fake-control.js';
 import { Cluster } from '@swarmd/proto';
 
@@ -63,4 +64,19 @@ test('node and cluster changes keep what they do not touch', (t) => {
 test('cluster JSON never shows the CA key', (t) => {
   const c = Cluster.fromJSON({ id: 'c', rootCa: { caKeyPem: Buffer.from('SECRET').toString('base64'), caCertPem: 'X' } });
   t.false(JSON.stringify(clusterJson(c)).includes(Buffer.from('SECRET').toString('base64')));
+});
+
+test('cluster update keeps autolock unless --autolock is given', (t) => {
+  const on = Cluster.fromJSON({ id: 'c', spec: { autolockManagers: true, dispatcher: { heartbeatPeriodMs: 5000 } } });
+  t.true(applyClusterChange(on, { heartbeatPeriodMs: 1000 }).autolockManagers);
+  t.false(applyClusterChange(on, { autolock: false }).autolockManagers);
+  const off = Cluster.fromJSON({ id: 'c', spec: {} });
+  t.false(applyClusterChange(off, { taskHistoryLimit: 2 }).autolockManagers);
+  t.true(applyClusterChange(off, { autolock: true }).autolockManagers);
+});
+
+test('volume ls filters: name= and node=, anything else refused naming the filter', (t) => {
+  t.deepEqual(parseVolumeFilters(['name=data', 'node=w1', 'name=cache']), { names: ['data', 'cache'], nodes: ['w1'] });
+  t.throws(() => parseVolumeFilters(['driver=local']), { message: /--filter driver=local: expected name=VOLUME or node=NODE/ });
+  t.throws(() => parseVolumeFilters(['name=']), { message: /--filter name=: expected/ });
 });

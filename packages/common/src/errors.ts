@@ -88,6 +88,11 @@ export const ErrorReason = {
    * version), or read to find out.
    */
   OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
+  /**
+   * This manager restarted with autolock on and waits for its unlock key (`swarmctl swarm
+   * unlock`): nothing was done; another manager may take the call.
+   */
+  LOCKED: 'LOCKED',
 } as const;
 export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
 /** The gRPC metadata key that carries an ErrorReason. */

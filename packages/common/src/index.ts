@@ -4,3 +4,4 @@ export * from './config.js';
 export * from './exec.js';
 export * from './clock.js';
 export * from './metrics.js';
+export * from './input.js';

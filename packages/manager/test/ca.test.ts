@@ -103,7 +103,7 @@ test('bad join tokens are refused with a clear reason', async (t) => {
 test('node certificate: CN node id, OU role, O cluster, TLS client+server, SANs, expiry from the setting', async (t) => {
   const ca = await caP;
   const { csrPem } = await createKeyAndCsr('whatever-the-node-asks');
-  const expiryMs = nodeCertExpiryOf(makeObject('cluster', { id: 'c', spec: { annotations: undefined, raft: undefined, dispatcher: undefined, caConfig: { nodeCertExpiryMs: 7 * DAY }, orchestration: undefined } }));
+  const expiryMs = nodeCertExpiryOf(makeObject('cluster', { id: 'c', spec: { annotations: undefined, raft: undefined, dispatcher: undefined, caConfig: { nodeCertExpiryMs: 7 * DAY }, autolockManagers: false, orchestration: undefined } }));
   t.is(expiryMs, 7 * DAY);
   t.is(nodeCertExpiryOf(undefined), 90 * DAY);
   const issued = await ca.issueNodeCertificate(csrPem, CertRole.MANAGER, 'n0de1', { now: NOW, expiryMs, addresses: ['10.0.0.5:2377', 'mgr1.example'] });

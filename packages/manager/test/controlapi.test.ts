@@ -72,7 +72,7 @@ async function addNode(h: Harness, id: string, role = NodeRole.NODE_ROLE_WORKER,
         id,
         role,
         spec: { annotations: { name: '', labels: {} }, desiredRole: role, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-        description: { hostname: `host-${id}`, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} },
+        description: { hostname: `host-${id}`, platform: undefined, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
         status: { state, message: '', addr: '10.0.0.5' },
         managerStatus: reach === undefined ? undefined : { raftId: 7, addr: `${id}:4242`, leader: false, reachability: reach },
       }),
@@ -209,7 +209,7 @@ test('cluster update: validated spec, token rotation', async (t) => {
   const update = (spec: Cluster['spec'], o: { rotateWorkerToken?: boolean; rotateManagerToken?: boolean; version?: number } = {}) =>
     unary<{ cluster: Cluster | undefined }>((cb) =>
       admin.updateCluster(
-        { clusterId: c.id, clusterVersion: o.version ?? c.meta!.version, spec, rotateWorkerToken: !!o.rotateWorkerToken, rotateManagerToken: !!o.rotateManagerToken },
+        { clusterId: c.id, clusterVersion: o.version ?? c.meta!.version, spec, rotateWorkerToken: !!o.rotateWorkerToken, rotateManagerToken: !!o.rotateManagerToken, rotateUnlockKey: false },
         cb,
       ),
     ).then((r) => r.cluster!);
@@ -307,4 +307,25 @@ test('watch streams store changes of the kinds asked for', async (t) => {
   t.is(ev.action, WatchEvent_Action.UPDATE);
   t.is(ev.node?.id, 'wrk1');
   await refusedWith(t, new StreamReader<WatchEvent>(admin.watch({ kinds: ['bogus'], serviceId: '', includeOldObject: false })).next(), grpc.status.INVALID_ARGUMENT);
+});
+
+test('volume list: every node reported volume, named by node, filtered by name and node', async (t) => {
+  const { h, admin } = await setup(t);
+  await addNode(h, 'w1');
+  await addNode(h, 'w2');
+  const setVolumes = (id: string, names: string[]) =>
+    h.store.update((tx) => {
+      const n = cloneObject('node', tx.get('node', id)!);
+      n.description!.volumes = names.map((name) => ({ name, driver: 'local' }));
+      tx.update('node', n);
+    });
+  await setVolumes('w1', ['shop_data', 'cache']);
+  await setVolumes('w2', ['shop_data']);
+  const list = (names: string[] = [], nodeIds: string[] = []) =>
+    unary<{ volumes: { nodeId: string; hostname: string; name: string; driver: string }[] }>((cb) => admin.listVolumes({ filters: { names, nodeIds } }, cb)).then((r) =>
+      r.volumes.map((v) => `${v.hostname}/${v.name}/${v.driver}`),
+    );
+  t.deepEqual(await list(), ['host-w1/cache/local', 'host-w1/shop_data/local', 'host-w2/shop_data/local']);
+  t.deepEqual(await list(['shop_data']), ['host-w1/shop_data/local', 'host-w2/shop_data/local']);
+  t.deepEqual(await list([], ['w2']), ['host-w2/shop_data/local']);
 });

@@ -53,7 +53,7 @@ async function openSession(fx: Fx, t: import('ava').ExecutionContext, id: string
         platform: { os: 'linux', architecture: 'amd64' },
         resources: { nanoCpus: 2e9, memoryBytes: 1 << 30 },
         engineVersion: 'swarmd-test',
-        engineLabels: { zone: 'a' },
+        volumes: [], engineLabels: { zone: 'a' },
       },
     }),
   );
@@ -61,7 +61,7 @@ async function openSession(fx: Fx, t: import('ava').ExecutionContext, id: string
   return { client, stream, tls };
 }
 
-const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId }, cb));
+const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId, volumes: [], volumesSet: false }, cb));
 
 test('a session registers the node from its certificate and returns the managers', async (t) => {
   const fx = await setup(t);
@@ -392,4 +392,31 @@ test('WaitNetworkSync answers once every node with an assignments stream acknowl
   t.false(lr.synced);
   t.deepEqual(lr.laggingNodes, ['wrkB']);
   await refusedWith(t, wait('latest', 1000), grpc.status.INVALID_ARGUMENT, /version "latest" is not a store version/);
+});
+
+test('heartbeats carry the node volumes when they change, and a new session does not erase them', async (t) => {
+  const fx = await setup(t);
+  const { client, stream } = await openSession(fx, t, 'wrk9');
+  const first = await stream.next();
+  const beat = (volumes: { name: string; driver: string }[] | undefined) =>
+    unary<HeartbeatResponse>((cb) => client.heartbeat({ sessionId: first.sessionId, volumes: volumes ?? [], volumesSet: !!volumes }, cb));
+  const vols = () => fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.description?.volumes;
+  t.deepEqual(vols(), []);
+  await beat([
+    { name: 'shop_data', driver: 'local' },
+    { name: 'cache', driver: '' },
+  ]);
+  t.deepEqual(vols(), [
+    { name: 'cache', driver: 'local' },
+    { name: 'shop_data', driver: 'local' },
+  ]);
+  await beat(undefined); // no change reported: the list stays
+  t.is(vols()?.length, 2);
+  await beat([{ name: 'cache', driver: 'local' }]);
+  t.deepEqual(vols(), [{ name: 'cache', driver: 'local' }]);
+  // A new session's description (agents send none there) keeps the reported volumes.
+  await (await openSession(fx, t, 'wrk9')).stream.next();
+  await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(vols(), [{ name: 'cache', driver: 'local' }]);
+  t.is(fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.description?.hostname, 'host-wrk9');
 });

@@ -14,7 +14,7 @@ function fakeClock() {
 }
 
 const node = (id: string, hostname: string) =>
-  makeObject('node', { id, description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} }, status: { state: NodeState.NODE_STATE_READY, message: '', addr: '' } });
+  makeObject('node', { id, description: { hostname, platform: undefined, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} }, status: { state: NodeState.NODE_STATE_READY, message: '', addr: '' } });
 const task = (id: string, nodeId: string, state: TaskState) =>
   makeObject('task', {
     id,

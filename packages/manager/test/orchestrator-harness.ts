@@ -43,7 +43,7 @@ export function mkNode(id: string, o: NodeOpts = {}): Node {
       platform: { os: o.os ?? 'linux', architecture: o.arch ?? 'x86_64' },
       resources: { nanoCpus: (o.cpus ?? 4) * 1e9, memoryBytes: o.memory ?? 8 * 2 ** 30 },
       engineVersion: '',
-      engineLabels: {},
+      volumes: [], engineLabels: {},
     },
     status: { state: o.state ?? NodeState.NODE_STATE_READY, message: '', addr: '' },
   });

@@ -237,7 +237,7 @@ test('task history: each slot keeps task_history_retention_limit tasks (default 
       'cluster',
       makeObject('cluster', {
         id: 'c',
-        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: undefined, caConfig: undefined, orchestration: { taskHistoryRetentionLimit: 2 } },
+        spec: { annotations: { name: 'default', labels: {} }, raft: undefined, dispatcher: undefined, caConfig: undefined, autolockManagers: false, orchestration: { taskHistoryRetentionLimit: 2 } },
       }),
     ),
   );

@@ -104,7 +104,7 @@ async function addNode(h: Harness, id: string) {
         id,
         role: NodeRole.NODE_ROLE_WORKER,
         spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-        description: { hostname: `host-${id}`, platform: { os: 'linux', architecture: 'x86_64' }, resources: { nanoCpus: 4e9, memoryBytes: 8 << 30 }, engineVersion: '', engineLabels: {} },
+        description: { hostname: `host-${id}`, platform: { os: 'linux', architecture: 'x86_64' }, resources: { nanoCpus: 4e9, memoryBytes: 8 << 30 }, engineVersion: '', volumes: [], engineLabels: {} },
         status: { state: NodeState.NODE_STATE_READY, message: '', addr: '10.0.0.5' },
       }),
     ),

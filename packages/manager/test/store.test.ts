@@ -22,7 +22,7 @@ const service = (id: string, name: string) => makeObject('service', { id, spec: 
 const task = (id: string, serviceId: string, nodeId = '', desiredState = TaskState.TASK_STATE_RUNNING, slot = 1) =>
   makeObject('task', { id, serviceId, nodeId, desiredState, slot, annotations: { name: `${serviceId}.${slot}`, labels: {} } });
 const node = (id: string, hostname: string, role = NodeRole.NODE_ROLE_WORKER) =>
-  makeObject('node', { id, role, description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} } });
+  makeObject('node', { id, role, description: { hostname, platform: undefined, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} } });
 const network = (id: string, name: string) => makeObject('network', { id, spec: NetworkSpec.fromPartial({ annotations: { name }, driver: 'overlay' }) });
 
 async function rejects(t: import('ava').ExecutionContext, p: Promise<unknown>, code: ErrorCode, re?: RegExp) {

@@ -6,10 +6,11 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, describeError, isSwarmError } from '@swarmd/common';
+import { createLogger, describeError, isSwarmError, readFirstLine } from '@swarmd/common';
 import { loadSwarmdConfig, parseLabels, type SwarmdConfig } from './config.js';
 import { startDaemon, type SwarmdCommand } from './daemon.js';
 import { cleanupNode } from './cleanup.js';
+import { unlockLocalManager } from './unlock.js';
 
 interface Args {
   'state-dir'?: string;
@@ -138,6 +139,20 @@ await yargs(hideBin(process.argv))
         }
       } catch (err) {
         process.stderr.write(`swarmd cleanup: ${describeError(err)}\n`);
+        process.exit(1);
+      }
+    },
+  )
+  .command(
+    'unlock',
+    'unlock this node\'s manager after a restart with autolock on (the unlock key on stdin)',
+    (y) => y.option('state-dir', { type: 'string', describe: 'state directory (default /var/lib/swarmd)' }),
+    async (a) => {
+      try {
+        await unlockLocalManager(String(a['state-dir'] ?? '/var/lib/swarmd'), await readFirstLine(process.stdin));
+        process.stdout.write('manager unlocked\n');
+      } catch (err) {
+        process.stderr.write(`swarmd unlock: ${describeError(err)}\n`);
         process.exit(1);
       }
     },

@@ -17,6 +17,8 @@ import {
   WatchRequest,
   type CanaryConfig,
   ListConfigsRequest,
+  ListVolumesRequest,
+  type VolumeOnNode,
   ListSecretsRequest,
   type Cluster,
   type ClusterEvent,
@@ -38,6 +40,7 @@ import {
 } from '@swarmd/proto';
 import type { Connection } from './connection.js';
 import { unaryCaller } from './rpc.js';
+import { errorLine } from '../errors.js';
 
 /** How long one call may take (retries and other managers included) unless the command says otherwise. */
 export const DEFAULT_DEADLINE_MS = 30_000;
@@ -64,7 +67,13 @@ export interface Control {
   removeNode(nodeId: string, force: boolean): Promise<void>;
   listClusters(): Promise<Cluster[]>;
   getCluster(clusterId: string): Promise<Cluster>;
-  updateCluster(req: { clusterId: string; version: number; spec: ClusterSpec; rotateWorkerToken?: boolean; rotateManagerToken?: boolean }): Promise<Cluster>;
+  updateCluster(req: { clusterId: string; version: number; spec: ClusterSpec; rotateWorkerToken?: boolean; rotateManagerToken?: boolean; rotateUnlockKey?: boolean }): Promise<Cluster>;
+  /** The cluster's unlock key ('' when autolock is off). */
+  getUnlockKey(): Promise<string>;
+  /** Control.Unlock on each manager of the connection (not only one): what each answered. */
+  unlockEach(unlockKey: string): Promise<UnlockOutcome[]>;
+  /** Named volumes across nodes. */
+  listVolumes(filters?: { names?: string[]; nodeIds?: string[] }): Promise<VolumeOnNode[]>;
   issueAdminCertificate(csrPem: string): Promise<{ certificatePem: string; caCertPem: string }>;
   createService(spec: ServiceSpec, noResolveImage: boolean): Promise<{ service: Service; warnings: string[] }>;
   updateService(req: { serviceId: string; version: number; spec?: ServiceSpec; rollback?: boolean; noResolveImage?: boolean; canary?: CanaryConfig; force?: boolean }): Promise<{ service: Service; warnings: string[] }>;
@@ -100,6 +109,13 @@ export interface Control {
   /** The connection of the manager that answered last (the first one before any answer). */
   answeredBy(): Connection;
   close(): void;
+}
+
+/** What one manager answered to Unlock: unlocked now, was not locked, refused the key, or could not be asked. */
+export interface UnlockOutcome {
+  manager: string;
+  outcome: 'unlocked' | 'not-locked' | 'refused' | 'unreachable';
+  error?: string;
 }
 
 /** A manager's name in messages: its host dir for a local socket (…/m2/control.sock → m2), else its address. */
@@ -172,6 +188,24 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     async updateCluster(req) {
       const r = await call('updateCluster', UpdateClusterRequest.fromPartial({ ...req, clusterVersion: req.version }), write);
       return must(r.cluster, 'cluster');
+    },
+    async getUnlockKey() {
+      return (await call('getUnlockKey', {})).unlockKey;
+    },
+    unlockEach(unlockKey) {
+      const one = (i: number) =>
+        new Promise<UnlockOutcome>((resolve) => {
+          const manager = endpointLabel(conns[i]);
+          clientOf(i).unlock({ unlockKey }, new grpc.Metadata(), { deadline: Date.now() + READ_ATTEMPT_MS }, (e) => {
+            if (!e) return resolve({ manager, outcome: 'unlocked' });
+            const outcome = e.code === grpc.status.FAILED_PRECONDITION ? 'not-locked' : e.code === grpc.status.INVALID_ARGUMENT ? 'refused' : 'unreachable';
+            resolve({ manager, outcome, error: errorLine(e) });
+          });
+        });
+      return Promise.all(conns.map((_c, i) => one(i)));
+    },
+    async listVolumes(filters) {
+      return (await call('listVolumes', ListVolumesRequest.fromPartial({ filters }))).volumes;
     },
     async issueAdminCertificate(csrPem) {
       return await call('issueAdminCertificate', { csrPem: Buffer.from(csrPem) }, write);

@@ -14,6 +14,7 @@ export interface ClusterChange {
   heartbeatPeriodMs?: number;
   certExpiryMs?: number;
   taskHistoryLimit?: number;
+  autolock?: boolean;
 }
 
 /** The new spec of the cluster after a change (pure). */
@@ -25,6 +26,7 @@ export function applyClusterChange(c: Cluster, ch: ClusterChange): ClusterSpec {
     dispatcher: { heartbeatPeriodMs: ch.heartbeatPeriodMs ?? s?.dispatcher?.heartbeatPeriodMs },
     caConfig: { nodeCertExpiryMs: ch.certExpiryMs ?? s?.caConfig?.nodeCertExpiryMs },
     orchestration: { taskHistoryRetentionLimit: ch.taskHistoryLimit ?? s?.orchestration?.taskHistoryRetentionLimit },
+    autolockManagers: ch.autolock ?? s?.autolockManagers ?? false,
   });
 }
 
@@ -36,7 +38,7 @@ const durationOption = (flag: string) => (v: string | undefined) => {
 };
 
 /** Read, change, write; a write that raced another (ABORTED) is retried on fresh data. */
-async function updateCluster(c: Control, change: ClusterChange, rotate: { worker?: boolean; manager?: boolean } = {}): Promise<Cluster> {
+export async function updateCluster(c: Control, change: ClusterChange, rotate: { worker?: boolean; manager?: boolean; unlockKey?: boolean } = {}): Promise<Cluster> {
   return retryOnConflict(async () => {
     const cur = await theCluster(c);
     return c.updateCluster({
@@ -45,8 +47,22 @@ async function updateCluster(c: Control, change: ClusterChange, rotate: { worker
       spec: applyClusterChange(cur, change),
       rotateWorkerToken: rotate.worker,
       rotateManagerToken: rotate.manager,
+      rotateUnlockKey: rotate.unlockKey,
     });
   });
+}
+
+/** What `cluster update --autolock=true` and `swarm unlock-key` print around the key (Docker's words). */
+export function unlockKeyText(key: string): string {
+  return [
+    'To unlock a swarm manager after it restarts, run the `swarmctl swarm unlock`',
+    'command and provide the following key:',
+    '',
+    `    ${key}`,
+    '',
+    'Remember to store this key in a password manager, since without it you',
+    'will not be able to restart the manager.',
+  ].join('\n');
 }
 
 /** Where new nodes join: the leader's address, else any manager's. */
@@ -77,22 +93,27 @@ export function clusterCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
         yy
           .option('heartbeat-period', { alias: 'dispatcher-heartbeat', type: 'string', coerce: durationOption('heartbeat-period'), describe: 'Agent heartbeat period, e.g. 5s (a node is down after 3 missed)' })
           .option('cert-expiry', { type: 'string', coerce: durationOption('cert-expiry'), describe: 'Node certificate validity, e.g. 90d' })
-          .option('task-history-limit', { type: 'number', describe: 'Old tasks kept per slot' }),
-      env.action(async (a: GlobalArgs & { 'heartbeat-period'?: number; 'cert-expiry'?: number; 'task-history-limit'?: number }) => {
+          .option('task-history-limit', { type: 'number', describe: 'Old tasks kept per slot' })
+          .option('autolock', { type: 'boolean', describe: 'Lock managers after a restart: --autolock=true prints the unlock key; --autolock=false unwraps again' }),
+      env.action(async (a: GlobalArgs & { 'heartbeat-period'?: number; 'cert-expiry'?: number; 'task-history-limit'?: number; autolock?: boolean }) => {
         const lim = a['task-history-limit'];
         if (lim !== undefined && (!Number.isInteger(lim) || lim < 0)) {
           throw new UsageError(`--task-history-limit ${String(lim)}: expected a whole number ≥ 0`, 'cluster update');
         }
-        if (a['heartbeat-period'] === undefined && a['cert-expiry'] === undefined && lim === undefined) {
-          throw new UsageError('cluster update: nothing to change (give --heartbeat-period, --cert-expiry or --task-history-limit)', 'cluster update');
+        if (a['heartbeat-period'] === undefined && a['cert-expiry'] === undefined && lim === undefined && a.autolock === undefined) {
+          throw new UsageError('cluster update: nothing to change (give --heartbeat-period, --cert-expiry, --task-history-limit or --autolock)', 'cluster update');
         }
         await env.withControl(a, async (c) => {
           const cl = await updateCluster(c, {
             heartbeatPeriodMs: a['heartbeat-period'],
             certExpiryMs: a['cert-expiry'],
             taskHistoryLimit: a['task-history-limit'],
+            autolock: a.autolock,
           });
-          if (a.format === 'json') out(io, json(clusterJson(cl)));
+          // As `docker swarm update --autolock=true`: the key, once, with what it is for.
+          const unlockKey = a.autolock ? await c.getUnlockKey() : '';
+          if (a.format === 'json') out(io, json({ ...(clusterJson(cl) as object), ...(unlockKey ? { unlockKey } : {}) }));
+          else if (unlockKey) out(io, `Cluster ${cl.id} updated: autolock on.\n${unlockKeyText(unlockKey)}`);
           else
             out(
               io,

@@ -17,10 +17,10 @@ import { parseLabelAdds } from './node.js';
 type DataKind = 'secret' | 'config';
 type DataObject = Secret | Config;
 
-async function readData(file: string, kind: DataKind): Promise<Buffer> {
+async function readData(file: string, kind: DataKind, stdin: NodeJS.ReadableStream): Promise<Buffer> {
   if (file === '-') {
     const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
+    for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
     return Buffer.concat(chunks);
   }
   try {
@@ -75,8 +75,9 @@ export function dataCommands(kind: DataKind, y: Argv<GlobalArgs>, env: CommandEn
         } catch (e) {
           throw new UsageError((e as Error).message.replace('--label-add', '--label'), `${kind} create`);
         }
-        const data = await readData(a.file, kind);
-        if (data.length === 0) throw new UsageError(`${kind} create: ${a.file === '-' ? 'standard input' : a.file} is empty`, `${kind} create`);
+        const file = a.file === '' ? '-' : a.file; // yargs parses a lone "-" positional as ''
+        const data = await readData(file, kind, io.stdin ?? process.stdin);
+        if (data.length === 0) throw new UsageError(`${kind} create: ${file === '-' ? 'standard input' : file} is empty`, `${kind} create`);
         const o = await env.withControl(a, (c) => ops(c, kind).create(a.name, data, labels));
         out(io, a.format === 'json' ? json(toJson(kind, o)) : o.id);
       }),

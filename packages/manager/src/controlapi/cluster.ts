@@ -1,7 +1,8 @@
 /**
  * The cluster in the control API (after SwarmKit's controlapi/cluster.go): GetCluster,
- * ListClusters, UpdateCluster (spec, join token rotation), and admin certificates. The root CA
- * key never leaves: every Cluster in a response has root_ca.ca_key_pem emptied.
+ * ListClusters, UpdateCluster (spec, join token rotation, autolock and its unlock key), GetUnlockKey,
+ * and admin certificates. The root CA key never leaves: every Cluster in a response has
+ * root_ca.ca_key_pem and unlock_key_sealed emptied; the unlock key leaves only through GetUnlockKey.
  */
 import { type Clock, SwarmError, ErrorCode, invalidArgument, notFound, type Logger } from '@swarmd/common';
 import type { Cluster, ClusterSpec } from '@swarmd/proto';
@@ -12,6 +13,7 @@ import { type ClusterCa, MIN_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
 import { rotateJoinTokens } from '../ca/tokens.js';
 import { x509 } from '../ca/x509.js';
 import { publicCluster } from '../rpc-kit/cluster.js';
+import { newUnlockKey, unlockKeyOf, type SecretsKeyring } from '../secrets/index.js';
 
 function validClusterSpec(cur: Readonly<Cluster>, spec: ClusterSpec | undefined): ClusterSpec {
   if (!spec) throw invalidArgument('spec is required');
@@ -51,6 +53,8 @@ export interface ClusterDeps {
   clock: Clock;
   /** The cluster CA with its key. */
   ca(): Promise<ClusterCa>;
+  /** Seals the unlock key in the cluster object (autolock). */
+  keyring: SecretsKeyring;
 }
 
 export function createClusterImpl(deps: ClusterDeps) {
@@ -71,6 +75,7 @@ export function createClusterImpl(deps: ClusterDeps) {
     spec?: ClusterSpec;
     rotateWorkerToken: boolean;
     rotateManagerToken: boolean;
+    rotateUnlockKey: boolean;
   }): Promise<{ cluster: Cluster }> {
     if (!req.clusterVersion) throw invalidArgument('cluster_version is required (the meta.version of the cluster you read)');
     const id = await store.update((tx) => {
@@ -90,10 +95,17 @@ export function createClusterImpl(deps: ClusterDeps) {
           manager: req.rotateManagerToken,
         });
       }
+      // Autolock: a key when it turns on (or on rotation), none when it turns off.
+      if (c.spec.autolockManagers) {
+        if (!c.unlockKeySealed.length || req.rotateUnlockKey) c.unlockKeySealed = deps.keyring.seal(Buffer.from(newUnlockKey()));
+      } else {
+        if (req.rotateUnlockKey) throw invalidArgument('rotate_unlock_key: autolock is off, so there is no unlock key to rotate (turn it on with autolock_managers)');
+        c.unlockKeySealed = Buffer.alloc(0);
+      }
       tx.update('cluster', c);
       return c.id;
     });
-    log.info('cluster updated', { clusterId: id, rotateWorkerToken: req.rotateWorkerToken, rotateManagerToken: req.rotateManagerToken });
+    log.info('cluster updated', { clusterId: id, rotateWorkerToken: req.rotateWorkerToken, rotateManagerToken: req.rotateManagerToken, autolock: !!req.spec?.autolockManagers, rotateUnlockKey: req.rotateUnlockKey });
     return { cluster: publicCluster(store.view((tx) => tx.get('cluster', id))!) };
   }
 
@@ -113,5 +125,10 @@ export function createClusterImpl(deps: ClusterDeps) {
     return { certificatePem: cert.certPem, caCertPem: ca.certPem };
   }
 
-  return { getCluster, listClusters, updateCluster, issueAdminCertificate };
+  async function getUnlockKey(): Promise<{ unlockKey: string; version: Cluster['meta'] }> {
+    const c = store.view((tx) => resolveCluster(tx, ''));
+    return { unlockKey: unlockKeyOf(c, deps.keyring) ?? '', version: c.meta };
+  }
+
+  return { getCluster, listClusters, updateCluster, issueAdminCertificate, getUnlockKey };
 }

@@ -31,6 +31,8 @@ import { EventHistory } from '../events/history.js';
 import { createNetworksImpl } from './networks.js';
 import { createRolloutsImpl } from './rollouts.js';
 import { createSecretsImpl } from './secrets.js';
+import { createVolumesImpl } from './volumes.js';
+import { SwarmError, ErrorCode } from '@swarmd/common';
 import { keyringOf, type SecretsKeyring } from '../secrets/index.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';
@@ -98,7 +100,12 @@ export function createControlService(deps: ControlDeps): ControlApi {
     if (caCache?.pem !== c.rootCa!.caCertPem) caCache = { pem: c.rootCa!.caCertPem, ca: ClusterCa.fromCluster(c) };
     return caCache.ca;
   };
-  const cluster = createClusterImpl({ store, logger: log, clock, ca: loadCa });
+  const cluster = createClusterImpl({ store, logger: log, clock, ca: loadCa, keyring: deps.secrets ?? keyringOf(undefined) });
+  const volumes = createVolumesImpl({ store });
+  // Unlock is for a manager that restarted locked (manager/locked.ts); this one is running.
+  const notLocked = async (): Promise<never> => {
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, 'this manager is not locked: nothing to unlock');
+  };
 
   function unary<K extends UnaryKey>(method: K, local: boolean, impl: (req: ReqOf<K>, who: Caller) => Promise<ResOf<K>>): grpc.handleUnaryCall<ReqOf<K>, ResOf<K>> {
     return (call, cb) => {
@@ -170,6 +177,9 @@ export function createControlService(deps: ControlDeps): ControlApi {
       listClusters: unary('listClusters', local, cluster.listClusters),
       updateCluster: unary('updateCluster', local, cluster.updateCluster),
       issueAdminCertificate: unary('issueAdminCertificate', local, cluster.issueAdminCertificate),
+      getUnlockKey: unary('getUnlockKey', local, cluster.getUnlockKey),
+      unlock: (call, cb) => reply(admitControlCaller(call, local, verify).then(notLocked), cb, log, 'unlock'),
+      listVolumes: unary('listVolumes', local, volumes.listVolumes),
       watch: watch(local),
       logs: logs(local),
       events: events(local),

@@ -23,6 +23,7 @@ import {
   type HeartbeatResponse,
   type Node,
   type NodeDescription,
+  type NodeVolume,
   NodeAvailability,
   type NodeRole,
   NodeState,
@@ -265,7 +266,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
             role: u.role ?? 0,
             spec: { annotations: { name: '', labels: {} }, desiredRole: u.role ?? 0, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
           });
-      if (u.description) n.description = u.description;
+      // A session's description carries no volumes: the node's heartbeats report those (below).
+      if (u.description) n.description = { ...u.description, volumes: cur?.description?.volumes ?? u.description.volumes };
       n.status = { state: u.state, message: u.message, addr: u.addr ?? n.status?.addr ?? '' };
       if (cur) tx.update('node', n);
       else tx.create('node', n);
@@ -398,7 +400,22 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const p = period();
     heartbeats.set(id.nodeId, clock.now() + p * grace);
     metrics.dispatcherHeartbeats.inc();
+    if (call.request.volumesSet) await recordVolumes(id.nodeId, call.request.volumes);
     return { periodMs: p };
+  }
+
+  /** The node's named volumes, as its agent reported them (only sent when they changed). */
+  async function recordVolumes(nodeId: string, volumes: NodeVolume[]): Promise<void> {
+    const list = volumes.map((v) => ({ name: v.name, driver: v.driver || 'local' })).sort((a, b) => a.name.localeCompare(b.name));
+    await retryConflicts(() =>
+      store.update((tx) => {
+        const cur = tx.get('node', nodeId);
+        if (!cur?.description || JSON.stringify(cur.description.volumes) === JSON.stringify(list)) return;
+        const n = cloneObject('node', cur);
+        n.description = { ...cur.description, volumes: list };
+        tx.update('node', n);
+      }),
+    );
   }
 
   async function expireHeartbeats(now = clock.now()): Promise<string[]> {

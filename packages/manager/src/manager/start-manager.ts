@@ -19,7 +19,8 @@ import type { Controller } from '../controller-kit/controller.js';
 import { Membership } from '../membership/membership.js';
 import { promoterController, roleReconcilerController } from '../membership/controllers.js';
 import { joinRaftGroup } from '../membership/join-client.js';
-import { keyringOf, newSecretsKey, readSecretsKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
+import { KeyFileKeeper, keyringOf, newSecretsKey, readSecretsKeyFile, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
+import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
 import { RaftLog } from '../replication/raft-log.js';
 import { makeObject } from '../store/kinds.js';
@@ -65,6 +66,8 @@ export interface ManagerOptions {
   controllers?: Controller[];
   /** Join: how long to keep trying to reach a leader (default 60 s). */
   joinTimeoutMs?: number;
+  /** Aborting gives up a locked manager's wait for its unlock key (startManager then rejects). */
+  signal?: AbortSignal;
 }
 
 export interface Manager {
@@ -110,7 +113,7 @@ export function defaultClusterSpec(o: ManagerOptions['clusterSpec'] = {}): Clust
     raft: { electionTick: 10, heartbeatTick: 1, snapshotInterval: 10_000, keepOldSnapshots: 0 },
     dispatcher: { heartbeatPeriodMs: o.heartbeatPeriodMs ?? DEFAULT_CLUSTER_HEARTBEAT_MS },
     caConfig: { nodeCertExpiryMs: o.nodeCertExpiryMs ?? DEFAULT_NODE_CERT_EXPIRY_MS },
-    orchestration: { taskHistoryRetentionLimit: o.taskHistoryRetentionLimit ?? DEFAULT_TASK_HISTORY_LIMIT },
+    autolockManagers: false, orchestration: { taskHistoryRetentionLimit: o.taskHistoryRetentionLimit ?? DEFAULT_TASK_HISTORY_LIMIT },
   };
 }
 
@@ -164,7 +167,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       id: nodeId,
       role: NodeRole.NODE_ROLE_MANAGER,
       spec: { annotations: { name: '', labels: { ...(o.labels ?? {}) } }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
-      description: { hostname: o.hostname ?? osHostname(), platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', engineLabels: {} },
+      description: { hostname: o.hostname ?? osHostname(), platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
       managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2 },
       certificatePem: issued.certPem,
     });
@@ -202,7 +205,25 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     );
   }
   const me: RaftMemberFile = member;
-  const secretsKey = await readSecretsKey(o.stateDir);
+  const sockPath = o.controlSocket === false ? undefined : (o.controlSocket ?? join(o.stateDir, 'control.sock'));
+  const keyFile = await readSecretsKeyFile(o.stateDir);
+  let secretsKey = keyFile && !keyFile.locked ? keyFile.key : undefined;
+  // The unlock key DIR/secrets.key is wrapped with ('' when plain).
+  let unlockKey = '';
+  if (keyFile?.locked) {
+    // Autolock: nothing opens until the unlock key arrives (Control.Unlock on the port or socket).
+    const unlocked = await waitForUnlock({
+      wrapped: keyFile.wrapped,
+      listenAddr: o.listenAddr,
+      serverCredentials: provider.serverCredentials(),
+      verify: () => ({ caCertPem: provider.tls.caCertPem, now: clock.now(), clusterId: me.clusterId, isRemoved: () => false }),
+      ...(sockPath ? { controlSocket: sockPath } : {}),
+      logger,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    secretsKey = unlocked.key;
+    unlockKey = unlocked.unlockKey;
+  }
   if (!secretsKey) logger.warn('no secrets key in the state dir: this manager cannot seal or open secrets', { file: join(o.stateDir, SECRETS_KEY_FILE) });
   const secrets = keyringOf(secretsKey);
 
@@ -257,6 +278,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     now: () => clock.now(),
     reachableWithinMs: 2 * electionMs,
     secretsKey: () => secrets.key(),
+    autolocked: () => !!clusterObj()?.unlockKeySealed.length,
   });
   // Since when this manager has known no leader (undefined while it knows one).
   let noLeaderSince: number | undefined = raft.leader ? undefined : clock.now();
@@ -314,7 +336,6 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
 
   // The local control socket: Control without TLS, root only (0600).
   let sockServer: grpc.Server | undefined;
-  const sockPath = o.controlSocket === false ? undefined : (o.controlSocket ?? join(o.stateDir, 'control.sock'));
   if (sockPath && socketServices.length) {
     await rm(sockPath, { force: true });
     sockServer = new grpc.Server();
@@ -322,6 +343,10 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     await bindServer(sockServer, `unix://${sockPath}`, grpc.ServerCredentials.createInsecure());
     await chmod(sockPath, 0o600);
   }
+
+  // Every manager keeps its secrets key file as the cluster's autolock setting says.
+  const keeper = new KeyFileKeeper({ stateDir: o.stateDir, keyring: secrets, cluster: clusterObj, current: unlockKey, logger });
+  keeper.start();
 
   const host = new ControllerHost({ log, deps: { store: st, clock, logger } });
   host.register(promoterController(raft, membership));
@@ -398,6 +423,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       stopped = true;
       clearInterval(memberWatch);
       clearInterval(sampler);
+      await keeper.stop();
       events.removeAllListeners();
       await host.stop();
       for (const h of hosted) await h.stop?.();

@@ -41,6 +41,12 @@ export interface MembershipOptions {
   reachableWithinMs?: number;
   /** The secrets key, handed to a manager that joins (it seals secrets in the store). */
   secretsKey?: () => Buffer | undefined;
+  /**
+   * Whether autolock is on: then a member that joins again (it holds its key, or should) is not
+   * handed the secrets key, so a manager certificate taken from a locked manager's disk does not
+   * fetch it from the cluster.
+   */
+  autolocked?: () => boolean;
 }
 
 /**
@@ -139,7 +145,8 @@ export class Membership {
     if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0, secretsKey: Buffer.alloc(0) };
     if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
     let raftId = this.raftIdOf(nodeId);
-    if (raftId !== undefined && this.inGroup(raftId)) {
+    const rejoin = raftId !== undefined && this.inGroup(raftId);
+    if (raftId !== undefined && rejoin) {
       const known = this.o.raft.address(raftId);
       if (known && known !== addr) {
         throw new SwarmError(
@@ -156,7 +163,10 @@ export class Membership {
       await this.addLearnerWhenFree(raftId, addr);
     }
     await this.recordManager(nodeId, raftId, addr);
-    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId, secretsKey: this.o.secretsKey?.() ?? Buffer.alloc(0) };
+    const withhold = rejoin && !!this.o.autolocked?.();
+    if (withhold) this.o.logger.warn('join: a member joins again under autolock; the secrets key is not handed out', { nodeId, raftId });
+    const secretsKey = withhold ? Buffer.alloc(0) : (this.o.secretsKey?.() ?? Buffer.alloc(0));
+    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId, secretsKey };
   }
 
   /**
@@ -191,7 +201,7 @@ export class Membership {
               role: NodeRole.NODE_ROLE_MANAGER,
               spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
               managerStatus: ms,
-              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {} } } : {}),
+              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {}, volumes: [] } } : {}),
             });
             tx.create('node', n);
             return;

@@ -34,9 +34,10 @@ export function managersOf(tx: ReadTx): WeightedPeer[] {
   return out.map((x) => x.p);
 }
 
-/** A copy of the cluster without the root CA key: the only form that leaves the manager. */
+/** A copy of the cluster without the root CA key and the sealed unlock key: the only form that leaves the manager. */
 export function publicCluster(c: Readonly<Cluster>): Cluster {
   const out = cloneObject('cluster', c);
   if (out.rootCa) out.rootCa.caKeyPem = Buffer.alloc(0);
+  out.unlockKeySealed = Buffer.alloc(0);
   return out;
 }

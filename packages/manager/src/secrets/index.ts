@@ -1,2 +1,4 @@
 export * from './sealed.js';
 export * from './key-file.js';
+export * from './unlock-key.js';
+export * from './autolock.js';

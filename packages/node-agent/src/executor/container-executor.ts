@@ -80,6 +80,7 @@ export class ContainerExecutor implements Executor {
       resources: { nanoCpus: cpus().length * 1e9, memoryBytes: totalmem() },
       engineVersion: this.o.engineVersion ?? '',
       engineLabels: this.o.labels ?? {},
+      volumes: [],
     });
   }
 

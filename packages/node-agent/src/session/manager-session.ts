@@ -8,6 +8,7 @@ import {
   type SessionMessage,
   type LogRecord,
   type TaskStatus,
+  type NodeVolume,
 } from '@swarmd/proto';
 import { describeError, unavailable, type Logger } from '@swarmd/common';
 import { isAbortError, systemClock, type Clock } from '@swarmd/common';
@@ -72,6 +73,8 @@ export interface Agent {
   updateTls(tls: AgentTls, opts?: { reconnect?: boolean }): void;
   /** Ends the current session and reconnects to the same manager at once. */
   reconnect(): void;
+  /** Where the node's named volumes come from: heartbeats carry them when they change. */
+  reportVolumes(list: () => Promise<NodeVolume[]>): void;
   /** The current manager list (as the last session gave it), in dial order. */
   managers(): string[];
   /** The current session, if connected. */
@@ -122,6 +125,7 @@ class AgentImpl implements Agent {
   private saved: string;
   private saving: Promise<void> = Promise.resolve();
   private assignmentsUnimplemented = false;
+  private volumeSource: (() => Promise<NodeVolume[]>) | undefined;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -143,6 +147,23 @@ class AgentImpl implements Agent {
       clock: this.clock,
       logger: this.logger,
     });
+  }
+
+  reportVolumes(list: () => Promise<NodeVolume[]>): void {
+    this.volumeSource = list;
+  }
+
+  /** The volumes to send with a heartbeat: set when they differ from what this session last sent. */
+  private async volumesChange(lastSent: string | undefined): Promise<{ volumes: NodeVolume[]; key: string } | undefined> {
+    if (!this.volumeSource) return undefined;
+    try {
+      const volumes = (await this.volumeSource()).map((v) => ({ name: v.name, driver: v.driver })).sort((a, b) => a.name.localeCompare(b.name));
+      const key = JSON.stringify(volumes);
+      return key === lastSent ? undefined : { volumes, key };
+    } catch (err) {
+      this.logger.warn('cannot list the node volumes', { err: describeError(err) });
+      return undefined;
+    }
   }
 
   start(): void {
@@ -333,14 +354,20 @@ class AgentImpl implements Agent {
   }
 
   private async heartbeatLoop(client: DispatcherClient, sessionId: string, ac: AbortController): Promise<void> {
+    let volumesSent: string | undefined; // per session: a new session sends them again
     try {
       while (!ac.signal.aborted) {
+        const change = await this.volumesChange(volumesSent);
         const periodMs = await new Promise<number>((resolve, reject) => {
           const onAbort = () => call.cancel();
-          const call = client.heartbeat({ sessionId }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
+          const req = { sessionId, volumes: change?.volumes ?? [], volumesSet: !!change };
+          const call = client.heartbeat(req, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
             ac.signal.removeEventListener('abort', onAbort);
             if (err) reject(err);
-            else resolve(res.periodMs);
+            else {
+              if (change) volumesSent = change.key;
+              resolve(res.periodMs);
+            }
           });
           ac.signal.addEventListener('abort', onAbort, { once: true });
         });

@@ -12,6 +12,6 @@ export function describeNode(o: { hostname?: string; labels?: Record<string, str
     platform: { os: os.platform(), architecture: ARCH[os.arch()] ?? os.arch() },
     resources: { nanoCpus: Math.max(1, os.availableParallelism()) * 1e9, memoryBytes: os.totalmem() },
     engineVersion: o.engineVersion ?? ENGINE_VERSION,
-    engineLabels: { ...(o.labels ?? {}) },
+    volumes: [], engineLabels: { ...(o.labels ?? {}) },
   };
 }

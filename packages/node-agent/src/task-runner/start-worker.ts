@@ -35,6 +35,8 @@ export interface StartWorkerOptions {
     networkStateApplied?(version: string): void;
     /** Waits until every node holds the network state last received (Dispatcher.WaitNetworkSync). */
     waitNetworkSync?(timeoutMs: number): Promise<{ synced: boolean; lagging: string[] }>;
+    /** Where the node's named volumes come from (reported with heartbeats: `swarmctl volume ls`). */
+    reportVolumes?(list: () => Promise<{ name: string; driver: string }[]>): void;
   };
   /** The node's state dir: runtime/ and networking/ go under it. */
   stateDir: string;
@@ -117,6 +119,7 @@ export async function startWorker(o: StartWorkerOptions): Promise<RunningWorker>
     ...(o.clock ? { clock: o.clock } : {}),
     logger: logger.child({ component: 'agent/tasks' }),
   });
+  o.agent.reportVolumes?.(() => containers.volumes.list());
   return {
     executor,
     images,
