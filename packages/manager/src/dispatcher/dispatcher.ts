@@ -49,7 +49,7 @@ import {
 } from '@swarmd/proto';
 import type { ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
-import { onKind, onCommit, type EventMatcher, type StoreEvent } from '../store/events.js';
+import type { EventMatcher, StoreEvent } from '../store/events.js';
 import { newId } from '../ids.js';
 import { authorize } from '../ca/grpc-auth.js';
 import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
@@ -57,6 +57,7 @@ import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
+import { NodeEvents } from './node-events.js';
 import { networkStateFor, networkStates } from './network-state.js';
 import { NetworkSync } from './network-sync.js';
 import { publishLogs } from './publish-logs.js';
@@ -163,18 +164,15 @@ function isManagerNode(n: Readonly<Node> | undefined): boolean {
 }
 
 /**
- * Whether an event of another node or another node's task may change what the nodes' network
- * states hold (networkStates: peers on networks, node addresses, ingress attachments). Computed
- * once per event, however many streams ask.
+ * Whether a node event may change what the nodes' network states hold (networkStates: node
+ * addresses, ingress attachments). Computed once per event, however many streams ask.
  */
 const networkRelevance = new WeakMap<StoreEvent, boolean>();
-function mayChangeNetworks(e: StoreEvent): boolean {
-  if (e.type === 'commit') return false;
+function nodeMayChangeNetworks(e: StoreEvent): boolean {
+  if (e.type === 'commit' || e.kind !== 'node') return false;
   let r = networkRelevance.get(e);
   if (r !== undefined) return r;
-  if (e.kind === 'task') r = e.object.networks.length > 0 || (e.old?.networks.length ?? 0) > 0;
-  else if (e.kind === 'node') r = e.type !== 'update' || e.object.status?.addr !== e.old?.status?.addr || !sameAttachments(e.object, e.old);
-  else r = true;
+  r = e.type !== 'update' || e.object.status?.addr !== e.old?.status?.addr || !sameAttachments(e.object, e.old);
   networkRelevance.set(e, r);
   return r;
 }
@@ -266,6 +264,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const networkSync = new NetworkSync();
   const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
   const disconnectGrace = deps.disconnectGraceMs ?? DEFAULT_DISCONNECT_GRACE_MS;
+  /** The store's events routed to the sessions and assignments streams by node id. */
+  const nodeEvents = new NodeEvents(store);
   /** node id → the pending check, after its session stream broke, that it came back. */
   const lostChecks = new Map<string, AbortController>();
 
@@ -402,10 +402,9 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     if (state.ended) return;
     log.info('session opened', { nodeId, addr, sessionId: state.id });
 
-    // This node's changes and the managers' (the list it carries); another worker's change is
-    // filtered out where it is published, so that N sessions cost O(1), not O(N), per node event.
+    // This node's changes, the managers' (the list it carries) and the cluster's.
     const mine: EventMatcher = (e) => e.type !== 'commit' && e.kind === 'node' && (e.object.id === nodeId || isManagerNode(e.object) || isManagerNode(e.old));
-    const w = store.viewAndWatch((tx) => ({ node: tx.get('node', nodeId), cluster: tx.find('cluster')[0] }), mine, onKind('cluster'));
+    const w = nodeEvents.viewAndWatch(nodeId, (tx) => ({ node: tx.get('node', nodeId), cluster: tx.find('cluster')[0] }), (e) => mine(e) || (e.type !== 'commit' && e.kind === 'cluster'));
     closeWatch = () => w.close();
     let lastKey = '';
     const send = (node: Readonly<Node> | undefined): void => {
@@ -539,19 +538,15 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const assigned = (t: Readonly<Task>): boolean => isAssignedTask(t, nodeId);
     const dataOf = (tx: ReadTx, tasks: readonly Readonly<Task>[]) =>
       dataAssignments(tx, tasks, deps.secrets, nodeId && deps.secrets ? (secretId, err) => log.warn('a secret could not be opened for a node', { nodeId, secretId, err }) : () => undefined);
-    const w = store.viewAndWatch(
+    const w = nodeEvents.viewAndWatch(
+      nodeId,
       (tx) => {
         const tasks = tx.find('task', { nodeId }).filter(assigned);
         return { tasks, version: tx.version(), networks: networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)), data: dataOf(tx, tasks) };
       },
-      // Filtered where they are published: another node's task without networks, or another
-      // node's change that leaves its addresses alone, never reaches this stream (N streams cost
-      // O(1), not O(N), per such event).
-      (e) => e.type !== 'commit' && e.kind === 'task' && (e.object.nodeId === nodeId || e.old?.nodeId === nodeId || mayChangeNetworks(e)),
-      onKind('network'),
-      onKind('service'),
-      (e) => e.type !== 'commit' && e.kind === 'node' && mayChangeNetworks(e),
-      onCommit,
+      // Its node's tasks (routed), tasks on networks, networks, services, node changes that move an
+      // address or an attachment, commits. Another worker's status change is not among them.
+      (e) => e.type === 'commit' || e.kind === 'task' || e.kind === 'network' || e.kind === 'service' || nodeMayChangeNetworks(e),
     );
     let ended = false;
     // Counted from now: the COMPLETE set below is its first send.
