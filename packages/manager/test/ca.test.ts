@@ -166,6 +166,31 @@ test('verifyPeerCertificate: identity from the certificate; refuses foreign CA, 
   await refused(o2.certPem, opts, /issued by .*cluster2.*not by this cluster's CA/);
 });
 
+test('verifyPeerCertificate of the DER an RPC presents: once verified, validity, cluster and removal still hold on every call; another CA still refuses it', async (t) => {
+  const ca = await caP;
+  const foreign = await foreignP;
+  const { csrPem } = await createKeyAndCsr();
+  const mine = await ca.issueNodeCertificate(csrPem, CertRole.WORKER, 'w9', { now: NOW, expiryMs: 10 * DAY });
+  const der = new Uint8Array(new NodeX509(mine.certPem).raw); // as grpc-js hands it over
+  const opts = { caCertPem: ca.certPem, now: NOW + DAY, clusterId: 'cluster1' };
+  t.like(await verifyPeerCertificate(der, opts), { nodeId: 'w9', role: 'swarm-worker', clusterId: 'cluster1' });
+  t.like(await verifyPeerCertificate(der, opts), { nodeId: 'w9' }, 'again (from the cache)');
+  const refused = async (o: Parameters<typeof verifyPeerCertificate>[1], re: RegExp) => {
+    const e = await t.throwsAsync(verifyPeerCertificate(der, o));
+    t.true(isSwarmError(e, ErrorCode.UNAUTHENTICATED), e.message);
+    t.regex(e.message, re);
+  };
+  await refused({ ...opts, now: NOW + 11 * DAY }, /expired at 2026-01-11/);
+  await refused({ ...opts, now: NOW - DAY }, /not valid before/);
+  await refused({ ...opts, isRemoved: (id) => id === 'w9' }, /node w9 was removed/);
+  await refused({ ...opts, clusterId: 'other' }, /for cluster cluster1, not other/);
+  await refused({ ...opts, caCertPem: foreign.certPem }, /signature is not the cluster CA's/);
+  // A caller cannot change the identity it gets back for the next one.
+  const id = await verifyPeerCertificate(der, opts);
+  id.nodeId = 'tampered';
+  t.is((await verifyPeerCertificate(der, opts)).nodeId, 'w9');
+});
+
 test('renewal: between 50% and 80% of the lifetime, jitter from the injected rng', async (t) => {
   const ca = await caP;
   const { csrPem } = await createKeyAndCsr();

@@ -138,6 +138,62 @@ test('heartbeats keep a node READY; without them the expiry controller marks it 
   t.is(h.store.view((tx) => tx.get('node', LEADER_ID))!.status?.state, NodeState.NODE_STATE_DOWN);
 });
 
+/** Waits until the dispatcher has noticed the session ended and armed its disconnect check on the clock. */
+async function sessionGone(fx: Fx, nodeId: string): Promise<void> {
+  while (fx.d.sessions().some((s) => s.nodeId === nodeId) || fx.h.clock.waiting === 0) await new Promise((r) => setTimeout(r, 5));
+}
+
+test('a node whose session stream breaks is DOWN after the disconnect grace, before its heartbeat runs out', async (t) => {
+  const fx = await setup(t); // heartbeat period 1000 ms × grace 3: expiry at 3000 ms
+  const { h } = fx;
+  const { stream } = await openSession(fx, t, 'wrk9');
+  await stream.next();
+  const w = h.store.watch(onKind('node', 'update'));
+  stream.cancel(); // as the kernel closing the socket of a killed agent
+  await sessionGone(fx, 'wrk9');
+  h.clock.advance(1999);
+  await fx.d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk9'))!.status?.state, NodeState.NODE_STATE_READY, 'still READY within the grace');
+  h.clock.advance(1); // 2000 ms (the default disconnect grace) after the stream broke
+  for await (const e of w) {
+    if (e.type !== 'commit' && e.kind === 'node' && e.object.id === 'wrk9' && e.object.status?.state === NodeState.NODE_STATE_DOWN) {
+      t.regex(e.object.status.message, /^session lost/);
+      break;
+    }
+  }
+  t.deepEqual(await fx.d.expireHeartbeats(), [], 'the heartbeat had not run out: the broken stream alone marked it DOWN');
+});
+
+test('a node that opens a new session within the disconnect grace stays READY', async (t) => {
+  const fx = await setup(t);
+  const { h } = fx;
+  const first = await openSession(fx, t, 'wrk10');
+  await first.stream.next();
+  first.stream.cancel();
+  await sessionGone(fx, 'wrk10');
+  h.clock.advance(1000);
+  const again = await openSession(fx, t, 'wrk10');
+  await again.stream.next();
+  t.is(h.clock.waiting, 0, 'the new session cancelled the check');
+  h.clock.advance(5000);
+  await fx.d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk10'))!.status?.state, NodeState.NODE_STATE_READY);
+});
+
+test('disconnectGraceMs 0 leaves a broken session to heartbeat expiry', async (t) => {
+  const fx = await setup(t, { disconnectGraceMs: 0 });
+  const { stream } = await openSession(fx, t, 'wrk11');
+  await stream.next();
+  stream.cancel();
+  while (fx.d.sessions().length) await new Promise((r) => setTimeout(r, 5));
+  t.is(fx.h.clock.waiting, 0, 'no disconnect check armed');
+  fx.h.clock.advance(2999);
+  t.deepEqual(await fx.d.expireHeartbeats(), []);
+  fx.h.clock.advance(1);
+  t.deepEqual(await fx.d.expireHeartbeats(), ['wrk11']);
+  t.is(fx.h.store.view((tx) => tx.get('node', 'wrk11'))!.status?.message, 'heartbeat failure');
+});
+
 test('a follower redirects the agent to the leader', async (t) => {
   const fx = await setup(t);
   fx.h.state.leader = false;

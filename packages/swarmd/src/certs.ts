@@ -101,29 +101,42 @@ export interface IssuedNodeTls {
 export async function joinWithToken(o: { managerAddr: string; token: string; advertiseAddr: string; logger: Logger; timeoutMs?: number }): Promise<IssuedNodeTls> {
   const caPem = await fetchPinnedRootCa(o.managerAddr, o.token);
   o.logger.info('root CA pinned by the join token', { manager: o.managerAddr });
-  const { keyPem, csrPem } = await createKeyAndCsr();
-  // Trust the pinned CA from now on; no client certificate yet.
-  const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: () => undefined });
-  const client = new NodeCaClient(o.managerAddr, creds);
+  const client = pinnedNodeCaClient(o.managerAddr, caPem);
   try {
-    let issued: IssueNodeCertificateResponse;
-    try {
-      issued = await unary(client.issueNodeCertificate.bind(client), {
-        csrPem: Buffer.from(csrPem),
-        token: o.token,
-        role: NodeRole.NODE_ROLE_WORKER,
-        advertiseAddr: o.advertiseAddr,
-      });
-    } catch (err) {
-      throw callError('the join token was refused', o.managerAddr, err);
-    }
-    const st = await pollIssued(client, o.managerAddr, issued.nodeId, o.timeoutMs ?? 30_000, keyPem);
-    const tls = { caCertPem: st.caCertPem || caPem, certPem: st.certificatePem, keyPem };
-    const f = certificateFacts(tls.certPem);
-    return { tls, nodeId: issued.nodeId, role: f.role as IssuedNodeTls['role'], managerAddrs: st.managerAddrs };
+    return await requestNodeCertificate({ ...o, client, caPem });
   } finally {
     client.close();
   }
+}
+
+/** A NodeCa client that trusts only the pinned CA and presents no client certificate yet. */
+export function pinnedNodeCaClient(managerAddr: string, caPem: string): NodeCaClient {
+  const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: () => undefined });
+  return new NodeCaClient(managerAddr, creds);
+}
+
+/**
+ * The join after the CA is pinned, over `client` (pinnedNodeCaClient; many joins may share one):
+ * a fresh key and CSR, IssueNodeCertificate with the token, then NodeCertificateStatus until ISSUED.
+ */
+export async function requestNodeCertificate(o: { client: NodeCaClient; caPem: string; managerAddr: string; token: string; advertiseAddr: string; timeoutMs?: number }): Promise<IssuedNodeTls> {
+  const { client, caPem } = o;
+  const { keyPem, csrPem } = await createKeyAndCsr();
+  let issued: IssueNodeCertificateResponse;
+  try {
+    issued = await unary(client.issueNodeCertificate.bind(client), {
+      csrPem: Buffer.from(csrPem),
+      token: o.token,
+      role: NodeRole.NODE_ROLE_WORKER,
+      advertiseAddr: o.advertiseAddr,
+    });
+  } catch (err) {
+    throw callError('the join token was refused', o.managerAddr, err);
+  }
+  const st = await pollIssued(client, o.managerAddr, issued.nodeId, o.timeoutMs ?? 30_000, keyPem);
+  const tls = { caCertPem: st.caCertPem || caPem, certPem: st.certificatePem, keyPem };
+  const f = certificateFacts(tls.certPem);
+  return { tls, nodeId: issued.nodeId, role: f.role as IssuedNodeTls['role'], managerAddrs: st.managerAddrs };
 }
 
 /** Renewal with the current (valid) certificate: a fresh key; the role is the cluster's decision. */

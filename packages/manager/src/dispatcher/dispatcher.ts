@@ -5,7 +5,9 @@
  * - The node id comes only from the peer certificate; removed nodes are refused.
  * - Heartbeats are in-memory TTLs (never stored). The leader-only expiry controller marks a node
  *   DOWN ("heartbeat failure") once `period × grace` passes without one, and gives every node a
- *   fresh grace period when it starts (a new leader knows no heartbeats).
+ *   fresh grace period when it starts (a new leader knows no heartbeats). A session stream that
+ *   breaks marks its node DOWN ("session lost") sooner: when no new session comes within
+ *   `disconnectGraceMs`.
  * - Node status and task status writes are coalesced per key and flushed as one transaction.
  * - Assignments: a COMPLETE set, then INCREMENTAL changes chained by applies_to / results_in
  *   (store versions).
@@ -25,7 +27,7 @@ import {
   type NodeDescription,
   type NodeVolume,
   NodeAvailability,
-  type NodeRole,
+  NodeRole,
   NodeState,
   type PublishLogsRequest,
   type PublishLogsResponse,
@@ -48,7 +50,7 @@ import {
 } from '@swarmd/proto';
 import type { ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
-import { onKind, onCommit } from '../store/events.js';
+import type { EventMatcher, StoreEvent } from '../store/events.js';
 import { newId } from '../ids.js';
 import { authorize } from '../ca/grpc-auth.js';
 import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
@@ -56,6 +58,7 @@ import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
 import { KeyedBatcher } from './batcher.js';
+import { NodeEvents } from './node-events.js';
 import { networkStateFor, networkStates } from './network-state.js';
 import { NetworkSync } from './network-sync.js';
 import { publishLogs } from './publish-logs.js';
@@ -66,6 +69,8 @@ export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 /** Periods a node may miss before it is marked DOWN. */
 export const DEFAULT_HEARTBEAT_GRACE = 3;
 export const DEFAULT_STATUS_BATCH_MS = 100;
+/** How long a node whose session stream broke has to open a new one before it is marked DOWN. */
+export const DEFAULT_DISCONNECT_GRACE_MS = 2000;
 const MAX_BATCH_ITEMS = 200;
 /** The longest an agent may wait for every node to program a network state (WaitNetworkSync). */
 const MAX_SYNC_WAIT_MS = 30_000;
@@ -83,6 +88,12 @@ export interface DispatcherDeps extends ServiceDeps {
   defaultHeartbeatPeriodMs?: number;
   /** A node is DOWN after period × grace without a heartbeat. Default 3. */
   heartbeatGrace?: number;
+  /**
+   * A node whose session stream breaks (the connection lost, the agent gone) and that opens no new
+   * session within this is marked DOWN ("session lost"), without waiting for its heartbeat to
+   * run out. 0 turns it off (heartbeat expiry only). Default 2000 ms.
+   */
+  disconnectGraceMs?: number;
   /** Coalescing window for node and task status writes. Default 100 ms. */
   statusBatchMs?: number;
   /** Coalescing window for task status writes only (default: statusBatchMs). */
@@ -146,6 +157,30 @@ interface SessionState {
 export function heartbeatPeriodOf(cluster: Readonly<Cluster> | undefined, fallback = DEFAULT_HEARTBEAT_PERIOD_MS): number {
   const p = cluster?.spec?.dispatcher?.heartbeatPeriodMs ?? 0;
   return p > 0 ? p : fallback;
+}
+
+/** Whether a node can be in the manager list the sessions carry (managersOf). */
+function isManagerNode(n: Readonly<Node> | undefined): boolean {
+  return n?.role === NodeRole.NODE_ROLE_MANAGER || !!n?.managerStatus;
+}
+
+/**
+ * Whether a node event may change what the nodes' network states hold (networkStates: node
+ * addresses, ingress attachments). Computed once per event, however many streams ask.
+ */
+const networkRelevance = new WeakMap<StoreEvent, boolean>();
+function nodeMayChangeNetworks(e: StoreEvent): boolean {
+  if (e.type === 'commit' || e.kind !== 'node') return false;
+  let r = networkRelevance.get(e);
+  if (r !== undefined) return r;
+  r = e.type !== 'update' || e.object.status?.addr !== e.old?.status?.addr || !sameAttachments(e.object, e.old);
+  networkRelevance.set(e, r);
+  return r;
+}
+
+function sameAttachments(a: Readonly<Node>, b: Readonly<Node> | undefined): boolean {
+  if (!b || a.attachments.length !== b.attachments.length) return false;
+  return a.attachments.every((x, i) => x.networkId === b.attachments[i].networkId && x.addresses.join() === b.attachments[i].addresses.join());
 }
 
 /** Whether the agent should hold the task: assigned to it, and not finished on both sides. */
@@ -229,6 +264,11 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   /** Which network state each node has programmed (the drain of a task waits on it). */
   const networkSync = new NetworkSync();
   const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
+  const disconnectGrace = deps.disconnectGraceMs ?? DEFAULT_DISCONNECT_GRACE_MS;
+  /** The store's events routed to the sessions and assignments streams by node id. */
+  const nodeEvents = new NodeEvents(store);
+  /** node id → the pending check, after its session stream broke, that it came back. */
+  const lostChecks = new Map<string, AbortController>();
 
   const period = (): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), deps.defaultHeartbeatPeriodMs);
   // Sessions ask for the list on every node event: compute it once per store version.
@@ -321,6 +361,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const nodeId = id.nodeId;
     const addr = peerHost(call);
     sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `session replaced by a newer session of node ${nodeId}`));
+    lostChecks.get(nodeId)?.abort();
+    lostChecks.delete(nodeId);
     const state: SessionState = { id: newId(), nodeId, addr, ended: false, onEnd: new Set(), end: () => undefined };
     sessions.set(nodeId, state);
     metrics.dispatcherSessions.inc();
@@ -336,8 +378,14 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       if (err === undefined) call.end();
       else call.emit('error', streamError(err));
     };
-    call.on('cancelled', () => state.end());
-    call.on('error', () => state.end());
+    // The peer went away (its process died, its connection broke): unless it is back soon, DOWN.
+    const lost = (): void => {
+      if (state.ended) return;
+      state.end();
+      sessionLost(nodeId);
+    };
+    call.on('cancelled', lost);
+    call.on('error', lost);
     if (call.cancelled) return state.end(); // gone while we checked its certificate
 
     const desc = call.request.description;
@@ -356,7 +404,9 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     if (state.ended) return;
     log.info('session opened', { nodeId, addr, sessionId: state.id });
 
-    const w = store.viewAndWatch((tx) => ({ node: tx.get('node', nodeId), cluster: tx.find('cluster')[0] }), onKind('node'), onKind('cluster'));
+    // This node's changes, the managers' (the list it carries) and the cluster's.
+    const mine: EventMatcher = (e) => e.type !== 'commit' && e.kind === 'node' && (e.object.id === nodeId || isManagerNode(e.object) || isManagerNode(e.old));
+    const w = nodeEvents.viewAndWatch(nodeId, (tx) => ({ node: tx.get('node', nodeId), cluster: tx.find('cluster')[0] }), (e) => mine(e) || (e.type !== 'commit' && e.kind === 'cluster'));
     closeWatch = () => w.close();
     let lastKey = '';
     const send = (node: Readonly<Node> | undefined): void => {
@@ -418,22 +468,51 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     );
   }
 
+  /** Marks a node DOWN (one coalesced write) unless it is DOWN or gone; forgets its heartbeat. */
+  function markDown(nodeId: string, message: string): Promise<void> {
+    heartbeats.delete(nodeId);
+    const n = store.view((tx) => tx.get('node', nodeId));
+    if (!n || n.status?.state === NodeState.NODE_STATE_DOWN) return Promise.resolve();
+    log.warn(`node down: ${message}`, { nodeId });
+    return nodeWrites.add(nodeId, { state: NodeState.NODE_STATE_DOWN, message });
+  }
+
   async function expireHeartbeats(now = clock.now()): Promise<string[]> {
     const expired: string[] = [];
     for (const [nodeId, at] of heartbeats) if (at <= now) expired.push(nodeId);
     if (expired.length === 0) return expired;
     const writes: Promise<void>[] = [];
     for (const nodeId of expired) {
-      heartbeats.delete(nodeId);
       sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `node ${nodeId}: heartbeat failure (no heartbeat for ${period() * grace} ms)`));
-      const n = store.view((tx) => tx.get('node', nodeId));
-      if (n && n.status?.state !== NodeState.NODE_STATE_DOWN) {
-        log.warn('node down: heartbeat failure', { nodeId });
-        writes.push(nodeWrites.add(nodeId, { state: NodeState.NODE_STATE_DOWN, message: 'heartbeat failure' }));
-      }
+      writes.push(markDown(nodeId, 'heartbeat failure'));
     }
     await Promise.all(writes);
     return expired;
+  }
+
+  /**
+   * The session stream of `nodeId` broke: if the node opens no new session within the disconnect
+   * grace, it is DOWN ("session lost"). Heartbeat expiry still catches a node that hangs silently.
+   */
+  function sessionLost(nodeId: string): void {
+    if (disconnectGrace <= 0 || !deps.isLeader()) return;
+    lostChecks.get(nodeId)?.abort();
+    const ac = new AbortController();
+    lostChecks.set(nodeId, ac);
+    clock.sleep(disconnectGrace, ac.signal).then(
+      async () => {
+        if (lostChecks.get(nodeId) !== ac) return;
+        lostChecks.delete(nodeId);
+        if (!deps.isLeader() || sessions.has(nodeId)) return;
+        await markDown(nodeId, `session lost (no new session within ${disconnectGrace} ms of the connection breaking)`).catch((err: unknown) => log.warn('marking a node down failed', { nodeId, err }));
+      },
+      () => undefined, // aborted: a new session, or leadership lost
+    );
+  }
+
+  function cancelLostChecks(): void {
+    for (const ac of lostChecks.values()) ac.abort();
+    lostChecks.clear();
   }
 
   function resetHeartbeats(now = clock.now()): void {
@@ -461,6 +540,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
         }
       } finally {
         closeSessions();
+        cancelLostChecks();
         heartbeats.clear();
       }
     },
@@ -475,16 +555,15 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const assigned = (t: Readonly<Task>): boolean => isAssignedTask(t, nodeId);
     const dataOf = (tx: ReadTx, tasks: readonly Readonly<Task>[]) =>
       dataAssignments(tx, tasks, deps.secrets, nodeId && deps.secrets ? (secretId, err) => log.warn('a secret could not be opened for a node', { nodeId, secretId, err }) : () => undefined);
-    const w = store.viewAndWatch(
+    const w = nodeEvents.viewAndWatch(
+      nodeId,
       (tx) => {
         const tasks = tx.find('task', { nodeId }).filter(assigned);
         return { tasks, version: tx.version(), networks: networkStateFor(tx, nodeId, assigned, networkStatesAt(tx)), data: dataOf(tx, tasks) };
       },
-      onKind('task'),
-      onKind('network'),
-      onKind('service'),
-      onKind('node'),
-      onCommit,
+      // Its node's tasks (routed), tasks on networks, networks, services, node changes that move an
+      // address or an attachment, commits. Another worker's status change is not among them.
+      (e) => e.type === 'commit' || e.kind === 'task' || e.kind === 'network' || e.kind === 'service' || nodeMayChangeNetworks(e),
     );
     let ended = false;
     // Counted from now: the COMPLETE set below is its first send.
