@@ -3,3 +3,4 @@ export * from './requires.js';
 export * from './images.js';
 export * from './registry.js';
 export * from './hosts.js';
+export * from './etcd.js';
