@@ -9,13 +9,13 @@ import {
   CertRole,
   clientCredentials,
   createKeyAndCsr,
-  createStore,
   expectServerRole,
   makeObject,
   type MemoryStore,
   type TlsMaterial,
 } from '../src/index.js';
 import { nodeServerCredentials } from '../src/caserver/credentials.js';
+import { testStore } from './helpers/store-backend.js';
 
 export class FakeClock {
   private sleepers: { at: number; resolve(): void }[] = [];
@@ -68,7 +68,7 @@ export interface Harness {
 export async function harness(opts: { heartbeatPeriodMs?: number } = {}): Promise<Harness> {
   const clock = new FakeClock(Date.now());
   const ca = await ClusterCa.create({ clusterId: CLUSTER_ID, now: clock.now() });
-  const store = createStore({ clock });
+  const store = await testStore({ clock });
   await store.update((tx) => {
     tx.create(
       'cluster',

@@ -79,15 +79,43 @@ const create = (c: ControlClient, s: ServiceSpec, noResolveImage = false, reques
 const get = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.getService({ serviceId }, cb)).then((r) => r.service!);
 const list = (c: ControlClient, f: Partial<{ names: string[]; idPrefixes: string[]; labels: Record<string, string>; namePrefixes: string[] }> = {}) =>
   unary<{ services: Service[] }>((cb) => c.listServices({ filters: { names: [], idPrefixes: [], labels: {}, namePrefixes: [], ...f } }, cb)).then((r) => r.services);
-const update = (c: ControlClient, serviceId: string, serviceVersion: number, s: ServiceSpec | undefined, o: { rollback?: boolean; noResolveImage?: boolean; canary?: Partial<CanaryConfig>; force?: boolean } = {}) =>
+const updateOnce = (c: ControlClient, serviceId: string, serviceVersion: number, s: ServiceSpec | undefined, o: { rollback?: boolean; noResolveImage?: boolean; canary?: Partial<CanaryConfig>; force?: boolean } = {}) =>
   unary<{ service: Service | undefined; warnings: string[] }>((cb) =>
     c.updateService(
       { serviceId, serviceVersion, spec: s, rollback: o.rollback ?? false, noResolveImage: o.noResolveImage ?? false, canary: o.canary ? CanaryConfig.fromPartial(o.canary) : undefined, force: o.force ?? false },
       cb,
     ),
   );
-const promote = (c: ControlClient, serviceId: string, all = false) => unary<{ service: Service | undefined }>((cb) => c.promoteService({ serviceId, all, fromStep: 0 }, cb)).then((r) => r.service!);
-const abort = (c: ControlClient, serviceId: string) => unary<{ service: Service | undefined }>((cb) => c.abortRollout({ serviceId }, cb)).then((r) => r.service!);
+/** Sends a read-modify-write call again on ABORTED: a controller wrote the service between its read and its apply. */
+async function onConflictAgain<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= 20 || (err as { code?: number }).code !== grpc.status.ABORTED) throw err;
+      await new Promise((r) => setTimeout(r, 50 + attempt * 20));
+    }
+  }
+}
+/**
+ * An update; with the version as a function, it is read again and the call sent again when a
+ * controller wrote the service in between (ABORTED), as swarmctl does.
+ */
+const update = (c: ControlClient, serviceId: string, serviceVersion: number | (() => number), s: ServiceSpec | undefined, o: Parameters<typeof updateOnce>[4] = {}) =>
+  typeof serviceVersion === 'number' ? updateOnce(c, serviceId, serviceVersion, s, o) : onConflictAgain(() => updateOnce(c, serviceId, serviceVersion(), s, o));
+const promote = (c: ControlClient, serviceId: string, all = false) =>
+  onConflictAgain(() => unary<{ service: Service | undefined }>((cb) => c.promoteService({ serviceId, all, fromStep: 0 }, cb))).then((r) => r.service!);
+const abort = (c: ControlClient, serviceId: string) => onConflictAgain(() => unary<{ service: Service | undefined }>((cb) => c.abortRollout({ serviceId }, cb))).then((r) => r.service!);
+/**
+ * An update from the service as stored now, re-read and sent again on a version conflict (the
+ * controllers running beside the test write the service too; swarmctl retries the same way).
+ */
+async function updateFresh(h: Harness, c: ControlClient, id: string, mk: (cur: Service) => ServiceSpec, o: Parameters<typeof update>[4]): Promise<void> {
+  await onConflictAgain(() => {
+    const cur = h.store.view((tx) => tx.get('service', id))!;
+    return updateOnce(c, id, cur.meta!.version, mk(cur), o);
+  });
+}
 const withEnv = (s: Service, env: string[]): ServiceSpec => {
   const x = structuredClone(s.spec!);
   x.task!.container!.env = env;
@@ -381,23 +409,23 @@ test('canary: bad input is refused and changes nothing (weights, a global servic
   const cur = () => h.store.view((tx) => tx.get('service', s0.id))!;
   await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 4);
   const version = () => cur().meta!.version;
-  await refusedWith(t, update(admin, s0.id, version(), v2, { canary: { steps: [50, 20] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[1\]: weights must increase \(50 then 20\)/);
-  await refusedWith(t, update(admin, s0.id, version(), v2, { canary: { steps: [0] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[0\]: 0 is not a weight in percent/);
+  await refusedWith(t, update(admin, s0.id, version, v2, { canary: { steps: [50, 20] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[1\]: weights must increase \(50 then 20\)/);
+  await refusedWith(t, update(admin, s0.id, version, v2, { canary: { steps: [0] } }), grpc.status.INVALID_ARGUMENT, /canary\.steps\[0\]: 0 is not a weight in percent/);
   const gv = h.store.view((tx) => tx.get('service', g.id))!;
   await refusedWith(t, update(admin, g.id, gv.meta!.version, withEnv(g, ['V=2']), { canary: { steps: [20] } }), grpc.status.INVALID_ARGUMENT, /canary rollouts are for replicated services/);
-  await refusedWith(t, update(admin, s0.id, version(), structuredClone(cur().spec!), { canary: { steps: [20] } }), grpc.status.INVALID_ARGUMENT, /nothing to roll out/);
+  await refusedWith(t, update(admin, s0.id, version, structuredClone(cur().spec!), { canary: { steps: [20] } }), grpc.status.INVALID_ARGUMENT, /nothing to roll out/);
   await refusedWith(t, promote(admin, 'web'), grpc.status.FAILED_PRECONDITION, /service web has no canary rollout to promote/);
   await refusedWith(t, abort(admin, 'web'), grpc.status.FAILED_PRECONDITION, /service web has no canary rollout in progress/);
   t.is(cur().specVersion, s0.specVersion, 'no spec was written');
   t.is(cur().rollout, undefined, 'no rollout was started');
-  const s1 = (await update(admin, s0.id, version(), v2, { canary: { steps: [20] } })).service!;
-  await refusedWith(t, update(admin, s0.id, version(), withEnv(s1, ['V=3'])), grpc.status.FAILED_PRECONDITION, /has a canary rollout in progress \(step 1 of 1 \(20%\), waiting\): promote or abort it first/);
+  const s1 = (await update(admin, s0.id, version, v2, { canary: { steps: [20] } })).service!;
+  await refusedWith(t, update(admin, s0.id, version, withEnv(s1, ['V=3'])), grpc.status.FAILED_PRECONDITION, /has a canary rollout in progress \(step 1 of 1 \(20%\), waiting\): promote or abort it first/);
   // A scale passes under the rollout; a forced update replaces it.
   const scaled = structuredClone(s1.spec!);
   scaled.mode = { $case: 'replicated', replicated: { replicas: 5 } };
-  const s2 = (await update(admin, s0.id, version(), scaled)).service!;
+  const s2 = (await update(admin, s0.id, version, scaled)).service!;
   t.is(s2.rollout?.state, Rollout_State.WAITING);
-  const s3 = (await update(admin, s0.id, version(), withEnv(s2, ['V=3']), { force: true })).service!;
+  const s3 = (await update(admin, s0.id, version, withEnv(s2, ['V=3']), { force: true })).service!;
   t.is(s3.rollout?.state, Rollout_State.ABORTED);
   t.regex(s3.rollout?.message ?? '', /replaced by a new update/);
   t.is(s3.updateStatus?.state, UpdateStatus_State.UPDATING);
@@ -407,7 +435,7 @@ test('canary: promote moves to the next step and, from the last one, to promotin
   const { h, admin } = await setup(t, {}, { controllers: true });
   const s0 = (await create(admin, spec('web', 'web:1', 4))).service!;
   await tasksUntil(h, (ts) => ts.filter((x) => x.serviceId === s0.id).length === 4);
-  await update(admin, s0.id, h.store.view((tx) => tx.get('service', s0.id))!.meta!.version, withEnv(s0, ['V=2']), { canary: { steps: [20, 50, 100] } });
+  await updateFresh(h, admin, s0.id, () => withEnv(s0, ['V=2']), { canary: { steps: [20, 50, 100] } });
   const p1 = await promote(admin, 'web');
   t.is(p1.rollout?.step, 1);
   t.is(p1.rollout?.weight, 50);
@@ -418,8 +446,8 @@ test('canary: promote moves to the next step and, from the last one, to promotin
   t.is(a.updateStatus?.state, UpdateStatus_State.ROLLBACK_STARTED);
   const canaries = h.store.view((tx) => tx.find('task', { serviceId: s0.id })).filter((x) => x.canary);
   t.true(canaries.length >= 1 && canaries.every((x) => x.desiredState > TaskState.TASK_STATE_RUNNING), 'every canary is shut down');
-  const s5 = h.store.view((tx) => tx.get('service', s0.id))!;
-  await update(admin, s0.id, s5.meta!.version, withEnv(s5, ['V=4']), { canary: { steps: [30, 60] } });
+  // The rollback the abort started is still writing the service: updateFresh re-reads on a conflict.
+  await updateFresh(h, admin, s0.id, (cur) => withEnv(cur, ['V=4']), { canary: { steps: [30, 60] } });
   const all = await promote(admin, 'web', true);
   t.is(all.rollout?.state, Rollout_State.PROMOTING);
   t.is(all.rollout?.weight, 100);

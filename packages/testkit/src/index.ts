@@ -4,3 +4,4 @@ export * from './images.js';
 export * from './registry.js';
 export * from './hosts.js';
 export * from './processes.js';
+export * from './etcd.js';

@@ -1,5 +1,6 @@
 import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, metrics, secondsSince } from '@swarmd/common';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
+import { raceAbort, Leadership } from './log-kit.js';
 
 /**
  * What the adapter needs of raft-ts's RaftNode (structurally: this package does not import
@@ -32,8 +33,7 @@ export interface RaftStateMachine {
 export class RaftLog implements ReplicatedLog {
   private sm: LogStateMachine | undefined;
   private node: RaftNodeLike | undefined;
-  private leader = false;
-  private readonly listeners = new Set<(isLeader: boolean) => void>();
+  private readonly leadership = new Leadership();
   private readonly onChange = (c: { role: string }): void => this.setLeader(c.role === 'leader');
 
   /** Give this to RaftNode as its stateMachine. apply returns the index (propose resolves with it). */
@@ -86,32 +86,19 @@ export class RaftLog implements ReplicatedLog {
       },
     );
     if (!signal) return proposal;
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled; it may still be applied', { cause: signal.reason }));
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([proposal, aborted]);
-    } finally {
-      signal.removeEventListener('abort', onAbort!);
-      proposal.catch(() => undefined);
-    }
+    return raceAbort(proposal, signal);
   }
 
   isLeader(): boolean {
-    return this.leader;
+    return this.leadership.get();
   }
 
   onLeaderChange(cb: (isLeader: boolean) => void): () => void {
-    this.listeners.add(cb);
-    return () => this.listeners.delete(cb);
+    return this.leadership.on(cb);
   }
 
   private setLeader(leader: boolean): void {
-    if (leader === this.leader) return;
-    this.leader = leader;
-    for (const cb of [...this.listeners]) cb(leader);
+    this.leadership.set(leader);
   }
 }
 

@@ -1,0 +1,458 @@
+import { Etcd3, type Campaign, type ElectionObserver, type IOptions, type Namespace, type Watcher, type IKeyValue } from 'etcd3';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, nullLogger, type Logger, metrics, secondsSince } from '@swarmd/common';
+import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
+import { raceAbort, Leadership } from './log-kit.js';
+
+/** How to reach etcd: what `swarmd init --store etcd` takes. The files are PEM contents. */
+export interface EtcdConnection {
+  endpoints: string[];
+  cacert?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** Deadline of each unary call (default 5 s): a store that does not answer fails the write. */
+  callTimeoutMs?: number;
+}
+
+/** An etcd3 client for these endpoints (TLS when a CA is given). */
+export function connectEtcd(c: EtcdConnection): Etcd3 {
+  if (c.endpoints.length === 0) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'etcd: no endpoint given');
+  if ((c.cert === undefined) !== (c.key === undefined)) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'etcd: a client certificate needs its key and a key its certificate');
+  const timeout = c.callTimeoutMs ?? 5_000;
+  const opts: IOptions = {
+    hosts: c.endpoints,
+    dialTimeout: timeout,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+  };
+  if (c.cacert) opts.credentials = { rootCertificate: c.cacert, ...(c.cert ? { certChain: c.cert, privateKey: c.key } : {}) };
+  return new Etcd3(opts);
+}
+
+export interface EtcdLogOptions {
+  client: Etcd3;
+  /** Every key of this cluster lives under it, e.g. `/swarmd/CLUSTERID`. */
+  prefix: string;
+  /** What this member publishes while it leads (the manager puts its address here). */
+  leaderValue?: string;
+  /** Seconds of the election lease: a leader cut off from etcd this long loses leadership (default 5). */
+  leaseTtl?: number;
+  /** The leader writes a store snapshot after this many entries and deletes the entries it holds (default 1000). */
+  snapshotEvery?: number;
+  /** Bytes per snapshot chunk (etcd refuses requests past 1.5 MiB by default). */
+  chunkBytes?: number;
+  logger?: Logger;
+  /** Only follow the log, never campaign (tests, read-only members). */
+  campaign?: boolean;
+}
+
+interface Waiter {
+  resolve(index: number): void;
+  reject(err: Error): void;
+}
+
+const MAX_RANGE = 500;
+
+/**
+ * The store's ReplicatedLog over an external etcd (etcd3).
+ *
+ * - An entry is a key `PREFIX/log/<lease>-<n>` put by the leader in a transaction guarded by the
+ *   create revision of its election key: a leader whose lease expired (its key is gone) cannot
+ *   write. The entry's index is the etcd revision of that put.
+ * - Every member applies the entries in revision order from a watch on `PREFIX/log/`, resumed from
+ *   the last revision seen after a disconnect; when etcd has compacted that history, the member
+ *   resyncs: the snapshot, then the entries after it, read at one revision.
+ * - The leader writes the store snapshot every `snapshotEvery` entries (chunks under
+ *   `PREFIX/snapshots/<rev>/`, then a pointer `PREFIX/snapshot` = `<rev> <chunks>`), then deletes
+ *   the entries at or before it. A new member starts from that snapshot and the entries after it.
+ * - Leadership is an etcd election (`PREFIX/election/leader/`, a lease of `leaseTtl` s); a member
+ *   is leader once elected AND caught up with every entry written before.
+ */
+export class EtcdLog implements ReplicatedLog {
+  private sm: LogStateMachine | undefined;
+  private readonly client: Etcd3;
+  private readonly ns: Namespace;
+  private readonly logger: Logger;
+  private readonly leaseTtl: number;
+  private readonly snapshotEvery: number;
+  private readonly chunkBytes: number;
+  private applied = 0;
+  private sinceSnapshot = 0;
+  private snapshotting = false;
+  private lastEntryKey = '';
+  private readonly leadership = new Leadership();
+  private readonly waiters = new Map<number, Waiter>();
+  private readonly progress: { index: number; resolve(): void }[] = [];
+  private watcher: Watcher | undefined;
+  private campaignObj: Campaign | undefined;
+  private observer: ElectionObserver | undefined;
+  /** The election key and its create revision while this member leads (the fence of every write). */
+  private fence: { key: string; rev: string; lease: string } | undefined;
+  private counter = 0;
+  private stopped = false;
+  private started = false;
+  private resyncing: Promise<void> | undefined;
+  private leaderValueSeen: string | undefined;
+
+  constructor(private readonly opts: EtcdLogOptions) {
+    this.client = opts.client;
+    this.ns = this.client.namespace(`${opts.prefix.replace(/\/+$/, '')}/`);
+    this.logger = opts.logger ?? nullLogger;
+    this.leaseTtl = opts.leaseTtl ?? 5;
+    this.snapshotEvery = opts.snapshotEvery ?? 1000;
+    this.chunkBytes = opts.chunkBytes ?? 1 << 20;
+  }
+
+  attach(sm: LogStateMachine): void {
+    if (this.sm) throw failedPrecondition('log: a state machine is already attached');
+    this.sm = sm;
+  }
+
+  private attached(): LogStateMachine {
+    if (!this.sm) throw failedPrecondition('log: no state machine attached');
+    return this.sm;
+  }
+
+  /**
+   * Loads the snapshot and the entries after it, starts the watch and (unless `campaign: false`)
+   * the campaign. Rejects when etcd cannot be read (the caller decides whether to retry).
+   */
+  async start(): Promise<void> {
+    if (this.started) throw failedPrecondition('etcd log: already started');
+    this.attached();
+    this.started = true;
+    const rev = await this.catchUp();
+    this.watchFrom(rev + 1);
+    if (this.opts.campaign !== false) this.runCampaign();
+    void this.observeLeader();
+  }
+
+  /** The last applied revision. */
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** The value the current leader published (its address), as last seen; undefined with no leader. */
+  leaderValue(): string | undefined {
+    return this.leaderValueSeen;
+  }
+
+  isLeader(): boolean {
+    return this.leadership.get();
+  }
+
+  onLeaderChange(cb: (isLeader: boolean) => void): () => void {
+    return this.leadership.on(cb);
+  }
+
+  private setLeader(leader: boolean): void {
+    if (this.leadership.set(leader)) this.logger.info(leader ? 'etcd log: leading' : 'etcd log: no longer leading', { applied: this.applied });
+  }
+
+  async propose(data: Uint8Array, signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled', { cause: signal.reason });
+    const fence = this.fence;
+    if (!this.leadership.get() || !fence) {
+      throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader of the etcd store; the write was not applied: ask again', {
+        details: { reason: ErrorReason.LEADER_CHANGED },
+      });
+    }
+    const t0 = performance.now();
+    const key = `log/${fence.lease}-${String(++this.counter).padStart(12, '0')}`;
+    let revision: number;
+    try {
+      const res = await this.ns.if(fence.key, 'Create', '==', fence.rev).then(this.ns.put(key).value(Buffer.from(data))).commit();
+      if (!res.succeeded) {
+        metrics.raftProposalSeconds.observe({ result: 'error' }, secondsSince(t0));
+        this.lostLeadership('the election key is gone (lease expired)');
+        throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager lost the etcd leadership (its lease expired); the write was not applied: ask again', {
+          details: { reason: ErrorReason.LEADER_CHANGED },
+        });
+      }
+      revision = Number(res.header.revision);
+    } catch (err) {
+      if (err instanceof SwarmError) throw err;
+      metrics.raftProposalSeconds.observe({ result: 'error' }, secondsSince(t0));
+      throw outcomeUnknown(`the etcd store is unavailable (${describeError(err)}): the write may or may not have been applied`, { cause: err });
+    }
+    const applied = this.waitApplied(revision);
+    try {
+      const index = signal ? await raceAbort(applied, signal) : await applied;
+      metrics.raftProposalSeconds.observe({ result: 'ok' }, secondsSince(t0));
+      return index;
+    } finally {
+      applied.catch(() => undefined);
+    }
+  }
+
+  private waitApplied(revision: number): Promise<number> {
+    if (revision <= this.applied) {
+      // Applied by the watch before the txn's answer came back: the store saw it (apply ran).
+      return Promise.resolve(revision);
+    }
+    return new Promise<number>((resolve, reject) => this.waiters.set(revision, { resolve, reject }));
+  }
+
+  /** Resolves once every entry up to `index` is applied (or the log stops). */
+  private waitProgress(index: number): Promise<void> {
+    if (index <= this.applied || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => this.progress.push({ index, resolve }));
+  }
+
+  // --- applying ---------------------------------------------------------------------------------
+
+  private applyEntry(kv: IKeyValue): void {
+    const index = Number(kv.mod_revision);
+    if (index <= this.applied) return;
+    this.attached().apply(kv.value, index);
+    this.applied = index;
+    this.lastEntryKey = kv.key.toString();
+    this.sinceSnapshot++;
+    this.waiters.get(index)?.resolve(index);
+    this.waiters.delete(index);
+    this.settleProgress();
+    if (this.leadership.get() && this.sinceSnapshot >= this.snapshotEvery && !this.snapshotting) void this.writeSnapshot();
+  }
+
+  private settleProgress(): void {
+    for (let i = this.progress.length - 1; i >= 0; i--) {
+      const p = this.progress[i];
+      if (p.index <= this.applied) {
+        this.progress.splice(i, 1);
+        p.resolve();
+      }
+    }
+  }
+
+  /**
+   * Brings the state up to etcd's current revision: the snapshot when it is past what is applied,
+   * then every entry after, all read at one revision. Returns that revision.
+   */
+  private async catchUp(): Promise<number> {
+    const head = await this.ns.get('snapshot').exec();
+    const rev = head.header.revision;
+    const ptr = head.kvs[0]?.value.toString();
+    if (ptr) {
+      const [s, n] = ptr.split(' ').map(Number) as [number, number];
+      if (s > this.applied) {
+        const chunks: Buffer[] = [];
+        for (let i = 0; i < n; i++) {
+          const c = await this.ns.get(chunkKey(s, i)).revision(rev).buffer();
+          if (!c) throw new SwarmError(ErrorCode.DATA_LOSS, `etcd log: snapshot ${s} is missing chunk ${i} of ${n}`);
+          chunks.push(c);
+        }
+        this.attached().restore(Buffer.concat(chunks), s);
+        this.applied = s;
+        this.sinceSnapshot = 0;
+        // Proposals that the snapshot covers applied without this member seeing them apply.
+        for (const [i, w] of this.waiters) {
+          if (i <= s) {
+            w.reject(outcomeUnknown('the store was reloaded from a snapshot while the write was in flight: it may or may not have been applied'));
+            this.waiters.delete(i);
+          }
+        }
+        this.logger.info('etcd log: restored the snapshot', { revision: s });
+      }
+    }
+    let from = this.applied + 1;
+    for (;;) {
+      const page = await this.ns.getAll().prefix('log/').revision(rev).minModRevision(from).sort('Mod', 'Ascend').limit(MAX_RANGE).exec();
+      for (const kv of page.kvs) this.applyEntry(kv);
+      if (!page.more || page.kvs.length === 0) break;
+      from = Number(page.kvs[page.kvs.length - 1].mod_revision) + 1;
+    }
+    this.settleProgress();
+    return Number(rev);
+  }
+
+  private watchFrom(revision: number): void {
+    if (this.stopped) return;
+    void this.ns
+      .watch()
+      .prefix('log/')
+      .startRevision(String(revision))
+      .create()
+      .then((w) => {
+        if (this.stopped) {
+          void w.cancel();
+          return;
+        }
+        this.watcher = w;
+        w.on('put', (kv) => this.applyEntry(kv));
+        w.on('disconnected', (err) => this.logger.warn('etcd log: watch disconnected; it resumes from the last revision seen', { error: describeError(err) }));
+        w.on('error', (err) => {
+          // Cancelled by etcd, e.g. the history was compacted past us: resync and watch again.
+          this.logger.warn('etcd log: watch cancelled; resyncing', { error: describeError(err) });
+          void w.cancel().catch(() => undefined);
+          if (this.watcher === w) this.watcher = undefined;
+          void this.resync();
+        });
+      })
+      .catch((err: unknown) => {
+        this.logger.warn('etcd log: cannot watch; retrying', { error: describeError(err) });
+        setTimeout(() => void this.resync(), 1000).unref();
+      });
+  }
+
+  private resync(): Promise<void> {
+    this.resyncing ??= (async () => {
+      while (!this.stopped) {
+        try {
+          const rev = await this.catchUp();
+          this.watchFrom(rev + 1);
+          return;
+        } catch (err) {
+          this.logger.warn('etcd log: resync failed; retrying', { error: describeError(err) });
+          await sleep(1000);
+        }
+      }
+    })().finally(() => (this.resyncing = undefined));
+    return this.resyncing;
+  }
+
+  // --- leadership -------------------------------------------------------------------------------
+
+  private runCampaign(): void {
+    if (this.stopped) return;
+    const election = this.ns.election('leader', this.leaseTtl);
+    const c = election.campaign(this.opts.leaderValue ?? '');
+    this.campaignObj = c;
+    c.on('elected', () => void this.onElected(c));
+    c.on('error', (err) => {
+      if (this.campaignObj !== c) return;
+      this.campaignObj = undefined;
+      this.lostLeadership(describeError(err));
+      void c.resign().catch(() => undefined);
+      if (!this.stopped) setTimeout(() => this.runCampaign(), 1000).unref();
+    });
+  }
+
+  private async onElected(c: Campaign): Promise<void> {
+    try {
+      const fullKey = await c.getCampaignKey();
+      const prefix = this.ns.prefix.toString();
+      const key = fullKey.startsWith(prefix) ? fullKey.slice(prefix.length) : fullKey;
+      const got = await this.ns.get(key).exec();
+      const kv = got.kvs[0];
+      if (!kv) throw new Error('the election key vanished');
+      // Catch up with every entry written before this member won: the newest entry's revision.
+      const newest = await this.ns.getAll().prefix('log/').sort('Mod', 'Descend').limit(1).keys();
+      const last = newest.length ? await this.ns.get(newest[0]).exec() : undefined;
+      const lastRev = Number(last?.kvs[0]?.mod_revision ?? 0);
+      await this.waitProgress(lastRev);
+      if (this.campaignObj !== c || this.stopped) return;
+      this.fence = { key, rev: kv.create_revision, lease: kv.lease };
+      this.counter = 0;
+      this.setLeader(true);
+    } catch (err) {
+      this.logger.warn('etcd log: elected but could not take the lead; campaigning again', { error: describeError(err) });
+      if (this.campaignObj === c) c.emit('error', err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private lostLeadership(why: string): void {
+    if (this.fence || this.leadership.get()) this.logger.warn('etcd log: lost the leadership', { why });
+    this.fence = undefined;
+    this.setLeader(false);
+  }
+
+  private async observeLeader(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const o = await this.ns.election('leader', this.leaseTtl).observe();
+        if (this.stopped) {
+          await o.cancel();
+          return;
+        }
+        this.observer = o;
+        this.leaderValueSeen = o.leader();
+        o.on('change', (v) => (this.leaderValueSeen = v));
+        await new Promise<void>((resolve) => o.once('error', () => resolve()));
+        this.leaderValueSeen = undefined;
+      } catch {
+        this.leaderValueSeen = undefined;
+      }
+      await sleep(1000);
+    }
+  }
+
+  /** Gives up the leadership (another member takes it) and campaigns again. */
+  async resign(): Promise<void> {
+    const c = this.campaignObj;
+    this.campaignObj = undefined;
+    this.lostLeadership('resigned');
+    await c?.resign().catch(() => undefined);
+    if (!this.stopped) this.runCampaign();
+  }
+
+  // --- snapshots --------------------------------------------------------------------------------
+
+  /** Writes the store snapshot at the applied index and deletes the entries it holds (leader only). */
+  async writeSnapshot(): Promise<number> {
+    const fence = this.fence;
+    if (!fence) throw new SwarmError(ErrorCode.UNAVAILABLE, 'etcd log: only the leader writes snapshots');
+    this.snapshotting = true;
+    try {
+      const index = this.applied;
+      const data = Buffer.from(this.attached().snapshot());
+      this.sinceSnapshot = 0;
+      const n = Math.max(1, Math.ceil(data.length / this.chunkBytes));
+      for (let i = 0; i < n; i++) await this.ns.put(chunkKey(index, i)).value(data.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes));
+      const prev = await this.ns.get('snapshot').string();
+      const res = await this.ns.if(fence.key, 'Create', '==', fence.rev).then(this.ns.put('snapshot').value(`${index} ${n}`)).commit();
+      if (!res.succeeded) {
+        await this.ns.delete().prefix(`snapshots/${pad(index)}/`);
+        throw new SwarmError(ErrorCode.UNAVAILABLE, 'etcd log: lost the leadership while writing a snapshot');
+      }
+      const prevIndex = prev ? Number(prev.split(' ')[0]) : undefined;
+      if (prevIndex !== undefined && prevIndex !== index) await this.ns.delete().prefix(`snapshots/${pad(prevIndex)}/`);
+      await this.deleteEntriesThrough(index);
+      this.logger.info('etcd log: snapshot written', { revision: index, bytes: data.length, chunks: n });
+      return index;
+    } catch (err) {
+      this.logger.warn('etcd log: snapshot failed', { error: describeError(err) });
+      throw err;
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  private async deleteEntriesThrough(index: number): Promise<void> {
+    for (;;) {
+      const keys = await this.ns.getAll().prefix('log/').maxModRevision(index).limit(100).keys();
+      if (keys.length === 0) return;
+      const ops = keys.map((k) => this.ns.delete().key(k));
+      await this.ns.if('snapshot', 'Version', '>', 0).then(...ops).commit();
+      if (keys.length < 100) return;
+    }
+  }
+
+  /** The key of the last applied entry (for tests and debugging). */
+  lastEntry(): string {
+    return this.lastEntryKey;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const c = this.campaignObj;
+    this.campaignObj = undefined;
+    this.lostLeadership('stopping');
+    await c?.resign().catch(() => undefined);
+    await this.watcher?.cancel().catch(() => undefined);
+    await this.observer?.cancel().catch(() => undefined);
+    for (const [, w] of this.waiters) w.reject(outcomeUnknown('this manager is stopping: the write may or may not have been applied'));
+    this.waiters.clear();
+    for (const p of this.progress.splice(0)) p.resolve();
+  }
+}
+
+function pad(n: number): string {
+  return String(n).padStart(16, '0');
+}
+
+function chunkKey(index: number, i: number): string {
+  return `snapshots/${pad(index)}/${String(i).padStart(6, '0')}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

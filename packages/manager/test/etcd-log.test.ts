@@ -1,0 +1,187 @@
+// The store on the etcd backend, against a real etcd (Debian's etcd-server) on loopback.
+import type { ExecutionContext } from 'ava';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isSwarmError, ErrorCode, ErrorReason, reasonOf } from '@swarmd/common';
+import { requires, startEtcd, type LocalEtcd } from '@swarmd/testkit';
+import { EtcdLog, connectEtcd, createStore, makeObject, cloneObject, type MemoryStore } from '../src/index.js';
+
+const etcdTest = requires('etcd');
+
+interface Member {
+  log: EtcdLog;
+  store: MemoryStore;
+}
+
+async function member(t: ExecutionContext, endpoints: string[], prefix: string, opts: { snapshotEvery?: number; campaign?: boolean; leaseTtl?: number } = {}): Promise<Member> {
+  const client = connectEtcd({ endpoints, callTimeoutMs: 2000 });
+  const log = new EtcdLog({ client, prefix, leaseTtl: opts.leaseTtl ?? 2, ...opts });
+  const store = createStore({ log });
+  t.teardown(async () => {
+    await log.stop();
+    store.close();
+    client.close();
+  });
+  await log.start();
+  return { log, store };
+}
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+const svc = (id: string, name: string) =>
+  makeObject('service', { id, spec: { annotations: { name, labels: {} }, task: undefined, mode: { $case: 'replicated', replicated: { replicas: 1 } }, update: undefined, rollback: undefined, endpoint: undefined } });
+
+const leaderOf = (ms: Member[]) => ms.find((m) => m.log.isLeader());
+
+async function etcdWithTwo(t: ExecutionContext, members: 1 | 3 = 1, opts: { snapshotEvery?: number } = {}): Promise<{ etcd: LocalEtcd; a: Member; b: Member; prefix: string }> {
+  const etcd = await startEtcd({ members, t });
+  const prefix = `/swarmd/${randomUUID()}`;
+  const a = await member(t, etcd.endpoints, prefix, opts);
+  await until('a leader', () => a.log.isLeader());
+  const b = await member(t, etcd.endpoints, prefix, opts);
+  return { etcd, a, b, prefix };
+}
+
+etcdTest('entries apply on every member in revision order; meta.version is the etcd revision', async (t) => {
+  const { a, b } = await etcdWithTwo(t);
+  t.false(b.log.isLeader());
+  for (let i = 0; i < 20; i++) await a.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
+  const s0 = a.store.view((tx) => tx.get('service', 's0'))!;
+  const s19 = a.store.view((tx) => tx.get('service', 's19'))!;
+  t.true(s19.meta!.version > s0.meta!.version);
+  t.is(a.store.version(), s19.meta!.version);
+  await until('b caught up', () => b.store.version() === a.store.version());
+  t.deepEqual(b.store.dump(), a.store.dump());
+});
+
+etcdTest('a follower refuses to propose (LEADER_CHANGED, nothing written); the apply-time check decides a stale update', async (t) => {
+  const { a, b } = await etcdWithTwo(t);
+  const err = await t.throwsAsync(b.store.update((tx) => tx.create('service', svc('x', 'x'))));
+  t.true(isSwarmError(err, ErrorCode.UNAVAILABLE));
+  t.is(reasonOf(err), ErrorReason.LEADER_CHANGED);
+  await a.store.update((tx) => tx.create('service', svc('s1', 'web')));
+  const read = a.store.view((tx) => tx.get('service', 's1'))!;
+  const one = cloneObject('service', read);
+  one.spec!.annotations!.labels = { v: '1' };
+  const two = cloneObject('service', read);
+  two.spec!.annotations!.labels = { v: '2' };
+  // Both were read at the same version: the first to commit wins, the second is a CONFLICT at apply.
+  const results = await Promise.allSettled([a.store.update((tx) => tx.update('service', one)), a.store.update((tx) => tx.update('service', two))]);
+  t.is(results.filter((r) => r.status === 'fulfilled').length, 1);
+  const rejected = results.find((r) => r.status === 'rejected');
+  t.true(isSwarmError(rejected?.reason, ErrorCode.CONFLICT), String(rejected?.reason));
+  t.false(b.store.view((tx) => tx.get('service', 'x')) !== undefined);
+});
+
+etcdTest('when the leader stops, the other member is elected, has every entry, and takes writes', async (t) => {
+  const { a, b } = await etcdWithTwo(t);
+  for (let i = 0; i < 10; i++) await a.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
+  await a.log.stop();
+  await until('b leads', () => b.log.isLeader());
+  t.is(b.store.view((tx) => tx.find('service')).length, 10);
+  await b.store.update((tx) => tx.create('service', svc('after', 'after')));
+  t.truthy(b.store.view((tx) => tx.get('service', 'after')));
+});
+
+etcdTest('a leader whose lease is gone is fenced: its write is refused and not in the log', async (t) => {
+  const { etcd, a, b, prefix } = await etcdWithTwo(t);
+  await a.store.update((tx) => tx.create('service', svc('s1', 'web')));
+  // Revoke a's lease behind its back, as an expiry during a pause would.
+  const admin = connectEtcd({ endpoints: etcd.endpoints });
+  t.teardown(() => admin.close());
+  const keys = await admin.getAll().prefix(`${prefix}/election/`).exec();
+  t.is(keys.kvs.length, 2);
+  const aLease = keys.kvs.sort((x, y) => Number(x.create_revision) - Number(y.create_revision))[0].lease;
+  await admin.leaseClient.leaseRevoke({ ID: aLease });
+  const before = await admin.getAll().prefix(`${prefix}/log/`).count();
+  // a may not have noticed yet; if it still thinks it leads, the revision check refuses the write.
+  const err = await t.throwsAsync(a.store.update((tx) => tx.create('service', svc('stale', 'stale'))));
+  t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), String(err));
+  t.is(await admin.getAll().prefix(`${prefix}/log/`).count(), before);
+  await until('b leads', () => b.log.isLeader());
+  t.is(b.store.view((tx) => tx.get('service', 'stale')), undefined);
+});
+
+etcdTest('snapshots: the leader writes one every N entries and deletes the entries it holds; a new member starts from it', async (t) => {
+  const { etcd, a, prefix } = await etcdWithTwo(t, 1, { snapshotEvery: 10 });
+  for (let i = 0; i < 35; i++) await a.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
+  const admin = connectEtcd({ endpoints: etcd.endpoints });
+  t.teardown(() => admin.close());
+  await until('a snapshot', async () => Boolean(await admin.get(`${prefix}/snapshot`).string()));
+  await until('entries deleted', async () => (await admin.getAll().prefix(`${prefix}/log/`).count()) < 35);
+  const c = await member(t, etcd.endpoints, prefix, { campaign: false });
+  t.deepEqual(c.store.dump(), a.store.dump());
+  t.is(c.store.version(), a.store.version());
+});
+
+etcdTest('etcd stopped under writes: writes fail as unavailable, nothing acknowledged is lost, and all resumes when etcd returns', async (t) => {
+  const { etcd, a, b } = await etcdWithTwo(t);
+  const acked: string[] = [];
+  const failed: string[] = [];
+  let stop = false;
+  const writer = (async () => {
+    for (let i = 0; !stop; i++) {
+      const id = `w${i}`;
+      try {
+        // After etcd returns either member may win the election: write through the leader.
+        const lead = leaderOf([a, b]) ?? a;
+        await lead.store.update((tx) => tx.create('service', svc(id, id)));
+        acked.push(id);
+      } catch (err) {
+        t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), String(err));
+        failed.push(id);
+        await sleep(100);
+      }
+    }
+  })();
+  await until('some writes', () => acked.length >= 20);
+  await etcd.stopMember(undefined, true);
+  await until('writes failing', () => failed.length >= 3);
+  await sleep(3000);
+  await etcd.startMember();
+  const ackedBefore = acked.length;
+  await until('writes resume', () => acked.length >= ackedBefore + 20, 30_000);
+  stop = true;
+  await writer;
+  const lead = leaderOf([a, b])!;
+  t.truthy(lead);
+  await until('both caught up', () => a.store.version() === b.store.version() && a.store.version() >= lead.store.version());
+  for (const m of [a, b]) {
+    const ids = new Set(m.store.view((tx) => tx.find('service')).map((s) => s.id));
+    t.deepEqual(acked.filter((id) => !ids.has(id)), []);
+  }
+  t.deepEqual(a.store.dump(), b.store.dump());
+  t.log(`acknowledged ${acked.length}, failed ${failed.length}`);
+});
+
+etcdTest('three etcd members: with one member killed the store goes on; the followers watch through it', async (t) => {
+  const { etcd, a, b } = await etcdWithTwo(t, 3);
+  for (let i = 0; i < 5; i++) await a.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
+  await etcd.stopMember(0, true);
+  for (let i = 5; i < 15; i++) {
+    const lead = leaderOf([a, b]);
+    if (!lead) {
+      await sleep(100);
+      i--;
+      continue;
+    }
+    try {
+      await lead.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
+    } catch (err) {
+      // A write whose outcome was unknown may have landed: its retry then finds it.
+      if (isSwarmError(err, ErrorCode.ALREADY_EXISTS)) continue;
+      t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), String(err));
+      i--;
+      await sleep(100);
+    }
+  }
+  await until('both caught up', () => a.store.version() === b.store.version());
+  t.true(b.store.view((tx) => tx.find('service')).length >= 15);
+  t.deepEqual(a.store.dump(), b.store.dump());
+});

@@ -1,0 +1,129 @@
+/**
+ * A real etcd for tests: Debian's `etcd` (etcd-server), 1 or 3 members on loopback ports picked
+ * at random, data under a temp dir. Members can be stopped (SIGTERM or SIGKILL) and started again
+ * with their data, so tests can take the store away and give it back.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './registry.js';
+import type { Teardown } from './teardown.js';
+
+export interface LocalEtcd {
+  /** Client URLs, one per member (http://127.0.0.1:PORT). */
+  readonly endpoints: string[];
+  readonly dir: string;
+  /** Stops member i (all when omitted); `kill`: SIGKILL instead of SIGTERM. Its data stays. */
+  stopMember(i?: number, kill?: boolean): Promise<void>;
+  /** Starts member i (all stopped ones when omitted) again on the same ports and data. */
+  startMember(i?: number): Promise<void>;
+  /** Stops every member and removes the data. */
+  stop(): Promise<void>;
+}
+
+export interface StartEtcdOptions {
+  members?: 1 | 3;
+  t?: Teardown;
+}
+
+interface Member {
+  name: string;
+  client: string;
+  peer: string;
+  child?: ChildProcess;
+  exited?: Promise<void>;
+  logs: string[];
+}
+
+export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LocalEtcd> {
+  const n = opts.members ?? 1;
+  const dir = await mkdtemp(join(tmpdir(), 'swarmd-etcd-'));
+  const members: Member[] = [];
+  for (let i = 0; i < n; i++) {
+    members.push({ name: `e${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, logs: [] });
+  }
+  const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+
+  const launch = (m: Member): void => {
+    const args = [
+      '--name', m.name,
+      '--data-dir', join(dir, m.name),
+      '--listen-client-urls', m.client,
+      '--advertise-client-urls', m.client,
+      '--listen-peer-urls', m.peer,
+      '--initial-advertise-peer-urls', m.peer,
+      '--initial-cluster', initial,
+      '--initial-cluster-state', 'new',
+      '--initial-cluster-token', 'swarmd-test',
+      '--heartbeat-interval', '50',
+      '--election-timeout', '500',
+      '--log-level', 'error',
+    ];
+    const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    m.logs.length = 0;
+    child.stdout.on('data', (d: Buffer) => m.logs.push(d.toString()));
+    child.stderr.on('data', (d: Buffer) => m.logs.push(d.toString()));
+    child.once('error', (e) => m.logs.push(String(e)));
+    m.child = child;
+    m.exited = new Promise<void>((res) => child.once('exit', () => res()));
+  };
+
+  const stopOne = async (m: Member, kill: boolean): Promise<void> => {
+    const c = m.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill(kill ? 'SIGKILL' : 'SIGTERM');
+    await Promise.race([m.exited, sleep(5000)]);
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await m.exited;
+    m.child = undefined;
+  };
+
+  const healthy = async (m: Member): Promise<void> => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (m.child && (m.child.exitCode !== null || m.child.signalCode !== null)) {
+        throw new Error(`testkit: etcd ${m.name} exited at start: ${m.logs.join('').slice(-800)}`);
+      }
+      try {
+        const r = await fetch(`${m.client}/health`);
+        const body = (await r.json()) as { health?: string };
+        if (body.health === 'true') return;
+      } catch {
+        /* not serving yet */
+      }
+      if (Date.now() > deadline) throw new Error(`testkit: etcd ${m.name} not healthy on ${m.client}: ${m.logs.join('').slice(-800)}`);
+      await sleep(100);
+    }
+  };
+
+  const pick = (i: number | undefined): Member[] => (i === undefined ? members : [members[i]]);
+  const etcd: LocalEtcd = {
+    endpoints: members.map((m) => m.client),
+    dir,
+    stopMember: async (i, kill = false) => {
+      await Promise.all(pick(i).map((m) => stopOne(m, kill)));
+    },
+    startMember: async (i) => {
+      const ms = pick(i).filter((m) => !m.child);
+      for (const m of ms) launch(m);
+      // One member alone has no quorum in a 3-member cluster: health waits for the others only
+      // when all of them were started here.
+      if (ms.length === members.length || n === 1) await Promise.all(ms.map(healthy));
+    },
+    stop: async () => {
+      await Promise.all(members.map((m) => stopOne(m, false)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  opts.t?.teardown(() => etcd.stop());
+  for (const m of members) launch(m);
+  try {
+    await Promise.all(members.map(healthy));
+  } catch (err) {
+    await etcd.stop();
+    throw err;
+  }
+  return etcd;
+}
