@@ -33,6 +33,13 @@ const slowWeb = (mark: string): string[] => [
   `: ${mark}; mkdir -p /www/cgi-bin; f=/www/cgi-bin/slow; echo '#!/bin/sh' > $f; echo 'sleep 0.5' >> $f; echo 'printf "Content-Type: text/plain\\r\\n\\r\\nhello from %s\\n" "$(hostname)"' >> $f; chmod +x $f; echo "hello from $(hostname)" > /www/index.html; httpd -f -p 8080 -h /www & pid=$!; trap 'kill $pid; exit 0' TERM INT; wait $pid`,
 ];
 
+/**
+ * The drain period of the zero-loss tests: the page takes 0.5 s, but on a CI machine running
+ * several clusters on 2 cores a request can take seconds, and the default 2 s would cut it. The
+ * drain ends as soon as the task has no connection open, so a long bound costs nothing when idle.
+ */
+const DRAIN = ['--stop-drain-period', '10s'];
+
 async function attachedTasks(c: LocalCluster, svc: string): Promise<Attached[]> {
   return JSON.parse(await c.ok('service', 'ps', svc, '--format', 'json')) as Attached[];
 }
@@ -221,7 +228,7 @@ for (const order of ['stop-first', 'start-first'] as const) {
     const NAME = `ovz${order === 'stop-first' ? 's' : 'a'}${process.pid % 1000}`;
     const NET = order === 'stop-first' ? '10.254.36' : '10.254.37';
     const c = await startLocalCluster(t, NAME, NET, 1, 2);
-    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, c.image, ...slowWeb(`${NAME}-web`));
+    await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
     const url = `http://${NET}.3:9000/cgi-bin/slow`;
     await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
     const load = loadOn(url, 60);
@@ -237,7 +244,7 @@ clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s
   const NAME = `ovd${process.pid % 10000}`;
   const NET = '10.254.38';
   const c = await startLocalCluster(t, NAME, NET, 1, 2);
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', c.image, ...slowWeb(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
   const url = `http://${NET}.4:9000/cgi-bin/slow`;
   await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
   const load = loadOn(url, 60);
@@ -309,7 +316,7 @@ clusterTest('a stop-first rolling update of 4 replicas loses no request through 
   const c = await withNetworks(t, NAME, '10.254.42');
   // A task takes traffic once its health check passes (its server listens), as a readiness probe.
   const ready = ['--health-cmd', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 8080 | grep -q hello", '--health-interval', '500ms', '--health-retries', '3'];
-  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, ...ready, c.image, ...slowWeb(`${NAME}-web`));
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, ...ready, ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
   await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', `node.hostname==${NAME}-w2`, c.image, ...web(`${NAME}-client`));
   const [client] = await pidsOf(`${NAME}-client`);
   const [vip] = await lookup(client, 'web');

@@ -10,6 +10,7 @@ import type { ContainerService, ImageService, MountSpec, ContainerSpec as Runtim
 import { metrics, secondsSince, systemClock, type Clock } from '@swarmd/common';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
 import { usesData, type TaskFiles } from '../secrets/task-files.js';
+import { openConnections } from './open-connections.js';
 import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type Executor, type ExitInfo, type TaskController } from './executor.js';
 
 export const LABEL_TASK = 'swarmd.task.id';
@@ -370,7 +371,28 @@ class ContainerController implements TaskController {
         this.log.warn('could not confirm the endpoint left every host (no leader?); stopping after the drain period', { task: this.id, err: describeError(err) });
       }
     }
-    await this.clock.sleep(ms);
+    await this.drainConnections(info.pid ?? 0, ms);
+  }
+
+  /**
+   * Up to `ms` for the connections in flight: ends early once two reads 100 ms apart find no TCP
+   * connection open in the task's network namespace (no new one comes once every host dropped
+   * the endpoint); the whole period when they cannot be read.
+   */
+  private async drainConnections(pid: number, ms: number): Promise<void> {
+    const end = this.clock.now() + ms;
+    let idle = 0;
+    while (this.clock.now() < end) {
+      await this.clock.sleep(Math.min(100, end - this.clock.now()));
+      const open = await openConnections(pid);
+      if (open === undefined) {
+        const left = end - this.clock.now();
+        if (left > 0) await this.clock.sleep(left);
+        return;
+      }
+      idle = open === 0 ? idle + 1 : 0;
+      if (idle >= 2) return;
+    }
   }
 
   /** Stop signal, SIGKILL after the grace period; undefined when there is no container. */
