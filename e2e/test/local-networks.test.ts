@@ -50,8 +50,8 @@ const runningAddrs = (tasks: readonly Attached[]): string[] =>
     .flatMap((x) => (x.networks ?? []).flatMap((n) => n.addresses.map((a) => a.split('/')[0])))
     .sort();
 
-async function withNetworks(t: ExecutionContext, name: string, net: string): Promise<LocalCluster> {
-  const c = await startLocalCluster(t, name, net, 3, 2);
+async function withNetworks(t: ExecutionContext, name: string, net: string, o: { exclusive?: boolean } = {}): Promise<LocalCluster> {
+  const c = await startLocalCluster(t, name, net, 3, 2, o);
   await c.ok('network', 'create', 'front');
   await c.ok('network', 'create', 'other');
   return c;
@@ -227,7 +227,7 @@ for (const order of ['stop-first', 'start-first'] as const) {
   clusterTest(`a ${order} rolling update of 4 replicas loses no request through the routing mesh (60 req/s)`, async (t) => {
     const NAME = `ovz${order === 'stop-first' ? 's' : 'a'}${process.pid % 1000}`;
     const NET = order === 'stop-first' ? '10.254.36' : '10.254.37';
-    const c = await startLocalCluster(t, NAME, NET, 1, 2);
+    const c = await startLocalCluster(t, NAME, NET, 1, 2, { exclusive: true });
     await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', '--update-order', order, ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
     const url = `http://${NET}.3:9000/cgi-bin/slow`;
     await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
@@ -243,7 +243,7 @@ for (const order of ['stop-first', 'start-first'] as const) {
 clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s)', async (t) => {
   const NAME = `ovd${process.pid % 10000}`;
   const NET = '10.254.38';
-  const c = await startLocalCluster(t, NAME, NET, 1, 2);
+  const c = await startLocalCluster(t, NAME, NET, 1, 2, { exclusive: true });
   await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--publish', '9000:8080', ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
   const url = `http://${NET}.4:9000/cgi-bin/slow`;
   await c.until('the mesh answers', async () => (await run('curl', ['-s', '-m', '2', url]).catch(() => ({ stdout: '' }))).stdout.startsWith('hello'), 30);
@@ -260,7 +260,7 @@ clusterTest('scaling 4 → 1 loses no request through the routing mesh (60 req/s
 
 clusterTest('connections to a VIP from a task on another host reach every replica, and after a scale-down only the remaining ones', async (t) => {
   const NAME = `ovv${process.pid % 10000}`;
-  const c = await withNetworks(t, NAME, '10.254.39');
+  const c = await withNetworks(t, NAME, '10.254.39', { exclusive: true });
   const host = (h: string) => `node.hostname==${NAME}-${h}`;
   await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, c.image, ...web(`${NAME}-web`));
   await c.ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', host('w2'), c.image, ...web(`${NAME}-client`));
@@ -313,7 +313,7 @@ clusterTest('a task that turns unhealthy leaves the VIP endpoints within one hea
 
 clusterTest('a stop-first rolling update of 4 replicas loses no request through the VIP from a task on another host (~60 req/s)', async (t) => {
   const NAME = `ovy${process.pid % 10000}`;
-  const c = await withNetworks(t, NAME, '10.254.42');
+  const c = await withNetworks(t, NAME, '10.254.42', { exclusive: true });
   // A task takes traffic once its health check passes (its server listens), as a readiness probe.
   const ready = ['--health-cmd', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 8080 | grep -q hello", '--health-interval', '500ms', '--health-retries', '3'];
   await c.ok('service', 'create', '--name', 'web', '--replicas', '4', '--network', 'front', '--constraint', `node.hostname!=${NAME}-w2`, ...ready, ...DRAIN, c.image, ...slowWeb(`${NAME}-web`));
