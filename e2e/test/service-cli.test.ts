@@ -2,7 +2,7 @@
 // orchestrators and scheduler on a store (no Raft) and a stand-in agent that reports every task
 // assigned to its node as RUNNING: the `service create` data path of DESIGN.md minus the runtime.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -133,4 +133,25 @@ test('service update replaces the tasks one at a time and waits for the update t
   const d = await swarmctl([...host, 'service', 'update', '-d', '--no-resolve-image', '--image', 'web:2', 'web']);
   t.is(d.code, 0, d.stderr);
   t.is(d.stderr, '');
+});
+
+test('stack deploy --with-registry-auth stores the docker config credentials; a redeploy without the flag keeps them', async (t) => {
+  const { store, host } = await setup(t);
+  const dir = await mkdtemp(join(tmpdir(), 'stack-auth-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'docker'));
+  await writeFile(join(dir, 'docker', 'config.json'), JSON.stringify({ auths: { 'reg.example:5000': { auth: Buffer.from('deploy:s3cret').toString('base64') } } }));
+  const file = join(dir, 'compose.yml');
+  await writeFile(file, 'services:\n  web:\n    image: reg.example:5000/web:1\n');
+  const env = { ...process.env, DOCKER_CONFIG: join(dir, 'docker') };
+  const pullAuth = () => store.view((tx) => tx.find('service', { name: 'app_web' })[0]?.spec?.task?.container?.pullAuth);
+  const first = await swarmctl([...host, 'stack', 'deploy', '-c', file, '--resolve-image', 'never', '--with-registry-auth', 'app'], env);
+  t.is(first.code, 0, first.stderr);
+  t.like(pullAuth(), { username: 'deploy', password: 's3cret' });
+  await writeFile(file, 'services:\n  web:\n    image: reg.example:5000/web:2\n');
+  const second = await swarmctl([...host, 'stack', 'deploy', '-c', file, '--resolve-image', 'never', 'app'], env);
+  t.is(second.code, 0, second.stderr);
+  t.regex(second.stdout, /Updating service app_web .*task\.container\.image/);
+  t.is(store.view((tx) => tx.find('service', { name: 'app_web' })[0]?.spec?.task?.container?.image), 'reg.example:5000/web:2');
+  t.like(pullAuth(), { username: 'deploy', password: 's3cret' }, 'the stored credentials stay');
 });

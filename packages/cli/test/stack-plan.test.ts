@@ -1,7 +1,7 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { Network, Secret, Service, ServiceSpec } from '@swarmd/proto';
-import { planDeploy, planRemove, planText, PlanError, type Current } from '../src/stack/plan.js';
+import { Network, RegistryAuth, Secret, Service, ServiceSpec } from '@swarmd/proto';
+import { planDeploy, planRemove, planText, PlanError, withRegistryAuth, type Current } from '../src/stack/plan.js';
 import { translateCompose, type Stack } from '../src/stack/translate.js';
 
 const DIGEST = `@sha256:${'ab'.repeat(32)}`;
@@ -121,4 +121,16 @@ test('stack rm removes the stack objects only, services first', (t) => {
     planRemove('app', all).map((x) => `${x.kind} ${x.name}`),
     ['service app_web', 'service app_api', 'network app_back', 'network app_default'],
   );
+});
+
+test('--with-registry-auth sends the credentials with every service, an unchanged one as an update of them alone; images without credentials are named', (t) => {
+  const s = stackOf(V1);
+  const auth = RegistryAuth.fromPartial({ username: 'deploy', password: 's3cret' });
+  const r = withRegistryAuth(planDeploy(s, deployed(s), { prune: false }), (image) => (image.startsWith('reg:5000/web') ? auth : undefined));
+  const web = r.steps.find((x) => x.name === 'app_web')!;
+  t.deepEqual([web.action, web.fields, web.id], ['update', ['task.container.pullAuth'], 's0']);
+  t.deepEqual(web.spec?.task?.container?.pullAuth, auth);
+  t.is(r.steps.find((x) => x.name === 'app_api')!.action, 'unchanged');
+  t.deepEqual(r.missing, ['reg:5000/api:1']);
+  t.is(s.services[0].task?.container?.pullAuth, undefined, 'the stack itself is left as it was');
 });

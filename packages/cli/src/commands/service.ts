@@ -131,7 +131,8 @@ function printWarnings(env: CommandEnv, warnings: readonly string[]): void {
   for (const w of warnings) err(env.io, `warning: ${w}`);
 }
 
-async function dockerConfig(envVars: NodeJS.ProcessEnv): Promise<unknown> {
+/** The docker config.json ($DOCKER_CONFIG or ~/.docker), if readable. */
+export async function dockerConfig(envVars: NodeJS.ProcessEnv): Promise<unknown> {
   const dir = envVars.DOCKER_CONFIG ?? join(envVars.HOME ?? '/root', '.docker');
   try {
     return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as unknown;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { ServiceSpec, type RegistryAuth } from '@swarmd/proto';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
@@ -16,10 +17,11 @@ import { json, table } from '../format.js';
 import { err, out } from '../io.js';
 import { servicesTable, serviceJson, taskJson, tasksTable } from '../service-format.js';
 import { waitConverged } from '../progress.js';
-import { withServices } from './service.js';
+import { dockerConfig, withServices } from './service.js';
+import { registryAuthOf } from '../service-spec.js';
 import { parseEnvFile } from '../stack/interpolate.js';
 import { translateCompose, STACK_LABEL, checkStackName, type Stack } from '../stack/translate.js';
-import { planDeploy, planRemove, planText, type Current, type Step } from '../stack/plan.js';
+import { planDeploy, planRemove, planText, withRegistryAuth, type Current, type Step } from '../stack/plan.js';
 import type { ComposeFile } from '../stack/load.js';
 
 const RESOLVE = ['always', 'changed', 'never'] as const;
@@ -29,6 +31,7 @@ interface DeployArgs extends GlobalArgs {
   'compose-file': string[];
   prune: boolean;
   'resolve-image': string;
+  'with-registry-auth': boolean;
   'dry-run': boolean;
   detach: boolean;
   quiet: boolean;
@@ -99,7 +102,10 @@ async function apply(env: CommandEnv, c: Control, stack: Stack, steps: readonly 
       say(`Updating service ${s.name} (id: ${s.id}): ${s.fields.join(', ')}`);
       const r = await retryOnConflict(async () => {
         const cur = await c.getService(s.id!);
-        return c.updateService({ serviceId: s.id!, version: cur.meta?.version ?? 0, spec: s.spec!, noResolveImage: noResolve });
+        // Without --with-registry-auth the stored credentials stay (the manager keeps them when
+        // the redacted ones it answered with come back), as Docker does.
+        const spec = s.spec!.task?.container?.pullAuth || !cur.spec?.task?.container?.pullAuth ? s.spec! : withStoredAuth(s.spec!, cur.spec.task.container.pullAuth);
+        return c.updateService({ serviceId: s.id!, version: cur.meta?.version ?? 0, spec, noResolveImage: noResolve });
       });
       for (const w of r.warnings) err(env.io, `warning: ${w}`);
       touched.push(r.service.id);
@@ -109,6 +115,12 @@ async function apply(env: CommandEnv, c: Control, stack: Stack, steps: readonly 
     }
   }
   return touched;
+}
+
+function withStoredAuth(spec: ServiceSpec, redacted: RegistryAuth): ServiceSpec {
+  const c = ServiceSpec.fromPartial(spec);
+  c.task!.container!.pullAuth = redacted;
+  return c;
 }
 
 function stepJson(s: Step): unknown {
@@ -140,6 +152,7 @@ export function stackCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
           .option('compose-file', { alias: 'c', type: 'string', array: true, nargs: 1, demandOption: true, describe: 'Compose file (repeatable: merged in order)' })
           .option('prune', { type: 'boolean', default: false, describe: 'Remove services of the stack that are no longer in the files' })
           .option('resolve-image', { type: 'string', choices: RESOLVE, default: 'always', describe: 'Pin images to digests through the registry (never: keep tags)' })
+          .option('with-registry-auth', { type: 'boolean', default: false, describe: 'Send registry credentials (~/.docker/config.json) with every service, for the nodes that pull its image' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'Print the plan (create/update/remove per object, changed fields) and change nothing' })
           .option('detach', { alias: 'd', type: 'boolean', default: true, describe: 'Return at once (--detach=false: wait until every changed service converged)' })
           .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress lines' }),
@@ -152,7 +165,13 @@ export function stackCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
         const stack = await loadStack(a.stack, a['compose-file'], io.env);
         if (stack.warnings.length) err(io, `Ignoring unsupported options:\n${stack.warnings.map((w) => `  ${w}`).join('\n')}`);
         await withServices(env, a, async (c) => {
-          const steps = planDeploy(stack, await current(c), { prune: a.prune });
+          let steps = planDeploy(stack, await current(c), { prune: a.prune });
+          if (a['with-registry-auth']) {
+            const config = await dockerConfig(io.env);
+            const r = withRegistryAuth(steps, (image) => registryAuthOf(config, image));
+            steps = r.steps;
+            for (const image of r.missing) err(io, `warning: --with-registry-auth: no credentials for the registry of ${image} in the docker config`);
+          }
           if (a['dry-run']) {
             out(io, a.format === 'json' ? json(steps.map(stepJson)) : planText(steps));
             return;

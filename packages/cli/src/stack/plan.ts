@@ -6,7 +6,7 @@
  * network ids become names and the routing mesh's network (added by the manager) is left out,
  * resolved secret/config ids are left out.
  */
-import { ServiceSpec, type Config, type Network, type Secret, type Service } from '@swarmd/proto';
+import { ServiceSpec, type Config, type Network, type RegistryAuth, type Secret, type Service } from '@swarmd/proto';
 import { createHash } from 'node:crypto';
 import { STACK_LABEL, type Stack } from './translate.js';
 
@@ -96,6 +96,29 @@ export function comparable(stored: ServiceSpec, desired: ServiceSpec, networks: 
 
 const digestOf = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const inStack = (stack: string, labels: Record<string, string> | undefined) => labels?.[STACK_LABEL] === stack;
+
+/**
+ * `--with-registry-auth` (as `docker stack deploy`): each service created or kept gets the
+ * credentials the docker config holds for its image's registry, sent with the spec even when
+ * nothing else changed (an update that replaces no task: a running task's credentials are not part
+ * of what makes it out of date). Images with no credentials are named in `missing`.
+ */
+export function withRegistryAuth(steps: readonly Step[], authOf: (image: string) => RegistryAuth | undefined): { steps: Step[]; missing: string[] } {
+  const missing: string[] = [];
+  const out = steps.map((s) => {
+    if (s.kind !== 'service' || s.action === 'remove' || !s.spec?.task?.container) return s;
+    const image = s.spec.task.container.image;
+    const auth = authOf(image);
+    if (!auth) {
+      missing.push(image);
+      return s;
+    }
+    const spec = ServiceSpec.fromPartial(s.spec);
+    spec.task!.container!.pullAuth = auth;
+    return s.action === 'unchanged' ? { ...s, action: 'update' as const, fields: ['task.container.pullAuth'], spec } : { ...s, spec };
+  });
+  return { steps: out, missing: [...new Set(missing)] };
+}
 
 /** The steps of a deploy: networks, secrets and configs first, then services, then removals. */
 export function planDeploy(stack: Stack, cur: Current, o: { prune: boolean }): Step[] {
