@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the project needs at build, test and run time.
 APT_PACKAGES=(
-  runc conmon busybox-static iproute2 iptables nftables docker-registry etcd-server etcd-client
+  runc conmon busybox-static iproute2 iptables nftables conntrack docker-registry etcd-server etcd-client
   protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps iperf3
   prometheus   # promtool: checks the text swarmd --metrics-addr serves
   chromium     # headless, driven by playwright-core: the test of swarmctl web

@@ -44,3 +44,15 @@ test('labelled parallel steps run in the background, waited for in groups of PAR
 test('failed steps: the labels the script printed', (t) => {
   t.deepEqual([...failedSteps({ code: 0, stderr: '', stdout: 'swarmd-step-failed vip3\nnoise\nswarmd-step-failed vip7\n' })], ['vip3', 'vip7']);
 });
+
+test('conntrack steps: one command per line, after the background steps before them, never failing the script (it exits 1 when nothing matched)', (t) => {
+  const s = scriptText([
+    { nsPath: '/run/netns/t1', tool: 'nft', label: 'vip0', parallel: true, lines: ['add table ip x'] },
+    { nsPath: '/run/netns/t1', tool: 'conntrack', lines: ['-D -p tcp --reply-src 10.0.0.5 --state SYN_SENT', '-D -p udp --reply-src 10.0.0.5'] },
+  ]);
+  const lines = s.split('\n');
+  const wait = lines.indexOf('wait');
+  const first = lines.indexOf('nsenter --net=/run/netns/t1 conntrack -D -p tcp --reply-src 10.0.0.5 --state SYN_SENT >/dev/null 2>&1 || true');
+  t.true(wait > 0 && first > wait, s);
+  t.is(lines[first + 1], 'nsenter --net=/run/netns/t1 conntrack -D -p udp --reply-src 10.0.0.5 >/dev/null 2>&1 || true');
+});

@@ -185,6 +185,37 @@ rootTest('vip: an established connection stays on its backend when a set drains 
   t.deepEqual(tally(answers), { [other]: 20 });
 });
 
+requires('root', 'netns', 'nft', 'conntrack', 'busybox')('vip: a connection whose SYN an endpoint never answered goes to a ready endpoint at its next retransmission once a set withdraws that one', async (t) => {
+  const { nodes, ip, set, cidr } = await cluster(t, 4127, 127);
+  const [n1, n2] = nodes;
+  const client = at(n2, 'c1', 'client', cidr(20));
+  await setAll(nodes, set(at(n1, 'w1', 'web', cidr(11)), at(n1, 'w2', 'web', cidr(12), { ready: false }), client));
+  const ns: Record<string, string> = {};
+  for (const [id, k] of [['w1', 11], ['w2', 12]] as const) {
+    ns[id] = await attach(n1, id, 'web', cidr(k), 'front');
+    serve(t, ns[id], process.execPath, ['-e', `require('net').createServer((s) => s.end('${id}\\n')).listen(7000)`]);
+    await waitListening(ns[id], 7000);
+  }
+  // w1 drops every SYN, as a server whose accept queue is full does.
+  for (const cmd of [['add', 'table', 'ip', 'synblock'], ['add', 'chain', 'ip', 'synblock', 'in', '{ type filter hook input priority 0; policy accept; }'], ['add', 'rule', 'ip', 'synblock', 'in', 'tcp', 'dport', '7000', 'tcp', 'flags', 'syn', 'drop']]) {
+    const r = await inNet(ns.w1, NFT, cmd);
+    t.is(r.code, 0, r.stderr);
+  }
+  const c1 = await attach(n2, 'c1', 'client', cidr(20), 'front');
+  // The client's SYN is DNATed to w1 (the only ready endpoint) and dropped; Linux retransmits it 1 s, 3 s and 7 s later.
+  const attempt = inNet(c1, process.execPath, [
+    '-e',
+    `const t0 = Date.now(); const done = (end) => { console.log(JSON.stringify({ end, ms: Date.now() - t0 })); process.exit(0); };
+     setTimeout(() => done('timeout'), 6500);
+     const c = require('net').connect(7000, '${ip(2)}'); c.on('data', (d) => done(String(d).trim())); c.on('error', (e) => done(e.code));`,
+  ]);
+  await sleep(300);
+  await setAll(nodes, set(at(n1, 'w1', 'web', cidr(11), { ready: false }), at(n1, 'w2', 'web', cidr(12)), client));
+  const r = JSON.parse((await attempt).stdout) as { end: string; ms: number };
+  t.is(r.end, 'w2', `the connection ended with ${r.end} after ${r.ms} ms`);
+  t.true(r.ms < 4000, `answered after ${r.ms} ms (a retransmission, not the client's timeout)`);
+});
+
 /** The handle of a netns' VIP table (a reload makes a new one), or undefined without one. */
 async function tableHandle(nsPath: string): Promise<string | undefined> {
   const r = await inNet(nsPath, NFT, ['-a', 'list', 'table', 'ip', 'swarmd_vip']);

@@ -11,7 +11,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import test, { type TestFn } from 'ava';
 
-export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'nft' | 'busybox';
+export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'nft' | 'conntrack' | 'busybox';
 
 const tools: Partial<Record<Need, string>> = {
   runc: 'runc',
@@ -20,6 +20,7 @@ const tools: Partial<Record<Need, string>> = {
   skopeo: 'skopeo',
   etcd: 'etcd',
   nft: 'nft',
+  conntrack: 'conntrack',
   netns: 'ip',
   busybox: 'busybox',
 };

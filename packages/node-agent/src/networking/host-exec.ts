@@ -15,12 +15,13 @@ import { run, type RunOptions, type RunResult } from '@swarmd/common';
 export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p) => existsSync(p)) ?? 'nft';
 
 /**
- * One batch of a script: `ip -batch` (or `bridge -batch`) lines, or an `nft -f` transaction,
- * inside `nsPath` when given.
+ * One batch of a script: `ip -batch` (or `bridge -batch`) lines, an `nft -f` transaction, or
+ * `conntrack` commands (one per line: its arguments; conntrack has no batch mode; always forced:
+ * it exits 1 when nothing matched), inside `nsPath` when given.
  */
 export interface BatchStep {
   nsPath?: string;
-  tool?: 'ip' | 'bridge' | 'nft';
+  tool?: 'ip' | 'bridge' | 'nft' | 'conntrack';
   /** `-force`: go on past a failing line (deletes of what may be gone already); never fails the script. */
   force?: boolean;
   /** A failure of this step does not fail the script: `failedSteps` lists its label instead (a word). */
@@ -55,8 +56,13 @@ export function scriptText(steps: readonly BatchStep[]): string {
       body.push('wait');
       background = 0;
     }
+    const ns = st.nsPath ? `nsenter --net=${st.nsPath} ` : '';
+    if (st.tool === 'conntrack') {
+      for (const l of st.lines) body.push(`${ns}conntrack ${l} >/dev/null 2>&1 || true`);
+      continue;
+    }
     const tool = st.tool === 'nft' ? `${NFT} -f /dev/stdin` : `${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;
-    const cmd = `${st.nsPath ? `nsenter --net=${st.nsPath} ` : ''}${tool}`;
+    const cmd = `${ns}${tool}`;
     const onFail = st.force ? ' || true' : st.label ? ` || echo ${FAILED_MARK} ${st.label}` : '';
     body.push(`${cmd} <<'EOF'${onFail}${parallel ? ' &' : ''}\n${st.lines.join('\n')}\nEOF`);
     if (parallel) background++;

@@ -28,6 +28,7 @@ import { failedSteps, HostExec, type BatchStep } from '../host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from '../serial.js';
 import { buildDnsIndex } from './dns-records.js';
 import { INGRESS_TABLE, ingressRuleset, meshPorts } from './ingress-plan.js';
+import { goneEndpoints, staleFlowLines } from './stale-flows.js';
 import { DnsResolver, type DnsResolverOptions } from './dns-server.js';
 import {
   LINK_PREFIX,
@@ -76,6 +77,8 @@ interface VipTable {
   nsPath: string;
   networks: string[];
   loaded?: string;
+  /** The endpoints of the loaded table (their stale flows go when they leave it). */
+  endpoints?: Set<string>;
 }
 
 interface Attachment {
@@ -115,6 +118,8 @@ export class OverlayNetworking {
   private doc: Promise<OverlayFile> | undefined;
   private loadedRules: string | undefined;
   private loadedMesh: string | undefined;
+  /** The endpoints of the loaded mesh table (their stale flows go when they leave it). */
+  private meshEndpoints = new Set<string>();
   private underlay: { addr?: string; mtu: number } | undefined;
   /** Local tasks whose links are in place (attached, or found by start), by task id. */
   private readonly vipTables = new Map<string, VipTable>();
@@ -159,10 +164,10 @@ export class OverlayNetworking {
         for (const p of peers) p.done();
         if (r) failed = vip.done(r);
       } catch (err) {
-        failed = vip.steps.length;
+        failed = vip.tables;
         this.log.warn('overlay peers and VIP tables not written', { networks: peers.map((p) => p.name), err: describeError(err) });
       }
-      this.record({ ms: performance.now() - t0, vipTables: vip.steps.length, failed });
+      this.record({ ms: performance.now() - t0, vipTables: vip.tables, failed });
       await this.syncMesh();
     });
   }
@@ -194,6 +199,7 @@ export class OverlayNetworking {
       delete doc.mesh;
       await this.exec.deleteNftTable(INGRESS_TABLE);
       this.loadedMesh = undefined;
+      this.meshEndpoints = new Set();
       const had = doc.networks[gone.networkId];
       if (had) await this.exec.script([{ force: true, lines: [`addr del ${gone.addr}/32 dev ${had.bridge}`] }]);
       if (!usedNetworks(doc).has(gone.networkId)) await this.removeNetwork(gone.networkId, doc);
@@ -216,11 +222,16 @@ export class OverlayNetworking {
       await this.writeRules(doc);
       this.log.info('routing mesh joined', { network: net.name, addr });
     }
-    const rules = ingressRuleset(INGRESS_TABLE, net.bridge, addr, meshPorts(state));
+    const ports = meshPorts(state);
+    const rules = ingressRuleset(INGRESS_TABLE, net.bridge, addr, ports);
     if (rules === this.loadedMesh) return;
     if (rules) await this.exec.loadNftTable(INGRESS_TABLE, rules, join(this.o.stateDir, 'networking', 'ingress.nft'));
     else await this.exec.deleteNftTable(INGRESS_TABLE);
     this.loadedMesh = rules;
+    const endpoints = new Set(ports.flatMap((p) => p.endpoints));
+    const stale = staleFlowLines(goneEndpoints(this.meshEndpoints, endpoints));
+    this.meshEndpoints = endpoints;
+    if (stale.length) await this.exec.script([{ tool: 'conntrack', lines: stale }]);
   }
 
   /** Re-programs the networks a previous run left (sockets, peers, rules); drops those no task uses. */
@@ -296,10 +307,11 @@ export class OverlayNetworking {
     // The VIP table goes in with the links (none in a new netns whose networks have no VIP service).
     const generation = this.generation;
     const networks = links.map((l) => l.network.id);
-    const rules = vipRuleset(taskVipServices(networks, this.states));
+    const services = taskVipServices(networks, this.states);
+    const rules = vipRuleset(services);
     const vip: BatchStep[] = [{ nsPath, tool: 'nft', lines: vipTransaction(rules, { fresh }) }];
     await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }, ...vip]));
-    this.vipTables.set(task.id, { nsPath, networks, loaded: rules });
+    this.vipTables.set(task.id, { nsPath, networks, loaded: rules, endpoints: new Set(services.flatMap((x) => x.endpoints)) });
     // A set pushed meanwhile may have been programmed without this task: bring its table up to it.
     if (this.generation !== generation) await this.serial(() => this.programVip());
     this.log.info('task attached to overlay networks', { task: task.id, networks: links.map((l) => `${l.network.name}:${l.ip}`) });
@@ -390,19 +402,29 @@ export class OverlayNetworking {
    * ruleset text changed. `done` (with the script's result) keeps what was loaded and returns how
    * many failed (their table is loaded again at the next set).
    */
-  private vipSync(): { steps: BatchStep[]; done: (r: RunResult) => number } {
-    const changed: { taskId: string; table: VipTable; rules: string }[] = [];
+  private vipSync(): { steps: BatchStep[]; tables: number; done: (r: RunResult) => number } {
+    const changed: { taskId: string; table: VipTable; rules: string; endpoints: Set<string> }[] = [];
     for (const [taskId, table] of this.vipTables) {
-      const rules = vipRuleset(taskVipServices(table.networks, this.states));
-      if (rules !== table.loaded) changed.push({ taskId, table, rules });
+      const services = taskVipServices(table.networks, this.states);
+      const rules = vipRuleset(services);
+      if (rules !== table.loaded) changed.push({ taskId, table, rules, endpoints: new Set(services.flatMap((x) => x.endpoints)) });
     }
     const label = (i: number) => `vip${i}`;
     return {
-      steps: changed.map((c, i) => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
+      tables: changed.length,
+      steps: [
+        ...changed.map((c, i): BatchStep => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
+        // After every table: the unanswered flows toward endpoints that left one (stale-flows.ts).
+        ...changed.map((c): BatchStep => ({ nsPath: c.table.nsPath, tool: 'conntrack', lines: staleFlowLines(goneEndpoints(c.table.endpoints, c.endpoints)) })),
+      ],
       done: (r) => {
         const failed = failedSteps(r);
         changed.forEach((c, i) => {
-          if (!failed.has(label(i))) return void (c.table.loaded = c.rules);
+          if (!failed.has(label(i))) {
+            c.table.loaded = c.rules;
+            c.table.endpoints = c.endpoints;
+            return;
+          }
           c.table.loaded = undefined;
           if (this.vipTables.get(c.taskId) === c.table) this.log.warn('VIP table not loaded', { task: c.taskId, err: r.stderr.trim().split('\n').slice(-3).join(' | ') });
         });
@@ -506,6 +528,7 @@ export class OverlayNetworking {
       await this.exec.deleteNftTable(INGRESS_TABLE);
       this.loadedRules = '';
       this.loadedMesh = undefined;
+      this.meshEndpoints = new Set();
       delete doc.mesh;
       this.peers.clear();
       this.vipTables.clear();
