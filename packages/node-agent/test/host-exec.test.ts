@@ -55,4 +55,10 @@ test('conntrack steps: one command per line, after the background steps before t
   const first = lines.indexOf('nsenter --net=/run/netns/t1 conntrack -D -p tcp --reply-src 10.0.0.5 --state SYN_SENT >/dev/null 2>&1 || true');
   t.true(wait > 0 && first > wait, s);
   t.is(lines[first + 1], 'nsenter --net=/run/netns/t1 conntrack -D -p udp --reply-src 10.0.0.5 >/dev/null 2>&1 || true');
+  const par = scriptText([1, 2].map((i) => ({ nsPath: `/run/netns/t${i}`, tool: 'conntrack' as const, label: `ct${i}`, parallel: true, lines: ['-D -p udp --reply-src 10.0.0.5'] })));
+  t.is(
+    par,
+    ['set -e', ...[1, 2].flatMap((i) => ['{', `nsenter --net=/run/netns/t${i} conntrack -D -p udp --reply-src 10.0.0.5 >/dev/null 2>&1 || true`, '} &']), 'wait'].join('\n'),
+    'labelled parallel ones: each netns in the background, waited for',
+  );
 });

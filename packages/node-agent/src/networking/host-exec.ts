@@ -17,7 +17,8 @@ export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/local/sbin/nft'].find((p
 /**
  * One batch of a script: `ip -batch` (or `bridge -batch`) lines, an `nft -f` transaction, or
  * `conntrack` commands (one per line: its arguments; conntrack has no batch mode; always forced:
- * it exits 1 when nothing matched), inside `nsPath` when given.
+ * it exits 1 when nothing matched; parallel ones as a group in the background), inside `nsPath`
+ * when given.
  */
 export interface BatchStep {
   nsPath?: string;
@@ -58,7 +59,11 @@ export function scriptText(steps: readonly BatchStep[]): string {
     }
     const ns = st.nsPath ? `nsenter --net=${st.nsPath} ` : '';
     if (st.tool === 'conntrack') {
-      for (const l of st.lines) body.push(`${ns}conntrack ${l} >/dev/null 2>&1 || true`);
+      const cmds = st.lines.map((l) => `${ns}conntrack ${l} >/dev/null 2>&1 || true`);
+      if (parallel) {
+        body.push(`{\n${cmds.join('\n')}\n} &`);
+        background++;
+      } else body.push(...cmds);
       continue;
     }
     const tool = st.tool === 'nft' ? `${NFT} -f /dev/stdin` : `${st.tool ?? 'ip'} ${st.force ? '-force ' : ''}-batch -`;

@@ -120,6 +120,8 @@ export class OverlayNetworking {
   private loadedMesh: string | undefined;
   /** The endpoints of the loaded mesh table (their stale flows go when they leave it). */
   private meshEndpoints = new Set<string>();
+  /** The stale-flow deletions under way (dropStaleFlows). */
+  private flushing: Promise<void> = Promise.resolve();
   private underlay: { addr?: string; mtu: number } | undefined;
   /** Local tasks whose links are in place (attached, or found by start), by task id. */
   private readonly vipTables = new Map<string, VipTable>();
@@ -168,8 +170,24 @@ export class OverlayNetworking {
         this.log.warn('overlay peers and VIP tables not written', { networks: peers.map((p) => p.name), err: describeError(err) });
       }
       this.record({ ms: performance.now() - t0, vipTables: vip.tables, failed });
-      await this.syncMesh();
+      const meshStale = await this.syncMesh();
+      this.dropStaleFlows([...vip.stale, ...meshStale]);
     });
+  }
+
+  /**
+   * Deletes stale flows (stale-flows.ts) in the background: the tables are what routes new
+   * connections, so a set counts as programmed without this; a retransmitted SYN comes a second
+   * or more later. One spawn, the netns side by side.
+   */
+  private dropStaleFlows(steps: BatchStep[]): void {
+    if (!steps.length) return;
+    this.flushing = this.flushing.then(() =>
+      this.exec.script(steps).then(
+        () => undefined,
+        (err: unknown) => this.log.warn('stale connection entries not deleted', { err: describeError(err) }),
+      ),
+    );
   }
 
   /** How long the last pushed sets (up to 1000) took to program, oldest first. */
@@ -189,12 +207,12 @@ export class OverlayNetworking {
    * node's address, the node is a member (bridge + vxlan even with no local task, its address on
    * the bridge) and its mesh table forwards every published port; else all of it goes. Under the lock.
    */
-  private async syncMesh(): Promise<void> {
+  private async syncMesh(): Promise<BatchStep[]> {
     const doc = await this.load();
     const state = [...this.states.values()].find((s) => s.network?.spec?.ingress && s.nodeAddress);
     const net = state ? overlayNetworkOf(state) : undefined;
     if (!state || !net || 'error' in net) {
-      if (!doc.mesh) return;
+      if (!doc.mesh) return [];
       const gone = doc.mesh;
       delete doc.mesh;
       await this.exec.deleteNftTable(INGRESS_TABLE);
@@ -205,7 +223,7 @@ export class OverlayNetworking {
       if (!usedNetworks(doc).has(gone.networkId)) await this.removeNetwork(gone.networkId, doc);
       await this.save(doc);
       await this.writeRules(doc);
-      return;
+      return [];
     }
     const addr = parseCidr(state.nodeAddress).ip;
     await this.ensureNetwork(net, doc);
@@ -224,14 +242,14 @@ export class OverlayNetworking {
     }
     const ports = meshPorts(state);
     const rules = ingressRuleset(INGRESS_TABLE, net.bridge, addr, ports);
-    if (rules === this.loadedMesh) return;
+    if (rules === this.loadedMesh) return [];
     if (rules) await this.exec.loadNftTable(INGRESS_TABLE, rules, join(this.o.stateDir, 'networking', 'ingress.nft'));
     else await this.exec.deleteNftTable(INGRESS_TABLE);
     this.loadedMesh = rules;
     const endpoints = new Set(ports.flatMap((p) => p.endpoints));
     const stale = staleFlowLines(goneEndpoints(this.meshEndpoints, endpoints));
     this.meshEndpoints = endpoints;
-    if (stale.length) await this.exec.script([{ tool: 'conntrack', lines: stale }]);
+    return stale.length ? [{ tool: 'conntrack', label: 'ct-mesh', parallel: true, lines: stale }] : [];
   }
 
   /** Re-programs the networks a previous run left (sockets, peers, rules); drops those no task uses. */
@@ -402,7 +420,7 @@ export class OverlayNetworking {
    * ruleset text changed. `done` (with the script's result) keeps what was loaded and returns how
    * many failed (their table is loaded again at the next set).
    */
-  private vipSync(): { steps: BatchStep[]; tables: number; done: (r: RunResult) => number } {
+  private vipSync(): { steps: BatchStep[]; stale: BatchStep[]; tables: number; done: (r: RunResult) => number } {
     const changed: { taskId: string; table: VipTable; rules: string; endpoints: Set<string> }[] = [];
     for (const [taskId, table] of this.vipTables) {
       const services = taskVipServices(table.networks, this.states);
@@ -412,11 +430,11 @@ export class OverlayNetworking {
     const label = (i: number) => `vip${i}`;
     return {
       tables: changed.length,
-      steps: [
-        ...changed.map((c, i): BatchStep => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
-        // After every table: the unanswered flows toward endpoints that left one (stale-flows.ts).
-        ...changed.map((c): BatchStep => ({ nsPath: c.table.nsPath, tool: 'conntrack', lines: staleFlowLines(goneEndpoints(c.table.endpoints, c.endpoints)) })),
-      ],
+      steps: changed.map((c, i): BatchStep => ({ nsPath: c.table.nsPath, tool: 'nft', label: label(i), parallel: true, lines: vipTransaction(c.rules) })),
+      // Once the tables are in: the unanswered flows toward endpoints that left one (stale-flows.ts).
+      stale: changed
+        .map((c, i): BatchStep => ({ nsPath: c.table.nsPath, tool: 'conntrack', label: `ct${i}`, parallel: true, lines: staleFlowLines(goneEndpoints(c.table.endpoints, c.endpoints)) }))
+        .filter((st) => st.lines.length > 0),
       done: (r) => {
         const failed = failedSteps(r);
         changed.forEach((c, i) => {
@@ -510,6 +528,7 @@ export class OverlayNetworking {
   /** Closes the resolver's sockets (agent stop: devices and links stay with the running containers). */
   async stop(): Promise<void> {
     await this.dns.closeAll();
+    await this.flushing;
   }
 
   /**
@@ -517,6 +536,7 @@ export class OverlayNetworking {
    * vxlan device of ours (also ones no file names), the nft table, the sockets, the file.
    */
   async destroy(): Promise<void> {
+    await this.flushing;
     const doc = await this.load();
     await Promise.all(Object.keys(doc.tasks).map((id) => this.detach(id)));
     await this.serial(async () => {
