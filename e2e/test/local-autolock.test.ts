@@ -1,9 +1,12 @@
 // Autolock and `volume ls` on a real local cluster (swarmd processes in network namespaces,
-// containers under runc): with autolock on, a restarted manager stays locked (answering only
-// Unlock) until it gets its unlock key, refuses a wrong one, and once unlocked opens the secrets
-// it sealed before the restart; `volume ls` lists a named volume on every node a service made it on.
+// containers under runc): with autolock on, a manager's secrets key and TLS key are encrypted on
+// disk; a restarted manager stays locked (no TCP port, its control socket answering only Unlock)
+// until it gets its unlock key on that host, refuses a wrong one, and once unlocked opens the
+// secrets it sealed before the restart; `volume ls` lists a named volume on every node a service
+// made it on.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { run } from '@swarmd/common';
 import { clusterTest, startLocalCluster } from './helpers/local-cluster.js';
@@ -12,9 +15,21 @@ import { findSwarmd } from '@swarmd/cli/local/swarmd';
 
 const sleeper = (mark: string, before = ''): string[] => ['--', 'sh', '-c', `: ${mark}; ${before}while true; do sleep 1; done`];
 
-clusterTest('autolock: a restarted manager reports locked, refuses a wrong key, and with the right key rejoins and its secrets still decrypt', async (t) => {
+/** A host's advertised IP:PORT (DIR/swarmd.json). */
+const advertiseOf = async (dir: string, host: string): Promise<string> => (JSON.parse(await readFile(join(dir, host, 'swarmd.json'), 'utf8')) as { advertiseAddr: string }).advertiseAddr;
+/** Whether IP:PORT accepts TCP connections. */
+const portOpen = (addr: string) =>
+  new Promise<boolean>((resolve) => {
+    const [host, port] = addr.split(':');
+    const s = connect(Number(port), host);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+const plainKeyIn = async (file: string): Promise<boolean> => (await readFile(file, 'utf8')).includes('BEGIN PRIVATE KEY');
+
+clusterTest('autolock: a restarted manager keeps its TLS key encrypted, stays locked on its control socket only, refuses a wrong key, and with the right key serves again with its secrets', async (t) => {
   const name = `al${process.pid % 100000}`;
-  const c = await startLocalCluster(t, name, '10.254.60', 1, 1);
+  const c = await startLocalCluster(t, name, '10.252.60', 1, 1);
   const password = randomBytes(12).toString('hex');
   const created = await c.ctlIn(password, 'secret', 'create', 'db_pw', '-');
   t.is(created.code, 0, created.stderr);
@@ -25,33 +40,48 @@ clusterTest('autolock: a restarted manager reports locked, refuses a wrong key, 
   t.regex(update, /swarmctl swarm unlock/);
   t.is((await c.ok('swarm', 'unlock-key', '-q')).trim(), key);
   const keyFile = join(c.dir, 'm1', 'secrets.key');
+  const tlsKeyFile = join(c.dir, 'm1', 'certs', 'node-key.pem');
   await c.until('m1 secrets.key wrapped', async () => (await readFile(keyFile)).subarray(0, 4).toString() === 'SWL1', 30);
+  await c.until('m1 TLS key encrypted', async () => !(await plainKeyIn(tlsKeyFile)), 30);
+  t.true(await plainKeyIn(join(c.dir, 'w1', 'certs', 'node-key.pem')), 'a worker key is never encrypted');
 
   await c.ok('local', 'stop', '--name', name, 'm1');
   const started = c.ctl('local', 'start', '--name', name, 'm1', '--timeout', '180');
+  const sock = `unix://${join(c.dir, 'm1', 'control.sock')}`;
   let said = '';
-  await c.until('m1 answering that it is locked', async () => {
-    const r = await c.ctl('node', 'ls');
+  await c.until('m1 answering on its control socket that it is locked', async () => {
+    const r = await c.ctl('--host', sock, 'node', 'ls');
     said = r.stderr;
     return r.code !== 0 && /locked/.test(r.stderr);
   }, 90);
   t.regex(said, /this manager is locked.*swarmctl swarm unlock/);
+  t.false(await plainKeyIn(tlsKeyFile), 'no private key in the clear on the locked manager\'s disk');
+  // Its port stays closed (no TLS identity before unlock): swarmctl from elsewhere says to unlock it on its host.
+  const addr = await advertiseOf(c.dir, 'm1');
+  t.false(await portOpen(addr), `${addr} closed while locked`);
+  const w1certs = join(c.dir, 'w1', 'certs');
+  const tlsFlags = ['--tlscacert', join(w1certs, 'ca.pem'), '--tlscert', join(w1certs, 'node.pem'), '--tlskey', join(w1certs, 'node-key.pem')];
+  const remote = await c.ctlIn(`${key}\n`, '--host', addr, ...tlsFlags, 'swarm', 'unlock');
+  t.not(remote.code, 0);
+  t.regex(remote.stderr, /no manager was unlocked.*may be locked.*run `swarmd unlock`.*on that host/);
 
-  const wrong = await c.ctlIn(`SWMKEY-1-${randomBytes(32).toString('base64')}\n`, 'swarm', 'unlock');
+  const wrong = await c.ctlIn(`SWMKEY-1-${randomBytes(32).toString('base64')}\n`, '--host', sock, 'swarm', 'unlock');
   t.not(wrong.code, 0);
   t.regex(wrong.stderr, /not the right one/);
   const swarmd = findSwarmd(process.env);
   const wrongByDaemon = await run(swarmd[0], [...swarmd.slice(1), 'unlock', '--state-dir', join(c.dir, 'm1')], { input: 'SWMKEY-1-nope\n', okCodes: [0, 1] });
   t.is(wrongByDaemon.code, 1);
   t.regex(wrongByDaemon.stderr, /swarmd unlock: .*malformed/);
-  t.regex((await c.ctl('node', 'ls')).stderr, /locked/, 'still locked after the wrong keys');
+  t.regex((await c.ctl('--host', sock, 'node', 'ls')).stderr, /locked/, 'still locked after the wrong keys');
 
-  const right = await c.ctlIn(`${key}\n`, 'swarm', 'unlock');
+  const right = await c.ctlIn(`${key}\n`, '--host', sock, 'swarm', 'unlock');
   t.is(right.code, 0, right.stderr);
   t.regex(right.stdout, /m1.*unlocked/);
   const back = await started;
   t.is(back.code, 0, `local start: ${back.stderr}${back.stdout}`);
+  t.true(await portOpen(addr), 'its port serves again');
   t.is((await readFile(keyFile)).subarray(0, 4).toString(), 'SWL1', 'the key stays wrapped on disk');
+  t.false(await plainKeyIn(tlsKeyFile), 'the TLS key stays encrypted on disk');
 
   // The restarted manager (the only one) opens the secret sealed before the restart for a new task.
   const mark = `${name}-reader`;
@@ -61,12 +91,13 @@ clusterTest('autolock: a restarted manager reports locked, refuses a wrong key, 
   t.is((await inContainer(pid, 'cat /run/secrets/db_pw')).out, password);
 });
 
-clusterTest('autolock with 3 managers: every manager wraps its key, swarmctl goes past a locked follower, and swarm unlock finds it among the managers', async (t) => {
+clusterTest('autolock with 3 managers: every manager wraps its keys, swarmctl goes past a locked follower (port closed), and swarm unlock finds its socket among the managers', async (t) => {
   const name = `am${process.pid % 100000}`;
-  const c = await startLocalCluster(t, name, '10.254.62', 3, 0);
+  const c = await startLocalCluster(t, name, '10.252.62', 3, 0);
   const key = /SWMKEY-1-\S+/.exec(await c.ok('cluster', 'update', '--autolock=true'))?.[0] ?? '';
   t.truthy(key);
-  const wrapped = async (host: string) => (await readFile(join(c.dir, host, 'secrets.key'))).subarray(0, 4).toString() === 'SWL1';
+  const wrapped = async (host: string) =>
+    (await readFile(join(c.dir, host, 'secrets.key'))).subarray(0, 4).toString() === 'SWL1' && !(await plainKeyIn(join(c.dir, host, 'certs', 'node-key.pem')));
   await c.until('every manager secrets.key wrapped', async () => (await wrapped('m1')) && (await wrapped('m2')) && (await wrapped('m3')), 30);
   const leader = (await c.nodes()).find((n) => n.managerStatus?.leader)?.description?.hostname ?? '';
   const follower = ['m1', 'm2', 'm3'].find((h) => `${name}-${h}` !== leader)!;
@@ -80,6 +111,8 @@ clusterTest('autolock with 3 managers: every manager wraps its key, swarmctl goe
   t.is(ls.code, 0, ls.stderr);
   t.is((JSON.parse(ls.stdout) as unknown[]).length, 3);
 
+  t.false(await portOpen(await advertiseOf(c.dir, follower)), 'the locked follower serves no port');
+  // The local context lists every manager's control socket: the locked one's is among them.
   const un = await c.ctlIn(`${key}\n`, 'swarm', 'unlock', '--format', 'json');
   t.is(un.code, 0, un.stderr);
   const outcomes = (JSON.parse(un.stdout) as { manager: string; outcome: string }[]).map((o) => `${/manager (m\d)/.exec(o.manager)?.[1]}:${o.outcome}`).sort();

@@ -6,6 +6,7 @@ import { NodeRole } from '@swarmd/proto';
 import {
   certificateFacts,
   createManagerApi,
+  isEncryptedKeyPem,
   loadStateDirCerts,
   readMemberFile,
   renewalTime,
@@ -149,10 +150,15 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     tls = existing;
     managers = saved?.managers ?? [];
     if (certificateFacts(tls.certPem).role === 'swarm-manager') {
+      // With its TLS key encrypted (autolock) the manager waits for its unlock key first, and so
+      // does everything below (the agent too: the node's whole identity is locked).
       const member = await readMemberFile(join(dir, 'raft'));
       manager = member
         ? await startManager({ ...managerBase, bootstrap: 'resume', tls, forceNewCluster: cfg.forceNewCluster })
         : await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: managers[0] ?? advertiseAddr }, tls });
+      tls = manager.tls();
+    } else if (isEncryptedKeyPem(tls.keyPem)) {
+      throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${dir}/certs/node-key.pem is encrypted (autolock) but the certificate is a worker's: a worker's key is never encrypted; rejoin the node (swarmd join)`);
     }
   }
   await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels, insecureRegistries });
@@ -203,6 +209,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     manager = undefined;
     log.warn('demoted: stopping the manager (this node stays a worker)');
     await m.stop();
+    // A worker's key is never encrypted (autolock is for managers).
+    await saveStateDirCerts(dir, tls);
     const to = await retireRaftDir(join(dir, 'raft'), Date.now()).catch(() => undefined);
     await rm(join(dir, 'control.sock'), { force: true });
     log.info('raft state retired', { to });
@@ -225,8 +233,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         const r = await renewCertificate({ managerAddr: addr, tls, advertiseAddr });
         const before = certificateFacts(tls.certPem).role;
         tls = r.tls;
-        await saveStateDirCerts(dir, tls);
-        manager?.updateTls(tls);
+        // A manager writes it encrypted while autolocked.
+        if (manager) await manager.saveTls(tls);
+        else await saveStateDirCerts(dir, tls);
         const roleChanged = before !== r.role;
         agent.updateTls(agentTls(tls), { reconnect: roleChanged });
         log.info('certificate renewed', { role: r.role, notAfter: new Date(certificateFacts(tls.certPem).notAfter).toISOString() });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ErrorCode, wrapError } from '@swarmd/common';
 import { writeFileAtomic } from '../ca/files.js';
 import type { TlsMaterial } from '../ca/grpc-auth.js';
+import { encryptKeyPem } from '../secrets/tls-key.js';
 
 /** docs/cluster.md: DIR/certs/ca.pem, node.pem, node-key.pem (all 0600, written atomically). */
 export const CERTS_DIR = 'certs';
@@ -14,12 +15,20 @@ export function certsDirOf(stateDir: string): string {
   return join(stateDir, CERTS_DIR);
 }
 
-/** Saves the node's TLS material under DIR/certs (key first: see saveNodeTls in ca/files.ts). */
-export async function saveStateDirCerts(stateDir: string, tls: TlsMaterial): Promise<void> {
+/**
+ * Saves the node's TLS material under DIR/certs (key first: see saveNodeTls in ca/files.ts); with
+ * `unlockKey` (a manager under autolock) the key is written encrypted with it (secrets/tls-key.ts).
+ */
+export async function saveStateDirCerts(stateDir: string, tls: TlsMaterial, unlockKey?: string): Promise<void> {
   const d = certsDirOf(stateDir);
   await writeFileAtomic(join(d, CA_PEM), tls.caCertPem);
-  await writeFileAtomic(join(d, NODE_KEY_PEM), tls.keyPem);
+  await saveNodeKey(stateDir, tls.keyPem, unlockKey);
   await writeFileAtomic(join(d, NODE_PEM), tls.certPem);
+}
+
+/** Writes DIR/certs/node-key.pem: plain, or encrypted with `unlockKey` (autolock). */
+export async function saveNodeKey(stateDir: string, keyPem: string, unlockKey?: string): Promise<void> {
+  await writeFileAtomic(join(certsDirOf(stateDir), NODE_KEY_PEM), unlockKey ? encryptKeyPem(keyPem, unlockKey) : keyPem);
 }
 
 /** The node's TLS material from DIR/certs, or undefined when it has none yet. */

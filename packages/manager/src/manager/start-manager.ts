@@ -19,7 +19,7 @@ import type { Controller } from '../controller-kit/controller.js';
 import { Membership } from '../membership/membership.js';
 import { promoterController, roleReconcilerController } from '../membership/controllers.js';
 import { joinRaftGroup } from '../membership/join-client.js';
-import { KeyFileKeeper, keyringOf, newSecretsKey, readSecretsKeyFile, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
+import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsKey, readSecretsKeyFile, unwrapKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
 import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
 import { RaftLog } from '../replication/raft-log.js';
@@ -29,7 +29,7 @@ import { EventHistory } from '../events/history.js';
 import { createManagerApi } from './api.js';
 import { serviceControllers } from './controllers.js';
 import { authInterceptor } from './auth.js';
-import { saveStateDirCerts } from './node-certs.js';
+import { saveNodeKey, saveStateDirCerts } from './node-certs.js';
 import type { ManagerContext, ManagerServices, ManagerServicesFactory } from './services.js';
 import { NodeTlsProvider, certificateFacts } from './tls.js';
 
@@ -87,6 +87,8 @@ export interface Manager {
   tls(): TlsMaterial;
   /** New certificate (renewal): new connections use it. */
   updateTls(tls: TlsMaterial): void;
+  /** Saves a new certificate in DIR/certs (its key encrypted while autolocked) and uses it (updateTls). */
+  saveTls(tls: TlsMaterial): Promise<void>;
   joinTokens(): JoinTokens | undefined;
   cluster(): Readonly<Cluster> | undefined;
   /** Resolves when this member has been removed from the Raft group (demoted, or removed). */
@@ -179,6 +181,22 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   if (facts.role !== CertRole.MANAGER) {
     throw new SwarmError(ErrorCode.PERMISSION_DENIED, `this node's certificate is a ${facts.role} certificate; a manager needs a swarm-manager certificate`);
   }
+  const sockPath = o.controlSocket === false ? undefined : (o.controlSocket ?? join(o.stateDir, 'control.sock'));
+  // Autolock with the TLS key encrypted on disk: the node has no identity (no TLS, no port) until
+  // the unlock key arrives on the control socket; it opens the TLS key and the secrets key.
+  let unlocked: { unlockKey: string; secretsKey: Buffer | undefined } | undefined;
+  if (isEncryptedKeyPem(tls.keyPem)) {
+    const lockedPem = tls.keyPem;
+    const wrappedFile = await readSecretsKeyFile(o.stateDir);
+    const u = await waitForUnlock({
+      open: (k) => ({ keyPem: decryptKeyPem(lockedPem, k), secretsKey: wrappedFile?.locked ? unwrapKey(k, wrappedFile.wrapped) : undefined }),
+      ...(sockPath ? { controlSocket: sockPath } : {}),
+      logger,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    tls = { ...tls, keyPem: u.opened.keyPem };
+    unlocked = { unlockKey: u.unlockKey, secretsKey: u.opened.secretsKey };
+  }
   const provider = new NodeTlsProvider(tls);
 
   if (o.bootstrap === 'join' && !member) {
@@ -205,24 +223,27 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     );
   }
   const me: RaftMemberFile = member;
-  const sockPath = o.controlSocket === false ? undefined : (o.controlSocket ?? join(o.stateDir, 'control.sock'));
   const keyFile = await readSecretsKeyFile(o.stateDir);
-  let secretsKey = keyFile && !keyFile.locked ? keyFile.key : undefined;
-  // The unlock key DIR/secrets.key is wrapped with ('' when plain).
-  let unlockKey = '';
-  if (keyFile?.locked) {
-    // Autolock: nothing opens until the unlock key arrives (Control.Unlock on the port or socket).
-    const unlocked = await waitForUnlock({
-      wrapped: keyFile.wrapped,
-      listenAddr: o.listenAddr,
-      serverCredentials: provider.serverCredentials(),
-      verify: () => ({ caCertPem: provider.tls.caCertPem, now: clock.now(), clusterId: me.clusterId, isRemoved: () => false }),
+  let secretsKey = keyFile && !keyFile.locked ? keyFile.key : unlocked?.secretsKey;
+  // The unlock keys DIR/secrets.key and the TLS key are wrapped with ('' when plain).
+  let unlockKey = unlocked?.secretsKey ? unlocked.unlockKey : '';
+  const nodeKeyUnlockKey = unlocked?.unlockKey ?? '';
+  if (keyFile?.locked && !secretsKey) {
+    // Autolock, TLS key still plain: nothing opens until the unlock key arrives (Control.Unlock on the port or socket).
+    const wrapped = keyFile.wrapped;
+    const u = await waitForUnlock({
+      open: (k) => unwrapKey(k, wrapped),
+      tcp: {
+        listenAddr: o.listenAddr,
+        serverCredentials: provider.serverCredentials(),
+        verify: () => ({ caCertPem: provider.tls.caCertPem, now: clock.now(), clusterId: me.clusterId, isRemoved: () => false }),
+      },
       ...(sockPath ? { controlSocket: sockPath } : {}),
       logger,
       ...(o.signal ? { signal: o.signal } : {}),
     });
-    secretsKey = unlocked.key;
-    unlockKey = unlocked.unlockKey;
+    secretsKey = u.opened;
+    unlockKey = u.unlockKey;
   }
   if (!secretsKey) logger.warn('no secrets key in the state dir: this manager cannot seal or open secrets', { file: join(o.stateDir, SECRETS_KEY_FILE) });
   const secrets = keyringOf(secretsKey);
@@ -345,7 +366,14 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   }
 
   // Every manager keeps its secrets key file as the cluster's autolock setting says.
-  const keeper = new KeyFileKeeper({ stateDir: o.stateDir, keyring: secrets, cluster: clusterObj, current: unlockKey, logger });
+  const keeper = new KeyFileKeeper({
+    stateDir: o.stateDir,
+    keyring: secrets,
+    cluster: clusterObj,
+    current: unlockKey,
+    nodeKey: { current: nodeKeyUnlockKey, write: (k) => saveNodeKey(o.stateDir, provider.tls.keyPem, k) },
+    logger,
+  });
   keeper.start();
 
   const host = new ControllerHost({ log, deps: { store: st, clock, logger } });
@@ -415,6 +443,11 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     members: () => membership.members(),
     tls: () => provider.tls,
     updateTls: (t) => provider.update(t),
+    saveTls: (t) =>
+      keeper.run(async (k) => {
+        await saveStateDirCerts(o.stateDir, t, k || undefined);
+        provider.update(t);
+      }),
     joinTokens: () => clusterObj()?.rootCa?.joinTokens,
     cluster: clusterObj,
     removed,
