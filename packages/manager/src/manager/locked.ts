@@ -15,6 +15,7 @@ import { unwrapKey } from '../secrets/unlock-key.js';
 import { admitControlCaller } from '../rpc-kit/callers.js';
 import { reply, streamError } from '../rpc-kit/replies.js';
 import type { VerifyOptionsSource } from '../ca/grpc-auth.js';
+import { strictService } from '../rpc-kit/wire.js';
 import { authInterceptor } from './auth.js';
 
 export interface LockedWaitOptions {
@@ -74,7 +75,7 @@ export async function waitForUnlock(o: LockedWaitOptions): Promise<{ key: Buffer
     }
   };
   const tcp = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(o.verify, log)] });
-  tcp.addService(ControlService, lockedControl(false, o, unlock));
+  tcp.addService(...strictService(ControlService, lockedControl(false, o, unlock)));
   let sock: grpc.Server | undefined;
   const stopAll = async (): Promise<void> => {
     tcp.forceShutdown();
