@@ -1,26 +1,12 @@
 // Faults on a real local cluster (3 managers + 1 worker, real swarmd) and what swarmctl does
 // meanwhile: one fault per test. Timings are printed (t.log), never asserted tightly (the machine
 // is shared): each call must complete within a generous bound.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
 import { run } from '@swarmd/common';
-import { clusterTest, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
+import { clusterTest, hostOf, startLocalCluster, type LocalCluster } from './helpers/local-cluster.js';
 import { swarmctl, type CliResult } from '@swarmd/cli/testing';
-
-interface HostState {
-  name: string;
-  veth: string;
-  pid?: number;
-}
-
-async function hostOf(c: LocalCluster, host: string): Promise<HostState> {
-  const state = JSON.parse(await readFile(join(c.dir, 'cluster.json'), 'utf8')) as { hosts: HostState[] };
-  const h = state.hosts.find((x) => x.name === host);
-  if (!h) throw new Error(`no host ${host} in cluster.json`);
-  return h;
-}
 
 /** A cluster whose leader is m1 (`local up` inits there), with one service `web`. */
 async function clusterWithService(t: ExecutionContext, name: string, net: string): Promise<LocalCluster> {

@@ -76,7 +76,7 @@ const CLUSTER_LOCK = join(tmpdir(), 'swarmd-e2e-clusters.lock');
  * for the tests that count lost requests under a steady load, which CPU starvation by another
  * cluster on a 2-core machine makes fail for reasons of its own (README: known weakness).
  */
-async function takeClusterLock(t: ExecutionContext, exclusive: boolean): Promise<void> {
+async function takeClusterLock(t: Harness, exclusive: boolean): Promise<void> {
   const child = spawn('flock', ['--no-fork', exclusive ? '-x' : '-s', CLUSTER_LOCK, '-c', 'echo locked; exec sleep 100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => {
     child.kill('SIGKILL');
@@ -87,8 +87,15 @@ async function takeClusterLock(t: ExecutionContext, exclusive: boolean): Promise
   });
 }
 
+/** What a cluster needs of a test: a test's ExecutionContext, or sharedLocalCluster's stand-in. */
+export interface Harness {
+  teardown: ExecutionContext['teardown'];
+  readonly passed: boolean;
+  log: (...values: unknown[]) => void;
+}
+
 /** Brings up a local cluster named `name` on `${net}.0/24`; `local down` runs at teardown. */
-export async function startLocalCluster(t: ExecutionContext, name: string, net: string, managers: number, workers: number, o: { exclusive?: boolean } = {}): Promise<LocalCluster> {
+export async function startLocalCluster(t: Harness, name: string, net: string, managers: number, workers: number, o: { exclusive?: boolean } = {}): Promise<LocalCluster> {
   await takeClusterLock(t, o.exclusive ?? false);
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
   const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
@@ -154,4 +161,51 @@ export function perNode(tasks: readonly TaskJson[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const x of tasks) m.set(x.nodeId ?? '', (m.get(x.nodeId ?? '') ?? 0) + 1);
   return m;
+}
+
+/**
+ * One cluster for the serial tests of a file that only probe it (or change what the next tests
+ * do not depend on): brought up by the first test that asks, `local down` after the last
+ * (test.after.always), with the hosts' logs printed when any test that used it failed.
+ */
+export function sharedLocalCluster(name: string, net: string, managers: number, workers: number): (t: ExecutionContext) => Promise<LocalCluster> {
+  const teardowns: (() => unknown)[] = [];
+  let failed = false;
+  const logs: string[] = [];
+  const harness: Harness = {
+    teardown: (fn) => void teardowns.push(fn),
+    get passed() {
+      return !failed;
+    },
+    log: (...values: unknown[]) => void logs.push(values.map(String).join(' ')),
+  };
+  let cluster: Promise<LocalCluster> | undefined;
+  test.after.always(async (t) => {
+    for (const fn of teardowns.reverse()) await fn();
+    for (const l of logs) t.log(l);
+  });
+  return async (t) => {
+    t.teardown(() => {
+      if (!t.passed) failed = true;
+    });
+    cluster ??= startLocalCluster(harness, name, net, managers, workers);
+    return cluster;
+  };
+}
+
+/** A host of a local cluster as its state file (DIR/cluster.json) records it. */
+export interface HostState {
+  name: string;
+  veth: string;
+  listenAddr: string;
+  stateDir: string;
+  pid?: number;
+}
+
+/** A host (m1, w2...) from the cluster's state file. */
+export async function hostOf(c: LocalCluster, host: string): Promise<HostState> {
+  const state = JSON.parse(await readFile(join(c.dir, 'cluster.json'), 'utf8')) as { hosts: HostState[] };
+  const h = state.hosts.find((x) => x.name === host);
+  if (!h) throw new Error(`no host ${host} in ${c.dir}/cluster.json`);
+  return h;
 }

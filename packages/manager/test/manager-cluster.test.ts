@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
+import { ControlClient, ListNodesRequest, NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
 import { isSwarmError } from '@swarmd/common';
 import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type TlsMaterial } from '../src/index.js';
 import { freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
@@ -115,6 +115,39 @@ test('demotion through the store: the role reconciler removes the member, and th
   void c.m.removed.then(() => (removed = true));
   await waitFor('c learns it was demoted', () => removed);
   t.pass();
+});
+
+test("a demoted manager's old certificate (still valid) is honoured as a worker's: Join and Control are refused, it stays out of Raft", async (t) => {
+  const a = await startTestManager(t, { bootstrap: 'init' });
+  const port = await freePort();
+  const oldTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
+  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: oldTls, port });
+  await waitFor('two voters', () => voters(a.m).length === 2);
+  await waitFor('b recorded', () => a.m.store.view((tx) => tx.get('node', b.m.nodeId)?.managerStatus?.raftId === b.m.raftId));
+  // Before the demotion the same certificate may call Control.
+  const listNodes = () => {
+    const c = new ControlClient(a.addr, new NodeTlsProvider(oldTls).channelCredentials());
+    return new Promise<void>((resolve, reject) =>
+      c.listNodes(ListNodesRequest.fromPartial({}), new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err) => (err ? reject(err) : resolve())),
+    ).finally(() => c.close());
+  };
+  await t.notThrowsAsync(listNodes());
+  await updateRetry(a.m, (tx) => {
+    const n = cloneObject('node', tx.get('node', b.m.nodeId)!);
+    n.spec!.desiredRole = NodeRole.NODE_ROLE_WORKER;
+    tx.update('node', n);
+  });
+  await waitFor('b is a worker out of raft', () => voters(a.m).length === 1 && a.m.store.view((tx) => tx.get('node', b.m.nodeId)?.role === NodeRole.NODE_ROLE_WORKER));
+  await b.m.stop();
+  const join = (await t.throwsAsync<grpc.ServiceError>(callJoin(a.addr, oldTls, b.addr)));
+  t.is(join.code, grpc.status.PERMISSION_DENIED);
+  t.regex(join.details, /demoted to worker/);
+  const control = (await t.throwsAsync<grpc.ServiceError>(listNodes()));
+  t.is(control.code, grpc.status.PERMISSION_DENIED);
+  t.regex(control.details, /demoted to worker/);
+  t.deepEqual(voters(a.m), [a.m.raftId], 'nothing was added to raft');
+  t.is(a.m.raft.status().confState.learners.length, 0);
+  t.is(a.m.store.view((tx) => tx.get('node', b.m.nodeId)?.role), NodeRole.NODE_ROLE_WORKER);
 });
 
 test('demoting the leader itself: it leaves raft, another manager leads and finishes the demotion', async (t) => {

@@ -154,6 +154,24 @@ test('malformed bytes are refused with INVALID_ARGUMENT', async (t) => {
   t.is(b.handler.received.length, 0);
 });
 
+test('a batch whose last varint is cut off (which protobufjs reads past the end) is refused as malformed', async (t) => {
+  const b = await member(t, 2);
+  b.transport.addPeer(1, '127.0.0.1:1');
+  const client = new grpc.Client(b.address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  // field 1 (cluster_id, a varint) with three continuation bytes and no end
+  const cut = Buffer.from([0x08, 0xff, 0xff, 0xff]);
+  t.notThrows(() => MessageBatch.decode(cut), 'the generated decoder alone accepts it');
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+    const s = client.makeClientStreamRequest('/raftpb.RaftTransport/Stream', (v: Buffer) => v, (buf: Buffer) => buf, (e: grpc.ServiceError | null) => resolve(e));
+    s.write(cut);
+    s.end();
+  });
+  t.is(err?.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(err!.details, /malformed MessageBatch \(4 bytes\): it ends at byte 5, past its 4 bytes/);
+  t.is(b.handler.received.length, 0);
+});
+
 test('a snapshot travels in chunks and is reported', async (t) => {
   const a = await member(t, 1);
   const b = await member(t, 2);

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { describeError, isSwarmError, grpcStatusOf, type Logger } from '@swarmd/common';
 import { peerIdentity, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import type { CertRole } from '../ca/roles.js';
+import type { PeerIdentity } from '../ca/verify.js';
 
 /**
  * Who may call what on a manager's one port (docs/cluster.md). `open`: no client certificate
@@ -29,10 +30,19 @@ export function policyOf(path: string, table: Readonly<Record<string, MethodPoli
 }
 
 /**
- * A server interceptor enforcing METHOD_POLICY before the handler runs: UNAUTHENTICATED without
- * a valid cluster certificate, PERMISSION_DENIED for a role the method does not admit.
+ * The role a verified certificate is honoured as, and why when it is less than its OU says. A
+ * certificate stays valid until it expires: a manager demoted to worker keeps its old manager
+ * certificate, which must no longer open Raft or the control API (start-manager.ts downgrades it
+ * to a worker's from the store).
  */
-export function authInterceptor(verify: VerifyOptionsSource, logger: Logger, table = METHOD_POLICY): grpc.ServerInterceptor {
+export type HonouredRole = (id: PeerIdentity) => { role: CertRole; why?: string };
+
+/**
+ * A server interceptor enforcing METHOD_POLICY before the handler runs: UNAUTHENTICATED without
+ * a valid cluster certificate, PERMISSION_DENIED for a role the method does not admit (the role
+ * the certificate is honoured as, `honoured`, by default its OU).
+ */
+export function authInterceptor(verify: VerifyOptionsSource, logger: Logger, table = METHOD_POLICY, honoured?: HonouredRole): grpc.ServerInterceptor {
   return (method, call) => {
     const policy = policyOf(method.path, table);
     return new grpc.ServerInterceptingCall(call, {
@@ -46,10 +56,12 @@ export function authInterceptor(verify: VerifyOptionsSource, logger: Logger, tab
             }
             peerIdentity(call, verify).then(
               (id) => {
-                if (policy.includes(id.role)) return mdNext(md);
+                const h = honoured?.(id) ?? { role: id.role };
+                if (policy.includes(h.role)) return mdNext(md);
+                if (h.why) logger.warn('refused a call', { method: method.path, nodeId: id.nodeId, reason: h.why });
                 call.sendStatus({
                   code: grpc.status.PERMISSION_DENIED,
-                  details: `${id.role} ${id.nodeId} may not call ${method.path} (allowed: ${policy.join(', ')})`,
+                  details: `${id.role} ${id.nodeId} may not call ${method.path} (allowed: ${policy.join(', ')})${h.why ? `: ${h.why}` : ''}`,
                   metadata: new grpc.Metadata(),
                 });
               },

@@ -17,6 +17,7 @@ import { SwarmError, ErrorCode, ErrorReason, describeError, type Logger } from '
 import { admitControlCaller } from '../rpc-kit/callers.js';
 import { reply, streamError } from '../rpc-kit/replies.js';
 import type { VerifyOptionsSource } from '../ca/grpc-auth.js';
+import { strictService } from '../rpc-kit/wire.js';
 import { authInterceptor } from './auth.js';
 
 export interface LockedWaitOptions<T> {
@@ -87,7 +88,7 @@ export async function waitForUnlock<T>(o: LockedWaitOptions<T>): Promise<{ opene
   try {
     if (o.tcp) {
       tcp = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(o.tcp.verify, log)] });
-      tcp.addService(ControlService, lockedControl(false, o, unlock));
+      tcp.addService(...strictService(ControlService, lockedControl(false, o, unlock)));
       await bindServer(tcp, o.tcp.listenAddr, o.tcp.serverCredentials);
     }
     if (o.controlSocket) {

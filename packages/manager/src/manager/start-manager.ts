@@ -11,12 +11,12 @@ import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type J
 import { ClusterCa, DEFAULT_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
 import { createKeyAndCsr } from '../ca/csr.js';
 import type { TlsMaterial } from '../ca/grpc-auth.js';
-import type { VerifyOptions } from '../ca/verify.js';
+import type { PeerIdentity, VerifyOptions } from '../ca/verify.js';
 import { CertRole } from '../ca/roles.js';
 import { newId } from '../ids.js';
 import { ControllerHost } from '../leadership/controller-host.js';
 import type { Controller } from '../controller-kit/controller.js';
-import { Membership } from '../membership/membership.js';
+import { Membership, isDemoted } from '../membership/membership.js';
 import { promoterController, roleReconcilerController } from '../membership/controllers.js';
 import { joinRaftGroup } from '../membership/join-client.js';
 import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsKey, readSecretsKeyFile, unwrapKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
@@ -28,7 +28,8 @@ import { createStore, type MemoryStore } from '../store/memory-store.js';
 import { EventHistory } from '../events/history.js';
 import { createManagerApi } from './api.js';
 import { serviceControllers } from './controllers.js';
-import { authInterceptor } from './auth.js';
+import { authInterceptor, METHOD_POLICY } from './auth.js';
+import { strictService } from '../rpc-kit/wire.js';
 import { saveNodeKey, saveStateDirCerts } from './node-certs.js';
 import type { ManagerContext, ManagerServices, ManagerServicesFactory } from './services.js';
 import { NodeTlsProvider, certificateFacts } from './tls.js';
@@ -262,7 +263,13 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     return { caCertPem: provider.tls.caCertPem, now: clock.now(), clusterId: me.clusterId, isRemoved: (id) => removed.has(id) };
   };
 
-  const server = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(verify, logger)] });
+  // A demoted manager's old certificate (valid until it expires) counts as a worker's: it keeps its
+  // dispatcher session and renews, but opens neither Raft nor the control API.
+  const honoured = (id: PeerIdentity) =>
+    id.role === CertRole.MANAGER && isDemoted(storeRef.s?.view((tx) => tx.get('node', id.nodeId)))
+      ? { role: CertRole.WORKER, why: `node ${id.nodeId} was demoted to worker; its manager certificate is honoured as a worker's` }
+      : { role: id.role };
+  const server = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(verify, logger, METHOD_POLICY, honoured)] });
   const log = new RaftLog();
   const store = createStore({ log, clock, logger });
   storeRef.s = store;
@@ -310,7 +317,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   const leaderlessForMs = (): number => (noLeaderSince === undefined ? 0 : Math.max(0, clock.now() - noLeaderSince));
   const sampler = setInterval(() => membership.sample(), o.raft?.tickMs ?? 100);
   sampler.unref();
-  server.addService(RaftMembershipService, membership.service());
+  server.addService(...strictService(RaftMembershipService, membership.service()));
 
   const st = store;
   const ctx: ManagerContext = {
@@ -343,7 +350,8 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   const hosted: ManagerServices[] = [];
   for (const f of o.services ?? [createManagerApi]) hosted.push(await f(ctx));
   const socketServices = hosted.flatMap((h) => h.services.filter((s) => s.controlSocket));
-  for (const h of hosted) for (const s of h.services) if (s.tcp !== false) server.addService(s.definition, s.implementation);
+  // Malformed requests are refused before any handler sees them (the decoders are lenient).
+  for (const h of hosted) for (const s of h.services) if (s.tcp !== false) server.addService(...strictService(s.definition, s.implementation));
 
   let port: number;
   try {
@@ -398,7 +406,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     const inGroup = cs.voters.includes(me.raftId) || cs.learners.includes(me.raftId);
     if (inGroup) wasMember = true;
     const self = st.view((tx) => tx.get('node', me.nodeId));
-    const demoted = self?.role === NodeRole.NODE_ROLE_WORKER && self.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER;
+    const demoted = isDemoted(self);
     const now = clock.now();
     if (raft.leader === 0 || !inGroup) leaderlessSince ||= now;
     else leaderlessSince = 0;

@@ -15,6 +15,15 @@ import type { MemoryStore } from '../store/memory-store.js';
 import { newRaftId } from '../raft/raft-dir.js';
 import { assertCanRemoveManager, type RaftGroupView } from './quorum.js';
 
+/**
+ * A node that was a manager and is one no more: demoted (desired role worker) and out of the Raft
+ * group (role worker). Its manager certificate is still valid until it expires, so every check
+ * that trusts a manager certificate asks this too.
+ */
+export function isDemoted(n: Readonly<Node> | undefined): boolean {
+  return n?.role === NodeRole.NODE_ROLE_WORKER && n.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER;
+}
+
 /** How long a join waits for a membership change in flight before it is refused. */
 export const JOIN_WAIT_MS = 15_000;
 
@@ -144,6 +153,9 @@ export class Membership {
     const redirect = this.redirect();
     if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0, secretsKey: Buffer.alloc(0) };
     if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
+    if (isDemoted(this.o.store.view((tx) => tx.get('node', nodeId)))) {
+      throw new SwarmError(ErrorCode.PERMISSION_DENIED, `join: node ${nodeId} was demoted to worker; its manager certificate no longer admits it (promote it to join again)`);
+    }
     let raftId = this.raftIdOf(nodeId);
     const rejoin = raftId !== undefined && this.inGroup(raftId);
     if (raftId !== undefined && rejoin) {

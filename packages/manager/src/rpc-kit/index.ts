@@ -4,3 +4,4 @@ export * from './replies.js';
 export * from './streams.js';
 export * from './callers.js';
 export * from './leader-forwarding.js';
+export * from './wire.js';

@@ -29,6 +29,7 @@ import {
   type StreamAck,
 } from '../pb/raft/raft.js';
 import type { Logger } from '../types.js';
+import _m0 from 'protobufjs/minimal.js';
 
 /** Where received messages and delivery outcomes go (the RaftNode driver). */
 export interface TransportHandler {
@@ -111,27 +112,31 @@ function isMalformed(v: unknown): v is Malformed {
   return typeof v === 'object' && v !== null && 'malformed' in v;
 }
 
+/**
+ * Decodes `b` as a whole, or says why it is malformed. protobufjs reads a varint cut off by the
+ * end of the message past that end (as zero bits) instead of failing: the reader then stops
+ * beyond the last byte, which is refused here like any other decoding error.
+ */
+function decodeExactly<T>(codec: { decode(input: _m0.Reader): T }, name: string, b: Buffer): T | Malformed {
+  try {
+    const r = _m0.Reader.create(b);
+    const v = codec.decode(r);
+    if (r.pos !== b.length) throw new Error(`it ends at byte ${r.pos}, past its ${b.length} bytes (a value cut off)`);
+    return v;
+  } catch (e) {
+    return { malformed: `malformed ${name} (${b.length} bytes): ${(e as Error).message}` };
+  }
+}
+
 /** The service definition with decoders that never throw (so we can answer malformed input ourselves). */
 const LENIENT_SERVICE: grpc.ServiceDefinition = {
   stream: {
     ...RaftTransportService.stream,
-    requestDeserialize: (b: Buffer): MessageBatch | Malformed => {
-      try {
-        return MessageBatch.decode(b);
-      } catch (e) {
-        return { malformed: `malformed MessageBatch (${b.length} bytes): ${(e as Error).message}` };
-      }
-    },
+    requestDeserialize: (b: Buffer): MessageBatch | Malformed => decodeExactly(MessageBatch, 'MessageBatch', b),
   },
   sendSnapshot: {
     ...RaftTransportService.sendSnapshot,
-    requestDeserialize: (b: Buffer): SnapshotChunk | Malformed => {
-      try {
-        return SnapshotChunk.decode(b);
-      } catch (e) {
-        return { malformed: `malformed SnapshotChunk (${b.length} bytes): ${(e as Error).message}` };
-      }
-    },
+    requestDeserialize: (b: Buffer): SnapshotChunk | Malformed => decodeExactly(SnapshotChunk, 'SnapshotChunk', b),
   },
 };
 

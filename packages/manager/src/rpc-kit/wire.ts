@@ -1,0 +1,100 @@
+import * as grpc from '@grpc/grpc-js';
+import { SwarmError, ErrorCode } from '@swarmd/common';
+import { toGrpcError } from '../ca/grpc-auth.js';
+
+/**
+ * Why `b` is not a well-formed protobuf message at its top level, or undefined when it is. The
+ * generated decoders (protobufjs) are lenient: a length past the end reads as an empty string, a
+ * truncated 64-bit varint as a number, so malformed bytes would reach a handler as a default
+ * request. This walks every field: tags, varints of at most 10 bytes that end inside the
+ * message, lengths and fixed-width values that fit, and the wire types proto3 uses (0, 1, 2, 5).
+ * Nested messages are left to the decoder and the handlers' own checks.
+ */
+export function wireFormatError(b: Uint8Array): string | undefined {
+  let pos = 0;
+  const varint = (): number | undefined => {
+    let v = 0;
+    for (let i = 0; i < 10; i++) {
+      if (pos >= b.length) return undefined;
+      const byte = b[pos++];
+      v += (byte & 0x7f) * 2 ** (7 * i);
+      if (byte < 0x80) return v;
+    }
+    return undefined;
+  };
+  while (pos < b.length) {
+    const at = pos;
+    const tag = varint();
+    if (tag === undefined) return `a tag that never ends at offset ${at}`;
+    const field = Math.floor(tag / 8);
+    const type = tag % 8;
+    if (field === 0 || field > 0x1fffffff) return `field number ${field} at offset ${at}`;
+    if (type === 0) {
+      if (varint() === undefined) return `field ${field}: a varint that never ends at offset ${at}`;
+    } else if (type === 1 || type === 5) {
+      pos += type === 1 ? 8 : 4;
+      if (pos > b.length) return `field ${field}: a ${type === 1 ? 64 : 32}-bit value past the end at offset ${at}`;
+    } else if (type === 2) {
+      const len = varint();
+      if (len === undefined) return `field ${field}: a length that never ends at offset ${at}`;
+      if (len > b.length - pos) return `field ${field}: ${len} bytes announced at offset ${at}, ${b.length - pos} left`;
+      pos += len;
+    } else {
+      return `field ${field}: wire type ${type} at offset ${at} (${type === 3 || type === 4 ? 'groups are not used' : 'no such wire type'})`;
+    }
+  }
+  return undefined;
+}
+
+const MALFORMED = Symbol('malformed request');
+interface Malformed {
+  [MALFORMED]: string;
+}
+const isMalformed = (v: unknown): v is Malformed => typeof v === 'object' && v !== null && MALFORMED in v;
+
+/**
+ * A service definition and implementation that refuse malformed requests (wireFormatError)
+ * before any handler sees them: a unary or server-streaming call gets INVALID_ARGUMENT naming the
+ * method and the fault; a message on a client stream fails its decoding (grpc-js answers
+ * INTERNAL "Error deserializing request"), since the handler reads the stream itself.
+ */
+export function strictService<D extends grpc.ServiceDefinition>(definition: D, implementation: grpc.UntypedServiceImplementation): [D, grpc.UntypedServiceImplementation] {
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const impl: grpc.UntypedServiceImplementation = { ...implementation };
+  for (const [name, m] of Object.entries(definition) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    const refusal = (b: Buffer): string | undefined => {
+      const why = wireFormatError(b);
+      return why && `malformed ${m.path} request (${b.length} bytes): ${why}`;
+    };
+    if (m.requestStream) {
+      def[name] = {
+        ...m,
+        requestDeserialize: (b: Buffer) => {
+          const why = refusal(b);
+          if (why) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, why);
+          return m.requestDeserialize(b);
+        },
+      };
+      continue;
+    }
+    def[name] = {
+      ...m,
+      requestDeserialize: (b: Buffer): unknown => {
+        const why = refusal(b);
+        return why ? { [MALFORMED]: why } : m.requestDeserialize(b);
+      },
+    };
+    const handler = implementation[name] as ((call: { request: unknown }, ...rest: unknown[]) => void) | undefined;
+    if (!handler) continue;
+    impl[name] = ((call: { request: unknown; emit?: (e: string, err: unknown) => void }, cb?: grpc.sendUnaryData<unknown>) => {
+      if (isMalformed(call.request)) {
+        const err = toGrpcError(new SwarmError(ErrorCode.INVALID_ARGUMENT, call.request[MALFORMED]));
+        if (m.responseStream) call.emit?.('error', err);
+        else cb?.(err);
+        return;
+      }
+      handler(call, cb);
+    }) as grpc.UntypedHandleCall;
+  }
+  return [def as D, impl];
+}
