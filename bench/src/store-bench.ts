@@ -20,7 +20,8 @@ import * as grpc from '@grpc/grpc-js';
 import { nullLogger } from '@swarmd/common';
 import { ContainerSpec, ControlClient, NodeAvailability, NodeRole, NodeState, TaskState, type ServiceSpec } from '@swarmd/proto';
 import { ClusterCa, createKeyAndCsr, makeObject, newId, startManager, type Manager, type ManagerStoreOptions } from '@swarmd/manager';
-import { startEtcd, freePort } from '@swarmd/testkit';
+import { startEtcd } from '@swarmd/testkit/etcd';
+import { freePort } from '@swarmd/testkit/registry';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 1000);
@@ -79,7 +80,7 @@ function spec(name: string): ServiceSpec {
     update: undefined,
     rollback: undefined,
     endpoint: undefined,
-  } as ServiceSpec;
+  };
 }
 
 async function round(side: Side, i: number): Promise<number> {
