@@ -5,20 +5,23 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test, { type ExecutionContext } from 'ava';
-import { requires } from '@swarmd/testkit';
+import test, { type ExecutionContext, type TestFn } from 'ava';
+import { requires, type Need } from '@swarmd/testkit';
 import { swarmctl, type CliResult } from '@swarmd/cli/testing';
 import { findSwarmd } from '@swarmd/cli/local/swarmd';
 
-/** Root tests that need a built swarmd (skipped while it is not built; never skipped under CI). */
-export const clusterTest = (() => {
+/** Root tests that need a built swarmd (skipped while it is not built; never skipped under CI), and `extra` needs. */
+export function clusterTestWith(...extra: Need[]): TestFn {
   try {
     findSwarmd(process.env);
   } catch {
-    if (process.env.CI !== 'true') return test.skip;
+    if (process.env.CI !== 'true') return test.skip as unknown as TestFn;
   }
-  return requires('root', 'netns', 'runc', 'conmon', 'registry');
-})();
+  return requires('root', 'netns', 'runc', 'conmon', 'registry', ...extra);
+}
+
+/** Root tests that need a built swarmd (skipped while it is not built; never skipped under CI). */
+export const clusterTest = clusterTestWith();
 
 export interface TaskJson {
   id: string;
@@ -95,7 +98,14 @@ export interface Harness {
 }
 
 /** Brings up a local cluster named `name` on `${net}.0/24`; `local down` runs at teardown. */
-export async function startLocalCluster(t: Harness, name: string, net: string, managers: number, workers: number, o: { exclusive?: boolean } = {}): Promise<LocalCluster> {
+export async function startLocalCluster(
+  t: Harness,
+  name: string,
+  net: string,
+  managers: number,
+  workers: number,
+  o: { exclusive?: boolean; /** more `local up` flags, e.g. --store etcd */ upArgs?: string[] } = {},
+): Promise<LocalCluster> {
   await takeClusterLock(t, o.exclusive ?? false);
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
   const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
@@ -117,7 +127,7 @@ export async function startLocalCluster(t: Harness, name: string, net: string, m
     if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
     return r.stdout;
   };
-  const up = await ctl('local', 'up', '--name', name, '--managers', String(managers), '--workers', String(workers), '--subnet', `${net}.0/24`, '--timeout', '240');
+  const up = await ctl('local', 'up', '--name', name, '--managers', String(managers), '--workers', String(workers), '--subnet', `${net}.0/24`, '--timeout', '240', ...(o.upArgs ?? []));
   if (up.code !== 0) throw new Error(`local up: ${up.stderr}${up.stdout}`);
   const tasks = async (svc: string) => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
   const nodes = async () => JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];

@@ -128,6 +128,13 @@ export function nodeDetails(n: Node, selfId?: string): string {
   return keyValues(rows);
 }
 
+/** The store backend as `cluster inspect` shows it: the built-in raft, or etcd with its endpoints and prefix. */
+export function storeText(c: Cluster): string {
+  const b = c.store;
+  if (b?.kind !== 'etcd') return 'raft (built in)';
+  return `etcd ${b.endpoints.join(',')} prefix ${b.prefix}${b.caCert.length ? ' (TLS)' : ''}`;
+}
+
 export function clusterDetails(c: Cluster): string {
   const s = c.spec;
   return keyValues([
@@ -137,6 +144,7 @@ export function clusterDetails(c: Cluster): string {
     ['Node certificate expiry', durationText(s?.caConfig?.nodeCertExpiryMs)],
     ['Task history limit', String(s?.orchestration?.taskHistoryRetentionLimit ?? 0)],
     ['Autolock', s?.autolockManagers ? 'on' : 'off'],
+    ['Store', storeText(c)],
     ['Raft', s?.raft ? `election tick ${s.raft.electionTick}, heartbeat tick ${s.raft.heartbeatTick}, snapshot interval ${s.raft.snapshotInterval}` : ''],
     ['CA certificate digest', c.rootCa?.caCertDigest ?? ''],
     ['Removed nodes', String(c.removedNodeIds.length)],

@@ -93,6 +93,11 @@ export const ErrorReason = {
    * unlock`): nothing was done; another manager may take the call.
    */
   LOCKED: 'LOCKED',
+  /**
+   * The cluster's external store (etcd) does not answer: nothing was done. Every manager shares
+   * it, so another manager cannot take the call either; retry once etcd is back.
+   */
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
 } as const;
 export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
 /** The gRPC metadata key that carries an ErrorReason. */
@@ -105,6 +110,10 @@ export const noLeaderYet = (msg: string, o?: SwarmErrorOptions) =>
 /** UNAVAILABLE: this manager has had no leader for a while (it is in a minority): ask another manager. */
 export const noQuorum = (msg: string, o?: SwarmErrorOptions) =>
   new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.NO_QUORUM } });
+
+/** UNAVAILABLE: the external store (etcd) does not answer; nothing was done. */
+export const storeUnavailable = (msg: string, o?: SwarmErrorOptions) =>
+  new SwarmError(ErrorCode.UNAVAILABLE, msg, { ...o, details: { ...o?.details, reason: ErrorReason.STORE_UNAVAILABLE } });
 
 /** UNAVAILABLE: the write may or may not have been applied. */
 export const outcomeUnknown = (msg: string, o?: SwarmErrorOptions) =>

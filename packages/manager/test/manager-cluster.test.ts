@@ -67,10 +67,10 @@ test('init + two manager joins (learner → voter, one through a follower), auth
 
   // Quorum check: with c stopped, removing b would leave a alone with unreachable c.
   await c.m.stop();
-  await waitFor('a sees c unreachable', () => !a.m.membership.view().reachable(c.m.raftId), 10_000);
-  const q = t.throws(() => a.m.membership.assertCanRemove(b.m.nodeId));
+  await waitFor('a sees c unreachable', () => !a.m.membership!.view().reachable(c.m.raftId), 10_000);
+  const q = t.throws(() => a.m.membership!.assertCanRemove(b.m.nodeId));
   t.true(isSwarmError(q, 'FAILED_PRECONDITION'), String(q));
-  t.notThrows(() => a.m.membership.assertCanRemove(c.m.nodeId));
+  t.notThrows(() => a.m.membership!.assertCanRemove(c.m.nodeId));
   // Restart c from its state dir: it rejoins with its state.
   const c2 = await startTestManager(t, { bootstrap: 'resume', tls: cTls, dir: c.dir, port: cPort });
   t.is(c2.m.raftId, c.m.raftId);
@@ -146,7 +146,7 @@ test("a demoted manager's old certificate (still valid) is honoured as a worker'
   t.is(control.code, grpc.status.PERMISSION_DENIED);
   t.regex(control.details, /demoted to worker/);
   t.deepEqual(voters(a.m), [a.m.raftId], 'nothing was added to raft');
-  t.is(a.m.raft.status().confState.learners.length, 0);
+  t.is(a.m.raft!.status().confState.learners.length, 0);
   t.is(a.m.store.view((tx) => tx.get('node', b.m.nodeId)?.role), NodeRole.NODE_ROLE_WORKER);
 });
 

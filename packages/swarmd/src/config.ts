@@ -43,6 +43,16 @@ export const SwarmdConfigSchema = z
       .default({}),
     /** Where Prometheus metrics are served (http://HOST:PORT/metrics); unset: not served. */
     metricsAddr: hostPort.optional(),
+    /** Where the cluster's store lives (init; default raft). join takes it from the cluster; run from the state dir. */
+    store: z.enum(['raft', 'etcd']).optional(),
+    /** --store etcd: etcd's client URLs (http(s)://HOST:PORT), comma-separated on the command line. */
+    etcdEndpoints: z.array(z.string().min(1)).optional(),
+    /** --store etcd: PEM files: the CA of etcd's server certificate, this manager's client certificate and key. */
+    etcdCacert: z.string().min(1).optional(),
+    etcdCert: z.string().min(1).optional(),
+    etcdKey: z.string().min(1).optional(),
+    /** --store etcd: the key prefix of the cluster (default /swarmd/CLUSTER_ID). */
+    etcdPrefix: z.string().min(1).optional(),
     /** Seconds between checks of the certificate's renewal time (default 60 s). */
     renewalCheckMs: z.number().int().positive().default(60_000),
   })

@@ -1,4 +1,5 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
@@ -24,6 +25,7 @@ import { defaultAdvertiseAddr } from './config.js';
 import { joinWithToken, renewCertificate } from './certs.js';
 import { startNodeWorker } from './worker.js';
 import { registerStateMetrics, serveMetrics } from './metrics.js';
+import { storeOptionsOf, type SavedEtcdFlags } from './store.js';
 
 export type SwarmdCommand = 'init' | 'join' | 'run';
 
@@ -36,6 +38,8 @@ export interface NodeStateFile {
   hostname?: string;
   labels?: Record<string, string>;
   insecureRegistries?: string[];
+  /** The etcd flags of an etcd-backed manager (file paths, never their contents). */
+  etcd?: SavedEtcdFlags;
 }
 
 export interface DaemonOptions {
@@ -84,6 +88,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const cfg = o.config;
   const log = o.logger;
   const dir = cfg.stateDir;
+  const dirExisted = existsSync(dir);
+  // Bad store flags are refused before anything is written.
+  const store = await storeOptionsOf(o.command, cfg, existsSync(join(dir, STATE_FILE)) ? (await readNodeState(dir))?.etcd : undefined);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const existing = await loadStateDirCerts(dir);
   const saved = await readNodeState(dir);
@@ -105,6 +112,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     ...(hostname ? { hostname } : {}),
     labels,
     raft: cfg.raft,
+    ...(store.options ? { store: store.options } : {}),
     // The control API pins images by digest; the local cluster's registry is plain HTTP.
     services: [(ctx) => createManagerApi({ ...ctx, insecureRegistries })],
     ...o.managerOptions,
@@ -114,15 +122,21 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   let manager: Manager | undefined;
   let managers: string[];
   if (command === 'init') {
-    manager = await startManager({
-      ...managerBase,
-      bootstrap: 'init',
-      clusterSpec: {
-        ...(cfg.nodeCertExpiryMs ? { nodeCertExpiryMs: cfg.nodeCertExpiryMs } : {}),
-        ...(cfg.heartbeatPeriodMs ? { heartbeatPeriodMs: cfg.heartbeatPeriodMs } : {}),
-      },
-      addressPool: { pools: cfg.defaultAddrPool ?? [], subnetSize: cfg.defaultAddrPoolMaskLength ?? 0 },
-    });
+    try {
+      manager = await startManager({
+        ...managerBase,
+        bootstrap: 'init',
+        clusterSpec: {
+          ...(cfg.nodeCertExpiryMs ? { nodeCertExpiryMs: cfg.nodeCertExpiryMs } : {}),
+          ...(cfg.heartbeatPeriodMs ? { heartbeatPeriodMs: cfg.heartbeatPeriodMs } : {}),
+        },
+        addressPool: { pools: cfg.defaultAddrPool ?? [], subnetSize: cfg.defaultAddrPoolMaskLength ?? 0 },
+      });
+    } catch (err) {
+      // A refused init leaves no state dir behind when it made one (and wrote nothing in it).
+      if (!dirExisted) await rmdirIfEmpty(dir);
+      throw err;
+    }
     tls = manager.tls();
     managers = [advertiseAddr];
     const tokens = manager.joinTokens();
@@ -161,7 +175,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${dir}/certs/node-key.pem is encrypted (autolock) but the certificate is a worker's: a worker's key is never encrypted; rejoin the node (swarmd join)`);
     }
   }
-  await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels, insecureRegistries });
+  await writeNodeState(dir, { listenAddr, advertiseAddr, managers, ...(hostname ? { hostname } : {}), labels, insecureRegistries, ...(store.save ? { etcd: store.save } : {}) });
   await writeFile(join(dir, 'swarmd.pid'), `${process.pid}\n`);
 
   const nodeId = certificateFacts(tls.certPem).nodeId;
@@ -309,4 +323,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       log.info('swarmd stopped');
     },
   };
+}
+
+async function rmdirIfEmpty(dir: string): Promise<void> {
+  const left = await readdir(dir).catch(() => ['?']);
+  if (left.length === 0) await rmdir(dir).catch(() => undefined);
 }

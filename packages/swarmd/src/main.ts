@@ -27,6 +27,12 @@ interface Args {
   'log-level'?: string;
   manager?: string;
   'metrics-addr'?: string;
+  store?: string;
+  'etcd-endpoints'?: string;
+  'etcd-cacert'?: string;
+  'etcd-cert'?: string;
+  'etcd-key'?: string;
+  'etcd-prefix'?: string;
 }
 
 // stderr carries JSON log lines only: no plain-text deprecation notices (e.g. grpc-js dialling
@@ -49,6 +55,12 @@ async function main(command: SwarmdCommand, a: Args): Promise<void> {
       forceNewCluster: a['force-new-cluster'] || undefined,
       logLevel: a['log-level'],
       metricsAddr: a['metrics-addr'],
+      store: a.store,
+      etcdEndpoints: a['etcd-endpoints']?.split(',').map((e) => e.trim()),
+      etcdCacert: a['etcd-cacert'],
+      etcdCert: a['etcd-cert'],
+      etcdKey: a['etcd-key'],
+      etcdPrefix: a['etcd-prefix'],
     });
   } catch (err) {
     process.stderr.write(`swarmd: ${describeError(err)}\n`);
@@ -92,6 +104,12 @@ const common = (y: ReturnType<typeof yargs>) =>
     .option('config', { type: 'string', describe: 'YAML config file (every flag may be set there, camelCase; flags win)' })
     .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] })
     .option('metrics-addr', { type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (/metrics); off by default' });
+const etcdFlags = (y: ReturnType<typeof yargs>) =>
+  y
+    .option('etcd-endpoints', { type: 'string', describe: "etcd's client URLs, comma-separated (--store etcd; join: instead of the cluster's)" })
+    .option('etcd-cacert', { type: 'string', describe: "PEM file: the CA of etcd's server certificate" })
+    .option('etcd-cert', { type: 'string', describe: "PEM file: this manager's etcd client certificate" })
+    .option('etcd-key', { type: 'string', describe: "PEM file: this manager's etcd client key (never leaves this host)" });
 const addrs = (y: ReturnType<typeof yargs>) =>
   y
     .option('listen-addr', { type: 'string', describe: 'IP:PORT to listen on (default 0.0.0.0:4242)' })
@@ -106,7 +124,9 @@ await yargs(hideBin(process.argv))
     'init',
     'create a cluster (this node is its first manager) and run',
     (y) =>
-      addrs(common(y))
+      etcdFlags(addrs(common(y)))
+        .option('store', { type: 'string', describe: 'where the cluster store lives: raft (built in, the default) or etcd (external: --etcd-endpoints)' })
+        .option('etcd-prefix', { type: 'string', describe: 'key prefix of the cluster in etcd (default /swarmd/CLUSTER_ID)' })
         .option('force-new-cluster', { type: 'boolean', describe: 'restart a former manager as the only one, keeping its state' })
         .option('default-addr-pool', { type: 'string', array: true, nargs: 1, describe: 'CIDR overlay networks take their subnets from (repeatable; default 10.0.0.0/8)' })
         .option('default-addr-pool-mask-length', { type: 'number', describe: 'prefix length of each subnet taken from the pool (default 24)' }),
@@ -115,13 +135,13 @@ await yargs(hideBin(process.argv))
   .command(
     'join <manager>',
     'join a cluster through a manager (IP:PORT) with a token, and run',
-    (y) => addrs(common(y)).option('token', { type: 'string', describe: 'join token (SWMTKN-1-...)' }).positional('manager', { type: 'string' }),
+    (y) => etcdFlags(addrs(common(y))).option('store', { type: 'string', describe: 'etcd: refuse unless the cluster keeps its store in etcd' }).option('token', { type: 'string', describe: 'join token (SWMTKN-1-...)' }).positional('manager', { type: 'string' }),
     (a) => main('join', a as Args),
   )
   .command(
     'run',
     'resume from the state dir',
-    (y) => common(y).option('force-new-cluster', { type: 'boolean', describe: 'restart this former manager as the only one, keeping its state' }).option('listen-addr', { type: 'string' }).option('advertise-addr', { type: 'string' }),
+    (y) => etcdFlags(common(y)).option('store', { type: 'string', describe: 'the backend the state dir was made with (refused when it differs)' }).option('etcd-prefix', { type: 'string' }).option('force-new-cluster', { type: 'boolean', describe: 'restart this former manager as the only one, keeping its state' }).option('listen-addr', { type: 'string' }).option('advertise-addr', { type: 'string' }),
     (a) => main('run', a as Args),
   )
   .command(

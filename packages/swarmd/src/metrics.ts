@@ -71,14 +71,14 @@ export function registerStateMetrics(src: MetricsSources): void {
       this.set(src.manager()?.isLeader() ? 1 : 0);
     },
   });
-  const raftGauge = (name: string, help: string, pick: (s: ReturnType<Manager['raft']['status']>) => number) =>
+  const raftGauge = (name: string, help: string, pick: (s: ReturnType<NonNullable<Manager['raft']>['status']>) => number) =>
     new Gauge({
       name,
       help,
       registers,
       collect() {
         const m = src.manager();
-        this.set(m ? pick(m.raft.status()) : 0);
+        this.set(m?.raft ? pick(m.raft.status()) : 0); // 0 too on an etcd-backed manager
       },
     });
   raftGauge('swarmd_raft_term', 'The current Raft term of this manager (0 on workers)', (s) => s.term);

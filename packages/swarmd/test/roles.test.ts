@@ -97,13 +97,13 @@ test('in-process swarmd: a worker joins, renews its certificate, is promoted to 
   await setDesiredRole(am, w.nodeId, NodeRole.NODE_ROLE_MANAGER);
   await waitFor('the worker runs a manager', () => w.manager() !== undefined);
   const wm = w.manager()!;
-  await waitFor('two voters', () => am.raft.status().confState.voters.includes(wm.raftId) && am.raft.status().confState.voters.length === 2);
+  await waitFor('two voters', () => am.raft!.status().confState.voters.includes(wm.raftId) && am.raft!.status().confState.voters.length === 2);
   t.is(certificateFacts(w.tls().certPem).role, 'swarm-manager');
 
   // Demotion: the leader removes it from raft; its swarmd stops the manager and renews as a worker.
   await setDesiredRole(am, w.nodeId, NodeRole.NODE_ROLE_WORKER);
   await waitFor('the manager stopped on the demoted node', () => w.manager() === undefined);
   await waitFor('a worker certificate again', () => certificateFacts(w.tls().certPem).role === 'swarm-worker');
-  t.deepEqual(am.raft.status().confState.voters, [am.raftId]);
+  t.deepEqual(am.raft!.status().confState.voters, [am.raftId]);
   t.true((await readdir(join(root, 'w'))).some((f) => f.startsWith('raft.retired-')));
 });

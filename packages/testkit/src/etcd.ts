@@ -15,6 +15,8 @@ export interface LocalEtcd {
   /** Client URLs, one per member (http://127.0.0.1:PORT). */
   readonly endpoints: string[];
   readonly dir: string;
+  /** The client URLs with another host in them (with `listenAll`: an address of this machine other processes, e.g. netns hosts, reach). */
+  endpointsOn(host: string): string[];
   /** Stops member i (all when omitted); `kill`: SIGKILL instead of SIGTERM. Its data stays. */
   stopMember(i?: number, kill?: boolean): Promise<void>;
   /** Starts member i (all stopped ones when omitted) again on the same ports and data. */
@@ -25,6 +27,8 @@ export interface LocalEtcd {
 
 export interface StartEtcdOptions {
   members?: 1 | 3;
+  /** Serve clients on every address of this machine (0.0.0.0), not only loopback: for hosts in network namespaces. */
+  listenAll?: boolean;
   t?: Teardown;
 }
 
@@ -50,7 +54,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LocalEtcd>
     const args = [
       '--name', m.name,
       '--data-dir', join(dir, m.name),
-      '--listen-client-urls', m.client,
+      '--listen-client-urls', opts.listenAll ? m.client.replace('127.0.0.1', '0.0.0.0') : m.client,
       '--advertise-client-urls', m.client,
       '--listen-peer-urls', m.peer,
       '--initial-advertise-peer-urls', m.peer,
@@ -102,6 +106,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LocalEtcd>
   const etcd: LocalEtcd = {
     endpoints: members.map((m) => m.client),
     dir,
+    endpointsOn: (host) => members.map((m) => m.client.replace('127.0.0.1', host)),
     stopMember: async (i, kill = false) => {
       await Promise.all(pick(i).map((m) => stopOne(m, kill)));
     },

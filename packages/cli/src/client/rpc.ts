@@ -65,6 +65,8 @@ export function verdictOf(e: unknown, attemptTimedOut: boolean): AttemptVerdict 
   if (code !== grpc.status.UNAVAILABLE) return 'final';
   const reason = refusalReason(e);
   if (reason === ErrorReason.NO_LEADER || reason === ErrorReason.LEADER_CHANGED || reason === ErrorReason.OUTCOME_UNKNOWN) return 'again';
+  // Every manager shares the external store: another one cannot do better.
+  if (reason === ErrorReason.STORE_UNAVAILABLE) return 'final';
   return 'elsewhere';
 }
 

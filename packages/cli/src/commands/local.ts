@@ -26,8 +26,12 @@ export function localCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
           .option('workers', { type: 'number', default: 2, describe: 'Worker hosts' })
           .option('subnet', { type: 'string', default: '10.250.0.0/24', describe: 'Underlay subnet (gateway = .1, hosts from .2)' })
           .option('name', { type: 'string', default: 'default', describe: 'Cluster name' })
-          .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for every node to be READY' }),
-      env.action(async (a: GlobalArgs & { managers: number; workers: number; subnet: string; name: string; timeout: number }) => {
+          .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for every node to be READY' })
+          .option('store', { type: 'string', choices: ['raft', 'etcd'], default: 'raft', describe: 'Where the cluster store lives: the built-in raft, or an external etcd' })
+          .option('etcd-endpoints', { type: 'string', describe: "--store etcd: etcd's client URLs, comma-separated, reachable from the hosts (e.g. on the gateway address)" }),
+      env.action(async (a: GlobalArgs & { managers: number; workers: number; subnet: string; name: string; timeout: number; store: string; 'etcd-endpoints'?: string }) => {
+        if (a['etcd-endpoints'] !== undefined && a.store !== 'etcd') throw new UsageError('--etcd-endpoints: only with --store etcd', 'local up');
+        if (a.store === 'etcd' && !a['etcd-endpoints']) throw new UsageError('--store etcd: --etcd-endpoints is required (comma-separated etcd client URLs)', 'local up');
         if (!Number.isInteger(a.managers) || a.managers < 1) throw new UsageError(`--managers ${a.managers}: expected a whole number ≥ 1`, 'local up');
         if (!Number.isInteger(a.workers) || a.workers < 0) throw new UsageError(`--workers ${a.workers}: expected a whole number ≥ 0`, 'local up');
         const contextPath = a.context ?? defaultContextPath(io.env);
@@ -40,6 +44,7 @@ export function localCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Global
           env: io.env,
           timeoutMs: a.timeout * 1000,
           progress: progress(a),
+          store: a.store === 'etcd' ? { kind: 'etcd', endpoints: a['etcd-endpoints']!.split(',').map((e) => e.trim()) } : { kind: 'raft' },
         }).catch(async (e: unknown) => {
           // Whatever was made stays for inspection; say how to remove it.
           const dir = join(localRoot(io.env), a.name);

@@ -54,6 +54,8 @@ export interface LocalClusterState {
   createdAt: string;
   /** up finished: every node was READY. */
   ready: boolean;
+  /** `--store etcd`: the cluster's store is this external etcd (the managers reach it from their netns). */
+  etcdEndpoints?: string[];
 }
 
 export const stateFile = (dir: string) => join(dir, 'cluster.json');

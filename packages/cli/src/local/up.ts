@@ -26,6 +26,8 @@ export interface UpOptions {
   timeoutMs?: number;
   /** Progress lines. */
   progress: (line: string) => void;
+  /** The store of the cluster: the built-in raft (default) or an external etcd at these client URLs. */
+  store?: { kind: 'raft' } | { kind: 'etcd'; endpoints: string[] };
 }
 
 /** Brings up a local cluster; returns its state (saved in DIR/cluster.json at every step). */
@@ -38,6 +40,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
   if (total > Math.min(64, subnet.capacity)) throw invalidArgument(`${total} hosts do not fit (at most ${Math.min(64, subnet.capacity)} on ${subnet.cidr})`);
   if (process.getuid?.() !== 0) throw failedPrecondition('local up makes network namespaces: run it as root');
   const swarmd = findSwarmd(o.env);
+  if (o.store?.kind === 'etcd' && !o.store.endpoints.length) throw invalidArgument('--store etcd: --etcd-endpoints is required (etcd client URLs the hosts can reach, comma-separated)');
 
   const root = localRoot(o.env);
   const dir = join(root, name);
@@ -60,6 +63,7 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
     contextPath: o.contextPath,
     createdAt: new Date().toISOString(),
     ready: false,
+    ...(o.store?.kind === 'etcd' ? { etcdEndpoints: o.store.endpoints } : {}),
   };
   for (let i = 0; i < total; i++) state.hosts.push(planHost(state, i < o.managers ? 'manager' : 'worker'));
   const hosts = state.hosts;
@@ -83,9 +87,10 @@ export async function localUp(o: UpOptions): Promise<{ state: LocalClusterState;
 
   // 3. the first manager
   const first = hosts[0];
-  first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...hostArgs(state, first)], first.log, o.env);
+  const storeArgs = state.etcdEndpoints ? ['--store', 'etcd', '--etcd-endpoints', state.etcdEndpoints.join(',')] : [];
+  first.pid = await spawnInNetns(first.netns, [...swarmd, 'init', ...hostArgs(state, first), ...storeArgs], first.log, o.env);
   await saveState(state);
-  o.progress(`${first.name} ${first.addr}: swarmd init (pid ${first.pid})`);
+  o.progress(`${first.name} ${first.addr}: swarmd init${storeArgs.length ? ` --store etcd (${state.etcdEndpoints!.join(',')})` : ''} (pid ${first.pid})`);
   const sock = controlSocket(first);
   let control: Control | undefined;
   let tokens: { worker: string; manager: string } | undefined;

@@ -5,3 +5,4 @@ export * from './auth.js';
 export * from './tls.js';
 export * from './api.js';
 export * from './controllers.js';
+export * from './store-backend.js';

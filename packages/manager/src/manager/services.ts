@@ -31,6 +31,8 @@ export interface ManagerContext {
   leaderlessForMs(): number;
   /** Knowing no leader for longer than this means this manager is in a minority (two election timeouts). */
   minorityAfterMs: number;
+  /** Why the external store (etcd) is unavailable now, if it is (always undefined with Raft). */
+  storeUnavailable?(): string | undefined;
   /** The cluster CA with its key, loaded from the store's Cluster object. */
   ca(): Promise<ClusterCa>;
   /** Verification options for peerIdentity/authorize (CA, clock, cluster id, removed nodes). */

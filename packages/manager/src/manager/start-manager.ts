@@ -7,7 +7,7 @@ import { RaftNode, RAFT_GRPC_OPTIONS, bindServer } from 'raft-ts';
 import { SwarmError, ErrorCode, describeError, invalidArgument, systemClock, type Clock, type Logger } from '@swarmd/common';
 import { DEFAULT_SUBNET_SIZE, formatCidr, parseCidr } from '../ipam/index.js';
 import { ingressNetworkSpec } from '../specs/networks.js';
-import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type JoinTokens, type Node, type RaftMember } from '@swarmd/proto';
+import { NodeRole, RaftMembershipService, type Cluster, type ClusterSpec, type JoinTokens, type Node, type RaftMember, type StoreBackend } from '@swarmd/proto';
 import { ClusterCa, DEFAULT_NODE_CERT_EXPIRY_MS } from '../ca/cluster-ca.js';
 import { createKeyAndCsr } from '../ca/csr.js';
 import type { TlsMaterial } from '../ca/grpc-auth.js';
@@ -23,6 +23,12 @@ import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsK
 import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
 import { RaftLog } from '../replication/raft-log.js';
+import { EtcdLog } from '../replication/etcd-log.js';
+import type { ReplicatedLog } from '../replication/replicated-log.js';
+import { EtcdMembership, etcdLeaderStatusController } from '../membership/etcd-membership.js';
+import { assertSameBackend, checkEtcdPrefix, openEtcd, openEtcdForInit, readEtcdCa, storeBackendOf, ETCD_CA_FILE, type ManagerStoreOptions } from './store-backend.js';
+import { writeFileAtomic } from '../ca/files.js';
+import type { Etcd3 } from 'etcd3';
 import { makeObject } from '../store/kinds.js';
 import { createStore, type MemoryStore } from '../store/memory-store.js';
 import { EventHistory } from '../events/history.js';
@@ -69,6 +75,12 @@ export interface ManagerOptions {
   joinTimeoutMs?: number;
   /** Aborting gives up a locked manager's wait for its unlock key (startManager then rejects). */
   signal?: AbortSignal;
+  /**
+   * Where the store lives (default: the built-in Raft). init: the backend of the new cluster.
+   * join: taken from the join answer; `etcd` here brings this manager's client certificate (and
+   * endpoints to use instead of the answer's). resume: must match the state dir's (refused otherwise).
+   */
+  store?: ManagerStoreOptions;
 }
 
 export interface Manager {
@@ -76,9 +88,15 @@ export interface Manager {
   readonly clusterId: string;
   readonly raftId: number;
   readonly store: MemoryStore;
-  readonly raft: RaftNode;
+  /** The Raft node (undefined when the store is an external etcd). */
+  readonly raft: RaftNode | undefined;
+  /** The etcd log (only when the store is an external etcd). */
+  readonly etcd: EtcdLog | undefined;
+  /** Where the store lives: raft, or etcd with its endpoints and prefix. */
+  readonly backend: StoreBackend;
   readonly controllers: ControllerHost;
-  readonly membership: Membership;
+  /** Raft membership (undefined when the store is an external etcd). */
+  readonly membership: Membership | undefined;
   /** The bound TCP port of the one port. */
   readonly port: number;
   readonly controlSocketPath: string | undefined;
@@ -150,10 +168,29 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   if (o.forceNewCluster && !member) {
     throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `--force-new-cluster needs the state of a former manager in ${o.stateDir}`);
   }
+  if (member) assertSameBackend(member, o.stateDir, o.store);
+  if (o.forceNewCluster && member?.store === 'etcd') {
+    throw new SwarmError(ErrorCode.FAILED_PRECONDITION, '--force-new-cluster is for the built-in raft: an etcd-backed cluster has no manager quorum to force (etcd keeps its own)');
+  }
+  // The etcd client of an etcd-backed manager, opened (and checked) before anything is written.
+  let etcd: { client: Etcd3; prefix: string; backend: StoreBackend } | undefined;
+  if (o.bootstrap === 'resume' && member?.store === 'etcd') {
+    const own = o.store?.kind === 'etcd' ? o.store.connection : { endpoints: [] };
+    const cacert = own.cacert ?? (await readEtcdCa(o.stateDir));
+    const connection = { ...own, endpoints: own.endpoints.length ? own.endpoints : (member.endpoints ?? []), ...(cacert ? { cacert } : {}) };
+    if (!connection.endpoints.length) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, `${o.stateDir} holds a manager of an etcd-backed cluster but no etcd endpoints: give --etcd-endpoints`);
+    const prefix = member.prefix ?? '';
+    etcd = { client: await openEtcd(connection, prefix, 'resume'), prefix, backend: storeBackendOf({ kind: 'etcd', connection }, prefix) };
+    member = { ...member, endpoints: connection.endpoints };
+  }
 
   if (o.bootstrap === 'init') {
     const pool = checkAddressPool(o.addressPool); // bad input: refused before anything is written
     const clusterId = newId();
+    if (o.store?.kind === 'etcd') {
+      const prefix = checkEtcdPrefix(o.store.prefix ?? `/swarmd/${clusterId}`);
+      etcd = { client: await openEtcdForInit(o.store.connection, prefix), prefix, backend: storeBackendOf(o.store, prefix) };
+    }
     const nodeId = newId();
     const ca = await ClusterCa.create({ clusterId, now: clock.now() });
     const spec = defaultClusterSpec(o.clusterSpec);
@@ -164,8 +201,11 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       addresses: [o.advertiseAddr],
     });
     tls = { caCertPem: ca.certPem, certPem: issued.certPem, keyPem };
-    member = { raftId: newRaftId(), nodeId, clusterId, transportClusterId: transportClusterIdOf(clusterId) };
-    const cluster = makeObject('cluster', { id: clusterId, spec, rootCa: ca.toRootCa(), removedNodeIds: [], defaultAddressPool: pool.pools, subnetSize: pool.subnetSize });
+    member = etcd
+      ? { raftId: 0, nodeId, clusterId, transportClusterId: transportClusterIdOf(clusterId), store: 'etcd', prefix: etcd.prefix, endpoints: etcd.backend.endpoints }
+      : { raftId: newRaftId(), nodeId, clusterId, transportClusterId: transportClusterIdOf(clusterId) };
+    const backend = etcd?.backend ?? storeBackendOf(undefined, '');
+    const cluster = makeObject('cluster', { id: clusterId, spec, rootCa: ca.toRootCa(), removedNodeIds: [], defaultAddressPool: pool.pools, subnetSize: pool.subnetSize, store: backend });
     const node = makeObject('node', {
       id: nodeId,
       role: NodeRole.NODE_ROLE_MANAGER,
@@ -210,11 +250,27 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       logger,
       timeoutMs: o.joinTimeoutMs ?? 60_000,
     });
-    member = { raftId: r.raftId, nodeId: facts.nodeId, clusterId: facts.clusterId, transportClusterId: r.clusterRaftId || transportClusterIdOf(facts.clusterId) };
+    if (r.store?.kind === 'etcd') {
+      const own = o.store?.kind === 'etcd' ? o.store.connection : undefined;
+      const connection = {
+        ...own,
+        endpoints: own?.endpoints.length ? own.endpoints : r.store.endpoints,
+        ...(own?.cacert ? {} : r.store.caCert.length ? { cacert: Buffer.from(r.store.caCert) } : {}),
+      };
+      etcd = { client: await openEtcd(connection, r.store.prefix, 'join'), prefix: r.store.prefix, backend: { ...r.store, endpoints: connection.endpoints } };
+      member = { raftId: 0, nodeId: facts.nodeId, clusterId: facts.clusterId, transportClusterId: transportClusterIdOf(facts.clusterId), store: 'etcd', prefix: r.store.prefix, endpoints: connection.endpoints };
+      if (connection.cacert) await writeFileAtomic(join(o.stateDir, ETCD_CA_FILE), connection.cacert, 0o600);
+      logger.info('joined an etcd-backed cluster', { endpoints: connection.endpoints, prefix: r.store.prefix });
+    } else {
+      if (o.store?.kind === 'etcd') {
+        throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `join: the cluster keeps its store in the built-in raft, not etcd: join without --store etcd (this manager was added to the raft group as a learner; "swarmctl node demote" removes it)`);
+      }
+      member = { raftId: r.raftId, nodeId: facts.nodeId, clusterId: facts.clusterId, transportClusterId: r.clusterRaftId || transportClusterIdOf(facts.clusterId) };
+      joinPeers = new Map(r.members.filter((m) => m.addr).map((m) => [m.raftId, m.addr]));
+      joinPeers.set(r.raftId, o.advertiseAddr);
+      logger.info('joined the raft group as a learner', { raftId: r.raftId, members: Object.fromEntries(joinPeers) });
+    }
     if (r.secretsKey.length) await writeSecretsKey(o.stateDir, Buffer.from(r.secretsKey));
-    joinPeers = new Map(r.members.filter((m) => m.addr).map((m) => [m.raftId, m.addr]));
-    joinPeers.set(r.raftId, o.advertiseAddr);
-    logger.info('joined the raft group as a learner', { raftId: r.raftId, members: Object.fromEntries(joinPeers) });
   }
   if (!member) throw new SwarmError(ErrorCode.INTERNAL, 'startManager: no raft membership');
   if (member.nodeId !== facts.nodeId || member.clusterId !== facts.clusterId) {
@@ -270,18 +326,29 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       ? { role: CertRole.WORKER, why: `node ${id.nodeId} was demoted to worker; its manager certificate is honoured as a worker's` }
       : { role: id.role };
   const server = new grpc.Server({ ...RAFT_GRPC_OPTIONS, interceptors: [authInterceptor(verify, logger, METHOD_POLICY, honoured)] });
-  const log = new RaftLog();
+  const etcdLog = etcd
+    ? new EtcdLog({
+        client: etcd.client,
+        prefix: etcd.prefix,
+        leaderValue: o.advertiseAddr,
+        ...(o.store?.kind === 'etcd' && o.store.leaseTtl ? { leaseTtl: o.store.leaseTtl } : {}),
+        endpoints: etcd.backend.endpoints,
+        logger: logger.child({ component: 'etcd-log' }),
+      })
+    : undefined;
+  const raftLog = etcdLog ? undefined : new RaftLog();
+  const log: ReplicatedLog = etcdLog ?? raftLog!;
   const store = createStore({ log, clock, logger });
   storeRef.s = store;
-  // Before Raft opens: the entries it replays from the log feed the history too.
+  // Before the log opens: the entries it replays feed the history too.
   const eventHistory = new EventHistory(store, { logger });
   await mkdir(raftDir, { recursive: true, mode: 0o700 });
   const peers = init ? new Map([[me.raftId, o.advertiseAddr]]) : (joinPeers ?? new Map<number, string>());
-  const raft = await RaftNode.open({
+  const raft = raftLog ? await RaftNode.open({
     id: me.raftId,
     clusterId: me.transportClusterId,
     dataDir: raftDir,
-    stateMachine: log.stateMachine,
+    stateMachine: raftLog.stateMachine,
     peers,
     join: o.bootstrap === 'join' && !!joinPeers,
     server,
@@ -292,12 +359,14 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     snapshotEvery: o.raft?.snapshotEvery ?? 10_000,
     fsync: o.raft?.fsync ?? true,
     logger: logger.child({ component: 'raft' }),
-  });
-  if (init || joinPeers) await writeMemberFile(raftDir, me);
-  log.connect(raft);
+  }) : undefined;
+  if (etcdLog) await startEtcdLog(etcdLog, logger, o.signal);
+  if (init || joinPeers || etcdLog) await writeMemberFile(raftDir, me);
+  if (init && etcd?.backend.caCert.length) await writeFileAtomic(join(o.stateDir, ETCD_CA_FILE), etcd.backend.caCert, 0o600);
+  if (raft) raftLog!.connect(raft);
 
-  const electionMs = (o.raft?.tickMs ?? 100) * (o.raft?.electionTicks ?? 10);
-  const membership = new Membership({
+  const electionMs = etcdLog ? 1000 * (o.store?.kind === 'etcd' ? (o.store.leaseTtl ?? 5) : 5) : (o.raft?.tickMs ?? 100) * (o.raft?.electionTicks ?? 10);
+  const membership = raft ? new Membership({
     raft,
     store,
     logger,
@@ -307,17 +376,35 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     reachableWithinMs: 2 * electionMs,
     secretsKey: () => secrets.key(),
     autolocked: () => !!clusterObj()?.unlockKeySealed.length,
-  });
+  }) : undefined;
+  const etcdMembership = etcdLog
+    ? new EtcdMembership({
+        store,
+        logger,
+        verify,
+        isLeader: () => etcdLog.isLeader(),
+        leaderAddr: () => etcdLog.leaderValue() || undefined,
+        backend: etcd!.backend,
+        secretsKey: () => secrets.key(),
+        autolocked: () => !!clusterObj()?.unlockKeySealed.length,
+      })
+    : undefined;
+  const leaderAddr = (): string | undefined => (etcdMembership ? etcdLog!.leaderValue() || undefined : membership!.leaderAddr());
+  const isLeader = (): boolean => log.isLeader();
   // Since when this manager has known no leader (undefined while it knows one).
-  let noLeaderSince: number | undefined = raft.leader ? undefined : clock.now();
-  raft.on('leader-change', (c: { leaderId: number }) => {
+  let noLeaderSince: number | undefined = leaderAddr() ? undefined : clock.now();
+  raft?.on('leader-change', (c: { leaderId: number }) => {
     if (c.leaderId) noLeaderSince = undefined;
     else noLeaderSince ??= clock.now();
   });
   const leaderlessForMs = (): number => (noLeaderSince === undefined ? 0 : Math.max(0, clock.now() - noLeaderSince));
-  const sampler = setInterval(() => membership.sample(), o.raft?.tickMs ?? 100);
+  const sampler = setInterval(() => {
+    membership?.sample();
+    if (etcdLog) noLeaderSince = etcdLog.leaderValue() ? undefined : (noLeaderSince ?? clock.now());
+  }, o.raft?.tickMs ?? 100);
   sampler.unref();
-  server.addService(...strictService(RaftMembershipService, membership.service()));
+  server.addService(...strictService(RaftMembershipService, (etcdMembership ?? membership!).service()));
+  const members = (): RaftMember[] => (etcdMembership ?? membership!).members();
 
   const st = store;
   const ctx: ManagerContext = {
@@ -328,10 +415,11 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     advertiseAddr: o.advertiseAddr,
     logger,
     clock,
-    isLeader: () => raft.isLeader,
-    leaderAddr: () => membership.leaderAddr(),
+    isLeader,
+    leaderAddr,
     leaderlessForMs,
     minorityAfterMs: 2 * electionMs,
+    ...(etcdLog ? { storeUnavailable: () => etcdLog.storeUnavailable() } : {}),
     ca: async () => {
       const c = clusterObj();
       if (!c) throw new SwarmError(ErrorCode.UNAVAILABLE, 'the cluster object is not in the store yet');
@@ -341,9 +429,9 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     tls: () => provider.tls,
     managerCredentials: () => provider.channelCredentials(CertRole.MANAGER),
     membership: {
-      assertCanRemove: (nodeId) => membership.assertCanRemove(nodeId),
-      removeManager: (nodeId) => membership.removeManager(nodeId),
-      members: () => membership.members(),
+      assertCanRemove: (nodeId) => membership?.assertCanRemove(nodeId),
+      removeManager: async (nodeId) => membership?.removeManager(nodeId),
+      members,
     },
     secrets,
   };
@@ -357,11 +445,13 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   try {
     port = await bindServer(server, o.listenAddr, provider.serverCredentials());
   } catch (err) {
-    await raft.stop();
+    await raft?.stop();
+    await etcdLog?.stop();
+    etcd?.client.close();
     throw new SwarmError(ErrorCode.UNAVAILABLE, `cannot listen on ${o.listenAddr}: ${describeError(err)}`, { cause: err });
   }
-  raft.run();
-  logger.info('manager listening', { addr: o.listenAddr, port, advertise: o.advertiseAddr, nodeId: me.nodeId, raftId: me.raftId, clusterId: me.clusterId });
+  raft?.run();
+  logger.info('manager listening', { addr: o.listenAddr, port, advertise: o.advertiseAddr, nodeId: me.nodeId, raftId: me.raftId, clusterId: me.clusterId, store: etcd ? `etcd ${etcd.prefix}` : 'raft' });
 
   // The local control socket: Control without TLS, root only (0600).
   let sockServer: grpc.Server | undefined;
@@ -385,8 +475,12 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   keeper.start();
 
   const host = new ControllerHost({ log, deps: { store: st, clock, logger } });
-  host.register(promoterController(raft, membership));
-  host.register(roleReconcilerController(raft, membership));
+  if (raft && membership) {
+    host.register(promoterController(raft, membership));
+    host.register(roleReconcilerController(raft, membership));
+  } else {
+    host.register(etcdLeaderStatusController(o.advertiseAddr));
+  }
   for (const h of hosted) for (const c of h.controllers ?? []) host.register(c);
   for (const c of o.controllers ?? serviceControllers()) host.register(c);
   host.start();
@@ -402,6 +496,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   let wasMember = false;
   let leaderlessSince = 0;
   const memberWatch = setInterval(() => {
+    if (!raft) return;
     const cs = raft.status().confState;
     const inGroup = cs.voters.includes(me.raftId) || cs.learners.includes(me.raftId);
     if (inGroup) wasMember = true;
@@ -423,7 +518,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     const { cluster, node } = init;
     // A single voter elects itself within an election timeout.
     const until = clock.now() + 30_000;
-    while (!raft.isLeader) {
+    while (!log.isLeader()) {
       if (clock.now() > until) throw new SwarmError(ErrorCode.UNAVAILABLE, 'init: this manager did not become the leader of its own cluster');
       await clock.sleep(50);
     }
@@ -442,13 +537,15 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     raftId: me.raftId,
     store: st,
     raft,
+    etcd: etcdLog,
+    backend: etcd?.backend ?? storeBackendOf(undefined, ''),
     controllers: host,
     membership,
     port,
     controlSocketPath: sockServer ? sockPath : undefined,
-    isLeader: () => raft.isLeader,
-    leaderAddr: () => membership.leaderAddr(),
-    members: () => membership.members(),
+    isLeader,
+    leaderAddr,
+    members,
     tls: () => provider.tls,
     updateTls: (t) => provider.update(t),
     saveTls: (t) =>
@@ -469,8 +566,10 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       await host.stop();
       for (const h of hosted) await h.stop?.();
       eventHistory.stop();
-      log.disconnect();
-      await raft.stop();
+      raftLog?.disconnect();
+      await raft?.stop();
+      await etcdLog?.stop();
+      etcd?.client.close();
       server.forceShutdown();
       if (sockServer) {
         sockServer.forceShutdown();
@@ -480,4 +579,21 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     },
   };
   return m;
+}
+
+/**
+ * Opens the etcd log (the snapshot and the entries after it), retrying while etcd does not answer:
+ * a manager restarted during an etcd outage waits for it instead of serving an empty store.
+ */
+async function startEtcdLog(log: EtcdLog, logger: Logger, signal?: AbortSignal): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await log.start();
+      return;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      logger.warn('cannot load the store from etcd yet; retrying', { attempt, error: describeError(err) });
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * attempt)));
+    }
+  }
 }

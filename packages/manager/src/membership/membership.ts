@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, describeError, isSwarmError, noLeaderYet, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, noLeaderYet, type Logger } from '@swarmd/common';
 import {
   ManagerStatus_Reachability,
   NodeRole,
@@ -10,7 +10,7 @@ import {
 } from '@swarmd/proto';
 import { NotLeaderError, ProposalDroppedError, type NodeStatus as RaftNodeStatus } from 'raft-ts';
 import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-auth.js';
-import { cloneObject, makeObject } from '../store/kinds.js';
+import { recordManagerNode, serveJoin } from './record.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import { newRaftId } from '../raft/raft-dir.js';
 import { assertCanRemoveManager, type RaftGroupView } from './quorum.js';
@@ -151,7 +151,7 @@ export class Membership {
   /** Join on the leader: adds the caller as a learner (idempotent for a member that retries). */
   async join(nodeId: string, addr: string): Promise<RaftJoinResponse> {
     const redirect = this.redirect();
-    if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0, secretsKey: Buffer.alloc(0) };
+    if (redirect) return { raftId: 0, members: [], redirectAddr: redirect, clusterRaftId: 0, secretsKey: Buffer.alloc(0), store: undefined };
     if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
     if (isDemoted(this.o.store.view((tx) => tx.get('node', nodeId)))) {
       throw new SwarmError(ErrorCode.PERMISSION_DENIED, `join: node ${nodeId} was demoted to worker; its manager certificate no longer admits it (promote it to join again)`);
@@ -178,7 +178,7 @@ export class Membership {
     const withhold = rejoin && !!this.o.autolocked?.();
     if (withhold) this.o.logger.warn('join: a member joins again under autolock; the secrets key is not handed out', { nodeId, raftId });
     const secretsKey = withhold ? Buffer.alloc(0) : (this.o.secretsKey?.() ?? Buffer.alloc(0));
-    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId, secretsKey };
+    return { raftId, members: this.members(), redirectAddr: '', clusterRaftId: this.o.transportClusterId, secretsKey, store: undefined };
   }
 
   /**
@@ -201,34 +201,8 @@ export class Membership {
   }
 
   /** Writes Node.managerStatus (and creates the Node when the CA service has not yet). */
-  async recordManager(nodeId: string, raftId: number, addr: string, hostname?: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.o.store.update((tx) => {
-          const cur = tx.get('node', nodeId);
-          const ms = { raftId, addr, leader: this.o.raft.leader === raftId, reachability: ManagerStatus_Reachability.REACHABLE };
-          if (!cur) {
-            const n: Node = makeObject('node', {
-              id: nodeId,
-              role: NodeRole.NODE_ROLE_MANAGER,
-              spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
-              managerStatus: ms,
-              ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {}, volumes: [] } } : {}),
-            });
-            tx.create('node', n);
-            return;
-          }
-          const c = cloneObject('node', cur);
-          c.managerStatus = ms;
-          c.role = NodeRole.NODE_ROLE_MANAGER;
-          tx.update('node', c);
-        });
-        return;
-      } catch (err) {
-        if (attempt < 5 && isSwarmError(err) && (err.code === ErrorCode.CONFLICT || err.code === ErrorCode.ALREADY_EXISTS)) continue;
-        throw err;
-      }
-    }
+  recordManager(nodeId: string, raftId: number, addr: string, hostname?: string): Promise<void> {
+    return recordManagerNode(this.o.store, nodeId, { raftId, addr, leader: this.o.raft.leader === raftId, reachability: ManagerStatus_Reachability.REACHABLE }, hostname);
   }
 
   private redirect(): string | undefined {
@@ -241,19 +215,9 @@ export class Membership {
   /** The RaftMembership service (the auth interceptor already admitted swarm-manager only). */
   service(): RaftMembershipServer {
     return {
-      join: (call, cb) => {
-        peerIdentity(call, this.o.verify)
-          .then((id) => this.join(id.nodeId, call.request.addr))
-          .then(
-            (r) => cb(null, r),
-            (err: unknown) => {
-              this.o.logger.warn('RaftMembership.Join failed', { error: describeError(err) });
-              // Leadership lost mid-join (an election): the joiner asks again, as it does while no
-              // leader is known; a join already applied is found as such on the retry.
-              cb(toGrpcError(err instanceof NotLeaderError ? noLeaderYet(`join: ${err.message}`, { cause: err }) : err));
-            },
-          );
-      },
+      // Leadership lost mid-join (an election): the joiner asks again, as it does while no
+      // leader is known; a join already applied is found as such on the retry.
+      join: serveJoin(this.o, (nodeId, addr) => this.join(nodeId, addr), (err) => (err instanceof NotLeaderError ? noLeaderYet(`join: ${err.message}`, { cause: err }) : err)),
       leave: (call, cb) => {
         peerIdentity(call, this.o.verify)
           .then(async (id) => {

@@ -15,6 +15,15 @@ export interface RaftMemberFile {
   clusterId: string;
   /** The transport's numeric cluster id (refuses traffic of other clusters). */
   transportClusterId: number;
+  /**
+   * Where the cluster's store lives: absent (or "raft") for the built-in Raft; "etcd" for an
+   * external etcd under `prefix` (raftId is then 0 and there is no WAL). Fixed for the life of
+   * the state dir: a manager started with another backend refuses.
+   */
+  store?: 'raft' | 'etcd';
+  prefix?: string;
+  /** etcd: the endpoints last used (a restart without --etcd-endpoints uses them). */
+  endpoints?: string[];
 }
 
 export const MEMBER_FILE = 'member.json';
@@ -28,7 +37,7 @@ export async function readMemberFile(raftDir: string): Promise<RaftMemberFile | 
     throw wrapError(ErrorCode.INTERNAL, `cannot read ${join(raftDir, MEMBER_FILE)}`, err);
   }
   const m = JSON.parse(text) as Partial<RaftMemberFile>;
-  if (!m.raftId || !m.nodeId || !m.clusterId || !m.transportClusterId) {
+  if ((!m.raftId && m.store !== 'etcd') || !m.nodeId || !m.clusterId || !m.transportClusterId) {
     throw new SwarmError(ErrorCode.DATA_LOSS, `${join(raftDir, MEMBER_FILE)} is incomplete (raftId, nodeId, clusterId, transportClusterId)`);
   }
   return m as RaftMemberFile;

@@ -1,5 +1,5 @@
 import { Etcd3, type Campaign, type ElectionObserver, type IOptions, type Namespace, type Watcher, type IKeyValue } from 'etcd3';
-import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, nullLogger, type Logger, metrics, secondsSince } from '@swarmd/common';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable, nullLogger, type Logger, metrics, secondsSince } from '@swarmd/common';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership } from './log-kit.js';
 
@@ -42,6 +42,10 @@ export interface EtcdLogOptions {
   logger?: Logger;
   /** Only follow the log, never campaign (tests, read-only members). */
   campaign?: boolean;
+  /** How often etcd is probed (a read with a short deadline) to tell callers at once that the store is away (default 1 s). */
+  probeMs?: number;
+  /** The endpoints, for messages. */
+  endpoints?: string[];
 }
 
 interface Waiter {
@@ -91,6 +95,9 @@ export class EtcdLog implements ReplicatedLog {
   private started = false;
   private resyncing: Promise<void> | undefined;
   private leaderValueSeen: string | undefined;
+  /** Since when etcd has not answered the probe, and why (undefined while it answers). */
+  private down: { since: number; why: string } | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: EtcdLogOptions) {
     this.client = opts.client;
@@ -123,6 +130,38 @@ export class EtcdLog implements ReplicatedLog {
     this.watchFrom(rev + 1);
     if (this.opts.campaign !== false) this.runCampaign();
     void this.observeLeader();
+    this.probe();
+  }
+
+  /** Reads one key with a short deadline every `probeMs`: how this member knows etcd is away. */
+  private probe(): void {
+    if (this.stopped) return;
+    const every = this.opts.probeMs ?? 1000;
+    void this.ns
+      .get('snapshot')
+      .options({ deadline: Date.now() + Math.max(500, every) })
+      .exec()
+      .then(
+        () => {
+          if (this.down) this.logger.info('etcd log: the store answers again', { afterMs: Date.now() - this.down.since });
+          this.down = undefined;
+        },
+        (err: unknown) => {
+          if (!this.down) this.logger.warn('etcd log: the store does not answer', { error: describeError(err) });
+          this.down = { since: this.down?.since ?? Date.now(), why: describeError(err) };
+        },
+      )
+      .finally(() => {
+        if (!this.stopped) this.probeTimer = setTimeout(() => this.probe(), every).unref();
+      });
+  }
+
+  /** Why the store is unavailable now (etcd does not answer), or undefined while it answers. */
+  storeUnavailable(): string | undefined {
+    const d = this.down;
+    if (!d) return undefined;
+    const where = this.opts.endpoints?.length ? ` at ${this.opts.endpoints.join(',')}` : '';
+    return `the cluster store is unavailable: etcd${where} has not answered for ${((Date.now() - d.since) / 1000).toFixed(1)} s (${d.why})`;
   }
 
   /** The last applied revision. */
@@ -149,6 +188,8 @@ export class EtcdLog implements ReplicatedLog {
 
   async propose(data: Uint8Array, signal?: AbortSignal): Promise<number> {
     if (signal?.aborted) throw new SwarmError(ErrorCode.CANCELLED, 'proposal cancelled', { cause: signal.reason });
+    const down = this.storeUnavailable();
+    if (down) throw storeUnavailable(`${down}; nothing was written: retry once etcd is back`);
     const fence = this.fence;
     if (!this.leadership.get() || !fence) {
       throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is not the leader of the etcd store; the write was not applied: ask again', {
@@ -433,6 +474,7 @@ export class EtcdLog implements ReplicatedLog {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.probeTimer);
     const c = this.campaignObj;
     this.campaignObj = undefined;
     this.lostLeadership('stopping');

@@ -23,6 +23,8 @@ export interface ServiceDeps {
   leaderlessForMs?(): number;
   /** See leaderlessForMs (default 2 s: two election timeouts of the default Raft settings). */
   minorityAfterMs?: number;
+  /** Why the shared external store (etcd) is unavailable now, if it is (undefined with Raft). */
+  storeUnavailable?(): string | undefined;
   /**
    * The managers agents may connect to. Default: the store's nodes with a manager_status addr
    * (weight 10 when REACHABLE or UNKNOWN, 1 when UNREACHABLE).

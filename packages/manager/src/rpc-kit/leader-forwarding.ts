@@ -14,7 +14,7 @@
  * Answers of the leader itself (statuses with or without a reason) pass through unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, REASON_METADATA_KEY, noLeaderYet, noQuorum, outcomeUnknown, ErrorReason } from '@swarmd/common';
+import { SwarmError, ErrorCode, REASON_METADATA_KEY, noLeaderYet, noQuorum, outcomeUnknown, storeUnavailable, ErrorReason } from '@swarmd/common';
 import { expectServerRole } from '../ca/grpc-auth.js';
 import { CertRole } from '../ca/roles.js';
 
@@ -55,10 +55,14 @@ export interface LeaderForwarderDeps {
   leaderlessForMs?(): number;
   /** Past this, no leader means a minority (default 2 s). */
   minorityAfterMs?: number;
+  /** Why the shared external store (etcd) is unavailable now, if it is (undefined with Raft). */
+  storeUnavailable?(): string | undefined;
 }
 
 /** The refusal of a manager that knows no leader: an election (NO_LEADER) or a minority (NO_QUORUM). */
-export function noLeaderRefusal(o: Pick<LeaderForwarderDeps, 'leaderlessForMs' | 'minorityAfterMs'>): SwarmError {
+export function noLeaderRefusal(o: Pick<LeaderForwarderDeps, 'leaderlessForMs' | 'minorityAfterMs' | 'storeUnavailable'>): SwarmError {
+  const down = o.storeUnavailable?.();
+  if (down) return storeUnavailable(`${down}; nothing was done: retry once etcd is back (every manager shares it)`);
   const ms = o.leaderlessForMs?.() ?? 0;
   if (ms > (o.minorityAfterMs ?? 2_000)) {
     return noQuorum(

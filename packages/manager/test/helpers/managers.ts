@@ -74,7 +74,7 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
 }
 
 export function voters(m: Manager): number[] {
-  return [...m.raft.status().confState.voters].sort((a, b) => a - b);
+  return [...m.raft!.status().confState.voters].sort((a, b) => a - b);
 }
 
 /** store.update retried on CONFLICT (controllers write the same objects). */
