@@ -43,6 +43,9 @@ clusterTest("a partitioned leader's acknowledged writes are not lost and the maj
     t.log(`scale ${i + 1} with the leader ${leader} cut off: ${r.ms} ms`);
   }
   t.true((await ledger.update('web', '1')).ok);
+  // the cut is real: the majority elects another leader while it lasts
+  await c.until(`a leader other than ${leader}`, async () => (await leaderHost(c)) !== leader, 60);
+  t.true((await ledger.scale('web', 5)).ok, 'a scale acknowledged by the new leader');
   await heal();
   const ms = await converge(c, ledger, BOUND_S);
   t.log(`converged ${ms} ms after the partition healed`);

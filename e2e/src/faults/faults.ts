@@ -6,12 +6,15 @@
  * Hosts are network namespaces on an underlay bridge (swarmctl local up): network faults are
  * nftables tables of our own (`e2e_fault_N`, family inet) in the hosts' netns, entered with
  * `nsenter --net=/run/netns/X` only (never `ip netns exec`, which remounts /sys). This kernel has
+ * `nft` is Debian's (node-agent's NFT: under npx, node_modules/.bin/nft is @vercel/nft). This kernel has
  * no netem: there is no fixed delay; `slowLink` limits a host's link rate with tbf instead, which
  * delays packets only when they queue behind the limit.
  */
+import { existsSync } from 'node:fs';
 import { readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '@swarmd/common';
+import { NFT } from '@swarmd/node-agent';
 import type { LocalHost } from '@swarmd/cli/local/state';
 import type { LocalCluster, Scope } from '../cluster/local-cluster.js';
 
@@ -20,9 +23,13 @@ export type Undo = () => Promise<void>;
 /** The table name every fault table starts with (the orphan check refuses any left over). */
 export const FAULT_TABLE_PREFIX = 'e2e_fault_';
 
-/** Runs a program inside a host's network namespace. */
-export function inNetns(h: Pick<LocalHost, 'netns'>, argv: readonly string[], input?: string) {
-  return run('nsenter', [`--net=/run/netns/${h.netns}`, '--', ...argv], input !== undefined ? { input } : {});
+/**
+ * Runs a program inside a host's network namespace: the one its swarmd runs in when it runs
+ * (`/proc/PID/ns/net`), else `/run/netns/X`.
+ */
+export function inNetns(h: Pick<LocalHost, 'netns'> & { pid?: number }, argv: readonly string[], input?: string) {
+  const ns = h.pid && existsSync(`/proc/${h.pid}/ns/net`) ? `/proc/${h.pid}/ns/net` : `/run/netns/${h.netns}`;
+  return run('nsenter', [`--net=${ns}`, '--', ...argv], input !== undefined ? { input } : {});
 }
 
 let tables = 0;
@@ -94,11 +101,11 @@ export class Faults {
     const table = `${FAULT_TABLE_PREFIX}${process.pid}_${++tables}`;
     const loaded: LocalHost[] = [];
     const undo = this.undoable(what, async () => {
-      for (const h of loaded) await inNetns(h, ['nft', 'delete', 'table', 'inet', table], '').catch(() => undefined);
+      for (const h of loaded) await inNetns(h, [NFT, 'delete', 'table', 'inet', table], '').catch(() => undefined);
     });
     try {
       for (const h of hosts) {
-        await inNetns(h, ['nft', '-f', '-'], `table inet ${table} {\n${body(h)}\n}\n`);
+        await inNetns(h, [NFT, '-f', '-'], `table inet ${table} {\n${body(h)}\n}\n`);
         loaded.push(h);
       }
     } catch (e) {

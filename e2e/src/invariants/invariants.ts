@@ -8,6 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@swarmd/common';
+import { NFT } from '@swarmd/node-agent';
 import { taskNetns } from '@swarmd/node-agent/networking/bridge-network';
 import type { LocalHost } from '@swarmd/cli/local/state';
 import { RUNNING, type LocalCluster, type NodeJson, type TaskJson } from '../cluster/local-cluster.js';
@@ -133,7 +134,7 @@ export async function hostFacts(h: LocalHost, nodeId: string): Promise<HostFacts
     .split('\n')
     .map((l) => l.split(' ')[0])
     .filter((n) => n.startsWith(prefix));
-  const tables = (await inNetns(h, ['nft', 'list', 'tables'])).stdout
+  const tables = (await inNetns(h, [NFT, 'list', 'tables'])).stdout
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
