@@ -88,7 +88,7 @@ clusterTest('5% underlay loss still converges a 10-replica service', async (t) =
   const started = Date.now();
   const r = await ledger.create('web', 'replicated', 10, c.image);
   t.true(r.ok, r.message);
-  const ms = await converge(c, ledger, BOUND_S);
+  const ms = await converge(c, ledger, BOUND_S, { faultsOn: true });
   t.log(`10 replicas converged under 5% loss in ${Date.now() - started} ms (create ${r.ms} ms, checks ${ms} ms)`);
   await heal();
   t.deepEqual(await problems(c, ledger), []);

@@ -12,7 +12,7 @@ import { NFT } from '@swarmd/node-agent';
 import { taskNetns } from '@swarmd/node-agent/networking/bridge-network';
 import type { LocalHost } from '@swarmd/cli/local/state';
 import { RUNNING, type LocalCluster, type NodeJson, type TaskJson } from '../cluster/local-cluster.js';
-import { inNetns } from '../faults/faults.js';
+import { FAULT_TABLE_PREFIX, inNetns } from '../faults/faults.js';
 import type { Ledger } from './ledger.js';
 
 interface ServiceJson {
@@ -148,7 +148,7 @@ export async function hostFacts(h: LocalHost, nodeId: string): Promise<HostFacts
  * container cgroup belongs to a task of the store on that node (a running container to one
  * desired running), and the host's netns has only swarmd's own nft tables.
  */
-export function orphans(host: string, nodeId: string, facts: HostFacts, s: Snapshot): string[] {
+export function orphans(host: string, nodeId: string, facts: HostFacts, s: Snapshot, o: CheckOptions = {}): string[] {
   const out: string[] = [];
   const mine = s.tasks.filter((t) => t.nodeId === nodeId);
   const byId = new Map(mine.map((t) => [t.id, t]));
@@ -160,13 +160,18 @@ export function orphans(host: string, nodeId: string, facts: HostFacts, s: Snaps
   for (const m of facts.mounts) if (![...byId.keys()].some((id) => m.includes(`/${id}/`) || m.endsWith(`/${id}`))) out.push(`${host}: mount ${m} belongs to no task of this node in the store`);
   const netnsOf = new Set(mine.map((t) => taskNetns(nodeId, t.id).netns));
   for (const n of facts.netns) if (!netnsOf.has(n)) out.push(`${host}: network namespace ${n} belongs to no task of this node in the store`);
-  for (const tb of facts.tables) if (!/^table (ip|inet|ip6|bridge) swarmd_\S+$/.test(tb)) out.push(`${host}: nft ${tb} is not swarmd's (a fault left over?)`);
+  for (const tb of facts.tables) if (!/^table (ip|inet|ip6|bridge) swarmd_\S+$/.test(tb) && !(o.faultsOn && tb.startsWith(`table inet ${FAULT_TABLE_PREFIX}`))) out.push(`${host}: nft ${tb} is not swarmd's (a fault left over?)`);
   for (const cg of facts.cgroups) if (!byId.has(cg)) out.push(`${host}: cgroup ${cg} belongs to no task of this node in the store`);
   return out;
 }
 
+export interface CheckOptions {
+  /** A fault is still on (a check under it): its nft tables are expected. */
+  faultsOn?: boolean;
+}
+
 /** Every problem on the cluster now: acknowledged writes, slots, and each host's orphans. */
-export async function problems(c: LocalCluster, ledger: Ledger): Promise<string[]> {
+export async function problems(c: LocalCluster, ledger: Ledger, o: CheckOptions = {}): Promise<string[]> {
   const s = await snapshot(c);
   const out = [...acknowledgedWrites(s, ledger), ...slots(s)];
   for (const h of await c.hosts()) {
@@ -176,7 +181,7 @@ export async function problems(c: LocalCluster, ledger: Ledger): Promise<string[
       continue;
     }
     if (node.status?.state !== 'NODE_STATE_READY') out.push(`host ${h.name}: node ${h.hostname} is ${node.status?.state}, not ready`);
-    out.push(...orphans(h.name, node.id, await hostFacts(h, node.id), s));
+    out.push(...orphans(h.name, node.id, await hostFacts(h, node.id), s, o));
   }
   return out;
 }
@@ -186,14 +191,14 @@ export async function problems(c: LocalCluster, ledger: Ledger): Promise<string[
  * before a late event such as a node marked down); returns how long after the call the first of
  * those reads was. Fails after `boundS` seconds naming what was still wrong.
  */
-export async function converge(c: LocalCluster, ledger: Ledger, boundS: number): Promise<number> {
+export async function converge(c: LocalCluster, ledger: Ledger, boundS: number, o: CheckOptions = {}): Promise<number> {
   const started = Date.now();
   let last: string[] = [];
   let clean: number | undefined;
   while (Date.now() - started < boundS * 1000) {
     const at = Date.now();
     try {
-      last = await problems(c, ledger);
+      last = await problems(c, ledger, o);
     } catch (e) {
       last = [`the control API failed: ${(e as Error).message.split('\n')[0]}`];
     }
