@@ -69,7 +69,7 @@ export function acknowledgedWrites(s: Snapshot, ledger: Ledger): string[] {
 const isReady = (n: NodeJson) => n.status?.state === 'NODE_STATE_READY' && (n.spec?.availability ?? 'NODE_AVAILABILITY_ACTIVE') === 'NODE_AVAILABILITY_ACTIVE';
 
 /**
- * Each replicated slot 1..N has exactly one running task (none above N), each global service one
+ * A replicated service of N replicas has N slots with exactly one running task each, each global service one
  * per ready node, and each running task runs the service's current spec (V).
  */
 export function slots(s: Snapshot): string[] {
@@ -93,11 +93,9 @@ export function slots(s: Snapshot): string[] {
     const replicas = svc.spec?.replicated?.replicas ?? 0;
     const bySlot = new Map<number, number>();
     for (const t of running) bySlot.set(t.slot ?? 0, (bySlot.get(t.slot ?? 0) ?? 0) + 1);
-    for (let slot = 1; slot <= replicas; slot++) {
-      const n = bySlot.get(slot) ?? 0;
-      if (n !== 1) out.push(`service ${name}: slot ${slot} has ${n} running tasks (want 1)`);
-    }
-    for (const [slot, n] of bySlot) if (slot < 1 || slot > replicas) out.push(`service ${name}: slot ${slot} (of ${replicas} replicas) has ${n} running tasks`);
+    // As in Swarm, a scale-down may leave any slots (not 1..N): N slots, one running task each.
+    for (const [slot, n] of bySlot) if (n !== 1 || slot < 1) out.push(`service ${name}: slot ${slot} has ${n} running tasks (want 1)`);
+    if (bySlot.size !== replicas) out.push(`service ${name}: ${bySlot.size} slots with a running task (${[...bySlot.keys()].sort((a, b) => a - b).join(', ') || 'none'}), want ${replicas}`);
   }
   return out;
 }
