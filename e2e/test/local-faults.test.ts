@@ -1,0 +1,129 @@
+// Faults from the harness (src/faults) on real local clusters, one per test, with every invariant
+// (src/invariants: acknowledged writes, one running task per slot, no orphan on any host) checked
+// after the fault heals within a stated bound. Convergence times are printed, never asserted
+// tightly (the machine is shared).
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test, { type ExecutionContext } from 'ava';
+import { swarmctl } from '@swarmd/cli/testing';
+import { clusterTest, startLocalCluster, type ClusterOptions, type LocalCluster } from './helpers/local-cluster.js';
+import { Faults } from '../src/faults/faults.js';
+import { converge, problems } from '../src/invariants/invariants.js';
+import { Ledger } from '../src/invariants/ledger.js';
+
+/** Seconds a cluster has to converge once a fault healed. */
+const BOUND_S = 120;
+const net = (n: number) => `10.252.${20 + n}`;
+const name = (k: string) => `faults-${k}${process.pid % 1000}`;
+
+async function leaderHost(c: LocalCluster): Promise<string> {
+  const l = (await c.nodes()).find((n) => n.managerStatus?.leader);
+  if (!l) throw new Error('no leader in node ls');
+  return l.description!.hostname!.slice(c.name.length + 1);
+}
+
+/** A cluster with one converged replicated service `web` recorded in a ledger. */
+async function withService(t: ExecutionContext, k: string, n: number, managers: number, workers: number, replicas: number, o: ClusterOptions = {}): Promise<{ c: LocalCluster; ledger: Ledger }> {
+  const c = await startLocalCluster(t, name(k), net(n), managers, workers, o);
+  const ledger = new Ledger(c);
+  const r = await ledger.create('web', 'replicated', replicas, c.image);
+  if (!r.ok) throw new Error(`service create web: ${r.message}`);
+  await converge(c, ledger, BOUND_S);
+  return { c, ledger };
+}
+
+clusterTest("a partitioned leader's acknowledged writes are not lost and the majority keeps serving", async (t) => {
+  const { c, ledger } = await withService(t, 'p', 0, 3, 1, 2);
+  const leader = await leaderHost(c);
+  const heal = await new Faults(t, c).partition([leader]);
+  // the majority elects and serves writes through the context's fallbacks
+  for (const [i, n] of [3, 4].entries()) {
+    const r = await ledger.scale('web', n);
+    t.true(r.ok, `scale to ${n} while ${leader} is cut off: ${r.message}`);
+    t.log(`scale ${i + 1} with the leader ${leader} cut off: ${r.ms} ms`);
+  }
+  t.true((await ledger.update('web', '1')).ok);
+  // the cut is real: the majority elects another leader while it lasts
+  await c.until(`a leader other than ${leader}`, async () => (await leaderHost(c)) !== leader, 60);
+  t.true((await ledger.scale('web', 5)).ok, 'a scale acknowledged by the new leader');
+  await heal();
+  const ms = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms} ms after the partition healed`);
+  t.deepEqual(await problems(c, ledger), []);
+});
+
+// Known defect, skipped until fixed (README status table): when the WAL append fails for lack of
+// space, raft-ts stops the member (its Ready loop dies, as etcd panics), so the manager answers
+// every call with "this manager is stopping: ... raft: node stopped" after swarmctl's 60 s deadline
+// and never recovers when space returns. The test says what must happen instead.
+test.skip('[root,netns,runc,conmon,registry] a manager with a full state disk refuses writes clearly and recovers when space returns', async (t) => {
+  const { c, ledger } = await withService(t, 'd', 1, 1, 1, 1, { tmpfsStateDirs: ['m1'] });
+  const free = await new Faults(t, c).fillDisk('m1');
+  // A write may still fit in the last, partly used page of the Raft log's file; writes go on
+  // until one is refused (each acknowledged one must survive).
+  let refused: Awaited<ReturnType<Ledger['scale']>> | undefined;
+  let accepted = 0;
+  for (let i = 0; i < 40 && !refused; i++) {
+    const r = await ledger.scale('web', 2 + (i % 2));
+    if (r.ok) accepted++;
+    else refused = r;
+  }
+  t.log(`with m1's disk full: ${accepted} writes accepted (they fit in pages already allocated), then refused in ${refused?.ms} ms: ${refused?.message}`);
+  if (!refused) return t.fail('40 writes to a manager whose disk is full were all acknowledged');
+  t.regex(refused.message, /no space|disk.*full|ENOSPC/i);
+  t.true((await c.host('m1')).pid !== undefined && process.kill((await c.host('m1')).pid!, 0), 'swarmd on m1 still runs');
+  await free();
+  const healed = Date.now();
+  await c.until('a write accepted once space returned', async () => (await ledger.scale('web', 3)).ok, BOUND_S);
+  t.log(`writes accepted ${Date.now() - healed} ms after the disk had space again`);
+  const ms = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms} ms later`);
+  t.deepEqual(await problems(c, ledger), []);
+});
+
+clusterTest('5% underlay loss still converges a 10-replica service', async (t) => {
+  const c = await startLocalCluster(t, name('l'), net(2), 3, 2);
+  const ledger = new Ledger(c);
+  const heal = await new Faults(t, c).loss(5);
+  const started = Date.now();
+  const r = await ledger.create('web', 'replicated', 10, c.image);
+  t.true(r.ok, r.message);
+  const ms = await converge(c, ledger, BOUND_S, { faultsOn: true });
+  t.log(`10 replicas converged under 5% loss in ${Date.now() - started} ms (create ${r.ms} ms, checks ${ms} ms)`);
+  await heal();
+  t.deepEqual(await problems(c, ledger), []);
+});
+
+clusterTest('a SIGSTOPped leader: the others take over the writes, and once resumed it follows with nothing lost', async (t) => {
+  const { c, ledger } = await withService(t, 's', 3, 3, 1, 2);
+  const leader = await leaderHost(c);
+  const resume = await new Faults(t, c).pause(leader);
+  const r = await ledger.scale('web', 4);
+  t.true(r.ok, `scale with ${leader} paused: ${r.message}`);
+  t.log(`scale with the leader ${leader} paused: ${r.ms} ms`);
+  await sleep(10_000);
+  await resume();
+  const ms = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms} ms after SIGCONT`);
+  // the resumed manager answers from its own socket, knowing the new leader
+  await c.until(`${leader} answering node ls on its own socket`, async () => (await swarmctl(['node', 'ls', '--host', `unix://${join(c.dir, leader, 'control.sock')}`])).code === 0, 60);
+  t.not(await leaderHost(c), '', 'a leader exists');
+  t.deepEqual(await problems(c, ledger), []);
+});
+
+clusterTest('kill -9 of a worker host: its slots run elsewhere, and once back it holds nothing the store does not explain', async (t) => {
+  const { c, ledger } = await withService(t, 'k', 4, 1, 2, 4);
+  const f = new Faults(t, c);
+  const back = await f.killHost('w1');
+  const scaled = await ledger.scale('web', 5);
+  t.true(scaled.ok, scaled.message);
+  await back();
+  const ms = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms} ms after w1 came back`);
+  // swarmd alone killed (containers keep running), then restarted: the same holds
+  const restart = await f.killSwarmd('w2');
+  await restart();
+  const ms2 = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms2} ms after w2's swarmd was killed and restarted`);
+  t.deepEqual(await problems(c, ledger), []);
+});
