@@ -95,7 +95,9 @@ etcdTest('a leader whose lease is gone is fenced: its write is refused and not i
   // Revoke a's lease behind its back, as an expiry during a pause would.
   const admin = connectEtcd({ endpoints: etcd.endpoints });
   t.teardown(() => admin.close());
-  const keys = await admin.getAll().prefix(`${prefix}/election/`).exec();
+  // b campaigns in the background after its start: wait for its key beside a's.
+  let keys = await admin.getAll().prefix(`${prefix}/election/`).exec();
+  await until('both members campaigning', async () => (keys = await admin.getAll().prefix(`${prefix}/election/`).exec()).kvs.length === 2);
   t.is(keys.kvs.length, 2);
   const aLease = keys.kvs.sort((x, y) => Number(x.create_revision) - Number(y.create_revision))[0].lease;
   await admin.leaseClient.leaseRevoke({ ID: aLease });
