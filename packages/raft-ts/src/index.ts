@@ -5,7 +5,7 @@ export { MemoryStorage, SnapshotOutOfDateError, type MemoryStorageOptions } from
 // Durability, transport, the driver and the KV example.
 export { Wal, WalCorruptError, type WalOptions, type WalState, type SnapshotMarker } from './durable/wal.js';
 export { SnapshotFiles, SnapshotCorruptError, type SnapshotFilesOptions } from './durable/snapshot-files.js';
-export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
+export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type SenderCheck, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
 export {
   RaftNode,
   NotCaughtUpError,

@@ -22,6 +22,7 @@ import { joinRaftGroup } from '../membership/join-client.js';
 import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsKey, readSecretsKeyFile, unwrapKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
 import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
+import { raftSenderCheck } from '../raft/sender-check.js';
 import { RaftLog } from '../replication/raft-log.js';
 import { EtcdLog } from '../replication/etcd-log.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
@@ -353,6 +354,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     join: o.bootstrap === 'join' && !!joinPeers,
     server,
     channelCredentials: provider.channelCredentials(CertRole.MANAGER),
+    authorizeSender: raftSenderCheck(store),
     tickMs: o.raft?.tickMs ?? 100,
     electionTicks: o.raft?.electionTicks ?? 10,
     heartbeatTicks: o.raft?.heartbeatTicks ?? 1,
