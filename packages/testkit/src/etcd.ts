@@ -4,16 +4,19 @@
  * with their data, so tests can take the store away and give it back. With `tls`, clients reach
  * it over https and must show a certificate of its test CA (etcd's --client-cert-auth).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { freePort } from './registry.js';
 import type { Teardown } from './teardown.js';
 import { createTestCa, type TestCa, type TestCert } from './pki.js';
+
+const run = promisify(execFile);
 
 export interface LocalEtcd {
   /** Client URLs, one per member (http://127.0.0.1:PORT, https:// with `tls`). */
@@ -37,6 +40,12 @@ export interface StartEtcdOptions {
   listenAll?: boolean;
   /** Serve clients over TLS and require a client certificate of the test CA; `hosts`: more addresses for the server certificate than 127.0.0.1. */
   tls?: boolean | { hosts?: string[] };
+  /**
+   * An `etcdctl snapshot save` file: each member's data dir is made from it first with `etcdctl
+   * snapshot restore` (its name, peer URL and the new cluster's members), as an operator restores
+   * a backup into a new etcd.
+   */
+  restore?: string;
   t?: Teardown;
 }
 
@@ -64,6 +73,17 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LocalEtcd>
     members.push({ name: `e${i}`, client: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, logs: [] });
   }
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  if (opts.restore) {
+    for (const m of members) {
+      const args = ['snapshot', 'restore', opts.restore, '--name', m.name, '--data-dir', join(dir, m.name), '--initial-cluster', initial, '--initial-cluster-token', 'swarmd-test', '--initial-advertise-peer-urls', m.peer];
+      try {
+        await run('etcdctl', args, { env: { ...process.env, ETCDCTL_API: '3' } });
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw new Error(`testkit: etcdctl snapshot restore ${opts.restore} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err });
+      }
+    }
+  }
 
   const launch = (m: Member): void => {
     const args = [
