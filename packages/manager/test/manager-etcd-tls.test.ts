@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient, CreateServiceRequest, ListServicesRequest, RaftJoinResponse, RaftMembershipClient, ServiceSpec, type Service } from '@swarmd/proto';
 import { createTestCa, requires, startEtcd, type LocalEtcd, type TestCert } from '@swarmd/testkit';
@@ -11,6 +12,12 @@ import { NodeTlsProvider, connectEtcd, type EtcdConnection, type TlsMaterial } f
 import { issueCert, startTestManager, tempDir, freePort } from './helpers/managers.js';
 
 const etcdTest = requires('etcd');
+
+// One TLS etcd for the file (each test on its own prefix): a member and its certificates are the
+// costly part on a small machine.
+let shared: Promise<LocalEtcd> | undefined;
+const tlsEtcd = (): Promise<LocalEtcd> => (shared ??= startEtcd({ members: 1, tls: true }));
+test.after.always(async () => (await shared)?.stop());
 
 const store = (c: EtcdConnection, prefix?: string) => ({ kind: 'etcd' as const, connection: { callTimeoutMs: 3000, ...c }, leaseTtl: 2, ...(prefix ? { prefix } : {}) });
 const withCert = (e: LocalEtcd, cert: TestCert = e.tls!.client): EtcdConnection => ({ endpoints: e.endpoints, cacert: e.tls!.ca.certPem, cert: cert.certPem, key: cert.keyPem });
@@ -42,18 +49,18 @@ function callJoin(addr: string, tls: TlsMaterial, advertise: string): Promise<{ 
   ).finally(() => c.close());
 }
 
-/** Every key etcd holds (read with the test's own client certificate). */
-async function etcdKeys(e: LocalEtcd): Promise<string[]> {
+/** Every key etcd holds under a prefix (read with the test's own client certificate). */
+async function etcdKeys(e: LocalEtcd, prefix: string): Promise<string[]> {
   const c = connectEtcd(withCert(e));
   try {
-    return await c.getAll().keys();
+    return await c.getAll().prefix(`${prefix}/`).keys();
   } finally {
     c.close();
   }
 }
 
 etcdTest('etcd over TLS with client certificates: a service created through the control API of one manager is read back through another, each with its own client certificate', async (t) => {
-  const etcd = await startEtcd({ members: 1, tls: true, t });
+  const etcd = await tlsEtcd();
   t.true(etcd.endpoints[0].startsWith('https://'));
   const prefix = `/swarmd-test/${randomUUID()}`;
   const a = await startTestManager(t, { bootstrap: 'init', store: store(withCert(etcd), prefix) });
@@ -72,11 +79,11 @@ etcdTest('etcd over TLS with client certificates: a service created through the 
   const until = Date.now() + 10_000;
   while (!(await seen()) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
   t.is((await seen())?.id, created.id);
-  t.true((await etcdKeys(etcd)).some((k) => k.startsWith(`${prefix}/`)), 'the entries are in etcd under the prefix');
+  t.true((await etcdKeys(etcd, prefix)).length > 0, 'the entries are in etcd under the prefix');
 });
 
 etcdTest("etcd over TLS: the join answer carries etcd's endpoints, prefix and CA, never a client key", async (t) => {
-  const etcd = await startEtcd({ members: 1, tls: true, t });
+  const etcd = await tlsEtcd();
   const prefix = `/swarmd-test/${randomUUID()}`;
   const a = await startTestManager(t, { bootstrap: 'init', store: store(withCert(etcd), prefix) });
   const port = await freePort();
@@ -89,8 +96,8 @@ etcdTest("etcd over TLS: the join answer carries etcd's endpoints, prefix and CA
 });
 
 etcdTest('etcd over TLS: a manager joining without a client certificate is refused naming etcd and the missing certificate, writes no manager state, and joins once given one', async (t) => {
-  const etcd = await startEtcd({ members: 1, tls: true, t });
-  const a = await startTestManager(t, { bootstrap: 'init', store: store(withCert(etcd)) });
+  const etcd = await tlsEtcd();
+  const a = await startTestManager(t, { bootstrap: 'init', store: store(withCert(etcd), `/swarmd-test/${randomUUID()}`) });
   const port = await freePort();
   const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
   const dir = await tempDir(t);
@@ -106,7 +113,7 @@ etcdTest('etcd over TLS: a manager joining without a client certificate is refus
 });
 
 etcdTest("etcd over TLS: init with a CA that did not sign etcd's certificate, without a client certificate, or with one of another CA is refused naming etcd and the TLS problem, and writes nothing", async (t) => {
-  const etcd = await startEtcd({ members: 1, tls: true, t });
+  const etcd = await tlsEtcd();
   const other = await createTestCa(join(etcd.dir, 'other'), 'other-ca');
   const foreign = await other.issue('foreign-client');
   const cases: [string, EtcdConnection, RegExp][] = [
@@ -114,13 +121,14 @@ etcdTest("etcd over TLS: init with a CA that did not sign etcd's certificate, wi
     ['no client certificate', { endpoints: etcd.endpoints, cacert: etcd.tls!.ca.certPem }, /TLS: etcd requires a client certificate \(--client-cert-auth\) and this manager has none: give --etcd-cert and --etcd-key/],
     ['client certificate of another CA', withCert(etcd, foreign), /TLS: etcd refused this manager's client certificate \(--etcd-cert\): it is not signed by a CA etcd trusts/],
   ];
+  const prefix = `/swarmd-test/${randomUUID()}`;
   for (const [what, c, re] of cases) {
     const dir = await tempDir(t);
-    const err = await t.throwsAsync(startTestManager(t, { bootstrap: 'init', store: store(c), dir }), undefined, what);
+    const err = await t.throwsAsync(startTestManager(t, { bootstrap: 'init', store: store(c, prefix), dir }), undefined, what);
     t.regex(err.message, /^init: cannot read etcd at https:\/\/127\.0\.0\.1:\d+: /, what);
     t.regex(err.message, re, what);
     t.regex(err.message, /nothing was changed$/, what);
     t.deepEqual(await readdir(dir), [], `${what}: nothing written in the state dir`);
   }
-  t.deepEqual(await etcdKeys(etcd), [], 'nothing written in etcd');
+  t.deepEqual(await etcdKeys(etcd, prefix), [], 'nothing written in etcd under the prefix');
 });
