@@ -1,7 +1,7 @@
 /**
  * Concurrent clients against a cluster's control API, each recording what it does in one
  * history (history.ts): service creates (with a request id; asked again with the same id after an
- * unknown outcome), updates of a label or of env V (a unique value per operation, sent with the
+ * unknown outcome, and now and then after an acknowledgement, as a retry whose answer was lost), updates of a label or of env V (a unique value per operation, sent with the
  * version read: a read-modify-write asked again on a conflict), scales, removes, and reads
  * (inspect, ls). Each client talks to the managers through swarmctl's own client (`connectControl`:
  * it moves between the managers of the context as swarmctl does), starting at a different manager.
@@ -167,6 +167,10 @@ export class Workload {
       try {
         const made = await ctl.createService(spec, true, requestId);
         p.ok({ f: 'create', id: made.service.id });
+        // Now and then the same create again, as a client whose answer was lost would send it:
+        // the manager must answer with the same service (the checker compares the ids). Before
+        // the other clients know the service (a remove in between would let it be made again).
+        if (r.chance(0.3)) await this.resend(client, ctl, op, spec);
         this.pool.add(name);
         if (global) this.globals.add(name);
         return;
@@ -174,6 +178,16 @@ export class Workload {
         if (outcomeOf(e) === 'fail') return p.fail(line(e));
         p.info(line(e));
       }
+    }
+  }
+
+  /** A create asked again with its request id after it was acknowledged (a retry whose answer was lost). */
+  private async resend(client: number, ctl: Control, op: Extract<Op, { f: 'create' }>, spec: ServiceSpec): Promise<void> {
+    const p = this.recorder.invoke(client, op);
+    try {
+      p.ok({ f: 'create', id: (await ctl.createService(spec, true, op.requestId)).service.id });
+    } catch (e) {
+      this.finish(p, e, false);
     }
   }
 
