@@ -7,7 +7,7 @@
  * it moves between the managers of the context as swarmctl does), starting at a different manager.
  * Its choices come from its own seeded stream; how many operations land depends on the machine.
  */
-import { ErrorCode, SwarmError } from '@swarmd/common';
+import { ErrorCode, SwarmError, grpcStatusOf } from '@swarmd/common';
 import { connectControl, resolveConnection, type Connection, type Control } from '@swarmd/cli';
 import { isConflict, mayHaveBeenApplied } from '@swarmd/cli/client/rpc';
 import { ServiceSpec, UpdateConfig, type Service } from '@swarmd/proto';
@@ -47,13 +47,24 @@ export function viewOf(s: Service): ServiceView & { name: string } {
 const line = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 300);
 
 /**
- * How a failed call ends in the history: `info` (unknown outcome) when an attempt may have been
- * applied (swarmctl's client says so) or the error is not the manager's answer at all; `fail` when
- * the managers refused it (nothing was applied).
+ * gRPC codes a manager answers only for a call it refused before applying anything: invalid
+ * argument, not found, already exists, permission denied, failed precondition, aborted (out of
+ * sequence), unauthenticated. INTERNAL or UNKNOWN (a handler that threw) may follow an applied
+ * write: the e2e run found updates applied and then answered INTERNAL.
+ */
+const REFUSALS = new Set([3, 5, 6, 7, 9, 10, 16]);
+
+/**
+ * How a failed call ends in the history: `fail` (definitely not applied) for a refusal (above)
+ * or swarmctl's "no manager could take the call" when no attempt may have been applied; `info`
+ * (unknown outcome) for everything else, and whenever swarmctl's client says an attempt may have
+ * been applied.
  */
 export function outcomeOf(e: unknown): 'fail' | 'info' {
   if (mayHaveBeenApplied(e)) return 'info';
-  return e instanceof SwarmError || typeof (e as { code?: unknown } | undefined)?.code === 'number' ? 'fail' : 'info';
+  if (e instanceof SwarmError) return e.code === ErrorCode.UNAVAILABLE || REFUSALS.has(grpcStatusOf[e.code]) ? 'fail' : 'info';
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return typeof code === 'number' && REFUSALS.has(code) ? 'fail' : 'info';
 }
 
 const isNotFound = (e: unknown) => (e as { code?: unknown }).code === 5 || (e instanceof SwarmError && e.code === ErrorCode.NOT_FOUND);
