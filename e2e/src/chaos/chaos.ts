@@ -1,16 +1,22 @@
 /**
- * A seeded chaos run: a 3+2 local cluster (managers' state dirs on small tmpfs), a steady stream
- * of service creates, scales and updates, and a schedule of faults drawn from the seed, one at a
- * time: each held for a while under the writes, healed, then every invariant checked (acknowledged
- * writes, slots, orphans) within a bound. On a failure the error carries the seed and the schedule
- * so the run replays (`npm run chaos -- --seed S --minutes M`). The writes between faults follow
- * their own seeded stream; how many land in each step depends on the machine's speed.
+ * A seeded chaos run: a 3+2 local cluster (managers' state dirs on small tmpfs), concurrent
+ * clients (jepsen/workload.ts) creating, updating, scaling, removing and reading services, and a
+ * schedule of faults drawn from the seed, one at a time: each held for a while under the clients,
+ * healed, then every invariant checked (the Jepsen checker's properties of the history so far
+ * against the store, slots, orphans) within a bound; at the end the checker runs over the whole
+ * history. On a failure the error carries the seed and the schedule so the run replays (`npm run
+ * chaos -- --seed S --minutes M`). The clients follow their own seeded streams; how many
+ * operations land in each step depends on the machine's speed.
  */
+import { writeFile } from 'node:fs/promises';
+import { Service } from '@swarmd/proto';
 import { Prng } from 'raft-ts/testing/prng';
-import { startLocalCluster, type LocalCluster, type Scope } from '../cluster/local-cluster.js';
+import { startLocalCluster, type Scope } from '../cluster/local-cluster.js';
 import { Faults, type Undo } from '../faults/faults.js';
-import { converge } from '../invariants/invariants.js';
-import { Ledger } from '../invariants/ledger.js';
+import { converge, snapshot, type Snapshot } from '../invariants/invariants.js';
+import { check, summary, type CheckResult, type FinalState } from '../jepsen/checker.js';
+import { completedOps, type HistoryEvent } from '../jepsen/history.js';
+import { viewOf, Workload } from '../jepsen/workload.js';
 
 export type FaultKind = 'kill-swarmd' | 'kill-host' | 'partition' | 'loss' | 'pause' | 'full-disk' | 'slow-link';
 export const FAULT_KINDS: readonly FaultKind[] = ['kill-swarmd', 'kill-host', 'partition', 'loss', 'pause', 'full-disk', 'slow-link'];
@@ -93,54 +99,6 @@ export async function applyFault(f: Faults, s: Step): Promise<Undo> {
   }
 }
 
-/** A steady stream of writes (one at a time) from its own seeded stream, recorded in the ledger. */
-class Writer {
-  private readonly r: Prng;
-  private next = 0;
-  private version = 0;
-  private stopped = true;
-  private loop: Promise<void> = Promise.resolve();
-
-  constructor(
-    seed: number,
-    private readonly c: LocalCluster,
-    readonly ledger: Ledger,
-  ) {
-    this.r = new Prng(seed ^ 0x5eed);
-  }
-
-  /** One write: create while there are few services, else scale or update one. */
-  async one(): Promise<void> {
-    const names = [...this.ledger.services.keys()];
-    const replicated = [...this.ledger.services.values()].filter((s) => s.mode === 'replicated').map((s) => s.name);
-    const roll = this.r.next();
-    if (names.length < 2 || (names.length < 4 && roll < 0.15)) {
-      const global = names.length > 0 && !names.some((n) => this.ledger.services.get(n)?.mode === 'global') && this.r.chance(0.3);
-      await this.ledger.create(`s${++this.next}`, global ? 'global' : 'replicated', this.r.range(1, 3), this.c.image);
-    } else if (roll < 0.6 && replicated.length) {
-      await this.ledger.scale(replicated[this.r.int(replicated.length)], this.r.range(0, 5));
-    } else {
-      await this.ledger.update(names[this.r.int(names.length)], String(++this.version));
-    }
-  }
-
-  start(): void {
-    this.stopped = false;
-    this.loop = (async () => {
-      while (!this.stopped) {
-        await this.one();
-        await new Promise((res) => setTimeout(res, 500 + this.r.int(1500)));
-      }
-    })();
-  }
-
-  /** Stops after the write in flight. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
-
 export interface ChaosOptions {
   seed: number;
   minutes: number;
@@ -151,6 +109,10 @@ export interface ChaosOptions {
   boundS?: number;
   /** Also draw the faults of KNOWN_DEFECTS. */
   withKnownDefects?: boolean;
+  /** Concurrent clients (default 4). */
+  clients?: number;
+  /** Write the history there (JSON lines), whatever the outcome. */
+  historyFile?: string;
   log: (line: string) => void;
 }
 
@@ -158,15 +120,29 @@ export interface StepResult {
   step: Step;
   /** ms from the heal until every invariant held. */
   convergedMs: number;
-  writes: number;
-  failedWrites: number;
+  /** Operations completed in the step, and how they ended. */
+  ops: number;
+  ok: number;
+  fail: number;
+  unknown: number;
 }
 
 export interface ChaosReport {
   seed: number;
   steps: StepResult[];
-  writes: number;
-  failedWrites: number;
+  /** The Jepsen checker over the whole history and the final state. */
+  check: CheckResult;
+}
+
+/** The run's services in a store read, as the checker's final state. */
+export function finalOf(s: Snapshot, prefix: string, time: number): FinalState {
+  const services = s.services.map((j) => viewOf(Service.fromJSON(j))).filter((v) => v.name.startsWith(prefix));
+  return { time, services };
+}
+
+/** The checker's violations against a store read, one line each (what converge polls). */
+function historyProblems(events: readonly HistoryEvent[], prefix: string, now: () => number): (s: Snapshot) => string[] {
+  return (s) => check(events, finalOf(s, prefix, now())).violations.map((v) => `${v.property}: ${v.message}`);
 }
 
 /** Runs the chaos for `minutes` (the step in progress finishes); throws with seed and schedule on a failure. */
@@ -177,13 +153,22 @@ export async function runChaos(scope: Scope, o: ChaosOptions): Promise<ChaosRepo
   const replay = () => `seed ${o.seed} (replay: npm run chaos -- --seed ${o.seed} --minutes ${o.minutes}${o.withKnownDefects ? ' --with-known-defects' : ''}); schedule so far:\n${done.map((d, i) => `  ${i + 1}. ${describeStep(d.step)}: converged in ${(d.convergedMs / 1000).toFixed(1)} s`).join('\n')}`;
   const c = await startLocalCluster(scope, o.name ?? `chaos-${o.seed % 100000}`, o.net, 3, 2, { tmpfsStateDirs: MANAGERS });
   const faults = new Faults(scope, c);
-  const ledger = new Ledger(c);
-  const writer = new Writer(o.seed, c, ledger);
-  o.log(`chaos: seed ${o.seed}, ${o.minutes} min, cluster ${c.name} on ${o.net}.0/24`);
+  const prefix = 'j';
+  const now = () => performance.now();
+  const clients = o.clients ?? 4;
+  const writer = await Workload.open({ clients, seed: o.seed, contextPath: c.contextPath, image: c.image, prefix, now });
+  scope.teardown(() => writer.close());
+  const events = writer.recorder.events;
+  if (o.historyFile) {
+    const file = o.historyFile;
+    scope.teardown(() => writeFile(file, writer.recorder.jsonLines()));
+  }
+  const written = historyProblems(events, prefix, now);
+  o.log(`chaos: seed ${o.seed}, ${o.minutes} min, ${clients} clients, cluster ${c.name} on ${o.net}.0/24`);
   const deadline = Date.now() + o.minutes * 60_000;
   for (let i = 0; Date.now() < deadline; i++) {
     const step = plan[i % plan.length];
-    const writesBefore = ledger.results.length;
+    const eventsBefore = events.length;
     writer.start();
     try {
       await new Promise((res) => setTimeout(res, 2000));
@@ -197,16 +182,24 @@ export async function runChaos(scope: Scope, o: ChaosOptions): Promise<ChaosRepo
     await writer.stop();
     let convergedMs: number;
     try {
-      convergedMs = await converge(c, ledger, boundS);
+      convergedMs = await converge(c, written, boundS);
     } catch (e) {
       throw new Error(`chaos step ${i + 1} (${describeStep(step)}): ${(e as Error).message}\n${replay()}`, { cause: e });
     }
-    const stepWrites = ledger.results.slice(writesBefore);
-    const result = { step, convergedMs, writes: stepWrites.length, failedWrites: stepWrites.filter((w) => !w.ok).length };
+    // the clients stopped: every operation of the step has completed
+    const stepOps = completedOps(events).filter((x) => x.index >= eventsBefore);
+    const count = (type: string) => stepOps.filter((x) => x.type === type).length;
+    const result = { step, convergedMs, ops: stepOps.length, ok: count('ok'), fail: count('fail'), unknown: count('info') };
     done.push(result);
-    o.log(`chaos: step ${i + 1}: ${describeStep(step)}: converged ${(convergedMs / 1000).toFixed(1)} s after the heal; ${result.writes} writes, ${result.failedWrites} failed${result.failedWrites ? ` (${stepWrites.filter((w) => !w.ok).map((w) => `${w.op}: ${w.message}`).join('; ').slice(0, 400)})` : ''}`);
+    const failed = stepOps.filter((x) => x.type !== 'ok').map((x) => `${x.op.f} ${'service' in x.op ? (x.op.service ?? '') : ''}: ${x.type === 'info' ? 'unknown' : 'failed'}: ${x.error ?? ''}`);
+    o.log(`chaos: step ${i + 1}: ${describeStep(step)}: converged ${(convergedMs / 1000).toFixed(1)} s after the heal; ${result.ops} ops, ${result.ok} ok, ${result.fail} failed, ${result.unknown} unknown${failed.length ? ` (${failed.join('; ').slice(0, 400)})` : ''}`);
   }
-  return { seed: o.seed, steps: done, writes: ledger.results.length, failedWrites: ledger.results.filter((w) => !w.ok).length };
+  // the last converge found every invariant holding: this read is the final state
+  const result = check(events, finalOf(await snapshot(c), prefix, now()));
+  o.log(`chaos: checker: ${summary(result)}`);
+  for (const v of result.violations) o.log(`chaos: checker: ${v.property}: ${v.message}`);
+  for (const x of result.staleExamples) o.log(`chaos: checker: stale read: ${x}`);
+  return { seed: o.seed, steps: done, check: result };
 }
 
 /** A Scope for a run outside ava: teardowns run last first by `close`. */

@@ -45,6 +45,8 @@ export interface LocalCluster {
   dir: string;
   /** What `local up` printed. */
   upOutput: string;
+  /** The context file swarmctl uses (every manager's control socket). */
+  contextPath: string;
   /** First three octets of the /24 underlay. */
   net: string;
   /** The demo image in the cluster's registry. */
@@ -163,6 +165,7 @@ export async function startLocalCluster(t: Scope, name: string, net: string, man
     name,
     dir,
     upOutput: up.stdout,
+    contextPath: env.SWARMCTL_CONTEXT,
     net,
     image: `${net}.1:5000/demo/web:latest`,
     ctl,

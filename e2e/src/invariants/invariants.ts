@@ -168,10 +168,16 @@ export interface CheckOptions {
   faultsOn?: boolean;
 }
 
+/**
+ * What a run wrote, to check against a read of the store: a Ledger (one write at a time), or a
+ * function listing what the read breaks (the Jepsen checker over a history of concurrent clients).
+ */
+export type Written = Ledger | ((s: Snapshot) => string[]);
+
 /** Every problem on the cluster now: acknowledged writes, slots, and each host's orphans. */
-export async function problems(c: LocalCluster, ledger: Ledger, o: CheckOptions = {}): Promise<string[]> {
+export async function problems(c: LocalCluster, written: Written, o: CheckOptions = {}): Promise<string[]> {
   const s = await snapshot(c);
-  const out = [...acknowledgedWrites(s, ledger), ...slots(s)];
+  const out = [...(typeof written === 'function' ? written(s) : acknowledgedWrites(s, written)), ...slots(s)];
   for (const h of await c.hosts()) {
     const node = s.nodes.find((n) => n.description?.hostname === h.hostname);
     if (!node) {
@@ -189,14 +195,14 @@ export async function problems(c: LocalCluster, ledger: Ledger, o: CheckOptions 
  * before a late event such as a node marked down); returns how long after the call the first of
  * those reads was. Fails after `boundS` seconds naming what was still wrong.
  */
-export async function converge(c: LocalCluster, ledger: Ledger, boundS: number, o: CheckOptions = {}): Promise<number> {
+export async function converge(c: LocalCluster, written: Written, boundS: number, o: CheckOptions = {}): Promise<number> {
   const started = Date.now();
   let last: string[] = [];
   let clean: number | undefined;
   while (Date.now() - started < boundS * 1000) {
     const at = Date.now();
     try {
-      last = await problems(c, ledger, o);
+      last = await problems(c, written, o);
     } catch (e) {
       last = [`the control API failed: ${(e as Error).message.split('\n')[0]}`];
     }

@@ -13,6 +13,7 @@ import { startFakeControl, type FakeControl } from './helpers/fake-control.js';
 import { swarmctl } from '../src/testing.js';
 import { socketConnection } from '../src/client/connection.js';
 import { connectControl } from '../src/client/control-client.js';
+import { mayHaveBeenApplied } from '../src/client/rpc.js';
 import { errorLine } from '../src/errors.js';
 
 /** A refusal as a manager sends it: the status, and the reason in the `swarmd-reason` trailer. */
@@ -131,6 +132,33 @@ test('a create whose outcome is unknown is asked again with the same request id'
   t.is(ids.length, 2);
   t.regex(ids[0], /^[0-9a-f-]{36}$/);
   t.is(ids[1], ids[0], 'the retry carries the first attempt’s request id');
+});
+
+test('an update whose first attempt had an unknown outcome fails as "may have been applied" even when the retry gets a definite answer; a refused one does not', async (t) => {
+  let updates = 0;
+  const m1 = await startFakeControl({
+    updateService: () => {
+      updates++;
+      if (updates === 1) throw refusal('this manager lost the leadership while the write was being committed: it may or may not have been applied', ErrorReason.OUTCOME_UNKNOWN);
+      throw refusal('service svc1 not found', undefined, grpc.status.NOT_FOUND);
+    },
+    createService: (req) => {
+      const r = req as { requestId: string; spec: unknown };
+      return { service: Service.fromPartial({ id: r.requestId, meta: { version: 3 }, spec: r.spec as ServiceSpec }), warnings: [] };
+    },
+  });
+  t.teardown(() => m1.stop());
+  const c = connectControl(socketConnection(m1.sock, 'test'), 10_000);
+  t.teardown(() => c.close());
+  const after = await t.throwsAsync(c.updateService({ serviceId: 'svc1', version: 3, spec: web.spec }));
+  t.is(updates, 2);
+  t.regex(after.message, /not found/);
+  t.true(mayHaveBeenApplied(after), 'the first attempt may have been applied');
+  const refused = await t.throwsAsync(c.updateService({ serviceId: 'svc1', version: 3, spec: web.spec }));
+  t.false(mayHaveBeenApplied(refused), 'a NOT_FOUND with no unknown attempt before it applied nothing');
+  // a caller's own request id is sent as given (its own retry after an unknown outcome reuses it)
+  const made = await c.createService(web.spec!, true, 'req-1');
+  t.is(made.service.id, 'req-1');
 });
 
 test('a remove retried after an unknown outcome that finds nothing is done (the first attempt removed it)', async (t) => {

@@ -227,6 +227,46 @@ test('create: a retry with the same request id returns the service the first att
   await refusedWith(t, create(f.admin, spec('once')), grpc.status.ALREADY_EXISTS, /already in use/); // no request id: no deduplication
 });
 
+test('an update or create applied and then removed by the next entry, before its answer is read, is answered ok with the service as written (not INTERNAL)', async (t) => {
+  // The e2e Jepsen-style run saw "13 INTERNAL: Cannot read properties of undefined (reading 'id')"
+  // for updates that a concurrent remove followed: the write was applied, the answer said failed.
+  const h = await harness();
+  let removeAfterNext = false;
+  const racing = new Proxy(h.store, {
+    get(target, prop, receiver) {
+      if (prop !== 'update') return Reflect.get(target, prop, receiver) as unknown;
+      return async (fn: Parameters<typeof target.update>[0]) => {
+        const r = await target.update(fn);
+        if (removeAfterNext) {
+          removeAfterNext = false;
+          // the next entry of the log: a remove of every service (as a concurrent `service rm`)
+          await target.update((tx) => {
+            for (const s of tx.find('service')) tx.delete('service', s.id);
+          });
+        }
+        return r;
+      };
+    },
+  });
+  const control = createControlService({ store: racing, clock: h.clock, isLeader: () => true, leaderAddr: () => undefined, imagePinner: fakePinner() });
+  t.teardown(() => control.close());
+  const port = await h.serve(t, (s) => s.addService(ControlService, control.server));
+  const admin = h.client(ControlClient, port, await h.issueAdmin('admin-alice'));
+  t.teardown(() => admin.close());
+  const s0 = (await create(admin, spec('web'))).service!;
+  const s1spec = structuredClone(s0.spec!);
+  s1spec.annotations!.labels = { tier: 'back' };
+  removeAfterNext = true;
+  const s1 = (await update(admin, s0.id, s0.meta!.version, s1spec)).service!;
+  t.is(s1.id, s0.id);
+  t.deepEqual(s1.spec?.annotations?.labels, { tier: 'back' }, 'the answer is the service as the update wrote it');
+  t.is(h.store.view((tx) => tx.get('service', s0.id)), undefined, 'the remove was applied after it');
+  removeAfterNext = true;
+  const made = (await create(admin, spec('api'))).service!;
+  t.is(made.spec?.annotations?.name, 'api');
+  t.deepEqual(h.store.view((tx) => tx.find('service')), []);
+});
+
 test('update: version check, spec_version bump, previous spec kept, rollback swaps, no rename', async (t) => {
   const asked: string[] = [];
   const { admin } = await setup(t, { imagePinner: fakePinner(asked) });

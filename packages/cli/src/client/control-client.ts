@@ -75,7 +75,8 @@ export interface Control {
   /** Named volumes across nodes. */
   listVolumes(filters?: { names?: string[]; nodeIds?: string[] }): Promise<VolumeOnNode[]>;
   issueAdminCertificate(csrPem: string): Promise<{ certificatePem: string; caCertPem: string }>;
-  createService(spec: ServiceSpec, noResolveImage: boolean): Promise<{ service: Service; warnings: string[] }>;
+  /** `requestId`: the create's request id (default a new UUID); a create asked again with the same one returns the same service. */
+  createService(spec: ServiceSpec, noResolveImage: boolean, requestId?: string): Promise<{ service: Service; warnings: string[] }>;
   updateService(req: { serviceId: string; version: number; spec?: ServiceSpec; rollback?: boolean; noResolveImage?: boolean; canary?: CanaryConfig; force?: boolean }): Promise<{ service: Service; warnings: string[] }>;
   /** The next step of a canary rollout (all: to the end). */
   promoteService(serviceId: string, all: boolean, fromStep?: number): Promise<Service>;
@@ -210,10 +211,10 @@ export function connectControl(conn: Connection, timeoutMs = DEFAULT_DEADLINE_MS
     async issueAdminCertificate(csrPem) {
       return await call('issueAdminCertificate', { csrPem: Buffer.from(csrPem) }, write);
     },
-    async createService(spec, noResolveImage) {
+    async createService(spec, noResolveImage, requestId = randomUUID()) {
       // One request id for every attempt: a retry after an unknown outcome returns the service
       // the first attempt made (the manager deduplicates by name + request id).
-      const r = await call('createService', { spec, noResolveImage, requestId: randomUUID() }, write);
+      const r = await call('createService', { spec, noResolveImage, requestId }, write);
       return { service: must(r.service, 'service'), warnings: r.warnings };
     },
     async updateService(req) {

@@ -70,6 +70,26 @@ export function verdictOf(e: unknown, attemptTimedOut: boolean): AttemptVerdict 
   return 'elsewhere';
 }
 
+/** Errors of calls that may have been applied (an attempt's outcome was unknown): see mayHaveBeenApplied. */
+const maybeApplied = new WeakSet<object>();
+
+function markMaybeApplied<E>(e: E): E {
+  if (typeof e === 'object' && e !== null) maybeApplied.add(e);
+  return e;
+}
+
+/**
+ * Whether a call that failed with `e` (thrown by a `unaryCaller` call) may have been applied: an
+ * attempt's outcome was unknown (OUTCOME_UNKNOWN, a connection lost or an attempt past its
+ * deadline after the request was sent), even when a later attempt got a definite answer (a
+ * NOT_FOUND after the service was removed meanwhile). False: nothing was applied (every attempt
+ * was refused before anything was done, or the call itself was refused). For the e2e history
+ * recorder, which marks such calls as unknown outcomes.
+ */
+export function mayHaveBeenApplied(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && maybeApplied.has(e);
+}
+
 /** Whether a failed attempt may have been applied (a retry of a write must then be safe). */
 export function outcomeUnknown(e: unknown, attemptTimedOut: boolean): boolean {
   const code = codeOf(e);
@@ -189,23 +209,27 @@ export function unaryCaller<C extends grpc.Client>(endpoints: readonly Endpoint<
         if (unknown && co.notFoundAfterUnknownIsDone && codeOf(e) === grpc.status.NOT_FOUND) return { answer: {} as ResponseOf<C, M> };
         const verdict = verdictOf(e, timedOut);
         if (verdict === 'final') {
-          // The call's own deadline passed: say what the managers did meanwhile.
-          if (codeOf(e) === grpc.status.DEADLINE_EXCEEDED) throw gaveUp(name, o.timeoutMs, endpoints, last, e);
-          throw e;
+          // The call's own deadline passed: say what the managers did meanwhile (the attempt in
+          // flight may have been applied).
+          if (codeOf(e) === grpc.status.DEADLINE_EXCEEDED) throw markMaybeApplied(gaveUp(name, o.timeoutMs, endpoints, last, e));
+          throw unknown ? markMaybeApplied(e) : e;
         }
         lastErr = e;
         unknown ||= outcomeUnknown(e, timedOut);
         const line = attemptLine(e, timedOut, attemptMs);
         if (unknown && co.unsafeToRepeat) {
-          throw new SwarmError(
-            ErrorCode.UNAVAILABLE,
-            `${ep.label}: ${line}; the call (${name}) may or may not have been applied and is not safe to repeat: check, then run it again if needed`,
-            { cause: e, details: { summary: true } },
+          throw markMaybeApplied(
+            new SwarmError(
+              ErrorCode.UNAVAILABLE,
+              `${ep.label}: ${line}; the call (${name}) may or may not have been applied and is not safe to repeat: check, then run it again if needed`,
+              { cause: e, details: { summary: true } },
+            ),
           );
         }
         return { verdict, line };
       }
     };
+    const failed = (err: SwarmError) => (unknown ? markMaybeApplied(err) : err);
     for (let wait = 100; ; ) {
       const i = current;
       const r = await attempt(i);
@@ -216,18 +240,18 @@ export function unaryCaller<C extends grpc.Client>(endpoints: readonly Endpoint<
       last.set(i, r.line);
       if (r.verdict === 'elsewhere') down.set(i, r.line);
       else down.delete(i);
-      if (down.size === endpoints.length) throw gaveUp(name, undefined, endpoints, last, lastErr);
+      if (down.size === endpoints.length) throw failed(gaveUp(name, undefined, endpoints, last, lastErr));
       // The next manager that is not down; after a whole round without an answer, wait a little.
       let next = i;
       do next = (next + 1) % endpoints.length;
       while (down.has(next));
       if (next <= i) {
-        if (Date.now() + wait >= deadline) throw gaveUp(name, o.timeoutMs, endpoints, last, lastErr);
+        if (Date.now() + wait >= deadline) throw failed(gaveUp(name, o.timeoutMs, endpoints, last, lastErr));
         await sleep(wait);
         wait = Math.min(wait * 2, 1_000);
       }
       current = next;
-      if (Date.now() >= deadline) throw gaveUp(name, o.timeoutMs, endpoints, last, lastErr);
+      if (Date.now() >= deadline) throw failed(gaveUp(name, o.timeoutMs, endpoints, last, lastErr));
     }
   };
 }

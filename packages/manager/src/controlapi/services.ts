@@ -89,6 +89,18 @@ export function redactAuth(a: RegistryAuth | undefined): RegistryAuth | undefine
 }
 
 /** A service as it leaves the manager: registry credentials emptied. */
+/**
+ * The answer to a write of service `id` that was applied: the service as stored now, or, when a
+ * later entry (a remove applied right after) already took it away, as this write left it. Never
+ * an error: the write was applied, and an error would tell the caller it failed (the e2e
+ * Jepsen-style run found an update answered INTERNAL after a concurrent remove).
+ */
+function answerOf(store: Store, id: string, written: Readonly<Service> | undefined): Service {
+  const s = store.view((tx) => tx.get('service', id)) ?? written;
+  if (!s) throw new Error(`service ${id}: written, but neither stored nor kept`);
+  return publicService(s);
+}
+
 export function publicService(s: Readonly<Service>): Service {
   const out = cloneObject('service', s);
   for (const spec of [out.spec, out.previousSpec]) {
@@ -196,6 +208,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     const warnings: string[] = [];
     await pin(spec, req.noResolveImage, warnings);
     const id = newId();
+    let written: Service | undefined;
     try {
       await store.update((tx) => {
         const holder = tx.find('service', { name })[0];
@@ -203,7 +216,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         resolveServiceNetworks(tx, spec);
         resolveServiceData(tx, spec);
         applyIngress(tx, id, spec);
-        tx.create('service', {
+        written = {
           id,
           meta: undefined,
           spec,
@@ -213,7 +226,8 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
           updateStatus: undefined,
           rollout: undefined,
           createRequestId: requestId,
-        });
+        };
+        tx.create('service', written);
       });
     } catch (err) {
       // The earlier attempt of this request committed first (the name is taken at apply time).
@@ -222,7 +236,7 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
       throw err;
     }
     log.info('service created', { serviceId: id, name, image: spec.task!.container!.image, warnings: warnings.length });
-    return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+    return { service: answerOf(store, id, written), warnings };
   }
 
   async function updateService(req: UpdateServiceReq) {
@@ -233,15 +247,16 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
     if ((cur.meta?.version ?? 0) !== req.serviceVersion) throw outOfSequence(id, cur.meta?.version ?? 0, req.serviceVersion);
     const warnings: string[] = [];
     let spec: ServiceSpec;
+    let written: Service | undefined;
     if (req.rollback && isCanaryPhase(cur)) {
       // A rollback at a canary step is an abort: the old tasks never left.
       await store.update((tx) => {
         const s = tx.get('service', id);
         if (!s || (s.meta?.version ?? 0) !== req.serviceVersion) throw outOfSequence(id, s?.meta?.version ?? 0, req.serviceVersion);
-        abortRollout(tx, s, 'rolled back by hand (service rollback)', now());
+        written = abortRollout(tx, s, 'rolled back by hand (service rollback)', now());
       });
       log.info('canary rollout aborted by a rollback', { serviceId: id });
-      return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+      return { service: answerOf(store, id, written), warnings };
     }
     if (req.rollback) {
       if (!cur.previousSpec) throw failedPrecondition(`service ${nameOf('service', cur)} (${id}) has no previous spec to roll back to`);
@@ -327,9 +342,10 @@ export function createServicesImpl(deps: ServicesDeps): ServicesImpl {
         );
       }
       tx.update('service', u);
+      written = u;
     });
     log.info('service updated', { serviceId: id, rollback: req.rollback, image: imageOf(spec), canary: canary ? canary.steps.join(',') : undefined });
-    return { service: publicService(store.view((tx) => tx.get('service', id))!), warnings };
+    return { service: answerOf(store, id, written), warnings };
   }
 
   async function removeService(req: { serviceId: string }) {
