@@ -151,3 +151,22 @@ test('raft refusals as the store reports them: the outcome (not applied / unknow
     t.false(err.message.includes('3415763795'), 'no Raft member number in the words');
   }
 });
+
+test('a full state disk as the store reports it: refused writes name the disk and the file (not applied), writes in flight are of unknown outcome', async (t) => {
+  const { DiskWriteError, OutcomeUnknownError } = await import('raft-ts');
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const disk = new DiskWriteError('/var/lib/swarmd/raft/wal/0000000000000000-0000000000000001.wal', enospc, 0);
+  const cases: [Error, ErrorReason, RegExp][] = [
+    [disk, ErrorReason.STATE_DISK_UNWRITABLE, /^this manager's state disk is full: raft cannot write \/var\/lib\/swarmd\/raft\/wal\/\S+\.wal \(ENOSPC: no space left on device\): the write was not applied; free space there/],
+    [new OutcomeUnknownError(7, 'proposal', 'the disk refused the write', disk), ErrorReason.OUTCOME_UNKNOWN, /^this manager's state disk is full: .* while the write was being committed: it may or may not have been applied$/],
+  ];
+  for (const [raftErr, reason, words] of cases) {
+    const log = new RaftLog();
+    createStore({ log, clock: { now: () => 42 } });
+    log.connect(Object.assign(new EventEmitter(), { isLeader: true, propose: () => Promise.reject(raftErr) }));
+    const err = await t.throwsAsync(log.propose(new Uint8Array([1])));
+    t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), raftErr.name);
+    t.is(reasonOf(err), reason, raftErr.name);
+    t.regex(err.message, words);
+  }
+});

@@ -102,11 +102,20 @@ export class RaftLog implements ReplicatedLog {
   }
 }
 
+/** "this manager's state disk is full: it cannot write PATH (ENOSPC)", from raft-ts's DiskWriteError. */
+function stateDisk(e: Error): string {
+  const { code, path } = e as Error & { code?: string; path?: string };
+  const full = code === 'ENOSPC' || code === 'EDQUOT';
+  return `this manager's state disk ${full ? 'is full' : 'fails writes'}: raft cannot write ${path ?? 'its log'} (${code ?? 'EIO'}${full ? ': no space left on device' : ''})`;
+}
+
 /**
  * raft-ts errors as SwarmErrors, all UNAVAILABLE, each with the reason a client acts on:
  * NotLeaderError (refused before it was proposed: LEADER_CHANGED, nothing was done);
  * OutcomeUnknownError, TimeoutError, RaftNodeStoppedError (proposed, not known to be applied:
- * OUTCOME_UNKNOWN). Raft member ids are left out of the words (they name no node a user knows).
+ * OUTCOME_UNKNOWN); DiskWriteError (the state disk is full or failing, refused before it was
+ * proposed: STATE_DISK_UNWRITABLE). Raft member ids are left out of the words (they name no node a
+ * user knows).
  */
 function raftError(err: unknown): SwarmError {
   const name = err instanceof Error ? err.name : '';
@@ -117,8 +126,18 @@ function raftError(err: unknown): SwarmError {
         cause: err,
         details: { reason: ErrorReason.LEADER_CHANGED, leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
       });
-    case 'OutcomeUnknownError':
+    case 'OutcomeUnknownError': {
+      const disk = (err as Error).cause;
+      if (disk instanceof Error && disk.name === 'DiskWriteError') {
+        return outcomeUnknown(`${stateDisk(disk)} while the write was being committed: it may or may not have been applied`, { cause: err });
+      }
       return outcomeUnknown('this manager lost the leadership while the write was being committed: it may or may not have been applied', { cause: err });
+    }
+    case 'DiskWriteError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, `${stateDisk(err as Error)}: the write was not applied; free space there and this manager resumes on its own (no restart), or ask another manager`, {
+        cause: err,
+        details: { reason: ErrorReason.STATE_DISK_UNWRITABLE },
+      });
     case 'TimeoutError':
       return outcomeUnknown('the write was not committed in time (the managers may have lost their quorum): it may or may not have been applied', { cause: err });
     case 'RaftNodeStoppedError':
