@@ -102,11 +102,13 @@ export class RaftLog implements ReplicatedLog {
   }
 }
 
-/** "this manager's state disk is full: it cannot write PATH (ENOSPC)", from raft-ts's DiskWriteError. */
+/**
+ * "this manager's state disk is full", from raft-ts's DiskWriteError, which follows in the message
+ * chain with the file and the errno ("raft: cannot write /…/raft/wal/…wal: the disk is full (ENOSPC: …)").
+ */
 function stateDisk(e: Error): string {
-  const { code, path } = e as Error & { code?: string; path?: string };
-  const full = code === 'ENOSPC' || code === 'EDQUOT';
-  return `this manager's state disk ${full ? 'is full' : 'fails writes'}: raft cannot write ${path ?? 'its log'} (${code ?? 'EIO'}${full ? ': no space left on device' : ''})`;
+  const { code } = e as Error & { code?: string };
+  return `this manager's state disk ${code === 'ENOSPC' || code === 'EDQUOT' ? 'is full' : `fails writes (${code ?? 'EIO'})`}`;
 }
 
 /**
@@ -129,12 +131,12 @@ function raftError(err: unknown): SwarmError {
     case 'OutcomeUnknownError': {
       const disk = (err as Error).cause;
       if (disk instanceof Error && disk.name === 'DiskWriteError') {
-        return outcomeUnknown(`${stateDisk(disk)} while the write was being committed: it may or may not have been applied`, { cause: err });
+        return outcomeUnknown(`${stateDisk(disk)}: it refused the write while it was being committed, which may or may not have been applied`, { cause: err });
       }
       return outcomeUnknown('this manager lost the leadership while the write was being committed: it may or may not have been applied', { cause: err });
     }
     case 'DiskWriteError':
-      return new SwarmError(ErrorCode.UNAVAILABLE, `${stateDisk(err as Error)}: the write was not applied; free space there and this manager resumes on its own (no restart), or ask another manager`, {
+      return new SwarmError(ErrorCode.UNAVAILABLE, `${stateDisk(err as Error)}; the write was not applied (free space on it and the manager resumes on its own, no restart needed; or ask another manager)`, {
         cause: err,
         details: { reason: ErrorReason.STATE_DISK_UNWRITABLE },
       });

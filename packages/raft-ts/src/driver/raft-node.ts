@@ -534,10 +534,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       code: e.code,
       error: e.message,
     });
-    const unknown = new OutcomeUnknownError(this.leaderId, 'proposal', `the disk refused this member's write (${e.code} on ${e.path})`, e);
+    const unknown = new OutcomeUnknownError(this.leaderId, 'proposal', "this member's disk refused the write", e);
     for (const w of this.proposals.values()) settle(w, unknown, undefined);
     this.proposals.clear();
-    for (const w of this.confWaiters) settle(w, new OutcomeUnknownError(this.leaderId, 'membership change', `the disk refused this member's write (${e.code} on ${e.path})`, e), undefined);
+    for (const w of this.confWaiters) settle(w, new OutcomeUnknownError(this.leaderId, 'membership change', "this member's disk refused the write", e), undefined);
     this.confWaiters = [];
     for (const r of [...this.reads.values(), ...this.waitingReads]) settle(r, e, undefined);
     this.reads.clear();

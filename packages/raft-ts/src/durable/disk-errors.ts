@@ -17,13 +17,13 @@ export function isRetryableDiskError(e: unknown): e is NodeJS.ErrnoException {
 function what(code: string): string {
   switch (code) {
     case 'ENOSPC':
-      return 'the disk is full (ENOSPC: no space left on device)';
+      return 'the disk is full';
     case 'EDQUOT':
-      return 'the disk quota is exhausted (EDQUOT)';
+      return 'the disk quota is exhausted';
     case 'EROFS':
-      return 'the file system is read-only (EROFS)';
+      return 'the file system is read-only';
     default:
-      return `the disk fails writes (${code})`;
+      return 'the disk fails writes';
   }
 }
 
@@ -42,7 +42,8 @@ export class DiskWriteError extends Error {
     readonly since: number,
   ) {
     const code = cause.code ?? 'EIO';
-    super(`raft: cannot write ${path}: ${what(code)}; this member acknowledges nothing it has not written and refuses writes until the disk takes them again (retrying)`, { cause });
+    // e.g. "raft: cannot write /data/wal/…wal: the disk is full (ENOSPC: no space left on device, write)"
+    super(`raft: cannot write ${path}: ${what(code)} (${cause.message})`, { cause });
     this.name = 'DiskWriteError';
     this.code = code;
   }
