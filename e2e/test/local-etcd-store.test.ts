@@ -13,11 +13,11 @@ import { clusterTestWith, startLocalCluster, type LocalCluster, type NodeJson, t
 
 const etcdClusterTest = clusterTestWith('etcd');
 
-/** A 3-member etcd and a 3-manager local cluster on it, on `${net}.0/24`. */
-async function etcdCluster(t: ExecutionContext, name: string, net: string): Promise<{ c: LocalCluster; etcd: LocalEtcd; endpoints: string[] }> {
-  const etcd = await startEtcd({ members: 3, listenAll: true, t });
+/** A 3-member etcd and a 3-manager local cluster on it, on `${net}.0/24` (or as many members, managers and workers as asked). */
+async function etcdCluster(t: ExecutionContext, name: string, net: string, size: { members?: 1 | 3; managers?: number; workers?: number } = {}): Promise<{ c: LocalCluster; etcd: LocalEtcd; endpoints: string[] }> {
+  const etcd = await startEtcd({ members: size.members ?? 3, listenAll: true, t });
   const endpoints = etcd.endpointsOn(`${net}.1`);
-  const c = await startLocalCluster(t, name, net, 3, 0, { upArgs: ['--store', 'etcd', '--etcd-endpoints', endpoints.join(',')] });
+  const c = await startLocalCluster(t, name, net, size.managers ?? 3, size.workers ?? 0, { upArgs: ['--store', 'etcd', '--etcd-endpoints', endpoints.join(',')] });
   return { c, etcd, endpoints };
 }
 
@@ -121,4 +121,28 @@ etcdClusterTest('etcd store: etcd stopped 20 s under writes loses no acknowledge
   // The agents kept their tasks: the same three run, none restarted.
   t.deepEqual(runningIds(await c.tasks('web')), before);
   t.log(`acknowledged ${acked.length} writes, all present on the 3 managers`);
+});
+
+etcdClusterTest('etcd store: swarmctl node promote makes a worker a manager on the same store (it serves service ls on its socket), node demote stops it', async (t) => {
+  const { c } = await etcdCluster(t, `e${process.pid % 10000}p`, '10.252.70', { members: 1, managers: 1, workers: 1 });
+  await c.ok('service', 'create', '--name', 'web', '--replicas', '0', c.image);
+  const t0 = Date.now();
+  await c.ok('node', 'promote', `${c.name}-w1`);
+  await c.until('w1 to serve service ls on its own control socket', async () => {
+    const r = await swarmctl(['service', 'ls', '--format', 'json', '--host', sockOf(c, 'w1')]);
+    return r.code === 0 && (JSON.parse(r.stdout) as { spec?: { annotations?: { name?: string } } }[]).some((x) => x.spec?.annotations?.name === 'web');
+  }, 120);
+  t.log(`w1 served service ls ${((Date.now() - t0) / 1000).toFixed(1)} s after node promote`);
+  const w1 = await askManager<NodeJson[]>(c, 'm1', 'node', 'ls');
+  t.is(w1.filter((n) => n.role === 'NODE_ROLE_MANAGER').length, 2);
+  t.false((await readdir(join(c.dir, 'w1', 'raft'))).includes('wal'), 'the promoted manager has no raft WAL');
+
+  const t1 = Date.now();
+  await c.ok('node', 'demote', `${c.name}-w1`);
+  await c.until('w1 to be a worker with its manager stopped', async () => {
+    const n = await c.byHost('w1');
+    const r = await swarmctl(['service', 'ls', '--host', sockOf(c, 'w1')]);
+    return n?.role === 'NODE_ROLE_WORKER' && !n.managerStatus && r.code !== 0;
+  }, 120);
+  t.log(`w1 a worker again ${((Date.now() - t1) / 1000).toFixed(1)} s after node demote`);
 });

@@ -84,25 +84,46 @@ export interface ClusterOptions {
 const CLUSTER_LOCK = join(tmpdir(), 'swarmd-e2e-clusters.lock');
 
 /**
+ * How many local clusters may run at once across the test files (ava runs two files at once and
+ * every test of a file at once: local-networks alone would start 10 clusters, 30 swarmd on a
+ * 2-core machine, whose starvation made timeouts of their own).
+ */
+const CLUSTER_SLOTS = Math.max(1, Number(process.env.SWARMD_E2E_CLUSTERS) || 4);
+
+/** Runs `flock` in a child that holds the lock until the test ends; false when `-n` found it taken. */
+async function holdFlock(t: Scope, args: string[], file: string): Promise<boolean> {
+  const child = spawn('flock', ['--no-fork', ...args, file, '-c', 'echo locked; exec sleep 100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const got = await new Promise<boolean>((resolve, reject) => {
+    child.stdout.once('data', () => resolve(true));
+    child.once('exit', (code) => (code === 1 && args.includes('-n') ? resolve(false) : reject(new Error(`flock ${file} exited (${code}) before taking the lock`))));
+  });
+  if (got) {
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
+  }
+  return got;
+}
+
+/**
  * Takes the cluster lock (flock(1), held by a child process until the test ends): shared by
- * default; `exclusive` waits until no other test file's cluster runs (ava runs two files at once),
- * for the tests that count lost requests under a steady load, which CPU starvation by another
- * cluster on a 2-core machine makes fail for reasons of its own (README: known weakness).
+ * default; `exclusive` waits until no other test's cluster runs, for the tests that count lost
+ * requests under a steady load, which CPU starvation by another cluster on a 2-core machine
+ * makes fail for reasons of its own (README: known weakness). Then one of CLUSTER_SLOTS slots.
  */
 async function takeClusterLock(t: Scope, exclusive: boolean): Promise<void> {
-  const child = spawn('flock', ['--no-fork', exclusive ? '-x' : '-s', CLUSTER_LOCK, '-c', 'echo locked; exec sleep 100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`flock ${CLUSTER_LOCK} exited (${code}) before taking the lock`)));
-  });
+  await holdFlock(t, [exclusive ? '-x' : '-s'], CLUSTER_LOCK);
+  for (;;) {
+    for (let k = 0; k < CLUSTER_SLOTS; k++) if (await holdFlock(t, ['-n', '-x'], `${CLUSTER_LOCK}.slot${k}`)) return;
+    await sleep(500 + Math.random() * 500);
+  }
 }
 
 /** Brings up a local cluster named `name` on `${net}.0/24`; `local down` runs at teardown. */
 export async function startLocalCluster(t: Scope, name: string, net: string, managers: number, workers: number, o: ClusterOptions = {}): Promise<LocalCluster> {
+  const asked = Date.now();
   await takeClusterLock(t, o.exclusive ?? false);
+  const granted = Date.now();
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
   const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
   const dir = join(root, name);
@@ -130,7 +151,10 @@ export async function startLocalCluster(t: Scope, name: string, net: string, man
     if (r.code !== 0) throw new Error(`swarmctl ${args.join(' ')}: ${r.stderr}${r.stdout}`);
     return r.stdout;
   };
+  const upStart = Date.now();
   const up = await ctl('local', 'up', '--name', name, '--managers', String(managers), '--workers', String(workers), '--subnet', `${net}.0/24`, '--timeout', '240', ...(o.upArgs ?? []));
+  // What CI time goes to: the wait for the lock and a slot, and `local up`.
+  t.log(`cluster ${name}: waited ${((granted - asked) / 1000).toFixed(1)} s for the lock and a slot, up in ${((Date.now() - upStart) / 1000).toFixed(1)} s`);
   if (up.code !== 0) throw new Error(`local up: ${up.stderr}${up.stdout}`);
   const tasks = async (svc: string) => JSON.parse(await ok('service', 'ps', svc, '--format', 'json')) as TaskJson[];
   const nodes = async () => JSON.parse(await ok('node', 'ls', '--format', 'json')) as NodeJson[];

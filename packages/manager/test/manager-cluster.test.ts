@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ControlClient, ListNodesRequest, NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
 import { isSwarmError } from '@swarmd/common';
 import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type TlsMaterial } from '../src/index.js';
+import { MessageBatch, MessageType } from 'raft-ts/pb/raft/raft';
 import { freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
 
 function callJoin(addr: string, tls: TlsMaterial | grpc.ChannelCredentials, advertise: string): Promise<RaftJoinResponse> {
@@ -177,4 +178,36 @@ test('demoting the leader itself: it leaves raft, another manager leads and fini
     }),
   );
   t.false(voters(l.m).includes(a.m.raftId));
+});
+
+test("a manager's certificate sends Raft messages only as its own member: b's certificate sending as c is refused, as b it passes", async (t) => {
+  const a = await startTestManager(t, { bootstrap: 'init', hostname: 'a' });
+  const bPort = await freePort();
+  const bTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${bPort}`);
+  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
+  const cPort = await freePort();
+  const c = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: await issueCert(a.m, 'swarm-manager', `127.0.0.1:${cPort}`), port: cPort });
+  await waitFor('three voters with their node records', () =>
+    voters(a.m).length === 3 && a.m.store.view((tx) => [b, c].every((x) => tx.get('node', x.m.nodeId)?.managerStatus?.raftId === x.m.raftId)),
+  );
+  // b's own certificate, on a raw stream to a, as a peer's transport would send (a stale heartbeat answer: harmless if taken).
+  const client = new grpc.Client(a.addr, new NodeTlsProvider(bTls).channelCredentials());
+  t.teardown(() => client.close());
+  const transportId = (await readMemberFile(`${a.dir}/raft`))!.transportClusterId;
+  const send = (from: number) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const s = client.makeClientStreamRequest(
+        '/raftpb.RaftTransport/Stream',
+        (v: MessageBatch) => Buffer.from(MessageBatch.encode(v).finish()),
+        (buf: Buffer) => buf,
+        (err: grpc.ServiceError | null) => resolve(err),
+      );
+      s.write(MessageBatch.fromPartial({ clusterId: transportId, from, messages: [{ type: MessageType.MSG_HEARTBEAT_RESP, from, to: a.m.raftId, term: 1 }] }));
+      s.end();
+    });
+  const forged = await send(c.m.raftId);
+  t.is(forged?.code, grpc.status.PERMISSION_DENIED, forged?.details);
+  t.regex(forged?.details ?? '', new RegExp(`may not send as member ${c.m.raftId}: member ${c.m.raftId} is node ${c.m.nodeId}, the certificate node ${b.m.nodeId}`));
+  const own = await send(b.m.raftId);
+  t.is(own, null, own?.details);
 });

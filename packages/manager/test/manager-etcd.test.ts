@@ -1,8 +1,10 @@
 // startManager on the etcd backend: three in-process managers (real mTLS) whose store is a real
 // etcd (Debian's etcd-server) on loopback.
+import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { ErrorCode, ErrorReason, isSwarmError, reasonOf } from '@swarmd/common';
 import { requires, startEtcd } from '@swarmd/testkit';
 import { connectEtcd, makeObject } from '../src/index.js';
@@ -110,4 +112,38 @@ etcdTest('etcd store: with etcd stopped a write is refused at once as STORE_UNAV
   await waitFor('a to lead again', () => a.m.isLeader() && a.m.etcd!.storeUnavailable() === undefined, 30_000);
   await a.m.store.update((tx) => tx.create('service', svc('after')));
   t.true(a.m.store.view((tx) => tx.find('service')).some((s) => s.spec?.annotations?.name === 'after'));
+});
+
+requires('etcd', 'etcdctl')('etcd store: the backup path of the README (etcdctl snapshot save, snapshot restore into a new data dir, managers resumed on the new etcd) brings every service back', async (t) => {
+  const etcd = await startEtcd({ members: 1, t });
+  const a = await startTestManager(t, { bootstrap: 'init', store: etcdStore(etcd.endpoints) });
+  const bPort = await freePort();
+  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: await issueCert(a.m, 'swarm-manager', `127.0.0.1:${bPort}`), port: bPort });
+  const names = Array.from({ length: 20 }, (_, i) => `svc-${i}`);
+  for (const n of names) await a.m.store.update((tx) => tx.create('service', svc(n)));
+  await waitFor('b to apply the services', () => b.m.store.view((tx) => tx.find('service')).length === names.length);
+
+  const backup = join(await tempDir(t), 'backup.db');
+  await promisify(execFile)('etcdctl', ['--endpoints', etcd.endpoints.join(','), 'snapshot', 'save', backup], { env: { ...process.env, ETCDCTL_API: '3' } });
+  // Everything stops and the old etcd's data is gone.
+  const tlsOf = [a.m.tls(), b.m.tls()];
+  await b.m.stop();
+  await a.m.stop();
+  await etcd.stop();
+
+  // etcdctl snapshot restore into a new data dir, etcd started there (other ports), managers resumed
+  // from their state dirs with --etcd-endpoints of the new etcd.
+  const restored = await startEtcd({ members: 1, restore: backup, t });
+  t.notDeepEqual(restored.endpoints, etcd.endpoints);
+  const resumed = await Promise.all(
+    [a, b].map((x, i) => startTestManager(t, { bootstrap: 'resume', dir: x.dir, tls: tlsOf[i], port: Number(x.addr.split(':')[1]), store: etcdStore(restored.endpoints) })),
+  );
+  await waitFor('a manager to lead on the restored etcd', () => resumed.some((r) => r.m.isLeader()), 15_000);
+  for (const r of resumed) {
+    t.deepEqual(r.m.store.view((tx) => tx.find('service')).map((s) => s.spec?.annotations?.name).sort(), [...names].sort());
+    t.deepEqual(r.m.backend.endpoints, restored.endpoints);
+  }
+  const leader = resumed.find((r) => r.m.isLeader())!;
+  await leader.m.store.update((tx) => tx.create('service', svc('after-restore')));
+  for (const r of resumed) await waitFor('the new write on every manager', () => r.m.store.view((tx) => tx.find('service')).length === names.length + 1);
 });

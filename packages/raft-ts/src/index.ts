@@ -6,7 +6,7 @@ export { MemoryStorage, SnapshotOutOfDateError, type MemoryStorageOptions } from
 export { Wal, WalCorruptError, type WalOptions, type WalState, type SnapshotMarker } from './durable/wal.js';
 export { DiskWriteError, isRetryableDiskError, type DiskRetry } from './durable/disk-errors.js';
 export { SnapshotFiles, SnapshotCorruptError, type SnapshotFilesOptions } from './durable/snapshot-files.js';
-export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
+export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type SenderCheck, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
 export {
   RaftNode,
   NotCaughtUpError,

@@ -49,8 +49,10 @@ class Cluster {
       peers: this.peers,
       join,
       listen: address,
+      // A 500 ms election timeout: at 200 ms a loaded CI machine (2 cores, other suites beside)
+      // saw spurious elections end a transfer and a proposal.
       tickMs: 20,
-      electionTicks: 10,
+      electionTicks: 25,
       heartbeatTicks: 1,
       ...this.extra,
     });

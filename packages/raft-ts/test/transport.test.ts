@@ -107,6 +107,63 @@ test('a batch from an unknown member or another cluster is refused with a clear 
   t.is(b.handler.received.length, 1);
 });
 
+test('a caller may send only as the member it is: another member\'s id is refused, its own passes (asked once per stream), an unknown identity passes', async (t) => {
+  // The identity stands in for a TLS certificate (the manager maps the certificate's node to its
+  // member id): here the `x-member` header, or none when it cannot be told yet.
+  let asked = 0;
+  const handler = new Recorder();
+  const b = new GrpcTransport({
+    id: 2,
+    clusterId: 7,
+    handler,
+    authorizeSender: (call, from) => {
+      asked++;
+      const who = call.metadata.get('x-member')[0];
+      if (who === undefined) return 'unknown';
+      return String(who) === String(from) ? 'yes' : { refused: `the caller is member ${String(who)}` };
+    },
+  });
+  const server = createRaftServer();
+  b.addToServer(server);
+  const address = `127.0.0.1:${await bindServer(server, '127.0.0.1:0')}`;
+  t.teardown(() => {
+    b.stop();
+    server.forceShutdown();
+  });
+  b.addPeer(1, '127.0.0.1:1');
+  b.addPeer(3, '127.0.0.1:1');
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const send = (who: string | undefined, batches: MessageBatch[]) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const md = new grpc.Metadata();
+      if (who !== undefined) md.set('x-member', who);
+      const s = client.makeClientStreamRequest(
+        '/raftpb.RaftTransport/Stream',
+        (v: MessageBatch) => Buffer.from(MessageBatch.encode(v).finish()),
+        (buf: Buffer) => buf,
+        md,
+        (err: grpc.ServiceError | null) => resolve(err),
+      );
+      for (const x of batches) s.write(x);
+      s.end();
+    });
+  const forged = await send('1', [{ clusterId: 7, from: 3, messages: [msg(3, 2, 1)] }]);
+  t.is(forged?.code, grpc.status.PERMISSION_DENIED);
+  t.regex(forged!.details, /may not send as member 3: the caller is member 1/);
+  t.is(handler.received.length, 0);
+  asked = 0;
+  const own = await send('1', [1, 2, 3].map((i) => ({ clusterId: 7, from: 1, messages: [msg(1, 2, i)] })));
+  t.is(own, null);
+  t.is(asked, 1);
+  t.is(handler.received.length, 3);
+  asked = 0;
+  const untold = await send(undefined, [1, 2].map((i) => ({ clusterId: 7, from: 3, messages: [msg(3, 2, i)] })));
+  t.is(untold, null);
+  t.is(asked, 2);
+  t.is(handler.received.length, 5);
+});
+
 test('a ReadIndex request a follower relays keeps its requester and arrives with the rest of the batch', async (t) => {
   // Member 1 (a follower) relays member 3's ReadIndex request to member 2 (its leader) in one batch
   // with its own append response: the transport takes both; the leader answers member 3 directly.

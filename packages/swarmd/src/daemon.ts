@@ -82,7 +82,7 @@ async function writeNodeState(dir: string, s: NodeStateFile): Promise<void> {
 /**
  * The composition root of a node: the manager (on manager nodes) and the node agent, the
  * certificate renewal loop, and role changes (a worker whose renewed certificate says manager
- * starts a manager and joins Raft; a demoted manager stops its manager and stays a worker).
+ * starts a manager and joins, into Raft or onto the etcd store; a demoted manager stops its manager and stays a worker).
  */
 export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const cfg = o.config;
@@ -209,13 +209,25 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   let renewing: Promise<void> | undefined;
   let wake: (() => void) | undefined;
 
+  // Joins as a manager: into Raft, or (etcd-backed cluster) onto the store the join answer names,
+  // with this node's own etcd client certificate if etcd asks for one (--etcd-cert/--etcd-key at
+  // join or run, kept in swarmd.json).
   const startManagerAfterPromotion = async (): Promise<void> => {
     const leader = [...agent.managers(), ...managers].find((a) => a !== advertiseAddr);
     if (!leader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'promoted, but no manager address is known to join through');
-    log.info('promoted to manager: starting the manager and joining raft', { through: leader });
+    log.info('promoted to manager: starting the manager and joining', { through: leader });
     await rm(join(dir, 'raft'), { recursive: true, force: true });
     manager = await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: leader }, tls });
     watchRemoval(manager);
+  };
+  // A manager certificate but no manager (its start failed): tried again at each renewal and each
+  // renewal check, with the reason logged each time.
+  const promotionPending = (): boolean => !manager && !stop.signal.aborted && certificateFacts(tls.certPem).role === 'swarm-manager';
+  const retryPromotion = async (): Promise<void> => {
+    if (!promotionPending()) return;
+    await startManagerAfterPromotion().catch((err: unknown) =>
+      log.error('promoted to manager, but the manager cannot start (tried again at the next renewal check or restart)', { error: describeError(err) }),
+    );
   };
 
   const stopManagerAfterDemotion = async (m: Manager): Promise<void> => {
@@ -253,7 +265,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         const roleChanged = before !== r.role;
         agent.updateTls(agentTls(tls), { reconnect: roleChanged });
         log.info('certificate renewed', { role: r.role, notAfter: new Date(certificateFacts(tls.certPem).notAfter).toISOString() });
-        if (roleChanged && r.role === 'swarm-manager' && !manager) await startManagerAfterPromotion();
+        if (r.role === 'swarm-manager' && !manager) await retryPromotion();
         if (roleChanged && r.role === 'swarm-worker' && manager) await stopManagerAfterDemotion(manager);
         return;
       } catch (err) {
@@ -293,6 +305,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       });
       wake = undefined;
       if (stop.signal.aborted) break;
+      await retryPromotion();
       if (Date.now() >= due) {
         await renewNow().catch(async (err: unknown) => {
           log.warn('certificate renewal failed; retrying', { error: describeError(err) });

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '@swarmd/testkit';
+import { createTestCa, freePort, requires, startEtcd } from '@swarmd/testkit';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
 
@@ -40,6 +40,25 @@ test('swarmd init --store etcd: missing endpoints, flags without --store etcd, a
     const dir = join(root, what.replace(/\W+/g, '-'));
     const port = await freePort();
     const r = await swarmdInit(['--state-dir', dir, '--listen-addr', `127.0.0.1:${port}`, ...flags]);
+    t.not(r.code, 0, what);
+    t.regex(r.stderr, re, what);
+    t.false(existsSync(dir), `${what}: no state dir left`);
+  }
+});
+
+requires('etcd')("swarmd init --store etcd on an etcd serving TLS: a CA that did not sign etcd's certificate, or no client certificate, is refused naming etcd and the TLS problem, and no state dir is left", async (t) => {
+  const etcd = await startEtcd({ members: 1, tls: true, t });
+  const root = await mkdtemp(join(tmpdir(), 'swarmd-store-tls-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const other = await createTestCa(join(root, 'other'), 'other-ca');
+  const { ca, client } = etcd.tls!;
+  const cases: [string, string[], RegExp][] = [
+    ['wrong CA', ['--etcd-cacert', other.certFile, '--etcd-cert', client.certFile, '--etcd-key', client.keyFile], /init: cannot read etcd at https:\/\/127\.0\.0\.1:\d+: TLS: etcd's server certificate is not trusted: it is not signed by the CA given \(--etcd-cacert\)/],
+    ['no client certificate', ['--etcd-cacert', ca.certFile], /init: cannot read etcd at https:\/\/127\.0\.0\.1:\d+: TLS: etcd requires a client certificate .*give --etcd-cert and --etcd-key/],
+  ];
+  for (const [what, flags, re] of cases) {
+    const dir = join(root, what.replace(/\W+/g, '-'));
+    const r = await swarmdInit(['--state-dir', dir, '--listen-addr', `127.0.0.1:${await freePort()}`, '--store', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), ...flags]);
     t.not(r.code, 0, what);
     t.regex(r.stderr, re, what);
     t.false(existsSync(dir), `${what}: no state dir left`);

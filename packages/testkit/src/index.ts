@@ -5,3 +5,4 @@ export * from './registry.js';
 export * from './hosts.js';
 export * from './processes.js';
 export * from './etcd.js';
+export * from './pki.js';

@@ -11,7 +11,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import test, { type TestFn } from 'ava';
 
-export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'nft' | 'conntrack' | 'busybox';
+export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'etcdctl' | 'nft' | 'conntrack' | 'busybox';
 
 const tools: Partial<Record<Need, string>> = {
   runc: 'runc',
@@ -19,6 +19,7 @@ const tools: Partial<Record<Need, string>> = {
   registry: 'docker-registry',
   skopeo: 'skopeo',
   etcd: 'etcd',
+  etcdctl: 'etcdctl',
   nft: 'nft',
   conntrack: 'conntrack',
   netns: 'ip',

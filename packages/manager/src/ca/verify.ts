@@ -53,6 +53,18 @@ export async function verifyPeerCertificate(cert: string | Uint8Array | x509.X50
   return { ...id };
 }
 
+/**
+ * The node id (CN) of a certificate that was already verified (e.g. by the port's auth
+ * interceptor), or undefined when it does not parse.
+ */
+export function certificateNodeId(der: Uint8Array): string | undefined {
+  try {
+    return parseCertificate(der).subjectName.getField('CN')[0] || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What never changes for a certificate and a CA: it parses, the CA signed it, and its fields. */
 async function signedFacts(cert: string | Uint8Array | x509.X509Certificate, caCertPem: string): Promise<PeerIdentity> {
   let c: x509.X509Certificate;

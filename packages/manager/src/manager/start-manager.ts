@@ -22,10 +22,11 @@ import { joinRaftGroup } from '../membership/join-client.js';
 import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsKey, readSecretsKeyFile, unwrapKey, writeSecretsKey, SECRETS_KEY_FILE } from '../secrets/index.js';
 import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
+import { raftSenderCheck } from '../raft/sender-check.js';
 import { RaftLog } from '../replication/raft-log.js';
 import { EtcdLog } from '../replication/etcd-log.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
-import { EtcdMembership, etcdLeaderStatusController } from '../membership/etcd-membership.js';
+import { EtcdMembership, etcdLeaderStatusController, etcdRoleReconcilerController } from '../membership/etcd-membership.js';
 import { assertSameBackend, checkEtcdPrefix, openEtcd, openEtcdForInit, readEtcdCa, storeBackendOf, ETCD_CA_FILE, type ManagerStoreOptions } from './store-backend.js';
 import { writeFileAtomic } from '../ca/files.js';
 import type { Etcd3 } from 'etcd3';
@@ -110,7 +111,7 @@ export interface Manager {
   saveTls(tls: TlsMaterial): Promise<void>;
   joinTokens(): JoinTokens | undefined;
   cluster(): Readonly<Cluster> | undefined;
-  /** Resolves when this member has been removed from the Raft group (demoted, or removed). */
+  /** Resolves when this member has been removed from the Raft group (demoted, or removed); on etcd, once the store says it was demoted. */
   removed: Promise<void>;
   stop(): Promise<void>;
 }
@@ -353,6 +354,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     join: o.bootstrap === 'join' && !!joinPeers,
     server,
     channelCredentials: provider.channelCredentials(CertRole.MANAGER),
+    authorizeSender: raftSenderCheck(store),
     tickMs: o.raft?.tickMs ?? 100,
     electionTicks: o.raft?.electionTicks ?? 10,
     heartbeatTicks: o.raft?.heartbeatTicks ?? 1,
@@ -429,7 +431,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     tls: () => provider.tls,
     managerCredentials: () => provider.channelCredentials(CertRole.MANAGER),
     membership: {
-      assertCanRemove: (nodeId) => membership?.assertCanRemove(nodeId),
+      assertCanRemove: (nodeId) => (membership ?? etcdMembership)?.assertCanRemove(nodeId),
       removeManager: async (nodeId) => membership?.removeManager(nodeId),
       members,
     },
@@ -480,6 +482,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     host.register(roleReconcilerController(raft, membership));
   } else {
     host.register(etcdLeaderStatusController(o.advertiseAddr));
+    host.register(etcdRoleReconcilerController());
   }
   for (const h of hosted) for (const c of h.controllers ?? []) host.register(c);
   for (const c of o.controllers ?? serviceControllers()) host.register(c);
@@ -496,7 +499,15 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   let wasMember = false;
   let leaderlessSince = 0;
   const memberWatch = setInterval(() => {
-    if (!raft) return;
+    if (!raft) {
+      // etcd: no group to leave; demoted once the store says so (the leader's etcd role reconciler).
+      if (isDemoted(st.view((tx) => tx.get('node', me.nodeId)))) {
+        clearInterval(memberWatch);
+        logger.warn('this manager was demoted (etcd-backed cluster)');
+        removedResolve();
+      }
+      return;
+    }
     const cs = raft.status().confState;
     const inGroup = cs.voters.includes(me.raftId) || cs.learners.includes(me.raftId);
     if (inGroup) wasMember = true;

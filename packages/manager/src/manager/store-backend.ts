@@ -88,8 +88,32 @@ export async function openEtcd(c: EtcdConnection, prefix: string, what: string):
     return client;
   } catch (err) {
     client.close();
-    throw new SwarmError(ErrorCode.UNAVAILABLE, `${what}: cannot read etcd at ${c.endpoints.join(',')} (${describeError(err)}); nothing was changed`, { cause: err });
+    const tls = etcdTlsProblem(err, c, what);
+    const code = tls ? ErrorCode.FAILED_PRECONDITION : ErrorCode.UNAVAILABLE;
+    throw new SwarmError(code, `${what}: cannot read etcd at ${c.endpoints.join(',')}${tls ? `: TLS: ${tls}` : ''} (${describeError(err)}); nothing was changed`, { cause: err });
   }
+}
+
+/**
+ * What a failed TLS handshake with etcd means, in terms of the flags that fix it (undefined when
+ * the error is not a TLS one): etcd refused the client certificate or got none, etcd's certificate
+ * is not signed by the CA given, or etcd does not serve TLS on that port.
+ */
+export function etcdTlsProblem(err: unknown, c: EtcdConnection, what = 'init'): string | undefined {
+  const m = describeError(err);
+  const caFrom = what === 'join' && !c.cacert ? "the CA of the join answer" : '--etcd-cacert';
+  if (/alert bad certificate|certificate required|alert unknown ca|alert certificate unknown|alert access denied/i.test(m)) {
+    return c.cert
+      ? "etcd refused this manager's client certificate (--etcd-cert): it is not signed by a CA etcd trusts (etcd's --trusted-ca-file)"
+      : 'etcd requires a client certificate (--client-cert-auth) and this manager has none: give --etcd-cert and --etcd-key';
+  }
+  if (/unable to verify|self[- ]signed certificate|unable to get (local )?issuer|certificate has expired|not yet valid|altnames|ERR_TLS_CERT/i.test(m)) {
+    return `etcd's server certificate is not trusted: it is not signed by the CA given (${caFrom}) or does not name this address`;
+  }
+  if (/before secure TLS connection|wrong version number|packet length too long/i.test(m)) {
+    return 'etcd does not serve TLS on that port: use http:// endpoints there (or serve etcd with TLS)';
+  }
+  return undefined;
 }
 
 /** Init: etcd answers and nothing lives under the prefix yet (another cluster's keys would mix). */

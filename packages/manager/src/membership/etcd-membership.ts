@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode, describeError, noLeaderYet, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, failedPrecondition, noLeaderYet, type Logger } from '@swarmd/common';
 import { ManagerStatus_Reachability, NodeRole, type RaftJoinResponse, type RaftMember, type RaftMembershipServer, type StoreBackend } from '@swarmd/proto';
 import type { VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject } from '../store/kinds.js';
@@ -54,8 +54,18 @@ export class EtcdMembership {
       .map((n) => ({ raftId: 0, addr: n.managerStatus!.addr, nodeId: n.id }));
   }
 
-  /** No quorum of managers to keep: etcd holds it. */
-  assertCanRemove(): void {}
+  /**
+   * No quorum of managers to keep (etcd holds it), but one manager at least: without one nothing
+   * serves the control API or runs the controllers.
+   */
+  assertCanRemove(nodeId: string): void {
+    const others = this.o.store
+      .view((tx) => tx.find('node'))
+      .filter((n) => n.id !== nodeId && n.role === NodeRole.NODE_ROLE_MANAGER && n.spec?.desiredRole === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr);
+    if (others.length === 0) {
+      throw failedPrecondition(`${nodeId} is the only manager of this etcd-backed cluster: promote another node first (swarmctl node promote NODE)`);
+    }
+  }
 
   /** Nothing to leave: the manager's Node goes through the control API as any other. */
   async removeManager(): Promise<void> {}
@@ -89,6 +99,45 @@ export function etcdLeaderStatusController(selfAddr: string, opts: { intervalMs?
               }
             })
             .catch((err: unknown) => log.debug('manager status update failed', { error: describeError(err) }));
+        }
+        await deps.clock.sleep(opts.intervalMs ?? 500, signal).catch(() => undefined);
+      }
+    },
+  };
+}
+
+/**
+ * Leader-only, etcd backend: carries out demotions written by the control API (Node.spec.desiredRole
+ * = worker on a manager). There is no Raft group to leave, so one write does it: role = worker and
+ * no managerStatus. The demoted manager sees it in its own store (every manager reads the whole
+ * store from etcd) and its swarmd stops the manager; its next certificate is a worker's.
+ *
+ * Promotions need nothing here, as on Raft: the CA issues a manager certificate at the node's next
+ * renewal, and its swarmd starts a manager that joins (the join answer says where the store is).
+ */
+export function etcdRoleReconcilerController(opts: { intervalMs?: number } = {}): Controller {
+  return {
+    name: 'etcd-role-reconciler',
+    async run(deps, signal): Promise<void> {
+      const log = controllerLogger(deps, 'manager/etcd-role-reconciler');
+      while (!signal.aborted) {
+        const demote = deps.store.view((tx) =>
+          tx.find('node').filter((n) => n.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER && (n.role === NodeRole.NODE_ROLE_MANAGER || n.managerStatus !== undefined)),
+        );
+        for (const n of demote) {
+          try {
+            await deps.store.update((tx) => {
+              const cur = tx.get('node', n.id);
+              if (!cur || cur.spec?.desiredRole !== NodeRole.NODE_ROLE_WORKER) return;
+              const c = cloneObject('node', cur);
+              c.role = NodeRole.NODE_ROLE_WORKER;
+              c.managerStatus = undefined;
+              tx.update('node', c);
+            });
+            log.info('demoted a manager', { nodeId: n.id });
+          } catch (err) {
+            log.warn('demotion failed; will retry', { nodeId: n.id, error: describeError(err) });
+          }
         }
         await deps.clock.sleep(opts.intervalMs ?? 500, signal).catch(() => undefined);
       }

@@ -1,1 +1,2 @@
 export * from './raft-dir.js';
+export * from './sender-check.js';

@@ -21,7 +21,7 @@ import { MemoryStorage } from '../storage/memory-storage.js';
 import { Wal } from '../durable/wal.js';
 import { SnapshotFiles } from '../durable/snapshot-files.js';
 import { DiskWriteError, isRetryableDiskError, retryDiskWrites, type DiskRetry } from '../durable/disk-errors.js';
-import { GrpcTransport, bindServer, createRaftServer, type TransportHandler } from '../transport/grpc-transport.js';
+import { GrpcTransport, bindServer, createRaftServer, type SenderCheck, type TransportHandler } from '../transport/grpc-transport.js';
 import {
   ConfChange,
   ConfChangeType,
@@ -62,6 +62,8 @@ export interface RaftNodeOptions {
   listen?: string;
   serverCredentials?: grpc.ServerCredentials;
   channelCredentials?: grpc.ChannelCredentials;
+  /** Whether a caller may send as a member (see TransportOptions.authorizeSender). */
+  authorizeSender?: SenderCheck;
   /**
    * Defaults: tick 50 ms, heartbeat every tick, election after 10 ticks without a leader
    * (randomized by the core to [10, 20) ticks: 500–1000 ms), etcd's 1:10 ratio at half its
@@ -307,6 +309,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       clusterId: o.clusterId ?? 1,
       handler: this.handler,
       channelCredentials: o.channelCredentials,
+      authorizeSender: o.authorizeSender,
       logger: this.logger,
     });
     for (const [id, addr] of this.members) this.transport.addPeer(id, addr);

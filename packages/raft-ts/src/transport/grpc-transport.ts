@@ -62,7 +62,20 @@ export interface TransportOptions {
   backoffMs?: { initial: number; max: number };
   /** A received snapshot larger than this is refused (default 1 GiB). */
   maxSnapshotBytes?: number;
+  /**
+   * Whether the caller of a stream may speak for member `from` (e.g. its TLS certificate names
+   * the node that is member `from`). Without it, any caller the server admits may send batches
+   * as any known member.
+   */
+  authorizeSender?: SenderCheck;
 }
+
+/**
+ * `yes`: the caller is member `from` (asked once per stream and sender); `unknown`: it cannot be
+ * told yet (a member whose identity this member has not applied), the batch passes and the next
+ * one asks again; `{ refused }`: PERMISSION_DENIED with that reason, the stream ends.
+ */
+export type SenderCheck = (call: grpc.ServerReadableStream<unknown, unknown>, from: number) => 'yes' | 'unknown' | { refused: string };
 
 export const GRPC_MAX_MESSAGE = 64 * 1024 * 1024;
 
@@ -345,6 +358,7 @@ export class GrpcTransport {
   readonly snapshotChunkBytes: number;
   readonly backoff: { initial: number; max: number };
   readonly maxSnapshotBytes: number;
+  readonly authorizeSender: SenderCheck | undefined;
   readonly stats: TransportStats = {
     batchesSent: 0,
     messagesSent: 0,
@@ -369,6 +383,7 @@ export class GrpcTransport {
     this.snapshotChunkBytes = opts.snapshotChunkBytes ?? 1024 * 1024;
     this.backoff = opts.backoffMs ?? { initial: 50, max: 2000 };
     this.maxSnapshotBytes = opts.maxSnapshotBytes ?? 1024 * 1024 * 1024;
+    this.authorizeSender = opts.authorizeSender;
   }
 
   /** Adds (or re-addresses) a peer. */
@@ -434,6 +449,16 @@ export class GrpcTransport {
     return undefined;
   }
 
+  /** PERMISSION_DENIED when the caller may not speak for `from`; `vouched` keeps the senders already checked on this call. */
+  private checkSender(call: grpc.ServerReadableStream<unknown, unknown>, from: number, vouched: Set<number>): grpc.ServiceError | undefined {
+    const check = this.authorizeSender;
+    if (!check || vouched.has(from)) return undefined;
+    const v = check(call, from);
+    if (v === 'yes') vouched.add(from);
+    else if (v !== 'unknown') return refuse(grpc.status.PERMISSION_DENIED, `raft transport: this caller may not send as member ${from}: ${v.refused}`);
+    return undefined;
+  }
+
   private checkMessage(m: Message, from: number): grpc.ServiceError | undefined {
     // A follower relays a ReadIndex request or a leader-transfer request to its leader keeping the
     // original requester (Raft answers the requester directly): its sender may be another member.
@@ -450,6 +475,7 @@ export class GrpcTransport {
   private serveStream(call: grpc.ServerReadableStream<MessageBatch | Malformed, StreamAck>, callback: grpc.sendUnaryData<StreamAck>): void {
     let received = 0;
     let finished = false;
+    const vouched = new Set<number>();
     const fail = (err: grpc.ServiceError): void => {
       if (finished) return;
       finished = true;
@@ -460,7 +486,7 @@ export class GrpcTransport {
     call.on('data', (b: MessageBatch | Malformed) => {
       if (finished || this.stopped) return;
       if (isMalformed(b)) return fail(refuse(grpc.status.INVALID_ARGUMENT, `raft transport: ${b.malformed}`));
-      const bad = this.check(b.clusterId, b.from) ?? b.messages.map((m) => this.checkMessage(m, b.from)).find((e) => e !== undefined);
+      const bad = this.check(b.clusterId, b.from) ?? this.checkSender(call, b.from, vouched) ?? b.messages.map((m) => this.checkMessage(m, b.from)).find((e) => e !== undefined);
       if (bad) return fail(bad);
       this.stats.batchesReceived++;
       this.stats.messagesReceived += b.messages.length;
@@ -485,6 +511,7 @@ export class GrpcTransport {
     const parts: Buffer[] = [];
     let size = 0;
     let finished = false;
+    const vouched = new Set<number>();
     const fail = (err: grpc.ServiceError): void => {
       if (finished) return;
       finished = true;
@@ -495,7 +522,7 @@ export class GrpcTransport {
     call.on('data', (c: SnapshotChunk | Malformed) => {
       if (finished || this.stopped) return;
       if (isMalformed(c)) return fail(refuse(grpc.status.INVALID_ARGUMENT, `raft transport: ${c.malformed}`));
-      const bad = this.check(c.clusterId, c.from);
+      const bad = this.check(c.clusterId, c.from) ?? this.checkSender(call, c.from, vouched);
       if (bad) return fail(bad);
       if (!head) {
         if (!c.message || c.offset !== 0) return fail(refuse(grpc.status.INVALID_ARGUMENT, 'raft transport: the first snapshot chunk must carry the message'));
