@@ -4,7 +4,7 @@
 // tightly (the machine is shared).
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { swarmctl } from '@swarmd/cli/testing';
 import { clusterTest, startLocalCluster, type ClusterOptions, type LocalCluster } from './helpers/local-cluster.js';
 import { Faults } from '../src/faults/faults.js';
@@ -52,11 +52,10 @@ clusterTest("a partitioned leader's acknowledged writes are not lost and the maj
   t.deepEqual(await problems(c, ledger), []);
 });
 
-// Known defect, skipped until fixed (README status table): when the WAL append fails for lack of
-// space, raft-ts stops the member (its Ready loop dies, as etcd panics), so the manager answers
-// every call with "this manager is stopping: ... raft: node stopped" after swarmctl's 60 s deadline
-// and never recovers when space returns. The test says what must happen instead.
-test.skip('[root,netns,runc,conmon,registry] a manager with a full state disk refuses writes clearly and recovers when space returns', async (t) => {
+// The manager's only Raft member cannot write its WAL: it must stay up, refuse writes at once with
+// a message naming the full disk (not after swarmctl's 60 s deadline), acknowledge nothing it did
+// not write, and take writes again without a restart once space returns.
+clusterTest('a manager with a full state disk refuses writes clearly and recovers when space returns', async (t) => {
   const { c, ledger } = await withService(t, 'd', 1, 1, 1, 1, { tmpfsStateDirs: ['m1'] });
   const free = await new Faults(t, c).fillDisk('m1');
   // A write may still fit in the last, partly used page of the Raft log's file; writes go on
@@ -70,7 +69,12 @@ test.skip('[root,netns,runc,conmon,registry] a manager with a full state disk re
   }
   t.log(`with m1's disk full: ${accepted} writes accepted (they fit in pages already allocated), then refused in ${refused?.ms} ms: ${refused?.message}`);
   if (!refused) return t.fail('40 writes to a manager whose disk is full were all acknowledged');
-  t.regex(refused.message, /no space|disk.*full|ENOSPC/i);
+  t.regex(refused.message, /state disk is full.*ENOSPC/i);
+  t.true(refused.ms < 10_000, `the refusal took ${refused.ms} ms`);
+  const again = await ledger.scale('web', 2);
+  t.false(again.ok, 'a write acknowledged while the disk is still full');
+  t.log(`the next write refused in ${again.ms} ms`);
+  t.true(again.ms < 5_000, `the next refusal took ${again.ms} ms`);
   t.true((await c.host('m1')).pid !== undefined && process.kill((await c.host('m1')).pid!, 0), 'swarmd on m1 still runs');
   await free();
   const healed = Date.now();

@@ -98,6 +98,11 @@ export const ErrorReason = {
    * it, so another manager cannot take the call either; retry once etcd is back.
    */
   STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  /**
+   * This manager cannot write its state disk (full, out of quota or failing): nothing was done.
+   * It stays a member and resumes once the disk takes writes; another manager may take the call.
+   */
+  STATE_DISK_UNWRITABLE: 'STATE_DISK_UNWRITABLE',
 } as const;
 export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
 /** The gRPC metadata key that carries an ErrorReason. */

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { EventEmitter } from 'node:events';
-import { isSwarmError, ErrorCode, ErrorReason, reasonOf } from '@swarmd/common';
+import { isSwarmError, ErrorCode, ErrorReason, reasonOf, describeError } from '@swarmd/common';
 import { RaftLog, createStore, makeObject, cloneObject, type RaftNodeLike, type RaftStateMachine, type MemoryStore } from '../src/index.js';
 
 // A stand-in for raft-ts's RaftNode with its contract: propose resolves with the state machine's
@@ -149,5 +149,33 @@ test('raft refusals as the store reports them: the outcome (not applied / unknow
     t.is(reasonOf(err), reason, raftErr.name);
     t.regex(err.message, words);
     t.false(err.message.includes('3415763795'), 'no Raft member number in the words');
+  }
+});
+
+test('a full state disk as the store reports it: refused writes name the disk and the file (not applied), writes in flight are of unknown outcome', async (t) => {
+  const { DiskWriteError, OutcomeUnknownError } = await import('raft-ts');
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const disk = new DiskWriteError('/var/lib/swarmd/raft/wal/0000000000000000-0000000000000001.wal', enospc, 0);
+  const wal = '/var/lib/swarmd/raft/wal/0000000000000000-0000000000000001.wal: the disk is full (ENOSPC: no space left on device, write)';
+  const cases: [Error, ErrorReason, string][] = [
+    [
+      disk,
+      ErrorReason.STATE_DISK_UNWRITABLE,
+      `this manager's state disk is full; the write was not applied (free space on it and the manager resumes on its own, no restart needed; or ask another manager): raft: cannot write ${wal}`,
+    ],
+    [
+      new OutcomeUnknownError(7, 'proposal', "this member's disk refused the write", disk),
+      ErrorReason.OUTCOME_UNKNOWN,
+      `this manager's state disk is full: it refused the write while it was being committed, which may or may not have been applied: raft: this member's disk refused the write before the proposal committed: it may or may not be applied: raft: cannot write ${wal}`,
+    ],
+  ];
+  for (const [raftErr, reason, words] of cases) {
+    const log = new RaftLog();
+    createStore({ log, clock: { now: () => 42 } });
+    log.connect(Object.assign(new EventEmitter(), { isLeader: true, propose: () => Promise.reject(raftErr) }));
+    const err = await t.throwsAsync(log.propose(new Uint8Array([1])));
+    t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), raftErr.name);
+    t.is(reasonOf(err), reason, raftErr.name);
+    t.is(describeError(err), words);
   }
 });

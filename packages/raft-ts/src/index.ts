@@ -4,6 +4,7 @@ export { createRawNode } from './raw-node.js';
 export { MemoryStorage, SnapshotOutOfDateError, type MemoryStorageOptions } from './storage/memory-storage.js';
 // Durability, transport, the driver and the KV example.
 export { Wal, WalCorruptError, type WalOptions, type WalState, type SnapshotMarker } from './durable/wal.js';
+export { DiskWriteError, isRetryableDiskError, type DiskRetry } from './durable/disk-errors.js';
 export { SnapshotFiles, SnapshotCorruptError, type SnapshotFilesOptions } from './durable/snapshot-files.js';
 export { GrpcTransport, bindServer, createRaftServer, RAFT_GRPC_OPTIONS, type SenderCheck, type TransportHandler, type TransportOptions, type TransportStats } from './transport/grpc-transport.js';
 export {

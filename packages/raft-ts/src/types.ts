@@ -69,9 +69,12 @@ export class NotLeaderError extends Error {
  * request id the state machine deduplicates), or read to find out.
  */
 export class OutcomeUnknownError extends Error {
-  /** The leader this member knows of now, 0 when none. */
-  constructor(readonly leaderId: number, what = 'proposal') {
-    super(`raft: leadership was lost before the ${what} committed: it may or may not be applied`);
+  /**
+   * leaderId: the leader this member knows of now, 0 when none. why: what happened instead of the
+   * commit (default: leadership was lost); cause: the error behind it (a DiskWriteError...).
+   */
+  constructor(readonly leaderId: number, what = 'proposal', why = 'leadership was lost', cause?: unknown) {
+    super(`raft: ${why} before the ${what} committed: it may or may not be applied`, cause === undefined ? undefined : { cause });
     this.name = 'OutcomeUnknownError';
   }
 }

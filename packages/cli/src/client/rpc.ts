@@ -52,7 +52,8 @@ export async function retryOnConflict<T>(readAndWrite: () => Promise<T>, attempt
  * What to do after a failed attempt:
  * - `again`: the manager (or the cluster) is between leaders: NO_LEADER, LEADER_CHANGED,
  *   OUTCOME_UNKNOWN. Ask again (the next manager first), with a short backoff, until the deadline.
- * - `elsewhere`: this manager cannot take calls now: NO_QUORUM (it is in a minority), a
+ * - `elsewhere`: this manager cannot take calls now: NO_QUORUM (it is in a minority),
+ *   STATE_DISK_UNWRITABLE (its state disk is full or failing; it resumes on its own), a
  *   connection that failed, was reset or went silent (keepalive), an attempt past its own
  *   deadline. Ask the other managers; when every one failed this way, fail at once.
  * - `final`: the answer (an error of the call itself): give it to the caller.

@@ -103,10 +103,21 @@ export class RaftLog implements ReplicatedLog {
 }
 
 /**
+ * "this manager's state disk is full", from raft-ts's DiskWriteError, which follows in the message
+ * chain with the file and the errno ("raft: cannot write /…/raft/wal/…wal: the disk is full (ENOSPC: …)").
+ */
+function stateDisk(e: Error): string {
+  const { code } = e as Error & { code?: string };
+  return `this manager's state disk ${code === 'ENOSPC' || code === 'EDQUOT' ? 'is full' : `fails writes (${code ?? 'EIO'})`}`;
+}
+
+/**
  * raft-ts errors as SwarmErrors, all UNAVAILABLE, each with the reason a client acts on:
  * NotLeaderError (refused before it was proposed: LEADER_CHANGED, nothing was done);
  * OutcomeUnknownError, TimeoutError, RaftNodeStoppedError (proposed, not known to be applied:
- * OUTCOME_UNKNOWN). Raft member ids are left out of the words (they name no node a user knows).
+ * OUTCOME_UNKNOWN); DiskWriteError (the state disk is full or failing, refused before it was
+ * proposed: STATE_DISK_UNWRITABLE). Raft member ids are left out of the words (they name no node a
+ * user knows).
  */
 function raftError(err: unknown): SwarmError {
   const name = err instanceof Error ? err.name : '';
@@ -117,8 +128,18 @@ function raftError(err: unknown): SwarmError {
         cause: err,
         details: { reason: ErrorReason.LEADER_CHANGED, leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
       });
-    case 'OutcomeUnknownError':
+    case 'OutcomeUnknownError': {
+      const disk = (err as Error).cause;
+      if (disk instanceof Error && disk.name === 'DiskWriteError') {
+        return outcomeUnknown(`${stateDisk(disk)}: it refused the write while it was being committed, which may or may not have been applied`, { cause: err });
+      }
       return outcomeUnknown('this manager lost the leadership while the write was being committed: it may or may not have been applied', { cause: err });
+    }
+    case 'DiskWriteError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, `${stateDisk(err as Error)}; the write was not applied (free space on it and the manager resumes on its own, no restart needed; or ask another manager)`, {
+        cause: err,
+        details: { reason: ErrorReason.STATE_DISK_UNWRITABLE },
+      });
     case 'TimeoutError':
       return outcomeUnknown('the write was not committed in time (the managers may have lost their quorum): it may or may not have been applied', { cause: err });
     case 'RaftNodeStoppedError':

@@ -20,6 +20,7 @@ import { createRawNode } from '../raw-node.js';
 import { MemoryStorage } from '../storage/memory-storage.js';
 import { Wal } from '../durable/wal.js';
 import { SnapshotFiles } from '../durable/snapshot-files.js';
+import { DiskWriteError, isRetryableDiskError, retryDiskWrites, type DiskRetry } from '../durable/disk-errors.js';
 import { GrpcTransport, bindServer, createRaftServer, type SenderCheck, type TransportHandler } from '../transport/grpc-transport.js';
 import {
   ConfChange,
@@ -80,6 +81,11 @@ export interface RaftNodeOptions {
   walSegmentBytes?: number;
   /** A proposal that is not applied within this time is rejected (default 10 s). */
   proposalTimeoutMs?: number;
+  /**
+   * While the disk refuses writes (full, out of quota, failing: DiskWriteError), persistence is
+   * retried after initialMs (default 100 ms), doubling up to maxMs (default 2000 ms).
+   */
+  diskRetry?: { initialMs?: number; maxMs?: number };
   logger?: Logger;
   rng?: () => number;
 }
@@ -148,6 +154,8 @@ const noopLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export interface RaftNodeEvents {
   'leader-change': [LeaderChange];
+  /** The disk stopped taking writes (the error), or takes them again (undefined). */
+  disk: [DiskWriteError | undefined];
 }
 
 export class RaftNode extends EventEmitter<RaftNodeEvents> {
@@ -178,6 +186,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly reads = new Map<string, PendingRead>();
   private readonly waitingReads: PendingRead[] = [];
   private confWaiters: PendingConf[] = [];
+  /** Set while the disk refuses writes: the Ready loop waits in a retry and writes are refused. */
+  private diskTrouble: DiskWriteError | undefined;
+  /** Counts stalls, so that a Ready persisted across one knows its soft state is stale. */
+  private stalls = 0;
+  /** No local snapshot is tried before this time (ms) after one failed for lack of space. */
+  private snapshotRetryAt = 0;
+  /** Aborted by stop(): ends the disk retries. */
+  private readonly stopping = new AbortController();
   private readonly afterAdvance: (() => void)[] = [];
   private readonly opts: Required<Pick<RaftNodeOptions, 'tickMs' | 'electionTicks' | 'heartbeatTicks' | 'snapshotEvery' | 'keepEntries' | 'proposalTimeoutMs'>>;
   /** Where the transport listens (when this node bound it). */
@@ -223,7 +239,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const fsync = o.fsync ?? true;
     this.snaps = new SnapshotFiles(join(o.dataDir, 'snap'), { fsync, logger: this.logger });
     let snap = await this.snaps.loadNewest();
-    const { wal, state } = await Wal.open(join(o.dataDir, 'wal'), { fsync, logger: this.logger, segmentBytes: o.walSegmentBytes });
+    const { wal, state } = await Wal.open(join(o.dataDir, 'wal'), { fsync, logger: this.logger, segmentBytes: o.walSegmentBytes, retry: this.diskRetry() });
     this.wal = wal;
     const fresh = !snap && !state.hardState && state.entries.length === 0 && !state.snapshot;
 
@@ -346,9 +362,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.ticker = setInterval(() => {
       if (this.stopped) return;
       this.rawNode.tick();
+      // While the disk refuses writes the loop takes no Ready, so the role and leader it knows come
+      // from the core (a silent leader is deposed within an election timeout: see onDiskStall).
+      if (this.diskTrouble) this.syncRoleFromCore();
       this.kick();
     }, this.opts.tickMs);
     this.loopDone = this.loop().catch((e: unknown) => {
+      if (this.stopped) return;
       this.logger.error('raft: the Ready loop failed; stopping this member', { error: String(e), stack: (e as Error).stack });
       this.fatal = e;
       void this.stop();
@@ -453,9 +473,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.waitingReads.push(r);
     }
     this.releaseReads();
-    // 1. persist
+    // 1. persist (while the disk refuses writes, this waits in a retry: see onDiskStall)
+    const stallsBefore = this.stalls;
     if (snap) {
-      await this.snaps.save(snap);
+      await retryDiskWrites(this.diskRetry(), (e) => e.path ?? this.snaps.dir, () => this.snaps.save(snap));
       await this.wal.saveSnapshot({ index: snap.metadata!.index, term: snap.metadata!.term }, true);
       this.storage.applySnapshot(snap);
     }
@@ -481,7 +502,67 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     for (let i = split; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]);
     this.releaseReads();
-    if (rd.softState) this.onSoftState(rd.softState.leaderId, rd.softState.role);
+    // After a stall the Ready's soft state is old news: the core's is current.
+    if (this.stalls !== stallsBefore) this.syncRoleFromCore();
+    else if (rd.softState) this.onSoftState(rd.softState.leaderId, rd.softState.role);
+  }
+
+  private diskRetry(): DiskRetry {
+    return {
+      initialMs: this.options.diskRetry?.initialMs ?? 100,
+      maxMs: this.options.diskRetry?.maxMs ?? 2000,
+      signal: this.stopping.signal,
+      onStall: (e) => this.onDiskStall(e),
+      onResume: (ms) => this.onDiskResume(ms),
+    };
+  }
+
+  /**
+   * The disk refused a write of the Ready loop. The loop keeps that Ready (nothing of it is
+   * acknowledged: append and vote replies wait for its fsync) and retries it with backoff, taking
+   * no other Ready meanwhile, so this member sends nothing: as a follower it acks no append and
+   * grants no vote; as a leader it counts itself toward no commit of the entries it could not
+   * write (the core counts its own entries only at advance()), and, silent, it is replaced
+   * within an election timeout by a member that can write (its followers stop hearing it, and
+   * CheckQuorum makes it step down) — the same as a paused member, which Raft already survives.
+   * New writes are refused at once with the error; those already handed to the core may still
+   * commit elsewhere (or here, once the disk takes them): their outcome is unknown.
+   */
+  private onDiskStall(e: DiskWriteError): void {
+    this.diskTrouble = e;
+    this.stalls++;
+    this.logger.error('raft: the disk refuses writes; this member acknowledges nothing more and refuses writes until it takes them again (retrying with backoff)', {
+      id: this.id,
+      path: e.path,
+      code: e.code,
+      error: e.message,
+    });
+    const unknown = new OutcomeUnknownError(this.leaderId, 'proposal', "this member's disk refused the write", e);
+    for (const w of this.proposals.values()) settle(w, unknown, undefined);
+    this.proposals.clear();
+    for (const w of this.confWaiters) settle(w, new OutcomeUnknownError(this.leaderId, 'membership change', "this member's disk refused the write", e), undefined);
+    this.confWaiters = [];
+    for (const r of [...this.reads.values(), ...this.waitingReads]) settle(r, e, undefined);
+    this.reads.clear();
+    this.waitingReads.length = 0;
+    this.emit('disk', e);
+  }
+
+  private onDiskResume(stalledMs: number): void {
+    const e = this.diskTrouble;
+    this.diskTrouble = undefined;
+    this.logger.info('raft: the disk takes writes again; resuming as a normal member', { id: this.id, path: e?.path, stalledMs });
+    this.emit('disk', undefined);
+  }
+
+  /** Set while the disk refuses this member's writes (full, out of quota or failing). */
+  get diskError(): DiskWriteError | undefined {
+    return this.diskTrouble;
+  }
+
+  private syncRoleFromCore(): void {
+    const st = this.rawNode.status();
+    this.onSoftState(st.leaderId, st.role);
   }
 
   private restoreFrom(snap: Snapshot): void {
@@ -598,8 +679,15 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private snapshotting = false;
   private async maybeSnapshot(): Promise<void> {
-    if (this.snapshotting || this.applied - this.snapshotIndex < this.opts.snapshotEvery) return;
-    await this.snapshotNow();
+    if (this.snapshotting || this.applied - this.snapshotIndex < this.opts.snapshotEvery || Date.now() < this.snapshotRetryAt) return;
+    try {
+      await this.snapshotNow();
+    } catch (e) {
+      if (!isRetryableDiskError(e)) throw e;
+      // Not fatal: the WAL still holds every entry the snapshot would have covered.
+      this.snapshotRetryAt = Date.now() + 5000;
+      this.logger.warn('raft: could not write a snapshot (the WAL keeps every entry; trying again in 5 s)', { path: e.path ?? this.snaps.dir, code: e.code });
+    }
   }
 
   /** Takes a snapshot of the state machine at the applied index and compacts the log behind it. */
@@ -643,6 +731,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    */
   propose(data: Uint8Array): Promise<unknown> {
     if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
+    if (this.diskTrouble) return Promise.reject(this.diskTrouble);
     if (this.role !== 'leader') return Promise.reject(new NotLeaderError(this.leaderId));
     const seq = ++this.seq;
     const buf = Buffer.allocUnsafe(HEADER + data.length);
@@ -667,6 +756,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   /** Resolves once this member's state machine reflects every write committed before the call. */
   linearizableRead(): Promise<void> {
     if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
+    if (this.diskTrouble) return Promise.reject(this.diskTrouble);
     if (this.leaderId === 0) return Promise.reject(new NotLeaderError(0, 'read'));
     const ctx = Buffer.allocUnsafe(12);
     ctx.writeUInt32LE(this.id, 0);
@@ -694,6 +784,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   /** Asks the leader to hand leadership to `to`; resolves when `to` leads. */
   transferLeadership(to: number): Promise<void> {
     if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
+    if (this.diskTrouble) return Promise.reject(this.diskTrouble);
     if (this.role !== 'leader') return Promise.reject(new NotLeaderError(this.leaderId, 'leadership transfer'));
     const ms = this.opts.tickMs * this.opts.electionTicks * 3;
     return new Promise<void>((resolve, reject) => {
@@ -735,6 +826,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private changeConf(type: ConfChangeType, nodeId: number, address: string): Promise<ConfState> {
     if (this.stopped) return Promise.reject(new RaftNodeStoppedError());
+    if (this.diskTrouble) return Promise.reject(this.diskTrouble);
     if (this.role !== 'leader') return Promise.reject(new NotLeaderError(this.leaderId, 'membership change'));
     return new Promise<ConfState>((resolve, reject) => {
       const w = this.withTimeout({ resolve, reject, type, nodeId }, this.opts.proposalTimeoutMs, 'membership change', () => {
@@ -785,6 +877,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    this.stopping.abort(new RaftNodeStoppedError());
     this.kick();
     await this.loopDone.catch(() => undefined);
     this.transport.stop();

@@ -4,7 +4,7 @@
  * loaded on start (a bad one is reported and skipped); older ones are pruned.
  */
 import { crc32 } from 'node:zlib';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Snapshot } from '../pb/raft/raft.js';
 import type { Logger } from '../types.js';
@@ -28,6 +28,16 @@ export interface SnapshotFilesOptions {
   keep?: number;
   fsync?: boolean;
   logger?: Logger;
+}
+
+/** writev until every byte is written (a short write is possible on a nearly full disk). */
+async function writevAll(fh: FileHandle, bufs: Uint8Array[]): Promise<void> {
+  const rest = bufs.filter((b) => b.length);
+  while (rest.length) {
+    let n = (await fh.writev(rest)).bytesWritten;
+    while (rest.length && n >= rest[0].length) n -= rest.shift()!.length;
+    if (n > 0) rest[0] = rest[0].subarray(n);
+  }
 }
 
 export class SnapshotFiles {
@@ -55,15 +65,22 @@ export class SnapshotFiles {
     MAGIC.copy(head, 0);
     head.writeUInt32LE(crc32(body), 4);
     const tmp = join(this.dir, `${name}.tmp`);
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writev([head, body]);
-      if (this.sync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
     const path = join(this.dir, name);
-    await rename(tmp, path);
+    try {
+      const fh = await open(tmp, 'w');
+      try {
+        await writevAll(fh, [head, body]);
+        if (this.sync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+    } catch (e) {
+      // A full disk (or a failing one): leave no partial file behind to hold the space.
+      await unlink(tmp).catch(() => undefined);
+      if (e && typeof e === 'object' && !(e as NodeJS.ErrnoException).path) (e as NodeJS.ErrnoException).path = tmp;
+      throw e;
+    }
     if (this.sync) await fsyncDir(this.dir);
     return path;
   }

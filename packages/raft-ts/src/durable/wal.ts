@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { Entry, HardState } from '../pb/raft/raft.js';
 import type { Logger } from '../types.js';
 import { fsyncDir, hex16 } from './fsutil.js';
+import { retryDiskWrites, type DiskRetry } from './disk-errors.js';
 
 export const REC_ENTRY = 1;
 export const REC_HARD_STATE = 2;
@@ -63,6 +64,12 @@ export interface WalOptions {
   /** fdatasync on save (default true; false only for tests and benchmarks of the rest). */
   fsync?: boolean;
   logger?: Logger;
+  /**
+   * Survive write failures of the disk (full, out of quota, failing: disk-errors.ts): a save then
+   * waits (its batch rolled back and written again with backoff) instead of failing the WAL for
+   * good. Without it, any failed write or fsync fails this and every later save.
+   */
+  retry?: DiskRetry;
 }
 
 interface Segment {
@@ -116,6 +123,8 @@ export class Wal {
   private writing = false;
   private closed = false;
   private failed: unknown;
+  /** A failed write may have left bytes after `size` (see writeBatch). */
+  private dirty = false;
   /** State as of everything saved (queued), and as of everything written to the file. */
   private queued: Written;
   private written: Written;
@@ -131,6 +140,7 @@ export class Wal {
     private readonly sync: boolean,
     private readonly logger: Logger | undefined,
     state: WalState,
+    private readonly retry: DiskRetry | undefined,
   ) {
     const lastIndex = state.entries.length ? state.entries[state.entries.length - 1].index : (state.snapshot?.index ?? 0);
     this.queued = { hardState: state.hardState, marker: state.snapshot, lastIndex };
@@ -157,11 +167,11 @@ export class Wal {
       await fsyncDir(dir);
       segments.push(seg);
       tailSize = 0;
-      const wal = new Wal(dir, segments, fh, tailSize, opts.segmentBytes ?? 64 * 1024 * 1024, opts.fsync ?? true, opts.logger, state);
+      const wal = new Wal(dir, segments, fh, tailSize, opts.segmentBytes ?? 64 * 1024 * 1024, opts.fsync ?? true, opts.logger, state, opts.retry);
       return { wal, state };
     }
     const fh = await open(segments[segments.length - 1].path, 'a');
-    const wal = new Wal(dir, segments, fh, tailSize, opts.segmentBytes ?? 64 * 1024 * 1024, opts.fsync ?? true, opts.logger, state);
+    const wal = new Wal(dir, segments, fh, tailSize, opts.segmentBytes ?? 64 * 1024 * 1024, opts.fsync ?? true, opts.logger, state, opts.retry);
     return { wal, state };
   }
 
@@ -234,27 +244,20 @@ export class Wal {
     this.writing = true;
     try {
       while (this.pending.length) {
-        const batch = this.pending;
+        let batch = this.pending;
         this.pending = [];
         try {
-          const buf = batch.length === 1 ? batch[0].buf : Buffer.concat(batch.map((p) => p.buf));
-          if (buf.length) {
-            if (this.size > 0 && this.size + buf.length > this.segmentBytes) await this.cut();
-            await this.writeAll(buf);
-            this.size += buf.length;
-            this.stats.writes++;
-            this.stats.records += batch.length;
-            const seg = this.segments[this.segments.length - 1];
-            for (const p of batch) if (p.maxIndex > seg.maxIndex) seg.maxIndex = p.maxIndex;
-          }
-          this.written = batch[batch.length - 1].after;
-          if (this.sync && batch.some((p) => p.sync)) {
-            await this.fh.datasync();
-            this.stats.fsyncs++;
-          }
+          if (this.retry) {
+            await retryDiskWrites(this.retry, (e) => e.path ?? this.segments[this.segments.length - 1].path, () => {
+              // Saves queued while the disk refused writes go with the batch that waits.
+              if (this.pending.length) batch = batch.concat(this.pending.splice(0));
+              return this.writeBatch(batch);
+            });
+          } else await this.writeBatch(batch);
           for (const p of batch) p.resolve();
         } catch (e) {
-          // A failed write or fsync leaves the file in an unknown state: fail this and every later save.
+          // Not a disk error we retry (or the retries were aborted): the file is in an unknown
+          // state; fail this and every later save.
           this.failed = e;
           this.logger?.error('wal: write failed; the WAL refuses further writes', { error: String(e) });
           for (const p of batch) p.reject(e);
@@ -266,38 +269,79 @@ export class Wal {
     }
   }
 
-  private async writeAll(buf: Buffer): Promise<void> {
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
+  /**
+   * One write() and at most one fdatasync() for a batch. A failed attempt leaves `dirty` set: its
+   * bytes may be partly in the file, or in pages whose writeback failed (which the kernel may
+   * since have marked clean, so an fsync would wrongly succeed); the next attempt truncates the
+   * segment back to its last durable size and writes the whole batch again from memory.
+   */
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    if (this.dirty) {
+      await this.fh.truncate(this.size);
+      if (this.sync) await this.fh.datasync();
+      this.dirty = false;
     }
+    const buf = batch.length === 1 ? batch[0].buf : Buffer.concat(batch.map((p) => p.buf));
+    if (buf.length && this.size > 0 && this.size + buf.length > this.segmentBytes) await this.cut();
+    this.dirty = true;
+    if (buf.length) await this.writeAll(buf);
+    if (this.sync && batch.some((p) => p.sync)) {
+      await this.fh.datasync();
+      this.stats.fsyncs++;
+    }
+    this.dirty = false;
+    if (buf.length) {
+      this.size += buf.length;
+      this.stats.writes++;
+      this.stats.records += batch.length;
+      const seg = this.segments[this.segments.length - 1];
+      for (const p of batch) if (p.maxIndex > seg.maxIndex) seg.maxIndex = p.maxIndex;
+    }
+    this.written = batch[batch.length - 1].after;
   }
 
-  /** Starts a new segment headed by the current hard state and snapshot marker. */
+  private writeAll(buf: Buffer): Promise<void> {
+    return writeAllTo(this.fh, buf);
+  }
+
+  /**
+   * Starts a new segment headed by the current hard state and snapshot marker. The switch happens
+   * only once the new file is durable: a failure (a full disk) leaves the current segment in use.
+   */
   private async cut(): Promise<void> {
     if (this.sync) await this.fh.datasync();
-    await this.fh.close();
     const last = this.segments[this.segments.length - 1];
     const seq = last.seq + 1;
     const firstIndex = this.written.lastIndex + 1;
     const seg: Segment = { seq, firstIndex, path: join(this.dir, `${hex16(seq)}-${hex16(firstIndex)}.wal`), maxIndex: 0 };
-    this.fh = await open(seg.path, 'a');
-    this.segments.push(seg);
-    this.size = 0;
+    const fh = await open(seg.path, 'a');
     const head: Buffer[] = [];
     if (this.written.marker) head.push(encodeRecord(REC_SNAPSHOT, encodeMarker(this.written.marker, false)));
     if (this.written.hardState) head.push(encodeRecord(REC_HARD_STATE, HardState.encode(this.written.hardState).finish()));
-    if (head.length) {
-      const b = Buffer.concat(head);
-      await this.writeAll(b);
-      this.size += b.length;
+    const b = Buffer.concat(head);
+    try {
+      await writeAllTo(fh, b);
+      if (this.sync) await fh.datasync();
+      await fsyncDir(this.dir);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await unlink(seg.path).catch(() => undefined);
+      throw e;
     }
-    if (this.sync) await this.fh.datasync();
-    await fsyncDir(this.dir);
+    await this.fh.close().catch(() => undefined);
+    this.fh = fh;
+    this.segments.push(seg);
+    this.size = b.length;
     this.logger?.debug('wal: new segment', { file: seg.path });
   }
+}
 
+async function writeAllTo(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
 }
 
 /** Replays one segment into state; returns the (possibly truncated) size of the file. */

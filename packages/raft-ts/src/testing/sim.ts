@@ -4,7 +4,8 @@
  * RaftStorage plus a simulated disk (synced vs unsynced writes), running the Ready loop exactly as
  * types.ts documents; a replicated KV state machine with deduplicated client requests; clients
  * doing writes through the log and linearizable reads through ReadIndex; and faults: symmetric and
- * one-way partitions, loss, duplication, reordering, delay, crashes (unsynced writes lost),
+ * one-way partitions, loss, duplication, reordering, delay, crashes (unsynced writes lost), full
+ * disks (a member's fsync waits, retried with backoff, until its disk has space again),
  * membership changes, leader transfers, snapshots with log compaction.
  *
  * Everything random comes from one Prng seeded with the seed (the cores get forks of it), there
@@ -90,6 +91,7 @@ export interface SimStats {
   confChanges: number;
   transfers: number;
   partitions: number;
+  diskFull: number;
   proposalsDropped: number;
   opsOk: number;
   opsLost: number;
@@ -153,6 +155,11 @@ interface Member {
   pausedUntil: number;
   /** A Ready's fsync is under way (asyncDisk): the next Ready waits for it. */
   persisting: boolean;
+  /**
+   * The disk refuses writes (full) until then: a Ready's fsync waits, retried with backoff, as
+   * RaftNode's does (a property of the disk: it outlives a crash).
+   */
+  diskFullUntil: number;
 }
 
 interface Client {
@@ -255,7 +262,23 @@ interface Profile {
   rough: NetworkConditions;
 }
 
-type FaultAction = 'partition' | 'one-way' | 'isolate-leader' | 'heal' | 'rough-net' | 'calm-net' | 'crash' | 'crash-leader' | 'pause' | 'pause-leader' | 'campaign' | 'membership' | 'transfer' | 'none';
+type FaultAction =
+  | 'partition'
+  | 'one-way'
+  | 'isolate-leader'
+  | 'heal'
+  | 'rough-net'
+  | 'calm-net'
+  | 'crash'
+  | 'crash-leader'
+  | 'pause'
+  | 'pause-leader'
+  | 'disk-full'
+  | 'disk-full-leader'
+  | 'campaign'
+  | 'membership'
+  | 'transfer'
+  | 'none';
 
 export class RaftSim {
   readonly seed: number;
@@ -303,6 +326,7 @@ export class RaftSim {
     confChanges: 0,
     transfers: 0,
     partitions: 0,
+    diskFull: 0,
     proposalsDropped: 0,
     opsOk: 0,
     opsLost: 0,
@@ -365,6 +389,8 @@ export class RaftSim {
         'crash-leader': w(),
         pause: w(),
         'pause-leader': w(),
+        'disk-full': w(),
+        'disk-full-leader': w(),
         campaign: w(),
         membership: w(),
         transfer: w(),
@@ -434,6 +460,7 @@ export class RaftSim {
       stopScheduled: false,
       pausedUntil: 0,
       persisting: false,
+      diskFullUntil: 0,
     } as Member;
     this.members.set(id, m);
     this.start(m);
@@ -572,7 +599,9 @@ export class RaftSim {
         m.disk.write({ kind: 'hardState', hardState: rd.hardState });
         m.storage.setHardState(rd.hardState);
       }
-      if (rd.mustSync && this.profile.asyncDisk) {
+      // A full disk: the write waits (retried with backoff until the disk takes it), like a slow fsync.
+      const full = this.queue.now < m.diskFullUntil;
+      if (rd.mustSync && (this.profile.asyncDisk || full)) {
         // The fsync takes a while and the member goes on stepping messages and ticking meanwhile
         // (the next Ready waits). A leader's appends and heartbeats and a candidate's vote
         // requests go out before the fsync, as types.ts allows (and RaftNode and etcd do);
@@ -598,17 +627,22 @@ export class RaftSim {
             });
           });
         }
-        this.queue.after(fsyncMs, () => {
+        const finish = (): void => {
           if (m.state !== 'up' || m.incarnation !== inc) return;
+          if (this.queue.now < m.diskFullUntil) {
+            this.queue.after(this.rng.range(20, 200), finish);
+            return;
+          }
           m.disk.sync();
           m.persisting = false;
           for (const msg of late) this.sendRaft(m, msg);
           this.applyReady(m, rd.snapshot, hasSnap, rd.committedEntries, rd.readStates);
           this.processReady(m);
-        });
+        };
+        this.queue.after(fsyncMs, finish);
         return;
       }
-      if (rd.mustSync || this.rng.chance(this.syncProbability)) m.disk.sync();
+      if (!full && (rd.mustSync || this.rng.chance(this.syncProbability))) m.disk.sync();
       // 2. Send.
       for (const msg of rd.messages) this.sendRaft(m, msg);
       this.applyReady(m, rd.snapshot, hasSnap, rd.committedEntries, rd.readStates);
@@ -765,7 +799,8 @@ export class RaftSim {
   }
 
   private maybeSnapshot(m: Member): void {
-    if (m.state !== 'up' || m.applied - m.snapIndex < this.profile.snapshotEvery) return;
+    // A full disk takes no snapshot file (RaftNode tries again later).
+    if (m.state !== 'up' || m.applied - m.snapIndex < this.profile.snapshotEvery || this.queue.now < m.diskFullUntil) return;
     const data = m.sm.serialize();
     const digest = data.toString('base64');
     const known = this.snapshotDigestAt.get(m.applied);
@@ -990,6 +1025,15 @@ export class RaftSim {
         this.trace('fault', `n${victim.id} pauses until ${victim.pausedUntil}ms (${victim.role})`, [victim.id]);
         return;
       }
+      case 'disk-full':
+      case 'disk-full-leader': {
+        const victim = action === 'disk-full-leader' ? this.currentLeader() : this.members.get(up.length ? this.rng.pick(up) : -1);
+        if (!victim || victim.state !== 'up' || victim.diskFullUntil > this.queue.now) return;
+        victim.diskFullUntil = this.queue.now + this.rng.range(50, 3000);
+        this.stats.diskFull++;
+        this.trace('fault', `n${victim.id}'s disk is full until ${victim.diskFullUntil}ms (${victim.role})`, [victim.id]);
+        return;
+      }
       case 'campaign': {
         const voters = this.latestVoters().filter((v) => this.members.get(v)?.state === 'up' && this.members.get(v)!.pausedUntil <= this.queue.now);
         if (voters.length === 0) return;
@@ -1065,7 +1109,10 @@ export class RaftSim {
     this.net.conditions = { ...CALM };
     this.trace('fault', 'heal everything: network calm, crashed members restart', []);
     for (const m of this.members.values()) if (m.state === 'down') this.start(m);
-    for (const m of this.members.values()) m.pausedUntil = Math.min(m.pausedUntil, this.queue.now);
+    for (const m of this.members.values()) {
+      m.pausedUntil = Math.min(m.pausedUntil, this.queue.now);
+      m.diskFullUntil = Math.min(m.diskFullUntil, this.queue.now);
+    }
   }
 
   // ---- the run ---------------------------------------------------------------------------------
