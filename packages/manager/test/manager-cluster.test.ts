@@ -1,10 +1,19 @@
-import test from 'ava';
+import avaTest from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient, ListNodesRequest, NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
 import { isSwarmError } from '@swarmd/common';
 import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type TlsMaterial } from '../src/index.js';
 import { MessageBatch, MessageType } from 'raft-ts/pb/raft/raft';
-import { freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
+import { FAST_RAFT, freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
+
+/**
+ * Three in-process managers per test share one event loop (and TLS, and a loaded CI machine):
+ * a 1.5 s election timeout, not 0.5 s, and one test at a time, or a stalled loop starts elections
+ * that end joins and writes mid-way (CI saw "leadership was lost" and "knows no leader").
+ */
+const STEADY_RAFT = { ...FAST_RAFT, electionTicks: 30 };
+const start: typeof startTestManager = (t, o) => startTestManager(t, { raft: STEADY_RAFT, ...o });
+const test = avaTest.serial;
 
 function callJoin(addr: string, tls: TlsMaterial | grpc.ChannelCredentials, advertise: string): Promise<RaftJoinResponse> {
   const creds = tls instanceof grpc.ChannelCredentials ? tls : new NodeTlsProvider(tls).channelCredentials();
@@ -19,7 +28,7 @@ function leaderOf(ms: TestManager[]): TestManager | undefined {
 }
 
 test('init + two manager joins (learner → voter, one through a follower), auth refusals, failover and rejoin', async (t) => {
-  const a = await startTestManager(t, { bootstrap: 'init', hostname: 'a' });
+  const a = await start(t, { bootstrap: 'init', hostname: 'a' });
   t.true(a.m.isLeader());
   const cluster = a.m.cluster()!;
   t.is(cluster.spec?.dispatcher?.heartbeatPeriodMs, 5000);
@@ -35,11 +44,11 @@ test('init + two manager joins (learner → voter, one through a follower), auth
   // b joins through the leader, c through b (a follower redirects to the leader).
   const bPort = await freePort();
   const bTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${bPort}`);
-  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
+  const b = await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
   await waitFor('b is a voter', () => voters(a.m).includes(b.m.raftId));
   const cPort = await freePort();
   const cTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${cPort}`);
-  const c = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: b.addr }, tls: cTls, port: cPort });
+  const c = await start(t, { bootstrap: 'join', join: { leaderAddr: b.addr }, tls: cTls, port: cPort });
   await waitFor('three voters', () => voters(a.m).length === 3 && voters(c.m).length === 3);
   t.deepEqual(voters(a.m), [a.m.raftId, b.m.raftId, c.m.raftId].sort((x, y) => x - y));
   t.deepEqual((await readMemberFile(`${c.dir}/raft`))?.raftId, c.m.raftId);
@@ -73,7 +82,7 @@ test('init + two manager joins (learner → voter, one through a follower), auth
   t.true(isSwarmError(q, 'FAILED_PRECONDITION'), String(q));
   t.notThrows(() => a.m.membership!.assertCanRemove(c.m.nodeId));
   // Restart c from its state dir: it rejoins with its state.
-  const c2 = await startTestManager(t, { bootstrap: 'resume', tls: cTls, dir: c.dir, port: cPort });
+  const c2 = await start(t, { bootstrap: 'resume', tls: cTls, dir: c.dir, port: cPort });
   t.is(c2.m.raftId, c.m.raftId);
 
   // Leader failover: stop a; b or c2 leads and takes writes; a restarts and catches up.
@@ -86,7 +95,7 @@ test('init + two manager joins (learner → voter, one through a follower), auth
     n.spec!.annotations!.labels = { zone: 'z1' };
     tx.update('node', n);
   });
-  const a2 = await startTestManager(t, { bootstrap: 'resume', tls: a.tls, dir: a.dir, port: Number(a.addr.split(':')[1]) });
+  const a2 = await start(t, { bootstrap: 'resume', tls: a.tls, dir: a.dir, port: Number(a.addr.split(':')[1]) });
   await waitFor('a caught up', () => a2.m.store.view((tx) => tx.get('node', b.m.nodeId)?.spec?.annotations?.labels.zone === 'z1'));
   t.false(a2.m.isLeader() && l.m.isLeader());
 
@@ -95,12 +104,12 @@ test('init + two manager joins (learner → voter, one through a follower), auth
 });
 
 test('demotion through the store: the role reconciler removes the member, and the demoted manager learns it', async (t) => {
-  const a = await startTestManager(t, { bootstrap: 'init' });
+  const a = await start(t, { bootstrap: 'init' });
   const ms: TestManager[] = [a];
   for (let i = 0; i < 2; i++) {
     const port = await freePort();
     const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
-    ms.push(await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
+    ms.push(await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
   }
   await waitFor('three voters', () => voters(a.m).length === 3);
   const c = ms[2];
@@ -119,10 +128,10 @@ test('demotion through the store: the role reconciler removes the member, and th
 });
 
 test("a demoted manager's old certificate (still valid) is honoured as a worker's: Join and Control are refused, it stays out of Raft", async (t) => {
-  const a = await startTestManager(t, { bootstrap: 'init' });
+  const a = await start(t, { bootstrap: 'init' });
   const port = await freePort();
   const oldTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
-  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: oldTls, port });
+  const b = await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: oldTls, port });
   await waitFor('two voters', () => voters(a.m).length === 2);
   await waitFor('b recorded', () => a.m.store.view((tx) => tx.get('node', b.m.nodeId)?.managerStatus?.raftId === b.m.raftId));
   // Before the demotion the same certificate may call Control.
@@ -152,12 +161,12 @@ test("a demoted manager's old certificate (still valid) is honoured as a worker'
 });
 
 test('demoting the leader itself: it leaves raft, another manager leads and finishes the demotion', async (t) => {
-  const a = await startTestManager(t, { bootstrap: 'init' });
+  const a = await start(t, { bootstrap: 'init' });
   const ms: TestManager[] = [a];
   for (let i = 0; i < 2; i++) {
     const port = await freePort();
     const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
-    ms.push(await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
+    ms.push(await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
   }
   await waitFor('three voters', () => voters(a.m).length === 3 && ms.every((x) => voters(x.m).length === 3));
   await updateRetry(a.m, (tx) => {
@@ -181,12 +190,12 @@ test('demoting the leader itself: it leaves raft, another manager leads and fini
 });
 
 test("a manager's certificate sends Raft messages only as its own member: b's certificate sending as c is refused, as b it passes", async (t) => {
-  const a = await startTestManager(t, { bootstrap: 'init', hostname: 'a' });
+  const a = await start(t, { bootstrap: 'init', hostname: 'a' });
   const bPort = await freePort();
   const bTls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${bPort}`);
-  const b = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
+  const b = await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: bTls, port: bPort });
   const cPort = await freePort();
-  const c = await startTestManager(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: await issueCert(a.m, 'swarm-manager', `127.0.0.1:${cPort}`), port: cPort });
+  const c = await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls: await issueCert(a.m, 'swarm-manager', `127.0.0.1:${cPort}`), port: cPort });
   await waitFor('three voters with their node records', () =>
     voters(a.m).length === 3 && a.m.store.view((tx) => [b, c].every((x) => tx.get('node', x.m.nodeId)?.managerStatus?.raftId === x.m.raftId)),
   );
