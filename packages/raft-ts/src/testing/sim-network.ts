@@ -25,6 +25,8 @@ export type DropReason = 'loss' | 'cut';
 export class SimNetwork {
   conditions: NetworkConditions = { ...CALM };
   private cut = new Set<string>();
+  /** Links whose next message is held back this long (one message each). */
+  private held = new Map<string, number>();
   sent = 0;
   delivered = 0;
   dropped = 0;
@@ -66,6 +68,16 @@ export class SimNetwork {
     this.cut.clear();
   }
 
+  /** The next message from one member to another arrives ms late (a single message stuck in a queue). */
+  holdNext(from: number, to: number, ms: number): void {
+    this.held.set(SimNetwork.link(from, to), ms);
+  }
+
+  /** Calm again: no link holds a message back. */
+  releaseHolds(): void {
+    this.held.clear();
+  }
+
   get cutLinks(): number {
     return this.cut.size;
   }
@@ -94,8 +106,11 @@ export class SimNetwork {
       return;
     }
     const copies = this.rng.chance(this.conditions.duplicate) ? 2 : 1;
+    const link = SimNetwork.link(from, to);
+    const hold = this.held.get(link);
+    if (hold !== undefined) this.held.delete(link);
     for (let i = 0; i < copies; i++) {
-      this.queue.after(this.delay(), () => {
+      this.queue.after(i === 0 && hold !== undefined ? hold : this.delay(), () => {
         if (this.isCut(from, to)) {
           this.dropped++;
           dropped('cut');

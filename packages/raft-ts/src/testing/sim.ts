@@ -255,6 +255,19 @@ interface Profile {
   asyncDisk: boolean;
   /** Chance that a member crashes while a Ready's fsync is under way (asyncDisk). */
   crashInFsync: number;
+  /** How long an fsync takes (asyncDisk), in simulated ms: a slow disk keeps a Ready's entries in progress longer. */
+  fsyncMs: [number, number];
+  /**
+   * Chance that a newly elected leader crashes (and restarts) soon after its election, having
+   * replicated its log to some members only: leaders of many short terms leave logs that differ
+   * in their tails, the ground of the Figure 8 hazard (raft §5.4.2).
+   */
+  leaderChurn: number;
+  /**
+   * How long the test waits for its last membership change before proposing another (the core
+   * must refuse a change while one is not applied; 0 keeps asking, to check that it does).
+   */
+  confGapMs: number;
   clients: number;
   keys: number;
   faultEveryMs: [number, number];
@@ -269,6 +282,7 @@ type FaultAction =
   | 'heal'
   | 'rough-net'
   | 'calm-net'
+  | 'delay-one'
   | 'crash'
   | 'crash-leader'
   | 'pause'
@@ -363,7 +377,8 @@ export class RaftSim {
       checkQuorum: r.chance(0.5),
       electionTicks: r.pick([10, 10, 15]),
       heartbeatTicks: r.pick([1, 2, 3]),
-      maxSizePerMsg: r.pick([256, 1024, 64 * 1024]),
+      // 1: one entry per append, so acks and probes stop at every entry (old terms' too).
+      maxSizePerMsg: r.pick([1, 256, 1024, 64 * 1024]),
       maxInflightMsgs: r.pick([2, 8, 256]),
       maxUncommittedEntriesSize: r.pick([0, 0, 200, 4096]),
       snapshotEvery: r.pick([5, 20, 50, 200]),
@@ -371,6 +386,13 @@ export class RaftSim {
       durableSm: r.chance(0.5),
       asyncDisk: this.fault === 'early-acks' || r.chance(0.5),
       crashInFsync: r.pick([0, 0.002, 0.01]),
+      fsyncMs: r.pick<[number, number]>([
+        [1, 8],
+        [1, 8],
+        [5, 60],
+      ]),
+      leaderChurn: r.pick([0, 0, 0.3, 0.7]),
+      confGapMs: r.pick([2000, 2000, 0]),
       clients: r.range(2, 5),
       keys: r.range(1, 4),
       faultEveryMs: r.pick<[number, number]>([
@@ -385,6 +407,7 @@ export class RaftSim {
         heal: 2,
         'rough-net': w(),
         'calm-net': 1,
+        'delay-one': w(),
         crash: w(),
         'crash-leader': w(),
         pause: w(),
@@ -536,6 +559,20 @@ export class RaftSim {
     this.trace('fault', `n${m.id} crashes (${why}; ${kept} unsynced writes survive, ${lost} lost)`, [m.id]);
   }
 
+  /** Crashing this member leaves a majority of the newest voters up (or it is no voter). */
+  private mayCrashVoter(victim: Member): boolean {
+    const voters = this.latestVoters();
+    const downVoters = voters.filter((v) => this.members.get(v)?.state === 'down').length;
+    return !voters.includes(victim.id) || downVoters + 1 <= Math.floor((voters.length - 1) / 2);
+  }
+
+  private restartLater(m: Member, lo: number, hi: number): void {
+    const inc = m.incarnation;
+    this.queue.after(this.rng.range(lo, hi), () => {
+      if (m.state === 'down' && m.incarnation === inc) this.start(m);
+    });
+  }
+
   private stop(m: Member, why: string): void {
     if (m.state === 'stopped') return;
     if (m.state === 'up') m.disk.sync();
@@ -614,7 +651,7 @@ export class RaftSim {
         for (const msg of early) this.sendRaft(m, msg);
         m.persisting = true;
         const inc = m.incarnation;
-        const fsyncMs = this.rng.range(1, 8);
+        const fsyncMs = this.rng.range(this.profile.fsyncMs[0], this.profile.fsyncMs[1]);
         // Now and then the member dies before its fsync ends: what it sent early is out, what it
         // wrote may be lost.
         if (this.chaos && fsyncMs > 1 && this.rng.chance(this.profile.crashInFsync)) {
@@ -679,6 +716,15 @@ export class RaftSim {
     const other = this.leaders.get(term);
     if (other !== undefined && other !== m.id) this.violate('election-safety', `two leaders in term ${term}: n${other} and n${m.id}`, [other, m.id]);
     this.leaders.set(term, m.id);
+    if (this.chaos && this.rng.chance(this.profile.leaderChurn)) {
+      const inc = m.incarnation;
+      const elected = this.queue.now;
+      this.queue.after(this.rng.range(1, 60), () => {
+        if (!this.chaos || m.state !== 'up' || m.incarnation !== inc || m.role !== 'leader' || !this.mayCrashVoter(m)) return;
+        this.crash(m, `leader churn: crashes ${this.queue.now - elected}ms into its term`);
+        this.restartLater(m, 50, 1500);
+      });
+    }
   }
 
   private sendRaft(from: Member, msg: Message): void {
@@ -1000,6 +1046,20 @@ export class RaftSim {
       case 'calm-net':
         this.net.conditions = { ...CALM };
         return;
+      case 'delay-one': {
+        // One message stuck in a queue for a long while (past elections, often): it arrives
+        // after the ones sent later, as a late duplicate of what they carried or as a stale
+        // request from an old term. Half the time it is the leader's (an append or heartbeat).
+        const l = this.currentLeader();
+        const ids = this.memberIds();
+        if (ids.length < 2) return;
+        const from = l && this.rng.chance(0.5) ? l.id : this.rng.pick(ids);
+        const to = this.rng.pick(ids.filter((i) => i !== from));
+        const ms = this.rng.range(50, 2000);
+        this.net.holdNext(from, to, ms);
+        this.trace('fault', `the next message n${from}→n${to} is held ${ms}ms`, [from, to]);
+        return;
+      }
       case 'crash':
       case 'crash-leader': {
         // Crashes like bad moments: half the time the victim is one whose fsync is under way.
@@ -1007,14 +1067,9 @@ export class RaftSim {
         const pool = persisting.length > 0 && this.rng.chance(0.5) ? persisting : up;
         const victim = action === 'crash-leader' ? this.currentLeader() : this.members.get(pool.length ? this.rng.pick(pool) : -1);
         if (!victim || victim.state !== 'up') return;
-        const voters = this.latestVoters();
-        const downVoters = voters.filter((v) => this.members.get(v)?.state === 'down').length;
-        if (voters.includes(victim.id) && downVoters + 1 > Math.floor((voters.length - 1) / 2) && !this.rng.chance(0.1)) return;
+        if (!this.mayCrashVoter(victim) && !this.rng.chance(0.1)) return;
         this.crash(victim, action);
-        const inc = victim.incarnation;
-        this.queue.after(this.rng.range(50, 1500), () => {
-          if (victim.state === 'down' && victim.incarnation === inc) this.start(victim);
-        });
+        this.restartLater(victim, 50, 1500);
         return;
       }
       case 'pause':
@@ -1070,7 +1125,7 @@ export class RaftSim {
   private changeMembership(): void {
     const l = this.currentLeader();
     if (!l) return;
-    if (this.confPending && this.queue.now - this.confPending.at < 2000) return;
+    if (this.confPending && this.queue.now - this.confPending.at < this.profile.confGapMs) return;
     const st = l.raw.status();
     const voters = st.confState.voters;
     const learners = st.confState.learners;
@@ -1106,6 +1161,7 @@ export class RaftSim {
   private healAll(): void {
     this.chaos = false;
     this.net.heal();
+    this.net.releaseHolds();
     this.net.conditions = { ...CALM };
     this.trace('fault', 'heal everything: network calm, crashed members restart', []);
     for (const m of this.members.values()) if (m.state === 'down') this.start(m);
