@@ -195,3 +195,40 @@ test('snapshots compact the log; a learner joins from a snapshot, is promoted, a
   t.true(back.node.status().snapshotIndex >= 700);
   await until(() => back.sm.size === 801, 10_000, 'the restarted leader to recover');
 });
+
+test('a member restarted alone keeps the membership it saw committed: it does not elect itself as the only voter of its bootstrap membership', async (t) => {
+  const c = await cluster(t, 1);
+  const a = await c.waitLeader();
+  for (const id of [2, 3]) {
+    c.peers.set(id, `127.0.0.1:${await freePort()}`);
+    const m = await c.start(id, true);
+    await a.node.addLearner(id, c.peers.get(id)!);
+    await until(() => m.sm.size === a.sm.size, 10_000, `member ${id} to catch up`);
+    let promoted = false;
+    for (let i = 0; i < 100 && !promoted; i++) {
+      promoted = await a.node.promote(id).then(
+        () => true,
+        async () => {
+          await new Promise((r) => setTimeout(r, 50));
+          return false;
+        },
+      );
+    }
+    t.true(promoted, `member ${id} promoted`);
+  }
+  for (let i = 0; i < 5; i++) await a.node.propose(KvStateMachine.put(`k${i}`, enc('v')));
+  t.deepEqual([...a.node.status().confState.voters].sort(), [1, 2, 3]);
+  for (const id of [3, 2, 1]) await c.stop(id);
+  // Member 1 alone: its bootstrap membership is itself only; the later ones are in its log.
+  const back = await c.start(1);
+  const termAtStart = back.node.status().term;
+  let ledAlone = false;
+  back.node.on('leader-change', (ch) => {
+    if (ch.leaderId === 1) ledAlone = true;
+  });
+  await new Promise((r) => setTimeout(r, 3000)); // several election timeouts
+  // PreVote alone never raises the term: a term past the start means it ran (and won) an election.
+  t.false(ledAlone || back.node.isLeader, 'the restarted member elected itself alone');
+  t.is(back.node.status().term, termAtStart, 'the restarted member ran an election without a quorum of its membership');
+  t.deepEqual([...back.node.status().confState.voters].sort(), [1, 2, 3]);
+});

@@ -480,10 +480,16 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       await this.wal.saveSnapshot({ index: snap.metadata!.index, term: snap.metadata!.term }, true);
       this.storage.applySnapshot(snap);
     }
-    // A Ready whose only change is the commit index is not written at all: the commit index need
-    // not be durable (a restarted member learns it again from the leader), and the next hard state
-    // written carries it anyway. That halves the WAL writes of a busy leader.
+    // A Ready whose only change is the commit index is written without an fsync (as etcd does),
+    // and not waited for: a crash of the process (kill -9) keeps it. It must be written: a member
+    // restarts with the membership of its snapshot plus the committed entries it holds, so a
+    // former leader restarted with an old commit index believed itself the only voter of a
+    // bootstrap membership and could elect itself beside the real leader (two leaders in one
+    // term; a swarmd test caught a restarted manager that never found the leader again).
     if (rd.mustSync) await this.wal.save(rd.hardState, rd.entries, true);
+    else if (rd.hardState) {
+      this.wal.save(rd.hardState, [], false).catch((err: unknown) => this.logger.warn('raft: the commit index could not be written', { id: this.id, error: String(err) }));
+    }
     if (this.stopped) return;
     this.storage.append(rd.entries);
     if (rd.hardState) {
