@@ -1,10 +1,11 @@
 import { SwarmError, ErrorCode, describeError, failedPrecondition, noLeaderYet, type Logger } from '@swarmd/common';
-import { ManagerStatus_Reachability, NodeRole, type RaftJoinResponse, type RaftMember, type RaftMembershipServer, type StoreBackend } from '@swarmd/proto';
+import { ManagerStatus_Reachability, NodeRole, type Node, type RaftJoinResponse, type RaftMember, type RaftMembershipServer, type StoreBackend } from '@swarmd/proto';
 import type { VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject } from '../store/kinds.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { Controller } from '../controller-kit/controller.js';
-import { controllerLogger } from '../controller-kit/controller.js';
+import { controllerLogger, watchLoopController } from '../controller-kit/controller.js';
+import { onKind } from '../store/events.js';
 import { recordManagerNode, serveJoin } from './record.js';
 
 export interface EtcdMembershipOptions {
@@ -115,32 +116,45 @@ export function etcdLeaderStatusController(selfAddr: string, opts: { intervalMs?
  * Promotions need nothing here, as on Raft: the CA issues a manager certificate at the node's next
  * renewal, and its swarmd starts a manager that joins (the join answer says where the store is).
  */
-export function etcdRoleReconcilerController(opts: { intervalMs?: number } = {}): Controller {
-  return {
+export function etcdRoleReconcilerController(opts: { retryMs?: number } = {}): Controller {
+  const wantsDemotion = (n: Readonly<Node> | undefined): n is Readonly<Node> =>
+    !!n && n.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER && (n.role === NodeRole.NODE_ROLE_MANAGER || n.managerStatus !== undefined);
+  return watchLoopController({
     name: 'etcd-role-reconciler',
-    async run(deps, signal): Promise<void> {
-      const log = controllerLogger(deps, 'manager/etcd-role-reconciler');
-      while (!signal.aborted) {
-        const demote = deps.store.view((tx) =>
-          tx.find('node').filter((n) => n.spec?.desiredRole === NodeRole.NODE_ROLE_WORKER && (n.role === NodeRole.NODE_ROLE_MANAGER || n.managerStatus !== undefined)),
-        );
-        for (const n of demote) {
-          try {
-            await deps.store.update((tx) => {
-              const cur = tx.get('node', n.id);
-              if (!cur || cur.spec?.desiredRole !== NodeRole.NODE_ROLE_WORKER) return;
-              const c = cloneObject('node', cur);
-              c.role = NodeRole.NODE_ROLE_WORKER;
-              c.managerStatus = undefined;
-              tx.update('node', c);
-            });
-            log.info('demoted a manager', { nodeId: n.id });
-          } catch (err) {
-            log.warn('demotion failed; will retry', { nodeId: n.id, error: describeError(err) });
+    component: 'manager/etcd-role-reconciler',
+    matchers: [onKind('node')],
+    create(deps, log) {
+      const dirty = new Set<string>();
+      let retryAt: number | undefined;
+      return {
+        init: (tx) => {
+          for (const n of tx.find('node')) if (wantsDemotion(n)) dirty.add(n.id);
+        },
+        onEvent: (e) => {
+          if (e.kind === 'node' && e.type !== 'delete' && wantsDemotion(e.object)) dirty.add(e.object.id);
+        },
+        nextWake: () => retryAt,
+        tick: async () => {
+          retryAt = undefined;
+          for (const id of [...dirty]) {
+            try {
+              await deps.store.update((tx) => {
+                const cur = tx.get('node', id);
+                if (!wantsDemotion(cur)) return;
+                const c = cloneObject('node', cur);
+                c.role = NodeRole.NODE_ROLE_WORKER;
+                c.managerStatus = undefined;
+                tx.update('node', c);
+              });
+              dirty.delete(id);
+              log.info('demoted a manager', { nodeId: id });
+            } catch (err) {
+              retryAt = deps.clock.now() + (opts.retryMs ?? 500);
+              log.warn('demotion failed; will retry', { nodeId: id, error: describeError(err) });
+            }
           }
-        }
-        await deps.clock.sleep(opts.intervalMs ?? 500, signal).catch(() => undefined);
-      }
+        },
+      };
     },
-  };
+  });
 }
