@@ -15,7 +15,7 @@ import {
   NetworkSpec,
   type WaitNetworkSyncResponse,
 } from '@swarmd/proto';
-import { CertRole, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
+import { CertRole, TAKEOVER_GRACES, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
 
@@ -475,4 +475,54 @@ test('heartbeats carry the node volumes when they change, and a new session does
   await new Promise((r) => setTimeout(r, 100));
   t.deepEqual(vols(), [{ name: 'cache', driver: 'local' }]);
   t.is(fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.description?.hostname, 'host-wrk9');
+});
+
+/** Opens sessions of `ids` and closes them again (the nodes exist and are READY; no session). */
+async function sessionsOpenedAndClosed(fx: Fx, t: import('ava').ExecutionContext, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const { stream } = await openSession(fx, t, id);
+    await stream.next();
+    stream.cancel();
+  }
+  while (fx.d.sessions().length) await new Promise((r) => setTimeout(r, 5));
+}
+
+test('a new leader waits past one grace for nodes while the fleet is still reconnecting, then marks the ones not back DOWN', async (t) => {
+  const fx = await setup(t, { disconnectGraceMs: 0 });
+  await sessionsOpenedAndClosed(fx, t, ['wrk20', 'wrk21', 'wrk22']);
+  const { h, d } = fx;
+  d.resetHeartbeats(); // this manager takes over: nobody has a session with it yet
+  h.clock.advance(2500);
+  const back = await openSession(fx, t, 'wrk20');
+  const { sessionId } = await back.stream.next();
+  h.clock.advance(500); // one grace (3 × 1 s) since the takeover
+  t.deepEqual(await d.expireHeartbeats(), [], 'a session arrived 0.5 s ago: the others are still given time');
+  h.clock.advance(2000);
+  await heartbeat(back.client, sessionId);
+  h.clock.advance(500); // a whole grace with no new session
+  const down = (await d.expireHeartbeats()).filter((id) => id !== LEADER_ID).sort();
+  t.deepEqual(down, ['wrk21', 'wrk22']);
+  await d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk21'))!.status?.state, NodeState.NODE_STATE_DOWN);
+  t.is(h.store.view((tx) => tx.get('node', 'wrk20'))!.status?.state, NodeState.NODE_STATE_READY);
+});
+
+test('a node that never comes back after a takeover is DOWN within TAKEOVER_GRACES graces even while other sessions keep arriving', async (t) => {
+  const fx = await setup(t, { disconnectGraceMs: 0 });
+  await sessionsOpenedAndClosed(fx, t, ['wrk23', 'wrk24']);
+  const { h, d } = fx;
+  d.resetHeartbeats();
+  // wrk23 reconnects every 2 s (each a new session); wrk24 never does.
+  let expiredAt = -1;
+  for (let ms = 2000; ms <= 16_000; ms += 2000) {
+    h.clock.advance(2000);
+    const s = await openSession(fx, t, 'wrk23');
+    await s.stream.next();
+    if ((await d.expireHeartbeats()).includes('wrk24')) {
+      expiredAt = ms;
+      break;
+    }
+  }
+  t.true(expiredAt > 3000, `wrk24 was given more than one grace (DOWN at ${expiredAt} ms)`);
+  t.true(expiredAt <= TAKEOVER_GRACES * 3000 + 3000, `wrk24 is DOWN by ${expiredAt} ms`);
 });

@@ -53,6 +53,15 @@ async function member(t: { teardown(fn: () => void): void }, id: number, cluster
   return { handler, transport, server, address: `127.0.0.1:${port}` };
 }
 
+/** Members 1 and 2, each the other's peer. */
+async function pair(t: { teardown(fn: () => void): void }) {
+  const a = await member(t, 1);
+  const b = await member(t, 2);
+  a.transport.addPeer(2, b.address);
+  b.transport.addPeer(1, a.address);
+  return { a, b };
+}
+
 /** Sends one batch over a raw Stream call (as a peer would, or a forger); resolves with the refusal, if any. */
 function rawStream(t: { teardown(fn: () => void): void }, address: string) {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
@@ -71,10 +80,7 @@ function rawStream(t: { teardown(fn: () => void): void }, address: string) {
 }
 
 test('messages arrive in order, batched while a write is in flight', async (t) => {
-  const a = await member(t, 1);
-  const b = await member(t, 2);
-  a.transport.addPeer(2, b.address);
-  b.transport.addPeer(1, a.address);
+  const { a, b } = await pair(t);
   const N = 2000;
   for (let i = 1; i <= N; i++) a.transport.send([msg(1, 2, i)]);
   await b.handler.until(() => b.handler.received.length === N);
@@ -85,6 +91,20 @@ test('messages arrive in order, batched while a write is in flight', async (t) =
   t.deepEqual(b.handler.received[5].entries[0].data, Buffer.alloc(100, 6));
   t.true(b.transport.stats.batchesReceived < N / 4, `batches ${b.transport.stats.batchesReceived} for ${N} messages`);
   t.is(a.transport.stats.messagesDropped, 0);
+});
+
+test('a heartbeat queued behind appends goes out ahead of them (a busy follower still hears its leader)', async (t) => {
+  const { a, b } = await pair(t);
+  // The first append goes out alone; the rest queue behind its write, then the heartbeat.
+  const N = 500;
+  for (let i = 1; i <= N; i++) a.transport.send([msg(1, 2, i)]);
+  a.transport.send([mk({ type: MessageType.MSG_HEARTBEAT, from: 1, to: 2, term: 1, commit: 7 })]);
+  await b.handler.until(() => b.handler.received.length === N + 1);
+  const at = b.handler.received.findIndex((m) => m.type === MessageType.MSG_HEARTBEAT);
+  t.true(at >= 0 && at < 5, `the heartbeat arrived as message ${at + 1} of ${N + 1}`);
+  // Appends keep their order among themselves.
+  const appends = b.handler.received.filter((m) => m.type === MessageType.MSG_APP).map((m) => m.index);
+  t.deepEqual(appends, Array.from({ length: N }, (_, i) => i + 1));
 });
 
 test('a batch from an unknown member or another cluster is refused with a clear error', async (t) => {
@@ -230,10 +250,7 @@ test('a batch whose last varint is cut off (which protobufjs reads past the end)
 });
 
 test('a snapshot travels in chunks and is reported', async (t) => {
-  const a = await member(t, 1);
-  const b = await member(t, 2);
-  a.transport.addPeer(2, b.address);
-  b.transport.addPeer(1, a.address);
+  const { a, b } = await pair(t);
   const data = Buffer.alloc(3 * 1024 * 1024 + 17);
   for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
   const m = mk({

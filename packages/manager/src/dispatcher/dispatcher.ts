@@ -5,7 +5,8 @@
  * - The node id comes only from the peer certificate; removed nodes are refused.
  * - Heartbeats are in-memory TTLs (never stored). The leader-only expiry controller marks a node
  *   DOWN ("heartbeat failure") once `period × grace` passes without one, and gives every node a
- *   fresh grace period when it starts (a new leader knows no heartbeats). A session stream that
+ *   fresh grace period when it starts (a new leader knows no heartbeats), longer while the fleet's
+ *   sessions are still arriving (up to TAKEOVER_GRACES graces). A session stream that
  *   breaks marks its node DOWN ("session lost") sooner: when no new session comes within
  *   `disconnectGraceMs`.
  * - Node status and task status writes are coalesced per key and flushed as one transaction.
@@ -68,6 +69,8 @@ import type { SecretsKeyring } from '../secrets/index.js';
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
 /** Periods a node may miss before it is marked DOWN. */
 export const DEFAULT_HEARTBEAT_GRACE = 3;
+/** A new leader's takeover: how many heartbeat graces at most it waits for a reconnecting fleet. */
+export const TAKEOVER_GRACES = 4;
 export const DEFAULT_STATUS_BATCH_MS = 100;
 /** How long a node whose session stream broke has to open a new one before it is marked DOWN. */
 export const DEFAULT_DISCONNECT_GRACE_MS = 2000;
@@ -261,6 +264,14 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const sessions = new Map<string, SessionState>();
   /** node id → when its heartbeat runs out. */
   const heartbeats = new Map<string, number>();
+  /**
+   * After resetHeartbeats (a new leader): the nodes not back yet, when the takeover began, and
+   * when the last session opened. A fleet reconnects at the rate the leader can take TLS
+   * handshakes and sessions, so a thousand nodes can need longer than one grace: while sessions
+   * keep arriving, a node still on its takeover deadline is given more time (at most
+   * TAKEOVER_GRACES graces in all); once none has arrived for a grace, the rest are DOWN.
+   */
+  const takeover = { awaiting: new Set<string>(), startedAt: 0, lastSessionAt: 0 };
   /** Which network state each node has programmed (the drain of a task waits on it). */
   const networkSync = new NetworkSync();
   const batchMs = deps.statusBatchMs ?? DEFAULT_STATUS_BATCH_MS;
@@ -321,9 +332,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       const curState = cur.status?.state ?? TaskState.TASK_STATE_NEW;
       if (u.status.state < curState) continue; // observed state only moves forward
       if (cur.status && Buffer.from(TaskStatusCodec.encode(cur.status).finish()).equals(Buffer.from(TaskStatusCodec.encode(u.status).finish()))) continue;
-      const t = cloneObject('task', cur);
-      t.status = u.status;
-      tx.update('task', t);
+      // A shallow copy is enough: the store copies what it is given.
+      tx.update('task', { ...cur, status: u.status });
     }
   }
 
@@ -367,6 +377,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     sessions.set(nodeId, state);
     metrics.dispatcherSessions.inc();
     heartbeats.set(nodeId, clock.now() + period() * grace);
+    takeover.awaiting.delete(nodeId);
+    takeover.lastSessionAt = clock.now();
     let closeWatch = (): void => undefined;
     state.end = (err?: unknown) => {
       if (state.ended) return;
@@ -479,8 +491,16 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
 
   async function expireHeartbeats(now = clock.now()): Promise<string[]> {
     const expired: string[] = [];
-    for (const [nodeId, at] of heartbeats) if (at <= now) expired.push(nodeId);
+    const window = period() * grace;
+    // Sessions still arriving within the takeover: the ones not back yet wait for their turn.
+    const storm = takeover.awaiting.size > 0 && now - takeover.lastSessionAt < window && now < takeover.startedAt + window * TAKEOVER_GRACES;
+    for (const [nodeId, at] of heartbeats) {
+      if (at > now) continue;
+      if (storm && takeover.awaiting.has(nodeId)) heartbeats.set(nodeId, takeover.lastSessionAt + window);
+      else expired.push(nodeId);
+    }
     if (expired.length === 0) return expired;
+    for (const nodeId of expired) takeover.awaiting.delete(nodeId);
     const writes: Promise<void>[] = [];
     for (const nodeId of expired) {
       sessions.get(nodeId)?.end(new SwarmError(ErrorCode.UNAVAILABLE, `node ${nodeId}: heartbeat failure (no heartbeat for ${period() * grace} ms)`));
@@ -518,8 +538,14 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   function resetHeartbeats(now = clock.now()): void {
     const deadline = now + period() * grace;
     heartbeats.clear();
+    takeover.awaiting.clear();
+    takeover.startedAt = now;
+    takeover.lastSessionAt = now;
     for (const n of store.view((tx) => tx.find('node'))) {
-      if (n.status?.state !== NodeState.NODE_STATE_DOWN) heartbeats.set(n.id, deadline);
+      if (n.status?.state !== NodeState.NODE_STATE_DOWN) {
+        heartbeats.set(n.id, deadline);
+        if (!sessions.has(n.id)) takeover.awaiting.add(n.id);
+      }
     }
   }
 

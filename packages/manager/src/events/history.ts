@@ -55,19 +55,20 @@ export class EventHistory {
 
   private push(e: ClusterEvent): void {
     this.ring.push(e);
-    if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
+    // Trimmed a quarter at a time: one splice per event of a full ring moved 10,000 entries each.
+    if (this.ring.length >= this.capacity + Math.max(1, this.capacity >> 2)) this.ring.splice(0, this.ring.length - this.capacity);
     for (const l of this.listeners) l(e);
   }
 
-  /** The kept events, oldest first. */
+  /** The kept events (the last `capacity`), oldest first. */
   list(): readonly ClusterEvent[] {
-    return this.ring;
+    return this.ring.length > this.capacity ? this.ring.slice(this.ring.length - this.capacity) : this.ring;
   }
 
   /** The kept events from `sinceMs`, then every new one, with no gap between the two. */
   follow(sinceMs: number, fn: (e: ClusterEvent) => void): () => void {
     if (this.stopped) throw new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is stopping');
-    if (sinceMs > 0) for (const e of this.ring) if (Number(e.timeMs) >= sinceMs) fn(e);
+    if (sinceMs > 0) for (const e of this.list()) if (Number(e.timeMs) >= sinceMs) fn(e);
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }

@@ -409,6 +409,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
   const members = (): RaftMember[] => (etcdMembership ?? membership!).members();
 
   const st = store;
+  let caCache: { pem: string; ca: Promise<ClusterCa> } | undefined;
   const ctx: ManagerContext = {
     store: st,
     eventHistory,
@@ -425,7 +426,14 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
     ca: async () => {
       const c = clusterObj();
       if (!c) throw new SwarmError(ErrorCode.UNAVAILABLE, 'the cluster object is not in the store yet');
-      return ClusterCa.fromCluster(c);
+      // Parsed once per CA certificate (a fleet joining at once paid the key import per join).
+      const pem = c.rootCa?.caCertPem ?? '';
+      if (caCache?.pem !== pem) caCache = { pem, ca: ClusterCa.fromCluster(c) };
+      const cached = caCache;
+      return cached.ca.catch((err: unknown) => {
+        if (caCache === cached) caCache = undefined;
+        throw err;
+      });
     },
     verify,
     tls: () => provider.tls,

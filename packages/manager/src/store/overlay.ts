@@ -116,10 +116,9 @@ export class Overlay {
     return this.list().map((c) => {
       let target = c.object;
       if (c.op !== 'create') {
-        // The version the writer read travels with the action; apply checks it.
-        const copy = cloneObject(c.kind, c.object);
-        copy.meta = { createdAt: 0, updatedAt: 0, ...copy.meta, version: c.readVersion };
-        target = copy;
+        // The version the writer read travels with the action; apply checks it. A shallow copy is
+        // enough: the action is only encoded (the staged object stays frozen and unshared).
+        target = { ...c.object, meta: { createdAt: 0, updatedAt: 0, ...c.object.meta, version: c.readVersion } };
       }
       return { kind: OP_TO_ACTION[c.op], target: wrapObject(c.kind, target) };
     });

@@ -1,5 +1,5 @@
 import { ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
-import { type Node, type Service, TaskState, UpdateStatus_State } from '@swarmd/proto';
+import { type Node, type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
@@ -50,6 +50,8 @@ type Work = { service: Readonly<Service>; plan: UpdatePlan };
 export class Updater extends ServiceLoop<Work> {
   private readonly dirty = this.queue.dirty;
   private readonly seen = new Map<string, TaskSeen>();
+  /** Each service's spec version and whether an update or rollback is in progress (from its events). */
+  private readonly services = new Map<string, { specVersion: number; active: boolean }>();
   private readonly newId: () => string;
   private readonly maxWrites: number;
 
@@ -66,7 +68,10 @@ export class Updater extends ServiceLoop<Work> {
 
   init(tx: ReadTx): void {
     const now = this.now();
-    for (const s of tx.find('service')) this.dirty.add(s.id);
+    for (const s of tx.find('service')) {
+      this.dirty.add(s.id);
+      this.noteService(s);
+    }
     for (const t of tx.find('task')) {
       const st = observedState(t);
       if (st === TaskState.TASK_STATE_RUNNING) this.seen.set(t.id, { runningAt: now });
@@ -76,8 +81,13 @@ export class Updater extends ServiceLoop<Work> {
   onEvent(e: ObjectEvent): void {
     switch (e.kind) {
       case 'service':
-        if (e.type === 'delete') this.queue.wakeAt(e.object.id, undefined);
-        else this.dirty.add(e.object.id);
+        if (e.type === 'delete') {
+          this.queue.wakeAt(e.object.id, undefined);
+          this.services.delete(e.object.id);
+        } else {
+          this.dirty.add(e.object.id);
+          this.noteService(e.object);
+        }
         break;
       case 'task': {
         const t = e.object;
@@ -89,13 +99,31 @@ export class Updater extends ServiceLoop<Work> {
         const s = this.seen.get(t.id);
         if (st === TaskState.TASK_STATE_RUNNING && s?.runningAt === undefined) this.seen.set(t.id, { runningAt: this.now() });
         else if (st > TaskState.TASK_STATE_RUNNING && s?.endedAt === undefined) this.seen.set(t.id, { ...s, endedAt: this.now() });
-        if (t.serviceId) this.dirty.add(t.serviceId);
+        if (t.serviceId && this.mayMatter(t, e.old)) this.dirty.add(t.serviceId);
         break;
       }
       case 'node':
         this.queue.onNodeEvent(e, true);
         break;
     }
+  }
+
+  private noteService(s: Readonly<Service>): void {
+    const st = s.updateStatus?.state;
+    this.services.set(s.id, { specVersion: s.specVersion, active: st === UpdateStatus_State.UPDATING || st === UpdateStatus_State.ROLLBACK_STARTED });
+  }
+
+  /**
+   * Whether a task's change can give its service's plan something to do. With no update in
+   * progress, only a task of another spec version (an old task that may need replacing) or one
+   * waiting READY for its slot can; every other change (the scheduler's assignments and the
+   * status reports of a 20,000-task service) would re-plan all of its tasks for nothing.
+   */
+  private mayMatter(t: Readonly<Task>, old: Readonly<Task> | undefined): boolean {
+    const s = this.services.get(t.serviceId);
+    if (!s || s.active) return true;
+    if (t.specVersion !== s.specVersion || (old !== undefined && old.specVersion !== s.specVersion)) return true;
+    return t.desiredState < TaskState.TASK_STATE_RUNNING;
   }
 
   protected plan(tx: ReadTx, ids: string[], now: number): { work: Work[]; deferred: string[] } {

@@ -168,10 +168,27 @@ export interface TransportStats {
   snapshotsFailed: number;
 }
 
+/**
+ * Small messages that keep leadership stable: they go ahead of queued appends, so a follower busy
+ * taking in megabytes of entries still hears the leader's heartbeats within an election timeout
+ * (as etcd sends them on a stream of their own). Raft allows any reordering between messages.
+ */
+const URGENT = new Set<MessageType>([
+  MessageType.MSG_HEARTBEAT,
+  MessageType.MSG_HEARTBEAT_RESP,
+  MessageType.MSG_VOTE,
+  MessageType.MSG_VOTE_RESP,
+  MessageType.MSG_PRE_VOTE,
+  MessageType.MSG_PRE_VOTE_RESP,
+  MessageType.MSG_TIMEOUT_NOW,
+]);
+
 class Peer {
   private client: RaftTransportClient | undefined;
   private stream: grpc.ClientWritableStream<MessageBatch> | undefined;
   private queue: Message[] = [];
+  /** URGENT messages waiting: sent before `queue`. */
+  private urgent: Message[] = [];
   private inFlight = false;
   private backoff: number;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -193,7 +210,8 @@ class Peer {
       this.sendSnapshot(m);
       return;
     }
-    if (this.queue.length >= this.t.maxQueue) {
+    const urgent = URGENT.has(m.type);
+    if ((urgent ? this.urgent : this.queue).length >= this.t.maxQueue) {
       this.t.stats.messagesDropped++;
       const now = Date.now();
       if (now - this.lastDropLog > 1000) {
@@ -203,7 +221,8 @@ class Peer {
       this.t.handler.reportUnreachable(this.id);
       return;
     }
-    this.queue.push(m);
+    if (urgent) this.urgent.push(m);
+    else this.queue.push(m);
     this.flush();
   }
 
@@ -235,9 +254,10 @@ class Peer {
   }
 
   private dropQueue(): void {
-    if (this.queue.length) {
-      this.t.stats.messagesDropped += this.queue.length;
+    if (this.queue.length || this.urgent.length) {
+      this.t.stats.messagesDropped += this.queue.length + this.urgent.length;
       this.queue = [];
+      this.urgent = [];
     }
     this.t.handler.reportUnreachable(this.id);
   }
@@ -254,7 +274,7 @@ class Peer {
   }
 
   private flush(): void {
-    if (this.inFlight || this.stopped || this.reconnectTimer || this.queue.length === 0) return;
+    if (this.inFlight || this.stopped || this.reconnectTimer || this.queue.length + this.urgent.length === 0) return;
     const stream = this.stream ?? this.openStream();
     let n = 0;
     let bytes = 0;
@@ -264,8 +284,10 @@ class Peer {
       bytes += 64;
       n++;
     }
-    const messages = n === this.queue.length ? this.queue : this.queue.slice(0, n);
+    const appends = n === this.queue.length ? this.queue : this.queue.slice(0, n);
     this.queue = n === this.queue.length ? [] : this.queue.slice(n);
+    const messages = this.urgent.length ? [...this.urgent, ...appends] : appends;
+    this.urgent = [];
     this.inFlight = true;
     this.t.stats.batchesSent++;
     this.t.stats.messagesSent += messages.length;
@@ -344,6 +366,7 @@ class Peer {
     this.client?.close();
     this.client = undefined;
     this.queue = [];
+    this.urgent = [];
   }
 }
 
