@@ -6,7 +6,8 @@
 // Dockerfile gates RUNNING and replaces an unhealthy task as in Docker's swarm mode. One
 // cluster and one dockerd for the file. Root; needs dockerd (apt-get install docker.io): never
 // skipped under CI.
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
 import { firewallRules } from '@swarmd/testkit';
 import { BASE_IMAGE, sharedDockerd, viewProcess, type ProcessView } from './helpers/docker.js';
@@ -54,7 +55,7 @@ dockerTest('an image built by docker runs under swarmd with its ENV, WORKDIR and
     ].join('\n'),
   );
   const ours = await viewProcess(await runService(t, c, 'proc', [image]));
-  const docker = await viewProcess(await d.run(t, image));
+  const docker = await viewProcess((await d.run(t, image)).pid);
   t.is(ours.env.GREETING, 'hello world');
   t.is(ours.env.TOOLS, '/opt/tools', 'ENV expanded at build time');
   t.is(ours.env.HOME, '/home/app', "HOME from the user's passwd entry");
@@ -72,15 +73,15 @@ dockerTest('ENTRYPOINT and CMD combine as in docker: service args replace only C
 
   const plain = await argv(await runService(t, c, 'entry-plain', [image]));
   t.deepEqual(plain, ['sleep', '1002']);
-  t.deepEqual(plain, await argv(await d.run(t, image)));
+  t.deepEqual(plain, await argv((await d.run(t, image)).pid));
 
   const args = await argv(await runService(t, c, 'entry-args', [image, '1003']));
   t.deepEqual(args, ['sleep', '1003']);
-  t.deepEqual(args, await argv(await d.run(t, image, { cmd: ['1003'] })));
+  t.deepEqual(args, await argv((await d.run(t, image, { cmd: ['1003'] })).pid));
 
   const entry = await argv(await runService(t, c, 'entry-ep', ['--entrypoint', 'sleep 1004', image]));
   t.deepEqual(entry, ['sleep', '1004'], 'the image CMD is dropped');
-  t.deepEqual(entry, await argv(await d.run(t, image, { entrypoint: ['sleep', '1004'] })));
+  t.deepEqual(entry, await argv((await d.run(t, image, { entrypoint: ['sleep', '1004'] })).pid));
 });
 
 dockerTest("a multi-stage build's image runs with only the final stage's files, and files removed in a later layer are gone", async (t) => {
@@ -92,8 +93,9 @@ dockerTest("a multi-stage build's image runs with only the final stage's files, 
       'RUN mkdir -p /out && echo made-in-stage-one > /out/artifact && echo stage-one-only > /stage-one-only',
       `FROM ${BASE_IMAGE}`,
       'COPY --from=build /out/artifact /app/artifact',
-      'RUN echo short-lived > /app/gone',
-      'RUN rm /app/gone /bin/vi',
+      'RUN echo short-lived > /app/gone && mkdir /data && echo old > /data/old',
+      // a whiteout file for each, and an opaque directory for /data (its old content hidden)
+      'RUN rm /app/gone /bin/vi && rm -rf /data && mkdir /data && echo new > /data/new',
       'CMD ["sleep", "1005"]',
     ].join('\n'),
   );
@@ -106,11 +108,12 @@ dockerTest("a multi-stage build's image runs with only the final stage's files, 
       gone: await has('/app/gone'),
       vi: await has('/bin/vi'),
       sh: await has('/bin/sh'),
+      data: (await readdir(`${root}/data`).catch(() => ['missing'])).sort(),
     };
   };
   const ours = await files(await runService(t, c, 'stages', [image]));
-  t.deepEqual(ours, { artifact: 'made-in-stage-one\n', stageOneOnly: false, gone: false, vi: false, sh: true });
-  t.deepEqual(ours, await files(await d.run(t, image)));
+  t.deepEqual(ours, { artifact: 'made-in-stage-one\n', stageOneOnly: false, gone: false, vi: false, sh: true, data: ['new'] });
+  t.deepEqual(ours, await files((await d.run(t, image)).pid));
 });
 
 /** An image whose HEALTHCHECK passes while /tmp/healthy exists; its argument (a sh script) decides when that is. */
@@ -189,6 +192,34 @@ dockerTest("service create --no-healthcheck runs an image whose HEALTHCHECK neve
   await c.ok('service', 'create', '--name', 'nohc', '--no-healthcheck', image, 'exec sleep 1008');
   const [task] = await c.running('nohc');
   t.is(task?.status?.container?.health ?? 'HEALTH_STATE_NONE', 'HEALTH_STATE_NONE');
+});
+
+dockerTest("the image's HEALTHCHECK probe runs as in docker: as the image's USER, in its WORKDIR, with its ENV", async (t) => {
+  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
+  const image = await d.buildAndPush(
+    'probe',
+    [
+      `FROM ${BASE_IMAGE}`,
+      'ENV FLAG=flag-file',
+      'WORKDIR /tmp',
+      'USER 1234',
+      // passes only as uid 1234, in /tmp, with FLAG set (one failure is unhealthy)
+      'HEALTHCHECK --interval=1s --timeout=3s --retries=1 CMD test "$(id -u)" = 1234 && test "$PWD" = /tmp && test -f "$FLAG"',
+      'CMD ["sh", "-c", "touch /tmp/flag-file; exec sleep 1009"]',
+    ].join('\n'),
+  );
+  await runService(t, c, 'probe', [image]);
+  const [task] = await c.running('probe');
+  t.is(task?.status?.container?.health, 'HEALTH_STATE_HEALTHY');
+  t.is((await c.tasks('probe')).length, 1, 'no task failed its probe');
+  // and the Dockerfile means that to Docker too
+  const { id } = await d.run(t, image);
+  let health = '';
+  for (let i = 0; i < 40 && health !== 'healthy' && health !== 'unhealthy'; i++) {
+    health = (await d.docker.getContainer(id).inspect()).State.Health?.Status ?? '';
+    await sleep(250);
+  }
+  t.is(health, 'healthy', "docker's own container");
 });
 
 dockerTest("the private dockerd leaves the host's firewall as it was: no DOCKER chain, no rule for its bridge, FORWARD policy unchanged", async (t) => {

@@ -22,8 +22,8 @@ export interface DockerSide {
   docker: Dockerode;
   /** Builds `dockerfile` (with `files` beside it) through testcontainers, tags it REGISTRY/interop/NAME:1 and pushes it; the reference. */
   buildAndPush(name: string, dockerfile: string, files?: Record<string, string>): Promise<string>;
-  /** Runs `image` in Docker (Entrypoint/Cmd of `o` replacing the image's, as `docker run` does); its host pid. Removed at the test's end. */
-  run(t: ExecutionContext, image: string, o?: { entrypoint?: string[]; cmd?: string[] }): Promise<number>;
+  /** Runs `image` in Docker (Entrypoint/Cmd of `o` replacing the image's, as `docker run` does): its id and host pid. Removed at the test's end. */
+  run(t: ExecutionContext, image: string, o?: { entrypoint?: string[]; cmd?: string[] }): Promise<{ id: string; pid: number }>;
   /** Stops dockerd; the firewall changes it made (none expected), undone. */
   stop(): Promise<string[]>;
 }
@@ -98,7 +98,7 @@ export function sharedDockerd(o: { registry: string; bridge: { name: string; cid
             await started.stop({ timeout: 0, remove: true }).catch(() => undefined);
           });
           const info = await docker.getContainer(started.getId()).inspect();
-          return info.State.Pid;
+          return { id: info.Id, pid: info.State.Pid };
         },
       };
     } catch (err) {
