@@ -9,8 +9,9 @@
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
+import { run } from '@swarmd/common';
 import { firewallRules } from '@swarmd/testkit';
-import { BASE_IMAGE, sharedDockerd, viewProcess, type ProcessView } from './helpers/docker.js';
+import { BASE_IMAGE, sharedDockerd, viewProcess, type DockerSide, type ProcessView } from './helpers/docker.js';
 import { clusterTestWith, RUNNING, sharedLocalCluster, type LocalCluster, type TaskJson } from './helpers/local-cluster.js';
 
 const NAME = `dki${process.pid % 10000}`;
@@ -32,6 +33,12 @@ async function runService(t: ExecutionContext, c: LocalCluster, svc: string, arg
   return pid;
 }
 
+/** The cluster, the dockerd, and the image Docker built from the Dockerfile `lines` and pushed to the cluster's registry as interop/NAME:1. */
+async function built(t: ExecutionContext, name: string, lines: string[]): Promise<{ c: LocalCluster; d: DockerSide; image: string }> {
+  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
+  return { c, d, image: await d.buildAndPush(name, lines.join('\n')) };
+}
+
 /** What must be the same under Docker and swarmd: all but HOSTNAME (Docker's is its container id, ours the task's). */
 function comparable(p: ProcessView): ProcessView {
   const { HOSTNAME: _hostname, ...env } = p.env;
@@ -39,21 +46,17 @@ function comparable(p: ProcessView): ProcessView {
 }
 
 dockerTest('an image built by docker runs under swarmd with its ENV, WORKDIR and USER (a name in its /etc/passwd) exactly as docker runs it', async (t) => {
-  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
-  const image = await d.buildAndPush(
-    'process',
-    [
-      `FROM ${BASE_IMAGE}`,
-      // busybox-static has no adduser: the user as Dockerfiles without one write it (a member of daemon too)
-      "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'crew:x:2345:' >> /etc/group && sed -i 's/^daemon:x:1:$/daemon:x:1:app/' /etc/group && mkdir -p /home/app",
-      'ENV GREETING="hello world" BASE=/opt',
-      'ENV TOOLS=$BASE/tools',
-      'WORKDIR /srv/app',
-      'USER app',
-      'EXPOSE 8080/tcp',
-      'CMD ["sleep", "1001"]',
-    ].join('\n'),
-  );
+  const { c, d, image } = await built(t, 'process', [
+    `FROM ${BASE_IMAGE}`,
+    // busybox-static has no adduser: the user as Dockerfiles without one write it (a member of daemon too)
+    "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'crew:x:2345:' >> /etc/group && sed -i 's/^daemon:x:1:$/daemon:x:1:app/' /etc/group && mkdir -p /home/app",
+    'ENV GREETING="hello world" BASE=/opt',
+    'ENV TOOLS=$BASE/tools',
+    'WORKDIR /srv/app',
+    'USER app',
+    'EXPOSE 8080/tcp',
+    'CMD ["sleep", "1001"]',
+  ]);
   const ours = await viewProcess(await runService(t, c, 'proc', [image]));
   const docker = await viewProcess((await d.run(t, image)).pid);
   t.is(ours.env.GREETING, 'hello world');
@@ -67,8 +70,7 @@ dockerTest('an image built by docker runs under swarmd with its ENV, WORKDIR and
 });
 
 dockerTest('ENTRYPOINT and CMD combine as in docker: service args replace only CMD, --entrypoint replaces ENTRYPOINT and drops CMD', async (t) => {
-  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
-  const image = await d.buildAndPush('entry', [`FROM ${BASE_IMAGE}`, 'ENTRYPOINT ["sleep"]', 'CMD ["1002"]'].join('\n'));
+  const { c, d, image } = await built(t, 'entry', [`FROM ${BASE_IMAGE}`, 'ENTRYPOINT ["sleep"]', 'CMD ["1002"]']);
   const argv = async (pid: number) => (await viewProcess(pid)).argv;
 
   const plain = await argv(await runService(t, c, 'entry-plain', [image]));
@@ -85,20 +87,16 @@ dockerTest('ENTRYPOINT and CMD combine as in docker: service args replace only C
 });
 
 dockerTest("a multi-stage build's image runs with only the final stage's files, and files removed in a later layer are gone", async (t) => {
-  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
-  const image = await d.buildAndPush(
-    'stages',
-    [
-      `FROM ${BASE_IMAGE} AS build`,
-      'RUN mkdir -p /out && echo made-in-stage-one > /out/artifact && echo stage-one-only > /stage-one-only',
-      `FROM ${BASE_IMAGE}`,
-      'COPY --from=build /out/artifact /app/artifact',
-      'RUN echo short-lived > /app/gone && mkdir /data && echo old > /data/old',
-      // a whiteout file for each, and an opaque directory for /data (its old content hidden)
-      'RUN rm /app/gone /bin/vi && rm -rf /data && mkdir /data && echo new > /data/new',
-      'CMD ["sleep", "1005"]',
-    ].join('\n'),
-  );
+  const { c, d, image } = await built(t, 'stages', [
+    `FROM ${BASE_IMAGE} AS build`,
+    'RUN mkdir -p /out && echo made-in-stage-one > /out/artifact && echo stage-one-only > /stage-one-only',
+    `FROM ${BASE_IMAGE}`,
+    'COPY --from=build /out/artifact /app/artifact',
+    'RUN echo short-lived > /app/gone && mkdir /data && echo old > /data/old',
+    // a whiteout file for each, and an opaque directory for /data (its old content hidden)
+    'RUN rm /app/gone /bin/vi && rm -rf /data && mkdir /data && echo new > /data/new',
+    'CMD ["sleep", "1005"]',
+  ]);
   const files = async (pid: number) => {
     const root = `/proc/${pid}/root`;
     const has = (p: string) => lstat(root + p).then(() => true, () => false);
@@ -111,23 +109,25 @@ dockerTest("a multi-stage build's image runs with only the final stage's files, 
       data: (await readdir(`${root}/data`).catch(() => ['missing'])).sort(),
     };
   };
+  // The last layer as Docker pushed it holds the whiteouts this test is about.
+  const repo = `http://${NET}.1:5000/v2/interop/stages`;
+  const manifest = (await (await fetch(`${repo}/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { layers: { digest: string }[] };
+  const top = Buffer.from(await (await fetch(`${repo}/blobs/${manifest.layers[manifest.layers.length - 1].digest}`)).arrayBuffer());
+  const entries = (await run('tar', ['-tz'], { input: top })).stdout.split('\n');
+  t.true(['app/.wh.gone', 'bin/.wh.vi', 'data/.wh..wh..opq'].every((e) => entries.includes(e)), entries.join(' '));
   const ours = await files(await runService(t, c, 'stages', [image]));
   t.deepEqual(ours, { artifact: 'made-in-stage-one\n', stageOneOnly: false, gone: false, vi: false, sh: true, data: ['new'] });
   t.deepEqual(ours, await files((await d.run(t, image)).pid));
 });
 
 /** An image whose HEALTHCHECK passes while /tmp/healthy exists; its argument (a sh script) decides when that is. */
-async function healthImage(t: ExecutionContext): Promise<string> {
-  const d = await dockerd(t);
-  return d.buildAndPush(
-    'health',
-    [
-      `FROM ${BASE_IMAGE}`,
-      'HEALTHCHECK --interval=1s --timeout=3s --start-period=60s --retries=2 CMD test -f /tmp/healthy',
-      'ENTRYPOINT ["sh", "-c"]',
-      'CMD ["touch /tmp/healthy; exec sleep 1006"]',
-    ].join('\n'),
-  );
+async function healthImage(t: ExecutionContext): Promise<{ c: LocalCluster; image: string }> {
+  return built(t, 'health', [
+    `FROM ${BASE_IMAGE}`,
+    'HEALTHCHECK --interval=1s --timeout=3s --start-period=60s --retries=2 CMD test -f /tmp/healthy',
+    'ENTRYPOINT ["sh", "-c"]',
+    'CMD ["touch /tmp/healthy; exec sleep 1006"]',
+  ]);
 }
 
 /** Polls the service's tasks every 200 ms until `done`; every state seen, with its time. */
@@ -146,7 +146,7 @@ async function watchTasks(c: LocalCluster, svc: string, done: (tasks: TaskJson[]
 }
 
 dockerTest("the image's HEALTHCHECK keeps a task STARTING until its first passing probe, then RUNNING (healthy)", async (t) => {
-  const [c, image] = await Promise.all([cluster(t), healthImage(t)]);
+  const { c, image } = await healthImage(t);
   t.teardown(() => c.ctl('service', 'rm', 'gate'));
   await c.ok('service', 'create', '--detach', '--name', 'gate', image, 'sleep 4; touch /tmp/healthy; exec sleep 1006');
   const seen = await watchTasks(c, 'gate', (ts) => ts.some((x) => x.status?.state === RUNNING), 60);
@@ -160,7 +160,7 @@ dockerTest("the image's HEALTHCHECK keeps a task STARTING until its first passin
 });
 
 dockerTest("a task whose image HEALTHCHECK turns unhealthy fails ('unhealthy container') and a new task replaces it", async (t) => {
-  const [c, image] = await Promise.all([cluster(t), healthImage(t)]);
+  const { c, image } = await healthImage(t);
   t.teardown(() => c.ctl('service', 'rm', 'sick'));
   // healthy at once, unhealthy 6 s later (2 failing probes 1 s apart); restarted after 1 s
   await c.ok('service', 'create', '--detach', '--name', 'sick', '--restart-delay', '1s', image, 'touch /tmp/healthy; sleep 6; rm /tmp/healthy; exec sleep 1007');
@@ -187,7 +187,7 @@ dockerTest("a task whose image HEALTHCHECK turns unhealthy fails ('unhealthy con
 });
 
 dockerTest("service create --no-healthcheck runs an image whose HEALTHCHECK never passes as a plain task (RUNNING, no health)", async (t) => {
-  const [c, image] = await Promise.all([cluster(t), healthImage(t)]);
+  const { c, image } = await healthImage(t);
   t.teardown(() => c.ctl('service', 'rm', 'nohc'));
   await c.ok('service', 'create', '--name', 'nohc', '--no-healthcheck', image, 'exec sleep 1008');
   const [task] = await c.running('nohc');
@@ -195,19 +195,15 @@ dockerTest("service create --no-healthcheck runs an image whose HEALTHCHECK neve
 });
 
 dockerTest("the image's HEALTHCHECK probe runs as in docker: as the image's USER, in its WORKDIR, with its ENV", async (t) => {
-  const [c, d] = await Promise.all([cluster(t), dockerd(t)]);
-  const image = await d.buildAndPush(
-    'probe',
-    [
-      `FROM ${BASE_IMAGE}`,
-      'ENV FLAG=flag-file',
-      'WORKDIR /tmp',
-      'USER 1234',
-      // passes only as uid 1234, in /tmp, with FLAG set (one failure is unhealthy)
-      'HEALTHCHECK --interval=1s --timeout=3s --retries=1 CMD test "$(id -u)" = 1234 && test "$PWD" = /tmp && test -f "$FLAG"',
-      'CMD ["sh", "-c", "touch /tmp/flag-file; exec sleep 1009"]',
-    ].join('\n'),
-  );
+  const { c, d, image } = await built(t, 'probe', [
+    `FROM ${BASE_IMAGE}`,
+    'ENV FLAG=flag-file',
+    'WORKDIR /tmp',
+    'USER 1234',
+    // passes only as uid 1234, in /tmp, with FLAG set (one failure is unhealthy)
+    'HEALTHCHECK --interval=1s --timeout=3s --retries=1 CMD test "$(id -u)" = 1234 && test "$PWD" = /tmp && test -f "$FLAG"',
+    'CMD ["sh", "-c", "touch /tmp/flag-file; exec sleep 1009"]',
+  ]);
   await runService(t, c, 'probe', [image]);
   const [task] = await c.running('probe');
   t.is(task?.status?.container?.health, 'HEALTH_STATE_HEALTHY');
