@@ -45,18 +45,23 @@ function comparable(p: ProcessView): ProcessView {
   return { ...p, env };
 }
 
+/** ENV, WORKDIR and USER (a name the Dockerfile adds to /etc/passwd), and a HEALTHCHECK that passes only with all three. */
+const PROCESS_IMAGE = [
+  `FROM ${BASE_IMAGE}`,
+  // busybox-static has no adduser: the user as Dockerfiles without one write it (a member of daemon too)
+  "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'crew:x:2345:' >> /etc/group && sed -i 's/^daemon:x:1:$/daemon:x:1:app/' /etc/group && mkdir -p /home/app",
+  'ENV GREETING="hello world" BASE=/opt',
+  'ENV TOOLS=$BASE/tools',
+  'WORKDIR /srv/app',
+  'USER app',
+  'EXPOSE 8080/tcp',
+  // one failure is unhealthy
+  'HEALTHCHECK --interval=1s --timeout=3s --retries=1 CMD test "$(id -u)" = 1234 && test "$PWD" = /srv/app && test "$GREETING" = "hello world"',
+  'CMD ["sleep", "1001"]',
+];
+
 dockerTest('an image built by docker runs under swarmd with its ENV, WORKDIR and USER (a name in its /etc/passwd) exactly as docker runs it', async (t) => {
-  const { c, d, image } = await built(t, 'process', [
-    `FROM ${BASE_IMAGE}`,
-    // busybox-static has no adduser: the user as Dockerfiles without one write it (a member of daemon too)
-    "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'crew:x:2345:' >> /etc/group && sed -i 's/^daemon:x:1:$/daemon:x:1:app/' /etc/group && mkdir -p /home/app",
-    'ENV GREETING="hello world" BASE=/opt',
-    'ENV TOOLS=$BASE/tools',
-    'WORKDIR /srv/app',
-    'USER app',
-    'EXPOSE 8080/tcp',
-    'CMD ["sleep", "1001"]',
-  ]);
+  const { c, d, image } = await built(t, 'process', PROCESS_IMAGE);
   const ours = await viewProcess(await runService(t, c, 'proc', [image]));
   const docker = await viewProcess((await d.run(t, image)).pid);
   t.is(ours.env.GREETING, 'hello world');
@@ -195,15 +200,7 @@ dockerTest("service create --no-healthcheck runs an image whose HEALTHCHECK neve
 });
 
 dockerTest("the image's HEALTHCHECK probe runs as in docker: as the image's USER, in its WORKDIR, with its ENV", async (t) => {
-  const { c, d, image } = await built(t, 'probe', [
-    `FROM ${BASE_IMAGE}`,
-    'ENV FLAG=flag-file',
-    'WORKDIR /tmp',
-    'USER 1234',
-    // passes only as uid 1234, in /tmp, with FLAG set (one failure is unhealthy)
-    'HEALTHCHECK --interval=1s --timeout=3s --retries=1 CMD test "$(id -u)" = 1234 && test "$PWD" = /tmp && test -f "$FLAG"',
-    'CMD ["sh", "-c", "touch /tmp/flag-file; exec sleep 1009"]',
-  ]);
+  const { c, d, image } = await built(t, 'process', PROCESS_IMAGE);
   await runService(t, c, 'probe', [image]);
   const [task] = await c.running('probe');
   t.is(task?.status?.container?.health, 'HEALTH_STATE_HEALTHY');
