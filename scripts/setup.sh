@@ -10,6 +10,7 @@ APT_PACKAGES=(
   protobuf-compiler skopeo umoci util-linux ca-certificates attr apache2-utils openssl curl procps iperf3
   prometheus   # promtool: checks the text swarmd --metrics-addr serves
   chromium     # headless, driven by playwright-core: the test of swarmctl web
+  docker.io    # dockerd for the Docker interop tests (a private one each run, started by the tests)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,7 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # docker.io's postinst starts a system dockerd where it can, whose default options turn the
+  # FORWARD policy to DROP (breaking the network tests): no service starts during the install.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  apt_rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || apt_rc=$?
+  [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+  [ "$apt_rc" -eq 0 ] || exit "$apt_rc"
+  # ...nor at the next boot (the tests start a private dockerd of their own when they need one).
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm dependencies: a clean install when the lock changed since the last one (or under CI).

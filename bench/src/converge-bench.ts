@@ -35,7 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodeState, TaskState, type Task } from '@swarmd/proto';
-import { mustFindDocker, type DockerBinaries, type Dockerd } from './lib/dockerd.js';
+import { mustFindDocker, type DockerBinaries, type Dockerd } from '@swarmd/testkit/dockerd';
 import { startDockerSwarm } from './lib/docker-swarm.js';
 import { Cleanups, max, now, p50, rssMiB, runBench, until, upCluster, type Ctl, type LocalCluster } from './lib/local-cluster.js';
 

@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TaskState, type Task } from '@swarmd/proto';
-import { mustFindDocker, type Dockerd } from './lib/dockerd.js';
+import { mustFindDocker, type Dockerd } from '@swarmd/testkit/dockerd';
 import { startDockerSwarm } from './lib/docker-swarm.js';
 import { Cleanups, max, now, p50, runBench, until, upCluster, type Ctl, type LocalCluster } from './lib/local-cluster.js';
 

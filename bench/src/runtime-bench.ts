@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { run, describeError } from '@swarmd/common';
 import { buildBusyboxImage, busyboxRootfsEntries, tarLayer } from '@swarmd/testkit/images';
 import { ContainerService, mountsUnder, removeCgroup, type ContainerSpec, type ImageInput } from '@swarmd/runtime';
-import { Dockerd, findDocker } from './lib/dockerd.js';
+import { Dockerd, findDocker } from '@swarmd/testkit/dockerd';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const SPEC: ContainerSpec = { command: ['sleep', '100000'] };

@@ -34,7 +34,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TaskState, UpdateStatus_State, type Task } from '@swarmd/proto';
-import { mustFindDocker, type Dockerd } from './lib/dockerd.js';
+import { mustFindDocker, type Dockerd } from '@swarmd/testkit/dockerd';
 import { startDockerSwarmHosts } from './lib/docker-swarm.js';
 import { Cleanups, max, now, p50, runBench, until, upCluster, type Ctl, type LocalCluster } from './lib/local-cluster.js';
 

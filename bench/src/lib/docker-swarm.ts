@@ -1,5 +1,5 @@
 /**
- * Docker swarms for the benches. A one-node Docker swarm on a private dockerd (lib/dockerd.ts) that leaves the host's firewall as
+ * Docker swarms for the benches. A one-node Docker swarm on a private dockerd (@swarmd/testkit's dockerd.ts) that leaves the host's firewall as
  * it was: `--iptables=false`, its default bridge (or none) and `docker_gwbridge` on Linux bridges
  * named by the bench, the firewall compared before and after (DOCKER rules and a FORWARD policy
  * turned DROP undone, the latter only when no other dockerd runs). `swarm init` on 127.0.0.1.
@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addHost, createBridge, netnsPath, removeUnderlay, type UnderlayHost } from '@swarmd/cli/local/underlay';
 import { run } from '@swarmd/common';
-import { Dockerd, type DockerBinaries } from './dockerd.js';
+import { Dockerd, firewallRules, linkExists, makeBridge, NO_FIREWALL_ARGS, restoreFirewall, type DockerBinaries } from '@swarmd/testkit/dockerd';
 import type { Cleanups } from './local-cluster.js';
 
 export interface DockerSwarmOptions {
@@ -29,55 +29,13 @@ export interface DockerSwarmOptions {
   initArgs?: string[];
 }
 
-/** The firewall as text (filter and nat tables), to see what dockerd changed. */
-async function firewall(): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  for (const table of ['filter', 'nat']) {
-    const r = await run('iptables', ['-t', table, '-S']).catch(() => ({ stdout: '' }));
-    out.set(table, r.stdout.split('\n').filter(Boolean));
-  }
-  return out;
-}
-
-/**
- * Undoes what dockerd added to the firewall, where that is safe: rules and chains that name
- * Docker or our Docker bridges, and a FORWARD policy it turned to DROP, this only when no other
- * dockerd runs. Returns what it did (or "unchanged").
- */
-async function restoreFirewall(before: Map<string, string[]>, bridges: string[]): Promise<string> {
-  const after = await firewall();
-  const did: string[] = [];
-  const ours = new RegExp(['DOCKER', 'docker_gwbridge', 'docker0', ...bridges].join('|'));
-  for (const [table, lines] of after) {
-    const old = new Set(before.get(table));
-    const added = lines.filter((l) => !old.has(l));
-    for (const l of added.filter((x) => x.startsWith('-A ') && ours.test(x))) {
-      await run('sh', ['-c', `iptables -t ${table} -D ${l.slice(3)}`]).then(() => did.push(`-t ${table} ${l}: removed`), () => did.push(`-t ${table} ${l}: could not remove`));
-    }
-    for (const l of added.filter((x) => x.startsWith('-N ') && ours.test(x))) {
-      const chain = l.slice(3).trim();
-      await run('iptables', ['-t', table, '-F', chain]).catch(() => undefined);
-      await run('iptables', ['-t', table, '-X', chain]).then(() => did.push(`-t ${table} chain ${chain}: removed`), () => did.push(`-t ${table} chain ${chain}: in use, left`));
-    }
-    const policy = added.find((x) => x === '-P FORWARD DROP');
-    if (policy && table === 'filter' && before.get(table)?.includes('-P FORWARD ACCEPT')) {
-      const others = (await run('pgrep', ['-x', 'dockerd']).catch(() => ({ stdout: '' }))).stdout.trim();
-      if (others) did.push('FORWARD policy DROP left as it is (another dockerd runs)');
-      else await run('iptables', ['-P', 'FORWARD', 'ACCEPT']).then(() => did.push('FORWARD policy back to ACCEPT'));
-    }
-  }
-  return did.length ? did.join('; ') : 'unchanged';
-}
-
-const linkExists = (name: string) => run('ip', ['link', 'show', name]).then(() => true, () => false);
-
 /**
  * Starts the daemon and makes it a one-node swarm; its undoing (swarm leave, dockerd stopped, our
  * bridges and its directory removed, the firewall checked) is registered in `cleanups` as `docker`
  * before anything starts.
  */
 export async function startDockerSwarm(bin: DockerBinaries, o: DockerSwarmOptions, cleanups: Cleanups): Promise<Dockerd> {
-  const fw = await firewall();
+  const fw = await firewallRules();
   const hadGw = await linkExists('docker_gwbridge');
   const ownBridges = [...(o.bridge ? [o.bridge.name] : []), o.gwBridge];
   const started: { d?: Dockerd } = {};
@@ -90,12 +48,9 @@ export async function startDockerSwarm(bin: DockerBinaries, o: DockerSwarmOption
     await rm(o.dir, { recursive: true, force: true });
     console.log(`docker cleaned up (dockerd stopped, ${o.dir} removed); firewall after dockerd: ${await restoreFirewall(fw, ownBridges)}`);
   });
-  const net = ['--iptables=false', '--ip6tables=false', '--ip-masq=false'];
+  const net = [...NO_FIREWALL_ARGS];
   if (o.bridge) {
-    if (await linkExists(o.bridge.name)) await run('ip', ['link', 'del', o.bridge.name]);
-    await run('ip', ['link', 'add', o.bridge.name, 'type', 'bridge']);
-    await run('ip', ['addr', 'add', o.bridge.cidr, 'dev', o.bridge.name]);
-    await run('ip', ['link', 'set', o.bridge.name, 'up']);
+    await makeBridge(o.bridge.name, o.bridge.cidr);
     net.push(`--bridge=${o.bridge.name}`);
   } else net.push('--bridge=none');
   const d = (started.d = await Dockerd.start(bin, { dir: o.dir, cgroupParent: o.cgroupParent, args: [...net, '--insecure-registry', o.registry] }));
@@ -136,7 +91,7 @@ export interface DockerSwarmHostsOptions {
  * Returns the daemons, the manager first.
  */
 export async function startDockerSwarmHosts(bin: DockerBinaries, o: DockerSwarmHostsOptions, cleanups: Cleanups): Promise<Dockerd[]> {
-  const fw = await firewall();
+  const fw = await firewallRules();
   const net24 = o.underlay.subnet.split('.').slice(0, 3).join('.');
   const hosts: UnderlayHost[] = Array.from({ length: o.hosts }, (_, i) => ({ netns: `${o.prefix}${i + 1}`, veth: `${o.prefix}v${i + 1}`, addr: `${net24}.${i + 2}` }));
   const daemons: Dockerd[] = [];

@@ -24,7 +24,7 @@ export interface TaskJson {
   slot?: number;
   nodeId?: string;
   desiredState?: string;
-  status?: { state?: string; err?: string; message?: string; container?: { exitCode?: number } };
+  status?: { state?: string; err?: string; message?: string; container?: { exitCode?: number; pid?: number; health?: string } };
   spec?: { container?: { image?: string; env?: string[] } };
 }
 export interface NodeJson {

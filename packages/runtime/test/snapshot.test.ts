@@ -49,14 +49,24 @@ test('prepare returns an overlay mount with layers top first and its own upper a
 test('users resolve from passwd and group text', (t) => {
   const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv/app:/bin/sh\n';
   const group = 'root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n';
-  t.deepEqual(resolveUserFrom('app', passwd, group), { uid: 1000, gid: 1000, additionalGids: [50, 10], home: '/srv/app' });
-  t.deepEqual(resolveUserFrom('app:staff', passwd, group), { uid: 1000, gid: 50, additionalGids: [], home: '/srv/app' });
-  t.deepEqual(resolveUserFrom('', passwd, group), { uid: 0, gid: 0, additionalGids: [], home: '/root' });
-  t.deepEqual(resolveUserFrom('4242:7', undefined, undefined), { uid: 4242, gid: 7, additionalGids: [], home: '/' });
+  t.deepEqual(resolveUserFrom('app', passwd, group), { uid: 1000, gid: 1000, additionalGids: [1000, 50, 10], home: '/srv/app' });
+  t.deepEqual(resolveUserFrom('app:staff', passwd, group), { uid: 1000, gid: 50, additionalGids: [50], home: '/srv/app' });
+  t.deepEqual(resolveUserFrom('', passwd, group), { uid: 0, gid: 0, additionalGids: [0], home: '/root' });
+  t.deepEqual(resolveUserFrom('4242:7', undefined, undefined), { uid: 4242, gid: 7, additionalGids: [7], home: '/' });
   t.throws(() => resolveUserFrom('ghost', passwd, group), { message: /user "ghost" not found/ });
   t.throws(() => resolveUserFrom('ghost', undefined, undefined), { message: /has no \/etc\/passwd/ });
   t.throws(() => resolveUserFrom('app:ghosts', passwd, group), { message: /group "ghosts" not found/ });
   t.throws(() => resolveUserFrom('a:b:c', passwd, group), { message: /expected/ });
+});
+
+test("supplementary groups are Docker's: the primary group first, then the groups listing the user, only when no group is forced", (t) => {
+  // What `docker run -u ...` (dockerd 20.10) sets as additionalGids for this passwd and group.
+  const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/home/app:/bin/sh\n';
+  const group = 'root:x:0:\ndaemon:x:1:app\ncrew:x:2345:app\n';
+  t.deepEqual(resolveUserFrom('app', passwd, group).additionalGids, [2345, 1], 'the primary group once, even when it lists the user');
+  t.deepEqual(resolveUserFrom('app:daemon', passwd, group).additionalGids, [1]);
+  t.deepEqual(resolveUserFrom('1234:2345', passwd, group).additionalGids, [2345]);
+  t.deepEqual(resolveUserFrom('4321', passwd, group).additionalGids, [0]);
 });
 
 test('paths resolve inside the rootfs, never escaping through symlinks', async (t) => {

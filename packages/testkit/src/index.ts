@@ -6,3 +6,4 @@ export * from './hosts.js';
 export * from './processes.js';
 export * from './etcd.js';
 export * from './pki.js';
+export * from './dockerd.js';

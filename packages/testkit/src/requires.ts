@@ -11,7 +11,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import test, { type TestFn } from 'ava';
 
-export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'etcdctl' | 'nft' | 'conntrack' | 'busybox';
+export type Need = 'root' | 'netns' | 'runc' | 'conmon' | 'registry' | 'skopeo' | 'etcd' | 'etcdctl' | 'nft' | 'conntrack' | 'busybox' | 'dockerd';
 
 const tools: Partial<Record<Need, string>> = {
   runc: 'runc',
@@ -24,6 +24,7 @@ const tools: Partial<Record<Need, string>> = {
   conntrack: 'conntrack',
   netns: 'ip',
   busybox: 'busybox',
+  dockerd: 'dockerd',
 };
 
 function onPath(cmd: string): boolean {

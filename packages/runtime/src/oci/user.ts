@@ -1,7 +1,7 @@
 /**
  * Resolves an image or service `user` ("name", "uid", "name:group", "uid:gid"...) against the
  * rootfs' /etc/passwd and /etc/group, as Docker does: numeric ids need no entry, names must
- * exist, and the user's supplementary groups come from /etc/group.
+ * exist, and the user's supplementary groups are its primary group and those of /etc/group that list it.
  */
 import { invalidArgument } from '@swarmd/common';
 import { readFileInRoot } from './rootfs-path.js';
@@ -80,11 +80,11 @@ export function resolveUserFrom(spec: string, passwdText: string | undefined, gr
     gid = g.gid;
   }
 
-  // Supplementary groups: those listing the user by name (only when no group was forced).
-  const additional = entry && (groupPart === undefined || groupPart === '')
-    ? groups.filter((g) => g.members.includes(entry.name) && g.gid !== gid).map((g) => g.gid)
-    : [];
-  return { uid, gid, additionalGids: [...new Set(additional)], home: entry?.home ?? '/' };
+  // Supplementary groups, as Docker sets them: the primary group first, then (only when no group
+  // was forced) those listing the user by name. `docker run -u app` of a user in group daemon
+  // runs with groups "1 2345" (primary 2345), `-u 1234:2345` with "2345", `-u 4321` with "0".
+  const members = entry && (groupPart === undefined || groupPart === '') ? groups.filter((g) => g.members.includes(entry.name)).map((g) => g.gid) : [];
+  return { uid, gid, additionalGids: [...new Set([gid, ...members])], home: entry?.home ?? '/' };
 }
 
 export async function resolveUser(rootfs: string, spec: string): Promise<ResolvedUser> {
