@@ -8,7 +8,8 @@
  *    VmRSS (plus Private_Dirty from smaps_rollup: VmRSS counts Node's own text, ~45 MB shared with
  *    every node process) BENCH_SETTLE_MS (10 s) and BENCH_IDLE_MS (60 s) after; first as `local up`
  *    started it (`swarmd join`), then restarted (`local stop` + `local start`: `swarmd run`, the
- *    way a host restarts). The manager's figures beside it.
+ *    way a host restarts; its CPU read once it logged "swarmd running"). The manager's figures
+ *    beside it.
  *
  *   npm run bench:start        (root; BENCH_WS=/path/to/another/checkout measures that build)
  *
@@ -106,8 +107,13 @@ async function main(): Promise<void> {
   const old = worker().pid;
   await cluster.must(['local', 'stop', '--name', NAME, worker().name]);
   await until(`the stopped swarmd (pid ${old}) to exit`, 30_000, async () => ((await readFile(`/proc/${old}/stat`).catch(() => undefined)) ? undefined : true));
+  const logged = async () => (await readFile(worker().log, 'utf8').catch(() => '')).split('\n').filter((l) => l.includes('"swarmd running"')).length;
+  const before = await logged();
   await cluster.must(['local', 'start', '--name', NAME, worker().name]);
   st = await cluster.state();
+  // `local start` may see the node READY before the new process is: the manager has not missed
+  // a heartbeat yet. Its own "swarmd running" line says its start is done.
+  await until('the restarted swarmd to log "swarmd running"', 60_000, async () => ((await logged()) > before ? true : undefined));
   await idle(worker(), manager(), 'restarted, swarmd run');
 }
 
