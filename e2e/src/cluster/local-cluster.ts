@@ -80,6 +80,8 @@ export interface ClusterOptions {
   tmpfsMiB?: number;
   /** More `local up` flags, e.g. --store etcd. */
   upArgs?: string[];
+  /** More environment for swarmctl and the processes it starts (every host's swarmd). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Held by every cluster test: shared, or exclusive for those that measure loss under load. */
@@ -127,7 +129,7 @@ export async function startLocalCluster(t: Scope, name: string, net: string, man
   await takeClusterLock(t, o.exclusive ?? false);
   const granted = Date.now();
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
-  const env = { SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const env = { ...o.env, SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
   const dir = join(root, name);
   t.teardown(async () => {
     if (!t.passed) {

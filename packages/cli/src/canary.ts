@@ -3,7 +3,9 @@
  * rollout as `service inspect` shows it, and the wait with a live display of step, weight and
  * gate (`service update --canary-*`, `service promote`).
  */
-import { CanaryConfig, EndpointSpec_ResolutionMode, Rollout_State, type Rollout, type Service, WatchEvent_Action } from '@swarmd/proto';
+import { CanaryConfig, EndpointSpec_ResolutionMode, Rollout_State, type Rollout } from '@swarmd/proto/gen/swarm/types';
+import { type Service } from '@swarmd/proto/gen/swarm/objects';
+import { WatchEvent_Action } from '@swarmd/proto/gen/swarm/control';
 import type { Control } from './client/control-client.js';
 import { UsageError } from './errors.js';
 import { durationText, parseDuration } from './format.js';

@@ -2,20 +2,9 @@ import yargs, { type Argv } from 'yargs';
 import { errorLine, UsageError } from './errors.js';
 import { err, type CliIo } from './io.js';
 import { FORMATS, type OutputFormat } from './format.js';
-import { resolveConnection, DEFAULT_HOST, type Connection } from './client/connection.js';
-import { connectControl, type Control } from './client/control-client.js';
-import { nodeCommands } from './commands/node.js';
-import { clusterCommands } from './commands/cluster.js';
-import { localCommands } from './commands/local.js';
-import { serviceCommands } from './commands/service.js';
-import { taskCommands } from './commands/task.js';
-import { networkCommands } from './commands/network.js';
-import { eventsCommand } from './commands/events.js';
-import { webCommand } from './commands/web.js';
-import { stackCommands } from './commands/stack.js';
-import { dataCommands } from './commands/secret.js';
-import { swarmCommands } from './commands/swarm.js';
-import { volumeCommands } from './commands/volume.js';
+import { DEFAULT_HOST } from './client/context.js';
+import type { Connection } from './client/connection.js';
+import type { Control } from './client/control-client.js';
 
 /** The flags every command takes. */
 export interface GlobalArgs {
@@ -40,6 +29,57 @@ export interface CommandEnv {
 }
 
 const DEFAULT_FORMAT: OutputFormat = 'table';
+
+/** Adds one top-level command (or command group) to the parser. */
+type Register = (y: Argv<GlobalArgs>, env: CommandEnv, describe: string) => Argv<GlobalArgs>;
+
+/** A group of subcommands (`swarmctl node ...`): the builder module and what to say without a subcommand. */
+const group =
+  (name: string, load: () => Promise<(y: Argv<GlobalArgs>, env: CommandEnv) => Argv<GlobalArgs>>, demand: string) =>
+  async (): Promise<Register> => {
+    const commands = await load();
+    return (y, env, describe) => y.command(name, describe, (yy) => commands(yy, env).demandCommand(1, `${name}: give a subcommand (${demand})`));
+  };
+
+/** `secret` and `config`: the same commands for either kind. */
+const dataGroup = (kind: 'secret' | 'config') =>
+  group(
+    kind,
+    async () => {
+      const { dataCommands } = await import('./commands/secret.js');
+      return (y, env) => dataCommands(kind, y, env);
+    },
+    'create, ls, inspect, rm',
+  );
+
+/**
+ * Every top-level command, in --help order. A command's module (and what it imports: gRPC, YAML,
+ * the local cluster's code...) is loaded only when the command line names it: swarmctl starts in
+ * the time Node takes to load what one command needs, not all of them.
+ */
+const COMMANDS: readonly { name: string; describe: string; load: () => Promise<Register> }[] = [
+  { name: 'events', describe: 'Stream cluster events (nodes, services, tasks, networks) until interrupted', load: async () => (await import('./commands/events.js')).eventsCommand },
+  { name: 'web', describe: 'Serve a live, read-only web view of the cluster (nodes, tasks) until interrupted', load: async () => (await import('./commands/web.js')).webCommand },
+  { name: 'node', describe: 'Manage nodes', load: group('node', async () => (await import('./commands/node.js')).nodeCommands, 'ls, inspect, update, promote, demote, rm') },
+  { name: 'cluster', describe: 'Manage the cluster', load: group('cluster', async () => (await import('./commands/cluster.js')).clusterCommands, 'inspect, update, rotate-token, join-token, admin-cert') },
+  {
+    name: 'service',
+    describe: 'Manage services',
+    load: group('service', async () => (await import('./commands/service.js')).serviceCommands, 'create, update, rollback, scale, ls, inspect, ps, rm, logs'),
+  },
+  { name: 'task', describe: 'Inspect tasks', load: group('task', async () => (await import('./commands/task.js')).taskCommands, 'ls, inspect') },
+  { name: 'network', describe: 'Manage overlay networks', load: group('network', async () => (await import('./commands/network.js')).networkCommands, 'create, ls, inspect, rm') },
+  { name: 'stack', describe: 'Manage stacks (Compose files)', load: group('stack', async () => (await import('./commands/stack.js')).stackCommands, 'deploy, ls, services, ps, rm') },
+  { name: 'swarm', describe: 'Autolock: the unlock key, unlocking a manager', load: group('swarm', async () => (await import('./commands/swarm.js')).swarmCommands, 'unlock-key, unlock') },
+  { name: 'volume', describe: 'List named volumes across nodes', load: group('volume', async () => (await import('./commands/volume.js')).volumeCommands, 'ls') },
+  { name: 'secret', describe: 'Manage secrets', load: dataGroup('secret') },
+  { name: 'config', describe: 'Manage configs', load: dataGroup('config') },
+  {
+    name: 'local',
+    describe: 'A local multi-host cluster on this machine (network namespaces)',
+    load: group('local', async () => (await import('./commands/local.js')).localCommands, 'up, add, stop, start, down, ls'),
+  },
+];
 
 export function globalOptions<T>(y: Argv<T>) {
   return y
@@ -70,6 +110,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
     },
     withControl: async (g, fn, deadlineMs) => {
+      const [{ resolveConnection }, { connectControl }] = await Promise.all([import('./client/connection.js'), import('./client/control-client.js')]);
       const conn = await resolveConnection(g, io.env);
       const control = connectControl(conn, deadlineMs);
       try {
@@ -80,24 +121,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     },
   };
   const base = globalOptions(yargs().scriptName('swarmctl')).usage('swarmctl <command>\n\nManage a swarmd cluster through its control API.');
-  const y = webCommand(eventsCommand(base, env), env)
-    .command('node', 'Manage nodes', (yy) => nodeCommands(yy, env).demandCommand(1, 'node: give a subcommand (ls, inspect, update, promote, demote, rm)'))
-    .command('cluster', 'Manage the cluster', (yy) =>
-      clusterCommands(yy, env).demandCommand(1, 'cluster: give a subcommand (inspect, update, rotate-token, join-token, admin-cert)'),
-    )
-    .command('service', 'Manage services', (yy) =>
-      serviceCommands(yy, env).demandCommand(1, 'service: give a subcommand (create, update, rollback, scale, ls, inspect, ps, rm, logs)'),
-    )
-    .command('task', 'Inspect tasks', (yy) => taskCommands(yy, env).demandCommand(1, 'task: give a subcommand (ls, inspect)'))
-    .command('network', 'Manage overlay networks', (yy) => networkCommands(yy, env).demandCommand(1, 'network: give a subcommand (create, ls, inspect, rm)'))
-    .command('stack', 'Manage stacks (Compose files)', (yy) => stackCommands(yy, env).demandCommand(1, 'stack: give a subcommand (deploy, ls, services, ps, rm)'))
-    .command('swarm', 'Autolock: the unlock key, unlocking a manager', (yy) => swarmCommands(yy, env).demandCommand(1, 'swarm: give a subcommand (unlock-key, unlock)'))
-    .command('volume', 'List named volumes across nodes', (yy) => volumeCommands(yy, env).demandCommand(1, 'volume: give a subcommand (ls)'))
-    .command('secret', 'Manage secrets', (yy) => dataCommands('secret', yy, env).demandCommand(1, 'secret: give a subcommand (create, ls, inspect, rm)'))
-    .command('config', 'Manage configs', (yy) => dataCommands('config', yy, env).demandCommand(1, 'config: give a subcommand (create, ls, inspect, rm)'))
-    .command('local', 'A local multi-host cluster on this machine (network namespaces)', (yy) =>
-      localCommands(yy, env).demandCommand(1, 'local: give a subcommand (up, add, stop, start, down, ls)'),
-    )
+  // Load the modules of the commands this command line may run (any word that names one: a
+  // flag's value that happens to be a command name only loads a module more); the others are
+  // registered by name and description alone, for --help and "did you mean".
+  const named = new Set(argv);
+  let y: Argv<GlobalArgs> = base;
+  for (const c of COMMANDS) y = named.has(c.name) ? (await c.load())(y, env, c.describe) : y.command(c.name, c.describe);
+  y = y
     .demandCommand(1, 'give a command (node, cluster, service, task, network, stack, secret, config, events, web, local)')
     .strict()
     .recommendCommands()

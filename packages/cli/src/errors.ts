@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { isSwarmError, describeError, grpcStatusOf } from '@swarmd/common';
+import { isSwarmError, describeError, grpcStatusOf } from '@swarmd/common/errors';
 
 /** Short reasons for the gRPC codes a manager answers with. */
 const REASONS: Record<number, string> = {

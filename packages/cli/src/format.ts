@@ -1,15 +1,6 @@
 import Table from 'cli-table3';
-import {
-  Cluster,
-  ManagerStatus_Reachability,
-  Node,
-  NodeAvailability,
-  NodeRole,
-  NodeState,
-  nodeAvailabilityToJSON,
-  nodeRoleToJSON,
-  nodeStateToJSON,
-} from '@swarmd/proto';
+import { ManagerStatus_Reachability, NodeAvailability, NodeRole, NodeState, nodeAvailabilityToJSON, nodeRoleToJSON, nodeStateToJSON } from '@swarmd/proto/gen/swarm/types';
+import { Cluster, Node } from '@swarmd/proto/gen/swarm/objects';
 
 export type OutputFormat = 'table' | 'json';
 export const FORMATS: readonly OutputFormat[] = ['table', 'json'];

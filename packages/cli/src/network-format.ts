@@ -1,5 +1,6 @@
 /** How networks and network attachments are shown: tables, details, JSON. */
-import { Network as NetworkMsg, type EndpointVirtualIp, type Network, type NetworkAttachment } from '@swarmd/proto';
+import { type EndpointVirtualIp, type NetworkAttachment } from '@swarmd/proto/gen/swarm/types';
+import { Network as NetworkMsg, type Network } from '@swarmd/proto/gen/swarm/objects';
 import { kv, table } from './format.js';
 
 export function networkName(n: Network): string {

@@ -10,7 +10,9 @@
  * updater's message. Gives up after `timeoutMs` (during an update: that long without progress),
  * saying why: pending tasks' scheduler reasons, rejected or failed tasks' errors.
  */
-import { type Service, type Task, TaskState, UpdateStatus_State, WatchEvent_Action } from '@swarmd/proto';
+import { TaskState, UpdateStatus_State } from '@swarmd/proto/gen/swarm/types';
+import { type Service, type Task } from '@swarmd/proto/gen/swarm/objects';
+import { WatchEvent_Action } from '@swarmd/proto/gen/swarm/control';
 import type { Control } from './client/control-client.js';
 import { taskStateText } from './service-format.js';
 import { durationText } from './format.js';

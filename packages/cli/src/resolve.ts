@@ -2,8 +2,8 @@
  * Nodes and services named on the command line, resolved client-side over ListNodes and
  * ListServices: an exact id, else an exact name, else a unique id prefix.
  */
-import { invalidArgument, notFound } from '@swarmd/common';
-import type { Node, Service } from '@swarmd/proto';
+import { invalidArgument, notFound } from '@swarmd/common/errors';
+import type { Node, Service } from '@swarmd/proto/gen/swarm/objects';
 import type { Control } from './client/control-client.js';
 import { nodeName } from './format.js';
 import { serviceName } from './service-format.js';

@@ -1,23 +1,7 @@
 /** Tables, details and json of services and tasks; the `service logs` prefix. */
-import {
-  type LogLine,
-  type Network,
-  type Node,
-  PortConfig_Protocol,
-  PortConfig_PublishMode,
-  type Service,
-  Service as ServiceMsg,
-  type Task,
-  Task as TaskMsg,
-  TaskState,
-  HealthState,
-  healthStateToJSON,
-  type UpdateConfig,
-  UpdateConfig_FailureAction,
-  UpdateConfig_Order,
-  type UpdateStatus,
-  UpdateStatus_State,
-} from '@swarmd/proto';
+import { PortConfig_Protocol, PortConfig_PublishMode, TaskState, HealthState, healthStateToJSON, type UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order, type UpdateStatus, UpdateStatus_State } from '@swarmd/proto/gen/swarm/types';
+import { type Network, type Node, type Service, Service as ServiceMsg, type Task, Task as TaskMsg } from '@swarmd/proto/gen/swarm/objects';
+import { type LogLine } from '@swarmd/proto/gen/swarm/control';
 import { durationText, kv, table } from './format.js';
 import { attachmentsText, serviceNetworksText } from './network-format.js';
 import { rolloutDetails } from './canary.js';

@@ -3,31 +3,8 @@
  * Flag names follow `docker service create`. A bad value throws a UsageError naming the flag, so
  * nothing is sent.
  */
-import {
-  Annotations,
-  ConfigReference,
-  SecretReference,
-  ContainerSpec,
-  EndpointSpec,
-  EndpointSpec_ResolutionMode,
-  HealthConfig,
-  Mount,
-  Mount_Type,
-  Placement,
-  PortConfig,
-  PortConfig_Protocol,
-  PortConfig_PublishMode,
-  RegistryAuth,
-  ResourceRequirements,
-  Resources,
-  RestartPolicy,
-  RestartPolicy_Condition,
-  ServiceSpec,
-  TaskSpec,
-  UpdateConfig,
-  UpdateConfig_FailureAction,
-  UpdateConfig_Order,
-} from '@swarmd/proto';
+import { Annotations, ConfigReference, SecretReference, EndpointSpec, EndpointSpec_ResolutionMode, HealthConfig, Mount, Mount_Type, Placement, PortConfig, PortConfig_Protocol, PortConfig_PublishMode, RegistryAuth, ResourceRequirements, Resources, RestartPolicy, RestartPolicy_Condition, UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order } from '@swarmd/proto/gen/swarm/types';
+import { ContainerSpec, ServiceSpec, TaskSpec } from '@swarmd/proto/gen/swarm/specs';
 import { UsageError } from './errors.js';
 import { parseDuration } from './format.js';
 

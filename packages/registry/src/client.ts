@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
-import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, formatReference, type Reference } from './reference.js';
 import { sha256Of, type Descriptor, type Digest } from './digest.js';
 import { Transport, drain, readBody, isTransientNetworkError, type HttpRequest, type HttpResponse } from './http.js';

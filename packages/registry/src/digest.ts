@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 /** `sha256:<64 lowercase hex>`: the only digest algorithm the store keeps. */
 export type Digest = string;

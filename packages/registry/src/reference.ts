@@ -2,7 +2,7 @@
  * Image references as Docker writes them: `[registry[:port]/]path/name[:tag][@digest]`, after
  * distribution's reference grammar. `busybox` means `docker.io/library/busybox:latest`.
  */
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { isDigest } from './digest.js';
 
 export const DEFAULT_DOMAIN = 'docker.io';

@@ -1,6 +1,7 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import {
   CaClient,
   NodeCaClient,
@@ -9,15 +10,16 @@ import {
   type IssueNodeCertificateResponse,
   type NodeCertificateStatusResponse,
 } from '@swarmd/proto';
-import {
-  caDigestMatches,
-  certificateFacts,
-  createKeyAndCsr,
-  insecureBootstrapCredentials,
-  NodeTlsProvider,
-  parseJoinToken,
-  type TlsMaterial,
-} from '@swarmd/manager';
+// Only the manager package's node-side TLS helpers (node:crypto and grpc-js): a worker loads
+// neither the manager nor @peculiar/x509 until it joins, renews or is promoted (below).
+import type { KeyAndCsr } from '@swarmd/manager/ca/csr';
+import type { TlsMaterial } from '@swarmd/manager/ca/grpc-auth';
+import { certificateFacts, insecureBootstrapCredentials, NodeTlsProvider } from '@swarmd/manager/manager/tls';
+
+/** A fresh node key and CSR (@peculiar/x509, loaded on the first join or renewal). */
+async function createKeyAndCsr(): Promise<KeyAndCsr> {
+  return (await import('@swarmd/manager/ca/csr')).createKeyAndCsr();
+}
 
 const RPC_MS = 10_000;
 
@@ -44,6 +46,7 @@ function callError(what: string, addr: string, err: unknown): SwarmError {
 
 /** The cluster's root CA from `addr`, fetched over TLS without trusting it, then pinned by the token's digest. */
 export async function fetchPinnedRootCa(addr: string, token: string): Promise<string> {
+  const { caDigestMatches, parseJoinToken } = await import('@swarmd/manager/ca/tokens');
   parseJoinToken(token); // a malformed token fails here, clearly, before any network
   const client = new CaClient(addr, insecureBootstrapCredentials());
   try {

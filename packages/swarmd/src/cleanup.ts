@@ -6,8 +6,10 @@
  * them. Run it in the node's network namespace, with swarmd stopped.
  */
 import { join } from 'node:path';
-import { describeError, failedPrecondition, type Logger } from '@swarmd/common';
-import { certificateFacts, loadStateDirCerts } from '@swarmd/manager';
+import { describeError, failedPrecondition } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
+import { certificateFacts } from '@swarmd/manager/manager/tls';
+import { loadStateDirCerts } from '@swarmd/manager/manager/node-certs';
 import { BridgeNetworking, OverlayNetworking } from '@swarmd/node-agent';
 import { ContainerService } from '@swarmd/runtime';
 

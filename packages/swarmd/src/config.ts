@@ -1,5 +1,6 @@
 import { networkInterfaces } from 'node:os';
-import { loadConfig, z, invalidArgument } from '@swarmd/common';
+import { loadConfig, z } from '@swarmd/common/config';
+import { invalidArgument } from '@swarmd/common/errors';
 
 const hostPort = z
   .string()

@@ -2,29 +2,24 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { NodeRole } from '@swarmd/proto';
-import {
-  certificateFacts,
-  createManagerApi,
-  isEncryptedKeyPem,
-  loadStateDirCerts,
-  readMemberFile,
-  renewalTime,
-  retireRaftDir,
-  saveStateDirCerts,
-  startManager,
-  writeFileAtomic,
-  type Manager,
-  type ManagerOptions,
-  type TlsMaterial,
-} from '@swarmd/manager';
+// A worker loads only the manager package's node-side helpers (its certificates and state files);
+// the manager itself (Raft, the store, the control API, etcd3...) is imported when this node
+// starts one: at init, join or run as a manager, or when promoted (managerModule below).
+import type { Manager, ManagerOptions } from '@swarmd/manager';
+import type { TlsMaterial } from '@swarmd/manager/ca/grpc-auth';
+import { writeFileAtomic } from '@swarmd/manager/ca/files';
+import { renewalTime } from '@swarmd/manager/ca/renewal';
+import { certificateFacts } from '@swarmd/manager/manager/tls';
+import { loadStateDirCerts, saveStateDirCerts } from '@swarmd/manager/manager/node-certs';
+import { isEncryptedKeyPem } from '@swarmd/manager/secrets/tls-key';
 import { startAgent, type Agent } from '@swarmd/node-agent';
 import type { SwarmdConfig } from './config.js';
 import { defaultAdvertiseAddr } from './config.js';
 import { joinWithToken, renewCertificate } from './certs.js';
 import { startNodeWorker } from './worker.js';
-import { registerStateMetrics, serveMetrics } from './metrics.js';
 import { storeOptionsOf, type SavedEtcdFlags } from './store.js';
 
 export type SwarmdCommand = 'init' | 'join' | 'run';
@@ -66,6 +61,10 @@ export interface Daemon {
 
 const STATE_FILE = 'swarmd.json';
 
+/** The manager package, loaded the first time this process runs a manager. */
+const managerModule = () => import('@swarmd/manager');
+type ManagerModule = Awaited<ReturnType<typeof managerModule>>;
+
 async function readNodeState(dir: string): Promise<NodeStateFile | undefined> {
   try {
     return JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as NodeStateFile;
@@ -104,27 +103,32 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   if (command !== 'run' && existing) {
     throw new SwarmError(ErrorCode.ALREADY_EXISTS, `${dir} already belongs to a cluster (it has certificates): use "swarmd run" to resume it`);
   }
-  const managerBase = {
-    stateDir: dir,
-    listenAddr,
-    advertiseAddr,
-    logger: log,
-    ...(hostname ? { hostname } : {}),
-    labels,
-    raft: cfg.raft,
-    ...(store.options ? { store: store.options } : {}),
-    // The control API pins images by digest; the local cluster's registry is plain HTTP.
-    services: [(ctx) => createManagerApi({ ...ctx, insecureRegistries })],
-    ...o.managerOptions,
-  } satisfies Partial<ManagerOptions>;
+  const managerBase = (m: ManagerModule) =>
+    ({
+      stateDir: dir,
+      listenAddr,
+      advertiseAddr,
+      logger: log,
+      ...(hostname ? { hostname } : {}),
+      labels,
+      raft: cfg.raft,
+      ...(store.options ? { store: store.options } : {}),
+      // The control API pins images by digest; the local cluster's registry is plain HTTP.
+      services: [(ctx) => m.createManagerApi({ ...ctx, insecureRegistries })],
+      ...o.managerOptions,
+    }) satisfies Partial<ManagerOptions>;
+  /** Starts this node's manager (the manager package is loaded here, the first time). */
+  const launchManager = async (how: Pick<ManagerOptions, 'bootstrap'> & Partial<ManagerOptions>): Promise<Manager> => {
+    const m = await managerModule();
+    return m.startManager({ ...managerBase(m), ...how });
+  };
 
   let tls: TlsMaterial;
   let manager: Manager | undefined;
   let managers: string[];
   if (command === 'init') {
     try {
-      manager = await startManager({
-        ...managerBase,
+      manager = await launchManager({
         bootstrap: 'init',
         clusterSpec: {
           ...(cfg.nodeCertExpiryMs ? { nodeCertExpiryMs: cfg.nodeCertExpiryMs } : {}),
@@ -157,7 +161,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     managers = [o.joinAddr, ...issued.managerAddrs.filter((a) => a !== o.joinAddr)];
     log.info('joined the cluster', { nodeId: issued.nodeId, role: issued.role });
     if (issued.role === 'swarm-manager') {
-      manager = await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: o.joinAddr }, tls });
+      manager = await launchManager({ bootstrap: 'join', join: { leaderAddr: o.joinAddr }, tls });
     }
   } else {
     if (!existing) throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${dir}/certs holds no certificates: run "swarmd init" or "swarmd join" first`);
@@ -166,10 +170,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     if (certificateFacts(tls.certPem).role === 'swarm-manager') {
       // With its TLS key encrypted (autolock) the manager waits for its unlock key first, and so
       // does everything below (the agent too: the node's whole identity is locked).
-      const member = await readMemberFile(join(dir, 'raft'));
+      const member = await (await managerModule()).readMemberFile(join(dir, 'raft'));
       manager = member
-        ? await startManager({ ...managerBase, bootstrap: 'resume', tls, forceNewCluster: cfg.forceNewCluster })
-        : await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: managers[0] ?? advertiseAddr }, tls });
+        ? await launchManager({ bootstrap: 'resume', tls, forceNewCluster: cfg.forceNewCluster })
+        : await launchManager({ bootstrap: 'join', join: { leaderAddr: managers[0] ?? advertiseAddr }, tls });
       tls = manager.tls();
     } else if (isEncryptedKeyPem(tls.keyPem)) {
       throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `${dir}/certs/node-key.pem is encrypted (autolock) but the certificate is a worker's: a worker's key is never encrypted; rejoin the node (swarmd join)`);
@@ -192,8 +196,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, insecureRegistries, advertiseAddr, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
 
   // Prometheus metrics (--metrics-addr): off unless asked for.
-  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let metricsServer: Awaited<ReturnType<typeof import('./metrics.js').serveMetrics>> | undefined;
   if (cfg.metricsAddr) {
+    // prom-client and the gauges are loaded only when metrics are asked for.
+    const { registerStateMetrics, serveMetrics } = await import('./metrics.js');
     registerStateMetrics({ manager: () => manager, containers: () => (worker ? worker.containers.list() : undefined), hostname: hostname ?? osHostname() });
     try {
       metricsServer = await serveMetrics(cfg.metricsAddr, log);
@@ -217,7 +223,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     if (!leader) throw new SwarmError(ErrorCode.UNAVAILABLE, 'promoted, but no manager address is known to join through');
     log.info('promoted to manager: starting the manager and joining', { through: leader });
     await rm(join(dir, 'raft'), { recursive: true, force: true });
-    manager = await startManager({ ...managerBase, bootstrap: 'join', join: { leaderAddr: leader }, tls });
+    manager = await launchManager({ bootstrap: 'join', join: { leaderAddr: leader }, tls });
     watchRemoval(manager);
   };
   // A manager certificate but no manager (its start failed): tried again at each renewal and each
@@ -237,7 +243,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await m.stop();
     // A worker's key is never encrypted (autolock is for managers).
     await saveStateDirCerts(dir, tls);
-    const to = await retireRaftDir(join(dir, 'raft'), Date.now()).catch(() => undefined);
+    const to = await (await managerModule()).retireRaftDir(join(dir, 'raft'), Date.now()).catch(() => undefined);
     await rm(join(dir, 'control.sock'), { force: true });
     log.info('raft state retired', { to });
   };

@@ -6,7 +6,9 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, describeError, isSwarmError, readFirstLine } from '@swarmd/common';
+import { createLogger } from '@swarmd/common/logger';
+import { describeError, isSwarmError } from '@swarmd/common/errors';
+import { readFirstLine } from '@swarmd/common/input';
 import { loadSwarmdConfig, parseLabels, type SwarmdConfig } from './config.js';
 import { startDaemon, type SwarmdCommand } from './daemon.js';
 import { cleanupNode } from './cleanup.js';

@@ -7,9 +7,12 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
-import { SwarmError, ErrorCode, describeError, metricsRegistry, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import { metricsRegistry } from '@swarmd/common/metrics';
+import type { Logger } from '@swarmd/common/logger';
 import { NodeState, TaskState } from '@swarmd/proto';
-import { nodeStateName, taskStateName, type Manager } from '@swarmd/manager';
+import type { Manager } from '@swarmd/manager';
+import { nodeStateName, taskStateName } from '@swarmd/manager/events/derive';
 import { readCgroupStats, type ContainerInfo } from '@swarmd/runtime';
 import { LABEL_SERVICE_NAME, LABEL_TASK } from '@swarmd/node-agent';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { describeError, invalidArgument } from '@swarmd/common';
+import { describeError, invalidArgument } from '@swarmd/common/errors';
 import type { ManagerStoreOptions } from '@swarmd/manager';
 import type { SwarmdConfig } from './config.js';
 import type { SwarmdCommand } from './daemon.js';

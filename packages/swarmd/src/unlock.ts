@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient } from '@swarmd/proto';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 export async function unlockLocalManager(stateDir: string, unlockKey: string, timeoutMs = 10_000): Promise<void> {
   if (!unlockKey) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'no unlock key on stdin (it reads SWMKEY-1-...)');

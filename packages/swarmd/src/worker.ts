@@ -3,7 +3,7 @@
  * overlay networking, executor, task supervisor, logs published on the agent's session). Stopping it
  * stops the loops; containers keep running and a restarted swarmd re-attaches to them.
  */
-import type { Logger } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
 import { startWorker, type Agent, type RunningWorker } from '@swarmd/node-agent';
 
 export interface WorkerOptions {

@@ -3,10 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { invalidArgument } from '@swarmd/common';
-import { defaultContextPath, readContext } from './context.js';
+import { invalidArgument } from '@swarmd/common/errors';
+import { DEFAULT_HOST, defaultContextPath, readContext } from './context.js';
 
-export const DEFAULT_HOST = 'unix:///var/lib/swarmd/control.sock';
+export { DEFAULT_HOST };
 
 export interface ConnectionFlags {
   host?: string;

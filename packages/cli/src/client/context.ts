@@ -1,7 +1,10 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
+
+/** The manager's local control socket: where swarmctl goes without --host or a context file. */
+export const DEFAULT_HOST = 'unix:///var/lib/swarmd/control.sock';
 
 /**
  * A context file says how to reach a cluster; `local up` writes one. Paths are absolute.

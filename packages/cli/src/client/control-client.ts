@@ -5,39 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import {
-  ControlClient,
-  EventsRequest,
-  ListNodesRequest,
-  ListServicesRequest,
-  ListTasksRequest,
-  LogsRequest,
-  UpdateClusterRequest,
-  UpdateServiceRequest,
-  WatchRequest,
-  type CanaryConfig,
-  ListConfigsRequest,
-  ListVolumesRequest,
-  type VolumeOnNode,
-  ListSecretsRequest,
-  type Cluster,
-  type ClusterEvent,
-  type ClusterSpec,
-  type Config,
-  type Secret,
-  type ListNodesRequest_Filters,
-  type ListServicesRequest_Filters,
-  type ListTasksRequest_Filters,
-  type LogLine,
-  type Network,
-  type NetworkSpec,
-  type Node,
-  type NodeSpec,
-  type Service,
-  type ServiceSpec,
-  type Task,
-  type WatchEvent,
-} from '@swarmd/proto';
+import { type CanaryConfig } from '@swarmd/proto/gen/swarm/types';
+import { type ClusterSpec, type NetworkSpec, type NodeSpec, type ServiceSpec } from '@swarmd/proto/gen/swarm/specs';
+import { type Cluster, type Config, type Secret, type Network, type Node, type Service, type Task } from '@swarmd/proto/gen/swarm/objects';
+import { ControlClient, EventsRequest, ListNodesRequest, ListServicesRequest, ListTasksRequest, LogsRequest, UpdateClusterRequest, UpdateServiceRequest, WatchRequest, ListConfigsRequest, ListVolumesRequest, type VolumeOnNode, ListSecretsRequest, type ClusterEvent, type ListNodesRequest_Filters, type ListServicesRequest_Filters, type ListTasksRequest_Filters, type LogLine, type WatchEvent } from '@swarmd/proto/gen/swarm/control';
 import type { Connection } from './connection.js';
 import { unaryCaller } from './rpc.js';
 import { errorLine } from '../errors.js';

@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { ErrorCode, ErrorReason, REASON_METADATA_KEY, SwarmError, grpcStatusOf } from '@swarmd/common';
+import { ErrorCode, ErrorReason, REASON_METADATA_KEY, SwarmError, grpcStatusOf } from '@swarmd/common/errors';
 
 /** A generated client's unary method, in its (request, metadata, options, callback) form. */
 type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;

@@ -1,7 +1,9 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
-import { ClusterSpec, NodeRole, type Cluster } from '@swarmd/proto';
+import { NodeRole } from '@swarmd/proto/gen/swarm/types';
+import { ClusterSpec } from '@swarmd/proto/gen/swarm/specs';
+import { type Cluster } from '@swarmd/proto/gen/swarm/objects';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { theCluster, type Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';

@@ -3,7 +3,7 @@
  * from the managers' kept history (--since) and then live until interrupted (or --until).
  */
 import type { Argv } from 'yargs';
-import type { ClusterEvent } from '@swarmd/proto';
+import type { ClusterEvent } from '@swarmd/proto/gen/swarm/control';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { UsageError } from '../errors.js';
 import { parseTimeArg } from '../format.js';
@@ -41,10 +41,10 @@ export function eventJson(e: ClusterEvent): string {
   return JSON.stringify({ time: new Date(Number(e.timeMs)).toISOString(), timeMs: Number(e.timeMs), type: e.type, action: e.action, id: e.id, name: e.name, attributes: e.attributes, version: Number(e.version) });
 }
 
-export function eventsCommand(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
+export function eventsCommand(y: Argv<GlobalArgs>, env: CommandEnv, describe: string): Argv<GlobalArgs> {
   return y.command(
     'events',
-    'Stream cluster events (nodes, services, tasks, networks) until interrupted',
+    describe,
     (yy) =>
       yy
         .parserConfiguration({ 'greedy-arrays': false })

@@ -1,6 +1,6 @@
 /** `swarmctl network create|ls|inspect|rm`, with docker network's flag names. */
 import type { Argv } from 'yargs';
-import { NetworkSpec } from '@swarmd/proto';
+import { NetworkSpec } from '@swarmd/proto/gen/swarm/specs';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { json } from '../format.js';
 import { out } from '../io.js';

@@ -1,6 +1,8 @@
 import type { Argv } from 'yargs';
-import { invalidArgument } from '@swarmd/common';
-import { NodeAvailability, NodeRole, NodeSpec, type Node } from '@swarmd/proto';
+import { invalidArgument } from '@swarmd/common/errors';
+import { NodeAvailability, NodeRole } from '@swarmd/proto/gen/swarm/types';
+import { NodeSpec } from '@swarmd/proto/gen/swarm/specs';
+import { type Node } from '@swarmd/proto/gen/swarm/objects';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { Config, Secret } from '@swarmd/proto';
+import { Config, Secret } from '@swarmd/proto/gen/swarm/objects';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import type { Control } from '../client/control-client.js';
 import { json, kv, table } from '../format.js';

@@ -8,7 +8,7 @@
  */
 import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
-import { readFirstLine } from '@swarmd/common';
+import { readFirstLine } from '@swarmd/common/input';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { json } from '../format.js';
 import { out, err, type CliIo } from '../io.js';

@@ -1,6 +1,6 @@
 /** `swarmctl web`: the live web view of the cluster (src/web/), until interrupted. */
 import type { Argv } from 'yargs';
-import { createLogger } from '@swarmd/common';
+import { createLogger } from '@swarmd/common/logger';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { resolveConnection } from '../client/connection.js';
 import { connectControl } from '../client/control-client.js';
@@ -10,10 +10,10 @@ import { startWebServer } from '../web/server.js';
 
 export const DEFAULT_WEB_LISTEN = '127.0.0.1:8089';
 
-export function webCommand(y: Argv<GlobalArgs>, env: CommandEnv): Argv<GlobalArgs> {
+export function webCommand(y: Argv<GlobalArgs>, env: CommandEnv, describe: string): Argv<GlobalArgs> {
   return y.command(
     'web',
-    'Serve a live, read-only web view of the cluster (nodes, tasks) until interrupted',
+    describe,
     (yy) => yy.option('listen', { type: 'string', default: DEFAULT_WEB_LISTEN, describe: 'HOST:PORT to serve on (loopback unless told otherwise)' }),
     env.action(async (a: GlobalArgs & { listen: string }) => {
       if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a.listen)) throw new UsageError(`--listen ${a.listen}: expected HOST:PORT, e.g. ${DEFAULT_WEB_LISTEN}`, 'web');

@@ -8,7 +8,8 @@
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run, wrapError, ErrorCode } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
+import { wrapError, ErrorCode } from '@swarmd/common/errors';
 
 export const DEMO_IMAGE_PATH = 'demo/web:latest';
 export const DEMO_PORT = 8080;

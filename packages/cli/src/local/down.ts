@@ -1,6 +1,6 @@
 import { rm, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeError } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
 import { readContext } from '../client/context.js';
 import { cleanupHost } from './swarmd.js';
 import { clusterProcesses, terminate } from './processes.js';

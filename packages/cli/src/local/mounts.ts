@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { run } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
 
 /** Mount points at or under `dir`, deepest first. */
 export async function mountsUnder(dir: string): Promise<string[]> {

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { unavailable } from '@swarmd/common';
+import { unavailable } from '@swarmd/common/errors';
 import { isAlive } from './processes.js';
 
 export interface StartedRegistry {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 /** Where local clusters live: $SWARMD_LOCAL_ROOT or /var/lib/swarmd-local; one dir per name. */
 export function localRoot(env: NodeJS.ProcessEnv): string {

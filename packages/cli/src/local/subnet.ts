@@ -1,4 +1,4 @@
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 /** An IPv4 subnet in CIDR form and the addresses a local cluster takes from it. */
 export interface Subnet {

@@ -3,7 +3,8 @@ import { accessSync, constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { failedPrecondition, run } from '@swarmd/common';
+import { failedPrecondition } from '@swarmd/common/errors';
+import { run } from '@swarmd/common/exec';
 import { netnsPath } from './underlay.js';
 
 /**

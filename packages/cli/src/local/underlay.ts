@@ -7,7 +7,7 @@
  * Every step is undone by `removeUnderlay`, which is idempotent and tolerates half-made state.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
 
 const ip = (args: string[]) => run('ip', args);
 

@@ -6,7 +6,9 @@
  * network ids become names and the routing mesh's network (added by the manager) is left out,
  * resolved secret/config ids are left out.
  */
-import { ServiceSpec, type Config, type Network, type RegistryAuth, type Secret, type Service } from '@swarmd/proto';
+import { type RegistryAuth } from '@swarmd/proto/gen/swarm/types';
+import { ServiceSpec } from '@swarmd/proto/gen/swarm/specs';
+import { type Config, type Network, type Secret, type Service } from '@swarmd/proto/gen/swarm/objects';
 import { createHash } from 'node:crypto';
 import { STACK_LABEL, type Stack } from './translate.js';
 

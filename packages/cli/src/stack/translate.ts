@@ -9,25 +9,8 @@
  * File contents (env_file, secret/config files) are read through `readFile`, given by the caller.
  */
 import { posix } from 'node:path';
-import {
-  ConfigReference,
-  ContainerSpec,
-  HealthConfig,
-  Mount,
-  Mount_Type,
-  NetworkSpec,
-  PortConfig,
-  PortConfig_Protocol,
-  PortConfig_PublishMode,
-  RestartPolicy,
-  RestartPolicy_Condition,
-  SecretReference,
-  ServiceSpec,
-  UpdateConfig,
-  UpdateConfig_FailureAction,
-  UpdateConfig_Order,
-  EndpointSpec_ResolutionMode,
-} from '@swarmd/proto';
+import { ConfigReference, HealthConfig, Mount, Mount_Type, PortConfig, PortConfig_Protocol, PortConfig_PublishMode, RestartPolicy, RestartPolicy_Condition, SecretReference, UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order, EndpointSpec_ResolutionMode } from '@swarmd/proto/gen/swarm/types';
+import { ContainerSpec, NetworkSpec, ServiceSpec } from '@swarmd/proto/gen/swarm/specs';
 import { parseDuration } from '../format.js';
 import { parseCpus, parseMemory, splitWords } from '../service-spec.js';
 import { parseEnvFile, type Env } from './interpolate.js';

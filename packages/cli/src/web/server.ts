@@ -8,8 +8,11 @@
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HealthState, NodeRole, NodeState, Rollout_State, TaskState, type Node, type Service, type Task, type WatchEvent, WatchEvent_Action } from '@swarmd/proto';
-import { describeError, type Logger } from '@swarmd/common';
+import { HealthState, NodeRole, NodeState, Rollout_State, TaskState } from '@swarmd/proto/gen/swarm/types';
+import { type Node, type Service, type Task } from '@swarmd/proto/gen/swarm/objects';
+import { type WatchEvent, WatchEvent_Action } from '@swarmd/proto/gen/swarm/control';
+import { describeError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { Control } from '../client/control-client.js';
 import { WEB_PAGE } from './page.js';
 import { rolloutLine } from '../canary.js';

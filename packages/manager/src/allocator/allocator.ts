@@ -5,7 +5,7 @@
  * address), plans with the pure planAllocation (plan.ts) over what the store holds, and writes
  * the plan in one batch; each write checks the object did not change since it was read.
  */
-import { type Logger, nullLogger } from '@swarmd/common';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
 import type { Task } from '@swarmd/proto';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';

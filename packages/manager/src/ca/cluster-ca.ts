@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { Cluster, JoinTokens, RootCa } from '@swarmd/proto';
-import { SwarmError, ErrorCode, invalidArgument, wrapError } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, wrapError } from '@swarmd/common/errors';
 import {
   x509,
   EC_ALG,

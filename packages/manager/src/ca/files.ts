@@ -1,7 +1,7 @@
 import { open, rename, mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ErrorCode, wrapError } from '@swarmd/common';
+import { ErrorCode, wrapError } from '@swarmd/common/errors';
 
 /**
  * Writes a file so that readers see the old or the new content, never a part: a temporary file

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, grpcStatusOf, isSwarmError, describeError, reasonOf, REASON_METADATA_KEY } from '@swarmd/common';
+import { SwarmError, ErrorCode, grpcStatusOf, isSwarmError, describeError, reasonOf, REASON_METADATA_KEY } from '@swarmd/common/errors';
 import { type PeerIdentity, type VerifyOptions, verifyPeerCertificate } from './verify.js';
 import type { CertRole } from './roles.js';
 

@@ -1,5 +1,5 @@
 import { NodeRole } from '@swarmd/proto';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 /**
  * The OU of a certificate says what its holder may do. Nodes are workers or managers, as in

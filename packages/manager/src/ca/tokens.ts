@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { NodeRole, type JoinTokens } from '@swarmd/proto';
-import { SwarmError, ErrorCode, invalidArgument } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument } from '@swarmd/common/errors';
 import { type RandomBytes, caDigest, defaultRandomBytes, toBase36 } from './x509.js';
 
 /**

@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { x509, parseCertificate } from './x509.js';
 import { type CertRole, isCertRole } from './roles.js';
 

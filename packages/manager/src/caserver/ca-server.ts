@@ -5,7 +5,7 @@
  * Node object is written in the same step, so followers forward issuance to the leader.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, notFound } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, notFound } from '@swarmd/common/errors';
 import {
   type CaServer,
   type GetRootCaCertificateResponse,

@@ -4,7 +4,9 @@
  * and admin certificates. The root CA key never leaves: every Cluster in a response has
  * root_ca.ca_key_pem and unlock_key_sealed emptied; the unlock key leaves only through GetUnlockKey.
  */
-import { type Clock, SwarmError, ErrorCode, invalidArgument, notFound, type Logger } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
+import { SwarmError, ErrorCode, invalidArgument, notFound } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { Cluster, ClusterSpec } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';

@@ -32,7 +32,7 @@ import { createNetworksImpl } from './networks.js';
 import { createRolloutsImpl } from './rollouts.js';
 import { createSecretsImpl } from './secrets.js';
 import { createVolumesImpl } from './volumes.js';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { keyringOf, type SecretsKeyring } from '../secrets/index.js';
 
 export { FORWARDED_HEADER } from '../rpc-kit/leader-forwarding.js';

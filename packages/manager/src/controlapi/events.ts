@@ -4,7 +4,7 @@
  * by the manager called (every manager derives the same events), so a leader change does not
  * end the stream.
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import type { ClusterEvent, EventsRequest } from '@swarmd/proto';
 import { EVENT_ACTIONS, EVENT_TYPES, matchesFilter, type EventFilter } from '../events/derive.js';
 import type { EventHistory } from '../events/history.js';

@@ -2,7 +2,7 @@
  * Logs: a service's or task's output from the leader's log broker (logs/), the last lines then,
  * with `follow`, new ones until the caller goes.
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import type { LogLine, LogsRequest } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 import type { LogBroker } from '../logs/log-broker.js';

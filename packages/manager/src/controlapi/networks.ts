@@ -6,7 +6,8 @@
  * overlapping subnet, a gateway outside its subnet, a name in use, removing a network a service
  * uses. The allocator (allocator/) gives the network its VNI.
  */
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, type Logger } from '@swarmd/common';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { Network, NetworkSpec, PortConfig, Service } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';

@@ -2,7 +2,8 @@
  * Nodes of the control API (after SwarmKit's controlapi/node.go): GetNode, ListNodes, UpdateNode
  * (availability, role with a quorum check, labels), RemoveNode.
  */
-import { SwarmError, ErrorCode, invalidArgument, notFound, failedPrecondition, isSwarmError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, notFound, failedPrecondition, isSwarmError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { type Node, NodeAvailability, NodeRole, NodeState, type NodeSpec, ManagerStatus_Reachability, type ListNodesRequest, type ListNodesResponse } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';

@@ -3,7 +3,8 @@
  * AbortRollout (traffic back to the old tasks, canaries removed, the old spec back). The rollout
  * controller does the rest; both only change the service's rollout in the store.
  */
-import { failedPrecondition, type Logger } from '@swarmd/common';
+import { failedPrecondition } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { Rollout_State, type Service } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 import { cloneObject, nameOf } from '../store/kinds.js';

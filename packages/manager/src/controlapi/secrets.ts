@@ -7,7 +7,8 @@
  * change: a new version is a new name (as in Swarm).
  */
 import { createHash } from 'node:crypto';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, type Logger } from '@swarmd/common';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { Config, ConfigSpec, ListConfigsRequest_Filters, ListSecretsRequest_Filters, Secret, SecretSpec, ServiceSpec } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { nameOf } from '../store/kinds.js';

@@ -10,7 +10,8 @@
  * - Registry credentials (`pull_auth`) never leave in a response: password and identity token are
  *   emptied (an update that sends the emptied form back keeps the stored credentials).
  */
-import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, isSwarmError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument, notFound, alreadyExists, isSwarmError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { Rollout_State, TaskState, UpdateStatus_State, type CanaryConfig, type ListServicesRequest_Filters, type RegistryAuth, type Service, type ServiceSpec } from '@swarmd/proto';
 import { RegistryClient, familiarReference, parseReference, withTarget } from '@swarmd/registry';
 import type { ReadTx, Store } from '../store/memory-store.js';

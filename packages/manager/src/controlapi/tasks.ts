@@ -1,5 +1,5 @@
 /** Tasks of the control API (after SwarmKit's controlapi/task.go): GetTask, ListTasks. Tasks are read-only to users. */
-import { invalidArgument, notFound } from '@swarmd/common';
+import { invalidArgument, notFound } from '@swarmd/common/errors';
 import type { ListTasksRequest_Filters, Task } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { redactAuth } from './services.js';

@@ -2,7 +2,7 @@
  * Watch (after SwarmKit's controlapi watch): store events of the kinds asked for, optionally of one
  * service and its tasks, streamed until the caller goes. Objects leave in their public form.
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import { type Cluster, type Node, type Task, type WatchEvent, WatchEvent_Action, type WatchRequest } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 import { type Kind, isKind, cloneObject } from '../store/kinds.js';

@@ -3,7 +3,9 @@
  * The controller host (leadership/) starts `run` when this manager becomes the leader and aborts
  * `signal` when it stops being one; `run` returns (or rejects) soon after the abort.
  */
-import { type Clock, type Logger, describeError, nullLogger } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
+import { describeError } from '@swarmd/common/errors';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { EventMatcher } from '../store/events.js';
 import { runWatchLoop, type WatchLoop } from './watch-loop.js';

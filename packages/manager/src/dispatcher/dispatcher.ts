@@ -14,7 +14,8 @@
  *   (store versions).
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, invalidArgument, isSwarmError, metrics, noLeaderYet } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, isSwarmError, noLeaderYet } from '@swarmd/common/errors';
+import { metrics } from '@swarmd/common/metrics';
 import {
   type AssignmentChange,
   AssignmentChange_Action,

@@ -13,7 +13,7 @@
  * processed X. Leader-only and in memory: a new leader's streams start with their COMPLETE sends
  * unacknowledged.
  */
-import type { Clock } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
 
 interface NodeStream {
   readonly token: object;

@@ -4,7 +4,8 @@
  * node id. Records of unknown tasks, or of tasks on other nodes, are dropped (counted in the log).
  */
 import type * as grpc from '@grpc/grpc-js';
-import { invalidArgument, type Logger } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { LogRecord, PublishLogsRequest, PublishLogsResponse } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 import type { LogSink } from '../logs/log-broker.js';

@@ -9,7 +9,8 @@
  * otherwise be two). Bound: a manager keeps what it applied since it started, which after a
  * restart is what it replays from its log past the last snapshot.
  */
-import { SwarmError, ErrorCode, describeError, nullLogger, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import type { ClusterEvent } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 import { deriveEvents } from './derive.js';

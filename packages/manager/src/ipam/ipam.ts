@@ -3,7 +3,7 @@
  * the allocator picks addresses and VIPs). Everything allocated lives in the store, so the state
  * passed in is always recomputed from it: a leader change changes no address.
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 export interface Cidr {
   /** The network address as an unsigned 32-bit number. */

@@ -1,4 +1,5 @@
-import { type Logger, nullLogger, describeError } from '@swarmd/common';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
+import { describeError } from '@swarmd/common/errors';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import type { Controller, ControllerDeps } from '../controller-kit/controller.js';
 

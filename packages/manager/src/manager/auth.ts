@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { describeError, isSwarmError, grpcStatusOf, type Logger } from '@swarmd/common';
+import { describeError, isSwarmError, grpcStatusOf } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { peerIdentity, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import type { CertRole } from '../ca/roles.js';
 import type { PeerIdentity } from '../ca/verify.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCode, wrapError } from '@swarmd/common';
+import { ErrorCode, wrapError } from '@swarmd/common/errors';
 import { writeFileAtomic } from '../ca/files.js';
 import type { TlsMaterial } from '../ca/grpc-auth.js';
 import { encryptKeyPem } from '../secrets/tls-key.js';

@@ -1,8 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { Logger } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
 import type { ClusterCa } from '../ca/cluster-ca.js';
 import type { TlsMaterial, VerifyOptionsSource } from '../ca/grpc-auth.js';
-import type { Clock } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
 import type { Controller } from '../controller-kit/controller.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { EventHistory } from '../events/history.js';

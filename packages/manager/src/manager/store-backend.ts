@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, failedPrecondition, invalidArgument } from '@swarmd/common/errors';
 import type { StoreBackend } from '@swarmd/proto';
 import type { Etcd3 } from 'etcd3';
 import { connectEtcd, type EtcdConnection } from '../replication/etcd-log.js';

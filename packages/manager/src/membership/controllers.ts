@@ -1,4 +1,4 @@
-import { describeError, isSwarmError, ErrorCode } from '@swarmd/common';
+import { describeError, isSwarmError, ErrorCode } from '@swarmd/common/errors';
 import { ManagerStatus_Reachability, NodeRole, type Node } from '@swarmd/proto';
 import { type Controller, type ControllerDeps, controllerLogger } from '../controller-kit/controller.js';
 import { cloneObject } from '../store/kinds.js';

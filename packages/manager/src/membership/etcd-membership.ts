@@ -1,4 +1,5 @@
-import { SwarmError, ErrorCode, describeError, failedPrecondition, noLeaderYet, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError, failedPrecondition, noLeaderYet } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { ManagerStatus_Reachability, NodeRole, type Node, type RaftJoinResponse, type RaftMember, type RaftMembershipServer, type StoreBackend } from '@swarmd/proto';
 import type { VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject } from '../store/kinds.js';

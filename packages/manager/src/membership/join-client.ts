@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, describeError, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
-import type { Clock } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
 
 /**
  * A joining manager's side of RaftMembership.Join: calls `addr`, follows redirects to the leader,

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, noLeaderYet, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, noLeaderYet } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import {
   ManagerStatus_Reachability,
   NodeRole,

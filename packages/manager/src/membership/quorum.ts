@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 /** What quorum decisions need of the Raft group (the leader's view). */
 export interface RaftGroupView {

@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import { ErrorCode, describeError, isSwarmError, type Logger } from '@swarmd/common';
+import { ErrorCode, describeError, isSwarmError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { NodeRole, type ManagerStatus, type Node, type RaftJoinRequest, type RaftJoinResponse } from '@swarmd/proto';
 import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { cloneObject, makeObject } from '../store/kinds.js';

@@ -2,7 +2,8 @@ import { readFile, rename } from 'node:fs/promises';
 import { createHash, randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { ConfChange, ConfChangeType, EntryType, SnapshotFiles, Wal, type ConfState, type Entry, type Logger as RaftLogger } from 'raft-ts';
-import { ErrorCode, SwarmError, wrapError, type Logger } from '@swarmd/common';
+import { ErrorCode, SwarmError, wrapError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { writeFileAtomic } from '../ca/files.js';
 
 /**

@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module';
 import type { Etcd3, Campaign, ElectionObserver, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
-import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable, nullLogger, type Logger, metrics, secondsSince } from '@swarmd/common';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
+import { metrics, secondsSince } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership } from './log-kit.js';
 

@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode, failedPrecondition } from '@swarmd/common';
+import { SwarmError, ErrorCode, failedPrecondition } from '@swarmd/common/errors';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 
 export interface LocalLogOptions {

@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 /**
  * Waits for a proposal's outcome, or rejects with CANCELLED when the signal aborts first (the

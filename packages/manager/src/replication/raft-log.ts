@@ -1,4 +1,5 @@
-import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, metrics, secondsSince } from '@swarmd/common';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown } from '@swarmd/common/errors';
+import { metrics, secondsSince } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership } from './log-kit.js';
 

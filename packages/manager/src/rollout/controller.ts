@@ -1,4 +1,5 @@
-import { ErrorCode, SwarmError, nullLogger, type Logger } from '@swarmd/common';
+import { ErrorCode, SwarmError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { Rollout_State, type Service } from '@swarmd/proto';
 import type { MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';

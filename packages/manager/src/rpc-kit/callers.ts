@@ -1,5 +1,5 @@
 /** Who may call: the checks the control API (and other admin-facing services) make before anything else. */
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { peerIdentity, type CallWithAuth, type VerifyOptionsSource } from '../ca/grpc-auth.js';
 import { CertRole } from '../ca/roles.js';
 import type { PeerIdentity } from '../ca/verify.js';

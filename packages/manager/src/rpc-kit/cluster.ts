@@ -1,5 +1,6 @@
 /** The cluster object as the services read it: CA and removal facts, the manager list, its public form. */
-import { type Clock, SwarmError, ErrorCode } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { type Cluster, type WeightedPeer, ManagerStatus_Reachability, NodeRole } from '@swarmd/proto';
 import type { ReadTx, Store } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';

@@ -2,7 +2,8 @@
  * What the manager's gRPC services (dispatcher, control API, CA server) take. The node id of a
  * caller always comes from its peer certificate.
  */
-import { type Clock, type Logger, nullLogger, systemClock } from '@swarmd/common';
+import { type Clock, systemClock } from '@swarmd/common/clock';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
 import type { WeightedPeer } from '@swarmd/proto';
 import type { Store } from '../store/memory-store.js';
 

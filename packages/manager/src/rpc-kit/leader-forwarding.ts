@@ -14,7 +14,7 @@
  * Answers of the leader itself (statuses with or without a reason) pass through unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode, REASON_METADATA_KEY, noLeaderYet, noQuorum, outcomeUnknown, storeUnavailable, ErrorReason } from '@swarmd/common';
+import { SwarmError, ErrorCode, REASON_METADATA_KEY, noLeaderYet, noQuorum, outcomeUnknown, storeUnavailable, ErrorReason } from '@swarmd/common/errors';
 import { expectServerRole } from '../ca/grpc-auth.js';
 import { CertRole } from '../ca/roles.js';
 

@@ -1,6 +1,7 @@
 /** gRPC glue: unary replies, stream errors, passing upstream statuses through, peer addresses. */
 import type * as grpc from '@grpc/grpc-js';
-import { type Logger, isSwarmError } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
+import { isSwarmError } from '@swarmd/common/errors';
 import { toGrpcError } from '../ca/grpc-auth.js';
 import { hostOf } from '../ca/cluster-ca.js';
 

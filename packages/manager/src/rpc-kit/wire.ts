@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { toGrpcError } from '../ca/grpc-auth.js';
 
 /**

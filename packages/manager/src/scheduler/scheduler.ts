@@ -1,5 +1,5 @@
 import { type Task, TaskState } from '@swarmd/proto';
-import { metrics } from '@swarmd/common';
+import { metrics } from '@swarmd/common/metrics';
 import type { MemoryStore, ReadTx } from '../store/memory-store.js';
 import { onKind, type ObjectEvent } from '../store/events.js';
 import { type Controller, watchLoopController } from '../controller-kit/index.js';

@@ -7,7 +7,8 @@
  * unlock key changes: it re-encrypts its TLS key with the new KEK).
  */
 import type { Cluster } from '@swarmd/proto';
-import { describeError, type Logger } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import type { SecretsKeyring } from './sealed.js';
 import { writeSecretsKey } from './key-file.js';
 

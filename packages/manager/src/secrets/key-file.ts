@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { SECRETS_KEY_BYTES } from './sealed.js';
 import { isWrapped, unwrapKey, wrapKey } from './unlock-key.js';
 

@@ -5,7 +5,7 @@
  * bytes. Pure but for the random IV, which is taken as an input.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 const MAGIC = Buffer.from('SWS1');
 export const SECRETS_KEY_BYTES = 32;

@@ -8,7 +8,7 @@
  * Workers' keys are never encrypted (as Docker).
  */
 import { createPrivateKey, hkdfSync } from 'node:crypto';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import { parseUnlockKey } from './unlock-key.js';
 
 const INFO = Buffer.from('swarmd autolock: TLS key passphrase');

@@ -11,7 +11,7 @@
  * random salt, IV and key, which are inputs with defaults.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { SwarmError, ErrorCode, invalidArgument } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument } from '@swarmd/common/errors';
 
 const PREFIX = 'SWMKEY-1-';
 const KEY_BYTES = 32;

@@ -2,7 +2,7 @@
  * A canary config as given with an update (`--canary-*`): checked, with the defaults filled in.
  * Pure. Each problem names the field (canary.steps, canary.check_success...).
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import type { CanaryConfig, ServiceSpec } from '@swarmd/proto';
 
 /** Default success ratio of the HTTP checks over a step. */

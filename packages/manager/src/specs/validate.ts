@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import {
   type ServiceSpec,
   type TaskSpec,

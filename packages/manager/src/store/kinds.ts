@@ -1,5 +1,5 @@
 import { Cluster, Config, Network, Node, Secret, Service, StoreObject, Task } from '@swarmd/proto';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 /** The tables of the store; the names are StoreObject's oneof cases. */
 export const KINDS = ['node', 'service', 'task', 'network', 'cluster', 'secret', 'config'] as const;

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { SwarmError, ErrorCode, type Logger, invalidArgument, nullLogger, internal, describeError, metrics, secondsSince } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument, internal, describeError } from '@swarmd/common/errors';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
+import { metrics, secondsSince } from '@swarmd/common/metrics';
 import { StoreSnapshot, StoreTransaction, type StoreAction } from '@swarmd/proto';
 import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze } from './kinds.js';
 import { type EventMatcher, type StoreEvent, type ObjectEvent, anyOf } from './events.js';

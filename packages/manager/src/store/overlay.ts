@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode, alreadyExists, invalidArgument, notFound } from '@swarmd/common';
+import { SwarmError, ErrorCode, alreadyExists, invalidArgument, notFound } from '@swarmd/common/errors';
 import { type StoreAction, StoreAction_Kind } from '@swarmd/proto';
 import { type AnyObject, type Kind, UNIQUE_NAMES, cloneObject, deepFreeze, nameOf, unwrapObject, wrapObject } from './kinds.js';
 import { type IndexLookup, matchesLookup } from './selectors.js';

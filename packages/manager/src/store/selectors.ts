@@ -1,5 +1,5 @@
 import type { Node, Task, NodeRole, TaskState } from '@swarmd/proto';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import { type AnyObject, type Kind, nameOf } from './kinds.js';
 
 /** Ways to find objects; each one is backed by an index. Names compare case-insensitively. */

@@ -1,4 +1,5 @@
-import { ErrorCode, SwarmError, type Logger, nullLogger } from '@swarmd/common';
+import { ErrorCode, SwarmError } from '@swarmd/common/errors';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
 import { type Node, type Service, type Task, TaskState, UpdateStatus_State } from '@swarmd/proto';
 import type { MemoryStore, ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject } from '../store/kinds.js';

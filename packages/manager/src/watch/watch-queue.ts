@@ -1,4 +1,4 @@
-import { SwarmError, ErrorCode } from '@swarmd/common';
+import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 
 export interface WatchOptions<E> {
   /** Events the watcher wants; all when absent. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { AssignmentsMessage_Type, type AssignmentsMessage, type Config, type NetworkStateSet, type Secret, type Task } from '@swarmd/proto';
-import type { Logger } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
 import { AssignmentSet, type ApplyResult } from './assignment-set.js';
 import { LocalTaskDb, NetworkStateDb } from './local-task-db.js';
 

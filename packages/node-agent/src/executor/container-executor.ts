@@ -5,9 +5,11 @@
  */
 import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:os';
 import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
-import { describeError, ErrorCode, isSwarmError, nullLogger, type Logger } from '@swarmd/common';
+import { describeError, ErrorCode, isSwarmError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
-import { metrics, secondsSince, systemClock, type Clock } from '@swarmd/common';
+import { metrics, secondsSince } from '@swarmd/common/metrics';
+import { systemClock, type Clock } from '@swarmd/common/clock';
 import { healthSettings, runHealthChecks, type HealthSettings, type HealthStatus } from '../health/health-check.js';
 import { usesData, type TaskFiles } from '../secrets/task-files.js';
 import { openConnections } from './open-connections.js';

@@ -8,7 +8,7 @@
  * - `retries` consecutive failures → unhealthy (the task fails; the orchestrator replaces it).
  */
 import type { HealthConfig } from '@swarmd/proto';
-import type { Clock } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
 
 export interface HealthSettings {
   argv: string[];

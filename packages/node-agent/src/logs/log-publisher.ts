@@ -9,9 +9,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { DispatcherClient, LogRecord } from '@swarmd/proto';
-import { describeError, nullLogger, type Logger } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import type { LogEntry, LogReadOptions } from '@swarmd/runtime';
-import { isAbortError, systemClock, type Clock } from '@swarmd/common';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common/clock';
 
 export interface LogSource {
   logs(id: string, o?: LogReadOptions): AsyncIterable<LogEntry>;

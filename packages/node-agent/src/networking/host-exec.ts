@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { run, type RunOptions, type RunResult } from '@swarmd/common';
+import { run, type RunOptions, type RunResult } from '@swarmd/common/exec';
 
 /**
  * nftables' binary by absolute path: under npm scripts PATH starts with node_modules/.bin, where

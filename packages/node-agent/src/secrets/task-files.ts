@@ -7,7 +7,8 @@
  */
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, nullLogger, type Logger } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import type { Config, Secret, Task } from '@swarmd/proto';
 import type { MountSpec } from '@swarmd/runtime';
 import { PermanentError } from '../executor/executor.js';

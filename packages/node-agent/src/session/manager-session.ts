@@ -10,8 +10,9 @@ import {
   type TaskStatus,
   type NodeVolume,
 } from '@swarmd/proto';
-import { describeError, unavailable, type Logger } from '@swarmd/common';
-import { isAbortError, systemClock, type Clock } from '@swarmd/common';
+import { describeError, unavailable } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common/clock';
 import { dispatcherLogSender } from '../logs/log-publisher.js';
 import { Worker } from '../assignments/worker.js';
 import { CoalescingReporter, type StatusUpdate } from '../status-reporter/coalescing-reporter.js';

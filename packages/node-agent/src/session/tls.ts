@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 /** The node's TLS material, as PEM text (DIR/certs/{node-key,node,ca}.pem). */
 export interface AgentTls {

@@ -1,7 +1,7 @@
 import type { TaskStatus } from '@swarmd/proto';
-import type { Logger } from '@swarmd/common';
-import { nullLogger } from '@swarmd/common';
-import { isAbortError, systemClock, type Clock } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
+import { nullLogger } from '@swarmd/common/logger';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common/clock';
 
 export interface StatusUpdate {
   taskId: string;

@@ -6,7 +6,8 @@
  */
 import { request } from 'node:http';
 import type { CanaryCheckStatus } from '@swarmd/proto';
-import { describeError, systemClock, type Clock } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import { systemClock, type Clock } from '@swarmd/common/clock';
 
 export interface CanaryCheckOptions {
   /** Host (the task's address), port and path. */

@@ -10,10 +10,10 @@
  */
 import { join } from 'node:path';
 import type { LogRecord, TaskStatus } from '@swarmd/proto';
-import { nullLogger, type Logger } from '@swarmd/common';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import type { RegistryClientOptions } from '@swarmd/registry';
 import { ContainerService, ImageService } from '@swarmd/runtime';
-import type { Clock } from '@swarmd/common';
+import type { Clock } from '@swarmd/common/clock';
 import { ContainerExecutor } from '../executor/container-executor.js';
 import { TaskFiles, type TaskDataSource } from '../secrets/task-files.js';
 import { BridgeNetworking } from '../networking/bridge-network.js';
@@ -21,7 +21,7 @@ import { OverlayNetworking, type OverlayNetworkingOptions } from '../networking/
 import { HostNetworking } from '../networking/task-networking.js';
 import type { NetworkStateSource } from '../assignments/worker.js';
 import type { NetworkStateSet } from '@swarmd/proto';
-import { describeError } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
 import { LogPublisher } from '../logs/log-publisher.js';
 import { startTaskSupervisor, type AssignmentSource, type TaskSupervisor } from './task-supervisor.js';
 

@@ -4,8 +4,9 @@
  * state (update()) interrupts a running wait/start so a shutdown proceeds at once.
  */
 import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
-import { describeError, nullLogger, type Logger } from '@swarmd/common';
-import { isAbortError, systemClock, type Clock } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
+import { isAbortError, systemClock, type Clock } from '@swarmd/common/clock';
 import { ContainerExitedError, PermanentError, UnhealthyError, type TaskController } from '../executor/executor.js';
 import { isTerminal, nextAction, taskStep, type ActionResult, type StepAction } from './task-step.js';
 import { startCanaryCheck } from './canary-check.js';

@@ -9,8 +9,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
-import { describeError, nullLogger, type Logger } from '@swarmd/common';
-import { systemClock, type Clock } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
+import { systemClock, type Clock } from '@swarmd/common/clock';
 import type { Executor } from '../executor/executor.js';
 import type { AssignmentsEvent } from '../assignments/worker.js';
 import { TaskManager } from './task-manager.js';

@@ -7,7 +7,7 @@
  */
 import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { invalidArgument, notFound, SwarmError, ErrorCode } from '@swarmd/common';
+import { invalidArgument, notFound, SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { mountsUnder, type Mounter } from '../mount/mounter.js';
 import type { OverlaySnapshotter } from '../snapshots/overlay-snapshotter.js';
 import { buildSpec, defaultSeccompProfile, ownNofileLimit, hostsFile, normalizeSignal, planProcess, resolvConfFile } from '../oci/spec-builder.js';

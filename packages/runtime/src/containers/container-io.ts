@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SwarmError, ErrorCode, failedPrecondition, invalidArgument, notFound } from '@swarmd/common';
+import { SwarmError, ErrorCode, failedPrecondition, invalidArgument, notFound } from '@swarmd/common/errors';
 import type { RuncCli } from '../runc/runc-cli.js';
 import { readCgroupStats } from './cgroups.js';
 import { ChangeWaker, WAIT_POLL_MS } from './change-waker.js';

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument, notFound } from '@swarmd/common';
+import { invalidArgument, notFound } from '@swarmd/common/errors';
 import type { MonitorFiles } from '../monitor/conmon.js';
 import type { ContainerSpec } from '../oci/types.js';
 import type { ContainerInfo, ContainerStatus, ExitStatus, ImageInput } from './container-types.js';

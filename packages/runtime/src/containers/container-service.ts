@@ -14,7 +14,8 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { SwarmError, ErrorCode, invalidArgument, nullLogger } from '@swarmd/common';
+import { SwarmError, ErrorCode, invalidArgument } from '@swarmd/common/errors';
+import { nullLogger } from '@swarmd/common/logger';
 import { Mounter } from '../mount/mounter.js';
 import { OverlaySnapshotter } from '../snapshots/overlay-snapshotter.js';
 import { RuncCli } from '../runc/runc-cli.js';

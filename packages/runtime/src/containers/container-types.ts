@@ -2,7 +2,7 @@
  * What the container service takes and gives: the types of its public API (the node agent's
  * executor is written against them), apart from the OCI-level ContainerSpec in oci/types.ts.
  */
-import type { Logger } from '@swarmd/common';
+import type { Logger } from '@swarmd/common/logger';
 import type { ContainerSpec, ImageRuntimeConfig } from '../oci/types.js';
 import type { CgroupStats } from './cgroups.js';
 

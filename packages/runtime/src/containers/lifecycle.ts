@@ -7,7 +7,8 @@
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SwarmError, ErrorCode, alreadyExists, describeError, failedPrecondition, isSwarmError, notFound, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, alreadyExists, describeError, failedPrecondition, isSwarmError, notFound } from '@swarmd/common/errors';
+import type { Logger } from '@swarmd/common/logger';
 import { hostnameOf, normalizeSignal } from '../oci/spec-builder.js';
 import type { RuncCli } from '../runc/runc-cli.js';
 import { isMonitorAlive, readMonitorExit, spawnMonitor, type PendingMonitor } from '../monitor/conmon.js';

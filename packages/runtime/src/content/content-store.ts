@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/prom
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError } from '@swarmd/common/errors';
 import { assertDigest, digestHex, newDigester, type BlobWriter, type Digest } from '@swarmd/registry';
 import { SingleFlight } from './single-flight.js';
 

@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common/errors';
 import type { ContentStore } from '../content/content-store.js';
 import { MediaTypes, type Descriptor, type Digest } from '@swarmd/registry';
 import type { ImageManifest } from './manifest.js';

@@ -12,7 +12,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { SwarmError, ErrorCode, nullLogger, wrapError, isSwarmError, metrics, secondsSince, type Logger } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
+import { metrics, secondsSince } from '@swarmd/common/metrics';
 import {
   checkCancelled,
   formatReference,

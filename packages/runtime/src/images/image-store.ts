@@ -6,7 +6,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes, createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError } from '@swarmd/common/errors';
 import type { Descriptor, Digest, Platform } from '@swarmd/registry';
 
 export interface ImageRecord {

@@ -1,6 +1,6 @@
 /** The JSON documents of images (OCI image spec / Docker schema2) and platform matching. */
 import { arch as nodeArch } from 'node:os';
-import { SwarmError, ErrorCode, wrapError } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError } from '@swarmd/common/errors';
 import { isIndexMediaType, isManifestMediaType, type Descriptor, type Platform } from '@swarmd/registry';
 
 export interface ImageManifest {

@@ -19,7 +19,8 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
-import { SwarmError, ErrorCode, run, wrapError, isSwarmError } from '@swarmd/common';
+import { SwarmError, ErrorCode, wrapError, isSwarmError } from '@swarmd/common/errors';
+import { run } from '@swarmd/common/exec';
 import type { Digest } from '@swarmd/registry';
 import { paxXattrs } from './tar-pax.js';
 

@@ -13,7 +13,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { SwarmError, ErrorCode, internal, unavailable } from '@swarmd/common';
+import { SwarmError, ErrorCode, internal, unavailable } from '@swarmd/common/errors';
 
 export interface MonitorFiles {
   /** Bundle dir (config.json); conmon also puts its ctl/winsz fifos here. */

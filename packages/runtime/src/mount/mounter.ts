@@ -5,7 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, relative, resolve, sep } from 'node:path';
-import { run, wrapError, ErrorCode, type Logger, nullLogger } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
+import { wrapError, ErrorCode } from '@swarmd/common/errors';
+import { type Logger, nullLogger } from '@swarmd/common/logger';
 import { isBind, type Mount } from './mount.js';
 
 /** Longest option string we hand to mount(2) before switching to relative lowerdirs. */

@@ -5,7 +5,7 @@
  */
 import { lstat, readlink, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 
 const MAX_LINKS = 40;
 

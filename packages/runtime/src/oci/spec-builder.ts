@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import type { ResolvedUser } from './user.js';
 import type { ContainerSpec, ImageRuntimeConfig, MountSpec, OciMount, OciSeccomp, OciSpec } from './types.js';
 

@@ -3,7 +3,7 @@
  * rootfs' /etc/passwd and /etc/group, as Docker does: numeric ids need no entry, names must
  * exist, and the user's supplementary groups are its primary group and those of /etc/group that list it.
  */
-import { invalidArgument } from '@swarmd/common';
+import { invalidArgument } from '@swarmd/common/errors';
 import { readFileInRoot } from './rootfs-path.js';
 
 export interface ResolvedUser {

@@ -4,7 +4,8 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { run, isSwarmError, SwarmError, ErrorCode, notFound, wrapError } from '@swarmd/common';
+import { run } from '@swarmd/common/exec';
+import { isSwarmError, SwarmError, ErrorCode, notFound, wrapError } from '@swarmd/common/errors';
 
 export type RuncStatus = 'creating' | 'created' | 'running' | 'pausing' | 'paused' | 'stopped';
 

@@ -13,7 +13,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { nullLogger, type Logger } from '@swarmd/common';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { digestHex, type Descriptor, type Digest } from '@swarmd/registry';
 import { SingleFlight } from '../content/single-flight.js';
 

@@ -10,7 +10,7 @@
  */
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { SwarmError, ErrorCode, notFound, invalidArgument, alreadyExists } from '@swarmd/common';
+import { SwarmError, ErrorCode, notFound, invalidArgument, alreadyExists } from '@swarmd/common/errors';
 import type { Mount } from '../mount/mount.js';
 
 export type SnapshotKind = 'active' | 'view';

@@ -4,7 +4,7 @@
  */
 import { mkdir, readFile, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument, notFound, failedPrecondition } from '@swarmd/common';
+import { invalidArgument, notFound, failedPrecondition } from '@swarmd/common/errors';
 
 export interface VolumeInfo {
   name: string;

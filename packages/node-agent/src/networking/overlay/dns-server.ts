@@ -9,7 +9,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { connect, type Server, type Socket as TcpSocket } from 'node:net';
 import dnsPacket from 'dns-packet';
-import { describeError, nullLogger, type Logger } from '@swarmd/common';
+import { describeError } from '@swarmd/common/errors';
+import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { answerQuery, buildDnsIndex, type DnsAnswer, type DnsIndex } from './dns-records.js';
 import { bindSockets } from './netns-bind.js';
 
