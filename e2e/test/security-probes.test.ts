@@ -221,8 +221,9 @@ clusterTest("a demoted manager's old certificate can no longer reach Raft (Join,
   const old = await stateDirTls(w1.stateDir);
   const member = JSON.parse(await readFile(memberFile, 'utf8')) as { raftId: number; transportClusterId: number };
   const leader = JSON.parse(await readFile(join(m1.stateDir, 'raft', 'member.json'), 'utf8')) as { raftId: number };
-  // Demote it only once it is a voter: a learner demoted before it received the store never learns
-  // it (a defect of its own, found by this test: it stays a manager without Raft and never renews).
+  // Demote it once it is a voter, so this test always takes the voter's path (a learner demoted
+  // before it received the store, a defect this test found, learns it from its dispatcher session
+  // now: packages/swarmd/test/roles.test.ts).
   await c.until(
     "m1 to promote w1's learner to voter",
     async () => (await readFile(join(c.dir, 'm1.log'), 'utf8')).split('\n').some((l) => l.includes('promoted a learner to voter') && l.includes(`"raftId":${member.raftId}`)),
