@@ -5,6 +5,8 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecutionContext } from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { ControlClient, ListServicesRequest } from '@swarmd/proto';
 import { swarmctl } from '@swarmd/cli/testing';
 import { clusterTest, startLocalCluster, type ClusterOptions, type LocalCluster } from './helpers/local-cluster.js';
 import { Faults } from '../src/faults/faults.js';
@@ -49,6 +51,54 @@ clusterTest("a partitioned leader's acknowledged writes are not lost and the maj
   await heal();
   const ms = await converge(c, ledger, BOUND_S);
   t.log(`converged ${ms} ms after the partition healed`);
+  t.deepEqual(await problems(c, ledger), []);
+});
+
+// Reads go through ReadIndex (controlapi/control.ts). The old leader is paused and cut off while the
+// others elect a leader and acknowledge a write, then resumed, still cut off: it still believes it
+// leads, with the state from before the write. Without ReadIndex it answers that stale state at
+// once; with it, it cannot confirm its leadership, steps down (CheckQuorum, about an election
+// timeout: 0.5-1 s) and refuses. A fresh answer would pass too, but cannot happen while it is cut off.
+clusterTest('a leader paused, replaced and resumed cut off from the others answers no read from its old state: refused within about an election timeout', async (t) => {
+  const { c, ledger } = await withService(t, 'r', 100, 3, 0, 1);
+  const leader = await leaderHost(c);
+  // A client of the old leader's own control socket, connected before the pause: one attempt, no retry elsewhere.
+  const client = new ControlClient(`unix://${join(c.dir, leader, 'control.sock')}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const replicasOfWeb = () =>
+    new Promise<number>((resolve, reject) =>
+      client.listServices(ListServicesRequest.fromPartial({}), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, r) => {
+        if (err) return reject(err);
+        const web = r.services.find((x) => x.spec?.annotations?.name === 'web');
+        resolve(web?.spec?.mode?.$case === 'replicated' ? web.spec.mode.replicated.replicas : -1);
+      }),
+    );
+  t.is(await replicasOfWeb(), 1);
+  const f = new Faults(t, c);
+  // Cut off while paused, before the others elect: no message of the new term waits in its sockets.
+  const resume = await f.pause(leader);
+  const heal = await f.partition([leader]);
+  const r = await ledger.scale('web', 2);
+  t.true(r.ok, `scale with ${leader} paused: ${r.message}`);
+  await c.until(`a leader other than ${leader}`, async () => (await leaderHost(c)) !== leader, 60);
+  await resume();
+  const started = Date.now();
+  const answer = await replicasOfWeb().then(
+    (n) => ({ n }),
+    (e: grpc.ServiceError) => ({ e }),
+  );
+  const ms = Date.now() - started;
+  if ('n' in answer) {
+    t.is(answer.n, 2, `${leader}, resumed and cut off, answered ${answer.n} replicas after ${ms} ms, the state before the acknowledged scale to 2`);
+  } else {
+    t.log(`${leader}, resumed and cut off, refused the read after ${ms} ms: ${grpc.status[answer.e.code]} ${answer.e.details}`);
+    t.is(answer.e.code, grpc.status.UNAVAILABLE);
+    t.true(ms < 5_000, `refused after ${ms} ms`);
+  }
+  await heal();
+  const conv = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${conv} ms after the partition healed`);
+  t.is(await replicasOfWeb(), 2, 'the old leader, now a follower, forwards the read and answers the new state');
   t.deepEqual(await problems(c, ledger), []);
 });
 

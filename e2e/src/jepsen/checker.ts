@@ -7,14 +7,13 @@
  *   acknowledged once applied on the leader, so they take effect in one order, each between its
  *   call and its answer: a history of writes is linearizable. A write whose outcome is unknown may
  *   take effect at any time after its call, or never; one that failed definitely never does.
- * - Reads (`GetService`, `ListServices`) are served by the manager that believes it is the leader
- *   (followers forward them) from the state it has applied, without ReadIndex: a leader cut off
- *   (until CheckQuorum steps it down), resumed from SIGSTOP, or newly elected (before it has applied
- *   the last entries of the term before) can answer from an older state. So reads taken during the
- *   faults are not promised to be linearizable, and are only checked for what holds anyway: each
- *   shows values that some write not known to have failed had been asked to write before the read
- *   returned. Whether they were linearizable is counted (`staleReads`), not failed, unless
- *   `readsLinearizable` is set (for a control API that serves reads after ReadIndex).
+ * - Reads (`GetService`, `ListServices`) are served by the leader (followers forward them) after a
+ *   ReadIndex round (controlapi/control.ts): it confirms with a majority that it still leads, then
+ *   waits until it has applied up to the read index. A leader cut off, resumed from SIGSTOP or
+ *   newly elected refuses the read (or a new leader answers it) rather than answer from an older
+ *   state. So every read taken during the run must be linearizable with the writes and the final
+ *   read: one that is not is a `not-linearizable` violation (`readsLinearizable`, the default;
+ *   `readsLinearizable: false` only counts them in `staleReads`, for a control API without ReadIndex).
  * - The final read is taken once the faults have healed and the cluster has converged (every
  *   invariant held in two reads 3 s apart), so it is checked as a linearizable read after every
  *   operation.
@@ -32,8 +31,8 @@
  *   are unique per operation).
  * - `phantom-read`: a read shows a service whose create had not been called before the read
  *   returned, or a label or env value no write had been called to set by then.
- * - `not-linearizable` (only with `readsLinearizable`): a read taken during the run that fits no
- *   linearization of the writes and the final read.
+ * - `not-linearizable` (unless `readsLinearizable: false`): a read taken during the run that fits
+ *   no linearization of the writes and the final read (a stale read).
  */
 import { checkOperations, type Model, type Operation } from 'raft-ts/testing/linearizability';
 import { completedOps, type CompletedOp, type HistoryEvent, type Op, type ServiceView } from './history.js';
@@ -54,7 +53,7 @@ export interface FinalState {
 }
 
 export interface CheckOptions {
-  /** Fail reads taken during the run that are not linearizable (default false: counted only). */
+  /** Fail reads taken during the run that are not linearizable (default true; false: counted only). */
   readsLinearizable?: boolean;
   /** Search steps per service before a linearizability answer is "undecided" (default 2,000,000). */
   maxSteps?: number;
@@ -76,7 +75,7 @@ export interface CheckResult {
   counts: Counts;
   /** Reads taken during the run (each service a read shows, counted once per service). */
   readsChecked: number;
-  /** Of those, reads that fit no linearization (a stale answer): counted, not failed unless asked. */
+  /** Of those, reads that fit no linearization (a stale answer): violations unless readsLinearizable is false. */
   staleReads: number;
   /** A few of them, described. */
   staleExamples: string[];
@@ -258,7 +257,7 @@ export function check(events: readonly HistoryEvent[], final: FinalState, o: Che
         staleReads++;
         const text = `${name}: ${describeOp(r.o)} saw ${viewText(r.v)}`;
         if (staleExamples.length < 5) staleExamples.push(text);
-        if (o.readsLinearizable) add('not-linearizable', name, `a read fits no linearization of the writes of ${name}: ${text}`);
+        if (o.readsLinearizable !== false) add('not-linearizable', name, `a read fits no linearization of the writes of ${name}: ${text}`);
       } else if (res.outcome === 'unknown') {
         if (!undecided.includes(name)) undecided.push(name);
       } else accepted.push(candidate[candidate.length - 1]);
@@ -273,5 +272,5 @@ export function summary(r: CheckResult): string {
   const kinds = Object.entries(c.byKind)
     .map(([k, v]) => `${k} ${v.ok + v.fail + v.unknown} (${v.ok} ok, ${v.fail} fail, ${v.unknown} unknown)`)
     .join(', ');
-  return `${c.ops} ops: ${c.ok} ok, ${c.fail} fail, ${c.unknown} unknown [${kinds}]; ${r.readsChecked} reads checked, ${r.staleReads} stale (not promised linearizable); ${r.violations.length} violations${r.undecided.length ? `; undecided: ${r.undecided.join(', ')}` : ''}`;
+  return `${c.ops} ops: ${c.ok} ok, ${c.fail} fail, ${c.unknown} unknown [${kinds}]; ${r.readsChecked} reads checked, ${r.staleReads} stale; ${r.violations.length} violations${r.undecided.length ? `; undecided: ${r.undecided.join(', ')}` : ''}`;
 }

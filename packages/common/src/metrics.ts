@@ -21,6 +21,13 @@ export const metrics = {
     buckets: fast,
     registers: [metricsRegistry],
   }),
+  storeLinearizableReadSeconds: new Histogram({
+    name: 'swarmd_store_linearizable_read_duration_seconds',
+    help: 'One linearizable read round of the control API (raft: a ReadIndex heartbeat round, then applied up to the read index; etcd: a linearizable etcd read, then applied up to it); concurrent reads share a round',
+    labelNames: ['result'] as const,
+    buckets: fast,
+    registers: [metricsRegistry],
+  }),
   storeTransactionSeconds: new Histogram({
     name: 'swarmd_store_transaction_duration_seconds',
     help: 'Time a store write transaction takes, from staging to applied (leader)',

@@ -2,7 +2,7 @@ import avaTest from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient, ListNodesRequest, NodeRole, RaftMembershipClient, type RaftJoinResponse } from '@swarmd/proto';
 import { isSwarmError } from '@swarmd/common';
-import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type TlsMaterial } from '../src/index.js';
+import { ClusterCa, NodeTlsProvider, cloneObject, createKeyAndCsr, newId, readMemberFile, verifyPeerCertificate, type RaftLog, type TlsMaterial } from '../src/index.js';
 import { MessageBatch, MessageType } from 'raft-ts/pb/raft/raft';
 import { FAST_RAFT, freePort, issueCert, startTestManager, updateRetry, voters, waitFor, type TestManager } from './helpers/managers.js';
 
@@ -25,6 +25,18 @@ function callJoin(addr: string, tls: TlsMaterial | grpc.ChannelCredentials, adve
 
 function leaderOf(ms: TestManager[]): TestManager | undefined {
   return ms.find((x) => x.m.isLeader());
+}
+
+/** a (init, the leader), then two managers joined through it. */
+async function threeManagers(t: Parameters<typeof startTestManager>[0]): Promise<TestManager[]> {
+  const a = await start(t, { bootstrap: 'init' });
+  const ms: TestManager[] = [a];
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
+    ms.push(await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
+  }
+  return ms;
 }
 
 test('init + two manager joins (learner → voter, one through a follower), auth refusals, failover and rejoin', async (t) => {
@@ -104,13 +116,8 @@ test('init + two manager joins (learner → voter, one through a follower), auth
 });
 
 test('demotion through the store: the role reconciler removes the member, and the demoted manager learns it', async (t) => {
-  const a = await start(t, { bootstrap: 'init' });
-  const ms: TestManager[] = [a];
-  for (let i = 0; i < 2; i++) {
-    const port = await freePort();
-    const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
-    ms.push(await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
-  }
+  const ms = await threeManagers(t);
+  const a = ms[0];
   await waitFor('three voters', () => voters(a.m).length === 3);
   const c = ms[2];
   await waitFor('c recorded', () => a.m.store.view((tx) => tx.get('node', c.m.nodeId)?.managerStatus?.raftId === c.m.raftId));
@@ -161,13 +168,8 @@ test("a demoted manager's old certificate (still valid) is honoured as a worker'
 });
 
 test('demoting the leader itself: it leaves raft, another manager leads and finishes the demotion', async (t) => {
-  const a = await start(t, { bootstrap: 'init' });
-  const ms: TestManager[] = [a];
-  for (let i = 0; i < 2; i++) {
-    const port = await freePort();
-    const tls = await issueCert(a.m, 'swarm-manager', `127.0.0.1:${port}`);
-    ms.push(await start(t, { bootstrap: 'join', join: { leaderAddr: a.addr }, tls, port }));
-  }
+  const ms = await threeManagers(t);
+  const a = ms[0];
   await waitFor('three voters', () => voters(a.m).length === 3 && ms.every((x) => voters(x.m).length === 3));
   await updateRetry(a.m, (tx) => {
     const n = cloneObject('node', tx.get('node', a.m.nodeId)!);
@@ -219,4 +221,38 @@ test("a manager's certificate sends Raft messages only as its own member: b's ce
   t.regex(forged?.details ?? '', new RegExp(`may not send as member ${c.m.raftId}: member ${c.m.raftId} is node ${c.m.nodeId}, the certificate node ${b.m.nodeId}`));
   const own = await send(b.m.raftId);
   t.is(own, null, own?.details);
+});
+
+test('reads are linearizable: the leader answers after a ReadIndex round (concurrent reads share rounds); cut off from its followers it refuses reads instead of answering from its state', async (t) => {
+  const ms = await threeManagers(t);
+  const a = ms[0];
+  await waitFor('three voters', () => voters(a.m).length === 3 && ms.every((x) => voters(x.m).length === 3));
+  const client = new ControlClient(a.addr, new NodeTlsProvider(a.tls).channelCredentials());
+  t.teardown(() => client.close());
+  const listNodes = () =>
+    new Promise<number>((resolve, reject) =>
+      client.listNodes(ListNodesRequest.fromPartial({}), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(err) : resolve(r.nodes.length))),
+    );
+  const log = a.m.store.replicatedLog as RaftLog;
+  const before = log.readRounds;
+  t.is(await listNodes(), 3);
+  t.is(log.readRounds, before + 1, 'one read, one ReadIndex round');
+  const r0 = log.readRounds;
+  const answers = await Promise.all(Array.from({ length: 20 }, () => listNodes()));
+  t.true(answers.every((n) => n === 3));
+  const rounds = log.readRounds - r0;
+  t.log(`20 concurrent reads: ${rounds} ReadIndex rounds`);
+  t.true(rounds >= 1 && rounds < 20, `${rounds} rounds for 20 concurrent reads`);
+
+  // Both followers gone: a still believes it leads until CheckQuorum steps it down; it must not
+  // answer from its state meanwhile (another leader could have been elected and written).
+  await Promise.all(ms.slice(1).map((x) => x.m.stop()));
+  const cut = Date.now();
+  t.true(a.m.isLeader(), 'still the leader as far as it knows');
+  const err = await t.throwsAsync<grpc.ServiceError>(listNodes());
+  const ms_ = Date.now() - cut;
+  t.log(`the cut-off leader refused the read after ${ms_} ms: ${err?.details}`);
+  t.is(err?.code, grpc.status.UNAVAILABLE);
+  t.regex(err?.details ?? '', /no longer the leader|could not confirm|knows no leader|minority/);
+  t.true(ms_ < 3 * 1500 + 1500, `refused after ${ms_} ms (election timeout 1.5 s)`);
 });

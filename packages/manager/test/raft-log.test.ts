@@ -15,6 +15,9 @@ class NotLeaderError extends Error {
 class FakeCluster {
   index = 0;
   leader = 1;
+  /** ReadIndex rounds asked of the nodes, and how to answer the next (ok after a tick by default). */
+  readIndexCalls = 0;
+  answerRead: () => Promise<void> = () => new Promise((r) => setTimeout(r, 5));
   readonly nodes = new Map<number, FakeNode>();
 
   async propose(from: number, data: Uint8Array): Promise<unknown> {
@@ -48,6 +51,10 @@ class FakeNode extends EventEmitter<{ 'leader-change': [{ leaderId: number; role
   }
   propose(data: Uint8Array): Promise<unknown> {
     return this.cluster.propose(this.id, data);
+  }
+  linearizableRead(): Promise<void> {
+    this.cluster.readIndexCalls++;
+    return this.cluster.answerRead();
   }
 }
 
@@ -172,10 +179,44 @@ test('a full state disk as the store reports it: refused writes name the disk an
   for (const [raftErr, reason, words] of cases) {
     const log = new RaftLog();
     createStore({ log, clock: { now: () => 42 } });
-    log.connect(Object.assign(new EventEmitter(), { isLeader: true, propose: () => Promise.reject(raftErr) }));
+    log.connect(Object.assign(new EventEmitter(), { isLeader: true, propose: () => Promise.reject(raftErr), linearizableRead: () => Promise.resolve() }));
     const err = await t.throwsAsync(log.propose(new Uint8Array([1])));
     t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), raftErr.name);
     t.is(reasonOf(err), reason, raftErr.name);
     t.is(describeError(err), words);
   }
+});
+
+test('concurrent linearizable reads share one ReadIndex round; a read that arrives while a round runs waits for the next', async (t) => {
+  const { c, logs } = cluster(3);
+  const leader = logs[0];
+  const first = Array.from({ length: 10 }, () => leader.linearizableRead());
+  t.is(c.readIndexCalls, 1, 'ten reads at once: one round');
+  const second = Array.from({ length: 5 }, () => leader.linearizableRead());
+  t.is(c.readIndexCalls, 1, 'the next round waits for the running one');
+  await Promise.all(first);
+  t.is(c.readIndexCalls, 2, 'the reads that came during the first round got a round of their own');
+  await Promise.all(second);
+  t.is(leader.readRounds, 2);
+  await leader.linearizableRead();
+  t.is(c.readIndexCalls, 3);
+});
+
+test('a ReadIndex round that fails refuses every read of its batch, UNAVAILABLE with a reason a client acts on; the next round starts afresh', async (t) => {
+  const { c, logs } = cluster(3);
+  const cases: [Error, ErrorReason, RegExp][] = [
+    [new NotLeaderError(2), ErrorReason.LEADER_CHANGED, /no longer the leader .*the read was not answered: ask again/],
+    [Object.assign(new Error('raft: linearizable read timed out after 1500 ms'), { name: 'TimeoutError' }), ErrorReason.NO_QUORUM, /could not confirm with a majority of the managers that it still leads .*ask another manager/],
+  ];
+  for (const [raftErr, reason, words] of cases) {
+    c.answerRead = () => new Promise((_, reject) => setTimeout(() => reject(raftErr), 5));
+    const errs = await Promise.all([logs[0].linearizableRead(), logs[0].linearizableRead()].map((p) => p.then(() => undefined, (e: unknown) => e)));
+    for (const err of errs) {
+      t.true(isSwarmError(err, ErrorCode.UNAVAILABLE), raftErr.name);
+      t.is(reasonOf(err), reason, raftErr.name);
+      t.regex(describeError(err), words);
+    }
+  }
+  c.answerRead = () => Promise.resolve();
+  await t.notThrowsAsync(logs[0].linearizableRead());
 });

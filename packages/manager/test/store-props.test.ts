@@ -26,6 +26,9 @@ class QueuedLog implements ReplicatedLog {
       done(this.index);
     }
   }
+  linearizableRead(): Promise<void> {
+    return Promise.resolve();
+  }
   isLeader(): boolean {
     return true;
   }

@@ -52,9 +52,12 @@ async function serve(t: { teardown(fn: () => void): void }): Promise<{ client: g
     },
   } as unknown as ControlServer;
   const dispatcher = {
+    // As the real handler reads it (for await), answering once the stream ends.
     publishLogs: (call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      call.on('data', () => calls++);
-      call.on('end', () => cb(null, {}));
+      void (async () => {
+        for await (const _ of call as AsyncIterable<unknown>) calls++;
+        cb(null, {});
+      })();
     },
   };
   server.addService(...strictService(ControlService, control));
@@ -79,14 +82,15 @@ const serverStream = (c: grpc.Client, path: string, b: Buffer) =>
     s.on('error', () => undefined);
     s.on('status', (st: grpc.StatusObject) => res({ code: st.code, details: st.details }));
   });
-const clientStream = (c: grpc.Client, path: string, b: Buffer) =>
+const clientStream = (c: grpc.Client, path: string, ...messages: Buffer[]) =>
   new Promise<Res>((res) => {
     const w = c.makeClientStreamRequest(path, id, id, (e) => res(e ? { code: e.code, details: e.details } : { code: grpc.status.OK, details: '' }));
-    w.write(b);
+    w.on('error', () => undefined);
+    for (const b of messages) w.write(b);
     w.end();
   });
 
-test('strictService: malformed requests are refused before the handler (INVALID_ARGUMENT naming the method, or INTERNAL on a client stream); well-formed ones reach it', async (t) => {
+test('strictService: malformed requests are refused before the handler with INVALID_ARGUMENT naming the method and the fault, on client streams too; well-formed ones reach it', async (t) => {
   const { client: c, calls } = await serve(t);
   const bad = await unary(c, ControlService.getCluster.path, LENGTH_PAST_END);
   t.is(bad.code, grpc.status.INVALID_ARGUMENT);
@@ -98,8 +102,15 @@ test('strictService: malformed requests are refused before the handler (INVALID_
   t.regex(badStream.details, /malformed \/swarm\.v1\.Control\/Events request/);
   t.is((await serverStream(c, ControlService.events.path, enc(EventsRequest.encode(EventsRequest.fromPartial({})).finish()))).code, grpc.status.OK);
 
-  t.is((await clientStream(c, DispatcherService.publishLogs.path, LENGTH_PAST_END)).code, grpc.status.INTERNAL);
-  t.is((await clientStream(c, DispatcherService.publishLogs.path, enc(PublishLogsRequest.encode(PublishLogsRequest.fromPartial({ sessionId: 's' })).finish()))).code, grpc.status.OK);
+  const good = enc(PublishLogsRequest.encode(PublishLogsRequest.fromPartial({ sessionId: 's' })).finish());
+  const badClient = await clientStream(c, DispatcherService.publishLogs.path, LENGTH_PAST_END);
+  t.is(badClient.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(badClient.details, /malformed \/swarm\.v1\.Dispatcher\/PublishLogs request \(6 bytes\): field 1: 4294967295 bytes announced/);
+  // a good message, then a malformed one: the first reaches the handler, the stream stops at the second
+  const midway = await clientStream(c, DispatcherService.publishLogs.path, good, TRUNCATED_VARINT, good);
+  t.is(midway.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(midway.details, /malformed \/swarm\.v1\.Dispatcher\/PublishLogs request/);
+  t.is((await clientStream(c, DispatcherService.publishLogs.path, good, good)).code, grpc.status.OK);
   t.is((await unary(c, ControlService.listNodes.path, enc(ListNodesRequest.encode(ListNodesRequest.fromPartial({})).finish()))).code, grpc.status.UNIMPLEMENTED, 'no handler: as before');
-  t.is(calls(), 3, 'only the three well-formed requests reached a handler');
+  t.is(calls(), 2 + 1 + 2, 'only the well-formed requests and stream messages reached a handler');
 });

@@ -248,6 +248,14 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     log.info('raft state retired', { to });
   };
 
+  // A voter learns its demotion from its own store (Manager.removed) and must stay until the leader
+  // has removed it from Raft (with two voters, the removal needs it); a learner is not counted, and
+  // one that never received the store would never learn it: the session tells it instead.
+  const demotionUnseen = (): boolean => {
+    const r = manager?.raft;
+    return !!manager && !!r && !r.status().confState.voters.includes(manager.raftId);
+  };
+
   const watchRemoval = (m: Manager): void => {
     void m.removed.then(async () => {
       if (stop.signal.aborted) return;
@@ -287,13 +295,20 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     return renewing;
   }
 
-  // A role change shows up on the Node the session sends: renew at once to get the new role.
+  // A role change shows up on the Node the session sends (the leader's store, whatever this node's
+  // own manager holds): renew at once to get the new role, as SwarmKit's role manager does.
   agent.events.on('node', (n) => {
     const want = n.spec?.desiredRole === NodeRole.NODE_ROLE_MANAGER ? 'swarm-manager' : 'swarm-worker';
     const have = certificateFacts(tls.certPem).role;
     if (want === 'swarm-manager' && have !== want) {
       log.info('the cluster wants this node to be a manager: renewing the certificate');
       void renewNow().catch((err: unknown) => log.warn('renewal for a promotion failed', { error: describeError(err) }));
+    } else if (have === 'swarm-manager' && n.role === NodeRole.NODE_ROLE_WORKER && want === 'swarm-worker' && demotionUnseen()) {
+      // Demoted (role = worker) while this manager cannot see it: a learner that never received the
+      // store learns nothing from it, and the leader stops talking to it once it leaves Raft. The
+      // renewal gives a worker certificate, which stops the manager (renewOnce).
+      log.warn('the cluster has demoted this node, which its own manager cannot see (not a voter): renewing the certificate');
+      void renewNow().catch((err: unknown) => log.warn('renewal for a demotion failed', { error: describeError(err) }));
     }
   });
 

@@ -47,22 +47,34 @@ async function setDesiredRole(m: Manager, nodeId: string, role: NodeRole): Promi
 const logger = process.env.TEST_LOG ? createLogger({ format: 'json', level: 'debug' }) : nullLogger;
 const raft = { tickMs: 50, electionTicks: 10, heartbeatTicks: 1, fsync: false };
 
-test('in-process swarmd: a worker joins, renews its certificate, is promoted to manager (joins raft) and demoted back', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'swarmd-roles-'));
+/** A temp dir for a test's daemons, stopped (newest first) and removed at its end. */
+async function daemonsIn(t: { teardown(fn: () => unknown): void }, prefix: string): Promise<{ root: string; daemons: Daemon[] }> {
+  const root = await mkdtemp(join(tmpdir(), prefix));
   const daemons: Daemon[] = [];
   t.teardown(async () => {
     for (const d of daemons.reverse()) await d.stop().catch(() => undefined);
     await rm(root, { recursive: true, force: true });
   });
+  return { root, daemons };
+}
+
+/** `swarmd init` of daemon a in root, 1 h certificates. */
+async function initA(root: string, flags: object = {}): Promise<Daemon> {
   const pa = await freePort();
-  const a = await startDaemon({
+  return startDaemon({
     command: 'init',
-    config: SwarmdConfigSchema.parse({ stateDir: join(root, 'a'), listenAddr: `127.0.0.1:${pa}`, hostname: 'a', nodeCertExpiryMs: 3_600_000 }),
+    config: SwarmdConfigSchema.parse({ stateDir: join(root, 'a'), listenAddr: `127.0.0.1:${pa}`, hostname: 'a', nodeCertExpiryMs: 3_600_000, ...flags }),
     logger,
     print: () => undefined,
     managerOptions: { raft },
   });
+}
+
+test('in-process swarmd: a worker joins, renews its certificate, is promoted to manager (joins raft) and demoted back', async (t) => {
+  const { root, daemons } = await daemonsIn(t, 'swarmd-roles-');
+  const a = await initA(root);
   daemons.push(a);
+  const pa = a.manager()!.port;
   const am = a.manager()!;
   const pw = await freePort();
   const w = await startDaemon({
@@ -108,6 +120,44 @@ test('in-process swarmd: a worker joins, renews its certificate, is promoted to 
   await waitFor('a worker certificate again', () => certificateFacts(w.tls().certPem).role === 'swarm-worker');
   t.deepEqual(am.raft!.status().confState.voters, [am.raftId]);
   t.true((await readdir(join(root, 'w'))).some((f) => f.startsWith('raft.retired-')));
+});
+
+test('in-process swarmd: a manager demoted while still a learner without the store (the leader cannot reach it) learns it from its session, stops its manager and renews as a worker', async (t) => {
+  const { root, daemons } = await daemonsIn(t, 'swarmd-roles-learner-');
+  const a = await initA(root, { runTasks: false });
+  daemons.push(a);
+  const pa = a.manager()!.port;
+  const am = a.manager()!;
+  // w advertises an address where nothing listens: once promoted, it joins Raft as a learner the
+  // leader can never reach, so it never receives the store (nor its own demotion).
+  const [pw, nowhere] = [await freePort(), await freePort()];
+  const w = await startDaemon({
+    command: 'join',
+    joinAddr: `127.0.0.1:${pa}`,
+    config: SwarmdConfigSchema.parse({ stateDir: join(root, 'w'), listenAddr: `127.0.0.1:${pw}`, advertiseAddr: `127.0.0.1:${nowhere}`, hostname: 'w', token: am.joinTokens()!.worker, runTasks: false }),
+    logger,
+    managerOptions: { raft },
+  });
+  daemons.push(w);
+  await waitFor('the worker has a session', () => w.agent()?.session() !== undefined);
+  await setDesiredRole(am, w.nodeId, NodeRole.NODE_ROLE_MANAGER);
+  await waitFor('the worker runs a manager', () => w.manager() !== undefined);
+  const wm = w.manager()!;
+  await waitFor('w is a learner of the leader', () => am.raft!.status().confState.learners.includes(wm.raftId));
+  t.deepEqual(am.raft!.status().confState.voters, [am.raftId], 'never promoted: it never caught up');
+  t.is(wm.store.view((tx) => tx.get('node', w.nodeId)), undefined, 'w has not received the store');
+  t.is(certificateFacts(w.tls().certPem).role, 'swarm-manager');
+
+  const demoted = Date.now();
+  await setDesiredRole(am, w.nodeId, NodeRole.NODE_ROLE_WORKER);
+  await waitFor('the leader removed the learner', () => !am.raft!.status().confState.learners.includes(wm.raftId));
+  await waitFor('the manager stopped on the demoted node', () => w.manager() === undefined);
+  await waitFor('a worker certificate again', () => certificateFacts(w.tls().certPem).role === 'swarm-worker');
+  t.log(`stopped its manager and renewed as a worker ${Date.now() - demoted} ms after the demotion`);
+  const node = am.store.view((tx) => tx.get('node', w.nodeId))!;
+  t.is(node.role, NodeRole.NODE_ROLE_WORKER);
+  t.is(node.managerStatus, undefined);
+  await waitFor('its raft state retired', async () => (await readdir(join(root, 'w'))).some((f) => f.startsWith('raft.retired-')));
 });
 
 /** One Control call through a manager's port with a node's certificate. */

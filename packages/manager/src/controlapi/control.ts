@@ -7,6 +7,13 @@
  *   certificate; a worker certificate is PERMISSION_DENIED. The `local` handlers serve the
  *   root-only unix socket (DIR/control.sock) and admit every caller.
  * - Followers forward every call to the leader (errors pass through unchanged).
+ * - Reads are linearizable (etcd's default): the leader answers a read (READS, and the start of a
+ *   Watch) only after store.linearizableRead(), a ReadIndex round that confirms it still leads
+ *   (concurrent reads share one round), then waits until it has applied up to the read index. A
+ *   leader cut off from the others, paused and resumed, or just elected never answers from an
+ *   older state: the read is refused (UNAVAILABLE, LEADER_CHANGED or NO_QUORUM) or, when a new
+ *   leader is known by then, forwarded to it. Controllers, the dispatcher and Events read their
+ *   own applied state (store.view) and pay no round.
  * - The root CA key never leaves: every Cluster in a response has root_ca.ca_key_pem emptied.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -72,6 +79,26 @@ type ReqOf<K extends keyof Methods> = ReturnType<Methods[K]['requestDeserialize'
 type ResOf<K extends keyof Methods> = ReturnType<Methods[K]['responseDeserialize']>;
 type UnaryKey = { [K in keyof Methods]: Methods[K]['responseStream'] extends false ? K : never }[keyof Methods];
 
+/** The unary methods that only read: answered after a linearizable read barrier. */
+const READS: ReadonlySet<UnaryKey> = new Set<UnaryKey>([
+  'getNode',
+  'listNodes',
+  'getService',
+  'listServices',
+  'getTask',
+  'listTasks',
+  'getNetwork',
+  'listNetworks',
+  'getSecret',
+  'listSecrets',
+  'getConfig',
+  'listConfigs',
+  'getCluster',
+  'listClusters',
+  'getUnlockKey',
+  'listVolumes',
+]);
+
 export function createControlService(deps: ControlDeps): ControlApi {
   const store = deps.store;
   const clock = clockOf(deps);
@@ -107,11 +134,26 @@ export function createControlService(deps: ControlDeps): ControlApi {
     throw new SwarmError(ErrorCode.FAILED_PRECONDITION, 'this manager is not locked: nothing to unlock');
   };
 
+  /**
+   * Waits until this leader may answer a read (see the file comment). True: read the store now;
+   * false: it lost the leadership meanwhile and a new leader is known (forward the call there).
+   */
+  async function readable(): Promise<boolean> {
+    try {
+      await store.linearizableRead();
+      return true;
+    } catch (err) {
+      if (!deps.isLeader() && deps.leaderAddr()) return false;
+      throw err;
+    }
+  }
+
   function unary<K extends UnaryKey>(method: K, local: boolean, impl: (req: ReqOf<K>, who: Caller) => Promise<ResOf<K>>): grpc.handleUnaryCall<ReqOf<K>, ResOf<K>> {
+    const read = READS.has(method);
     return (call, cb) => {
       const run = async (): Promise<ResOf<K>> => {
         const who = await admitControlCaller(call, local, verify);
-        if (!deps.isLeader()) return leader.unary(ControlService[method] as never, call.request, call);
+        if (!deps.isLeader() || (read && !(await readable()))) return leader.unary(ControlService[method] as never, call.request, call);
         return impl(call.request, who);
       };
       reply(run(), cb, log, method);
@@ -123,7 +165,7 @@ export function createControlService(deps: ControlDeps): ControlApi {
       serveStream(call, async (sink) => {
         await admitControlCaller(call, local, verify);
         checkWatchRequest(call.request);
-        if (!deps.isLeader()) return sink.relay(leader.serverStream(ControlService.watch, call.request, call));
+        if (!deps.isLeader() || !(await readable())) return sink.relay(leader.serverStream(ControlService.watch, call.request, call));
         await serveWatch(store, call.request, sink);
       });
   }

@@ -4,7 +4,7 @@ import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, 
 import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { metrics, secondsSince } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
-import { raceAbort, Leadership } from './log-kit.js';
+import { raceAbort, Leadership, ReadBatcher } from './log-kit.js';
 
 /** How to reach etcd: what `swarmd init --store etcd` takes. The files are PEM contents. */
 export interface EtcdConnection {
@@ -111,6 +111,7 @@ export class EtcdLog implements ReplicatedLog {
   /** Since when etcd has not answered the probe, and why (undefined while it answers). */
   private down: { since: number; why: string } | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  private readonly reads = new ReadBatcher(() => this.readRound());
 
   constructor(private readonly opts: EtcdLogOptions) {
     this.client = opts.client;
@@ -234,6 +235,40 @@ export class EtcdLog implements ReplicatedLog {
       return index;
     } finally {
       applied.catch(() => undefined);
+    }
+  }
+
+  /**
+   * A linearizable read of etcd (a Range without `serializable`: etcd answers it after its own
+   * ReadIndex) of the newest entry, then of the snapshot pointer (entries are deleted only once a
+   * snapshot covers them, and the pointer only moves forward), then waits until this member has
+   * applied up to the larger revision. Any member may do it: the state it then holds includes
+   * every write committed before the call, whoever leads.
+   */
+  linearizableRead(): Promise<void> {
+    return this.reads.read();
+  }
+
+  private async readRound(): Promise<void> {
+    const down = this.storeUnavailable();
+    if (down) throw storeUnavailable(`${down}; the read was not answered: retry once etcd is back`);
+    const t0 = performance.now();
+    try {
+      const newest = await this.ns.getAll().prefix('log/').sort('Mod', 'Descend').limit(1).exec();
+      const ptr = await this.ns.get('snapshot').string();
+      const target = Math.max(Number(newest.kvs[0]?.mod_revision ?? 0), ptr ? Number(ptr.split(' ')[0]) : 0);
+      const applied = this.waitProgress(target);
+      const timeoutMs = 5_000;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new SwarmError(ErrorCode.UNAVAILABLE, `this manager has not applied the etcd store up to revision ${target} within ${timeoutMs} ms (applied ${this.applied}); the read was not answered: ask again`)), timeoutMs);
+      });
+      await Promise.race([applied, late]).finally(() => clearTimeout(timer));
+      metrics.storeLinearizableReadSeconds.observe({ result: 'ok' }, secondsSince(t0));
+    } catch (err) {
+      metrics.storeLinearizableReadSeconds.observe({ result: 'error' }, secondsSince(t0));
+      if (err instanceof SwarmError) throw err;
+      throw storeUnavailable(`the etcd store did not answer a read (${describeError(err)}); the read was not answered: retry once etcd is back`, { cause: err });
     }
   }
 

@@ -40,3 +40,53 @@ export class Leadership {
     return () => this.listeners.delete(cb);
   }
 }
+
+/**
+ * Batches linearizable reads, as etcd's linearizable read loop does: every read that arrives
+ * while no round runs joins the next round, which starts at once; reads that arrive while a round
+ * runs wait for the round after it (the running round's read index may predate a write they must
+ * see). So any number of concurrent reads cost one round (a ReadIndex heartbeat round, an etcd
+ * read) each, at most two rounds' time.
+ */
+export class ReadBatcher {
+  private next: { promise: Promise<void>; settle: (err?: Error) => void } | undefined;
+  private running = false;
+  /** Rounds started (for tests and metrics). */
+  rounds = 0;
+
+  /** `round` resolves once this member's state reflects every write committed before it began. */
+  constructor(private readonly round: () => Promise<void>) {}
+
+  read(): Promise<void> {
+    if (!this.next) {
+      let settle!: (err?: Error) => void;
+      const promise = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      this.next = { promise, settle };
+    }
+    const p = this.next.promise;
+    if (!this.running) this.start();
+    return p;
+  }
+
+  private start(): void {
+    const batch = this.next;
+    if (!batch) return;
+    this.next = undefined;
+    this.running = true;
+    this.rounds++;
+    let r: Promise<void>;
+    try {
+      r = this.round(); // started now: a read called before it returns is in this round
+    } catch (e) {
+      r = Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    r.then(
+        () => batch.settle(),
+        (err: unknown) => batch.settle(err instanceof Error ? err : new Error(String(err))),
+      )
+      .finally(() => {
+        this.running = false;
+        this.start();
+      });
+  }
+}

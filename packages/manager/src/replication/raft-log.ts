@@ -1,7 +1,7 @@
-import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown } from '@swarmd/common/errors';
+import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, noQuorum } from '@swarmd/common/errors';
 import { metrics, secondsSince } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
-import { raceAbort, Leadership } from './log-kit.js';
+import { raceAbort, Leadership, ReadBatcher } from './log-kit.js';
 
 /**
  * What the adapter needs of raft-ts's RaftNode (structurally: this package does not import
@@ -10,6 +10,8 @@ import { raceAbort, Leadership } from './log-kit.js';
  */
 export interface RaftNodeLike {
   propose(data: Uint8Array): Promise<unknown>;
+  /** ReadIndex: resolves once applied >= the read index; NotLeaderError, TimeoutError, DiskWriteError. */
+  linearizableRead(): Promise<void>;
   readonly isLeader: boolean;
   on(event: 'leader-change', listener: (c: { leaderId: number; role: string }) => void): unknown;
   off(event: 'leader-change', listener: (c: { leaderId: number; role: string }) => void): unknown;
@@ -35,6 +37,7 @@ export class RaftLog implements ReplicatedLog {
   private sm: LogStateMachine | undefined;
   private node: RaftNodeLike | undefined;
   private readonly leadership = new Leadership();
+  private readonly reads = new ReadBatcher(() => this.readRound());
   private readonly onChange = (c: { role: string }): void => this.setLeader(c.role === 'leader');
 
   /** Give this to RaftNode as its stateMachine. apply returns the index (propose resolves with it). */
@@ -90,6 +93,28 @@ export class RaftLog implements ReplicatedLog {
     return raceAbort(proposal, signal);
   }
 
+  linearizableRead(): Promise<void> {
+    return this.reads.read();
+  }
+
+  /** ReadIndex rounds started (concurrent reads share one). */
+  get readRounds(): number {
+    return this.reads.rounds;
+  }
+
+  private async readRound(): Promise<void> {
+    const node = this.node;
+    if (!node) throw new SwarmError(ErrorCode.UNAVAILABLE, 'not the leader (raft is not running): the read was not answered', { details: { reason: ErrorReason.NO_LEADER } });
+    const t0 = performance.now();
+    try {
+      await node.linearizableRead();
+      metrics.storeLinearizableReadSeconds.observe({ result: 'ok' }, secondsSince(t0));
+    } catch (err) {
+      metrics.storeLinearizableReadSeconds.observe({ result: 'error' }, secondsSince(t0));
+      throw raftReadError(err);
+    }
+  }
+
   isLeader(): boolean {
     return this.leadership.get();
   }
@@ -110,6 +135,31 @@ export class RaftLog implements ReplicatedLog {
 function stateDisk(e: Error): string {
   const { code } = e as Error & { code?: string };
   return `this manager's state disk ${code === 'ENOSPC' || code === 'EDQUOT' ? 'is full' : `fails writes (${code ?? 'EIO'})`}`;
+}
+
+/**
+ * A failed ReadIndex round as a SwarmError, all UNAVAILABLE and nothing done: NotLeaderError
+ * (leadership moved, or this member stepped down while the round ran: LEADER_CHANGED, ask again),
+ * TimeoutError (no quorum confirmed the leadership in time: cut off from the other managers,
+ * NO_QUORUM, ask another), DiskWriteError (STATE_DISK_UNWRITABLE), RaftNodeStoppedError.
+ */
+function raftReadError(err: unknown): SwarmError {
+  const name = err instanceof Error ? err.name : '';
+  switch (name) {
+    case 'NotLeaderError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is no longer the leader (it stepped down: cut off from a majority of the managers, or another was elected); the read was not answered: ask again', {
+        cause: err,
+        details: { reason: ErrorReason.LEADER_CHANGED, leaderId: (err as { leaderId?: number }).leaderId ?? 0 },
+      });
+    case 'TimeoutError':
+      return noQuorum('this manager could not confirm with a majority of the managers that it still leads (it may be cut off from them); the read was not answered: ask another manager', { cause: err });
+    case 'DiskWriteError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, `${stateDisk(err as Error)}; the read was not answered (ask another manager)`, { cause: err, details: { reason: ErrorReason.STATE_DISK_UNWRITABLE } });
+    case 'RaftNodeStoppedError':
+      return new SwarmError(ErrorCode.UNAVAILABLE, 'this manager is stopping; the read was not answered: ask another manager', { cause: err });
+    default:
+      return err instanceof SwarmError ? err : new SwarmError(ErrorCode.UNAVAILABLE, `linearizable read failed: ${describeError(err)}`, { cause: err });
+  }
 }
 
 /**

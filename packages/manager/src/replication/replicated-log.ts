@@ -32,6 +32,14 @@ export interface ReplicatedLog {
    * may still be committed later (its outcome is unknown): callers re-read before retrying.
    */
   propose(data: Uint8Array, signal?: AbortSignal): Promise<number>;
+  /**
+   * Resolves once this member's state reflects every write committed before the call, so a read
+   * of the store after it is linearizable (raft: a ReadIndex round, then applied >= the read index;
+   * etcd: a linearizable etcd read of the newest entry, then applied up to it). Concurrent calls
+   * share one round (ReadBatcher). Rejects UNAVAILABLE when it cannot be confirmed: this member is
+   * not (or no longer) the leader, is cut off from the others, or the store is away.
+   */
+  linearizableRead(): Promise<void>;
   /** Whether this member may propose now. */
   isLeader(): boolean;
   /** Called on every change of leadership of this member; returns an unsubscribe function. */

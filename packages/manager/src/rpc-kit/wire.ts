@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { toGrpcError } from '../ca/grpc-auth.js';
@@ -54,9 +55,13 @@ const isMalformed = (v: unknown): v is Malformed => typeof v === 'object' && v !
 
 /**
  * A service definition and implementation that refuse malformed requests (wireFormatError)
- * before any handler sees them: a unary or server-streaming call gets INVALID_ARGUMENT naming the
- * method and the fault; a message on a client stream fails its decoding (grpc-js answers
- * INTERNAL "Error deserializing request"), since the handler reads the stream itself.
+ * before any handler sees them, with INVALID_ARGUMENT naming the method and the fault:
+ * - a unary or server-streaming call at once (the handler never runs);
+ * - a client stream at its first malformed message: the handler reads the stream itself, so the
+ *   decoder hands grpc-js a marker instead of throwing (a throwing decoder makes grpc-js answer
+ *   INTERNAL "Error deserializing request"), and the stream stops there: the marker never reaches
+ *   the handler (the stream ends as if the client had closed it), the call is answered with the
+ *   refusal, and whatever the handler answers later is dropped.
  */
 export function strictService<D extends grpc.ServiceDefinition>(definition: D, implementation: grpc.UntypedServiceImplementation): [D, grpc.UntypedServiceImplementation] {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -66,17 +71,6 @@ export function strictService<D extends grpc.ServiceDefinition>(definition: D, i
       const why = wireFormatError(b);
       return why && `malformed ${m.path} request (${b.length} bytes): ${why}`;
     };
-    if (m.requestStream) {
-      def[name] = {
-        ...m,
-        requestDeserialize: (b: Buffer) => {
-          const why = refusal(b);
-          if (why) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, why);
-          return m.requestDeserialize(b);
-        },
-      };
-      continue;
-    }
     def[name] = {
       ...m,
       requestDeserialize: (b: Buffer): unknown => {
@@ -84,17 +78,50 @@ export function strictService<D extends grpc.ServiceDefinition>(definition: D, i
         return why ? { [MALFORMED]: why } : m.requestDeserialize(b);
       },
     };
-    const handler = implementation[name] as ((call: { request: unknown }, ...rest: unknown[]) => void) | undefined;
+    const handler = implementation[name] as ((call: unknown, cb?: unknown) => void) | undefined;
     if (!handler) continue;
-    impl[name] = ((call: { request: unknown; emit?: (e: string, err: unknown) => void }, cb?: grpc.sendUnaryData<unknown>) => {
-      if (isMalformed(call.request)) {
-        const err = toGrpcError(new SwarmError(ErrorCode.INVALID_ARGUMENT, call.request[MALFORMED]));
-        if (m.responseStream) call.emit?.('error', err);
-        else cb?.(err);
-        return;
-      }
-      handler(call, cb);
-    }) as grpc.UntypedHandleCall;
+    impl[name] = (m.requestStream ? guardClientStream(handler, m.responseStream) : guardRequest(handler, m.responseStream)) as grpc.UntypedHandleCall;
   }
   return [def as D, impl];
+}
+
+type Refuse = (call: { emit?: (e: string, err: unknown) => void }, cb: grpc.sendUnaryData<unknown> | undefined, why: string) => void;
+
+const refuseCall =
+  (responseStream: boolean): Refuse =>
+  (call, cb, why) => {
+    const err = toGrpcError(new SwarmError(ErrorCode.INVALID_ARGUMENT, why));
+    if (responseStream) call.emit?.('error', err);
+    else cb?.(err);
+  };
+
+/** Unary and server-streaming calls: one request, checked before the handler runs. */
+function guardRequest(handler: (call: unknown, cb?: unknown) => void, responseStream: boolean) {
+  const refuse = refuseCall(responseStream);
+  return (call: { request: unknown; emit?: (e: string, err: unknown) => void }, cb?: grpc.sendUnaryData<unknown>) => {
+    if (isMalformed(call.request)) return refuse(call, cb, call.request[MALFORMED]);
+    handler(call, cb);
+  };
+}
+
+/**
+ * Client streams: grpc-js pushes each decoded message into the call (a Readable); the first
+ * malformed one is refused and ends the stream instead of being pushed.
+ */
+function guardClientStream(handler: (call: unknown, cb?: unknown) => void, responseStream: boolean) {
+  const refuse = refuseCall(responseStream);
+  return (call: Readable & { emit: (e: string, err: unknown) => boolean }, cb?: grpc.sendUnaryData<unknown>) => {
+    let refused = false;
+    const push = call.push.bind(call);
+    call.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (refused) return false;
+      if (!isMalformed(chunk)) return push(chunk, encoding);
+      refused = true;
+      refuse(call, cb, chunk[MALFORMED]);
+      push(null);
+      return false;
+    };
+    const answer = cb && ((err: grpc.ServerErrorResponse | null, value?: unknown) => (refused ? undefined : cb(err, value)));
+    handler(call, answer);
+  };
 }

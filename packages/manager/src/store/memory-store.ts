@@ -56,6 +56,12 @@ export interface Store {
   watch(...matchers: EventMatcher[]): AsyncIterableIterator<StoreEvent>;
   /** The index of the last applied entry. */
   version(): number;
+  /**
+   * Resolves once this member has applied every write committed before the call (the log's
+   * ReplicatedLog.linearizableRead: ReadIndex on raft): a view() after it reads a linearizable
+   * state. view() alone reads what this member applied, which is what controllers want.
+   */
+  linearizableRead(): Promise<void>;
 }
 
 export interface StoreOptions {
@@ -113,6 +119,10 @@ export class MemoryStore implements Store {
 
   version(): number {
     return this.applied;
+  }
+
+  linearizableRead(): Promise<void> {
+    return this.log.linearizableRead();
   }
 
   view<T>(fn: (tx: ReadTx) => T): T {
