@@ -188,8 +188,8 @@ etcdTest('three etcd members: with one member killed the store goes on; the foll
   t.deepEqual(a.store.dump(), b.store.dump());
 });
 
-etcdTest('a linearizable read on any member waits until it has applied every entry written before the call; with etcd away it is refused STORE_UNAVAILABLE', async (t) => {
-  const { etcd, a, b } = await etcdWithTwo(t);
+etcdTest('a linearizable read on any member waits until it has applied every entry written before the call', async (t) => {
+  const { a, b } = await etcdWithTwo(t);
   let behind = 0;
   for (let i = 0; i < 20; i++) {
     await a.store.update((tx) => tx.create('service', svc(`s${i}`, `web${i}`)));
@@ -198,10 +198,4 @@ etcdTest('a linearizable read on any member waits until it has applied every ent
     t.truthy(b.store.view((tx) => tx.get('service', `s${i}`)), `b reads s${i} after a linearizable read`);
   }
   t.log(`b had not yet applied ${behind} of 20 acknowledged writes when its read began`);
-  await etcd.stopMember(undefined, true);
-  const err = await t.throwsAsync(a.store.linearizableRead());
-  t.is(reasonOf(err), ErrorReason.STORE_UNAVAILABLE, String(err));
-  t.regex(String(err?.message), /the read was not answered/);
-  await etcd.startMember();
-  await until('reads answered again', () => a.store.linearizableRead().then(() => true, () => false));
 });
