@@ -166,13 +166,22 @@ function controlCall<Res>(addr: string, tls: TlsMaterial, call: (c: ControlClien
   return new Promise<Res>((res, rej) => call(c, (err, r) => (err ? rej(err) : res(r)))).finally(() => c.close());
 }
 
-/** `swarmctl node promote|demote` as the CLI does it: read the node, UpdateNode with its version. */
+/**
+ * `swarmctl node promote|demote` as the CLI does it: read the node, UpdateNode with its version,
+ * and read and write again when the write raced another change of the node (ABORTED).
+ */
 async function setRoleByControl(addr: string, tls: TlsMaterial, nodeId: string, role: NodeRole): Promise<Node> {
   const md = new grpc.Metadata();
   const opts = () => ({ deadline: Date.now() + 10_000 });
-  const n = (await controlCall<{ node?: Node }>(addr, tls, (c, cb) => c.getNode(GetNodeRequest.fromPartial({ nodeId }), md, opts(), cb))).node!;
-  const req = UpdateNodeRequest.fromPartial({ nodeId, nodeVersion: n.meta!.version, spec: { ...n.spec!, desiredRole: role } });
-  return (await controlCall<{ node?: Node }>(addr, tls, (c, cb) => c.updateNode(req, md, opts(), cb))).node!;
+  for (let attempt = 1; ; attempt++) {
+    const n = (await controlCall<{ node?: Node }>(addr, tls, (c, cb) => c.getNode(GetNodeRequest.fromPartial({ nodeId }), md, opts(), cb))).node!;
+    const req = UpdateNodeRequest.fromPartial({ nodeId, nodeVersion: n.meta!.version, spec: { ...n.spec!, desiredRole: role } });
+    try {
+      return (await controlCall<{ node?: Node }>(addr, tls, (c, cb) => c.updateNode(req, md, opts(), cb))).node!;
+    } catch (err) {
+      if ((err as grpc.ServiceError).code !== grpc.status.ABORTED || attempt >= 5) throw err;
+    }
+  }
 }
 
 const serviceNames = async (addr: string, tls: TlsMaterial): Promise<string[]> =>
