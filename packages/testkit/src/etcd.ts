@@ -59,6 +59,18 @@ interface Member {
 }
 
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LocalEtcd> {
+  // The loopback ports are picked free, then bound by etcd a moment later: a test running beside
+  // this one can take one in between. Then the whole cluster starts again on fresh ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test(String((err as Error).message))) throw err;
+    }
+  }
+}
+
+async function startEtcdOnce(opts: StartEtcdOptions): Promise<LocalEtcd> {
   const n = opts.members ?? 1;
   const dir = await mkdtemp(join(tmpdir(), 'swarmd-etcd-'));
   let tls: { ca: TestCa; client: TestCert; server: TestCert } | undefined;
