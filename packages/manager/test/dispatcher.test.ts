@@ -63,14 +63,18 @@ async function openSession(fx: Fx, t: import('ava').ExecutionContext, id: string
 
 const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId, volumes: [], volumesSet: false }, cb));
 
-test('a session registers the node from its certificate and returns the managers', async (t) => {
+test('a session is answered before its registration commits, then registers the node from its certificate and returns the managers', async (t) => {
   const fx = await setup(t);
   const { client, stream } = await openSession(fx, t, 'wrk1');
   const first = await stream.next();
   t.truthy(first.sessionId);
   t.is(first.redirectAddr, '');
   t.deepEqual(first.managers, [{ nodeId: LEADER_ID, addr: LEADER_ADDR, weight: 10 }]);
-  t.is(first.node?.id, 'wrk1');
+  // Answered at once: the node is not in the store yet.
+  t.is(first.node, undefined);
+  const second = await stream.next();
+  t.is(second.sessionId, first.sessionId);
+  t.is(second.node?.id, 'wrk1');
   const n = fx.h.store.view((tx) => tx.get('node', 'wrk1'))!;
   t.is(n.status?.state, NodeState.NODE_STATE_READY);
   t.is(n.status?.addr, '127.0.0.1');
@@ -89,7 +93,8 @@ test('a session registers the node from its certificate and returns the managers
 test('the manager list is sent again when it changes', async (t) => {
   const fx = await setup(t);
   const { stream } = await openSession(fx, t, 'wrk2');
-  await stream.next();
+  await stream.next(); // the answer
+  await stream.next(); // the node, registered
   await fx.h.store.update((tx) => {
     const m = cloneObject('node', tx.get('node', LEADER_ID)!);
     m.managerStatus!.addr = '10.0.0.9:4242';
@@ -485,6 +490,7 @@ async function sessionsOpenedAndClosed(fx: Fx, t: import('ava').ExecutionContext
     stream.cancel();
   }
   while (fx.d.sessions().length) await new Promise((r) => setTimeout(r, 5));
+  await fx.d.flush(); // their registrations
 }
 
 test('a new leader waits past one grace for nodes while the fleet is still reconnecting, then marks the ones not back DOWN', async (t) => {
@@ -525,4 +531,54 @@ test('a node that never comes back after a takeover is DOWN within TAKEOVER_GRAC
   }
   t.true(expiredAt > 3000, `wrk24 was given more than one grace (DOWN at ${expiredAt} ms)`);
   t.true(expiredAt <= TAKEOVER_GRACES * 3000 + 3000, `wrk24 is DOWN by ${expiredAt} ms`);
+});
+
+test('a session that breaks while the fleet reconnects to a new leader is left to the takeover deadlines, not marked DOWN after the disconnect grace', async (t) => {
+  const fx = await setup(t); // disconnect grace 2 s; heartbeat window 3 s
+  const { h, d } = fx;
+  await h.store.update((tx) => {
+    for (const id of ['wrk30', 'wrk31']) {
+      tx.create('node', makeObject('node', { id, spec: { annotations: { name: '', labels: {} }, desiredRole: 0, availability: 0 }, status: { state: NodeState.NODE_STATE_READY, message: '', addr: '127.0.0.1' } }));
+    }
+  });
+  d.resetHeartbeats(); // this manager takes over
+  h.clock.advance(500);
+  const a = await openSession(fx, t, 'wrk30');
+  await a.stream.next();
+  a.stream.cancel(); // its connection breaks during the storm
+  await sessionGone(fx, 'wrk30');
+  h.clock.advance(2100); // past the disconnect grace
+  await d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk30'))!.status?.state, NodeState.NODE_STATE_READY, 'not DOWN on a broken session during the takeover');
+  const b = await openSession(fx, t, 'wrk31'); // sessions keep arriving
+  await b.stream.next();
+  h.clock.advance(900); // wrk30's heartbeat deadline (3.5 s) passes while sessions still arrive
+  t.deepEqual(await d.expireHeartbeats(), [], 'still given time');
+  h.clock.advance(3000); // a whole window with no new session
+  t.true((await d.expireHeartbeats()).includes('wrk30'), 'DOWN once the fleet stopped arriving');
+  await d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk30'))!.status?.message, 'heartbeat failure');
+});
+
+test('a node that opens a session and finds itself READY as it was costs no store write', async (t) => {
+  const fx = await setup(t);
+  const { h, d } = fx;
+  const first = await openSession(fx, t, 'wrk32');
+  await first.stream.next();
+  await first.stream.next(); // registered
+  const before = h.store.view((tx) => tx.get('node', 'wrk32'))!.meta?.version;
+  const w = h.store.watch(onKind('node'));
+  t.teardown(() => void w.return?.());
+  const again = await openSession(fx, t, 'wrk32'); // a new session, same description and address
+  await again.stream.next();
+  await d.flush();
+  const other = await openSession(fx, t, 'wrk33'); // a write after it, to bound the wait below
+  await other.stream.next();
+  await d.flush();
+  for await (const e of w) {
+    if (e.type === 'commit') continue;
+    t.not(e.object.id, 'wrk32', 'no write for the unchanged node');
+    if (e.object.id === 'wrk33') break;
+  }
+  t.is(h.store.view((tx) => tx.get('node', 'wrk32'))!.meta?.version, before);
 });

@@ -8,7 +8,9 @@
  *   fresh grace period when it starts (a new leader knows no heartbeats), longer while the fleet's
  *   sessions are still arriving (up to TAKEOVER_GRACES graces). A session stream that
  *   breaks marks its node DOWN ("session lost") sooner: when no new session comes within
- *   `disconnectGraceMs`.
+ *   `disconnectGraceMs` (but not during a takeover: then its heartbeat deadline decides).
+ * - A session is answered at once; the node's registration (READY) follows in the next batched
+ *   node write, and is no write at all when nothing changed (a node back on a new leader).
  * - Node status and task status writes are coalesced per key and flushed as one transaction.
  * - Assignments: a COMPLETE set, then INCREMENTAL changes chained by applies_to / results_in
  *   (store versions).
@@ -25,6 +27,7 @@ import {
   type DispatcherServer,
   type HeartbeatRequest,
   type HeartbeatResponse,
+  Node as NodeCodec,
   type Node,
   type NodeDescription,
   type NodeVolume,
@@ -321,8 +324,9 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       // A session's description carries no volumes: the node's heartbeats report those (below).
       if (u.description) n.description = { ...u.description, volumes: cur?.description?.volumes ?? u.description.volumes };
       n.status = { state: u.state, message: u.message, addr: u.addr ?? n.status?.addr ?? '' };
-      if (cur) tx.update('node', n);
-      else tx.create('node', n);
+      if (!cur) tx.create('node', n);
+      // A node back on a new leader usually finds itself READY as it was: no write for it.
+      else if (!Buffer.from(NodeCodec.encode(cur).finish()).equals(Buffer.from(NodeCodec.encode(n).finish()))) tx.update('node', n);
     }
   }
 
@@ -401,20 +405,24 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     call.on('error', lost);
     if (call.cancelled) return state.end(); // gone while we checked its certificate
 
+    // The node's registration (READY, its description and address) goes into the next batched
+    // node write, and the session is answered at once, as SwarmKit's dispatcher does: after an
+    // election a whole fleet reconnects, and a session silent until its write commits outlasts
+    // the agent's wait for a first message once the write queue is long. The session ends if
+    // the write fails.
     const desc = call.request.description;
-    try {
-      await nodeWrites.add(nodeId, {
+    nodeWrites
+      .add(nodeId, {
         ...(desc ? { description: desc } : {}),
         role: nodeRoleOfCertRole(id.role)!,
         state: NodeState.NODE_STATE_READY,
         message: '',
         addr,
+      })
+      .catch((err: unknown) => {
+        log.warn('registering the node failed', { nodeId, err });
+        state.end(err);
       });
-    } catch (err) {
-      log.warn('registering the node failed', { nodeId, err });
-      return state.end(err);
-    }
-    if (state.ended) return;
     log.info('session opened', { nodeId, addr, sessionId: state.id });
 
     // This node's changes, the managers' (the list it carries) and the cluster's.
@@ -493,8 +501,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   async function expireHeartbeats(now = clock.now()): Promise<string[]> {
     const expired: string[] = [];
     const window = period() * grace;
-    // Sessions still arriving within the takeover: the ones not back yet wait for their turn.
-    const storm = takeover.awaiting.size > 0 && now - takeover.lastSessionAt < window && now < takeover.startedAt + window * TAKEOVER_GRACES;
+    const storm = inTakeover(now);
     for (const [nodeId, at] of heartbeats) {
       if (at > now) continue;
       if (storm && takeover.awaiting.has(nodeId)) heartbeats.set(nodeId, takeover.lastSessionAt + window);
@@ -511,6 +518,12 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     return expired;
   }
 
+  /** Sessions still arriving within a new leader's takeover: the ones not back yet wait for their turn. */
+  function inTakeover(now: number): boolean {
+    const window = period() * grace;
+    return takeover.awaiting.size > 0 && now - takeover.lastSessionAt < window && now < takeover.startedAt + window * TAKEOVER_GRACES;
+  }
+
   /**
    * The session stream of `nodeId` broke: if the node opens no new session within the disconnect
    * grace, it is DOWN ("session lost"). Heartbeat expiry still catches a node that hangs silently.
@@ -525,6 +538,13 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
         if (lostChecks.get(nodeId) !== ac) return;
         lostChecks.delete(nodeId);
         if (!deps.isLeader() || sessions.has(nodeId)) return;
+        // While the fleet reconnects to a new leader, a broken session is left to the takeover's
+        // heartbeat deadlines: DOWN marks now would move tasks and lengthen the write queue that
+        // the reconnecting sessions wait behind.
+        if (inTakeover(clock.now())) {
+          takeover.awaiting.add(nodeId);
+          return;
+        }
         await markDown(nodeId, `session lost (no new session within ${disconnectGrace} ms of the connection breaking)`).catch((err: unknown) => log.warn('marking a node down failed', { nodeId, err }));
       },
       () => undefined, // aborted: a new session, or leadership lost
