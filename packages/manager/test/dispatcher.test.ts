@@ -127,8 +127,18 @@ test('heartbeats keep a node READY; without them the expiry controller marks it 
   t.is(h.store.view((tx) => tx.get('node', 'wrk3'))!.status?.state, NodeState.NODE_STATE_READY);
   // Then none for period × 3: the controller (on the fake clock) marks it DOWN.
   const w = h.store.watch(onKind('node', 'update'));
-  while (h.clock.waiting === 0) await new Promise((r) => setImmediate(r)); // the loop sleeps on the clock
-  h.clock.advance(3001);
+  // Time passes in the loop's own steps (one jump would be a stall of this process: see below).
+  let down = false;
+  void (async () => {
+    for (let i = 0; i < 40 && !down; i++) {
+      while (h.clock.waiting === 0) await new Promise((r) => setImmediate(r)); // the loop sleeps on the clock
+      h.clock.advance(500);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  t.teardown(() => {
+    down = true;
+  });
   for await (const e of w) {
     if (e.type !== 'commit' && e.kind === 'node' && e.object.id === 'wrk3' && e.object.status?.state === NodeState.NODE_STATE_DOWN) {
       t.is(e.object.status.message, 'heartbeat failure');
@@ -581,4 +591,47 @@ test('a node that opens a session and finds itself READY as it was costs no stor
     if (e.object.id === 'wrk33') break;
   }
   t.is(h.store.view((tx) => tx.get('node', 'wrk32'))!.meta?.version, before);
+});
+
+test('a manager that did not run for longer than a heartbeat period (a stall) moves the deadlines by the time lost instead of marking every node DOWN on waking', async (t) => {
+  const fx = await setup(t); // period 1 s, window 3 s; the expiry loop sleeps 500 ms
+  const { h, d } = fx;
+  const ac = new AbortController();
+  const run = d.controllers[0].run({ store: h.store, clock: h.clock }, ac.signal);
+  t.teardown(async () => {
+    ac.abort();
+    await run;
+  });
+  const { client, stream } = await openSession(fx, t, 'wrk34');
+  const { sessionId } = await stream.next();
+  await heartbeat(client, sessionId);
+  const step = async (ms: number) => {
+    while (h.clock.waiting === 0) await new Promise((r) => setImmediate(r));
+    h.clock.advance(ms);
+    await new Promise((r) => setTimeout(r, 20));
+  };
+  await step(20_000); // the process was frozen 20 s: the loop wakes 19.5 s late
+  await d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk34'))!.status?.state, NodeState.NODE_STATE_READY, 'not DOWN on waking');
+  t.deepEqual(d.sessions().map((s) => s.nodeId), ['wrk34']);
+  await heartbeat(client, sessionId); // the heartbeat that waited in the socket
+  // A node that then stays silent is still DOWN one window later.
+  const w = h.store.watch(onKind('node', 'update'));
+  t.teardown(() => void w.return?.());
+  let down = false;
+  let steps = 0;
+  void (async () => {
+    while (!down && steps < 40) {
+      await step(500);
+      steps++;
+    }
+  })();
+  for await (const e of w) {
+    if (e.type !== 'commit' && e.kind === 'node' && e.object.id === 'wrk34' && e.object.status?.state === NodeState.NODE_STATE_DOWN) {
+      t.is(e.object.status.message, 'heartbeat failure');
+      down = true;
+      break;
+    }
+  }
+  t.true(steps >= 5 && steps <= 8, `DOWN after ${steps} (+1 in flight) steps of 500 ms past the last heartbeat: about one window (3 s)`);
 });

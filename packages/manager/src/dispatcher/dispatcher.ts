@@ -6,7 +6,8 @@
  * - Heartbeats are in-memory TTLs (never stored). The leader-only expiry controller marks a node
  *   DOWN ("heartbeat failure") once `period × grace` passes without one, and gives every node a
  *   fresh grace period when it starts (a new leader knows no heartbeats), longer while the fleet's
- *   sessions are still arriving (up to TAKEOVER_GRACES graces). A session stream that
+ *   sessions are still arriving (up to TAKEOVER_GRACES graces), and moves every deadline by the time
+ *   lost when the manager itself did not run for longer than a period. A session stream that
  *   breaks marks its node DOWN ("session lost") sooner: when no new session comes within
  *   `disconnectGraceMs` (but not during a takeover: then its heartbeat deadline decides).
  * - A session is answered at once; the node's registration (READY) follows in the next batched
@@ -570,6 +571,20 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     }
   }
 
+  /**
+   * The expiry loop woke `lateMs` after it should have: this process did not run meanwhile (a long
+   * GC, SIGSTOP, a frozen VM, a profiler), so it heard no heartbeat either, and those the nodes
+   * sent wait unread in its sockets. Past one heartbeat period, every deadline moves by the
+   * time lost rather than the whole fleet being marked DOWN at once on waking.
+   */
+  function stalled(lateMs: number): void {
+    if (lateMs <= period()) return;
+    for (const [nodeId, at] of heartbeats) heartbeats.set(nodeId, at + lateMs);
+    takeover.startedAt += lateMs;
+    takeover.lastSessionAt += lateMs;
+    log.warn('this manager did not run for a while: heartbeat deadlines moved by the time lost', { lateMs, nodes: heartbeats.size });
+  }
+
   function closeSessions(reason = 'this manager is no longer the leader'): void {
     for (const s of [...sessions.values()]) s.end(new SwarmError(ErrorCode.UNAVAILABLE, reason));
   }
@@ -579,11 +594,16 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     async run(ctx, signal) {
       const c = ctx.clock ?? clock;
       resetHeartbeats(c.now());
+      let last = c.now();
       try {
         while (!signal.aborted) {
-          await c.sleep(Math.max(50, Math.floor(period() / 2)), signal).catch(() => undefined);
+          const nap = Math.max(50, Math.floor(period() / 2));
+          await c.sleep(nap, signal).catch(() => undefined);
           if (signal.aborted) break;
-          await expireHeartbeats(c.now()).catch((err: unknown) => log.warn('marking nodes down failed', { err }));
+          const now = c.now();
+          stalled(now - last - nap);
+          await expireHeartbeats(now).catch((err: unknown) => log.warn('marking nodes down failed', { err }));
+          last = c.now();
         }
       } finally {
         closeSessions();
