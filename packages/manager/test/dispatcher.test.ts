@@ -110,12 +110,7 @@ test('the manager list is sent again when it changes', async (t) => {
 test('heartbeats keep a node READY; without them the expiry controller marks it DOWN', async (t) => {
   const fx = await setup(t);
   const { h, d } = fx;
-  const ac = new AbortController();
-  const run = d.controllers[0].run({ store: h.store, clock: h.clock }, ac.signal);
-  t.teardown(async () => {
-    ac.abort();
-    await run;
-  });
+  runExpiry(fx, t);
   const { client, stream } = await openSession(fx, t, 'wrk3');
   const { sessionId } = await stream.next();
   // Two periods pass with heartbeats: still READY.
@@ -152,6 +147,16 @@ test('heartbeats keep a node READY; without them the expiry controller marks it 
   // The leader manager node never heartbeats here: the controller gave it a grace period on start, and it ran out.
   t.is(h.store.view((tx) => tx.get('node', LEADER_ID))!.status?.state, NodeState.NODE_STATE_DOWN);
 });
+
+/** Runs the heartbeat expiry controller on the fake clock until the test ends. */
+function runExpiry(fx: Fx, t: import('ava').ExecutionContext): void {
+  const ac = new AbortController();
+  const run = fx.d.controllers[0].run({ store: fx.h.store, clock: fx.h.clock }, ac.signal);
+  t.teardown(async () => {
+    ac.abort();
+    await run;
+  });
+}
 
 /** Waits until the dispatcher has noticed the session ended and armed its disconnect check on the clock. */
 async function sessionGone(fx: Fx, nodeId: string): Promise<void> {
@@ -596,12 +601,7 @@ test('a node that opens a session and finds itself READY as it was costs no stor
 test('a manager that did not run for longer than a heartbeat period (a stall) moves the deadlines by the time lost instead of marking every node DOWN on waking', async (t) => {
   const fx = await setup(t); // period 1 s, window 3 s; the expiry loop sleeps 500 ms
   const { h, d } = fx;
-  const ac = new AbortController();
-  const run = d.controllers[0].run({ store: h.store, clock: h.clock }, ac.signal);
-  t.teardown(async () => {
-    ac.abort();
-    await run;
-  });
+  runExpiry(fx, t);
   const { client, stream } = await openSession(fx, t, 'wrk34');
   const { sessionId } = await stream.next();
   await heartbeat(client, sessionId);
