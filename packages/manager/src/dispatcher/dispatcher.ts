@@ -656,10 +656,13 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     let heldData = new Set(w.snapshot.data.keys());
     for (const t of w.snapshot.tasks) {
       held.set(t.id, agentView(t));
-      changes.push({ assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
+      changes.push({ assignment: { item: { $case: 'task', task: t } }, action: AssignmentChange_Action.UPDATE });
     }
     let sentNetworks = NetworkStateSet.encode(w.snapshot.networks).finish();
-    call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes, networkState: w.snapshot.networks }));
+    // Store objects go out as they are (frozen; the serializer only reads them): a fleet coming back
+    // to a new leader gets tens of thousands of tasks in its COMPLETE sets.
+    const complete: AssignmentsMessage = { type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes, networkState: w.snapshot.networks };
+    call.write(complete);
     const pending = new Map<string, AssignmentChange>();
     // Whether an event since the last commit may change the node's network state.
     let networksTouched = false;
@@ -684,7 +687,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           const added = data ? [...data].filter(([k]) => !heldData.has(k)).map(([, c]) => c) : [];
           const dropped = data ? [...heldData].filter((k) => !data.has(k)).map(dataRemoval) : [];
           if (data) heldData = new Set(data.keys());
-          call.write(AssignmentsMessage.fromPartial({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...added, ...pending.values(), ...dropped], networkState }));
+          const incremental: AssignmentsMessage = { type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...added, ...pending.values(), ...dropped], networkState };
+          call.write(incremental);
           last = next;
           pending.clear();
           continue;
@@ -702,10 +706,10 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           const view = agentView(t);
           if (had && had.equals(view)) continue;
           held.set(t.id, view);
-          pending.set(t.id, { assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.UPDATE });
+          pending.set(t.id, { assignment: { item: { $case: 'task', task: t } }, action: AssignmentChange_Action.UPDATE });
         } else if (had) {
           held.delete(t.id);
-          pending.set(t.id, { assignment: { item: { $case: 'task', task: cloneObject('task', t) } }, action: AssignmentChange_Action.REMOVE });
+          pending.set(t.id, { assignment: { item: { $case: 'task', task: t } }, action: AssignmentChange_Action.REMOVE });
         }
       }
     } catch (err) {
