@@ -11,6 +11,8 @@ const NAME = `nod${process.pid % 10000}`;
 const NET = '10.254.21';
 /** In the command line of this file's containers, to count them on the whole machine. */
 const MARK = `mark-${NAME}`;
+/** Observed states from which a task may still run a container. */
+const MAY_RUN = new Set(['NEW', 'PENDING', 'ASSIGNED', 'ACCEPTED', 'PREPARING', 'READY', 'STARTING', 'RUNNING'].map((x) => `TASK_STATE_${x}`));
 
 /** Processes on this machine running one of this file's `sh -c ': MARK ...'` containers. */
 async function markedContainers(): Promise<number> {
@@ -92,8 +94,16 @@ clusterTest('nodes come and go: late joiner, constraints, placement prefs, healt
     const old = all.find((x) => x.id === first[0].id);
     return old?.desiredState !== RUNNING && /unhealthy/i.test(`${old?.status?.err ?? ''} ${old?.status?.message ?? ''}`) && all.some((x) => x.id !== first[0].id && x.slot === first[0].slot && x.desiredState === RUNNING);
   });
+  // A replacement the health check asked for may be assigned but not started yet when the
+  // service goes: it starts, then stops (its shell ignores SIGTERM: the stop grace). Wait until no
+  // task of the service can still run, then for its containers.
+  const sickId = first[0].serviceId;
   await ok('service', 'rm', 'sick');
-  await until('no sick container left', async () => (await markedContainers()) === 0);
+  await until('no sick task that may still run, and no sick container left', async () => {
+    const all = JSON.parse(await ok('task', 'ls', '--format', 'json')) as TaskJson[];
+    const live = all.filter((x) => x.serviceId === sickId && MAY_RUN.has(x.status?.state ?? 'TASK_STATE_NEW'));
+    return live.length === 0 && (await markedContainers()) === 0;
+  });
 
   // 4. kill a worker host: its tasks run elsewhere; it comes back empty
   const busy = `: ${MARK}; while true; do sleep 1; done`;

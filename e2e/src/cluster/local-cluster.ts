@@ -21,6 +21,7 @@ export interface Scope {
 
 export interface TaskJson {
   id: string;
+  serviceId?: string;
   slot?: number;
   nodeId?: string;
   desiredState?: string;
