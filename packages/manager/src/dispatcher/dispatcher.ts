@@ -661,8 +661,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     let sentNetworks = NetworkStateSet.encode(w.snapshot.networks).finish();
     // Store objects go out as they are (frozen; the serializer only reads them): a fleet coming back
     // to a new leader gets tens of thousands of tasks in its COMPLETE sets.
-    const complete: AssignmentsMessage = { type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes, networkState: w.snapshot.networks };
-    call.write(complete);
+    call.write({ type: AssignmentsMessage_Type.COMPLETE, appliesTo: '', resultsIn: last, changes, networkState: w.snapshot.networks });
     const pending = new Map<string, AssignmentChange>();
     // Whether an event since the last commit may change the node's network state.
     let networksTouched = false;
@@ -687,8 +686,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
           const added = data ? [...data].filter(([k]) => !heldData.has(k)).map(([, c]) => c) : [];
           const dropped = data ? [...heldData].filter((k) => !data.has(k)).map(dataRemoval) : [];
           if (data) heldData = new Set(data.keys());
-          const incremental: AssignmentsMessage = { type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...added, ...pending.values(), ...dropped], networkState };
-          call.write(incremental);
+          call.write({ type: AssignmentsMessage_Type.INCREMENTAL, appliesTo: last, resultsIn: next, changes: [...added, ...pending.values(), ...dropped], networkState });
           last = next;
           pending.clear();
           continue;

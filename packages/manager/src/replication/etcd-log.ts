@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type { Etcd3, Campaign, ElectionObserver, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
 import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable } from '@swarmd/common/errors';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
-import { metrics, secondsSince } from '@swarmd/common/metrics';
+import { metrics, secondsSince, timed } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership, ReadBatcher } from './log-kit.js';
 
@@ -252,21 +252,20 @@ export class EtcdLog implements ReplicatedLog {
   private async readRound(): Promise<void> {
     const down = this.storeUnavailable();
     if (down) throw storeUnavailable(`${down}; the read was not answered: retry once etcd is back`);
-    const t0 = performance.now();
     try {
-      const newest = await this.ns.getAll().prefix('log/').sort('Mod', 'Descend').limit(1).exec();
-      const ptr = await this.ns.get('snapshot').string();
-      const target = Math.max(Number(newest.kvs[0]?.mod_revision ?? 0), ptr ? Number(ptr.split(' ')[0]) : 0);
-      const applied = this.waitProgress(target);
-      const timeoutMs = 5_000;
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new SwarmError(ErrorCode.UNAVAILABLE, `this manager has not applied the etcd store up to revision ${target} within ${timeoutMs} ms (applied ${this.applied}); the read was not answered: ask again`)), timeoutMs);
+      await timed(metrics.storeLinearizableReadSeconds, async () => {
+        const newest = await this.ns.getAll().prefix('log/').sort('Mod', 'Descend').limit(1).exec();
+        const ptr = await this.ns.get('snapshot').string();
+        const target = Math.max(Number(newest.kvs[0]?.mod_revision ?? 0), ptr ? Number(ptr.split(' ')[0]) : 0);
+        const applied = this.waitProgress(target);
+        const timeoutMs = 5_000;
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new SwarmError(ErrorCode.UNAVAILABLE, `this manager has not applied the etcd store up to revision ${target} within ${timeoutMs} ms (applied ${this.applied}); the read was not answered: ask again`)), timeoutMs);
+        });
+        await Promise.race([applied, late]).finally(() => clearTimeout(timer));
       });
-      await Promise.race([applied, late]).finally(() => clearTimeout(timer));
-      metrics.storeLinearizableReadSeconds.observe({ result: 'ok' }, secondsSince(t0));
     } catch (err) {
-      metrics.storeLinearizableReadSeconds.observe({ result: 'error' }, secondsSince(t0));
       if (err instanceof SwarmError) throw err;
       throw storeUnavailable(`the etcd store did not answer a read (${describeError(err)}); the read was not answered: retry once etcd is back`, { cause: err });
     }

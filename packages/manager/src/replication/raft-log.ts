@@ -1,5 +1,5 @@
 import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, noQuorum } from '@swarmd/common/errors';
-import { metrics, secondsSince } from '@swarmd/common/metrics';
+import { metrics, secondsSince, timed } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership, ReadBatcher } from './log-kit.js';
 
@@ -105,12 +105,9 @@ export class RaftLog implements ReplicatedLog {
   private async readRound(): Promise<void> {
     const node = this.node;
     if (!node) throw new SwarmError(ErrorCode.UNAVAILABLE, 'not the leader (raft is not running): the read was not answered', { details: { reason: ErrorReason.NO_LEADER } });
-    const t0 = performance.now();
     try {
-      await node.linearizableRead();
-      metrics.storeLinearizableReadSeconds.observe({ result: 'ok' }, secondsSince(t0));
+      await timed(metrics.storeLinearizableReadSeconds, () => node.linearizableRead());
     } catch (err) {
-      metrics.storeLinearizableReadSeconds.observe({ result: 'error' }, secondsSince(t0));
       throw raftReadError(err);
     }
   }
