@@ -1,6 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { RaftNode, type RaftNodeOptions } from '../src/driver/raft-node.js';
 import { KvStateMachine } from '../src/kv/kv-state-machine.js';
@@ -20,6 +21,26 @@ async function freePort(): Promise<number> {
   const port = await bindServer(s, '127.0.0.1:0');
   s.forceShutdown();
   return port;
+}
+
+/**
+ * Waits until `address` can be listened on again. A restarted member keeps its address, and
+ * between its stop and its restart an outgoing connection of this machine may have been given
+ * that port as its local one (CI: EADDRINUSE on restart); such a connection is short-lived.
+ */
+async function portBindable(address: string, ms = 10_000): Promise<void> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      const srv = createNetServer();
+      srv.once('error', (e: NodeJS.ErrnoException) => resolve(e));
+      srv.listen(port, host, () => srv.close(() => resolve(undefined)));
+    });
+    if (!err) return;
+    if (err.code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
@@ -42,6 +63,7 @@ class Cluster {
     const sm = new KvStateMachine();
     const dir = join_(this.root, `m${id}`);
     const address = this.peers.get(id)!;
+    await portBindable(address);
     const node = await RaftNode.start({
       id,
       dataDir: dir,
