@@ -1,5 +1,6 @@
 // The store on the etcd backend, against a real etcd (Debian's etcd-server) on loopback.
 import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isSwarmError, ErrorCode, ErrorReason, reasonOf } from '@swarmd/common';
@@ -184,7 +185,8 @@ etcdTest('three etcd members: with one member killed the store goes on; the foll
     }
   }
   await until('both caught up', () => a.store.version() === b.store.version());
-  t.true(b.store.view((tx) => tx.find('service')).length >= 15);
+  const ids = (m: Member) => m.store.view((tx) => tx.find('service').map((s) => s.id));
+  t.true(ids(b).length >= 15, `a at ${a.store.version()} holds ${ids(a).join(',')}; b at ${b.store.version()} holds ${ids(b).join(',')}`);
   t.deepEqual(a.store.dump(), b.store.dump());
 });
 
@@ -198,4 +200,47 @@ etcdTest('a linearizable read on any member waits until it has applied every ent
     t.truthy(b.store.view((tx) => tx.get('service', `s${i}`)), `b reads s${i} after a linearizable read`);
   }
   t.log(`b had not yet applied ${behind} of 20 acknowledged writes when its read began`);
+});
+
+etcdTest('with etcd away a linearizable read is refused STORE_UNAVAILABLE at once, and answered again when etcd returns', async (t) => {
+  const { etcd, a, b } = await etcdWithTwo(t);
+  await a.store.update((tx) => tx.create('service', svc('s0', 'web0')));
+  await etcd.stopMember(undefined, true);
+  for (const m of [a, b]) {
+    await until('the member sees etcd away', () => m.log.storeUnavailable() !== undefined);
+    const err = await t.throwsAsync(m.store.linearizableRead());
+    t.is(reasonOf(err), ErrorReason.STORE_UNAVAILABLE, String(err));
+    t.regex(String(err?.message), /the read was not answered/);
+  }
+  await etcd.startMember();
+  for (const m of [a, b]) await until('reads answered again', () => m.store.linearizableRead().then(() => true, () => false), 30_000);
+  t.truthy(b.store.view((tx) => tx.get('service', 's0')));
+});
+
+etcdTest('a member stopped while it waits behind the leader leaves nothing running: its process exits by itself', async (t) => {
+  const { etcd, a, prefix } = await etcdWithTwo(t);
+  // A third member, in its own process: it bids, waits behind a, is stopped and closes its client.
+  // Anything of it left on the client (a watch of the election) keeps retrying and the process on.
+  const index = new URL('../src/index.js', import.meta.url).href;
+  const script = `
+    import { EtcdLog, connectEtcd, createStore } from ${JSON.stringify(index)};
+    const client = connectEtcd({ endpoints: ${JSON.stringify(etcd.endpoints)} });
+    const log = new EtcdLog({ client, prefix: ${JSON.stringify(prefix)}, leaseTtl: 2 });
+    createStore({ log });
+    await log.start();
+    await new Promise((r) => setTimeout(r, 1500));
+    console.log(log.isLeader() ? 'leader' : 'waiting');
+    await log.stop();
+    client.close();
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const limit = 30_000;
+  const code = await Promise.race([exited, sleep(limit).then(() => 'running' as const)]);
+  if (code === 'running') child.kill('SIGKILL');
+  t.is(out.trim(), 'waiting');
+  t.true(a.log.isLeader());
+  t.is(code, 0, `the member's process was still running ${limit / 1000} s after its stop`);
 });

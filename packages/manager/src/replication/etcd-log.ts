@@ -1,10 +1,11 @@
 import { createRequire } from 'node:module';
-import type { Etcd3, Campaign, ElectionObserver, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
+import type { Etcd3, ElectionObserver, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
 import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable } from '@swarmd/common/errors';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { metrics, secondsSince, timed } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
-import { raceAbort, Leadership, ReadBatcher } from './log-kit.js';
+import { raceAbort, Leadership, ReadBatcher, settleWithin } from './log-kit.js';
+import { ElectionBid, type ElectionWin } from './etcd-election.js';
 
 /** How to reach etcd: what `swarmd init --store etcd` takes. The files are PEM contents. */
 export interface EtcdConnection {
@@ -99,7 +100,7 @@ export class EtcdLog implements ReplicatedLog {
   private readonly waiters = new Map<number, Waiter>();
   private readonly progress: { index: number; resolve(): void }[] = [];
   private watcher: Watcher | undefined;
-  private campaignObj: Campaign | undefined;
+  private bid: ElectionBid | undefined;
   private observer: ElectionObserver | undefined;
   /** The election key and its create revision while this member leads (the fence of every write). */
   private fence: { key: string; rev: string; lease: string } | undefined;
@@ -353,31 +354,32 @@ export class EtcdLog implements ReplicatedLog {
 
   private watchFrom(revision: number): void {
     if (this.stopped) return;
-    void this.ns
-      .watch()
-      .prefix('log/')
-      .startRevision(String(revision))
-      .create()
-      .then((w) => {
-        if (this.stopped) {
-          void w.cancel();
-          return;
-        }
-        this.watcher = w;
-        w.on('put', (kv) => this.applyEntry(kv));
-        w.on('disconnected', (err) => this.logger.warn('etcd log: watch disconnected; it resumes from the last revision seen', { error: describeError(err) }));
-        w.on('error', (err) => {
-          // Cancelled by etcd, e.g. the history was compacted past us: resync and watch again.
-          this.logger.warn('etcd log: watch cancelled; resyncing', { error: describeError(err) });
-          void w.cancel().catch(() => undefined);
-          if (this.watcher === w) this.watcher = undefined;
-          void this.resync();
-        });
-      })
-      .catch((err: unknown) => {
-        this.logger.warn('etcd log: cannot watch; retrying', { error: describeError(err) });
-        setTimeout(() => void this.resync(), 1000).unref();
-      });
+    // Held from the start (not once etcd confirms it), so that stop() always finds it to cancel:
+    // a watch left on a closed client retries forever and keeps the process running.
+    const w = this.ns.watch().prefix('log/').startRevision(String(revision)).watcher();
+    this.watcher = w;
+    let connected = false;
+    w.once('connected', () => (connected = true));
+    w.on('put', (kv) => this.applyEntry(kv));
+    // etcd3 would resume a broken watch by itself from the revision in the last header it saw.
+    // After a reconnect that is the member's revision when the watch was created again, past
+    // the events it had still to replay: a second break then skips them. So this member
+    // resumes itself, from what it has applied.
+    const again = (what: string, err: unknown): void => {
+      this.logger.warn(`etcd log: watch ${what}; resuming from the last applied revision`, { applied: this.applied, error: describeError(err) });
+      this.dropWatcher(w);
+      // A watch that never started (etcd away, or refusing it) is tried again a second later.
+      if (connected) void this.resync();
+      else setTimeout(() => void this.resync(), 1000).unref();
+    };
+    w.on('disconnected', (err) => again('disconnected', err));
+    // Cancelled by etcd, e.g. the history was compacted past what was applied.
+    w.on('error', (err) => again('cancelled', err));
+  }
+
+  private dropWatcher(w: Watcher): void {
+    void w.cancel().catch(() => undefined);
+    if (this.watcher === w) this.watcher = undefined;
   }
 
   private resync(): Promise<void> {
@@ -400,39 +402,38 @@ export class EtcdLog implements ReplicatedLog {
 
   private runCampaign(): void {
     if (this.stopped) return;
-    const election = this.ns.election('leader', this.leaseTtl);
-    const c = election.campaign(this.opts.leaderValue ?? '');
-    this.campaignObj = c;
-    c.on('elected', () => void this.onElected(c));
-    c.on('error', (err) => {
-      if (this.campaignObj !== c) return;
-      this.campaignObj = undefined;
-      this.lostLeadership(describeError(err));
-      void c.resign().catch(() => undefined);
-      if (!this.stopped) setTimeout(() => this.runCampaign(), 1000).unref();
-    });
+    const bid = new ElectionBid(this.ns.namespace(ELECTION), this.opts.leaderValue ?? '', this.leaseTtl);
+    this.bid = bid;
+    bid.onLost((err) => this.bidFailed(bid, err));
+    bid.won().then(
+      (win) => void this.onElected(bid, win),
+      (err: unknown) => this.bidFailed(bid, err),
+    );
   }
 
-  private async onElected(c: Campaign): Promise<void> {
+  /** The bid failed or lost its lease: this member no longer leads; it bids again a second later. */
+  private bidFailed(bid: ElectionBid, err: unknown): void {
+    if (this.bid !== bid) return;
+    this.bid = undefined;
+    this.lostLeadership(describeError(err));
+    void bid.resign().catch(() => undefined);
+    if (!this.stopped) setTimeout(() => this.runCampaign(), 1000).unref();
+  }
+
+  private async onElected(bid: ElectionBid, win: ElectionWin): Promise<void> {
     try {
-      const fullKey = await c.getCampaignKey();
-      const prefix = this.ns.prefix.toString();
-      const key = fullKey.startsWith(prefix) ? fullKey.slice(prefix.length) : fullKey;
-      const got = await this.ns.get(key).exec();
-      const kv = got.kvs[0];
-      if (!kv) throw new Error('the election key vanished');
       // Catch up with every entry written before this member won: the newest entry's revision.
       const newest = await this.ns.getAll().prefix('log/').sort('Mod', 'Descend').limit(1).keys();
       const last = newest.length ? await this.ns.get(newest[0]).exec() : undefined;
       const lastRev = Number(last?.kvs[0]?.mod_revision ?? 0);
       await this.waitProgress(lastRev);
-      if (this.campaignObj !== c || this.stopped) return;
-      this.fence = { key, rev: kv.create_revision, lease: kv.lease };
+      if (this.bid !== bid || this.stopped) return;
+      this.fence = { key: ELECTION + win.key, rev: win.createRevision, lease: win.lease };
       this.counter = 0;
       this.setLeader(true);
     } catch (err) {
       this.logger.warn('etcd log: elected but could not take the lead; campaigning again', { error: describeError(err) });
-      if (this.campaignObj === c) c.emit('error', err instanceof Error ? err : new Error(String(err)));
+      this.bidFailed(bid, err);
     }
   }
 
@@ -445,7 +446,7 @@ export class EtcdLog implements ReplicatedLog {
   private async observeLeader(): Promise<void> {
     while (!this.stopped) {
       try {
-        const o = await this.ns.election('leader', this.leaseTtl).observe();
+        const o = await this.ns.election(ELECTION_NAME, this.leaseTtl).observe();
         if (this.stopped) {
           await o.cancel();
           return;
@@ -464,10 +465,10 @@ export class EtcdLog implements ReplicatedLog {
 
   /** Gives up the leadership (another member takes it) and campaigns again. */
   async resign(): Promise<void> {
-    const c = this.campaignObj;
-    this.campaignObj = undefined;
+    const bid = this.bid;
+    this.bid = undefined;
     this.lostLeadership('resigned');
-    await c?.resign().catch(() => undefined);
+    await bid?.resign().catch(() => undefined);
     if (!this.stopped) this.runCampaign();
   }
 
@@ -522,17 +523,27 @@ export class EtcdLog implements ReplicatedLog {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.probeTimer);
-    const c = this.campaignObj;
-    this.campaignObj = undefined;
+    const bid = this.bid;
+    this.bid = undefined;
     this.lostLeadership('stopping');
-    await c?.resign().catch(() => undefined);
-    await this.watcher?.cancel().catch(() => undefined);
-    await this.observer?.cancel().catch(() => undefined);
+    // Each of these is a call to etcd, or waits for its answer on a stream: with etcd away or the
+    // stream half-dead they could wait forever, and the caller (then the process) with them.
+    const within = STOP_CALL_MS;
+    await settleWithin(bid?.resign(), within);
+    await settleWithin(this.watcher?.cancel(), within);
+    await settleWithin(this.observer?.cancel(), within);
     for (const [, w] of this.waiters) w.reject(outcomeUnknown('this manager is stopping: the write may or may not have been applied'));
     this.waiters.clear();
     for (const p of this.progress.splice(0)) p.resolve();
   }
 }
+
+/** The election of the leader (etcd3's Election names its namespace `election/<name>/`). */
+const ELECTION_NAME = 'leader';
+const ELECTION = `election/${ELECTION_NAME}/`;
+
+/** How long stop() waits for each of its calls to etcd. */
+const STOP_CALL_MS = 2_000;
 
 function pad(n: number): string {
   return String(n).padStart(16, '0');

@@ -90,3 +90,11 @@ export class ReadBatcher {
       });
   }
 }
+
+/** Waits until `p` settles (either way) or `ms` pass, whichever is first. */
+export async function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!p) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms).unref()))]);
+  clearTimeout(timer);
+}
