@@ -135,6 +135,44 @@ clusterTest('a manager with a full state disk refuses writes clearly and recover
   t.deepEqual(await problems(c, ledger), []);
 });
 
+// A follower whose state disk fills goes silent to its Raft peers, which cannot tell why: its own
+// swarmd says it, through its agent's heartbeats, and `node ls` on the others shows it; the
+// manager's metrics say it too. Once space returns it is cleared, with no restart.
+clusterTest('a manager whose state disk is full shows "(state disk full)" in node ls and its metrics, cleared once space returns', async (t) => {
+  const { c, ledger } = await withService(t, 'n', 5, 3, 0, 1, { tmpfsStateDirs: ['m2', 'm3'] });
+  const leader = await leaderHost(c);
+  const full = leader === 'm2' ? 'm3' : 'm2';
+  const metric = async (): Promise<string> => {
+    const r = await fetch(`http://${(await c.host(full)).addr}:9323/metrics`);
+    return (await r.text()).split('\n').find((l) => l.startsWith('swarmd_raft_state_disk_unwritable ')) ?? '(no swarmd_raft_state_disk_unwritable)';
+  };
+  t.is(await metric(), 'swarmd_raft_state_disk_unwritable 0');
+  const free = await new Faults(t, c).fillDisk(full);
+  const filled = Date.now();
+  // Writes through the others replicate to it: one of them, past the pages its log file already
+  // holds, is refused by its disk.
+  let row = '';
+  for (let i = 0; !row.includes('state disk full'); i++) {
+    if (Date.now() - filled > BOUND_S * 1000) return t.fail(`node ls never showed ${full}'s full disk; its row: ${row}`);
+    await ledger.scale('web', 1 + (i % 2));
+    row = (await c.ok('node', 'ls')).split('\n').find((l) => l.includes(`${c.name}-${full} `)) ?? '';
+  }
+  t.log(`node ls showed it ${Date.now() - filled} ms after the disk filled: ${row.replace(/\s+/g, ' ')}`);
+  t.regex(row, /(Reachable|Unreachable) \(state disk full\)/);
+  t.is((await c.byHost(full))?.managerStatus?.problem, 'state disk full');
+  t.is(await metric(), 'swarmd_raft_state_disk_unwritable 1');
+  // the others go on: a write is acknowledged while it is full
+  t.true((await ledger.scale('web', 2)).ok, 'a write with one of three managers full');
+  await free();
+  const freed = Date.now();
+  await c.until(`${full}'s problem cleared in node ls`, async () => !(await c.byHost(full))?.managerStatus?.problem, BOUND_S);
+  t.log(`cleared ${Date.now() - freed} ms after the disk had space again`);
+  t.is(await metric(), 'swarmd_raft_state_disk_unwritable 0');
+  const ms = await converge(c, ledger, BOUND_S);
+  t.log(`converged ${ms} ms later`);
+  t.deepEqual(await problems(c, ledger), []);
+});
+
 clusterTest('5% underlay loss still converges a 10-replica service', async (t) => {
   const c = await startLocalCluster(t, name('l'), net(2), 3, 2);
   const ledger = new Ledger(c);

@@ -35,7 +35,7 @@ export interface NodeJson {
   status?: { state?: string };
   spec?: { availability?: string; desiredRole?: string; annotations?: { labels?: Record<string, string> } };
   certificatePem?: string;
-  managerStatus?: { leader?: boolean };
+  managerStatus?: { leader?: boolean; reachability?: string; problem?: string };
 }
 
 export const RUNNING = 'TASK_STATE_RUNNING';

@@ -55,11 +55,16 @@ export function availabilityText(a: NodeAvailability | undefined): string {
   }
 }
 
+/** `docker node ls`'s MANAGER STATUS, with what the manager reports wrong: "Unreachable (state disk full)". */
 export function managerStatusText(n: Node): string {
   const m = n.managerStatus;
   if (!m || (n.role !== NodeRole.NODE_ROLE_MANAGER && !m.raftId && !m.leader)) return '';
-  if (m.leader) return 'Leader';
-  switch (m.reachability) {
+  const status = m.leader ? 'Leader' : reachabilityText(m.reachability);
+  return m.problem ? `${status} (${m.problem})` : status;
+}
+
+function reachabilityText(r: ManagerStatus_Reachability): string {
+  switch (r) {
     case ManagerStatus_Reachability.REACHABLE:
       return 'Reachable';
     case ManagerStatus_Reachability.UNREACHABLE:

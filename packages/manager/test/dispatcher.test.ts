@@ -5,6 +5,7 @@ import {
   AssignmentsMessage_Type,
   DispatcherClient,
   DispatcherService,
+  ManagerStatus_Reachability,
   NodeState,
   TaskState,
   type HeartbeatResponse,
@@ -61,7 +62,7 @@ async function openSession(fx: Fx, t: import('ava').ExecutionContext, id: string
   return { client, stream, tls };
 }
 
-const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId, volumes: [], volumesSet: false }, cb));
+const heartbeat = (c: DispatcherClient, sessionId: string) => unary<HeartbeatResponse>((cb) => c.heartbeat({ sessionId, volumes: [], volumesSet: false, managerProblem: '', managerProblemSet: false }, cb));
 
 test('a session is answered before its registration commits, then registers the node from its certificate and returns the managers', async (t) => {
   const fx = await setup(t);
@@ -475,7 +476,7 @@ test('heartbeats carry the node volumes when they change, and a new session does
   const { client, stream } = await openSession(fx, t, 'wrk9');
   const first = await stream.next();
   const beat = (volumes: { name: string; driver: string }[] | undefined) =>
-    unary<HeartbeatResponse>((cb) => client.heartbeat({ sessionId: first.sessionId, volumes: volumes ?? [], volumesSet: !!volumes }, cb));
+    unary<HeartbeatResponse>((cb) => client.heartbeat({ sessionId: first.sessionId, volumes: volumes ?? [], volumesSet: !!volumes, managerProblem: '', managerProblemSet: false }, cb));
   const vols = () => fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.description?.volumes;
   t.deepEqual(vols(), []);
   await beat([
@@ -495,6 +496,30 @@ test('heartbeats carry the node volumes when they change, and a new session does
   await new Promise((r) => setTimeout(r, 100));
   t.deepEqual(vols(), [{ name: 'cache', driver: 'local' }]);
   t.is(fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.description?.hostname, 'host-wrk9');
+});
+
+test("a manager's reported problem lands in its managerStatus (a repeat writes nothing; a worker's is ignored), and clears", async (t) => {
+  const fx = await setup(t);
+  const { client, stream } = await openSession(fx, t, 'wrk9');
+  const first = await stream.next();
+  const beat = (problem: string) => unary<HeartbeatResponse>((cb) => client.heartbeat({ sessionId: first.sessionId, volumes: [], volumesSet: false, managerProblem: problem, managerProblemSet: true }, cb));
+  const status = () => fx.h.store.view((tx) => tx.get('node', 'wrk9'))?.managerStatus;
+  await beat('state disk full');
+  t.is(status(), undefined, 'a worker has no manager status to put it in');
+  // wrk9 becomes a manager (as the membership records one)
+  await fx.h.store.update((tx) => {
+    const n = cloneObject('node', tx.get('node', 'wrk9')!);
+    n.managerStatus = { raftId: 9, addr: '10.0.0.9:4242', leader: false, reachability: ManagerStatus_Reachability.UNREACHABLE, problem: '' };
+    tx.update('node', n);
+  });
+  await beat('state disk full');
+  t.is(status()?.problem, 'state disk full');
+  t.is(status()?.reachability, ManagerStatus_Reachability.UNREACHABLE, 'the rest of the status is kept');
+  const version = fx.h.store.version();
+  await beat('state disk full');
+  t.is(fx.h.store.version(), version, 'the same problem again: no write');
+  await beat('');
+  t.is(status()?.problem, '');
 });
 
 /** Opens sessions of `ids` and closes them again (the nodes exist and are READY; no session). */

@@ -192,6 +192,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     labels,
     logger: log.child({ component: 'agent' }),
   });
+  // What the Raft peers of this host's manager cannot tell (its state disk refusing writes):
+  // heartbeats carry it to the leader, which shows it in `node ls`.
+  agent.reportManagerProblem(() => manager?.problem());
   // The worker side: assignments → a task manager per task over the runtime (runc + conmon).
   const worker = cfg.runTasks ? await startNodeWorker({ stateDir: dir, agent, insecureRegistries, advertiseAddr, ...(hostname ? { hostname } : {}), logger: log }) : undefined;
 

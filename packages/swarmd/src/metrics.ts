@@ -87,6 +87,14 @@ export function registerStateMetrics(src: MetricsSources): void {
   raftGauge('swarmd_raft_term', 'The current Raft term of this manager (0 on workers)', (s) => s.term);
   raftGauge('swarmd_raft_commit_index', 'The highest Raft log index known committed by this manager', (s) => s.commit);
   raftGauge('swarmd_raft_applied_index', 'The highest Raft log index applied to the store of this manager', (s) => s.applied);
+  new Gauge({
+    name: 'swarmd_raft_state_disk_unwritable',
+    help: "1 while this manager's state disk refuses Raft's writes (full, out of quota or failing: it acknowledges and accepts no write until they succeed again), else 0",
+    registers,
+    collect() {
+      this.set(src.manager()?.raft?.diskError ? 1 : 0);
+    },
+  });
   /** A gauge of objects by state: every state present, 0 for those no object is in. */
   const byState = (name: string, help: string, all: readonly string[], states: (m: Manager) => string[]) =>
     new Gauge({

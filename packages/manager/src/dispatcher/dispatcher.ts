@@ -473,7 +473,28 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     heartbeats.set(id.nodeId, clock.now() + p * grace);
     metrics.dispatcherHeartbeats.inc();
     if (call.request.volumesSet) await recordVolumes(id.nodeId, call.request.volumes);
+    if (call.request.managerProblemSet) await recordManagerProblem(id.nodeId, call.request.managerProblem);
     return { periodMs: p };
+  }
+
+  /**
+   * What is wrong with a manager, as its own host reports it (sent once per session, then when it
+   * changes): a write only when it differs from the store's, and only for a node that is a manager.
+   */
+  async function recordManagerProblem(nodeId: string, problem: string): Promise<void> {
+    const differs = (n: Readonly<Node> | undefined): boolean => !!n?.managerStatus && n.managerStatus.problem !== problem;
+    if (!differs(store.view((tx) => tx.get('node', nodeId)))) return;
+    if (problem) log.warn(`manager problem: ${problem}`, { nodeId });
+    else log.info('manager problem cleared', { nodeId });
+    await retryConflicts(() =>
+      store.update((tx) => {
+        const cur = tx.get('node', nodeId);
+        if (!differs(cur)) return;
+        const n = cloneObject('node', cur!);
+        n.managerStatus = { ...cur!.managerStatus!, problem };
+        tx.update('node', n);
+      }),
+    );
   }
 
   /** The node's named volumes, as its agent reported them (only sent when they changed). */

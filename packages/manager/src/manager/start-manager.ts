@@ -25,7 +25,7 @@ import { KeyFileKeeper, decryptKeyPem, isEncryptedKeyPem, keyringOf, newSecretsK
 import { waitForUnlock } from './locked.js';
 import { forceNewClusterInDir, newRaftId, readMemberFile, transportClusterIdOf, writeMemberFile, type RaftMemberFile } from '../raft/raft-dir.js';
 import { raftSenderCheck } from '../raft/sender-check.js';
-import { RaftLog } from '../replication/raft-log.js';
+import { RaftLog, stateDiskProblem } from '../replication/raft-log.js';
 import { EtcdLog } from '../replication/etcd-log.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import { EtcdMembership, etcdLeaderStatusController, etcdRoleReconcilerController } from '../membership/etcd-membership.js';
@@ -113,6 +113,12 @@ export interface Manager {
   saveTls(tls: TlsMaterial): Promise<void>;
   joinTokens(): JoinTokens | undefined;
   cluster(): Readonly<Cluster> | undefined;
+  /**
+   * What is wrong with this manager that its peers cannot tell, for ManagerStatus.problem (its
+   * host's agent reports it in heartbeats): "state disk full" while its Raft member's disk
+   * refuses writes; undefined when nothing is.
+   */
+  problem(): string | undefined;
   /** Resolves when this member has been removed from the Raft group (demoted, or removed); on etcd, once the store says it was demoted. */
   removed: Promise<void>;
   stop(): Promise<void>;
@@ -214,7 +220,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       role: NodeRole.NODE_ROLE_MANAGER,
       spec: { annotations: { name: '', labels: { ...(o.labels ?? {}) } }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
       description: { hostname: o.hostname ?? osHostname(), platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
-      managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2 },
+      managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2, problem: '' },
       certificatePem: issued.certPem,
     });
     init = { ca, cluster, node };
@@ -576,6 +582,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       }),
     joinTokens: () => clusterObj()?.rootCa?.joinTokens,
     cluster: clusterObj,
+    problem: () => (raft?.diskError ? stateDiskProblem(raft.diskError) : undefined),
     removed,
     async stop() {
       if (stopped) return;

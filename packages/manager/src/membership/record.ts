@@ -6,8 +6,11 @@ import { peerIdentity, toGrpcError, type VerifyOptionsSource } from '../ca/grpc-
 import { cloneObject, makeObject } from '../store/kinds.js';
 import type { MemoryStore } from '../store/memory-store.js';
 
-/** Writes a manager's Node.managerStatus (and creates the Node when the CA service has not yet). */
-export async function recordManagerNode(store: MemoryStore, nodeId: string, ms: ManagerStatus, hostname?: string): Promise<void> {
+/**
+ * Writes a manager's Node.managerStatus (and creates the Node when the CA service has not yet).
+ * `ms` without its problem: that one only the manager's own agent reports (it is kept).
+ */
+export async function recordManagerNode(store: MemoryStore, nodeId: string, ms: Omit<ManagerStatus, 'problem'>, hostname?: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await store.update((tx) => {
@@ -17,14 +20,14 @@ export async function recordManagerNode(store: MemoryStore, nodeId: string, ms: 
             id: nodeId,
             role: NodeRole.NODE_ROLE_MANAGER,
             spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
-            managerStatus: ms,
+            managerStatus: { ...ms, problem: '' },
             ...(hostname ? { description: { hostname, platform: undefined, resources: undefined, engineVersion: '', engineLabels: {}, volumes: [] } } : {}),
           });
           tx.create('node', n);
           return;
         }
         const c = cloneObject('node', cur);
-        c.managerStatus = ms;
+        c.managerStatus = { ...ms, problem: cur.managerStatus?.problem ?? '' };
         c.role = NodeRole.NODE_ROLE_MANAGER;
         tx.update('node', c);
       });

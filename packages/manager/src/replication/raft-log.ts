@@ -131,7 +131,15 @@ export class RaftLog implements ReplicatedLog {
  */
 function stateDisk(e: Error): string {
   const { code } = e as Error & { code?: string };
-  return `this manager's state disk ${code === 'ENOSPC' || code === 'EDQUOT' ? 'is full' : `fails writes (${code ?? 'EIO'})`}`;
+  return `this manager's state disk ${diskFull(code) ? 'is full' : `fails writes (${code ?? 'EIO'})`}`;
+}
+
+const diskFull = (code: string | undefined): boolean => code === 'ENOSPC' || code === 'EDQUOT';
+
+/** A manager's disk trouble (a raft-ts DiskWriteError) in a few words, as `node ls` shows it: "state disk full". */
+export function stateDiskProblem(e: Error): string {
+  const { code } = e as Error & { code?: string };
+  return diskFull(code) ? 'state disk full' : `state disk fails writes (${code ?? 'EIO'})`;
 }
 
 /**

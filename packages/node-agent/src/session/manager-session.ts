@@ -76,6 +76,11 @@ export interface Agent {
   reconnect(): void;
   /** Where the node's named volumes come from: heartbeats carry them when they change. */
   reportVolumes(list: () => Promise<NodeVolume[]>): void;
+  /**
+   * On a manager's host: what is wrong with its manager (ManagerStatus.problem, e.g. "state disk
+   * full"; undefined: nothing). Heartbeats carry it when it changes; the last call wins.
+   */
+  reportManagerProblem(problem: () => string | undefined): void;
   /** The current manager list (as the last session gave it), in dial order. */
   managers(): string[];
   /** The current session, if connected. */
@@ -127,6 +132,7 @@ class AgentImpl implements Agent {
   private saving: Promise<void> = Promise.resolve();
   private assignmentsUnimplemented = false;
   private volumeSource: (() => Promise<NodeVolume[]>) | undefined;
+  private problemSource: (() => string | undefined) | undefined;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -152,6 +158,10 @@ class AgentImpl implements Agent {
 
   reportVolumes(list: () => Promise<NodeVolume[]>): void {
     this.volumeSource = list;
+  }
+
+  reportManagerProblem(problem: () => string | undefined): void {
+    this.problemSource = problem;
   }
 
   /** The volumes to send with a heartbeat: set when they differ from what this session last sent. */
@@ -356,17 +366,21 @@ class AgentImpl implements Agent {
 
   private async heartbeatLoop(client: DispatcherClient, sessionId: string, ac: AbortController): Promise<void> {
     let volumesSent: string | undefined; // per session: a new session sends them again
+    let problemSent: string | undefined; // the same
     try {
       while (!ac.signal.aborted) {
         const change = await this.volumesChange(volumesSent);
+        const problem = this.problemSource ? (this.problemSource() ?? '') : undefined;
+        const problemSet = problem !== undefined && problem !== problemSent;
         const periodMs = await new Promise<number>((resolve, reject) => {
           const onAbort = () => call.cancel();
-          const req = { sessionId, volumes: change?.volumes ?? [], volumesSet: !!change };
+          const req = { sessionId, volumes: change?.volumes ?? [], volumesSet: !!change, managerProblem: problemSet ? problem : '', managerProblemSet: problemSet };
           const call = client.heartbeat(req, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
             ac.signal.removeEventListener('abort', onAbort);
             if (err) reject(err);
             else {
               if (change) volumesSent = change.key;
+              if (problemSet) problemSent = problem;
               resolve(res.periodMs);
             }
           });
