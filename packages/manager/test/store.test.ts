@@ -1,6 +1,6 @@
 import test from 'ava';
 import { isSwarmError, ErrorCode } from '@swarmd/common';
-import { NetworkSpec, NodeRole, TaskState, StoreTransaction } from '@swarmd/proto';
+import { NetworkSpec, NodeRole, TaskSpec, TaskState, StoreTransaction } from '@swarmd/proto';
 import {
   createStore,
   cloneObject,
@@ -333,4 +333,42 @@ test('createStore({ proposer: null }) is a store on a LocalLog', async (t) => {
   t.true(s.replicatedLog instanceof LocalLog);
   await s.update((tx) => tx.create('cluster', makeObject('cluster', { id: 'c' })));
   t.is(s.version(), 1);
+});
+
+test("a service's tasks hold one frozen copy of an equal spec (applied or restored); a different spec keeps its own", async (t) => {
+  const log = new LocalLog();
+  const s = createStore({ ...opts(), log });
+  const spec = (image: string, env: string[]) => TaskSpec.fromPartial({ container: { image, env, labels: { tier: 'web' } }, resources: { limits: { nanoCpus: 5e8, memoryBytes: 2 ** 27 } } });
+  const withSpec = (id: string, serviceId: string, ts: TaskSpec) => ({ ...task(id, serviceId), spec: ts });
+  await s.update((tx) => {
+    tx.create('service', service('s1', 'web'));
+    tx.create('service', service('s2', 'api'));
+    for (const id of ['a', 'b']) tx.create('task', withSpec(id, 's1', spec('web:1', ['A=1'])));
+  });
+  // written by another transaction, decoded from other bytes: still the same copy
+  await s.update((tx) => tx.create('task', withSpec('c', 's1', spec('web:1', ['A=1']))));
+  await s.update((tx) => {
+    tx.create('task', withSpec('d', 's1', spec('web:2', ['A=1'])));
+    tx.create('task', withSpec('e', 's1', spec('web:1', ['A=2'])));
+    tx.create('task', withSpec('f', 's2', spec('web:1', ['A=1'])));
+  });
+  const specOf = (st: MemoryStore, id: string) => st.view((tx) => tx.get('task', id))!.spec!;
+  const holds = (st: MemoryStore) => {
+    t.is(specOf(st, 'a'), specOf(st, 'b'));
+    t.is(specOf(st, 'a'), specOf(st, 'c'));
+    t.not(specOf(st, 'a'), specOf(st, 'd'), 'another image');
+    t.not(specOf(st, 'a'), specOf(st, 'e'), 'another env');
+    t.not(specOf(st, 'a'), specOf(st, 'f'), 'another service');
+    t.deepEqual(specOf(st, 'd').container!.image, 'web:2');
+    t.deepEqual(specOf(st, 'e').container!.env, ['A=2']);
+    t.deepEqual(specOf(st, 'f'), specOf(st, 'a'));
+    t.true(Object.isFrozen(specOf(st, 'a').container!.env));
+  };
+  holds(s);
+  // an update of one task (its status) keeps it on the shared copy
+  await s.update((tx) => tx.update('task', { ...cloneObject('task', tx.get('task', 'b')!), nodeId: 'n1' }));
+  t.is(specOf(s, 'b'), specOf(s, 'a'));
+  const s2 = createStore({ log: new LocalLog() });
+  (s2.replicatedLog as LocalLog).restore(log.snapshot().data, log.snapshot().index);
+  holds(s2);
 });

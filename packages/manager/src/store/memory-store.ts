@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { SwarmError, ErrorCode, invalidArgument, internal, describeError } from '@swarmd/common/errors';
 import { type Logger, nullLogger } from '@swarmd/common/logger';
 import { metrics, secondsSince } from '@swarmd/common/metrics';
-import { StoreSnapshot, StoreTransaction, type StoreAction } from '@swarmd/proto';
+import { StoreSnapshot, StoreTransaction, type StoreAction, type Task } from '@swarmd/proto';
 import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze } from './kinds.js';
 import { type EventMatcher, type StoreEvent, type ObjectEvent, anyOf } from './events.js';
 import { Overlay } from './overlay.js';
 import { type SelectorOf, planLookup } from './selectors.js';
 import { Tables } from './tables.js';
+import { SharedTaskFields } from './shared-fields.js';
 import { type Watcher, WatchQueue } from '../watch/watch-queue.js';
 import type { LogStateMachine, ReplicatedLog } from '../replication/replicated-log.js';
 import { LocalLog } from '../replication/local-log.js';
@@ -91,6 +92,8 @@ export function createStore(opts: StoreOptions = {}): MemoryStore {
  */
 export class MemoryStore implements Store {
   private readonly tables = new Tables();
+  /** One frozen copy of a service's task spec, annotations and endpoint, shared by its tasks. */
+  private readonly shared = new SharedTaskFields();
   private readonly queue = new WatchQueue<StoreEvent>();
   private readonly log: ReplicatedLog;
   private readonly clock: { now(): number };
@@ -256,6 +259,7 @@ export class MemoryStore implements Store {
     const events: ObjectEvent[] = [];
     for (const c of ov.list()) {
       if (c.op === 'remove') {
+        if (c.kind === 'service') this.shared.forget(c.id);
         this.tables.remove(c.kind, c.id);
         events.push({ type: 'delete', kind: c.kind, object: c.object, version: index, timestamp: tx.timestamp } as ObjectEvent);
         continue;
@@ -264,6 +268,7 @@ export class MemoryStore implements Store {
       // The decoded object is ours alone; stamp it and freeze it.
       const o = c.object as AnyObject;
       o.meta = { version: index, createdAt: old?.meta?.createdAt ?? tx.timestamp, updatedAt: tx.timestamp };
+      if (c.kind === 'task') this.shared.share(o as Task);
       deepFreeze(o);
       this.tables.put(c.kind, o);
       events.push(
@@ -296,8 +301,9 @@ export class MemoryStore implements Store {
     const s = StoreSnapshot.decode(data);
     index ??= s.version;
     this.tables.clear();
+    this.shared.clear();
     const put = (kind: Kind, list: AnyObject[]): void => {
-      for (const o of list) this.tables.put(kind, deepFreeze(o));
+      for (const o of list) this.tables.put(kind, deepFreeze(kind === 'task' ? this.shared.share(o as Task) : o));
     };
     put('node', s.nodes);
     put('service', s.services);
