@@ -27,6 +27,7 @@ export class ElectionBid {
   private readonly lease: Lease;
   private readonly withdrawn = new AbortController();
   private lostCb: ((err: Error) => void) | undefined;
+  private keyPut: string | undefined;
 
   constructor(
     private readonly ns: Namespace,
@@ -51,6 +52,7 @@ export class ElectionBid {
     const key = lease;
     const res = await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(this.value).lease(lease)).commit();
     if (!res.succeeded) throw new SwarmError(ErrorCode.INTERNAL, `etcd election: the key of the new lease ${lease} already exists`);
+    this.keyPut = key;
     const createRevision = res.header.revision;
     for (;;) {
       this.checkStanding();
@@ -65,6 +67,11 @@ export class ElectionBid {
       if (!kv) return { key, createRevision, lease };
       await this.untilGoneOrBroken(kv.key.toString(), older.header.revision);
     }
+  }
+
+  /** The bid's key once put (relative to its namespace), else undefined. */
+  key(): string | undefined {
+    return this.keyPut;
   }
 
   /** Withdraws the bid: ends its watches and revokes its lease (its key goes with it). */

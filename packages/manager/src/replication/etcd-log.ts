@@ -22,10 +22,18 @@ export function connectEtcd(c: EtcdConnection): Etcd3 {
   if (c.endpoints.length === 0) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'etcd: no endpoint given');
   if ((c.cert === undefined) !== (c.key === undefined)) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'etcd: a client certificate needs its key and a key its certificate');
   const timeout = c.callTimeoutMs ?? 5_000;
+  const { circuitBreaker, handleWhen, ConsecutiveBreaker } = loadCockatiel();
   const opts: IOptions = {
     hosts: c.endpoints,
     dialTimeout: timeout,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    // Back within about a second of etcd's return. gRPC's reconnect backoff grows to 2 minutes
+    // by default (it had reached ~10 s after 25 s away), and etcd3 keeps a host it saw fail 3
+    // times in a row out for 5 s: writes went on failing ~10 s after etcd answered again.
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 250, 'grpc.max_reconnect_backoff_ms': RECONNECT_MAX_MS },
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(loadEtcd3().isRecoverableError), { halfOpenAfter: RECONNECT_MAX_MS, breaker: new ConsecutiveBreaker(3) }),
+    },
   };
   if (c.cacert) opts.credentials = { rootCertificate: c.cacert, ...(c.cert ? { certChain: c.cert, privateKey: c.key } : {}) };
   return new (loadEtcd3().Etcd3)(opts);
@@ -40,6 +48,16 @@ function loadEtcd3(): typeof import('etcd3') {
   etcd3 ??= createRequire(import.meta.url)('etcd3') as typeof import('etcd3');
   return etcd3;
 }
+
+/** etcd3's fault-handling library (its policies are how a host's circuit breaker is set). */
+let cockatiel: typeof import('cockatiel') | undefined;
+function loadCockatiel(): typeof import('cockatiel') {
+  cockatiel ??= createRequire(import.meta.url)('cockatiel') as typeof import('cockatiel');
+  return cockatiel;
+}
+
+/** The longest wait before a connection to etcd is tried again, and before a failed host is. */
+const RECONNECT_MAX_MS = 1_000;
 
 export interface EtcdLogOptions {
   client: Etcd3;
@@ -101,6 +119,8 @@ export class EtcdLog implements ReplicatedLog {
   private readonly progress: { index: number; resolve(): void }[] = [];
   private watcher: Watcher | undefined;
   private bid: ElectionBid | undefined;
+  /** Election keys of this member's failed bids whose lease could not be revoked (etcd away). */
+  private readonly staleKeys = new Set<string>();
   private observer: ElectionObserver | undefined;
   /** The election key and its create revision while this member leads (the fence of every write). */
   private fence: { key: string; rev: string; lease: string } | undefined;
@@ -402,13 +422,16 @@ export class EtcdLog implements ReplicatedLog {
 
   private runCampaign(): void {
     if (this.stopped) return;
-    const bid = new ElectionBid(this.ns.namespace(ELECTION), this.opts.leaderValue ?? '', this.leaseTtl);
-    this.bid = bid;
-    bid.onLost((err) => this.bidFailed(bid, err));
-    bid.won().then(
-      (win) => void this.onElected(bid, win),
-      (err: unknown) => this.bidFailed(bid, err),
-    );
+    void this.deleteStaleKeys().then(() => {
+      if (this.stopped) return;
+      const bid = new ElectionBid(this.ns.namespace(ELECTION), this.opts.leaderValue ?? '', this.leaseTtl);
+      this.bid = bid;
+      bid.onLost((err) => this.bidFailed(bid, err));
+      bid.won().then(
+        (win) => void this.onElected(bid, win),
+        (err: unknown) => this.bidFailed(bid, err),
+      );
+    });
   }
 
   /** The bid failed or lost its lease: this member no longer leads; it bids again a second later. */
@@ -416,8 +439,26 @@ export class EtcdLog implements ReplicatedLog {
     if (this.bid !== bid) return;
     this.bid = undefined;
     this.lostLeadership(describeError(err));
-    void bid.resign().catch(() => undefined);
+    void bid.resign().catch(() => {
+      // etcd was away: the lease, and the key with it, may outlive this member's bid there (etcd
+      // restarts its leases with their whole TTL), and a new bid would wait behind its own old key.
+      const key = bid.key();
+      if (key) this.staleKeys.add(key);
+    });
     if (!this.stopped) setTimeout(() => this.runCampaign(), 1000).unref();
+  }
+
+  /** Deletes the election keys of this member's earlier bids whose lease could not be revoked (best effort). */
+  private async deleteStaleKeys(): Promise<void> {
+    for (const key of [...this.staleKeys]) {
+      try {
+        await this.ns.delete().key(ELECTION + key);
+        this.staleKeys.delete(key);
+        this.logger.info('etcd log: deleted the election key of an earlier bid', { key });
+      } catch {
+        return; // etcd still away: the bid that follows fails too, and the next one tries again
+      }
+    }
   }
 
   private async onElected(bid: ElectionBid, win: ElectionWin): Promise<void> {
