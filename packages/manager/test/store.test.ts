@@ -12,6 +12,7 @@ import {
   type StoreEvent,
   type Tx,
 } from '../src/index.js';
+import { sameValue } from '../src/store/shared-fields.js';
 
 let tick = 1_000;
 const clock = { now: () => tick };
@@ -371,4 +372,24 @@ test("a service's tasks hold one frozen copy of an equal spec (applied or restor
   const s2 = createStore({ log: new LocalLog() });
   (s2.replicatedLog as LocalLog).restore(log.snapshot().data, log.snapshot().index);
   holds(s2);
+});
+
+test('sameValue: equal decoded values match; a nested field, a byte, a date, an array length or an extra key tells them apart', (t) => {
+  const v = () => ({ a: 1, b: { c: ['x', 'y'], d: new Uint8Array([1, 2]), e: new Date(5), f: undefined as string | undefined } });
+  t.true(sameValue(v(), v()));
+  const changed = [
+    (o: ReturnType<typeof v>) => (o.b.c[1] = 'z'),
+    (o: ReturnType<typeof v>) => (o.b.d[0] = 9),
+    (o: ReturnType<typeof v>) => (o.b.e = new Date(6)),
+    (o: ReturnType<typeof v>) => o.b.c.push('w'),
+    (o: ReturnType<typeof v>) => Object.assign(o.b, { g: 1 }),
+    (o: ReturnType<typeof v>) => (o.b.f = ''),
+  ];
+  for (const [i, change] of changed.entries()) {
+    const o = v();
+    change(o);
+    t.false(sameValue(v(), o), `change ${i}`);
+    t.false(sameValue(o, v()), `change ${i}, reversed`);
+  }
+  t.false(sameValue([1], { 0: 1 }), 'an array is not an object with the same keys');
 });

@@ -77,10 +77,15 @@ export function sameValue(a: unknown, b: unknown): boolean {
     for (let i = 0; i < a.length; i++) if (!sameValue(a[i], y[i])) return false;
     return true;
   }
+  // Decoded messages are plain objects of own enumerable fields: for-in walks them without
+  // allocating key arrays (this runs for every task applied).
   const x = a as Record<string, unknown>;
   const y = b as Record<string, unknown>;
-  const keys = Object.keys(x);
-  if (keys.length !== Object.keys(y).length) return false;
-  for (const k of keys) if (!Object.prototype.hasOwnProperty.call(y, k) || !sameValue(x[k], y[k])) return false;
-  return true;
+  let n = 0;
+  for (const k in x) {
+    n++;
+    if (!(k in y) || !sameValue(x[k], y[k])) return false;
+  }
+  for (const _ in y) n--;
+  return n === 0;
 }
