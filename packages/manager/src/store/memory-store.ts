@@ -171,6 +171,7 @@ export class MemoryStore implements Store {
           ov.rollback(cp);
           throw err;
         } finally {
+          ov.release(cp);
           tx.close();
         }
         if (ov.size >= this.maxBatchActions) await flush();
