@@ -14,7 +14,7 @@ interface Member {
   store: MemoryStore;
 }
 
-async function member(t: ExecutionContext, endpoints: string[], prefix: string, opts: { snapshotEvery?: number; campaign?: boolean; leaseTtl?: number } = {}): Promise<Member> {
+async function member(t: ExecutionContext, endpoints: string[], prefix: string, opts: { snapshotEvery?: number; campaign?: boolean; leaseTtl?: number; leaderValue?: string } = {}): Promise<Member> {
   const client = connectEtcd({ endpoints, callTimeoutMs: 2000 });
   const log = new EtcdLog({ client, prefix, leaseTtl: opts.leaseTtl ?? 2, ...opts });
   const store = createStore({ log });
@@ -246,4 +246,23 @@ etcdTest('a member stopped while it waits behind the leader leaves nothing runni
   t.is(out.trim(), 'waiting');
   t.true(a.log.isLeader());
   t.is(code, 0, `the member's process was still running ${limit / 1000} s after its stop`);
+});
+
+etcdTest("every member's leaderValue names the leader's published value, follows a resign and a stop, and is undefined with no leader", async (t) => {
+  const etcd = await startEtcd({ t });
+  const prefix = `/swarmd/${randomUUID()}`;
+  const a = await member(t, etcd.endpoints, prefix, { leaderValue: 'a:4242' });
+  await until('a leads', () => a.log.isLeader());
+  const b = await member(t, etcd.endpoints, prefix, { leaderValue: 'b:4242' });
+  const c = await member(t, etcd.endpoints, prefix, { campaign: false });
+  const seen = () => [a, b, c].map((m) => m.log.leaderValue());
+  await until('all see a', () => seen().every((v) => v === 'a:4242'));
+  await a.log.resign(); // b's bid is next; a bids again behind it
+  await until('all see b', () => seen().every((v) => v === 'b:4242'));
+  await until('b takes the lead (once caught up)', () => b.log.isLeader());
+  await b.log.stop();
+  await until('a and c see a again', () => a.log.leaderValue() === 'a:4242' && c.log.leaderValue() === 'a:4242');
+  await a.log.stop();
+  await until('c sees no leader', () => c.log.leaderValue() === undefined);
+  t.deepEqual([a.log.isLeader(), b.log.isLeader(), c.log.isLeader()], [false, false, false]);
 });

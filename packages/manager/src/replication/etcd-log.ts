@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { Etcd3, ElectionObserver, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
+import type { Etcd3, IOptions, Namespace, Watcher, IKeyValue } from 'etcd3';
 import { SwarmError, ErrorCode, ErrorReason, failedPrecondition, describeError, outcomeUnknown, storeUnavailable } from '@swarmd/common/errors';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { metrics, secondsSince, timed } from '@swarmd/common/metrics';
@@ -121,7 +121,9 @@ export class EtcdLog implements ReplicatedLog {
   private bid: ElectionBid | undefined;
   /** Election keys of this member's failed bids whose lease could not be revoked (etcd away). */
   private readonly staleKeys = new Set<string>();
-  private observer: ElectionObserver | undefined;
+  /** The watch of the election's keys that keeps leaderValue() current, and what wakes its wait. */
+  private electionWatch: Watcher | undefined;
+  private wakeObserver: (() => void) | undefined;
   /** The election key and its create revision while this member leads (the fence of every write). */
   private fence: { key: string; rev: string; lease: string } | undefined;
   private counter = 0;
@@ -484,23 +486,41 @@ export class EtcdLog implements ReplicatedLog {
     this.setLeader(false);
   }
 
+  /**
+   * Keeps leaderValue() current on every member: the value of the oldest key of the election (the
+   * leader's bid), read again after any change of the election's keys or a break of that watch.
+   * (etcd3's ElectionObserver resumes a broken watch from its last header revision, which can skip
+   * the leader key's deletion; see watchFrom.)
+   */
   private async observeLeader(): Promise<void> {
+    const election = this.ns.namespace(ELECTION);
     while (!this.stopped) {
       try {
-        const o = await this.ns.election(ELECTION_NAME, this.leaseTtl).observe();
-        if (this.stopped) {
-          await o.cancel();
-          return;
-        }
-        this.observer = o;
-        this.leaderValueSeen = o.leader();
-        o.on('change', (v) => (this.leaderValueSeen = v));
-        await new Promise<void>((resolve) => o.once('error', () => resolve()));
-        this.leaderValueSeen = undefined;
+        const res = await election.getAll().sort('Create', 'Ascend').limit(1).exec();
+        const kv = res.kvs[0];
+        this.leaderValueSeen = kv ? kv.value.toString() : undefined;
+        await this.untilElectionChanges(election, res.header.revision);
       } catch {
         this.leaderValueSeen = undefined;
+        await sleep(1000);
       }
-      await sleep(1000);
+    }
+  }
+
+  /** Waits for a put or delete of an election key after `revision`, a break of the watch, or stop(). */
+  private async untilElectionChanges(election: Namespace, revision: string): Promise<void> {
+    if (this.stopped) return;
+    const w = election.watch().prefix('').startRevision(String(BigInt(revision) + 1n)).watcher();
+    this.electionWatch = w;
+    try {
+      await new Promise<void>((resolve) => {
+        for (const e of ['put', 'delete', 'disconnected', 'error', 'end'] as const) w.once(e, () => resolve());
+        this.wakeObserver = resolve;
+      });
+    } finally {
+      this.wakeObserver = undefined;
+      if (this.electionWatch === w) this.electionWatch = undefined;
+      await settleWithin(w.cancel(), STOP_CALL_MS);
     }
   }
 
@@ -572,16 +592,16 @@ export class EtcdLog implements ReplicatedLog {
     const within = STOP_CALL_MS;
     await settleWithin(bid?.resign(), within);
     await settleWithin(this.watcher?.cancel(), within);
-    await settleWithin(this.observer?.cancel(), within);
+    this.wakeObserver?.();
+    await settleWithin(this.electionWatch?.cancel(), within);
     for (const [, w] of this.waiters) w.reject(outcomeUnknown('this manager is stopping: the write may or may not have been applied'));
     this.waiters.clear();
     for (const p of this.progress.splice(0)) p.resolve();
   }
 }
 
-/** The election of the leader (etcd3's Election names its namespace `election/<name>/`). */
-const ELECTION_NAME = 'leader';
-const ELECTION = `election/${ELECTION_NAME}/`;
+/** The namespace of the leader's election (etcd3's Election named it `election/<name>/`: kept). */
+const ELECTION = 'election/leader/';
 
 /** How long stop() waits for each of its calls to etcd. */
 const STOP_CALL_MS = 2_000;
