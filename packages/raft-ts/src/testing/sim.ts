@@ -137,6 +137,8 @@ export interface SimStats {
 export interface SimResult {
   seed: number;
   members: number;
+  /** The targeted scenarios the run mixed in (none for most seeds). */
+  scenarios: ScenarioKind[];
   violations: Violation[];
   /** The trace events relevant to the first violation (or the last ones when none). */
   trace: string[];
@@ -1613,6 +1615,7 @@ export class RaftSim {
     return {
       seed: this.seed,
       members: this.membersAtStart,
+      scenarios: [...this.scenarioKinds],
       violations: this.violations,
       trace: this.relevantTrace(this.violations[0]),
       traceHash: (this.traceHash >>> 0).toString(16).padStart(8, '0') + ':' + this.traceCount,
