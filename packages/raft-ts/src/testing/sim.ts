@@ -1240,7 +1240,7 @@ export class RaftSim {
       if (kind === 'figure-8') this.figure8(s, l, voters);
       else if (kind === 'truncate-in-progress') this.truncateInProgress(s, l, voters);
       else this.confOverlap(s, l, voters);
-    });
+    }, { everyMs: 10 });
   }
 
   private endScenario(s: ActiveScenario, why: string, completed: boolean): void {
@@ -1249,14 +1249,17 @@ export class RaftSim {
     if (completed) this.stats.scenariosCompleted++;
     this.net.heal();
     this.trace('fault', `scenario ${s.kind} ${completed ? 'ends' : 'gives up'}: ${why}; heal the network`, []);
-    if (this.chaos && this.queue.now < this.chaosMs - 5000) this.queue.after(this.scenarioRng.range(500, 2500), () => this.startScenario());
+    // One scenario that ran to its end is enough for a seed (calm periods cost time: clients get
+    // more done); one that gave up is tried again while there is time.
+    if (!completed && this.chaos && this.queue.now < this.chaosMs - 5000) this.queue.after(this.scenarioRng.range(500, 2500), () => this.startScenario());
   }
 
   /**
-   * Polls cond every 2 simulated ms (running act, if any, every 15 ms meanwhile): then() once it
-   * holds; after timeoutMs, onTimeout() if given, else the scenario gives up.
+   * Polls cond every opts.everyMs simulated ms (2 by default; running act, if any, every 15 ms
+   * meanwhile): then() once it holds; after timeoutMs, onTimeout() if given, else the scenario
+   * gives up.
    */
-  private waitFor(s: ActiveScenario, what: string, cond: () => boolean, timeoutMs: number, then: () => void, opts: { act?: () => void; onTimeout?: () => void } = {}): void {
+  private waitFor(s: ActiveScenario, what: string, cond: () => boolean, timeoutMs: number, then: () => void, opts: { act?: () => void; onTimeout?: () => void; everyMs?: number } = {}): void {
     const deadline = this.queue.now + timeoutMs;
     let nextAct = this.queue.now;
     const poll = (): void => {
@@ -1271,7 +1274,7 @@ export class RaftSim {
         nextAct = this.queue.now + 15;
         opts.act();
       }
-      this.queue.after(2, poll);
+      this.queue.after(opts.everyMs ?? 2, poll);
     };
     poll();
   }
