@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
- * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault F] [--chaos-ms MS] [--stop-on-violation] [--verbose]
+ * npm run sim:raft -- --seeds N [--seed S] [--members 3|5] [--fault F] [--scenario K] [--chaos-ms MS] [--stop-on-violation] [--verbose]
  *
  * F, a deliberate bug to show the checks catch it: stale-reads (reads served locally without
  * ReadIndex), lossy-disk (crashes lose synced writes), no-sync (mustSync ignored),
  * unconfirmed-read-index (a leader answers ReadIndex without a heartbeat round), early-acks
  * (append and vote replies sent before the fsync).
+ *
+ * K, the targeted scenario mixed into the chaos (sim.ts SCENARIOS): figure-8,
+ * truncate-in-progress, conf-overlap, none, or auto (the default: the seed chooses).
  *
  * Runs seeds S, S+1, ... S+N-1 of the Raft simulation (3 or 5 members by seed unless forced) and
  * ends with `raft sim: N seeds, K violations` (exit 1 when K > 0). A violating seed prints its
@@ -15,7 +18,7 @@
 import { parseArgs } from 'node:util';
 import { realCore } from './sim-core.js';
 import { noSyncCore, unconfirmedReadIndexCore } from './faulty-cores.js';
-import { formatViolation, runSim, type SimCore, type SimFault } from './sim.js';
+import { formatViolation, runSim, SCENARIOS, type SimCore, type SimFault, type SimOptions } from './sim.js';
 
 function main(): number {
   const { values } = parseArgs({
@@ -24,6 +27,7 @@ function main(): number {
       seed: { type: 'string' },
       members: { type: 'string' },
       fault: { type: 'string' },
+      scenario: { type: 'string' },
       'chaos-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
@@ -47,6 +51,8 @@ function main(): number {
     'no-sync': { core: noSyncCore(realCore), fault: 'none', syncProbability: 0 },
     'unconfirmed-read-index': { core: unconfirmedReadIndexCore(realCore), fault: 'none' },
   };
+  const scenario = (values.scenario ?? 'auto') as SimOptions['scenario'];
+  if (!['auto', 'none', ...SCENARIOS].includes(scenario as string)) throw new Error(`--scenario is one of auto, none, ${SCENARIOS.join(', ')}`);
   const chosen = faults[faultName];
   if (!chosen) throw new Error(`--fault is one of ${Object.keys(faults).join(', ')}`);
   const { core, fault, syncProbability } = chosen;
@@ -59,11 +65,11 @@ function main(): number {
   for (let i = 0; i < count; i++) {
     ran++;
     const seed = start + i;
-    const r = runSim(core, { seed, members, fault, syncProbability, chaosMs, verbose: values.verbose, log: (l) => console.log(l) });
+    const r = runSim(core, { seed, members, fault, syncProbability, chaosMs, scenario, verbose: values.verbose, log: (l) => console.log(l) });
     if (r.stats.linearizability === 'unknown') unknown++;
     if (r.violations.length > 0) {
       bad++;
-      const extra = [faultName === 'none' ? '' : `--fault ${faultName}`, chaosMs === undefined ? '' : `--chaos-ms ${chaosMs}`].filter(Boolean).join(' ');
+      const extra = [faultName === 'none' ? '' : `--fault ${faultName}`, scenario === 'auto' ? '' : `--scenario ${scenario}`, chaosMs === undefined ? '' : `--chaos-ms ${chaosMs}`].filter(Boolean).join(' ');
       for (const line of formatViolation(r, extra)) console.log(line);
       if (values['stop-on-violation']) break;
     } else if (values.verbose || count === 1) {

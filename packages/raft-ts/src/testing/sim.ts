@@ -16,13 +16,13 @@
  * convergence after healing, and linearizability of the client history.
  */
 import { ConfChange, ConfChangeType, EntryType, MessageType, NotLeaderError, ProposalDroppedError } from '../types.js';
-import type { ConfState, Entry, HardState, Message, RaftConfig, RaftStorage, RawNode, ReadState, Role, Snapshot } from '../types.js';
+import type { ConfState, Entry, HardState, Message, RaftConfig, RaftStorage, RawNode, Ready, ReadState, Role, Snapshot } from '../types.js';
 import { EventQueue } from './event-queue.js';
 import { checkKvHistory, explainKv, type KvInput, type KvOperation } from './linearizability.js';
 import { Prng } from './prng.js';
 import { SimDisk, snapshotIndex } from './sim-disk.js';
 import { decodeCommand, encodeCommand, KvStateMachine } from './sim-kv.js';
-import { CALM, SimNetwork, type NetworkConditions } from './sim-network.js';
+import { CALM, SimNetwork, type DropReason, type NetworkConditions } from './sim-network.js';
 
 /** The writable side of a member's in-memory log (the core's MemoryStorage fits). */
 export interface SimStorage extends RaftStorage {
@@ -66,7 +66,38 @@ export interface SimOptions {
   bootstrap?: 'snapshot' | 'conf-state';
   /** Chance that a Ready that does not need a sync is synced anyway (background flush); 0.2. */
   syncProbability?: number;
+  /**
+   * The targeted scenario the chaos phase mixes in (see SCENARIOS): 'auto' (the default) lets
+   * the seed choose (most seeds run none), 'none' runs none, a kind runs that one.
+   */
+  scenario?: ScenarioKind | 'auto' | 'none';
 }
+
+/**
+ * Targeted scenarios: schedules aimed at hazards that random faults almost never line up,
+ * driven step by step from the cluster's state (who leads, who holds what) with ordinary faults
+ * only: partitions, messages lost on a link, a full disk (a slow fsync), crashes, forced
+ * campaigns, proposals. Random faults pause while one runs.
+ * - figure-8 (raft §5.4.2, Figure 8): a leader's entry reaches nobody; a member elected by
+ *   the others writes a conflicting entry of a newer term and is cut off at once; the first
+ *   leader, elected again, replicates its old-term entry to a quorum but none of its own
+ *   term's, then crashes (or is cut off); the member holding the newer conflicting entry is
+ *   elected and overwrites the old-term entry. Safe only if the old-term entry was never
+ *   committed by counting replicas.
+ * - truncate-in-progress (5 voters): a follower with a full disk holds two entries in one
+ *   Ready being persisted; a new leader, elected without the second, sends a conflicting
+ *   append that replaces the second only; the follower acknowledges it, then crashes and
+ *   restarts from its disk. Safe only if the replacing entry was persisted too.
+ * - conf-overlap (5 voters): the leader proposes two removals back to back; they reach one
+ *   more follower (a quorum of the old membership) without the news that they are committed,
+ *   and the network splits between the leader with one follower (a majority of the membership
+ *   after both removals) and the three others (a majority of the membership before them).
+ *   Safe only if the second change waited for the first to be applied.
+ */
+export type ScenarioKind = 'figure-8' | 'truncate-in-progress' | 'conf-overlap';
+export const SCENARIOS: readonly ScenarioKind[] = ['figure-8', 'truncate-in-progress', 'conf-overlap'];
+/** Of the seeds left to choose ('auto'), the share that run targeted scenarios. */
+const SCENARIO_SHARE = 0.25;
 
 export type ViolationKind = 'election-safety' | 'state-machine-safety' | 'apply-order' | 'linearizability' | 'no-convergence' | 'exception';
 
@@ -93,6 +124,9 @@ export interface SimStats {
   partitions: number;
   diskFull: number;
   proposalsDropped: number;
+  /** Targeted scenarios started, and those that ran to their last step. */
+  scenarios: number;
+  scenariosCompleted: number;
   opsOk: number;
   opsLost: number;
   readsOk: number;
@@ -103,6 +137,8 @@ export interface SimStats {
 export interface SimResult {
   seed: number;
   members: number;
+  /** The targeted scenarios the run mixed in (none for most seeds). */
+  scenarios: ScenarioKind[];
   violations: Violation[];
   /** The trace events relevant to the first violation (or the last ones when none). */
   trace: string[];
@@ -170,6 +206,17 @@ interface Client {
 }
 
 class Abort extends Error {}
+
+/** The targeted scenario under way, and the hooks it has set. */
+interface ActiveScenario {
+  kind: ScenarioKind;
+  /** Drops a message as a lossy link would (by its content: the scenario's choice of which). */
+  drop?: (msg: Message) => boolean;
+  /** A member has just become leader (before its first Ready's messages go out). */
+  onLeader?: (m: Member) => void;
+  /** A member has just taken a Ready (before persisting it). */
+  onReady?: (m: Member, rd: Ready) => void;
+}
 
 const MSG_NAMES: Record<number, string> = {
   [MessageType.MSG_HUP]: 'Hup',
@@ -320,6 +367,11 @@ export class RaftSim {
   private clientsStopAt = 0;
   private clientsGiveUpAt = 0;
   private readonly profile: Profile;
+  /** Draws of the targeted scenarios, from a generator of their own (the other draws stay as they were). */
+  private readonly scenarioRng: Prng;
+  private readonly scenarioKinds: ScenarioKind[];
+  private scenario: ActiveScenario | undefined;
+  private readonly lastForcedCampaign = new Map<number, number>();
   private readonly fault: SimFault;
   private readonly bootstrap: 'snapshot' | 'conf-state';
   private readonly syncProbability: number;
@@ -342,6 +394,8 @@ export class RaftSim {
     partitions: 0,
     diskFull: 0,
     proposalsDropped: 0,
+    scenarios: 0,
+    scenariosCompleted: 0,
     opsOk: 0,
     opsLost: 0,
     readsOk: 0,
@@ -367,6 +421,30 @@ export class RaftSim {
     this.traceTail = opts.traceTail ?? 40;
     this.net = new SimNetwork(this.queue, this.rng.fork());
     this.profile = this.makeProfile();
+    // Which scenarios this seed runs: decided by a generator of its own, so that a seed that
+    // runs none replays exactly as before scenarios existed.
+    this.scenarioRng = new Prng((Math.imul(opts.seed, 0x9e3779b1) ^ 0x5ce7a710) >>> 0);
+    const choice = opts.scenario ?? 'auto';
+    const eligible = SCENARIOS.filter((k) => k === 'figure-8' || this.membersAtStart >= 5);
+    if (choice === 'auto') this.scenarioKinds = this.scenarioRng.chance(SCENARIO_SHARE) ? [this.scenarioRng.pick(eligible)] : [];
+    else this.scenarioKinds = choice === 'none' ? [] : [choice];
+    this.shapeProfileForScenarios();
+  }
+
+  /** What the seed's scenarios need of the profile (drawn as for any seed, then adjusted). */
+  private shapeProfileForScenarios(): void {
+    const p = this.profile;
+    for (const k of this.scenarioKinds) {
+      // Figure 8 needs the old-term entries acknowledged apart from the new leader's first one.
+      if (k === 'figure-8') p.maxSizePerMsg = 1;
+      if (k === 'truncate-in-progress') {
+        // Two appends in flight to a member whose fsync waits; a restart replays the log from
+        // the last snapshot (not from a durable state machine), so what the disk holds is applied.
+        p.maxInflightMsgs = Math.max(p.maxInflightMsgs, 8);
+        p.durableSm = false;
+        p.snapshotEvery = Math.max(p.snapshotEvery, 200);
+      }
+    }
   }
 
   private makeProfile(): Profile {
@@ -622,6 +700,7 @@ export class RaftSim {
       if (++rounds > 10_000) this.violate('exception', `n${m.id}: hasReady() stays true after 10000 Ready rounds`, [m.id]);
       const rd = m.raw.ready();
       if (rd.softState) this.onSoftState(m, rd.softState.role, rd.softState.leaderId);
+      this.scenario?.onReady?.(m, rd);
       // 1. Persist.
       const hasSnap = rd.snapshot !== undefined && snapshotIndex(rd.snapshot) > 0;
       if (hasSnap) {
@@ -654,7 +733,7 @@ export class RaftSim {
         const fsyncMs = this.rng.range(this.profile.fsyncMs[0], this.profile.fsyncMs[1]);
         // Now and then the member dies before its fsync ends: what it sent early is out, what it
         // wrote may be lost.
-        if (this.chaos && fsyncMs > 1 && this.rng.chance(this.profile.crashInFsync)) {
+        if (this.chaos && !this.scenario && fsyncMs > 1 && this.rng.chance(this.profile.crashInFsync)) {
           this.queue.after(this.rng.range(0, fsyncMs - 1), () => {
             if (m.state !== 'up' || m.incarnation !== inc) return;
             this.crash(m, 'crash before the fsync ends');
@@ -716,11 +795,12 @@ export class RaftSim {
     const other = this.leaders.get(term);
     if (other !== undefined && other !== m.id) this.violate('election-safety', `two leaders in term ${term}: n${other} and n${m.id}`, [other, m.id]);
     this.leaders.set(term, m.id);
-    if (this.chaos && this.rng.chance(this.profile.leaderChurn)) {
+    this.scenario?.onLeader?.(m);
+    if (this.chaos && !this.scenario && this.rng.chance(this.profile.leaderChurn)) {
       const inc = m.incarnation;
       const elected = this.queue.now;
       this.queue.after(this.rng.range(1, 60), () => {
-        if (!this.chaos || m.state !== 'up' || m.incarnation !== inc || m.role !== 'leader' || !this.mayCrashVoter(m)) return;
+        if (!this.chaos || this.scenario || m.state !== 'up' || m.incarnation !== inc || m.role !== 'leader' || !this.mayCrashVoter(m)) return;
         this.crash(m, `leader churn: crashes ${this.queue.now - elected}ms into its term`);
         this.restartLater(m, 50, 1500);
       });
@@ -734,17 +814,18 @@ export class RaftSim {
     const isSnap = msg.type === MessageType.MSG_SNAP;
     this.stats.messages++;
     if (isSnap) this.stats.snapshotsSent++;
-    this.net.send(
-      from.id,
-      to,
-      () => this.deliverRaft(copy, inc),
-      (why) => {
-        this.stats.dropped++;
-        if (this.verbose) this.trace('net', `drop (${why}) ${describeMessage(copy)}`, [from.id, to]);
-        if (isSnap) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportSnapshot(to, false)));
-        else if (why === 'cut' && this.rng.chance(0.3)) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportUnreachable(to)));
-      },
-    );
+    const dropped = (why: DropReason): void => {
+      this.stats.dropped++;
+      if (this.verbose) this.trace('net', `drop (${why}) ${describeMessage(copy)}`, [from.id, to]);
+      if (isSnap) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportSnapshot(to, false)));
+      else if (why === 'cut' && this.rng.chance(0.3)) this.queue.after(1, () => this.report(from, inc, (raw) => raw.reportUnreachable(to)));
+    };
+    if (this.scenario?.drop?.(copy)) {
+      this.trace('net', `lost (scenario) ${describeMessage(copy)}`, [from.id, to]);
+      dropped('loss');
+      return;
+    }
+    this.net.send(from.id, to, () => this.deliverRaft(copy, inc), dropped);
   }
 
   /** Runs fn now, or when m wakes up if it is paused. */
@@ -984,7 +1065,7 @@ export class RaftSim {
     const [lo, hi] = this.profile.faultEveryMs;
     this.queue.after(this.rng.range(lo, hi), () => {
       if (!this.chaos) return;
-      this.injectFault();
+      if (!this.scenario) this.injectFault();
       this.scheduleFault();
     });
   }
@@ -1122,6 +1203,296 @@ export class RaftSim {
     }
   }
 
+  // ---- targeted scenarios (see SCENARIOS) ------------------------------------------------------
+
+  /** Calms the cluster, waits for a leader over a caught-up membership, then runs one scenario. */
+  private startScenario(): void {
+    if (!this.chaos || this.scenario) return;
+    const kind = this.scenarioRng.pick(this.scenarioKinds);
+    const s: ActiveScenario = { kind };
+    this.scenario = s;
+    this.stats.scenarios++;
+    this.trace('fault', `scenario ${kind}: calm the network, then wait for a leader over a caught-up membership`, []);
+    this.net.heal();
+    this.net.releaseHolds();
+    this.net.conditions = { ...CALM };
+    for (const m of this.members.values()) {
+      m.pausedUntil = Math.min(m.pausedUntil, this.queue.now);
+      m.diskFullUntil = Math.min(m.diskFullUntil, this.queue.now);
+    }
+    const five = kind !== 'figure-8';
+    const ready = (): { l: Member; voters: number[] } | undefined => {
+      const l = this.currentLeader();
+      if (!l || l.persisting) return undefined;
+      const st = l.raw.status();
+      const voters = st.confState.voters;
+      if (five ? voters.length !== 5 : voters.length !== 3 && voters.length !== 5) return undefined;
+      if (this.confPending || l.applied !== st.commit) return undefined;
+      for (const v of voters) {
+        const m = this.members.get(v);
+        if (!m || m.state !== 'up' || m.stopScheduled) return undefined;
+        if (v !== l.id && (st.progress?.get(v)?.match ?? 0) < st.commit) return undefined;
+      }
+      return { l, voters: [...voters].sort((a, b) => a - b) };
+    };
+    this.waitFor(s, 'leader over a caught-up membership', () => ready() !== undefined, 3000, () => {
+      const { l, voters } = ready()!;
+      if (kind === 'figure-8') this.figure8(s, l, voters);
+      else if (kind === 'truncate-in-progress') this.truncateInProgress(s, l, voters);
+      else this.confOverlap(s, l, voters);
+    }, { everyMs: 10 });
+  }
+
+  private endScenario(s: ActiveScenario, why: string, completed: boolean): void {
+    if (this.scenario !== s) return;
+    this.scenario = undefined;
+    if (completed) this.stats.scenariosCompleted++;
+    this.net.heal();
+    this.trace('fault', `scenario ${s.kind} ${completed ? 'ends' : 'gives up'}: ${why}; heal the network`, []);
+    // One scenario that ran to its end is enough for a seed (calm periods cost time: clients get
+    // more done); one that gave up is tried again while there is time.
+    if (!completed && this.chaos && this.queue.now < this.chaosMs - 5000) this.queue.after(this.scenarioRng.range(500, 2500), () => this.startScenario());
+  }
+
+  /**
+   * Polls cond every opts.everyMs simulated ms (2 by default; running act, if any, every 15 ms
+   * meanwhile): then() once it holds; after timeoutMs, onTimeout() if given, else the scenario
+   * gives up.
+   */
+  private waitFor(s: ActiveScenario, what: string, cond: () => boolean, timeoutMs: number, then: () => void, opts: { act?: () => void; onTimeout?: () => void; everyMs?: number } = {}): void {
+    const deadline = this.queue.now + timeoutMs;
+    let nextAct = this.queue.now;
+    const poll = (): void => {
+      if (this.scenario !== s) return;
+      if (cond()) return then();
+      if (this.queue.now >= deadline) {
+        if (opts.onTimeout) opts.onTimeout();
+        else this.endScenario(s, `no ${what} within ${timeoutMs}ms`, false);
+        return;
+      }
+      if (opts.act && this.queue.now >= nextAct) {
+        nextAct = this.queue.now + 15;
+        opts.act();
+      }
+      this.queue.after(opts.everyMs ?? 2, poll);
+    };
+    poll();
+  }
+
+  /** Only members of one group talk to each other; members in no group are cut off alone. */
+  private groups(...groups: number[][]): void {
+    this.net.heal();
+    const ids = this.memberIds();
+    const groupOf = new Map<number, number>();
+    groups.forEach((g, i) => g.forEach((id) => groupOf.set(id, i)));
+    for (const a of ids) for (const b of ids) if (a !== b && (groupOf.get(a) ?? -a - 1) !== (groupOf.get(b) ?? -b - 1)) this.net.cutLink(a, b);
+    this.stats.partitions++;
+    this.trace('fault', `scenario: network ${groups.map((g) => `{${g.join(',')}}`).join(' | ')}${ids.some((id) => !groupOf.has(id)) ? `, the rest alone` : ''}`, ids);
+  }
+
+  private term(id: number): number {
+    return this.members.get(id)!.raw.status().term;
+  }
+
+  private isLeader(id: number, above: number): boolean {
+    const m = this.members.get(id)!;
+    return m.state === 'up' && m.role === 'leader' && m.raw.status().term > above;
+  }
+
+  /**
+   * A forced campaign, as the 'campaign' fault does (a leader of an older term steps down first
+   * when told). Not while an fsync is under way, and a campaign is given 150 ms to end: a new
+   * one would only outbid its own vote requests.
+   */
+  private forceCampaign(id: number): void {
+    const m = this.members.get(id)!;
+    if (m.state !== 'up' || m.role === 'leader' || m.persisting || this.queue.now < m.pausedUntil) return;
+    const last = this.lastForcedCampaign.get(id) ?? -Infinity;
+    if (m.role !== 'follower' && this.queue.now - last < 150) return;
+    this.lastForcedCampaign.set(id, this.queue.now);
+    m.raw.campaign();
+    this.processReady(m);
+  }
+
+  /** The match index the leader l knows for member id. */
+  private matchOf(l: Member, id: number): number {
+    return l.raw.status().progress?.get(id)?.match ?? 0;
+  }
+
+  /**
+   * An entry that changes nothing (a command with sequence number 0, which the state machine
+   * skips as a duplicate, and no client waits for), proposed on m; false if m refuses it. Not
+   * empty: with one-entry appends (maxSizePerMsg 1) it goes alone, as the new leader's own
+   * empty entry then does.
+   */
+  private proposeNoop(m: Member, why: string): boolean {
+    try {
+      m.raw.propose(encodeCommand({ c: 1, s: 0, k: 'scenario', v: `n${m.id}@${this.queue.now}` }));
+    } catch (err) {
+      if (!(err instanceof NotLeaderError || err instanceof ProposalDroppedError)) throw err;
+      this.trace('fault', `scenario: n${m.id} refuses a no-op entry (${why}): ${err.message}`, [m.id]);
+      return false;
+    }
+    this.trace('fault', `scenario: n${m.id} proposes a no-op entry (${why})`, [m.id]);
+    this.processReady(m);
+    return true;
+  }
+
+  private figure8(s: ActiveScenario, l1: Member, voters: number[]): void {
+    const q = Math.floor(voters.length / 2) + 1;
+    const others = this.scenarioRng.shuffle(voters.filter((v) => v !== l1.id));
+    const b = others.slice(0, q);
+    const alone = others.slice(q).map((id) => [id]);
+    const ta = this.term(l1.id);
+    // 1. The leader is cut off and takes an entry that reaches nobody; q others elect one of theirs.
+    this.groups([l1.id], b, ...alone);
+    this.proposeNoop(l1, 'figure 8: an entry of the old term that reaches nobody');
+    let x = 0;
+    s.onLeader = (m) => {
+      if (!b.includes(m.id) || m.raw.status().term <= ta) return;
+      // 2. It wrote an entry of its term where the old leader wrote its own: cut it off before it sends it.
+      x = m.id;
+      s.onLeader = undefined;
+      this.groups([l1.id], [x], b.filter((id) => id !== x), ...alone);
+    };
+    this.waitFor(s, 'leader among the others', () => x !== 0, 2500, () => {
+      const g = b.filter((id) => id !== x);
+      const tb = this.term(x);
+      this.queue.after(this.scenarioRng.range(5, 60), () => {
+        if (this.scenario !== s) return;
+        // 3. The old leader is elected again with the others' votes; its entries of the old term
+        //    reach them, none of its new term's (those appends are lost).
+        const i = l1.storage.lastIndex();
+        this.groups([l1.id, ...g], [x], ...alone);
+        // An append of new-term entries goes only if the member cannot hold the entry before them,
+        // even once the old-term appends sent so far arrive: it refuses it, and the refusal makes
+        // the leader go back to the old-term entries.
+        const oldSent = new Map<number, number>();
+        s.drop = (msg) => {
+          if (msg.from !== l1.id || !g.includes(msg.to) || msg.type !== MessageType.MSG_APP || msg.entries.length === 0) return false;
+          if (!msg.entries.some((e) => e.term === msg.term)) {
+            oldSent.set(msg.to, Math.max(oldSent.get(msg.to) ?? 0, msg.entries[msg.entries.length - 1].index));
+            return false;
+          }
+          return msg.index <= Math.max(this.members.get(msg.to)!.storage.lastIndex(), oldSent.get(msg.to) ?? 0);
+        };
+        this.waitFor(s, `re-election of n${l1.id}`, () => this.isLeader(l1.id, tb), 2500, () => {
+          const tc = this.term(l1.id);
+          this.trace('fault', `scenario figure 8: n${l1.id} leads term ${tc}; its entries up to ${i} (term ≤ ${ta}) go to {${g.join(',')}}, its own term's are lost`, [l1.id]);
+          this.waitFor(s, 'acks of the old-term entries', () => l1.state === 'up' && g.every((id) => this.matchOf(l1, id) >= i), 800, () => {
+            // 4. Before its own entry reaches a quorum, the leader crashes (or is cut off).
+            const finish = (): void => {
+              if (this.scenario !== s) return;
+              if (l1.state === 'up' && this.scenarioRng.chance(0.5)) {
+                this.crash(l1, 'scenario figure 8: the leader crashes before its own entry reaches a quorum');
+                this.restartLater(l1, 300, 1500);
+              }
+              s.drop = undefined;
+              // 5. The member with the newer conflicting entry is elected by the others; it overwrites the old-term entry.
+              this.groups([x, ...g], [l1.id], ...alone);
+              this.waitFor(s, `election of n${x}`, () => this.isLeader(x, tc), 2500, () => {
+                const xm = this.members.get(x)!;
+                this.waitFor(s, `n${x} applying ${i}`, () => xm.applied >= i, 1500, () => this.endScenario(s, `n${x} applied ${xm.applied}`, true), { onTimeout: () => this.endScenario(s, `n${x} applied ${xm.applied} only`, true) });
+              }, { act: () => this.forceCampaign(x) });
+            };
+            this.waitFor(s, `n${l1.id} applying ${i}`, () => l1.applied >= i, this.scenarioRng.range(20, 200), finish, { onTimeout: finish });
+          });
+        }, { act: () => this.forceCampaign(l1.id) });
+      });
+    });
+  }
+
+  private truncateInProgress(s: ActiveScenario, l1: Member, voters: number[]): void {
+    const [fid, ...o] = this.scenarioRng.shuffle(voters.filter((v) => v !== l1.id));
+    const f = this.members.get(fid)!;
+    const t1 = this.term(l1.id);
+    // 1. F's disk is full a while: the Ready it takes next waits, and what arrives meanwhile piles up.
+    f.diskFullUntil = this.queue.now + this.scenarioRng.range(100, 250);
+    this.stats.diskFull++;
+    this.trace('fault', `scenario truncate-in-progress: n${fid}'s disk is full until ${f.diskFullUntil}ms`, [fid]);
+    this.proposeNoop(l1, 'for the follower to persist first');
+    this.waitFor(s, `n${fid} persisting`, () => f.persisting, 200, () => {
+      const before = l1.storage.lastIndex();
+      if (!this.proposeNoop(l1, 'the entry the next leader will hold')) return this.endScenario(s, 'leader gone', false);
+      let i = 0;
+      // 2. That entry reaches every member; the ones after it reach the follower only.
+      this.waitFor(s, 'acks of the shared entry', () => l1.storage.lastIndex() > before && o.every((id) => this.matchOf(l1, id) >= l1.storage.lastIndex()), 300, () => {
+        i = l1.storage.lastIndex();
+        s.drop = (msg) => msg.from === l1.id && o.includes(msg.to) && msg.type === MessageType.MSG_APP && msg.entries.some((e) => e.index > i);
+        this.proposeNoop(l1, `an entry after ${i}, for n${fid} only`);
+        let took = false;
+        // 3. When F takes both in one Ready, its disk is full again (a long fsync), and the others elect a leader without the second.
+        s.onReady = (m, rd) => {
+          if (m !== f || !rd.entries.some((e) => e.index === i) || !rd.entries.some((e) => e.index > i)) return;
+          took = true;
+          s.onReady = undefined;
+          s.drop = undefined;
+          f.diskFullUntil = this.queue.now + this.scenarioRng.range(600, 1500);
+          this.stats.diskFull++;
+          this.trace('fault', `scenario truncate-in-progress: n${fid} persists entries ${rd.entries[0].index}..${rd.entries[rd.entries.length - 1].index}; its disk is full until ${f.diskFullUntil}ms`, [fid]);
+          this.groups([l1.id], [fid, ...o]);
+        };
+        this.waitFor(s, `n${fid} taking entries ${i} and ${i + 1} in one Ready`, () => took, 600, () => {
+          const l2 = this.scenarioRng.pick(o);
+          this.waitFor(s, 'a new leader', () => o.some((id) => this.isLeader(id, t1)), 1500, () => {
+            const lm = this.members.get(o.find((id) => this.isLeader(id, t1))!)!;
+            // 4. Its append replaces the follower's second entry while the first Ready persists; once the
+            //    follower acknowledged it, the follower crashes and restarts from its disk.
+            this.waitFor(s, `n${lm.id} learning that n${fid} holds ${i + 1}`, () => lm.role === 'leader' && this.matchOf(lm, fid) > i, 2500, () => {
+              this.queue.after(this.scenarioRng.range(0, 40), () => {
+                if (this.scenario !== s) return;
+                if (f.state === 'up') {
+                  this.crash(f, 'scenario truncate-in-progress: the follower crashes after acknowledging the replacing entry');
+                  this.restartLater(f, 30, 300);
+                }
+                this.waitFor(s, `n${fid} applying ${i + 1}`, () => f.state === 'up' && f.applied > i, 1500, () => this.endScenario(s, `n${fid} applied ${f.applied}`, true), { onTimeout: () => this.endScenario(s, `n${fid} applied ${f.applied} only`, true) });
+              });
+            });
+          }, { act: () => this.forceCampaign(l2) });
+        });
+      });
+    });
+  }
+
+  private confOverlap(s: ActiveScenario, l: Member, voters: number[]): void {
+    const [p, x, y, z] = this.scenarioRng.shuffle(voters.filter((v) => v !== l.id));
+    const t = this.term(l.id);
+    // 1. The leader, with P and X, proposes the removal of Y and of Z back to back.
+    this.groups([l.id, p, x], [y, z]);
+    const before = l.storage.lastIndex();
+    const first = before + 1;
+    // X gets the entries but never the news that they are committed.
+    s.drop = (msg) => msg.from === l.id && msg.to === x && msg.commit >= first;
+    let proposed = 0;
+    for (const victim of [y, z]) {
+      const tag = `cc${++this.confTag}`;
+      try {
+        l.raw.proposeConfChange({ type: ConfChangeType.CONF_REMOVE_NODE, nodeId: victim, context: Buffer.from(tag) });
+        this.confPending = { tag, at: this.queue.now };
+        proposed++;
+        this.trace('conf', `scenario conf-overlap: n${l.id} proposes ${tag}: remove n${victim}`, [l.id, victim]);
+      } catch (err) {
+        if (!(err instanceof NotLeaderError || err instanceof ProposalDroppedError)) throw err;
+        this.trace('conf', `scenario conf-overlap: n${l.id} refuses ${tag}: remove n${victim}: ${err.message}`, [l.id, victim]);
+      }
+    }
+    this.processReady(l);
+    if (proposed === 0) return this.endScenario(s, 'no change proposed', false);
+    this.waitFor(s, `n${x} holding the changes`, () => l.storage.lastIndex() >= before + proposed && this.matchOf(l, x) >= before + proposed, 500, () => {
+      const last = before + proposed;
+      // 2. The network splits: {leader, P} (a majority once both removals apply) | {X, Y, Z} (a majority before them).
+      this.groups([l.id, p], [x, y, z]);
+      s.drop = undefined;
+      this.waitFor(s, `n${l.id} applying the changes`, () => l.applied >= last, 800, () => {
+        this.proposeNoop(l, 'committed under the membership after the changes');
+      }, { onTimeout: () => undefined });
+      this.waitFor(s, `election of n${x}`, () => this.isLeader(x, t), 2500, () => {
+        const xm = this.members.get(x)!;
+        this.waitFor(s, `n${x} applying ${last + 1}`, () => xm.applied > last, 1500, () => this.endScenario(s, `n${x} applied ${xm.applied}`, true), { onTimeout: () => this.endScenario(s, `n${x} applied ${xm.applied} only`, true) });
+      }, { act: () => this.forceCampaign(x) });
+    });
+  }
+
   private changeMembership(): void {
     const l = this.currentLeader();
     if (!l) return;
@@ -1160,6 +1531,8 @@ export class RaftSim {
 
   private healAll(): void {
     this.chaos = false;
+    if (this.scenario) this.trace('fault', `scenario ${this.scenario.kind} cut short by the end of the chaos phase`, []);
+    this.scenario = undefined;
     this.net.heal();
     this.net.releaseHolds();
     this.net.conditions = { ...CALM };
@@ -1210,6 +1583,7 @@ export class RaftSim {
       this.clientsStopAt = this.chaosMs + this.settleMs / 3;
       this.clientsGiveUpAt = this.chaosMs + (2 * this.settleMs) / 3;
       this.queue.after(300, () => this.scheduleFault());
+      if (this.scenarioKinds.length > 0) this.queue.after(this.scenarioRng.range(300, 2500), () => this.startScenario());
       this.runUntil(this.chaosMs);
       this.healAll();
       const end = this.chaosMs + this.settleMs;
@@ -1244,6 +1618,7 @@ export class RaftSim {
     return {
       seed: this.seed,
       members: this.membersAtStart,
+      scenarios: [...this.scenarioKinds],
       violations: this.violations,
       trace: this.relevantTrace(this.violations[0]),
       traceHash: (this.traceHash >>> 0).toString(16).padStart(8, '0') + ':' + this.traceCount,
