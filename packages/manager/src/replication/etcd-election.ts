@@ -1,4 +1,4 @@
-import type { Lease, Namespace } from 'etcd3';
+import type { Lease, Namespace, Watcher } from 'etcd3';
 import { SwarmError, ErrorCode } from '@swarmd/common/errors';
 import { settleWithin } from './log-kit.js';
 
@@ -9,7 +9,7 @@ export interface ElectionWin {
   lease: string;
 }
 
-/** How long withdrawing a bid waits for etcd to end one of its watches. */
+/** How long ending a watch waits for etcd's answer. */
 const CANCEL_WAIT_MS = 2_000;
 
 /**
@@ -86,21 +86,27 @@ export class ElectionBid {
   }
 
   /** Waits until `key` is deleted (after `revision`), the watch breaks (the caller reads again), or the bid is withdrawn. */
-  private async untilGoneOrBroken(key: string, revision: string): Promise<void> {
-    const w = this.ns.watch().key(key).startRevision(revision).only('delete').watcher();
-    const signal = this.withdrawn.signal;
-    let onAbort: (() => void) | undefined;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        w.once('delete', () => resolve());
-        w.once('disconnected', () => resolve());
-        w.once('error', reject);
-        onAbort = () => resolve();
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-    } finally {
-      signal.removeEventListener('abort', onAbort!);
-      await settleWithin(w.cancel(), CANCEL_WAIT_MS);
-    }
+  private untilGoneOrBroken(key: string, revision: string): Promise<void> {
+    return untilWatchFires(this.ns.watch().key(key).startRevision(revision).only('delete').watcher(), this.withdrawn.signal);
+  }
+}
+
+/**
+ * Waits on a watch of election keys until it sees a put or a delete, breaks or is cancelled by
+ * etcd (the caller then reads again: never trusting etcd3's resume), or `signal` aborts; then
+ * cancels it, waiting at most CANCEL_WAIT_MS, so that nothing of it stays on the client.
+ */
+export async function untilWatchFires(w: Watcher, signal: AbortSignal): Promise<void> {
+  let onAbort: (() => void) | undefined;
+  try {
+    await new Promise<void>((resolve) => {
+      for (const e of ['put', 'delete', 'disconnected', 'error', 'end'] as const) w.once(e, () => resolve());
+      onAbort = resolve;
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+    await settleWithin(w.cancel(), CANCEL_WAIT_MS);
   }
 }

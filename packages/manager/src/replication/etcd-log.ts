@@ -5,7 +5,7 @@ import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { metrics, secondsSince, timed } from '@swarmd/common/metrics';
 import type { LogStateMachine, ReplicatedLog } from './replicated-log.js';
 import { raceAbort, Leadership, ReadBatcher, settleWithin } from './log-kit.js';
-import { ElectionBid, type ElectionWin } from './etcd-election.js';
+import { ElectionBid, untilWatchFires, type ElectionWin } from './etcd-election.js';
 
 /** How to reach etcd: what `swarmd init --store etcd` takes. The files are PEM contents. */
 export interface EtcdConnection {
@@ -121,9 +121,10 @@ export class EtcdLog implements ReplicatedLog {
   private bid: ElectionBid | undefined;
   /** Election keys of this member's failed bids whose lease could not be revoked (etcd away). */
   private readonly staleKeys = new Set<string>();
-  /** The watch of the election's keys that keeps leaderValue() current, and what wakes its wait. */
-  private electionWatch: Watcher | undefined;
-  private wakeObserver: (() => void) | undefined;
+  /** Aborted by stop(): ends the wait of the leader observer. */
+  private readonly stopping = new AbortController();
+  /** The leader observer's loop (observeLeader), which stop() waits for. */
+  private observing: Promise<void> = Promise.resolve();
   /** The election key and its create revision while this member leads (the fence of every write). */
   private fence: { key: string; rev: string; lease: string } | undefined;
   private counter = 0;
@@ -166,7 +167,7 @@ export class EtcdLog implements ReplicatedLog {
     const rev = await this.catchUp();
     this.watchFrom(rev + 1);
     if (this.opts.campaign !== false) this.runCampaign();
-    void this.observeLeader();
+    this.observing = this.observeLeader();
     this.probe();
   }
 
@@ -499,28 +500,12 @@ export class EtcdLog implements ReplicatedLog {
         const res = await election.getAll().sort('Create', 'Ascend').limit(1).exec();
         const kv = res.kvs[0];
         this.leaderValueSeen = kv ? kv.value.toString() : undefined;
-        await this.untilElectionChanges(election, res.header.revision);
+        // Any change of the election's keys after that read, a break of the watch, or stop().
+        await untilWatchFires(election.watch().prefix('').startRevision(String(BigInt(res.header.revision) + 1n)).watcher(), this.stopping.signal);
       } catch {
         this.leaderValueSeen = undefined;
         await sleep(1000);
       }
-    }
-  }
-
-  /** Waits for a put or delete of an election key after `revision`, a break of the watch, or stop(). */
-  private async untilElectionChanges(election: Namespace, revision: string): Promise<void> {
-    if (this.stopped) return;
-    const w = election.watch().prefix('').startRevision(String(BigInt(revision) + 1n)).watcher();
-    this.electionWatch = w;
-    try {
-      await new Promise<void>((resolve) => {
-        for (const e of ['put', 'delete', 'disconnected', 'error', 'end'] as const) w.once(e, () => resolve());
-        this.wakeObserver = resolve;
-      });
-    } finally {
-      this.wakeObserver = undefined;
-      if (this.electionWatch === w) this.electionWatch = undefined;
-      await settleWithin(w.cancel(), STOP_CALL_MS);
     }
   }
 
@@ -592,8 +577,8 @@ export class EtcdLog implements ReplicatedLog {
     const within = STOP_CALL_MS;
     await settleWithin(bid?.resign(), within);
     await settleWithin(this.watcher?.cancel(), within);
-    this.wakeObserver?.();
-    await settleWithin(this.electionWatch?.cancel(), within);
+    this.stopping.abort();
+    await settleWithin(this.observing, within);
     for (const [, w] of this.waiters) w.reject(outcomeUnknown('this manager is stopping: the write may or may not have been applied'));
     this.waiters.clear();
     for (const p of this.progress.splice(0)) p.resolve();
