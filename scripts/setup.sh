@@ -53,7 +53,7 @@ npm run --silent build
 # swarmctl on the PATH: /usr/local/bin/swarmctl links to this checkout's build (as `npm link`
 # would, without a global install). Not root: say how to do it.
 if [ "$(id -u)" -eq 0 ]; then
-  ln -sfn "$PWD/packages/cli/dist/src/main.js" /usr/local/bin/swarmctl
+  ln -sfn "$PWD/packages/cli/dist/src/swarmctl.cjs" /usr/local/bin/swarmctl
 else
-  echo "setup: swarmctl is not on the PATH (not root): sudo ln -sfn $PWD/packages/cli/dist/src/main.js /usr/local/bin/swarmctl" >&2
+  echo "setup: swarmctl is not on the PATH (not root): sudo ln -sfn $PWD/packages/cli/dist/src/swarmctl.cjs /usr/local/bin/swarmctl" >&2
 fi

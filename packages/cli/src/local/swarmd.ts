@@ -14,14 +14,18 @@ import { netnsPath } from './underlay.js';
 export function findSwarmd(env: NodeJS.ProcessEnv): string[] {
   const asCmd = (p: string) => (p.endsWith('.js') ? [process.execPath, p] : [p]);
   if (env.SWARMD_BIN) return asCmd(resolve(env.SWARMD_BIN));
-  // dist/src/local/swarmd.js → packages/cli → packages/swarmd
-  const here = dirname(fileURLToPath(import.meta.url));
-  const ws = resolve(here, '..', '..', '..', '..', 'swarmd', 'dist', 'src', 'main.js');
-  if (exists(ws)) return asCmd(ws);
+  // packages/cli/dist/src/local/swarmd.js, or the bundle packages/cli/dist/bundle/swarmctl.cjs:
+  // the nearest folder above that holds swarmd/dist/src/main.js is packages/.
+  let ws = '';
+  for (let d = dirname(fileURLToPath(import.meta.url)); !ws && d !== dirname(d); d = dirname(d)) {
+    const p = join(d, 'swarmd', 'dist', 'src', 'main.js');
+    if (exists(p)) ws = p;
+  }
+  if (ws) return asCmd(ws);
   for (const d of (env.PATH ?? '').split(delimiter)) {
     if (d && exists(join(d, 'swarmd'), true)) return [join(d, 'swarmd')];
   }
-  throw failedPrecondition(`swarmd not found: build it (npx tsc -b packages/swarmd, looked for ${ws}), put it on PATH, or set SWARMD_BIN`);
+  throw failedPrecondition(`swarmd not found: build it (npx tsc -b packages/swarmd, looked for swarmd/dist/src/main.js above ${fileURLToPath(import.meta.url)}), put it on PATH, or set SWARMD_BIN`);
 }
 
 function exists(p: string, exec = false): boolean {
