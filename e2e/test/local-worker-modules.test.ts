@@ -1,5 +1,5 @@
 // What a worker's swarmd loads (issue 16): on a real 1+1 local cluster whose swarmd processes
-// record every module they load (NODE_OPTIONS=--import e2e's module-trace), the worker has
+// (run from the modules) record every module they load (NODE_OPTIONS=--import e2e's module-trace), the worker has
 // loaded none of the manager (the @swarmd/manager package beyond its node-side certificate
 // helpers, raft-ts) after joining; `node promote` makes it load them and serve as a manager.
 // Root, netns, runc; skipped while swarmd is not built (never under CI).
@@ -13,6 +13,8 @@ import { clusterTest, startLocalCluster } from './helpers/local-cluster.js';
 const NAME = `wmod${process.pid % 10000}`;
 const NET = '10.252.102';
 const TRACER = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'module-trace', 'register.js');
+/** swarmd from its modules (dist/src/main.js), not its bundle: the trace names each module's package. */
+const MODULES = fileURLToPath(import.meta.resolve('@swarmd/swarmd/main'));
 
 /** The @swarmd/manager files a node that runs no manager may load: its certificates and state files. */
 const NODE_SIDE = new Set(['ca/files.js', 'ca/renewal.js', 'ca/csr.js', 'ca/x509.js', 'ca/tokens.js', 'manager/tls.js', 'manager/node-certs.js', 'secrets/tls-key.js', 'secrets/unlock-key.js', 'events/derive.js']);
@@ -28,7 +30,7 @@ function managerCode(urls: readonly string[]): string[] {
 clusterTest('a worker loads no manager code (the manager package, raft-ts) until it is promoted; promoted, it loads them and serves as a manager', async (t) => {
   const traces = await mkdtemp(join(tmpdir(), 'swarmd-modules-'));
   t.teardown(() => rm(traces, { recursive: true, force: true }));
-  const c = await startLocalCluster(t, NAME, NET, 1, 1, { env: { NODE_OPTIONS: `--import ${TRACER}`, SWARMD_MODULE_TRACE_DIR: traces } });
+  const c = await startLocalCluster(t, NAME, NET, 1, 1, { env: { NODE_OPTIONS: `--import ${TRACER}`, SWARMD_MODULE_TRACE_DIR: traces, SWARMD_BIN: MODULES } });
   const w1 = await c.host('w1');
   const m1 = await c.host('m1');
 

@@ -16,7 +16,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 // bench/dist/src/lib → the workspace; BENCH_WS: another checkout's build (its swarmctl and swarmd)
 export const WS = process.env.BENCH_WS ? resolve(process.env.BENCH_WS) : resolve(here, '..', '..', '..', '..');
 export const SWARMCTL = join(WS, 'packages', 'cli', 'dist', 'src', 'swarmctl.cjs');
-export const SWARMD = join(WS, 'packages', 'swarmd', 'dist', 'src', 'main.js');
+export const SWARMD = join(WS, 'packages', 'swarmd', 'dist', 'src', 'swarmd.cjs');
 
 // ---- figures ---------------------------------------------------------------------------------
 

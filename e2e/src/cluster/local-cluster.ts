@@ -130,7 +130,7 @@ export async function startLocalCluster(t: Scope, name: string, net: string, man
   await takeClusterLock(t, o.exclusive ?? false);
   const granted = Date.now();
   const root = await mkdtemp(join(tmpdir(), `swl-${name}-`));
-  const env = { ...o.env, SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: process.env.SWARMD_BIN };
+  const env = { ...o.env, SWARMD_LOCAL_ROOT: root, PATH: process.env.PATH, SWARMCTL_CONTEXT: join(root, 'ctx.json'), SWARMD_BIN: o.env?.SWARMD_BIN ?? process.env.SWARMD_BIN };
   const dir = join(root, name);
   t.teardown(async () => {
     if (!t.passed) {

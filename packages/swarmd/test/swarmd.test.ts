@@ -3,13 +3,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openSync } from 'node:fs';
+import { openSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient, ManagerStatus_Reachability, type Node } from '@swarmd/proto';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
+/** The installed command: runs the bundle (dist/bundle/main.js) that `npm run build` makes. */
+const INSTALLED = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'swarmd.cjs');
+const BUNDLE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
+const BUILD_INFO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '.tsbuildinfo');
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -30,10 +34,10 @@ interface Proc {
 }
 
 const procs = new Set<ChildProcess>();
-function swarmd(args: string[], logDir: string, name: string): Proc {
+function swarmd(args: string[], logDir: string, name: string, entry = MAIN): Proc {
   const log = join(logDir, `${name}.log`);
   const out = join(logDir, `${name}.out`);
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', openSync(out, 'a'), openSync(log, 'a')], env: { ...process.env, SWARM_LOG_LEVEL: 'info' } });
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', openSync(out, 'a'), openSync(log, 'a')], env: { ...process.env, SWARM_LOG_LEVEL: 'info' } });
   procs.add(child);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => (procs.delete(child), r(code))));
   return { child, exited, log, out };
@@ -166,4 +170,47 @@ test('three real swarmd managers: init, joins, refused tokens, kill -9 the leade
   t.is(relabelled.spec?.annotations?.labels.forced, 'yes');
   fb.child.kill('SIGTERM');
   t.is(await fb.exited, 0);
+});
+
+test('the installed swarmd (its bundle) inits a cluster, a manager run from the modules joins it, and the bundle answers as the modules do', async (t) => {
+  const bundle = statSync(BUNDLE, { throwIfNoEntry: false });
+  t.truthy(bundle, `no bundle at ${BUNDLE}: run npm run build`);
+  t.true(bundle!.mtimeMs >= statSync(BUILD_INFO).mtimeMs, 'the bundle is current, so the installed command runs it');
+  const root = await mkdtemp(join(tmpdir(), 'swarmd-bundle-'));
+  t.teardown(async () => {
+    for (const c of procs) c.kill('SIGKILL');
+    await rm(root, { recursive: true, force: true });
+  });
+  const cfg = join(root, 'swarmd.yaml');
+  await writeFile(cfg, 'raft:\n  tickMs: 50\n  electionTicks: 10\nlogLevel: info\n');
+  const port = { a: await freePort(), b: await freePort() };
+  const flags = (n: 'a' | 'b') => ['--state-dir', join(root, n), '--listen-addr', `127.0.0.1:${port[n]}`, '--hostname', n, '--config', cfg];
+
+  // Bad input gets the same refusal from both.
+  const badCfg = join(root, 'bad.yaml');
+  await writeFile(badCfg, 'raft:\n  tickMs: fast\n');
+  for (const entry of [MAIN, INSTALLED]) {
+    const bad = swarmd(['run', '--state-dir', join(root, 'x'), '--config', badCfg], root, `bad-${basename(entry)}`, entry);
+    t.is(await bad.exited, 2, entry);
+    t.regex(await readFile(bad.log, 'utf8'), /raft\.tickMs: .*number/, entry);
+  }
+
+  const a = swarmd(['init', ...flags('a')], root, 'a', INSTALLED);
+  const out = await waitFor('init to print the join commands', async () => {
+    const s = await readFile(join(root, 'a.out'), 'utf8').catch(() => '');
+    return s.includes('To add a manager') ? s : undefined;
+  });
+  const managerToken = [...out.matchAll(/--token (SWMTKN-1-\S+)/g)].map((m) => m[1])[1];
+  const b = swarmd(['join', '--token', managerToken, ...flags('b'), `127.0.0.1:${port.a}`], root, 'b', MAIN);
+  const seen = await waitFor('two reachable managers, seen through the bundle', async () => {
+    const ns = await listNodes(join(root, 'a'));
+    const up = ns.filter((n) => n.managerStatus?.reachability === ManagerStatus_Reachability.REACHABLE && n.description?.hostname);
+    return up.length === 2 ? up : undefined;
+  });
+  t.deepEqual(seen.map((n) => n.description?.hostname).sort(), ['a', 'b']);
+  t.is((await listNodes(join(root, 'b'))).length, 2, 'and through the modules');
+  a.child.kill('SIGTERM');
+  b.child.kill('SIGTERM');
+  t.is(await a.exited, 0, 'the bundle exits 0 on SIGTERM');
+  t.is(await b.exited, 0);
 });

@@ -8,24 +8,25 @@ import { run } from '@swarmd/common/exec';
 import { netnsPath } from './underlay.js';
 
 /**
- * The swarmd program: $SWARMD_BIN, else the workspace's packages/swarmd/dist/src/main.js (next to
- * this package), else `swarmd` on PATH. Returned as argv0 + leading args.
+ * The swarmd program: $SWARMD_BIN, else the workspace's swarmd command
+ * packages/swarmd/dist/src/swarmd.cjs (next to this package; it runs swarmd's bundle), else
+ * `swarmd` on PATH. Returned as argv0 + leading args.
  */
 export function findSwarmd(env: NodeJS.ProcessEnv): string[] {
-  const asCmd = (p: string) => (p.endsWith('.js') ? [process.execPath, p] : [p]);
+  const asCmd = (p: string) => (/\.c?js$/.test(p) ? [process.execPath, p] : [p]);
   if (env.SWARMD_BIN) return asCmd(resolve(env.SWARMD_BIN));
   // packages/cli/dist/src/local/swarmd.js, or the bundle packages/cli/dist/bundle/swarmctl.cjs:
-  // the nearest folder above that holds swarmd/dist/src/main.js is packages/.
+  // the nearest folder above that holds swarmd/dist/src/swarmd.cjs is packages/.
   let ws = '';
   for (let d = dirname(fileURLToPath(import.meta.url)); !ws && d !== dirname(d); d = dirname(d)) {
-    const p = join(d, 'swarmd', 'dist', 'src', 'main.js');
+    const p = join(d, 'swarmd', 'dist', 'src', 'swarmd.cjs');
     if (exists(p)) ws = p;
   }
   if (ws) return asCmd(ws);
   for (const d of (env.PATH ?? '').split(delimiter)) {
     if (d && exists(join(d, 'swarmd'), true)) return [join(d, 'swarmd')];
   }
-  throw failedPrecondition(`swarmd not found: build it (npx tsc -b packages/swarmd, looked for swarmd/dist/src/main.js above ${fileURLToPath(import.meta.url)}), put it on PATH, or set SWARMD_BIN`);
+  throw failedPrecondition(`swarmd not found: build it (npx tsc -b packages/swarmd, looked for swarmd/dist/src/swarmd.cjs above ${fileURLToPath(import.meta.url)}), put it on PATH, or set SWARMD_BIN`);
 }
 
 function exists(p: string, exec = false): boolean {

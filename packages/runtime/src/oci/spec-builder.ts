@@ -9,6 +9,7 @@ import { posix } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { invalidArgument } from '@swarmd/common/errors';
 import type { ResolvedUser } from './user.js';
+import { DEFAULT_SECCOMP_PROFILE } from './seccomp-default.js';
 import type { ContainerSpec, ImageRuntimeConfig, MountSpec, OciMount, OciSeccomp, OciSpec } from './types.js';
 
 /** Docker's default capabilities. */
@@ -48,24 +49,11 @@ export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys'
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_NOFILE = 1048576;
 
-let seccompCache: OciSeccomp | undefined;
-
-/**
- * The default seccomp profile: oci/seccomp-default.json in the package sources (this file runs
- * from dist/src/oci/), with the architectures of this host filled in.
- */
+/** The default seccomp profile (oci/seccomp-default.ts) with the architectures of this host filled in. */
 export function defaultSeccompProfile(arch: string = process.arch): OciSeccomp {
-  if (!seccompCache) {
-    const url = new URL('../../../src/oci/seccomp-default.json', import.meta.url);
-    const raw = JSON.parse(readFileSync(url, 'utf8')) as OciSeccomp & { comment?: string };
-    seccompCache = {
-      defaultAction: raw.defaultAction,
-      syscalls: (raw.syscalls ?? []).map((s) => ({ names: s.names, action: s.action, errnoRet: s.errnoRet, ...(s.args ? { args: s.args } : {}) })),
-    };
-  }
   const architectures =
     arch === 'x64' ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] : arch === 'arm64' ? ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'] : [];
-  return { ...seccompCache, architectures };
+  return { ...DEFAULT_SECCOMP_PROFILE, architectures };
 }
 
 /** This process' hard RLIMIT_NOFILE (from /proc/self/limits), capped at DEFAULT_NOFILE. */

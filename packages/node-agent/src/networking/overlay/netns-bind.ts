@@ -1,23 +1,27 @@
 /**
  * Sockets bound inside another network namespace. A process cannot listen in a netns it is not
  * in, so when the host's netns is not the agent's own (tests, benches: `hostNetns`), a short-lived
- * child (`nsenter --net=NS node netns-bind.js ADDR PORT`) binds a UDP socket and a TCP server
- * there and hands both back over its IPC channel (SCM_RIGHTS); it then exits and the sockets
- * stay the agent's. In the agent's own netns they are bound directly.
- *
- * Run as a script (the child side), this file binds and sends.
+ * child (`nsenter --net=NS node netns-bind-child.js ADDR PORT`) binds a UDP socket and a TCP
+ * server there and hands both back over its IPC channel (SCM_RIGHTS); it then exits and the
+ * sockets stay the agent's. In the agent's own netns they are bound directly.
  */
 import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * The child's script: beside this file, both in the build (dist/src/networking/overlay/) and in
+ * swarmd's bundle, where it is an entry point of its own and every chunk sits in one folder.
+ */
+const CHILD = fileURLToPath(new URL('./netns-bind-child.js', import.meta.url));
+
 export interface BoundSockets {
   udp: Socket;
   tcp: Server;
 }
 
-async function bindHere(address: string, port: number): Promise<BoundSockets> {
+export async function bindHere(address: string, port: number): Promise<BoundSockets> {
   const udp = createSocket({ type: 'udp4' });
   await new Promise<void>((resolve, reject) => {
     udp.once('error', reject);
@@ -45,7 +49,7 @@ async function bindHere(address: string, port: number): Promise<BoundSockets> {
 /** Binds `address:port` (UDP and TCP) in `netns` (a path), or in the agent's own netns without one. */
 export async function bindSockets(address: string, port: number, netns?: string): Promise<BoundSockets> {
   if (!netns) return bindHere(address, port);
-  const child = spawn('nsenter', [`--net=${netns}`, process.execPath, fileURLToPath(import.meta.url), address, String(port)], {
+  const child = spawn('nsenter', [`--net=${netns}`, process.execPath, CHILD, address, String(port)], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';
@@ -68,20 +72,4 @@ export async function bindSockets(address: string, port: number, netns?: string)
       reject(new Error(`binding ${address}:${port} in ${netns} failed (exit ${code}): ${stderr.trim()}`));
     });
   });
-}
-
-// The child side: bind in this netns, send both handles, exit once the parent has them.
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.send) {
-  const [address, port] = process.argv.slice(2);
-  bindHere(address, Number(port)).then(
-    ({ udp, tcp }) => {
-      process.send!('udp', udp);
-      process.send!('tcp', tcp);
-      process.on('message', () => process.exit(0));
-    },
-    (err: unknown) => {
-      process.stderr.write(`${(err as Error).message}\n`);
-      process.exit(1);
-    },
-  );
 }
