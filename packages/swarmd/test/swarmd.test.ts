@@ -77,11 +77,12 @@ function labelNode(dir: string, n: Node, labels: Record<string, string>): Promis
   ).finally(() => c.close());
 }
 
+// Both tests start real processes tracked in `procs`, which each test's teardown kills: one at a time.
 test.afterEach.always(() => {
   for (const c of procs) c.kill('SIGKILL');
 });
 
-test('three real swarmd managers: init, joins, refused tokens, kill -9 the leader, a survivor takes a write, restart rejoins, SIGTERM is clean, force-new-cluster', async (t) => {
+test.serial('three real swarmd managers: init, joins, refused tokens, kill -9 the leader, a survivor takes a write, restart rejoins, SIGTERM is clean, force-new-cluster', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'swarmd-'));
   t.teardown(async () => {
     for (const c of procs) c.kill('SIGKILL');
@@ -172,7 +173,7 @@ test('three real swarmd managers: init, joins, refused tokens, kill -9 the leade
   t.is(await fb.exited, 0);
 });
 
-test('the installed swarmd (its bundle) inits a cluster, a manager run from the modules joins it, and the bundle answers as the modules do', async (t) => {
+test.serial('the installed swarmd (its bundle) inits a cluster, a manager run from the modules joins it, and the bundle answers as the modules do', async (t) => {
   const bundle = statSync(BUNDLE, { throwIfNoEntry: false });
   t.truthy(bundle, `no bundle at ${BUNDLE}: run npm run build`);
   t.true(bundle!.mtimeMs >= statSync(BUILD_INFO).mtimeMs, 'the bundle is current, so the installed command runs it');
