@@ -16,7 +16,7 @@ import {
   NetworkSpec,
   type WaitNetworkSyncResponse,
 } from '@swarmd/proto';
-import { CertRole, TAKEOVER_GRACES, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
+import { CertRole, MAX_MANAGER_PROBLEM, TAKEOVER_GRACES, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
 
@@ -520,6 +520,8 @@ test("a manager's reported problem lands in its managerStatus (a repeat writes n
   t.is(fx.h.store.version(), version, 'the same problem again: no write');
   await beat('');
   t.is(status()?.problem, '');
+  await beat('x'.repeat(100_000));
+  t.is(status()?.problem, `${'x'.repeat(MAX_MANAGER_PROBLEM - 1)}…`, 'a long report is cut to MAX_MANAGER_PROBLEM characters');
 });
 
 /** Opens sessions of `ids` and closes them again (the nodes exist and are READY; no session). */

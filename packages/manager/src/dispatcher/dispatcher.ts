@@ -72,6 +72,10 @@ import type { LogBroker } from '../logs/log-broker.js';
 import type { SecretsKeyring } from '../secrets/index.js';
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 5000;
+
+/** The longest manager problem text the store keeps (characters); longer reports are cut, ending in …. */
+export const MAX_MANAGER_PROBLEM = 256;
+
 /** Periods a node may miss before it is marked DOWN. */
 export const DEFAULT_HEARTBEAT_GRACE = 3;
 /** A new leader's takeover: how many heartbeat graces at most it waits for a reconnecting fleet. */
@@ -481,7 +485,9 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
    * What is wrong with a manager, as its own host reports it (sent once per session, then when it
    * changes): a write only when it differs from the store's, and only for a node that is a manager.
    */
-  async function recordManagerProblem(nodeId: string, problem: string): Promise<void> {
+  async function recordManagerProblem(nodeId: string, reported: string): Promise<void> {
+    // A node's own words go into the replicated store: bounded, as any text a node sends.
+    const problem = reported.length > MAX_MANAGER_PROBLEM ? `${reported.slice(0, MAX_MANAGER_PROBLEM - 1)}…` : reported;
     const differs = (n: Readonly<Node> | undefined): boolean => !!n?.managerStatus && n.managerStatus.problem !== problem;
     if (!differs(store.view((tx) => tx.get('node', nodeId)))) return;
     if (problem) log.warn(`manager problem: ${problem}`, { nodeId });
