@@ -10,7 +10,7 @@
  * Without a current bundle (`tsc -b` ran since `npm run build`) it runs the modules themselves:
  * slower, same behaviour.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -30,8 +30,7 @@ function cacheDir(): string {
  * (and its own version and flags) before it uses cached code, so the name carries the bundle's
  * size, mtime and inode: a rebuilt bundle never meets the code of the old one.
  */
-function cacheFile(dir: string): string {
-  const st = statSync(BUNDLE);
+function cacheFile(dir: string, st: Stats): string {
   return join(dir, `bundle-${process.version}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}.v8cache`);
 }
 
@@ -63,9 +62,9 @@ function writeCache(dir: string, file: string, script: Script): void {
   }
 }
 
-function runBundle(): void {
+function runBundle(bundle: Stats): void {
   const dir = cacheDir();
-  const file = cacheFile(dir);
+  const file = cacheFile(dir, bundle);
   const cached = readCache(file);
   const source = readFileSync(BUNDLE, 'utf8');
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
@@ -80,14 +79,15 @@ function runBundle(): void {
 }
 
 /**
- * The bundle, unless it is missing or older than the last `tsc -b` of this package (which touches
- * dist/.tsbuildinfo also when only a dependency changed): a stale bundle would run old code.
+ * The bundle's stat, unless it is missing or older than the last `tsc -b` of this package (which
+ * touches dist/.tsbuildinfo also when only a dependency changed): a stale bundle would run old code.
  */
-function bundleIsCurrent(): boolean {
-  if (!existsSync(BUNDLE)) return false;
+function currentBundle(): Stats | undefined {
+  const bundle = statSync(BUNDLE, { throwIfNoEntry: false });
   const built = statSync(join(__dirname, '..', '.tsbuildinfo'), { throwIfNoEntry: false });
-  return !built || built.mtimeMs <= statSync(BUNDLE).mtimeMs;
+  return bundle && (!built || built.mtimeMs <= bundle.mtimeMs) ? bundle : undefined;
 }
 
-if (bundleIsCurrent()) runBundle();
+const bundle = currentBundle();
+if (bundle) runBundle(bundle);
 else void import('./app.js').then((m: { main(): Promise<void> }) => m.main());

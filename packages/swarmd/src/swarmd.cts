@@ -2,8 +2,8 @@
 /**
  * The installed `swarmd` command. It runs swarmd bundled by esbuild (dist/bundle/main.js, made by
  * `npm run bundle`): ES modules split into chunks, so a worker still loads no manager code until
- * it is promoted, and minified. An idle worker holds ~58 MB RSS so (from ~70-75 MB running the
- * ~500 modules themselves): V8 keeps every module's source and far fewer, smaller ones remain.
+ * it is promoted, and minified. An idle restarted worker holds ~62 MiB RSS so (72-76 MiB running
+ * the ~500 modules themselves): V8 keeps every module's source, and the bundle's is far smaller.
  *
  * Without a current bundle (missing, or `tsc -b` ran since `npm run build`: it touches
  * dist/.tsbuildinfo also when only a dependency changed) it runs the modules: same behaviour.
