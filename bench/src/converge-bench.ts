@@ -14,11 +14,13 @@
  *    ours its per-host bridge, Docker a bridge this bench makes (dockerd --bridge) with
  *    --iptables=false, so dockerd changes nothing in the host's firewall (checked before and
  *    after) and our cluster keeps working beside it. BENCH_NETWORK=none: no network on either.
- * 2. Replacing a killed worker's tasks: `local up --managers 1 --workers 2`, `cluster update
- *    --heartbeat-period BENCH_HEARTBEAT` (1s), a service of 6 replicas, kill -9 one worker's
- *    swarmd (pid from cluster.json), time until 6 tasks RUNNING again, none on the dead node;
- *    split at the first poll that sees the node DOWN. The host comes back (`local stop --kill`,
- *    `local start`) between BENCH_KILL_ROUNDS rounds (5).
+ * 2. Replacing a dead worker's tasks: `local up --managers 1 --workers 2` with the cluster's default
+ *    heartbeat period (BENCH_HEARTBEAT=1s: `cluster update --heartbeat-period 1s` first), a
+ *    service of 6 replicas, kill -9 one worker's swarmd (pid from cluster.json), time until 6
+ *    tasks RUNNING again, none on the dead node; split at the first poll that sees the node DOWN.
+ *    BENCH_KILL_ROUNDS rounds (5), then BENCH_CUT_ROUNDS (2) where the worker's underlay veth is
+ *    set down instead (a silent death: no FIN reaches the manager). The host comes back (`local
+ *    stop --kill`, `local start`) between rounds.
  * 3. Manager memory: a one-host cluster, idle VmRSS of its swarmd, then 10 services × 1,000
  *    replicas (--detach) with a constraint no node satisfies, so all 10,000 tasks stay pending in
  *    the store; VmRSS 10 s after they are all there, and at rest (BENCH_REST_S, 120 s, later).
@@ -30,10 +32,12 @@
  * SIGINT/SIGTERM: `local down`, `docker swarm leave --force`, dockerd stopped, its dirs and links.
  * The last line is `converge ours/docker-swarm: R` (our p50 / Docker's p50).
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { NodeState, TaskState, type Task } from '@swarmd/proto';
 import { mustFindDocker, type DockerBinaries, type Dockerd } from '@swarmd/testkit/dockerd';
 import { startDockerSwarm } from './lib/docker-swarm.js';
@@ -46,7 +50,9 @@ const REPLICAS = Number(env.BENCH_REPLICAS ?? 50);
 const NETWORK = env.BENCH_NETWORK === 'none' ? 'none' : 'bridge';
 const KILL_ROUNDS = Number(env.BENCH_KILL_ROUNDS ?? 5);
 const KILL_REPLICAS = Number(env.BENCH_KILL_REPLICAS ?? 6);
-const HEARTBEAT = env.BENCH_HEARTBEAT ?? '1s';
+/** `cluster update --heartbeat-period` before part 2; empty (the default): the cluster's own. */
+const HEARTBEAT = env.BENCH_HEARTBEAT ?? '';
+const CUT_ROUNDS = Number(env.BENCH_CUT_ROUNDS ?? 2);
 const RSS_SERVICES = Number(env.BENCH_RSS_SERVICES ?? 10);
 const RSS_REPLICAS = Number(env.BENCH_RSS_REPLICAS ?? 1000);
 const SETTLE_MS = Number(env.BENCH_SETTLE_MS ?? 10_000);
@@ -74,6 +80,13 @@ const cluster = (name: string, subnet: string, managers: number, workers: number
 const f2 = (x: number) => x.toFixed(2);
 const runs = (xs: number[]) => xs.map(f2).join(', ');
 const isRunning = (t: Task) => t.desiredState === TaskState.TASK_STATE_RUNNING && t.status?.state === TaskState.TASK_STATE_RUNNING;
+
+/** iproute2 in the root namespace (a test host's underlay veth). */
+async function ip(args: string[]): Promise<void> {
+  await promisify(execFile)('ip', args).catch((err: unknown) => {
+    throw new Error(`ip ${args.join(' ')} failed`, { cause: err });
+  });
+}
 
 async function tasksGone(ctl: Ctl, what: string): Promise<void> {
   await until(`${what}: every task gone from the store after service rm`, 120_000, async () => ((await ctl.listTasks()).length === 0 ? true : undefined), 250);
@@ -186,18 +199,23 @@ interface Replaced {
   downS?: number;
 }
 
-async function killedWorker(): Promise<{ runs: Replaced[]; heartbeat: string }> {
+/** How a worker dies in a round: its swarmd killed (the kernel closes its connections), or its link cut (silence). */
+type Death = 'kill' | 'cut';
+
+async function killedWorker(): Promise<{ runs: Replaced[]; cuts: Replaced[]; heartbeat: string }> {
   const c = await cluster('cvb-kill', SUBNETS.kill, 1, 2);
   const ctl = await c.control();
   try {
-    await c.must(['cluster', 'update', '--heartbeat-period', HEARTBEAT]);
+    if (HEARTBEAT) {
+      await c.must(['cluster', 'update', '--heartbeat-period', HEARTBEAT]);
+      // The agents take the new period from their next heartbeat answer (up to the old 5 s away).
+      await sleep(6_000);
+    }
+    const heartbeat = HEARTBEAT || 'the default';
     const image = `${(await c.state()).gateway}:5000/demo/web:latest`;
-    // The agents take the new period from their next heartbeat answer (up to the old 5 s away).
-    await sleep(6_000);
-    console.log(`2. kill -9 a worker's swarmd under ${KILL_REPLICAS} replicas; local cluster ${c.name} (1 manager + 2 workers), heartbeat period ${HEARTBEAT} (DOWN after 3 missed)`);
-    const out: Replaced[] = [];
-    for (let i = 1; i <= KILL_ROUNDS; i++) {
-      const name = `kill${i}`;
+    console.log(`2. a worker dies under ${KILL_REPLICAS} replicas; local cluster ${c.name} (1 manager + 2 workers), heartbeat period ${heartbeat}`);
+    const round = async (i: number, death: Death): Promise<Replaced> => {
+      const name = `${death}${i}`;
       await c.must(['service', 'create', '--name', name, '--replicas', String(KILL_REPLICAS), ...STOP_GRACE, '--timeout', '120s', image]);
       const st = await c.state();
       const nodes = await ctl.listNodes();
@@ -215,9 +233,12 @@ async function killedWorker(): Promise<{ runs: Replaced[]; heartbeat: string }> 
       let downAt: number | undefined;
       let seen = '';
       const t0 = now();
-      process.kill(victim.pid, 'SIGKILL');
+      // kill: the kernel closes swarmd's connections (RST/FIN); cut: the host's underlay link goes
+      // down, so the manager hears nothing more (a power loss or a partition looks the same).
+      if (death === 'kill') process.kill(victim.pid, 'SIGKILL');
+      else await ip(['link', 'set', victim.veth, 'down']);
       const doneAt = await until(
-        () => `${KILL_REPLICAS} tasks of ${name} RUNNING again, none on the killed ${victim.name} (last seen: ${seen})`,
+        () => `${KILL_REPLICAS} tasks of ${name} RUNNING again, none on the ${death === 'kill' ? 'killed' : 'cut-off'} ${victim.name} (last seen: ${seen})`,
         90_000,
         async () => {
           const [ns, ts] = await Promise.all([ctl.listNodes(2_000), ctl.listTasks([serviceId], 2_000)]);
@@ -230,15 +251,20 @@ async function killedWorker(): Promise<{ runs: Replaced[]; heartbeat: string }> 
         50,
       );
       const r: Replaced = { s: (doneAt - t0) / 1000, ...(downAt !== undefined ? { downS: (downAt - t0) / 1000 } : {}) };
-      out.push(r);
-      console.log(`  round ${i}: killed ${victim.name} (${had} of the tasks): node DOWN after ${r.downS !== undefined ? f2(r.downS) : '?'} s, ${KILL_REPLICAS} running again after ${f2(r.s)} s`);
+      console.log(`  ${death} round ${i}: ${death === 'kill' ? 'killed' : 'cut off'} ${victim.name} (${had} of the tasks): node DOWN after ${r.downS !== undefined ? f2(r.downS) : '?'} s, ${KILL_REPLICAS} running again after ${f2(r.s)} s`);
+      if (death === 'cut') await ip(['link', 'set', victim.veth, 'up']);
       // the host comes back: its containers go with it (as on a reboot), then swarmd again
       await c.must(['local', 'stop', victim.name, '--kill', '--name', c.name]);
       await c.must(['local', 'start', victim.name, '--name', c.name]);
       await c.must(['service', 'rm', name]);
       await tasksGone(ctl, name);
-    }
-    return { runs: out, heartbeat: HEARTBEAT };
+      return r;
+    };
+    const kills: Replaced[] = [];
+    for (let i = 1; i <= KILL_ROUNDS; i++) kills.push(await round(i, 'kill'));
+    const cuts: Replaced[] = [];
+    for (let i = 1; i <= CUT_ROUNDS; i++) cuts.push(await round(i, 'cut'));
+    return { runs: kills, cuts, heartbeat };
   } finally {
     ctl.close();
     await cleanups.release(`cluster ${c.name}`);
@@ -340,6 +366,11 @@ async function main(): Promise<void> {
     const rest = k.runs.filter((r) => r.downS !== undefined).map((r) => r.s - r.downS!);
     summary.push(`replace killed worker: p50 ${f2(p50(s))} s, max ${f2(max(s))} s  (heartbeat ${k.heartbeat}; runs: ${runs(s)}; aim ≤ 5 s: ${max(s) <= 5 ? 'met' : p50(s) <= 5 ? 'met at p50' : 'not met'})`);
     if (down.length) summary.push(`  of which detection (kill → node DOWN) p50 ${f2(p50(down))} s, max ${f2(max(down))} s; rescheduling + start p50 ${f2(p50(rest))} s, max ${f2(max(rest))} s`);
+    if (k.cuts.length) {
+      const c = k.cuts.map((r) => r.s);
+      const cd = k.cuts.filter((r) => r.downS !== undefined).map((r) => r.downS!);
+      summary.push(`replace cut-off worker (link down, no FIN): p50 ${f2(p50(c))} s, max ${f2(max(c))} s  (runs: ${runs(c)}; detection p50 ${cd.length ? f2(p50(cd)) : '?'} s)`);
+    }
   }
   if (PARTS.has(3)) {
     const m = await managerMemory();

@@ -65,6 +65,8 @@ export interface Host {
   hostname: string;
   role: 'manager' | 'worker';
   netns: string;
+  /** Its underlay veth in the root namespace (on the cluster's bridge). */
+  veth: string;
   stateDir: string;
   log: string;
   pid?: number;

@@ -1,13 +1,23 @@
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/**
+ * Whether `pid` runs. A zombie counts as dead: a swarmd that `local start` spawned is reparented
+ * once swarmctl exits, and after a SIGKILL it stays a zombie until that parent reaps it, which
+ * some init processes do late; `local stop --kill` then `local start` must not see it as running.
+ */
 export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return !/^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
   }
 }
 
@@ -16,16 +26,6 @@ async function cmdline(pid: number): Promise<string> {
     return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
   } catch {
     return '';
-  }
-}
-
-/** A zombie or gone process counts as dead. */
-async function running(pid: number): Promise<boolean> {
-  try {
-    const st = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) [ZX] /s.test(st);
-  } catch {
-    return false;
   }
 }
 
@@ -87,7 +87,7 @@ export async function terminate(pids: readonly number[], graceMs = 10_000): Prom
   while (left.length && Date.now() < deadline) {
     await sleep(100);
     const still: number[] = [];
-    for (const p of left) if (await running(p)) still.push(p);
+    for (const p of left) if (isAlive(p)) still.push(p);
     left = still;
   }
   for (const p of left) {
@@ -105,7 +105,7 @@ export async function waitGone(pids: readonly number[]): Promise<void> {
   let left = [...pids];
   for (let i = 0; i < 50 && left.length; i++) {
     const still: number[] = [];
-    for (const p of left) if (await running(p)) still.push(p);
+    for (const p of left) if (isAlive(p)) still.push(p);
     left = still;
     if (left.length) await sleep(50);
   }
