@@ -167,6 +167,32 @@ test('objects handed out are frozen; changing the caller copy after create does 
   t.is(s.view((tx) => tx.get('service', 's1'))!.specVersion, 0);
 });
 
+test('a staged write is an immutable copy: later changes to the caller object, its nested parts or its bytes reach neither the batch nor the store', async (t) => {
+  const s = createStore(opts());
+  await s.update((tx) => tx.create('service', service('s1', 'web')));
+  const cur = s.view((tx) => tx.get('service', 's1'))!;
+  const mine = { ...cur, spec: { ...cur.spec!, annotations: { name: 'web', labels: { a: '1' } } } };
+  const secret = makeObject('secret', { id: 'x1', spec: { annotations: { name: 'pw', labels: {} }, data: Buffer.from('hunter2') } });
+  await s.batch(async (b) => {
+    await b.update((tx) => {
+      tx.update('service', mine);
+      tx.create('secret', secret);
+    });
+    mine.spec.annotations.labels.a = '2';
+    secret.spec!.data[0] = 0x78;
+    await b.update((tx) => {
+      const staged = tx.get('service', 's1')!;
+      t.is(staged.spec?.annotations?.labels.a, '1', 'the batch reads what was staged');
+      t.true(Object.isFrozen(staged) && Object.isFrozen(staged.spec?.annotations?.labels));
+      t.is(staged.spec?.mode, cur.spec?.mode, 'frozen parts of the store object are shared, not copied');
+      t.is(Buffer.from(tx.get('secret', 'x1')!.spec!.data).toString(), 'hunter2');
+    });
+  });
+  t.false(Object.isFrozen(mine), "the caller's object stays its own");
+  t.is(s.view((tx) => tx.get('service', 's1'))!.spec?.annotations?.labels.a, '1');
+  t.is(Buffer.from(s.view((tx) => tx.get('secret', 'x1'))!.spec!.data).toString(), 'hunter2');
+});
+
 test('a failing callback proposes nothing; transactions cannot be used after their callback', async (t) => {
   const s = createStore(opts());
   await t.throwsAsync(

@@ -66,6 +66,18 @@ function contributionOf(t: Readonly<Task>): Contribution | undefined {
   };
 }
 
+function sameContribution(a: Contribution, b: Contribution): boolean {
+  return (
+    a.nodeId === b.nodeId &&
+    a.serviceId === b.serviceId &&
+    a.active === b.active &&
+    a.nanoCpus === b.nanoCpus &&
+    a.memoryBytes === b.memoryBytes &&
+    a.ports.length === b.ports.length &&
+    a.ports.every((p, i) => p === b.ports[i])
+  );
+}
+
 /**
  * Every node's NodeInfo, kept up to date task by task. A task's contribution is keyed by its id,
  * so applying the same task twice (the scheduler's own write coming back as an event) is
@@ -113,10 +125,12 @@ export class NodeSet {
 
   /** Records a task as it is now (created, updated, or assigned by the scheduler itself). */
   applyTask(t: Readonly<Task>): void {
-    this.removeTask(t.id);
     const c = contributionOf(t);
-    if (!c) return;
-    this.record(t.id, c);
+    const old = this.contributions.get(t.id);
+    // Most often the scheduler's own placement coming back: nothing to change.
+    if (c && old && sameContribution(old, c)) return;
+    this.removeTask(t.id);
+    if (c) this.record(t.id, c);
   }
 
   /** Records that the scheduler put `t` on `nodeId` (before the store says so). */

@@ -47,6 +47,9 @@ const WRITE_CHUNK = 100;
 
 const groupKey = (t: Readonly<Task>): string => `${t.serviceId}\u0000${t.specVersion}`;
 const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/** Whole services together (by service, then spec version), each in slot order, then by id. */
+const taskOrder = (a: Readonly<Task>, b: Readonly<Task>): number => cmp(a.serviceId, b.serviceId) || a.specVersion - b.specVersion || a.slot - b.slot || byId(a, b);
 
 /**
  * The scheduler (SwarmKit's manager/scheduler): PENDING (and, with no allocator, NEW) tasks with
@@ -66,8 +69,11 @@ export class Scheduler {
   private readonly pipeline = new Pipeline();
   private readonly takeNew: boolean;
   private readonly maxPerTick: number;
-  /** Tasks left over by a capped tick, to place first next time. */
+  /** Tasks left over by a capped tick, to place first next time (from `backlogHead` on). */
   private backlog: string[] = [];
+  private backlogHead = 0;
+  /** The ids in backlog[backlogHead..]: a tick adds fresh tasks to it without scanning it. */
+  private readonly inBacklog = new Set<string>();
 
   constructor(
     private readonly store: MemoryStore,
@@ -80,7 +86,28 @@ export class Scheduler {
 
   /** Whether a capped tick left tasks for the next one. */
   more(): boolean {
-    return this.backlog.length > 0;
+    return this.inBacklog.size > 0;
+  }
+
+  /** Replaces the backlog. */
+  private setBacklog(ids: string[]): void {
+    this.backlog = ids;
+    this.backlogHead = 0;
+    this.inBacklog.clear();
+    for (const id of ids) this.inBacklog.add(id);
+  }
+
+  /** Takes up to `n` ids off the front of the backlog (each tick's cost is its own share, not the backlog's length). */
+  private takeBacklog(n: number): string[] {
+    const take = this.backlog.slice(this.backlogHead, this.backlogHead + n);
+    this.backlogHead += take.length;
+    for (const id of take) this.inBacklog.delete(id);
+    if (this.backlogHead >= this.backlog.length) this.setBacklog([]);
+    else if (this.backlogHead > 4096 && this.backlogHead * 2 > this.backlog.length) {
+      this.backlog = this.backlog.slice(this.backlogHead);
+      this.backlogHead = 0;
+    }
+    return take;
   }
 
   /** Loads nodes and tasks (the initial read). */
@@ -132,23 +159,25 @@ export class Scheduler {
   /** Places what is waiting and writes the outcome. */
   async tick(): Promise<void> {
     let tasks: Readonly<Task>[];
-    if (!this.retryAll && this.backlog.length > 0) {
+    if (!this.retryAll && this.inBacklog.size > 0) {
       // Go on with the ordered backlog; tasks that arrived since queue behind it.
-      const inBacklog = new Set(this.backlog);
-      for (const id of this.fresh) if (!inBacklog.has(id)) this.backlog.push(id);
-      const take = this.backlog.slice(0, this.maxPerTick);
-      this.backlog = this.backlog.slice(this.maxPerTick);
-      tasks = take.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
+      for (const id of this.fresh) {
+        if (this.inBacklog.has(id)) continue;
+        this.backlog.push(id);
+        this.inBacklog.add(id);
+      }
+      tasks = this.takeBacklog(this.maxPerTick)
+        .map((id) => this.pending.get(id))
+        .filter((t): t is Readonly<Task> => t !== undefined);
     } else {
       const ids = this.retryAll ? [...this.pending.keys()] : [...this.fresh];
-      this.backlog = [];
+      this.setBacklog([]);
       tasks = ids.map((id) => this.pending.get(id)).filter((t): t is Readonly<Task> => t !== undefined);
       if (tasks.length > this.maxPerTick) {
         // Whole services first, in a stable order; the rest in the next ticks.
-        const keyed = tasks.map((t) => ({ t, k: `${groupKey(t)}\u0000${String(t.slot).padStart(12, '0')}\u0000${t.id}` }));
-        keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-        tasks = keyed.slice(0, this.maxPerTick).map((x) => x.t);
-        this.backlog = keyed.slice(this.maxPerTick).map((x) => x.t.id);
+        tasks.sort(taskOrder);
+        this.setBacklog(tasks.slice(this.maxPerTick).map((t) => t.id));
+        tasks = tasks.slice(0, this.maxPerTick);
       }
     }
     this.retryAll = false;
@@ -191,6 +220,8 @@ export class Scheduler {
         for (let i = 0; i < placements.length; i += WRITE_CHUNK) {
           const chunk = placements.slice(i, i + WRITE_CHUNK);
           const skipped: string[] = [];
+          /** When each placed task was created (for the scheduling delay metric). */
+          const createdAt: number[] = [];
           try {
             await b.update((tx) => {
               for (const p of chunk) {
@@ -201,6 +232,7 @@ export class Scheduler {
                   skipped.push(p.taskId);
                   continue;
                 }
+                createdAt.push(Number(cur.meta?.createdAt ?? 0));
                 // A shallow copy is enough: the store copies what it is given.
                 tx.update('task', {
                   ...cur,
@@ -211,7 +243,7 @@ export class Scheduler {
             });
             for (const p of chunk) this.pending.delete(p.taskId);
             failed.push(...skipped);
-            this.countAssigned(chunk, skipped, now);
+            countAssigned(createdAt, now);
           } catch {
             failed.push(...chunk.map((p) => p.taskId));
           }
@@ -239,17 +271,6 @@ export class Scheduler {
     if (failed.length > 0) this.resync(failed);
   }
 
-  /** Metrics of the placements written: decisions, and the delay from each task's creation. */
-  private countAssigned(chunk: Placement[], skipped: string[], now: number): void {
-    const skip = new Set(skipped);
-    for (const p of chunk) {
-      if (skip.has(p.taskId)) continue;
-      metrics.schedulerDecisions.inc({ result: 'assigned' });
-      const created = Number(this.store.view((tx) => tx.get('task', p.taskId))?.meta?.createdAt ?? 0);
-      if (created > 0 && now >= created) metrics.schedulerDelaySeconds.observe((now - created) / 1000);
-    }
-  }
-
   /** After a refused write: take these tasks as the store has them now. */
   private resync(ids: string[]): void {
     this.store.view((tx) => {
@@ -264,6 +285,12 @@ export class Scheduler {
     });
     for (const id of ids) if (this.pending.has(id)) this.fresh.add(id);
   }
+}
+
+/** Metrics of the placements written: decisions, and the delay from each task's creation. */
+function countAssigned(createdAt: readonly number[], now: number): void {
+  if (createdAt.length > 0) metrics.schedulerDecisions.inc({ result: 'assigned' }, createdAt.length);
+  for (const created of createdAt) if (created > 0 && now >= created) metrics.schedulerDelaySeconds.observe((now - created) / 1000);
 }
 
 function emptyStatus(): NonNullable<Task['status']> {

@@ -75,6 +75,22 @@ export function unwrapObject(so: StoreObject | undefined): { kind: Kind; object:
 }
 
 /** Freezes a decoded proto object in depth. Byte fields (Buffers) cannot be frozen and are left as they are. */
+/**
+ * An immutable copy that shares what is immutable already: a frozen object (the store's objects
+ * are deep-frozen) is taken as it is, everything else is copied and frozen, bytes copied. A
+ * write that changes a field or two of a store object so copies those, not the whole object
+ * (the codec round trip of cloneObject copied and froze all of it).
+ */
+export function immutableCopy<T>(v: T): Readonly<T> {
+  if (v === null || typeof v !== 'object') return v;
+  if (ArrayBuffer.isView(v)) return (Buffer.isBuffer(v) ? Buffer.from(v) : new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength))) as T;
+  if (Object.isFrozen(v)) return v;
+  if (Array.isArray(v)) return Object.freeze(v.map(immutableCopy)) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as object)) out[k] = immutableCopy(x);
+  return Object.freeze(out) as T;
+}
+
 export function deepFreeze<T>(o: T): Readonly<T> {
   if (o === null || typeof o !== 'object' || ArrayBuffer.isView(o) || Object.isFrozen(o)) return o;
   for (const v of Object.values(o as object)) deepFreeze(v);

@@ -1,6 +1,6 @@
 import { SwarmError, ErrorCode, alreadyExists, invalidArgument, notFound } from '@swarmd/common/errors';
 import { type StoreAction, StoreAction_Kind } from '@swarmd/proto';
-import { type AnyObject, type Kind, UNIQUE_NAMES, cloneObject, deepFreeze, nameOf, unwrapObject, wrapObject } from './kinds.js';
+import { type AnyObject, type Kind, UNIQUE_NAMES, immutableCopy, nameOf, unwrapObject, wrapObject } from './kinds.js';
 import { type IndexLookup, matchesLookup } from './selectors.js';
 import type { Tables } from './tables.js';
 
@@ -102,7 +102,7 @@ export class Overlay {
     const prior = this.changes.get(key);
     if (prior?.op === 'remove') throw invalidArgument(`store: ${kind} ${o.id} was deleted in this transaction; it cannot be created again in the same one`);
     if (this.get(kind, o.id)) throw alreadyExists(`${kind} ${o.id} already exists`);
-    const object = freezeCopy(kind, o);
+    const object = immutableCopy(o);
     this.checkUniqueName(kind, object);
     this.setChange(key, { kind, id: o.id, op: 'create', object, readVersion: 0 });
   }
@@ -115,7 +115,7 @@ export class Overlay {
     const prior = this.changes.get(key);
     const readVersion = prior ? prior.readVersion : versionOf(cur);
     if (prior?.op !== 'create' && versionOf(o) !== readVersion) throw conflict(kind, o.id, versionOf(o), readVersion);
-    const object = freezeCopy(kind, o);
+    const object = immutableCopy(o);
     this.checkUniqueName(kind, object);
     this.setChange(key, { kind, id: o.id, op: prior?.op === 'create' ? 'create' : 'update', object, readVersion });
   }
@@ -205,9 +205,7 @@ function requireId(kind: Kind, o: Readonly<AnyObject>): void {
   if (typeof o.id !== 'string' || o.id === '') throw invalidArgument(`store: a ${kind} needs an id`);
 }
 
-function freezeCopy(kind: Kind, o: Readonly<AnyObject>): Readonly<AnyObject> {
-  return deepFreeze(cloneObject(kind, o));
-}
+
 
 function conflict(kind: Kind, id: string, have: number, current: number): SwarmError {
   return new SwarmError(ErrorCode.CONFLICT, `${kind} ${id}: update out of sequence (read version ${have}, current ${current}); re-read and retry`, {
