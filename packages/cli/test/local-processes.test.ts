@@ -15,8 +15,9 @@ const state = (pid: number): string | undefined => {
 };
 
 test('isAlive: a zombie counts as dead, its running parent as alive', async (t) => {
-  // sh starts `true` in the background, prints its pid, then becomes `sleep`, which never reaps it.
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // sh starts a short `sleep` in the background, prints its pid, then becomes a long `sleep`,
+  // which never reaps it: the short one exits after the exec (so no shell can have reaped it).
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => parent.kill('SIGKILL'));
   const zombie = await new Promise<number>((resolve, reject) => {
     parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim())));
