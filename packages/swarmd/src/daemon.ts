@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
 import type { Logger } from '@swarmd/common/logger';
 import { NodeRole } from '@swarmd/proto';
@@ -61,8 +62,21 @@ export interface Daemon {
 
 const STATE_FILE = 'swarmd.json';
 
-/** The manager package, loaded the first time this process runs a manager. */
-const managerModule = () => import('@swarmd/manager');
+/**
+ * V8's optimizing (TurboFan) and baseline (Sparkplug) compilers, which the swarmd command turns
+ * off at start (src/swarmd.cts: an idle worker holds less memory without them) and a manager's
+ * work (Raft, the store, the scheduler) needs: back on from here on, for functions hot from now.
+ */
+function fullJit(): void {
+  setFlagsFromString('--opt');
+  setFlagsFromString('--sparkplug');
+}
+
+/** The manager package, loaded the first time this process runs a manager (with the full JIT). */
+const managerModule = () => {
+  fullJit();
+  return import('@swarmd/manager');
+};
 type ManagerModule = Awaited<ReturnType<typeof managerModule>>;
 
 async function readNodeState(dir: string): Promise<NodeStateFile | undefined> {
