@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import test from 'ava';
-import { createLogger, describeError, ErrorCode, isSwarmError, loadConfig, run, SwarmError, wrapError, z } from '../src/index.js';
+import { createLogger, describeError, ErrorCode, isoTime, isSwarmError, loadConfig, run, SwarmError, wrapError, z } from '../src/index.js';
 
 test('errors carry a code and a cause, and describe their chain', (t) => {
   const root = new Error('disk full');
@@ -23,7 +23,20 @@ test('json logger writes one JSON object per line with component and fields', (t
   log.child({ node: 'n1' }).info('elected', { term: 3 });
   const obj = JSON.parse(lines.join('').trim()) as Record<string, unknown>;
   t.like(obj, { level: 'info', message: 'elected', component: 'manager/test', node: 'n1', term: 3 });
-  t.is(typeof obj.timestamp, 'string');
+  t.regex(String(obj.timestamp), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.true(Math.abs(Date.parse(String(obj.timestamp)) - Date.now()) < 60_000);
+});
+
+test('isoTime formats as Date#toISOString does', (t) => {
+  const edges = [0, -1, 1, 951_782_400_000, 951_868_799_999, 4_107_542_400_000, 253_402_300_799_999, -62_167_219_200_000, -2_208_988_800_001, Date.now()];
+  for (const ms of edges) t.is(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  let seed = 42;
+  for (let i = 0; i < 20_000; i++) {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+    const ms = Math.floor((seed / 2_147_483_648) * 315_569_520_000_000) - 62_167_219_200_000; // years 0-9999
+    if (isoTime(ms) !== new Date(ms).toISOString()) t.fail(`${ms}: ${isoTime(ms)} != ${new Date(ms).toISOString()}`);
+  }
+  t.pass();
 });
 
 test('human logger writes short text', (t) => {
