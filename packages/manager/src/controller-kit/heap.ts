@@ -19,11 +19,16 @@ export class Heap<T> {
       if (l < a.length && this.less(a[l], a[m])) m = l;
       if (r < a.length && this.less(a[r], a[m])) m = r;
       if (m === i) return;
-      const x = a[i];
-      a[i] = a[m];
-      a[m] = x;
+      this.swap(i, m);
       i = m;
     }
+  }
+
+  private swap(i: number, j: number): void {
+    const a = this.a;
+    const x = a[i];
+    a[i] = a[j];
+    a[j] = x;
   }
 
   get size(): number {
@@ -37,9 +42,7 @@ export class Heap<T> {
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (!this.less(a[i], a[p])) break;
-      const x = a[i];
-      a[i] = a[p];
-      a[p] = x;
+      this.swap(i, p);
       i = p;
     }
   }
@@ -51,19 +54,7 @@ export class Heap<T> {
     const last = a.pop()!;
     if (a.length > 0) {
       a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l], a[m])) m = l;
-        if (r < a.length && this.less(a[r], a[m])) m = r;
-        if (m === i) break;
-        const x = a[i];
-      a[i] = a[m];
-      a[m] = x;
-        i = m;
-      }
+      this.down(0);
     }
     return top;
   }

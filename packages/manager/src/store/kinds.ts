@@ -74,7 +74,6 @@ export function unwrapObject(so: StoreObject | undefined): { kind: Kind; object:
   }
 }
 
-/** Freezes a decoded proto object in depth. Byte fields (Buffers) cannot be frozen and are left as they are. */
 /**
  * An immutable copy that shares what is immutable already: a frozen object (the store's objects
  * are deep-frozen) is taken as it is, everything else is copied and frozen, bytes copied. A
@@ -91,6 +90,7 @@ export function immutableCopy<T>(v: T): Readonly<T> {
   return Object.freeze(out) as T;
 }
 
+/** Freezes a decoded proto object in depth. Byte fields (Buffers) cannot be frozen and are left as they are. */
 export function deepFreeze<T>(o: T): Readonly<T> {
   if (o === null || typeof o !== 'object' || ArrayBuffer.isView(o) || Object.isFrozen(o)) return o;
   for (const v of Object.values(o as object)) deepFreeze(v);

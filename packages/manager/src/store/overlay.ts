@@ -205,8 +205,6 @@ function requireId(kind: Kind, o: Readonly<AnyObject>): void {
   if (typeof o.id !== 'string' || o.id === '') throw invalidArgument(`store: a ${kind} needs an id`);
 }
 
-
-
 function conflict(kind: Kind, id: string, have: number, current: number): SwarmError {
   return new SwarmError(ErrorCode.CONFLICT, `${kind} ${id}: update out of sequence (read version ${have}, current ${current}); re-read and retry`, {
     details: { kind, id, readVersion: have, currentVersion: current },
