@@ -136,7 +136,7 @@ export function clusterDetails(c: Cluster): string {
   return keyValues([
     ['ID', c.id],
     ['Name', s?.annotations?.name ?? ''],
-    ['Heartbeat period', durationText(s?.dispatcher?.heartbeatPeriodMs)],
+    ['Heartbeat period', heartbeatPeriodText(s?.dispatcher?.heartbeatPeriodMs)],
     ['Node certificate expiry', durationText(s?.caConfig?.nodeCertExpiryMs)],
     ['Task history limit', String(s?.orchestration?.taskHistoryRetentionLimit ?? 0)],
     ['Autolock', s?.autolockManagers ? 'on' : 'off'],
@@ -170,6 +170,11 @@ function timeText(ms: number | undefined): string {
 }
 
 /** 90 days → "2160h0m0s"-like, but short: "90d", "5s", "1h30m", "250ms". */
+/** A cluster's heartbeat period: 0 is the automatic one (the dispatcher sizes it by the cluster). */
+export function heartbeatPeriodText(ms: number | undefined): string {
+  return ms ? durationText(ms) : 'auto (1s up to 200 nodes, at most 5s)';
+}
+
 export function durationText(ms: number | undefined): string {
   if (!ms) return '0s';
   const parts: string[] = [];

@@ -16,7 +16,7 @@ import {
   NetworkSpec,
   type WaitNetworkSyncResponse,
 } from '@swarmd/proto';
-import { CertRole, MAX_MANAGER_PROBLEM, TAKEOVER_GRACES, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
+import { CertRole, MAX_MANAGER_PROBLEM, TAKEOVER_GRACES, autoHeartbeatPeriod, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
 
@@ -36,6 +36,7 @@ async function setup(t: import('ava').ExecutionContext, extra: Partial<Dispatche
     isLeader: () => h.state.leader,
     leaderAddr: () => h.state.leaderAddr,
     statusBatchMs: 5,
+    minTakeoverGraceMs: 0, // a takeover gives one grace (3 × 1 s) here, unless a test says otherwise
     ...extra,
   });
   const port = await h.serve(t, (s) => s.addService(DispatcherService, d.server));
@@ -626,7 +627,7 @@ test('a node that opens a session and finds itself READY as it was costs no stor
 });
 
 test('a manager that did not run for longer than a heartbeat period (a stall) moves the deadlines by the time lost instead of marking every node DOWN on waking', async (t) => {
-  const fx = await setup(t); // period 1 s, window 3 s; the expiry loop sleeps 500 ms
+  const fx = await setup(t); // period 1 s, window 3 s; the expiry loop sleeps 250 ms
   const { h, d } = fx;
   runExpiry(fx, t);
   const { client, stream } = await openSession(fx, t, 'wrk34');
@@ -661,4 +662,56 @@ test('a manager that did not run for longer than a heartbeat period (a stall) mo
     }
   }
   t.true(steps >= 5 && steps <= 8, `DOWN after ${steps} (+1 in flight) steps of 500 ms past the last heartbeat: about one window (3 s)`);
+});
+
+test('the automatic heartbeat period is 1 s up to 200 nodes, then keeps the leader at 200 heartbeats/s, at most 5 s', (t) => {
+  t.is(autoHeartbeatPeriod(1), 1000);
+  t.is(autoHeartbeatPeriod(200), 1000);
+  t.is(autoHeartbeatPeriod(201), 1005);
+  t.is(autoHeartbeatPeriod(600), 3000);
+  t.is(autoHeartbeatPeriod(1000), 5000);
+  t.is(autoHeartbeatPeriod(5000), 5000);
+});
+
+test('with the automatic period a small cluster heartbeats every second and a silent node is DOWN 3 s after its last heartbeat', async (t) => {
+  const h = await harness({ heartbeatPeriodMs: 0 });
+  const d = createDispatcherService({ store: h.store, clock: h.clock, isLeader: () => h.state.leader, leaderAddr: () => h.state.leaderAddr, statusBatchMs: 5 });
+  const fx: Fx = { h, d, port: await h.serve(t, (s) => s.addService(DispatcherService, d.server)) };
+  const { client, stream } = await openSession(fx, t, 'wrk40');
+  const { sessionId } = await stream.next();
+  const res = await heartbeat(client, sessionId);
+  t.is(res.periodMs, 1000, 'the agent is asked for a heartbeat every second');
+  h.clock.advance(2999);
+  t.false((await d.expireHeartbeats()).includes('wrk40'), 'not DOWN before 3 periods');
+  h.clock.advance(1);
+  t.true((await d.expireHeartbeats()).includes('wrk40'), 'DOWN 3 s after its last heartbeat');
+  await d.flush();
+  t.is(h.store.view((tx) => tx.get('node', 'wrk40'))!.status?.message, 'heartbeat failure');
+});
+
+test('the automatic period grows with the nodes the leader tracks: 400 nodes heartbeat every 2 s', async (t) => {
+  const h = await harness({ heartbeatPeriodMs: 0 });
+  await h.store.update((tx) => {
+    for (let i = 0; i < 399; i++) {
+      tx.create('node', makeObject('node', { id: `n${i}`, spec: { annotations: { name: '', labels: {} }, desiredRole: 0, availability: 0 }, status: { state: NodeState.NODE_STATE_READY, message: '', addr: '127.0.0.1' } }));
+    }
+  });
+  const d = createDispatcherService({ store: h.store, clock: h.clock, isLeader: () => h.state.leader, leaderAddr: () => h.state.leaderAddr, statusBatchMs: 5 });
+  const fx: Fx = { h, d, port: await h.serve(t, (s) => s.addService(DispatcherService, d.server)) };
+  d.resetHeartbeats(); // the leader manager and 399 workers, none DOWN
+  const { client, stream } = await openSession(fx, t, 'n0');
+  const { sessionId } = await stream.next();
+  t.is((await heartbeat(client, sessionId)).periodMs, 2000);
+});
+
+test('with the automatic period a new leader still gives its fleet 15 s to come back', async (t) => {
+  const h = await harness({ heartbeatPeriodMs: 0 });
+  const d = createDispatcherService({ store: h.store, clock: h.clock, isLeader: () => h.state.leader, leaderAddr: () => h.state.leaderAddr, statusBatchMs: 5, disconnectGraceMs: 0 });
+  const fx: Fx = { h, d, port: await h.serve(t, (s) => s.addService(DispatcherService, d.server)) };
+  await sessionsOpenedAndClosed(fx, t, ['wrk41']);
+  d.resetHeartbeats(); // this manager takes over
+  h.clock.advance(14_999);
+  t.deepEqual(await d.expireHeartbeats(), [], 'no node DOWN within 15 s of the takeover');
+  h.clock.advance(1);
+  t.deepEqual((await d.expireHeartbeats()).sort(), [LEADER_ID, 'wrk41'].sort());
 });

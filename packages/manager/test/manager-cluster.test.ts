@@ -43,7 +43,7 @@ test('init + two manager joins (learner → voter, one through a follower), auth
   const a = await start(t, { bootstrap: 'init', hostname: 'a' });
   t.true(a.m.isLeader());
   const cluster = a.m.cluster()!;
-  t.is(cluster.spec?.dispatcher?.heartbeatPeriodMs, 5000);
+  t.is(cluster.spec?.dispatcher?.heartbeatPeriodMs, 0, 'the automatic heartbeat period');
   t.is(cluster.spec?.caConfig?.nodeCertExpiryMs, 90 * 24 * 3600 * 1000);
   t.is(cluster.spec?.orchestration?.taskHistoryRetentionLimit, 5);
   t.true((cluster.rootCa?.caKeyPem.length ?? 0) > 0, 'the CA key is in the replicated store');

@@ -26,7 +26,7 @@ export const SwarmdConfigSchema = z
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     /** init: the cluster's node certificate lifetime (default 90 days; at least 1 hour). */
     nodeCertExpiryMs: z.number().int().positive().optional(),
-    /** init: the agents' heartbeat period (default 5 s). */
+    /** init: the agents' heartbeat period (default: automatic, 1 s up to 200 nodes, at most 5 s). */
     heartbeatPeriodMs: z.number().int().positive().optional(),
     /** init: where overlay networks without --subnet take theirs (default 10.0.0.0/8). */
     defaultAddrPool: z.array(z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 CIDR such as 10.20.0.0/16')).optional(),

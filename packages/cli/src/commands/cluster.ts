@@ -7,7 +7,7 @@ import { type Cluster } from '@swarmd/proto/gen/swarm/objects';
 import type { CommandEnv, GlobalArgs } from '../cli.js';
 import { theCluster, type Control } from '../client/control-client.js';
 import { retryOnConflict } from '../client/rpc.js';
-import { clusterDetails, clusterJson, durationText, json, parseDuration } from '../format.js';
+import { clusterDetails, clusterJson, durationText, heartbeatPeriodText, json, parseDuration } from '../format.js';
 import { out } from '../io.js';
 import { UsageError } from '../errors.js';
 import { createAdminKeyAndCsr } from '../admin-csr.js';
@@ -32,10 +32,11 @@ export function applyClusterChange(c: Cluster, ch: ClusterChange): ClusterSpec {
   });
 }
 
-const durationOption = (flag: string) => (v: string | undefined) => {
+const durationOption = (flag: string, auto = false) => (v: string | undefined) => {
   if (v === undefined) return undefined;
+  if (auto && v === 'auto') return 0;
   const ms = parseDuration(v);
-  if (ms === undefined || ms <= 0) throw new Error(`--${flag} ${v}: expected a duration such as 5s, 1m30s, 250ms, 90d`);
+  if (ms === undefined || ms <= 0) throw new Error(`--${flag} ${v}: expected a duration such as 5s, 1m30s, 250ms, 90d${auto ? ', or auto' : ''}`);
   return ms;
 };
 
@@ -93,7 +94,7 @@ export function clusterCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
       'Change cluster settings',
       (yy) =>
         yy
-          .option('heartbeat-period', { alias: 'dispatcher-heartbeat', type: 'string', coerce: durationOption('heartbeat-period'), describe: 'Agent heartbeat period, e.g. 5s (a node is down after 3 missed)' })
+          .option('heartbeat-period', { alias: 'dispatcher-heartbeat', type: 'string', coerce: durationOption('heartbeat-period', true), describe: 'Agent heartbeat period, e.g. 5s (a node is down after 3 missed), or auto (1s up to 200 nodes, then longer, at most 5s)' })
           .option('cert-expiry', { type: 'string', coerce: durationOption('cert-expiry'), describe: 'Node certificate validity, e.g. 90d' })
           .option('task-history-limit', { type: 'number', describe: 'Old tasks kept per slot' })
           .option('autolock', { type: 'boolean', describe: 'Lock managers after a restart: --autolock=true prints the unlock key; --autolock=false unwraps again' }),
@@ -119,7 +120,7 @@ export function clusterCommands(y: Argv<GlobalArgs>, env: CommandEnv): Argv<Glob
           else
             out(
               io,
-              `Cluster ${cl.id} updated: heartbeat period ${durationText(cl.spec?.dispatcher?.heartbeatPeriodMs)}, certificate expiry ${durationText(cl.spec?.caConfig?.nodeCertExpiryMs)}, task history limit ${cl.spec?.orchestration?.taskHistoryRetentionLimit ?? 0}.`,
+              `Cluster ${cl.id} updated: heartbeat period ${heartbeatPeriodText(cl.spec?.dispatcher?.heartbeatPeriodMs)}, certificate expiry ${durationText(cl.spec?.caConfig?.nodeCertExpiryMs)}, task history limit ${cl.spec?.orchestration?.taskHistoryRetentionLimit ?? 0}.`,
             );
         });
       }),

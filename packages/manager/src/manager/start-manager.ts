@@ -124,7 +124,8 @@ export interface Manager {
   stop(): Promise<void>;
 }
 
-export const DEFAULT_CLUSTER_HEARTBEAT_MS = 5_000;
+/** 0: automatic, sized by the cluster (the dispatcher's autoHeartbeatPeriod: 1 s up to 200 nodes, at most 5 s). */
+export const DEFAULT_CLUSTER_HEARTBEAT_MS = 0;
 export const DEFAULT_TASK_HISTORY_LIMIT = 5;
 
 /** The spec of a new cluster (Swarm's defaults). */
