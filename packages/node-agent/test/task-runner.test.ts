@@ -3,7 +3,7 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TaskState, type Task, type TaskStatus } from '@swarmd/proto';
-import { ContainerExitedError, PermanentError, type ContainerFacts, type ExitInfo, type TaskController } from '../src/executor/executor.js';
+import { ContainerExitedError, PermanentError, UnhealthyError, type ContainerFacts, type ExitInfo, type TaskController } from '../src/executor/executor.js';
 import { TaskManager, emptyStatus } from '../src/task-runner/task-manager.js';
 import { makeTask } from './helpers/executor-env.js';
 
@@ -24,6 +24,7 @@ class FakeController implements TaskController {
   }
   wait(s: AbortSignal): Promise<ExitInfo> {
     this.calls.push('wait');
+    if (this.waitError) return Promise.reject(this.waitError);
     return new Promise((resolve, reject) => {
       this.exit = resolve;
       s.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })), { once: true });
@@ -39,10 +40,16 @@ class FakeController implements TaskController {
   terminate(): Promise<void> {
     return Promise.resolve();
   }
-  release(): Promise<void> {
+  /** When set, a release completes only once it resolves. */
+  releaseGate: Promise<void> | undefined;
+  released = false;
+  async release(): Promise<void> {
     this.calls.push('release');
-    return Promise.resolve();
+    await this.releaseGate;
+    this.released = true;
   }
+  hostPorts: ReturnType<TaskController['ports']> = [];
+  waitError: Error | undefined;
   remove(): Promise<void> {
     this.calls.push('remove');
     return Promise.resolve();
@@ -52,7 +59,7 @@ class FakeController implements TaskController {
     return Promise.resolve(this.facts);
   }
   ports() {
-    return [];
+    return this.hostPorts;
   }
 }
 
@@ -128,4 +135,59 @@ test('re-attach: a running container moves the task to RUNNING; a lost one FAILS
   t.is(TaskState[l.state], 'TASK_STATE_FAILED');
   t.regex(l.err, /container lost/);
   await lost.m.close();
+});
+
+/** A release that completes only when the test says so. */
+function gated(ctl: FakeController): () => void {
+  let open: () => void = () => undefined;
+  ctl.releaseGate = new Promise<void>((r) => (open = r));
+  return open;
+}
+
+test('a stopped task that holds no host port is reported SHUTDOWN before its release (network teardown) completes; remove waits for the release', async (t) => {
+  const ctl = new FakeController();
+  const open = gated(ctl);
+  const h = harness(base, ctl);
+  await h.until(TaskState.TASK_STATE_RUNNING);
+  h.m.update({ ...base, desiredState: TaskState.TASK_STATE_SHUTDOWN });
+  await h.until(TaskState.TASK_STATE_SHUTDOWN);
+  t.is(TaskState[h.seen.at(-1)!.state], 'TASK_STATE_SHUTDOWN');
+  t.false(ctl.released, 'reported while the release is still running');
+  const removed = h.m.remove();
+  await sleep(20);
+  t.false(ctl.calls.includes('remove'), 'not removed before the release completes');
+  open();
+  await removed;
+  t.deepEqual(ctl.calls.filter((c) => c !== 'inspect').slice(-2), ['release', 'remove']);
+});
+
+test('a stopped task that publishes host-mode ports is reported SHUTDOWN only once released (a replacement may take the ports)', async (t) => {
+  const ctl = new FakeController();
+  ctl.hostPorts = [{ name: '', protocol: 0, targetPort: 80, publishedPort: 8080, publishMode: 1 }] as ReturnType<TaskController['ports']>;
+  const open = gated(ctl);
+  const h = harness(base, ctl);
+  await h.until(TaskState.TASK_STATE_RUNNING);
+  h.m.update({ ...base, desiredState: TaskState.TASK_STATE_SHUTDOWN });
+  while (!ctl.calls.includes('release')) await sleep(5);
+  await sleep(20);
+  t.is(TaskState[h.seen.at(-1)!.state], 'TASK_STATE_RUNNING', 'not reported while its ports are held');
+  open();
+  await h.until(TaskState.TASK_STATE_SHUTDOWN);
+  t.true(ctl.released);
+  await h.m.close();
+});
+
+test('a task failed by its health check (its container may still run) is reported only once released', async (t) => {
+  const ctl = new FakeController();
+  ctl.waitError = new UnhealthyError('probe failed 3 times');
+  const open = gated(ctl);
+  const h = harness(base, ctl);
+  while (!ctl.calls.includes('release')) await sleep(5);
+  await sleep(20);
+  t.is(TaskState[h.seen.at(-1)!.state], 'TASK_STATE_RUNNING', 'not reported FAILED while the container may still run');
+  open();
+  const s = await h.until(TaskState.TASK_STATE_COMPLETE);
+  t.is(TaskState[s.state], 'TASK_STATE_FAILED');
+  t.true(ctl.released);
+  await h.m.close();
 });

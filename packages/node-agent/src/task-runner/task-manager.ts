@@ -106,13 +106,19 @@ export class TaskManager {
   private releasing: Promise<void> | undefined;
 
   /**
-   * Moves to `s`. A task that ends is released first (what still runs is stopped, its address and
-   * host ports freed), so once the managers hear it ended, a replacement can take its ports here.
+   * Moves to `s`. A task that ends is released (what still runs is stopped, its address and host
+   * ports freed). The managers hear it ended once that is done when its container may still run
+   * (a failed health check, a failed start) or when it publishes host-mode ports, so that a
+   * replacement never runs beside it nor finds its ports taken. A task whose container is known to
+   * have exited (`exited`) and that holds no host port is reported at once, and released
+   * meanwhile: a rolling update's next task does not wait for the old one's network teardown
+   * (`ip link del`, `ip netns del`), and its overlay address stays its own until the task is
+   * removed (the allocator frees it only then; `remove` waits for the release).
    */
-  private async setStatus(s: TaskStatus): Promise<void> {
+  private async setStatus(s: TaskStatus, exited = false): Promise<void> {
     if (isTerminal(s.state)) {
       this.releasing ??= this.ctlr.release(new AbortController().signal).catch((err: unknown) => this.log.warn('releasing the ended task failed', { err: describeError(err) }));
-      await this.releasing;
+      if (!exited || this.ctlr.ports().length > 0) await this.releasing;
     }
     this.status = s;
     this.task = { ...this.task, status: s };
@@ -196,7 +202,8 @@ export class TaskManager {
         const ports = this.ctlr.ports();
         const s = outcome.status;
         if (ports.length && s.state >= TaskState.TASK_STATE_READY) s.portStatus = { ports };
-        await this.setStatus(s);
+        // The container is known to be gone: it exited, or a shutdown stopped it (or found none).
+        await this.setStatus(s, result.kind === 'exited' || (action === 'shutdown' && result.kind === 'ok'));
       } else if (outcome.kind === 'retry') {
         failures++;
         this.log.warn('task action failed; retrying', { action, err: describeError(outcome.error), failures });

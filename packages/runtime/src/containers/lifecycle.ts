@@ -38,6 +38,8 @@ export class ContainerLifecycle {
   private readonly log: Logger;
   /** Created by this process and not started since: inspect knows their state without runc. */
   private readonly createdHere = new Set<string>();
+  /** `runc delete`s started when an exit was recorded, off the exit's path; destroy waits for them. */
+  private readonly deleting = new Map<string, Promise<void>>();
 
   constructor(private readonly d: LifecycleDeps) {
     this.records = d.records;
@@ -207,7 +209,9 @@ export class ContainerLifecycle {
 
   /**
    * Records the exit once conmon has written it (with the OOM verdict, read before the cgroup
-   * is gone), then deletes runc's state and so the cgroups. Idempotent; call under the lock.
+   * is gone), then deletes runc's state and so the cgroups, without waiting for that: whoever
+   * waits for the exit (a task's stop, a rolling update's next step) has it one `runc` process
+   * sooner; `remove` waits for the delete. Idempotent; call under the lock.
    */
   private async reap(id: string): Promise<ExitStatus | undefined> {
     const meta = await this.records.read(id);
@@ -234,7 +238,13 @@ export class ContainerLifecycle {
       ...(error ? { error } : {}),
     };
     await this.records.write(meta);
-    await this.runc.delete(id, { force: true }).catch((err: unknown) => this.log.warn('runc delete after exit', { id, err: describeError(err) }));
+    const del: Promise<void> = this.runc
+      .delete(id, { force: true })
+      .catch((err: unknown) => this.log.warn('runc delete after exit', { id, err: describeError(err) }))
+      .finally(() => {
+        if (this.deleting.get(id) === del) this.deleting.delete(id);
+      });
+    this.deleting.set(id, del);
     this.log.info('container exited', { id, ...meta.exit });
     return exitOf(meta);
   }
@@ -295,6 +305,7 @@ export class ContainerLifecycle {
   private async destroy(id: string, meta: ContainerMeta | undefined): Promise<void> {
     const f = this.records.files(id);
     this.createdHere.delete(id);
+    await this.deleting.get(id);
     await this.runc.delete(id, { force: true });
     const conmonPid = meta?.conmonPid ?? Number((await readFile(f.conmonPidFile, 'utf8').catch(() => '0')).trim());
     if (await isMonitorAlive(conmonPid, id)) {
