@@ -67,6 +67,7 @@ clusterTest('every host of a local cluster serves Prometheus metrics on port 932
   t.true(samples(m1, 'swarmd_scheduler_delay_seconds_count')[0] >= 3);
   t.deepEqual(samples(m1, 'swarmd_dispatcher_sessions'), [2], 'both agents hold a session with the leader');
   t.true(samples(m1, 'swarmd_dispatcher_heartbeats_total')[0] > 0);
+  t.true(samples(m1, 'swarmd_dispatcher_heartbeat_gap_periods_count')[0] > 0, 'heartbeat gaps observed');
 
   // the worker: no cluster gauges (it holds no store), its own tasks and their cgroups
   const w1 = await scrape('w1');

@@ -57,6 +57,12 @@ export const metrics = {
     help: 'Agent heartbeats received by this manager',
     registers: [metricsRegistry],
   }),
+  dispatcherHeartbeatGapPeriods: new Histogram({
+    name: 'swarmd_dispatcher_heartbeat_gap_periods',
+    help: 'Time between two heartbeats of a node, in heartbeat periods (1: on time; a node is DOWN at 3)',
+    buckets: [1.05, 1.1, 1.25, 1.5, 2, 2.5, 3],
+    registers: [metricsRegistry],
+  }),
   containerStarts: new Counter({
     name: 'swarmd_container_starts_total',
     help: 'Container starts on this node by result (ok, error)',

@@ -18,6 +18,7 @@ import {
 } from '@swarmd/proto';
 import { CertRole, MAX_MANAGER_PROBLEM, TAKEOVER_GRACES, autoHeartbeatPeriod, cloneObject, createDispatcherService, keyringOf, makeObject, onKind, seal, type Dispatcher, type DispatcherDeps } from '../src/index.js';
 import { randomBytes } from 'node:crypto';
+import { metrics } from '@swarmd/common/metrics';
 import { type Harness, LEADER_ADDR, LEADER_ID, StreamReader, harness, refusedWith, unary } from './dispatcher-harness.js';
 
 const taskOfChange = (c: AssignmentChange) => (c.assignment?.item?.$case === 'task' ? c.assignment.item.task : undefined);
@@ -714,4 +715,22 @@ test('with the automatic period a new leader still gives its fleet 15 s to come 
   t.deepEqual(await d.expireHeartbeats(), [], 'no node DOWN within 15 s of the takeover');
   h.clock.advance(1);
   t.deepEqual((await d.expireHeartbeats()).sort(), [LEADER_ID, 'wrk41'].sort());
+});
+
+test.serial('the gap between two heartbeats of a node is observed in heartbeat periods (swarmd_dispatcher_heartbeat_gap_periods)', async (t) => {
+  const fx = await setup(t); // period 1 s
+  const gaps = async () => {
+    const v = (await metrics.dispatcherHeartbeatGapPeriods.get()).values;
+    return { count: v.find((x) => x.metricName?.endsWith('_count'))?.value ?? 0, sum: v.find((x) => x.metricName?.endsWith('_sum'))?.value ?? 0 };
+  };
+  const before = await gaps();
+  const { client, stream } = await openSession(fx, t, 'wrk42');
+  const { sessionId } = await stream.next();
+  await heartbeat(client, sessionId); // the session's first: no gap
+  t.deepEqual(await gaps(), before);
+  fx.h.clock.advance(2500);
+  await heartbeat(client, sessionId);
+  const after = await gaps();
+  t.is(after.count - before.count, 1);
+  t.is(after.sum - before.sum, 2.5, 'a heartbeat 2.5 periods after the last one');
 });

@@ -296,6 +296,8 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const sessions = new Map<string, SessionState>();
   /** node id → when its heartbeat runs out. */
   const heartbeats = new Map<string, number>();
+  /** node id → its session's last heartbeat and the period it was then given (the gap metric). */
+  const lastBeats = new Map<string, { at: number; periodMs: number }>();
   /**
    * After resetHeartbeats (a new leader): the nodes not back yet, when the takeover began, and
    * when the last session opened. A fleet reconnects at the rate the leader can take TLS
@@ -412,6 +414,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     lostChecks.delete(nodeId);
     const state: SessionState = { id: newId(), nodeId, addr, ended: false, onEnd: new Set(), end: () => undefined };
     sessions.set(nodeId, state);
+    lastBeats.delete(nodeId); // a new session's first heartbeat is no gap
     metrics.dispatcherSessions.inc();
     heartbeats.set(nodeId, clock.now() + period() * grace);
     takeover.awaiting.delete(nodeId);
@@ -501,8 +504,12 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     const id = await identify(call);
     currentSession(id.nodeId, call.request.sessionId);
     const p = period();
-    heartbeats.set(id.nodeId, clock.now() + p * grace);
+    const now = clock.now();
+    heartbeats.set(id.nodeId, now + p * grace);
     metrics.dispatcherHeartbeats.inc();
+    const last = lastBeats.get(id.nodeId);
+    if (last) metrics.dispatcherHeartbeatGapPeriods.observe((now - last.at) / last.periodMs);
+    lastBeats.set(id.nodeId, { at: now, periodMs: p });
     if (call.request.volumesSet) await recordVolumes(id.nodeId, call.request.volumes);
     if (call.request.managerProblemSet) await recordManagerProblem(id.nodeId, call.request.managerProblem);
     return { periodMs: p };
@@ -547,6 +554,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   /** Marks a node DOWN (one coalesced write) unless it is DOWN or gone; forgets its heartbeat. */
   function markDown(nodeId: string, message: string): Promise<void> {
     heartbeats.delete(nodeId);
+    lastBeats.delete(nodeId);
     const n = store.view((tx) => tx.get('node', nodeId));
     if (!n || n.status?.state === NodeState.NODE_STATE_DOWN) return Promise.resolve();
     log.warn(`node down: ${message}`, { nodeId });
@@ -663,6 +671,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
         closeSessions();
         cancelLostChecks();
         heartbeats.clear();
+        lastBeats.clear();
       }
     },
   };
