@@ -25,6 +25,29 @@ test('the latest status per task wins and goes out on the interval', async (t) =
   await r.stop();
 });
 
+test('an update that finds the reporter idle leaves after the idle window; the next one waits for the rest of the interval', async (t) => {
+  const clock = new FakeClock();
+  const sent: string[][] = [];
+  const r = new CoalescingReporter({ send: async (u) => void sent.push(u.map((x) => x.taskId)), flushIntervalMs: 100, idleFlushMs: 5, maxBatch: 10, clock });
+  r.report('a', st(TaskState.TASK_STATE_RUNNING));
+  await settle();
+  clock.advance(5);
+  await settle();
+  t.deepEqual(sent, [['a']], 'sent 5 ms after it came, not 100');
+  r.report('b', st(TaskState.TASK_STATE_RUNNING));
+  await settle();
+  clock.advance(5);
+  await settle();
+  t.deepEqual(sent, [['a']], 'not 5 ms after the previous flush');
+  clock.advance(94);
+  await settle();
+  t.deepEqual(sent, [['a']], 'not 99 ms after it');
+  clock.advance(1);
+  await settle();
+  t.deepEqual(sent, [['a'], ['b']], 'one interval after the previous flush');
+  await r.stop();
+});
+
 test('reaching maxBatch flushes at once, in batches of maxBatch', async (t) => {
   const clock = new FakeClock();
   const sent: string[][] = [];

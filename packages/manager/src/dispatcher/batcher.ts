@@ -2,9 +2,18 @@
  * Coalesces fleet traffic before it reaches Raft (STYLE.md S6): values are merged per key for up
  * to `delayMs` (or until `maxItems` keys wait), then flushed together, usually as one store
  * transaction. `add` resolves once the flush that carried its value has committed.
+ *
+ * Flushes start at least `delayMs` apart, as with a fixed window, but a round waits only for
+ * what is left of that since the last flush, and at least `idleDelayMs`: a lone change (a task
+ * of a rolling update stopped or running) reaches the store at once, while a busy fleet's
+ * changes are still written at most once per `delayMs`.
  */
 export interface KeyedBatcherOptions<K, V> {
   delayMs: number;
+  /** The window of a round that starts while the batcher is idle (default: delayMs). */
+  idleDelayMs?: number;
+  /** Milliseconds on a monotonic clock (default performance.now). */
+  now?: () => number;
   maxItems: number;
   /** The value to keep when a key is added again before the flush (default: the newer). */
   merge?(older: V, newer: V): V;
@@ -20,15 +29,20 @@ interface Round<K, V> {
 export class KeyedBatcher<K, V> {
   private round: Round<K, V> | undefined;
   private tail: Promise<void> = Promise.resolve();
+  private lastFlushAt = -Infinity;
+  private readonly now: () => number;
 
-  constructor(private readonly opts: KeyedBatcherOptions<K, V>) {}
+  constructor(private readonly opts: KeyedBatcherOptions<K, V>) {
+    this.now = opts.now ?? (() => performance.now());
+  }
 
   add(key: K, value: V): Promise<void> {
     let r = this.round;
     if (!r) {
       r = { items: new Map(), waiters: [], timer: undefined };
       this.round = r;
-      r.timer = setTimeout(() => void this.flushNow(), this.opts.delayMs);
+      const rest = this.lastFlushAt + this.opts.delayMs - this.now();
+      r.timer = setTimeout(() => void this.flushNow(), Math.max(this.opts.idleDelayMs ?? this.opts.delayMs, rest));
       r.timer.unref();
     }
     const old = r.items.get(key);
@@ -49,6 +63,7 @@ export class KeyedBatcher<K, V> {
     if (!r) return this.tail;
     this.round = undefined;
     clearTimeout(r.timer);
+    this.lastFlushAt = this.now();
     const run = this.tail.then(() => this.opts.flush(r.items));
     this.tail = run.then(
       () => r.waiters.forEach((w) => w.resolve()),

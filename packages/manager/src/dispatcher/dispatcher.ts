@@ -100,6 +100,8 @@ export const DEFAULT_HEARTBEAT_GRACE = 3;
 /** A new leader's takeover: how many heartbeat graces at most it waits for a reconnecting fleet. */
 export const TAKEOVER_GRACES = 4;
 export const DEFAULT_STATUS_BATCH_MS = 100;
+/** How long a status waits when no write went out in the last DEFAULT_STATUS_BATCH_MS (KeyedBatcher). */
+export const DEFAULT_IDLE_STATUS_BATCH_MS = 5;
 /** How long a node whose session stream broke has to open a new one before it is marked DOWN. */
 export const DEFAULT_DISCONNECT_GRACE_MS = 2000;
 const MAX_BATCH_ITEMS = 200;
@@ -131,6 +133,8 @@ export interface DispatcherDeps extends ServiceDeps {
   statusBatchMs?: number;
   /** Coalescing window for task status writes only (default: statusBatchMs). */
   taskBatchMs?: number;
+  /** The window when no status write went out for a whole window (default 5 ms; KeyedBatcher idleDelayMs). */
+  idleStatusBatchMs?: number;
   /** Where PublishLogs puts what agents send (the leader's log broker); without one, records are dropped. */
   logBroker?: LogBroker;
   /** Opens secrets' sealed data for the nodes whose tasks use them (default: none: not sent). */
@@ -329,14 +333,17 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     return managersCache.list;
   };
 
+  const idleBatchMs = Math.min(deps.idleStatusBatchMs ?? DEFAULT_IDLE_STATUS_BATCH_MS, batchMs);
   const nodeWrites = new KeyedBatcher<string, NodeUpdate>({
     delayMs: batchMs,
+    idleDelayMs: idleBatchMs,
     maxItems: MAX_BATCH_ITEMS,
     merge: (older, newer) => ({ ...newer, description: newer.description ?? older.description, role: newer.role ?? older.role, addr: newer.addr ?? older.addr }),
     flush: (items) => retryConflicts(() => store.update((tx) => writeNodes(tx, items))),
   });
   const taskWrites = new KeyedBatcher<string, TaskUpdate>({
     delayMs: deps.taskBatchMs ?? batchMs,
+    idleDelayMs: Math.min(idleBatchMs, deps.taskBatchMs ?? batchMs),
     maxItems: MAX_BATCH_ITEMS,
     // Last status wins, but never a step back.
     merge: (older, newer) => ((newer.status.state ?? 0) >= (older.status.state ?? 0) ? newer : older),

@@ -12,10 +12,15 @@ export interface ReporterOptions {
   /** Sends one batch (UpdateTaskStatus). A rejection keeps the batch for the next flush. */
   send: (updates: StatusUpdate[]) => Promise<void>;
   /**
-   * Flush at least this often while updates wait (default 50 ms). Short: the dispatcher
-   * coalesces again (100 ms) before Raft, so a longer wait here only delays every state change.
+   * Flushes start at least this far apart while updates keep coming (default 50 ms). Short: the
+   * dispatcher coalesces again before Raft, so a longer wait here only delays every state change.
    */
   flushIntervalMs?: number;
+  /**
+   * How long an update waits when nothing was sent for a whole interval (default 5 ms): a lone
+   * state change leaves at once, with whatever else changed in the same few milliseconds.
+   */
+  idleFlushMs?: number;
   /** Flush at once when this many tasks have a pending update; also the batch size (default 100). */
   maxBatch?: number;
   clock?: Clock;
@@ -24,14 +29,17 @@ export interface ReporterOptions {
 
 /**
  * Coalesces task status reports before they reach the dispatcher (STYLE.md rule 5): only the
- * latest status of each task is kept, and pending updates leave in batches, on an interval or as
- * soon as `maxBatch` tasks are waiting. A failed send puts its updates back unless a newer status
+ * latest status of each task is kept, and pending updates leave in batches, at most one flush per
+ * interval (the first after an idle interval within `idleFlushMs`) or as soon as `maxBatch`
+ * tasks are waiting. A failed send puts its updates back unless a newer status
  * for the same task arrived meanwhile; they go out with the next flush.
  */
 export class CoalescingReporter {
   private pending = new Map<string, TaskStatus>();
   private readonly send: ReporterOptions['send'];
   private readonly interval: number;
+  private readonly idleFlush: number;
+  private lastFlushAt = -Infinity;
   private readonly maxBatch: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -43,6 +51,7 @@ export class CoalescingReporter {
   constructor(o: ReporterOptions) {
     this.send = o.send;
     this.interval = o.flushIntervalMs ?? 50;
+    this.idleFlush = Math.min(o.idleFlushMs ?? 5, this.interval);
     this.maxBatch = Math.max(1, o.maxBatch ?? 100);
     this.clock = o.clock ?? systemClock;
     this.logger = o.logger ?? nullLogger;
@@ -65,6 +74,7 @@ export class CoalescingReporter {
 
   /** Sends everything pending now, in batches of `maxBatch`. Rejects with the first send error. */
   flush(): Promise<void> {
+    if (!this.flushing) this.lastFlushAt = this.clock.now();
     this.flushing ??= this.doFlush().finally(() => (this.flushing = undefined));
     return this.flushing;
   }
@@ -106,7 +116,7 @@ export class CoalescingReporter {
         continue;
       }
       try {
-        await this.clock.sleep(this.interval, signal);
+        await this.clock.sleep(Math.max(this.idleFlush, this.lastFlushAt + this.interval - this.clock.now()), signal);
       } catch (err) {
         if (isAbortError(err)) return;
         throw err;

@@ -1,0 +1,45 @@
+// KeyedBatcher: values merged per key and written together; a round that starts while the batcher
+// is idle waits only the short idle window, one that follows a flush waits out the full window.
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KeyedBatcher } from '../src/dispatcher/batcher.js';
+
+/** Whether p settles within ms (no timing claim: the windows below are 1 ms against 60 s). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  await sleep(ms);
+  return done;
+}
+
+function batcher(flushed: Map<string, number>[]) {
+  return new KeyedBatcher<string, number>({
+    delayMs: 60_000,
+    idleDelayMs: 1,
+    maxItems: 100,
+    merge: (a, b) => a + b,
+    flush: async (items) => void flushed.push(new Map(items)),
+  });
+}
+
+test('a value that finds the batcher idle is written after the idle window, not the full one', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  const b = batcher(flushed);
+  const first = b.add('a', 1);
+  b.add('a', 2).catch(() => undefined);
+  t.true(await settlesWithin(first, 2_000), 'written without waiting out the 60 s window');
+  t.deepEqual(flushed, [new Map([['a', 3]])], 'both adds of the same tick merged in one write');
+});
+
+test('a value that comes right after a flush waits for the rest of the window: flushes stay a window apart', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  const b = batcher(flushed);
+  await b.add('a', 1);
+  const second = b.add('b', 1);
+  t.false(await settlesWithin(second, 200), 'not written 200 ms after a flush (window 60 s)');
+  b.add('b', 1).catch(() => undefined);
+  b.add('c', 1).catch(() => undefined);
+  await b.flushNow();
+  await second;
+  t.deepEqual(flushed, [new Map([['a', 1]]), new Map([['b', 2], ['c', 1]])]);
+});
