@@ -169,12 +169,12 @@ function timeText(ms: number | undefined): string {
   return ms ? new Date(ms).toISOString() : '';
 }
 
-/** 90 days → "2160h0m0s"-like, but short: "90d", "5s", "1h30m", "250ms". */
 /** A cluster's heartbeat period: 0 is the automatic one (the dispatcher sizes it by the cluster). */
 export function heartbeatPeriodText(ms: number | undefined): string {
   return ms ? durationText(ms) : 'auto (1s up to 200 nodes, at most 5s)';
 }
 
+/** 90 days → "2160h0m0s"-like, but short: "90d", "5s", "1h30m", "250ms". */
 export function durationText(ms: number | undefined): string {
   if (!ms) return '0s';
   const parts: string[] = [];

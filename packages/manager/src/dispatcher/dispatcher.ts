@@ -320,10 +320,10 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const lostChecks = new Map<string, AbortController>();
 
   // The nodes the leader tracks (every node not DOWN) size the automatic period.
-  const period = (): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), heartbeats.size, deps.defaultHeartbeatPeriodMs);
-  /** How long a new leader gives its fleet to come back: a grace, and no less than MIN_TAKEOVER_GRACE_MS. */
+  const period = (nodes = heartbeats.size): number => heartbeatPeriodOf(store.view((tx) => tx.find('cluster')[0]), nodes, deps.defaultHeartbeatPeriodMs);
   const minTakeoverGrace = deps.minTakeoverGraceMs ?? MIN_TAKEOVER_GRACE_MS;
-  const takeoverGrace = (): number => Math.max(period() * grace, minTakeoverGrace);
+  /** How long a new leader gives its fleet to come back: a grace, and no less than minTakeoverGrace. */
+  const takeoverGrace = (nodes?: number): number => Math.max(period(nodes) * grace, minTakeoverGrace);
   // Sessions ask for the list on every node event: compute it once per store version.
   let managersCache: { version: number; list: WeightedPeer[] } | undefined;
   const managers = (): WeightedPeer[] => {
@@ -629,8 +629,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   function resetHeartbeats(now = clock.now()): void {
     heartbeats.clear();
     const nodes = store.view((tx) => tx.find('node')).filter((n) => n.status?.state !== NodeState.NODE_STATE_DOWN);
-    for (const n of nodes) heartbeats.set(n.id, Infinity); // sizes the automatic period
-    const deadline = now + takeoverGrace();
+    const deadline = now + takeoverGrace(nodes.length);
     takeover.awaiting.clear();
     takeover.startedAt = now;
     takeover.lastSessionAt = now;
