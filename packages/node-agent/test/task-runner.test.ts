@@ -13,10 +13,14 @@ class FakeController implements TaskController {
   facts: ContainerFacts = { exists: false };
   startError: Error | undefined;
   private exit: ((e: ExitInfo) => void) | undefined;
-  prepare(): Promise<{ containerId: string }> {
+  /** When set, a prepare completes only once it resolves. */
+  prepareGate: Promise<void> | undefined;
+  async prepare(): Promise<{ containerId: string }> {
     this.calls.push('prepare');
     const e = this.prepareFailures.shift();
-    return e ? Promise.reject(e) : Promise.resolve({ containerId: 'c' });
+    await this.prepareGate;
+    if (e) throw e;
+    return { containerId: 'c' };
   }
   start(): Promise<{ pid: number }> {
     this.calls.push('start');
@@ -86,6 +90,35 @@ test('runs to RUNNING, a desired SHUTDOWN interrupts the wait, then remove', asy
   t.is(s.container?.exitCode, 143);
   await h.m.remove();
   t.deepEqual(h.ctl.calls.filter((c) => c !== 'inspect'), ['prepare', 'start', 'wait', 'shutdown', 'release', 'remove'], 'an ended task is released (ports, address) before removal');
+});
+
+test('a task allowed to start while it prepares (desired READY → RUNNING) is prepared once, then started', async (t) => {
+  const ctl = new FakeController();
+  let open!: () => void;
+  ctl.prepareGate = new Promise((r) => (open = r));
+  const ready = { ...base, desiredState: TaskState.TASK_STATE_READY };
+  const h = harness(ready, ctl);
+  for (let i = 0; i < 200 && !ctl.calls.includes('prepare'); i++) await sleep(5);
+  h.m.update({ ...ready, desiredState: TaskState.TASK_STATE_RUNNING });
+  open();
+  await h.until(TaskState.TASK_STATE_RUNNING);
+  t.deepEqual(h.states(), ['PREPARING', 'READY', 'STARTING', 'RUNNING']);
+  t.is(ctl.calls.filter((c) => c === 'prepare').length, 1, 'the prepare in flight was not interrupted and done again');
+  await h.m.close();
+});
+
+test('a desired SHUTDOWN while a task prepares interrupts the prepare and shuts it down', async (t) => {
+  const ctl = new FakeController();
+  let open!: () => void;
+  ctl.prepareGate = new Promise((r) => (open = r));
+  const h = harness(base, ctl);
+  for (let i = 0; i < 200 && !ctl.calls.includes('prepare'); i++) await sleep(5);
+  h.m.update({ ...base, desiredState: TaskState.TASK_STATE_SHUTDOWN });
+  open();
+  const s = await h.until(TaskState.TASK_STATE_SHUTDOWN);
+  t.is(TaskState[s.state], 'TASK_STATE_SHUTDOWN');
+  t.false(ctl.calls.includes('start'), 'never started');
+  await h.m.close();
 });
 
 test('transient prepare failures are retried; a permanent one rejects', async (t) => {

@@ -253,3 +253,21 @@ rootTest('a created container can be stopped or force-removed before it starts; 
   await t.throwsAsync(svc.kill('k', 'TERM'), { message: /not running/ });
   await t.throwsAsync(svc.kill('k', 'SIGNOPE'), { message: /not known/ });
 });
+
+rootTest('a container that exited is deleted from runc once: remove runs no second `runc delete` after the one the exit started', async (t) => {
+  // runc behind a wrapper that logs each call's arguments.
+  const dir = await mkdtemp(join(tmpdir(), 'runc-calls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const calls = join(dir, 'calls');
+  const wrapper = join(dir, 'runc');
+  const realRunc = (await run('sh', ['-c', 'command -v runc'])).stdout.trim();
+  await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${calls}\nexec ${realRunc} "$@"\n`, { mode: 0o755 });
+  const { svc, busybox } = await newRuntime(t, { runc: wrapper });
+  await svc.create('once', { image: busybox, spec: { command: ['sh', '-c', 'exit 0'] } });
+  await svc.start('once');
+  t.is((await svc.wait('once')).exitCode, 0);
+  await svc.remove('once');
+  const deletes = (await readFile(calls, 'utf8')).split('\n').filter((l) => / delete .*\bonce$/.test(l));
+  t.is(deletes.length, 1, deletes.join('\n'));
+  t.is(await svc.inspect('once').catch((e: unknown) => (isSwarmError(e, ErrorCode.NOT_FOUND) ? 'gone' : e)), 'gone');
+});

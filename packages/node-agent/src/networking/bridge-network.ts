@@ -209,9 +209,12 @@ export class BridgeNetworking implements TaskNetworking {
     const { netns, veth } = this.names(taskId);
     const state = await this.allocations();
     const had = state.tasks[taskId];
-    if (had?.mode !== 'none' && had?.mode !== 'overlay') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
+    // No allocation, no links: an allocation is saved before any link is made and dropped only
+    // once they are gone (a task released, then removed; an overlay task).
+    if (!had) return;
+    if (had.mode !== 'none' && had.mode !== 'overlay') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
     await run('ip', ['netns', 'del', netns], { okCodes: [0, 1] });
-    if (!had || state.tasks[taskId] !== had) return;
+    if (state.tasks[taskId] !== had) return;
     delete state.tasks[taskId];
     if (had.mode !== 'none') await this.serial(() => this.writeRules(state));
     await this.persist(state);

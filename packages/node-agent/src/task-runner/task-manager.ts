@@ -32,7 +32,8 @@ export class TaskManager {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly closed = new AbortController();
-  private actionAbort: AbortController | undefined;
+  /** The action in flight, and how to interrupt it. */
+  private inFlight: { action: StepAction; ac: AbortController } | undefined;
   private wake: (() => void) | undefined;
   private readonly loop: Promise<void>;
   private removing: Promise<void> | undefined;
@@ -59,7 +60,11 @@ export class TaskManager {
   update(task: Task): void {
     const desiredChanged = task.desiredState !== this.task.desiredState;
     this.task = { ...task, status: this.status };
-    if (desiredChanged) this.actionAbort?.abort();
+    // Interrupted only when the new desired state asks for another action: a prepare going on
+    // when the task may start (desired READY → RUNNING) is what RUNNING needs too, so it runs
+    // on (aborted, it would be done again: a second attach, every spawn of it again).
+    const f = this.inFlight;
+    if (desiredChanged && f && nextAction({ desiredState: task.desiredState, status: this.status }) !== f.action) f.ac.abort();
     this.wake?.();
   }
 
@@ -67,7 +72,7 @@ export class TaskManager {
   async close(): Promise<void> {
     this.closed.abort();
     this.syncCanaryCheck();
-    this.actionAbort?.abort();
+    this.inFlight?.ac.abort();
     this.wake?.();
     await this.loop;
   }
@@ -191,9 +196,9 @@ export class TaskManager {
         continue;
       }
       const ac = new AbortController();
-      this.actionAbort = ac;
+      this.inFlight = { action, ac };
       const result = await this.perform(action, ac.signal);
-      this.actionAbort = undefined;
+      this.inFlight = undefined;
       if (this.closed.signal.aborted) return;
       if (ac.signal.aborted && action !== 'shutdown') continue; // desired state changed mid-action: decide again
       const outcome = taskStep(t, action, result, this.clock.now());

@@ -38,8 +38,11 @@ export class ContainerLifecycle {
   private readonly log: Logger;
   /** Created by this process and not started since: inspect knows their state without runc. */
   private readonly createdHere = new Set<string>();
-  /** `runc delete`s started when an exit was recorded, off the exit's path; destroy waits for them. */
-  private readonly deleting = new Map<string, Promise<void>>();
+  /**
+   * `runc delete`s started when an exit was recorded, off the exit's path; destroy waits for
+   * them, and runs none of its own after one that succeeded (true).
+   */
+  private readonly deleting = new Map<string, Promise<boolean>>();
 
   constructor(private readonly d: LifecycleDeps) {
     this.records = d.records;
@@ -238,12 +241,13 @@ export class ContainerLifecycle {
       ...(error ? { error } : {}),
     };
     await this.records.write(meta);
-    const del: Promise<void> = this.runc
-      .delete(id, { force: true })
-      .catch((err: unknown) => this.log.warn('runc delete after exit', { id, err: describeError(err) }))
-      .finally(() => {
-        if (this.deleting.get(id) === del) this.deleting.delete(id);
-      });
+    const del: Promise<boolean> = this.runc.delete(id, { force: true }).then(
+      () => true,
+      (err: unknown) => {
+        this.log.warn('runc delete after exit', { id, err: describeError(err) });
+        return false;
+      },
+    );
     this.deleting.set(id, del);
     this.log.info('container exited', { id, ...meta.exit });
     return exitOf(meta);
@@ -305,8 +309,9 @@ export class ContainerLifecycle {
   private async destroy(id: string, meta: ContainerMeta | undefined): Promise<void> {
     const f = this.records.files(id);
     this.createdHere.delete(id);
-    await this.deleting.get(id);
-    await this.runc.delete(id, { force: true });
+    const deleted = await this.deleting.get(id);
+    this.deleting.delete(id);
+    if (!deleted) await this.runc.delete(id, { force: true });
     const conmonPid = meta?.conmonPid ?? Number((await readFile(f.conmonPidFile, 'utf8').catch(() => '0')).trim());
     if (await isMonitorAlive(conmonPid, id)) {
       try {
