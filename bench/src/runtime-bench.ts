@@ -1,8 +1,10 @@
 /**
  * Container start latency: our runtime (overlay snapshot + OCI bundle + conmon + runc create +
- * runc start) beside bare `runc run -d` of an equivalent, prepared bundle and `docker run -d` of
+ * runc start), our runtime in one runc process (create with startNow: conmon runs `runc run
+ * --detach`), beside bare `runc run -d` of an equivalent, prepared bundle and `docker run -d` of
  * the same busybox image, each 50 sequential starts from a warm image, measured from the call
- * to the container's process running. Ends with `runtime/runc start ratio: R` (p50 / p50).
+ * to the container's process running. Ends with `runtime/runc start ratio: R` (p50 / p50) and
+ * the same ratio for the one-process path.
  *
  *   npm run bench:runtime            (root; BENCH_RUNS=N to change the count, BENCH_DOCKER=0 to skip docker)
  */
@@ -48,6 +50,8 @@ async function rssKb(pid: number): Promise<number> {
 
 interface Pair {
   ours: number[];
+  /** create({ startNow: () => true }): created and started by one `runc run --detach`. */
+  oursNow: number[];
   bare: number[];
   conmonRssKb: number[];
 }
@@ -75,6 +79,8 @@ async function benchOursAndRunc(dir: string, image: ImageInput): Promise<Pair> {
     await svc.create('warm', { image, spec: SPEC });
     ids.push('warm');
     await svc.start('warm');
+    await svc.create('warm-now', { image, spec: SPEC, startNow: () => true }); // writes the runtime wrapper
+    ids.push('warm-now');
     const ours = JSON.parse(await readFile(join(svc.dir('warm'), 'config.json'), 'utf8')) as Record<string, unknown>;
     const bareBundle = async (id: string) => {
       const bundle = join(dir, 'bundles', id);
@@ -92,7 +98,7 @@ async function benchOursAndRunc(dir: string, image: ImageInput): Promise<Pair> {
     };
     await runcRunDetached(runcRoot, 'warm', await bareBundle('warm'));
 
-    const pair: Pair = { ours: [], bare: [], conmonRssKb: [] };
+    const pair: Pair = { ours: [], oursNow: [], bare: [], conmonRssKb: [] };
     for (let i = 0; i < RUNS; i++) {
       const id = `c${i}`;
       ids.push(id);
@@ -102,6 +108,8 @@ async function benchOursAndRunc(dir: string, image: ImageInput): Promise<Pair> {
           await svc.start(id);
         }),
       );
+      ids.push(`n${i}`);
+      pair.oursNow.push(await timed(() => svc.create(`n${i}`, { image, spec: SPEC, startNow: () => true })));
       const bundle = await bareBundle(`b${i}`);
       pair.bare.push(await timed(() => runcRunDetached(runcRoot, `b${i}`, bundle)));
     }
@@ -182,8 +190,10 @@ async function main(): Promise<void> {
     const docker = await benchDocker(dir).catch((e: unknown) => ({ skipped: describeError(e) }));
 
     const o = figures(pair.ours);
+    const n = figures(pair.oursNow);
     const b = figures(pair.bare);
     console.log(`swarmd runtime (create+start) ${fmt(o)}`);
+    console.log(`swarmd runtime (startNow)     ${fmt(n)}`);
     console.log(`bare runc run -d              ${fmt(b)}`);
     if ('times' in docker) console.log(`docker run -d                 ${fmt(figures(docker.times))}`);
     else console.log(`docker run -d                 skipped: ${docker.skipped}`);
@@ -193,6 +203,7 @@ async function main(): Promise<void> {
       console.log(`conmon RSS per running container: ${(avg / 1024).toFixed(2)} MiB avg, ${(Math.max(...rss) / 1024).toFixed(2)} MiB max (${rss.length} running)`);
     }
     console.log(`runtime/runc start ratio: ${(o.p50 / b.p50).toFixed(2)}`);
+    console.log(`runtime (startNow)/runc start ratio: ${(n.p50 / b.p50).toFixed(2)}`);
   } finally {
     for (const m of await mountsUnder(dir)) await run('umount', ['-l', m]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

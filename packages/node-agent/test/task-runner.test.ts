@@ -15,10 +15,13 @@ class FakeController implements TaskController {
   private exit: ((e: ExitInfo) => void) | undefined;
   /** When set, a prepare completes only once it resolves. */
   prepareGate: Promise<void> | undefined;
-  async prepare(): Promise<{ containerId: string }> {
+  /** What each prepare's `mayStart` answered when asked (after the gate: the container's making). */
+  mayStart: (boolean | undefined)[] = [];
+  async prepare(_s: AbortSignal, o?: { mayStart?: () => boolean }): Promise<{ containerId: string }> {
     this.calls.push('prepare');
     const e = this.prepareFailures.shift();
     await this.prepareGate;
+    this.mayStart.push(o?.mayStart?.());
     if (e) throw e;
     return { containerId: 'c' };
   }
@@ -104,6 +107,18 @@ test('a task allowed to start while it prepares (desired READY → RUNNING) is p
   await h.until(TaskState.TASK_STATE_RUNNING);
   t.deepEqual(h.states(), ['PREPARING', 'READY', 'STARTING', 'RUNNING']);
   t.is(ctl.calls.filter((c) => c === 'prepare').length, 1, 'the prepare in flight was not interrupted and done again');
+  t.deepEqual(ctl.mayStart, [true], 'the prepare in flight heard that the task may start (one runtime call creates and starts it)');
+  await h.m.close();
+});
+
+test('a task desired READY is prepared without leave to start, and stays READY', async (t) => {
+  const ctl = new FakeController();
+  const h = harness({ ...base, desiredState: TaskState.TASK_STATE_READY }, ctl);
+  await h.until(TaskState.TASK_STATE_READY);
+  await sleep(50);
+  t.deepEqual(h.states(), ['PREPARING', 'READY']);
+  t.deepEqual(ctl.mayStart, [false]);
+  t.false(ctl.calls.includes('start'));
   await h.m.close();
 });
 

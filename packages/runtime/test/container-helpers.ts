@@ -1,6 +1,6 @@
 /** Test helpers for the container half: a temp runtime root with busybox unpacked, torn down even on failure. */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '@swarmd/common';
@@ -80,4 +80,34 @@ export async function waitForLog(svc: ContainerService, id: string, re: RegExp, 
 export async function alive(pid: number): Promise<boolean> {
   const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
   return st !== undefined && st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) !== 'Z';
+}
+
+export interface RuncCall {
+  /** The subcommand: the first argument that is no option and no value of `--root`. */
+  sub: string;
+  args: string[];
+}
+
+/**
+ * runc behind a wrapper that logs each call's arguments (give `runc` to newRuntime); `calls()`
+ * reads them back, optionally only those naming one container id (an argument equal to it).
+ */
+export async function loggingRunc(t: Teardown): Promise<{ runc: string; calls: (id?: string) => Promise<RuncCall[]> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'runc-calls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const log = join(dir, 'calls');
+  const runc = join(dir, 'runc');
+  const realRunc = (await run('sh', ['-c', 'command -v runc'])).stdout.trim();
+  await writeFile(runc, `#!/bin/sh\necho "$*" >> ${log}\nexec ${realRunc} "$@"\n`, { mode: 0o755 });
+  const calls = async (id?: string) => {
+    const lines = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    return lines
+      .map((l) => {
+        const args = l.split(' ');
+        const sub = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--root') ?? '';
+        return { sub, args };
+      })
+      .filter((c) => id === undefined || c.args.includes(id));
+  };
+  return { runc, calls };
 }

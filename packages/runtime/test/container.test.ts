@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, isSwarmError, run } from '@swarmd/common';
 import { createHosts, requires } from '@swarmd/testkit';
-import { mountsUnder } from '../src/index.js';
-import { alive, logLines, newRuntime, waitForLog } from './container-helpers.js';
+import { mountsUnder, processInCgroup } from '../src/index.js';
+import { alive, loggingRunc, logLines, newRuntime, waitForLog, type RuncCall } from './container-helpers.js';
 
 const rootTest = requires('root', 'runc', 'conmon', 'busybox');
 
@@ -161,6 +161,44 @@ rootTest('joins a network namespace given as a path and sees its eth0 address', 
   t.deepEqual(await logLines(svc, 'iso'), ['stdout: lo']);
 });
 
+rootTest('a network still being made: the rootfs is mounted meanwhile, and its netns and DNS are what the container gets', async (t) => {
+  const { svc, busybox, root } = await newRuntime(t);
+  const net = await createHosts(1, { t });
+  const h = net.hosts[0];
+  let attach!: (n: { netnsPath: string; dns: { nameservers: string[]; search: string[] } }) => void;
+  const network = new Promise<{ netnsPath: string; dns: { nameservers: string[]; search: string[] } }>((r) => (attach = r));
+  const creating = svc.create('late', { image: busybox, network, spec: { command: ['sh', '-c', 'ip -4 -o addr show eth0; cat /etc/resolv.conf'] } });
+  const rootfs = join(root, 'containers', 'late', 'rootfs');
+  let mounted = false;
+  for (let i = 0; i < 400 && !mounted; i++) {
+    mounted = (await mountsUnder(rootfs)).length > 0;
+    if (!mounted) await new Promise((r) => setTimeout(r, 10));
+  }
+  t.true(mounted, 'the rootfs is mounted before the network is there');
+  attach({ netnsPath: h.nsPath, dns: { nameservers: ['10.9.8.7'], search: ['svc.test'] } });
+  const info = await creating;
+  t.is(info.netnsPath, h.nsPath);
+  await svc.start('late');
+  t.is((await svc.wait('late')).exitCode, 0);
+  const out = (await logLines(svc, 'late')).join('\n');
+  t.regex(out, new RegExp(`inet ${h.addr.replace(/\./g, '\\.')}/24`));
+  t.regex(out, /nameserver 10\.9\.8\.7/);
+  t.regex(out, /search svc\.test/);
+});
+
+rootTest('a network that fails fails the create with its error and leaves nothing behind', async (t) => {
+  const { svc, busybox, root } = await newRuntime(t);
+  const boom = new Error('attach: address pool exhausted');
+  const e = await t.throwsAsync(svc.create('nonet', { image: busybox, network: Promise.reject(boom) }));
+  t.is(e, boom);
+  await t.throwsAsync(stat(join(root, 'containers', 'nonet')), { code: 'ENOENT' });
+  t.deepEqual(await mountsUnder(root), []);
+  t.deepEqual(await svc.cgroupDirsOf('nonet'), []);
+  t.is(await svc.runc.state('nonet'), undefined);
+  const ps = await run('ps', ['-eo', 'args']);
+  t.false(ps.stdout.includes(join(root, 'containers', 'nonet')), 'no conmon left waiting');
+});
+
 rootTest('remove leaves no mount, cgroup, runc state, process or directory behind', async (t) => {
   const { svc, busybox, root } = await newRuntime(t);
   await svc.create('r', { image: busybox, spec: { command: ['sleep', '1000'], resources: { memoryBytes: 64 << 20, cpuShares: 512, cpuQuotaUs: 50_000, pidsLimit: 50 } } });
@@ -255,19 +293,113 @@ rootTest('a created container can be stopped or force-removed before it starts; 
 });
 
 rootTest('a container that exited is deleted from runc once: remove runs no second `runc delete` after the one the exit started', async (t) => {
-  // runc behind a wrapper that logs each call's arguments.
-  const dir = await mkdtemp(join(tmpdir(), 'runc-calls-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const calls = join(dir, 'calls');
-  const wrapper = join(dir, 'runc');
-  const realRunc = (await run('sh', ['-c', 'command -v runc'])).stdout.trim();
-  await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${calls}\nexec ${realRunc} "$@"\n`, { mode: 0o755 });
-  const { svc, busybox } = await newRuntime(t, { runc: wrapper });
+  const runc = await loggingRunc(t);
+  const { svc, busybox } = await newRuntime(t, { runc: runc.runc });
   await svc.create('once', { image: busybox, spec: { command: ['sh', '-c', 'exit 0'] } });
   await svc.start('once');
   t.is((await svc.wait('once')).exitCode, 0);
   await svc.remove('once');
-  const deletes = (await readFile(calls, 'utf8')).split('\n').filter((l) => / delete .*\bonce$/.test(l));
-  t.is(deletes.length, 1, deletes.join('\n'));
+  const deletes = (await runc.calls('once')).filter((c) => c.sub === 'delete');
+  t.is(deletes.length, 1, deletes.map((c) => c.args.join(' ')).join('\n'));
   t.is(await svc.inspect('once').catch((e: unknown) => (isSwarmError(e, ErrorCode.NOT_FOUND) ? 'gone' : e)), 'gone');
+});
+
+/** The create/run/start subcommands runc ran for a container, in order. */
+const lifecycleCalls = async (runc: { calls: (id?: string) => Promise<RuncCall[]> }, id: string) =>
+  (await runc.calls(id)).filter((c) => ['create', 'run', 'start'].includes(c.sub)).map((c) => c.args.filter((a) => a === c.sub || a === '--detach').join(' '));
+
+rootTest('create with startNow true starts the container in one runc process (run --detach): output logged, exit codes recorded, start a no-op', async (t) => {
+  const runc = await loggingRunc(t);
+  const { svc, busybox, root } = await newRuntime(t, { runc: runc.runc });
+  let asked = 0;
+  const info = await svc.create('now', {
+    image: busybox,
+    spec: { command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] },
+    startNow: () => (asked++, true),
+  });
+  t.is(asked, 1);
+  t.is(info.status, 'running');
+  t.true(info.startedByCreate);
+  t.truthy(info.startedAt);
+  t.true((info.pid ?? 0) > 0);
+  t.is(await svc.start('now'), info.pid!, 'start is a no-op returning the pid');
+  const exit = await svc.wait('now');
+  t.is(exit.exitCode, 3);
+  t.deepEqual(await logLines(svc, 'now'), ['stdout: out', 'stderr: err']);
+  t.deepEqual(await lifecycleCalls(runc, 'now'), ['run --detach'], 'one runc process: run --detach, no create or start');
+  t.is(await svc.start('now'), info.pid!, 'and still once it has exited');
+  t.is((await svc.inspect('now')).status, 'exited');
+  const wrapper = await stat(join(root, 'runc-wrapper.sh'));
+  t.is(wrapper.mode & 0o777, 0o755);
+
+  // Containers that exit at once, very likely before runc itself has exited: conmon still
+  // reaps them (it is their subreaper) and records each code.
+  const codes = [0, 1, 42, 255];
+  for (const [i, code] of codes.entries()) {
+    await svc.create(`q${i}`, { image: busybox, spec: { command: code === 0 ? ['true'] : ['sh', '-c', `exit ${code}`] }, startNow: () => true });
+  }
+  for (const [i, code] of codes.entries()) t.is((await svc.wait(`q${i}`)).exitCode, code, `q${i}`);
+
+  // A long-running one: inspect says running, start returns the same pid, stop ends it.
+  const long = await svc.create('long', {
+    image: busybox,
+    spec: { command: ['sh', '-c', 'trap "echo bye; exit 0" TERM; echo ready; while true; do sleep 0.05; done'] },
+    startNow: () => true,
+  });
+  await waitForLog(svc, 'long', /ready/);
+  const seen = await svc.inspect('long');
+  t.is(seen.status, 'running');
+  t.true(seen.startedByCreate);
+  t.is(await svc.start('long'), long.pid!);
+  t.true(await alive(long.pid!));
+  t.is((await svc.stop('long', { timeoutMs: 20_000 })).exitCode, 0);
+  t.true((await logLines(svc, 'long')).includes('stdout: bye'));
+  t.deepEqual(await lifecycleCalls(runc, 'long'), ['run --detach']);
+});
+
+rootTest('create with startNow false keeps create then start (two runc processes), through the wrapper unchanged', async (t) => {
+  const runc = await loggingRunc(t);
+  const { svc, busybox } = await newRuntime(t, { runc: runc.runc });
+  const info = await svc.create('later', { image: busybox, spec: { command: ['sh', '-c', 'echo hi; exit 4'] }, startNow: () => false });
+  t.is(info.status, 'created');
+  t.falsy(info.startedByCreate);
+  t.is((await svc.inspect('later')).status, 'created');
+  t.deepEqual(await lifecycleCalls(runc, 'later'), ['create']);
+  t.true((await svc.start('later')) > 0);
+  t.is((await svc.wait('later')).exitCode, 4);
+  t.deepEqual(await logLines(svc, 'later'), ['stdout: hi']);
+  t.deepEqual(await lifecycleCalls(runc, 'later'), ['create', 'start']);
+  await t.throwsAsync(svc.start('later'), { message: /already started/ });
+});
+
+rootTest('stop and kill signal a running container without `runc kill`; an ignored stop signal still ends in SIGKILL after the timeout', async (t) => {
+  const runc = await loggingRunc(t);
+  const { svc, busybox } = await newRuntime(t, { runc: runc.runc });
+  const kills = async (id: string) => (await runc.calls(id)).filter((c) => c.sub === 'kill').map((c) => c.args.slice(c.args.indexOf('kill')).join(' '));
+
+  // The init is pid 1 of its namespace: only signals it handles reach it (as with runc kill).
+  await svc.create('polite', { image: busybox, spec: { command: ['sh', '-c', 'trap "echo got TERM; exit 143" TERM; echo ready; while true; do sleep 0.05; done'] } });
+  await svc.start('polite');
+  await waitForLog(svc, 'polite', /ready/);
+  const info = await svc.inspect('polite');
+  t.true(await processInCgroup(info.pid!, info.cgroupsPath), 'the init is in its cgroup');
+  t.false(await processInCgroup(info.pid!, info.cgroupsPath.slice(0, -1)), 'a cgroup path that is a prefix of the id does not match');
+  t.false(await processInCgroup(process.pid, info.cgroupsPath), 'another process is not');
+  const e1 = await svc.stop('polite', { timeoutMs: 20_000 });
+  t.is(e1.exitCode, 143);
+  t.true((await logLines(svc, 'polite')).includes('stdout: got TERM'));
+  t.deepEqual(await kills('polite'), [], 'no runc kill');
+
+  // kill(SIGKILL) of a container create() started.
+  await svc.create('k', { image: busybox, spec: { command: ['sleep', '1000'] }, startNow: () => true });
+  await svc.kill('k', 'SIGKILL');
+  t.is((await svc.wait('k')).exitCode, 137);
+  t.deepEqual(await kills('k'), [], 'no runc kill');
+
+  await svc.create('stubborn', { image: busybox, spec: { command: ['sh', '-c', 'trap "echo ignoring TERM" TERM; echo ready; while true; do sleep 0.05; done'] }, startNow: () => true });
+  await waitForLog(svc, 'stubborn', /ready/);
+  const e2 = await svc.stop('stubborn', { timeoutMs: 300 });
+  t.is(e2.exitCode, 137, 'killed');
+  t.true((await logLines(svc, 'stubborn')).includes('stdout: ignoring TERM'));
+  t.deepEqual(await kills('stubborn'), ['kill --all stubborn SIGKILL'], 'only the SIGKILL after the timeout, through runc');
 });

@@ -182,7 +182,7 @@ class ContainerController implements TaskController {
     return rec ? this.o.images.config(rec) : undefined;
   }
 
-  async prepare(signal: AbortSignal): Promise<Partial<ContainerStatus>> {
+  async prepare(signal: AbortSignal, o: { mayStart?: () => boolean } = {}): Promise<Partial<ContainerStatus>> {
     const existing = await this.o.containers.inspect(this.id).catch(() => undefined);
     if (existing) {
       if (this.o.networking) {
@@ -205,35 +205,38 @@ class ContainerController implements TaskController {
       throw new Error(msg, { cause: err });
     }
     const config = await this.o.images.config(rec);
-    let net: Partial<TaskNetwork> & { ports: PortConfig[] } = { ports: [] };
-    try {
-      if (this.o.networking) net = await this.o.networking.attach(this.task);
-    } catch (err) {
-      const msg = `network: ${describeError(err)}`;
-      if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
-      throw new Error(msg, { cause: err });
-    }
-    this.published = net.ports;
-    this.addresses = net.addresses ?? [];
     if (usesData(this.task)) {
       if (!this.o.taskFiles) throw new PermanentError('this node cannot mount secrets or configs');
       try {
         spec.mounts = [...(spec.mounts ?? []), ...(await this.o.taskFiles.prepare(this.task))];
       } catch (err) {
-        await this.o.networking?.detach(this.id).catch(() => undefined);
         const msg = `secrets and configs: ${describeError(err)}`;
         if (err instanceof PermanentError) throw new PermanentError(msg, { cause: err });
         throw new Error(msg, { cause: err });
       }
     }
-    try {
-      await this.o.containers.create(this.id, {
-        image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
-        spec: net.dns ? { ...spec, dns: net.dns } : spec,
-        name: this.task.annotations?.name || this.id,
-        ...(net.netnsPath ? { netnsPath: net.netnsPath } : {}),
-      });
-    } catch (err) {
+    // The network is attached while the runtime mounts the rootfs and starts conmon: it waits
+    // for the netns and DNS settings only to write resolv.conf and config.json.
+    const attached: Promise<Partial<TaskNetwork> & { ports: PortConfig[] }> = this.o.networking ? this.o.networking.attach(this.task) : Promise.resolve({ ports: [] });
+    const created = this.o.containers.create(this.id, {
+      image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
+      spec,
+      name: this.task.annotations?.name || this.id,
+      network: attached.then((n) => ({ ...(n.netnsPath ? { netnsPath: n.netnsPath } : {}), ...(n.dns ? { dns: n.dns } : {}) })),
+      ...(o.mayStart ? { startNow: o.mayStart } : {}),
+    });
+    const [a, made] = await Promise.allSettled([attached, created]);
+    if (a.status === 'rejected') {
+      // The create failed with it (it waits for the network), leaving nothing behind.
+      await this.o.taskFiles?.remove(this.id).catch(() => undefined);
+      const msg = `network: ${describeError(a.reason)}`;
+      if (isPermanent(a.reason)) throw new PermanentError(msg, { cause: a.reason });
+      throw new Error(msg, { cause: a.reason });
+    }
+    this.published = a.value.ports;
+    this.addresses = a.value.addresses ?? [];
+    if (made.status === 'rejected') {
+      const err: unknown = made.reason;
       if (isSwarmError(err, ErrorCode.ALREADY_EXISTS)) return { containerId: this.id };
       await this.o.networking?.detach(this.id).catch(() => undefined);
       await this.o.taskFiles?.remove(this.id).catch(() => undefined);
@@ -241,6 +244,7 @@ class ContainerController implements TaskController {
       if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
       throw new Error(msg, { cause: err });
     }
+    if (made.value.startedByCreate) metrics.containerStarts.inc({ result: 'ok' });
     return { containerId: this.id };
   }
 

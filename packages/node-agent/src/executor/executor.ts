@@ -45,8 +45,13 @@ export class PermanentError extends Error {
  * Every method is idempotent, so a restarted agent can call any of them again.
  */
 export interface TaskController {
-  /** Pull the image and create the container (network included). PermanentError → REJECTED. */
-  prepare(s: AbortSignal): Promise<Partial<ContainerStatus>>;
+  /**
+   * Pull the image and create the container (network included). PermanentError → REJECTED.
+   * `mayStart`, asked once everything is ready to create the container: true when the task may
+   * already run (desired RUNNING), so it is started by the same runtime call and start() finds
+   * it running (one program fewer on the way to RUNNING).
+   */
+  prepare(s: AbortSignal, o?: { mayStart?: () => boolean }): Promise<Partial<ContainerStatus>>;
   /** Start; with a health check, resolves only once healthy (UnhealthyError, ContainerExitedError). */
   start(s: AbortSignal): Promise<Partial<ContainerStatus>>;
   /** Resolves with the exit; rejects with UnhealthyError when the health check fails. */

@@ -22,7 +22,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PortConfig_Protocol, PortConfig_PublishMode, type PortConfig, type Task } from '@swarmd/proto';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
-import { run } from '@swarmd/common/exec';
 import { HostExec, NFT } from './host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from './serial.js';
 import type { TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
@@ -212,8 +211,9 @@ export class BridgeNetworking implements TaskNetworking {
     // No allocation, no links: an allocation is saved before any link is made and dropped only
     // once they are gone (a task released, then removed; an overlay task).
     if (!had) return;
-    if (had.mode !== 'none' && had.mode !== 'overlay') await this.host('ip', ['link', 'del', veth], { okCodes: [0, 1] });
-    await run('ip', ['netns', 'del', netns], { okCodes: [0, 1] });
+    // One program for both (each spawn forks this large process); -force: either may be gone.
+    const lines = [...(had.mode !== 'none' && had.mode !== 'overlay' ? [`link del ${veth}`] : []), `netns del ${netns}`];
+    await this.host('ip', ['-force', '-batch', '-'], { input: `${lines.join('\n')}\n`, okCodes: [0, 1] });
     if (state.tasks[taskId] !== had) return;
     delete state.tasks[taskId];
     if (had.mode !== 'none') await this.serial(() => this.writeRules(state));

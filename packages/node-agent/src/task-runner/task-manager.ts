@@ -249,7 +249,7 @@ export class TaskManager {
         case 'none':
           return { kind: 'ok' };
         case 'prepare':
-          return { kind: 'ok', container: await this.ctlr.prepare(signal) };
+          return { kind: 'ok', container: await this.ctlr.prepare(signal, { mayStart: () => this.task.desiredState === TaskState.TASK_STATE_RUNNING && !signal.aborted }) };
         case 'start':
           return { kind: 'ok', container: await this.ctlr.start(signal) };
         case 'wait': {

@@ -16,7 +16,7 @@ import { resolveUser } from '../oci/user.js';
 import type { ContainerSpec, ImageRuntimeConfig, MountSpec } from '../oci/types.js';
 import { checkVolumeDriver, checkVolumeName, type VolumeStore } from '../volumes/volume-store.js';
 import { pathExists, type ContainerFiles } from './container-records.js';
-import type { CreateContainerOptions } from './container-types.js';
+import type { CreateContainerOptions, NetworkInput } from './container-types.js';
 
 /** What create was given, checked, with the defaults filled in. */
 export interface CheckedInput {
@@ -31,6 +31,8 @@ export interface BundleInput {
   spec: ContainerSpec;
   hostname: string;
   netnsPath?: string;
+  /** Awaited only for resolv.conf and config.json (CreateContainerOptions.network). */
+  network?: Promise<NetworkInput>;
   cgroupsPath: string;
 }
 
@@ -70,13 +72,23 @@ export class BundleMaker {
    * are pushed to `createdVolumes` as they come, so a caller that fails later removes them.
    * `phase` marks the end of the snapshot and of the mounts (create's timing log).
    */
-  async prepare(f: ContainerFiles, b: BundleInput, createdVolumes: string[], phase: (name: string) => void): Promise<void> {
-    const { spec, image } = b;
+  async prepare(f: ContainerFiles, b: BundleInput, createdVolumes: string[], phase: (name: string) => void): Promise<NetworkInput> {
+    const { image } = b;
+    let spec = b.spec;
+    let netnsPath = b.netnsPath;
     const mounts = await this.d.snapshotter.prepare(b.id, image.layers);
     phase('prepare');
     const etcFiles = { hosts: join(f.etc, 'hosts'), hostname: join(f.etc, 'hostname'), resolvConf: join(f.etc, 'resolv.conf') };
     const writeEtc = async () => {
       const hostResolv = await readFile(this.d.hostResolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
+      if (b.network) {
+        const net = await b.network;
+        if (net.dns) spec = { ...spec, dns: net.dns };
+        if (net.netnsPath !== undefined) netnsPath = net.netnsPath;
+        if (netnsPath !== undefined && !(await pathExists(netnsPath))) {
+          throw invalidArgument(`container ${b.id}: network namespace ${netnsPath} does not exist`);
+        }
+      }
       await Promise.all([
         writeFile(etcFiles.hosts, hostsFile(b.hostname, spec.extraHosts)),
         writeFile(etcFiles.hostname, b.hostname + '\n'),
@@ -89,7 +101,7 @@ export class BundleMaker {
     // Both finish before an error is handled, so cleanup never races a mount in flight.
     const settled = await Promise.allSettled([mountAll(), writeEtc()]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
-    phase('mount');
+    phase(b.network ? 'mountAndNetwork' : 'mount');
     const user = await resolveUser(f.rootfs, spec.user ?? image.config.User ?? '');
 
     const mountSources: (string | undefined)[] = [];
@@ -111,7 +123,7 @@ export class BundleMaker {
       image: image.config,
       spec,
       user,
-      ...(b.netnsPath !== undefined ? { netnsPath: b.netnsPath } : {}),
+      ...(netnsPath !== undefined ? { netnsPath } : {}),
       cgroupsPath: b.cgroupsPath,
       etcFiles,
       mountSources,
@@ -119,6 +131,7 @@ export class BundleMaker {
       defaultNofile: ownNofileLimit(),
     });
     await writeFile(f.config, JSON.stringify(oci, null, 1));
+    return { ...(netnsPath !== undefined ? { netnsPath } : {}), ...(spec.dns ? { dns: spec.dns } : {}) };
   }
 
   /** Unmounts everything under the bundle (rootfs and all); INTERNAL if something stays. */

@@ -100,6 +100,27 @@ export async function readCgroupStats(path: string): Promise<CgroupStats | undef
 }
 
 /** How many processes the kernel OOM-killed in the cgroup (undefined when it is gone). */
+/**
+ * True when process `pid` is in the cgroup at `path` (or below it) in some hierarchy, going by
+ * /proc/<pid>/cgroup (`hierarchy-id:controllers:path` lines, v1 and v2 alike); false when it
+ * is not or cannot be read (gone). A container's cgroup path is unique to it, so this tells
+ * whether a recorded pid still is that container's process and not a reused pid.
+ */
+export async function processInCgroup(pid: number, path: string): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return false;
+  }
+  const want = path.replace(/\/+$/, '');
+  if (!want) return false;
+  return text.split('\n').some((line) => {
+    const p = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+    return line.length > 0 && (p === want || p.startsWith(`${want}/`));
+  });
+}
+
 export async function readOomKills(path: string): Promise<number | undefined> {
   const l = await cgroupLayout();
   if (l.unifiedOnly) return (await readKeyed(join(l.v2!, path, 'memory.events'))).get('oom_kill');

@@ -35,6 +35,8 @@ export interface ContainerMeta {
   conmonPid?: number;
   pid?: number;
   startedAt?: string;
+  /** Created and started by one runc process (`run --detach`): start() is a no-op. */
+  startedByCreate?: true;
   exit?: { exitCode: number; oomKilled: boolean; exitedAt: string; error?: string };
   /** Named volumes the container mounts (for "in use" checks). */
   volumes: string[];
@@ -155,6 +157,7 @@ export class ContainerRecords {
       ...(status !== 'exited' && meta.pid ? { pid: meta.pid } : {}),
       createdAt: new Date(meta.createdAt),
       ...(meta.startedAt ? { startedAt: new Date(meta.startedAt) } : {}),
+      ...(meta.startedByCreate ? { startedByCreate: true } : {}),
       ...(meta.exit ? { exit: exitOf(meta) } : {}),
       image: meta.image,
       spec: meta.spec,

@@ -88,6 +88,7 @@ export class ContainerService {
       log,
       conmonPath,
       runcPath,
+      runtimeWrapperPath: join(this.root, 'runc-wrapper.sh'),
       cgroupParent: this.cgroupParent,
       ...(opts.createTimeoutMs !== undefined ? { createTimeoutMs: opts.createTimeoutMs } : {}),
     });
@@ -106,14 +107,19 @@ export class ContainerService {
 
   /**
    * Makes the rootfs, the bundle and the monitor; the container is then created in runc,
-   * waiting for start(). On any error nothing is left behind (no mount, dir, cgroup, process,
-   * or volume this call made).
+   * waiting for start(), or, when `o.startNow()` returns true right before runc runs, created
+   * and started by one runc process (`runc run --detach`): the result then says status
+   * 'running' and `startedByCreate`, and start() is a no-op. On any error nothing is left
+   * behind (no mount, dir, cgroup, process, or volume this call made).
    */
   create(id: string, o: CreateContainerOptions): Promise<ContainerInfo> {
     return this.lifecycle.create(id, o);
   }
 
-  /** Starts a created container; resolves with its init pid once the process runs. */
+  /**
+   * Starts a created container; resolves with its init pid once the process runs. A container
+   * create() started (`startedByCreate`) is left as it is: its pid.
+   */
   start(id: string): Promise<number> {
     return this.lifecycle.start(id);
   }

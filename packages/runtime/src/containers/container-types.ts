@@ -28,7 +28,28 @@ export interface CreateContainerOptions {
   spec?: ContainerSpec;
   /** Join this network namespace (e.g. /run/netns/X); otherwise the container gets a new one. */
   netnsPath?: string;
+  /**
+   * The network still being made (the caller attaches it meanwhile): create() mounts the rootfs
+   * and starts conmon beside it and waits for it only before resolv.conf and config.json are
+   * written. Its netnsPath and dns, when set, replace `netnsPath` and `spec.dns`. A rejection
+   * fails the create with that error, nothing left behind.
+   */
+  network?: Promise<NetworkInput>;
   name?: string;
+  /**
+   * Asked right before runc runs (after the rootfs and bundle are made, so a task that got
+   * leave to run meanwhile still benefits): true makes one runc process create and start the
+   * container (`runc run --detach` through conmon), saving the second runc process of start().
+   * The container is then running when create() returns: its ContainerInfo says status
+   * 'running' and `startedByCreate`, and start() is a no-op that returns its pid.
+   */
+  startNow?: () => boolean;
+}
+
+/** What a network attach gives the container (CreateContainerOptions.network). */
+export interface NetworkInput {
+  netnsPath?: string;
+  dns?: ContainerSpec['dns'];
 }
 
 export interface ContainerInfo {
@@ -39,6 +60,8 @@ export interface ContainerInfo {
   pid?: number;
   createdAt: Date;
   startedAt?: Date;
+  /** create() started it (CreateContainerOptions.startNow): start() has nothing to do. */
+  startedByCreate?: boolean;
   exit?: ExitStatus;
   image: ImageInput;
   spec: ContainerSpec;

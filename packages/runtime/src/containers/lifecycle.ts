@@ -1,19 +1,30 @@
 /**
  * A container's life under conmon and runc: create (the monitor spawned first, the bundle made
- * while it starts up, then `runc create` through it), start, signals, stop, wait for the exit
- * and reap it (exit code and OOM verdict recorded, then `runc delete`), status, and removal of
- * everything a container had. conmon is never our child, so all of it works as well from an
- * agent that did not create the container.
+ * while it starts up, then `runc create` through it, or `runc run --detach` when the caller may
+ * start at once), start, signals, stop, wait for the exit and reap it (exit code and OOM
+ * verdict recorded, then `runc delete`), status, and removal of everything a container had.
+ * conmon is never our child, so all of it works as well from an agent that did not create the
+ * container.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SwarmError, ErrorCode, alreadyExists, describeError, failedPrecondition, isSwarmError, notFound } from '@swarmd/common/errors';
 import type { Logger } from '@swarmd/common/logger';
 import { hostnameOf, normalizeSignal } from '../oci/spec-builder.js';
 import type { RuncCli } from '../runc/runc-cli.js';
-import { isMonitorAlive, readMonitorExit, spawnMonitor, type PendingMonitor } from '../monitor/conmon.js';
+import {
+  ensureRuntimeWrapper,
+  isMonitorAlive,
+  readMonitorExit,
+  spawnMonitor,
+  START_NOW_MARKER,
+  STARTED_BY_RUN,
+  type PendingMonitor,
+} from '../monitor/conmon.js';
 import type { VolumeStore } from '../volumes/volume-store.js';
-import { readOomKills, removeCgroup } from './cgroups.js';
+import { processInCgroup, readOomKills, removeCgroup } from './cgroups.js';
 import { ChangeWaker, WAIT_POLL_MS } from './change-waker.js';
 import type { BundleMaker } from './bundle.js';
 import { exitOf, pathExists, type ContainerMeta, type ContainerRecords } from './container-records.js';
@@ -27,6 +38,11 @@ export interface LifecycleDeps {
   log: Logger;
   conmonPath: string;
   runcPath: string;
+  /**
+   * Where the runtime wrapper (monitor/conmon.ts's runtimeWrapperScript) is written, once, for
+   * conmon to run instead of runc when the caller may start at once (`<root>/runc-wrapper.sh`).
+   */
+  runtimeWrapperPath: string;
   cgroupParent: string;
   /** How long conmon may take for `runc create` (default 30 s). */
   createTimeoutMs?: number;
@@ -43,6 +59,8 @@ export class ContainerLifecycle {
    * them, and runs none of its own after one that succeeded (true).
    */
   private readonly deleting = new Map<string, Promise<boolean>>();
+  /** The runtime wrapper, written (or found up to date) once per process. */
+  private wrapper: Promise<string> | undefined;
 
   constructor(private readonly d: LifecycleDeps) {
     this.records = d.records;
@@ -52,10 +70,20 @@ export class ContainerLifecycle {
 
   // ---- create ---------------------------------------------------------------------------
 
+  /** conmon's runtime when a create may start at once: the wrapper, written on first use. */
+  private runtimeWrapper(): Promise<string> {
+    this.wrapper ??= ensureRuntimeWrapper(this.d.runtimeWrapperPath, this.d.runcPath).catch((err: unknown) => {
+      this.wrapper = undefined;
+      throw err;
+    });
+    return this.wrapper;
+  }
+
   /**
    * Makes the rootfs, the bundle and the monitor; the container is then created in runc,
-   * waiting for start(). On any error nothing is left behind (no mount, dir, cgroup, process,
-   * or volume this call made).
+   * waiting for start(), or, when `o.startNow()` says so right before runc runs, created and
+   * started by one `runc run --detach` (status 'running', `startedByCreate`). On any error
+   * nothing is left behind (no mount, dir, cgroup, process, or volume this call made).
    */
   async create(id: string, o: CreateContainerOptions): Promise<ContainerInfo> {
     const f = this.records.files(id);
@@ -87,34 +115,62 @@ export class ContainerLifecycle {
       };
       await mkdir(this.records.dir, { recursive: true });
       await mkdir(f.bundle);
+      let startedByCreate = false;
+      const network = o.network; // the caller's (it sees its rejection too); awaited in the bundle
       try {
+        // A caller that may start at once gets conmon with the wrapper as its runtime, which
+        // runs `runc run --detach` instead of `runc create` if the marker is there on go().
+        const runtime = o.startNow ? await this.runtimeWrapper() : this.d.runcPath;
         // conmon starts up while we mount and write the bundle; it runs runc on go().
         monitor = spawnMonitor({
           id,
           files: f,
           conmon: this.d.conmonPath,
-          runc: this.d.runcPath,
+          runc: runtime,
           runcRoot: this.runc.root,
           timeoutMs: this.d.createTimeoutMs ?? 30_000,
         });
         await Promise.all([f.rootfs, f.etc, f.exitDir, f.persistDir, f.socketDir].map((dir) => mkdir(dir, { recursive: true })));
-        await this.d.bundles.prepare(
+        const net = await this.d.bundles.prepare(
           f,
-          { id, image, spec, hostname, cgroupsPath: meta.cgroupsPath, ...(o.netnsPath !== undefined ? { netnsPath: o.netnsPath } : {}) },
+          {
+            id,
+            image,
+            spec,
+            hostname,
+            cgroupsPath: meta.cgroupsPath,
+            ...(o.netnsPath !== undefined ? { netnsPath: o.netnsPath } : {}),
+            ...(network ? { network } : {}),
+          },
           createdVolumes,
           phase,
         );
+        if (net.netnsPath !== undefined) meta.netnsPath = net.netnsPath;
+        if (net.dns) meta.spec = { ...meta.spec, dns: net.dns };
         await this.records.write(meta);
         phase('bundle');
 
+        const startNow = o.startNow?.() === true;
+        if (startNow) await writeFile(join(f.bundle, START_NOW_MARKER), '');
         const started = await monitor.go();
-        phase('runcCreate');
+        phase(startNow ? 'runcRun' : 'runcCreate');
         meta.conmonPid = started.conmonPid;
         meta.pid = started.containerPid;
+        if (startNow) {
+          if (!(await pathExists(join(f.bundle, STARTED_BY_RUN)))) {
+            // The wrapper did not see conmon's `create` where it expected it: only created.
+            this.log.warn('runtime wrapper ran runc create, not run: starting with runc start', { id });
+            await this.runc.start(id);
+            phase('runcStart');
+          }
+          meta.startedAt = new Date().toISOString();
+          meta.startedByCreate = true;
+          startedByCreate = true;
+        }
         await this.records.write(meta);
         phase('meta');
-        this.createdHere.add(id);
-        this.log.info('container created', { id, pid: started.containerPid });
+        if (!startedByCreate) this.createdHere.add(id);
+        this.log.info(startedByCreate ? 'container created and started' : 'container created', { id, pid: started.containerPid });
         this.log.debug('create phases (ms)', phases);
       } catch (err) {
         this.log.warn('create failed, cleaning up', { id, err: describeError(err) });
@@ -123,16 +179,20 @@ export class ContainerLifecycle {
         for (const v of createdVolumes) await this.d.volumes.remove(v, { force: true }).catch(() => undefined);
         throw err;
       }
-      return this.records.infoOf(meta, 'created');
+      return this.records.infoOf(meta, startedByCreate ? 'running' : 'created');
     });
   }
 
   // ---- start / signals / exit -----------------------------------------------------------
 
-  /** Starts a created container; resolves with its init pid once the process runs. */
+  /**
+   * Starts a created container; resolves with its init pid once the process runs. For one that
+   * create() started (`startedByCreate`), nothing to do: its pid, even if it has exited since.
+   */
   async start(id: string): Promise<number> {
     return this.records.locked(id, async () => {
       const meta = await this.records.read(id);
+      if (meta.startedByCreate) return meta.pid!;
       if (meta.startedAt || meta.exit) throw failedPrecondition(`container ${id} was already started`);
       this.createdHere.delete(id);
       try {
@@ -152,7 +212,29 @@ export class ContainerLifecycle {
     const sig = normalizeSignal(signal);
     const info = await this.inspect(id);
     if (info.status === 'exited') throw failedPrecondition(`container ${id} is not running`);
-    await this.runc.kill(id, sig);
+    await this.signal(info, sig);
+  }
+
+  /**
+   * Sends `sig` to a running container's init: straight from here (no runc process) when
+   * /proc/<pid>/cgroup shows the recorded pid still in this container's cgroup (its path is
+   * unique to the container id, so a reused pid does not pass); a pid that is gone (ESRCH) has
+   * exited, and its exit is on the way, as runc kill's "container not running" is taken. In
+   * any other case, and for a container only created (its init is `runc init` waiting on the
+   * exec fifo: runc knows what to do with it), `runc kill` as before.
+   */
+  private async signal(info: ContainerInfo, sig: string): Promise<void> {
+    const num = (osConstants.signals as Record<string, number | undefined>)[sig];
+    if (info.status === 'running' && info.pid && num !== undefined && (await processInCgroup(info.pid, info.cgroupsPath))) {
+      try {
+        process.kill(info.pid, num);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+        this.log.warn('signal to the container init failed, asking runc', { id: info.id, signal: sig, err: describeError(err) });
+      }
+    }
+    await this.runc.kill(info.id, sig);
   }
 
   /**
@@ -169,7 +251,7 @@ export class ContainerLifecycle {
       await this.runc.kill(id, 'SIGKILL');
       return this.wait(id);
     }
-    await this.runc.kill(id, sig);
+    await this.signal(info, sig);
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), timeoutMs);
     try {

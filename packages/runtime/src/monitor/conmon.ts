@@ -7,11 +7,19 @@
  * Handshake: conmon waits for a byte on _OCI_STARTPIPE before it does anything, then writes
  * `{"pid": N}` (or `{"pid": -1, "message": "..."}`) to the fd named by _OCI_SYNCPIPE once
  * `runc create` is done; the container then waits for `runc start`.
+ *
+ * Created and started by one runc process: conmon (2.1) always runs `<runtime> [runtime args]
+ * create --bundle B --pid-file P ... ID`. Given the runtime wrapper below as its runtime, that
+ * becomes `runc ... run --detach --bundle B ...` when B holds the START_NOW_MARKER file: runc
+ * creates and starts the container and exits, the container is reparented to conmon (a
+ * subreaper), which reads the pid file, reaps it and records its exit as after a create; its
+ * stdio is conmon's pipes either way (no terminal). The wrapper leaves STARTED_BY_RUN in the
+ * bundle when it did so. Without the marker it execs runc with the arguments unchanged.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { SwarmError, ErrorCode, internal, unavailable } from '@swarmd/common/errors';
 
@@ -156,6 +164,73 @@ export function spawnMonitor(o: StartMonitorOptions): PendingMonitor {
       return { conmonPid, containerPid: pid };
     },
   };
+}
+
+/** In a bundle: conmon's `create` is to be `run --detach` (written by the caller before go()). */
+export const START_NOW_MARKER = 'start-now';
+/** In a bundle: written by the runtime wrapper when it turned `create` into `run --detach`. */
+export const STARTED_BY_RUN = 'started-by-run';
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The runtime wrapper given to conmon as `-r`: `exec`s runc (so no process stays), with
+ * conmon's `create` subcommand replaced by `run --detach` when the bundle (from `--bundle`,
+ * not the cwd) holds START_NOW_MARKER. Only the subcommand is looked at: the first argument
+ * that is no option and no value of runc's global options. Shell builtins only (no fork).
+ */
+export function runtimeWrapperScript(runc: string): string {
+  return `#!/bin/sh
+# Written by swarmd's container runtime: conmon's runtime (-r). Runs runc; turns conmon's
+# \`create\` into \`run --detach\` when the bundle holds the ${START_NOW_MARKER} file, so that one
+# runc process creates and starts the container. Rewritten when runc's path changes.
+runc=${shellQuote(runc)}
+bundle=
+prev=
+for a in "$@"; do
+  case $prev in --bundle|-b) bundle=$a ;; esac
+  case $a in --bundle=*) bundle=\${a#--bundle=} ;; esac
+  prev=$a
+done
+if [ -n "$bundle" ] && [ -e "$bundle/${START_NOW_MARKER}" ]; then
+  n=$#
+  seen=
+  skip=
+  for a in "$@"; do
+    if [ -n "$skip" ]; then
+      skip=
+    elif [ -z "$seen" ]; then
+      case $a in
+        --root|--log|--log-format|--criu|--rootless) skip=1 ;;
+        -*) ;;
+        create)
+          seen=1
+          : > "$bundle/${STARTED_BY_RUN}"
+          set -- "$@" run --detach
+          continue
+          ;;
+        *) seen=1 ;;
+      esac
+    fi
+    set -- "$@" "$a"
+  done
+  shift "$n"
+fi
+exec "$runc" "$@"
+`;
+}
+
+/** Writes the runtime wrapper at `path` (mode 0755) unless it is there with this content. */
+export async function ensureRuntimeWrapper(path: string, runc: string): Promise<string> {
+  const text = runtimeWrapperScript(runc);
+  const [have, st] = await Promise.all([readFile(path, 'utf8').catch(() => undefined), stat(path).catch(() => undefined)]);
+  if (have === text && st && (st.mode & 0o777) === 0o755) return path;
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  await writeFile(tmp, text, { mode: 0o755 });
+  await chmod(tmp, 0o755); // whatever the umask
+  await rename(tmp, path);
+  return path;
 }
 
 /** runc's `time="..." level=error msg="..."` → the message. */
