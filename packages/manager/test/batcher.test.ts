@@ -43,3 +43,32 @@ test('a value that comes right after a flush waits for the rest of the window: f
   await second;
   t.deepEqual(flushed, [new Map([['a', 1]]), new Map([['b', 2], ['c', 1]])]);
 });
+
+test('an urgent value cuts a busy round short to the urgent gap; ordinary values keep waiting out the window', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  const b = new KeyedBatcher<string, number>({
+    delayMs: 60_000,
+    idleDelayMs: 1,
+    urgentGapMs: 1,
+    maxItems: 100,
+    merge: (a, b2) => a + b2,
+    flush: async (items) => void flushed.push(new Map(items)),
+  });
+  await b.add('a', 1);
+  const ordinary = b.add('b', 1);
+  t.false(await settlesWithin(ordinary, 200), 'an ordinary value right after a flush waits (window 60 s)');
+  const urgent = b.add('c', 1, { urgent: true });
+  t.true(await settlesWithin(urgent, 2_000), 'the urgent one is written within the urgent gap');
+  t.true(await settlesWithin(ordinary, 0), 'with the ordinary one of its round');
+  t.deepEqual(flushed, [new Map([['a', 1]]), new Map([['b', 1], ['c', 1]])]);
+});
+
+test('without an urgent gap, urgency changes nothing', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  const b = batcher(flushed);
+  await b.add('a', 1);
+  const urgent = b.add('b', 1, { urgent: true });
+  t.false(await settlesWithin(urgent, 200));
+  await b.flushNow();
+  t.deepEqual(flushed.length, 2);
+});

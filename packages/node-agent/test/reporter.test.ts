@@ -101,3 +101,33 @@ test('stop() without flush drops nothing silently: pending stays countable', asy
   r.report('b', st(TaskState.TASK_STATE_RUNNING)); // ignored once stopped
   t.is(r.pendingCount(), 1);
 });
+
+test('an urgent update right after a flush leaves within the urgent gap, taking what waits with it', async (t) => {
+  const clock = new FakeClock();
+  const sent: string[][] = [];
+  const r = new CoalescingReporter({ send: async (u) => void sent.push(u.map((x) => x.taskId)), flushIntervalMs: 100, idleFlushMs: 5, urgentGapMs: 10, maxBatch: 10, clock });
+  r.report('a', st(TaskState.TASK_STATE_RUNNING));
+  await settle();
+  clock.advance(5);
+  await settle();
+  t.deepEqual(sent, [['a']]);
+  r.report('b', st(TaskState.TASK_STATE_PREPARING));
+  await settle();
+  clock.advance(5);
+  await settle();
+  t.deepEqual(sent, [['a']], 'an ordinary update waits for the interval');
+  r.report('c', st(TaskState.TASK_STATE_SHUTDOWN), { urgent: true });
+  await settle();
+  clock.advance(5); // 10 ms after the flush
+  await settle();
+  t.deepEqual(sent, [['a'], ['b', 'c']], 'the urgent one left 10 ms after the last flush, with the waiting one');
+  r.report('d', st(TaskState.TASK_STATE_PREPARING));
+  await settle();
+  clock.advance(50);
+  await settle();
+  t.is(sent.length, 2, 'after it, the interval holds again for ordinary updates');
+  clock.advance(50);
+  await settle();
+  t.deepEqual(sent.at(-1), ['d']);
+  await r.stop();
+});

@@ -357,7 +357,7 @@ rootTest('create with startNow true starts the container in one runc process (ru
   t.deepEqual(await lifecycleCalls(runc, 'long'), ['run --detach']);
 });
 
-rootTest('create with startNow false keeps create then start (two runc processes), through the wrapper unchanged', async (t) => {
+rootTest('create with startNow false creates only; start then runs it through runc\'s exec fifo, with no runc process', async (t) => {
   const runc = await loggingRunc(t);
   const { svc, busybox } = await newRuntime(t, { runc: runc.runc });
   const info = await svc.create('later', { image: busybox, spec: { command: ['sh', '-c', 'echo hi; exit 4'] }, startNow: () => false });
@@ -368,8 +368,18 @@ rootTest('create with startNow false keeps create then start (two runc processes
   t.true((await svc.start('later')) > 0);
   t.is((await svc.wait('later')).exitCode, 4);
   t.deepEqual(await logLines(svc, 'later'), ['stdout: hi']);
-  t.deepEqual(await lifecycleCalls(runc, 'later'), ['create', 'start']);
+  t.deepEqual(await lifecycleCalls(runc, 'later'), ['create'], 'started without `runc start`');
   await t.throwsAsync(svc.start('later'), { message: /already started/ });
+});
+
+rootTest('start of a created container whose init died fails clearly, without waiting on its exec fifo', async (t) => {
+  const { svc, busybox } = await newRuntime(t);
+  const info = await svc.create('dead', { image: busybox, spec: { command: ['true'] } });
+  t.true((info.pid ?? 0) > 0);
+  process.kill(info.pid!, 'SIGKILL'); // the runc init waiting for its start
+  const e = await t.throwsAsync(svc.start('dead'));
+  t.regex(e.message, /start dead: not startable/);
+  t.regex(String((e.cause as Error | undefined)?.message), /init \(pid \d+\) is gone|runc start/);
 });
 
 rootTest('stop and kill signal a running container without `runc kill`; an ignored stop signal still ends in SIGKILL after the timeout', async (t) => {

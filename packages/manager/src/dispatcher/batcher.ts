@@ -7,6 +7,10 @@
  * what is left of that since the last flush, and at least `idleDelayMs`: a lone change (a task
  * of a rolling update stopped or running) reaches the store at once, while a busy fleet's
  * changes are still written at most once per `delayMs`.
+ *
+ * An urgent value (one that something waits for: a rolling update's stopped or running task)
+ * cuts its round's wait to `urgentGapMs` after the last flush (at least `idleDelayMs`), so a busy
+ * fleet delays it by at most that gap, while urgent rounds still come at most once per gap.
  */
 export interface KeyedBatcherOptions<K, V> {
   delayMs: number;
@@ -15,6 +19,8 @@ export interface KeyedBatcherOptions<K, V> {
   /** Milliseconds on a monotonic clock (default performance.now). */
   now?: () => number;
   maxItems: number;
+  /** The shortest time between flushes that an urgent value may bring (default: delayMs, no urgency). */
+  urgentGapMs?: number;
   /** The value to keep when a key is added again before the flush (default: the newer). */
   merge?(older: V, newer: V): V;
   flush(items: ReadonlyMap<K, V>): Promise<void>;
@@ -24,6 +30,8 @@ interface Round<K, V> {
   items: Map<K, V>;
   waiters: { resolve(): void; reject(err: unknown): void }[];
   timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (the batcher's clock). */
+  due: number;
 }
 
 export class KeyedBatcher<K, V> {
@@ -36,20 +44,31 @@ export class KeyedBatcher<K, V> {
     this.now = opts.now ?? (() => performance.now());
   }
 
-  add(key: K, value: V): Promise<void> {
+  add(key: K, value: V, o: { urgent?: boolean } = {}): Promise<void> {
     let r = this.round;
+    const now = this.now();
+    const idle = this.opts.idleDelayMs ?? this.opts.delayMs;
     if (!r) {
-      r = { items: new Map(), waiters: [], timer: undefined };
+      r = { items: new Map(), waiters: [], timer: undefined, due: 0 };
       this.round = r;
-      const rest = this.lastFlushAt + this.opts.delayMs - this.now();
-      r.timer = setTimeout(() => void this.flushNow(), Math.max(this.opts.idleDelayMs ?? this.opts.delayMs, rest));
-      r.timer.unref();
+      this.schedule(r, Math.max(idle, this.lastFlushAt + this.opts.delayMs - now), now);
+    }
+    if (o.urgent && this.opts.urgentGapMs !== undefined) {
+      const wait = Math.max(idle, this.lastFlushAt + this.opts.urgentGapMs - now);
+      if (now + wait < r.due) this.schedule(r, wait, now);
     }
     const old = r.items.get(key);
     r.items.set(key, old !== undefined && this.opts.merge ? this.opts.merge(old, value) : value);
     const done = new Promise<void>((resolve, reject) => r.waiters.push({ resolve, reject }));
     if (r.items.size >= this.opts.maxItems) void this.flushNow();
     return done;
+  }
+
+  private schedule(r: Round<K, V>, waitMs: number, now: number): void {
+    clearTimeout(r.timer);
+    r.due = now + waitMs;
+    r.timer = setTimeout(() => void this.flushNow(), waitMs);
+    r.timer.unref();
   }
 
   /** Number of keys waiting for the next flush. */

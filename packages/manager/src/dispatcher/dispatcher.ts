@@ -53,6 +53,7 @@ import {
   type WaitNetworkSyncResponse,
   type WeightedPeer,
   type Cluster,
+  UpdateStatus_State,
 } from '@swarmd/proto';
 import type { ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
@@ -63,6 +64,7 @@ import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
 import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
+import { isRolloutActive } from '../controller-kit/rollout.js';
 import { KeyedBatcher } from './batcher.js';
 import { NodeEvents } from './node-events.js';
 import { networkStateFor, networkStates } from './network-state.js';
@@ -100,6 +102,21 @@ export const DEFAULT_HEARTBEAT_GRACE = 3;
 /** A new leader's takeover: how many heartbeat graces at most it waits for a reconnecting fleet. */
 export const TAKEOVER_GRACES = 4;
 export const DEFAULT_STATUS_BATCH_MS = 100;
+/**
+ * How long after the last status write one that a rollout waits for goes out (KeyedBatcher's
+ * urgent gap): a task of a service being updated, rolled back or canaried that now runs or has
+ * ended. The updater's next step waits for exactly these; at most one such write per gap.
+ */
+export const URGENT_STATUS_GAP_MS = 10;
+
+/** A status a rollout waits for: its service is being updated, rolled back or canaried, and the task now runs or has ended. */
+function awaitedByRollout(tx: ReadTx, t: Readonly<Task>, st: TaskStatus): boolean {
+  if (st.state < TaskState.TASK_STATE_RUNNING || st.state === t.status?.state) return false;
+  const s = tx.get('service', t.serviceId);
+  if (!s) return false;
+  const u = s.updateStatus?.state;
+  return u === UpdateStatus_State.UPDATING || u === UpdateStatus_State.ROLLBACK_STARTED || isRolloutActive(s);
+}
 /** How long a status waits when no write went out in the last DEFAULT_STATUS_BATCH_MS (KeyedBatcher). */
 export const DEFAULT_IDLE_STATUS_BATCH_MS = 5;
 /** How long a node whose session stream broke has to open a new one before it is marked DOWN. */
@@ -344,6 +361,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
   const taskWrites = new KeyedBatcher<string, TaskUpdate>({
     delayMs: deps.taskBatchMs ?? batchMs,
     idleDelayMs: Math.min(idleBatchMs, deps.taskBatchMs ?? batchMs),
+    urgentGapMs: Math.min(URGENT_STATUS_GAP_MS, deps.taskBatchMs ?? batchMs),
     maxItems: MAX_BATCH_ITEMS,
     // Last status wins, but never a step back.
     merge: (older, newer) => ((newer.status.state ?? 0) >= (older.status.state ?? 0) ? newer : older),
@@ -817,16 +835,16 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
       if (!u.status) throw invalidArgument(`task status update of ${u.taskId} without a status`);
     }
     const valid = store.view((tx) =>
-      updates.filter((u) => {
+      updates.flatMap((u) => {
         const t = tx.get('task', u.taskId);
-        if (!t) return false; // gone (removed by the orchestrator): nothing to report to
+        if (!t) return []; // gone (removed by the orchestrator): nothing to report to
         if (t.nodeId !== nodeId) {
           throw new SwarmError(ErrorCode.PERMISSION_DENIED, `task ${u.taskId} is not assigned to node ${nodeId}: it may not report its status`);
         }
-        return true;
+        return [{ u, urgent: awaitedByRollout(tx, t, u.status!) }];
       }),
     );
-    await Promise.all(valid.map((u) => taskWrites.add(u.taskId, { nodeId, status: u.status! })));
+    await Promise.all(valid.map(({ u, urgent }) => taskWrites.add(u.taskId, { nodeId, status: u.status! }, { urgent })));
     return {};
   }
 

@@ -8,6 +8,7 @@ import {
   type SessionMessage,
   type LogRecord,
   type TaskStatus,
+  TaskState,
   type NodeVolume,
 } from '@swarmd/proto';
 import { describeError, unavailable } from '@swarmd/common/errors';
@@ -221,8 +222,9 @@ class AgentImpl implements Agent {
     c.abort.abort(new Error('reconnect requested'));
   }
 
+  /** A task now running or ended is urgent: a rollout's next step may wait for it. */
   reportTaskStatus(taskId: string, status: TaskStatus): void {
-    this.reporter.report(taskId, status);
+    this.reporter.report(taskId, status, { urgent: status.state >= TaskState.TASK_STATE_RUNNING });
   }
 
   publishLogs(records: LogRecord[]): Promise<void> {

@@ -21,6 +21,12 @@ export interface ReporterOptions {
    * state change leaves at once, with whatever else changed in the same few milliseconds.
    */
   idleFlushMs?: number;
+  /**
+   * The shortest time between flushes that an urgent update may bring (default 10 ms): a status
+   * the managers wait for (a task now running, or ended) leaves within this of the last flush
+   * instead of waiting out the interval.
+   */
+  urgentGapMs?: number;
   /** Flush at once when this many tasks have a pending update; also the batch size (default 100). */
   maxBatch?: number;
   clock?: Clock;
@@ -39,6 +45,11 @@ export class CoalescingReporter {
   private readonly send: ReporterOptions['send'];
   private readonly interval: number;
   private readonly idleFlush: number;
+  private readonly urgentGap: number;
+  /** An urgent update waits (cleared by the flush that takes it). */
+  private urgent = false;
+  /** Cuts the loop's sleep short (an urgent update came). */
+  private poke: (() => void) | undefined;
   private lastFlushAt = -Infinity;
   private readonly maxBatch: number;
   private readonly clock: Clock;
@@ -52,19 +63,24 @@ export class CoalescingReporter {
     this.send = o.send;
     this.interval = o.flushIntervalMs ?? 50;
     this.idleFlush = Math.min(o.idleFlushMs ?? 5, this.interval);
+    this.urgentGap = Math.min(Math.max(o.urgentGapMs ?? 10, this.idleFlush), this.interval);
     this.maxBatch = Math.max(1, o.maxBatch ?? 100);
     this.clock = o.clock ?? systemClock;
     this.logger = o.logger ?? nullLogger;
     this.loop = this.run();
   }
 
-  /** Records the latest status of a task. */
-  report(taskId: string, status: TaskStatus): void {
+  /** Records the latest status of a task; an urgent one leaves within `urgentGapMs` of the last flush. */
+  report(taskId: string, status: TaskStatus, o: { urgent?: boolean } = {}): void {
     if (this.abort.signal.aborted) return;
     this.pending.delete(taskId); // re-insert: batches go out oldest-first
     this.pending.set(taskId, status);
+    if (o.urgent) this.urgent = true;
     if (this.pending.size >= this.maxBatch) void this.flush();
-    else this.wake?.();
+    else {
+      this.wake?.();
+      if (o.urgent) this.poke?.();
+    }
   }
 
   /** Updates not yet sent (or put back after a failure). */
@@ -116,11 +132,25 @@ export class CoalescingReporter {
         continue;
       }
       try {
-        await this.clock.sleep(Math.max(this.idleFlush, this.lastFlushAt + this.interval - this.clock.now()), signal);
+        // Sleeps out the interval, or the urgent gap once an urgent update waits.
+        for (;;) {
+          const gap = this.urgent ? this.urgentGap : this.interval;
+          const cut = new AbortController();
+          this.poke = () => cut.abort();
+          try {
+            await this.clock.sleep(Math.max(this.idleFlush, this.lastFlushAt + gap - this.clock.now()), AbortSignal.any([signal, cut.signal]));
+            break;
+          } catch (err) {
+            if (!cut.signal.aborted || signal.aborted) throw err;
+          } finally {
+            this.poke = undefined;
+          }
+        }
       } catch (err) {
         if (isAbortError(err)) return;
         throw err;
       }
+      this.urgent = false;
       await this.flush().catch((err: unknown) => this.logger.debug('task status flush failed; will retry', { err }));
     }
   }

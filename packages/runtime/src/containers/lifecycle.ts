@@ -160,7 +160,7 @@ export class ContainerLifecycle {
           if (!(await pathExists(join(f.bundle, STARTED_BY_RUN)))) {
             // The wrapper did not see conmon's `create` where it expected it: only created.
             this.log.warn('runtime wrapper ran runc create, not run: starting with runc start', { id });
-            await this.runc.start(id);
+            await this.runc.start(id, { ...(meta.pid ? { initPid: meta.pid } : {}) });
             phase('runcStart');
           }
           meta.startedAt = new Date().toISOString();
@@ -196,7 +196,9 @@ export class ContainerLifecycle {
       if (meta.startedAt || meta.exit) throw failedPrecondition(`container ${id} was already started`);
       this.createdHere.delete(id);
       try {
-        await this.runc.start(id); // runc refuses a container that is not in the created state
+        // Through runc's exec fifo (no runc process), else `runc start`, which refuses a
+        // container that is not in the created state.
+        await this.runc.start(id, { ...(meta.pid ? { initPid: meta.pid } : {}) });
       } catch (err) {
         const st = await this.runc.state(id).catch(() => undefined);
         throw new SwarmError(ErrorCode.FAILED_PRECONDITION, `start ${id}: not startable (runc: ${st?.status ?? 'gone'})`, { cause: err });

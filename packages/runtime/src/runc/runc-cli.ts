@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { run } from '@swarmd/common/exec';
+import { startThroughExecFifo } from './exec-fifo.js';
 import { isSwarmError, SwarmError, ErrorCode, notFound, wrapError } from '@swarmd/common/errors';
 
 export type RuncStatus = 'creating' | 'created' | 'running' | 'pausing' | 'paused' | 'stopped';
@@ -73,7 +74,12 @@ export class RuncCli {
     return (JSON.parse(out || 'null') as RuncState[] | null) ?? [];
   }
 
-  async start(id: string): Promise<void> {
+  /**
+   * Starts a created container. Given its init's pid, through the exec fifo as runc start does,
+   * without a runc process (exec-fifo.ts); else, or when there is no fifo, `runc start`.
+   */
+  async start(id: string, o: { initPid?: number } = {}): Promise<void> {
+    if (o.initPid && (await startThroughExecFifo(this.root, id, o.initPid))) return;
     await this.call(['start', id], `runc start ${id}`);
   }
 

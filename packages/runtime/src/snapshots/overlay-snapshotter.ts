@@ -78,17 +78,18 @@ export class OverlaySnapshotter implements ContainerSnapshotter {
     const dir = this.dir(key);
     for (const l of lowerdirs) {
       if (!isAbsolute(l)) throw invalidArgument(`snapshot ${key}: layer dir ${l} is not an absolute path`);
-      const s = await stat(l).catch(() => undefined);
-      if (!s?.isDirectory()) throw new SwarmError(ErrorCode.NOT_FOUND, `snapshot ${key}: layer dir ${l} does not exist (is the image unpacked?)`);
       if (l.includes(':') || l.includes(',')) throw invalidArgument(`snapshot ${key}: layer dir ${l} has a ":" or ","`);
     }
-    await mkdir(dir, { recursive: true });
-    const existing = await stat(join(dir, 'snapshot.json')).catch(() => undefined);
+    // Side by side (each is a trip through the thread pool, slow on a busy host).
+    const [layers, existing] = await Promise.all([
+      Promise.all(lowerdirs.map((l) => stat(l).then((s) => s.isDirectory(), () => false))),
+      stat(join(dir, 'snapshot.json')).catch(() => undefined),
+    ]);
+    const missing = lowerdirs.find((_l, i) => !layers[i]);
+    if (missing !== undefined) throw new SwarmError(ErrorCode.NOT_FOUND, `snapshot ${key}: layer dir ${missing} does not exist (is the image unpacked?)`);
     if (existing) throw alreadyExists(`snapshot ${key} already exists`);
-    if (kind === 'active') {
-      await mkdir(join(dir, 'upper'), { recursive: true, mode: 0o755 });
-      await mkdir(join(dir, 'work'), { recursive: true, mode: 0o700 });
-    }
+    await mkdir(dir, { recursive: true });
+    if (kind === 'active') await Promise.all([mkdir(join(dir, 'upper'), { recursive: true, mode: 0o755 }), mkdir(join(dir, 'work'), { recursive: true, mode: 0o700 })]);
     const info: SnapshotInfo = { key, kind, lowerdirs: [...lowerdirs], created: new Date().toISOString() };
     await writeFile(join(dir, 'snapshot.json'), JSON.stringify(info));
     return this.mountsOf(info);
