@@ -71,7 +71,7 @@ export const metrics = {
   }),
   containerStartSeconds: new Histogram({
     name: 'swarmd_container_start_duration_seconds',
-    help: 'Time to start a created container (runc start until it runs); one started by its create (a single runc run) is not observed here',
+    help: 'Time to start a container: runc start until it runs, or, for one created and started by a single runc run, its whole create',
     buckets: fast,
     registers: [metricsRegistry],
   }),

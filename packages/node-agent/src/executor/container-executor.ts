@@ -218,6 +218,7 @@ class ContainerController implements TaskController {
     // The network is attached while the runtime mounts the rootfs and starts conmon: it waits
     // for the netns and DNS settings only to write resolv.conf and config.json.
     const attached: Promise<Partial<TaskNetwork> & { ports: PortConfig[] }> = this.o.networking ? this.o.networking.attach(this.task) : Promise.resolve({ ports: [] });
+    const t0 = performance.now();
     const created = this.o.containers.create(this.id, {
       image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
       spec,
@@ -244,7 +245,10 @@ class ContainerController implements TaskController {
       if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
       throw new Error(msg, { cause: err });
     }
-    if (made.value.startedByCreate) metrics.containerStarts.inc({ result: 'ok' });
+    if (made.value.startedByCreate) {
+      metrics.containerStarts.inc({ result: 'ok' });
+      metrics.containerStartSeconds.observe(secondsSince(t0));
+    }
     return { containerId: this.id };
   }
 

@@ -46,7 +46,15 @@ export async function startThroughExecFifo(root: string, id: string, initPid: nu
       }
       if (n > 0) break; // the init wrote its byte: it goes on to exec the process
       // 0: its writer has not opened yet (or is gone); EAGAIN: opened, not yet written.
-      if (!(await running(initPid))) throw failedPrecondition(`start ${id}: the container's init (pid ${initPid}) is gone`);
+      if (!(await running(initPid))) {
+        // It may have written its byte, exec'd and exited since the read above (as runc checks).
+        const last = await fh.read(buf, 0, buf.length, null).then(
+          (r) => r.bytesRead,
+          () => 0,
+        );
+        if (last > 0) break;
+        throw failedPrecondition(`start ${id}: the container's init (pid ${initPid}) is gone`);
+      }
       if (performance.now() > deadline) throw unavailable(`start ${id}: the container's init (pid ${initPid}) did not answer on its exec fifo in ${o.timeoutMs ?? 10_000} ms`);
       await sleep(2);
     }
