@@ -99,7 +99,6 @@ export async function readCgroupStats(path: string): Promise<CgroupStats | undef
   };
 }
 
-/** How many processes the kernel OOM-killed in the cgroup (undefined when it is gone). */
 /**
  * True when process `pid` is in the cgroup at `path` (or below it) in some hierarchy, going by
  * /proc/<pid>/cgroup (`hierarchy-id:controllers:path` lines, v1 and v2 alike); false when it
@@ -121,6 +120,7 @@ export async function processInCgroup(pid: number, path: string): Promise<boolea
   });
 }
 
+/** How many processes the kernel OOM-killed in the cgroup (undefined when it is gone). */
 export async function readOomKills(path: string): Promise<number | undefined> {
   const l = await cgroupLayout();
   if (l.unifiedOnly) return (await readKeyed(join(l.v2!, path, 'memory.events'))).get('oom_kill');

@@ -116,7 +116,6 @@ export class ContainerLifecycle {
       await mkdir(this.records.dir, { recursive: true });
       await mkdir(f.bundle);
       let startedByCreate = false;
-      const network = o.network; // the caller's (it sees its rejection too); awaited in the bundle
       try {
         // A caller that may start at once gets conmon with the wrapper as its runtime, which
         // runs `runc run --detach` instead of `runc create` if the marker is there on go().
@@ -140,7 +139,7 @@ export class ContainerLifecycle {
             hostname,
             cgroupsPath: meta.cgroupsPath,
             ...(o.netnsPath !== undefined ? { netnsPath: o.netnsPath } : {}),
-            ...(network ? { network } : {}),
+            ...(o.network ? { network: o.network } : {}),
           },
           createdVolumes,
           phase,
