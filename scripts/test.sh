@@ -10,6 +10,20 @@ if [ "${SWARM_SETUP_DONE:-}" != 1 ] && ! bash scripts/setup.sh; then
   echo "0 passed, 1 failed"
   exit 1
 fi
+# Local clusters an interrupted earlier run left behind (their root under the temp dir, no process
+# of theirs alive) hold subnets and names this run's tests ask for: take them down first.
+tmp="${TMPDIR:-/tmp}"
+for root in "$tmp"/swl-*/; do
+  [ -d "$root" ] || continue
+  pgrep -f -- "$root" >/dev/null && continue
+  for state in "$root"*/cluster.json; do
+    [ -f "$state" ] || continue
+    name="$(basename "$(dirname "$state")")"
+    echo "test: taking down local cluster $name left by an earlier run ($root)"
+    SWARMD_LOCAL_ROOT="$root" SWARMCTL_CONTEXT="${root}ctx.json" node packages/cli/dist/src/swarmctl.cjs local down --name "$name" || true
+  done
+  rm -rf "$root"
+done
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 npx ava --tap "$@" 2>&1 | tee "$log"
