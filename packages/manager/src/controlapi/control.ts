@@ -18,11 +18,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ClusterEvent, ControlClient, ControlServer, EventsRequest, LogLine, LogsRequest, WatchEvent, WatchRequest } from '@swarmd/proto';
-import { ControlService } from '@swarmd/proto';
+import { ControlService, ListNodesResponse, ListServicesResponse, ListTasksResponse, Node, Service, Task } from '@swarmd/proto';
 import { ClusterCa } from '../ca/cluster-ca.js';
 import { type ServiceDeps, clockOf, loggerOf } from '../rpc-kit/deps.js';
 import { clusterOf, verifyOptionsOf } from '../rpc-kit/cluster.js';
 import { reply } from '../rpc-kit/replies.js';
+import { withLeanLists } from '../rpc-kit/lean-lists.js';
 import { serveStream } from '../rpc-kit/streams.js';
 import { type Caller, admitControlCaller } from '../rpc-kit/callers.js';
 import { LeaderForwarder } from '../rpc-kit/leader-forwarding.js';
@@ -73,6 +74,17 @@ export interface ControlApi {
   /** Closes the forwarding client, if one was made. */
   close(): void;
 }
+
+/**
+ * The Control service as a manager serves it: the long lists (tasks, nodes, services) answered
+ * item by item (rpc-kit/lean-lists.ts), so a list of every task of a large cluster does not hold
+ * its whole encoding plan in memory at once. Same bytes on the wire.
+ */
+export const ControlServiceDefinition: typeof ControlService = withLeanLists(ControlService, {
+  listTasks: { key: 'tasks', item: Task, response: ListTasksResponse },
+  listNodes: { key: 'nodes', item: Node, response: ListNodesResponse },
+  listServices: { key: 'services', item: Service, response: ListServicesResponse },
+});
 
 type Methods = typeof ControlService;
 type ReqOf<K extends keyof Methods> = ReturnType<Methods[K]['requestDeserialize']>;

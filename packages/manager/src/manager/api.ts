@@ -4,11 +4,11 @@
  * satisfies ManagerApiDeps, so `startManager({ services: [createManagerApi] })` wires them.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { CaService, ControlService, DispatcherService, NodeCaService } from '@swarmd/proto';
+import { CaService, DispatcherService, NodeCaService } from '@swarmd/proto';
 import { type Dispatcher, type DispatcherDeps, createDispatcherService } from '../dispatcher/dispatcher.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type CaServerDeps, type CaServices, createCaServices } from '../caserver/ca-server.js';
-import { type ControlApi, type ControlDeps, createControlService } from '../controlapi/control.js';
+import { type ControlApi, type ControlDeps, ControlServiceDefinition, createControlService } from '../controlapi/control.js';
 import { LogBroker } from '../logs/log-broker.js';
 
 export interface ManagerApiDeps extends DispatcherDeps, ControlDeps, CaServerDeps {}
@@ -41,8 +41,8 @@ export function createManagerApi(deps: ManagerApiDeps): ManagerApi {
   return {
     services: [
       { definition: DispatcherService, implementation: dispatcher.server },
-      { definition: ControlService, implementation: control.server },
-      { definition: ControlService, implementation: control.local, tcp: false, controlSocket: true },
+      { definition: ControlServiceDefinition, implementation: control.server },
+      { definition: ControlServiceDefinition, implementation: control.local, tcp: false, controlSocket: true },
       { definition: CaService, implementation: ca.ca },
       { definition: NodeCaService, implementation: ca.nodeCa },
     ],

@@ -5,3 +5,4 @@ export * from './streams.js';
 export * from './callers.js';
 export * from './leader-forwarding.js';
 export * from './wire.js';
+export * from './lean-lists.js';
