@@ -154,6 +154,36 @@ clusterTest('bad network input is refused with a clear error and changes nothing
   t.is(services.length, 1);
 });
 
+clusterTest('--endpoint-mode dnsrr: the service name answers the running tasks\' own addresses; update --endpoint-mode vip gives it one VIP', async (t) => {
+  const NAME = `ovr${process.pid % 10000}`;
+  const c = await startLocalCluster(t, NAME, '10.254.45', 1, 1);
+  await c.ok('network', 'create', 'front');
+  await c.ok('service', 'create', '--name', 'rr', '--replicas', '3', '--endpoint-mode', 'dnsrr', '--network', 'front', c.image, ...web(`${NAME}-rr`));
+  await c.ok('service', 'create', '--name', 'client', '--network', 'front', c.image, ...web(`${NAME}-client`));
+  const [client] = await pidsOf(`${NAME}-client`);
+  t.truthy(client, 'the client runs');
+  const rrAddrs = runningAddrs(await attachedTasks(c, 'rr'));
+  t.is(rrAddrs.length, 3);
+  await c.until(`rr = ${rrAddrs.join(',')} in the client`, async () => JSON.stringify(await lookup(client, 'rr')) === JSON.stringify(rrAddrs), 20);
+  t.regex(await c.ok('service', 'inspect', 'rr'), /Endpoint mode:\s+dnsrr/);
+  const inspected = JSON.parse(await c.ok('service', 'inspect', 'rr', '--format', 'json')) as { endpoint?: { virtualIps?: unknown[] } }[];
+  t.deepEqual(inspected[0].endpoint?.virtualIps ?? [], [], 'a dnsrr service holds no VIP');
+  const byName = await fetchByName(client, 'rr');
+  t.is(byName.code, 0, byName.out);
+  // A port through the routing mesh needs the VIP: refused, and the service is unchanged.
+  const refused = await c.ctl('service', 'update', '--publish-add', '9000:8080', 'rr');
+  t.not(refused.code, 0, 'a dnsrr service took a port published in ingress mode');
+  t.regex(refused.stderr, /ingress mode cannot be used with dnsrr/);
+  await c.ok('service', 'update', '--endpoint-mode', 'vip', 'rr');
+  t.regex(await c.ok('service', 'inspect', 'rr'), /Endpoint mode:\s+vip/);
+  await c.until('rr answers one address, not a task\'s', async () => {
+    const a = await lookup(client, 'rr');
+    return a.length === 1 && !runningAddrs(await attachedTasks(c, 'rr')).includes(a[0]);
+  }, 30);
+  const viaVip = await fetchByName(client, 'rr');
+  t.is(viaVip.code, 0, viaVip.out);
+});
+
 clusterTest('a port published through the routing mesh answers on every node, also one with no task, over every replica', async (t) => {
   const NAME = `ovm${process.pid % 10000}`;
   const NET = '10.254.35';

@@ -1,5 +1,5 @@
 /** Tables, details and json of services and tasks; the `service logs` prefix. */
-import { PortConfig_Protocol, PortConfig_PublishMode, TaskState, HealthState, healthStateToJSON, type UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order, type UpdateStatus, UpdateStatus_State } from '@swarmd/proto/gen/swarm/types';
+import { EndpointSpec_ResolutionMode, PortConfig_Protocol, PortConfig_PublishMode, TaskState, HealthState, healthStateToJSON, type UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order, type UpdateStatus, UpdateStatus_State } from '@swarmd/proto/gen/swarm/types';
 import { type Network, type Node, type Service, Service as ServiceMsg, type Task, Task as TaskMsg } from '@swarmd/proto/gen/swarm/objects';
 import { type LogLine } from '@swarmd/proto/gen/swarm/control';
 import { durationText, kv, table } from './format.js';
@@ -162,6 +162,7 @@ export function serviceDetails(s: Service, nets: readonly Network[] = []): strin
     ['Constraints', (sp?.task?.placement?.constraints ?? []).join(', ')],
     ['Preferences', (sp?.task?.placement?.preferences ?? []).map((p) => `spread=${p.spreadDescriptor}`).join(', ')],
     ['Networks', serviceNetworksText((sp?.task?.networks ?? []).map((n) => n.target), s.endpoint?.virtualIps ?? [], nets)],
+    ['Endpoint mode', sp?.endpoint?.mode === EndpointSpec_ResolutionMode.DNSRR ? 'dnsrr' : 'vip'],
     ['Ports', (sp?.endpoint?.ports ?? []).map(portText).join(', ')],
     ['Registry auth', c?.pullAuth ? `${c.pullAuth.username || '(token)'} (credentials kept by the manager)` : ''],
     ['Update config', updateConfigText(sp?.update)],

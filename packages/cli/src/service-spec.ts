@@ -32,6 +32,7 @@ export interface CommonFlags {
   'stop-signal'?: string;
   'stop-grace-period'?: string;
   'stop-drain-period'?: string;
+  'endpoint-mode'?: string;
   entrypoint?: string;
   replicas?: number;
   'update-parallelism'?: number;
@@ -272,6 +273,26 @@ export function splitWords(s: string): string[] {
   return out;
 }
 
+const ENDPOINT_MODES: Record<string, EndpointSpec_ResolutionMode> = { vip: EndpointSpec_ResolutionMode.VIP, dnsrr: EndpointSpec_ResolutionMode.DNSRR };
+
+/**
+ * `--endpoint-mode vip|dnsrr` (as Docker's): how the service's name resolves on its networks, to
+ * one virtual IP balanced over the tasks, or to the tasks' own addresses (round robin, no VIP).
+ * Applied after the ports, so that a dnsrr service publishing a port through the routing mesh
+ * (which needs the VIP) is refused here, naming the port.
+ */
+function applyEndpointMode(spec: ServiceSpec, v: string | undefined, bad: (m: string) => Error): void {
+  if (v === undefined) return;
+  const mode = ENDPOINT_MODES[v];
+  if (mode === undefined) throw bad(`--endpoint-mode ${v}: expected vip or dnsrr`);
+  if (!spec.endpoint && mode === EndpointSpec_ResolutionMode.VIP) return; // the default already
+  const ep = (spec.endpoint ??= EndpointSpec.fromPartial({ mode: EndpointSpec_ResolutionMode.VIP }));
+  ep.mode = mode;
+  const ingress = ep.ports.find((p) => p.publishMode === PortConfig_PublishMode.INGRESS && p.publishedPort > 0);
+  if (mode === EndpointSpec_ResolutionMode.DNSRR && ingress)
+    throw bad(`--endpoint-mode dnsrr: port ${ingress.publishedPort} is published through the routing mesh, which needs the service's VIP; publish it with mode=host, or keep --endpoint-mode vip`);
+}
+
 const RESTART: Record<string, RestartPolicy_Condition> = { none: RestartPolicy_Condition.NONE, 'on-failure': RestartPolicy_Condition.ON_FAILURE, any: RestartPolicy_Condition.ANY };
 
 /** The flags both commands share, applied onto `spec` (which is changed in place). */
@@ -468,6 +489,7 @@ export function specOfCreateFlags(f: CreateFlags, image: string, command: readon
   });
   const ports = (f.publish ?? []).map((p) => parsePort(p, bad));
   if (ports.length) spec.endpoint = EndpointSpec.fromPartial({ mode: EndpointSpec_ResolutionMode.VIP, ports });
+  applyEndpointMode(spec, f['endpoint-mode'], bad);
   return spec;
 }
 
@@ -505,6 +527,7 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags, networks:
     ep.ports = ep.ports.filter((p) => !rm.some((r) => r.targetPort === p.targetPort && (!r.publishedPort || r.publishedPort === p.publishedPort)));
     for (const p of f['publish-add'] ?? []) ep.ports.push(parsePort(p, bad, 'publish-add'));
   }
+  applyEndpointMode(spec, f['endpoint-mode'], bad);
   if (f['network-rm']?.length || f['network-add']?.length) {
     // Stored targets are network ids (names for host/none): match a flag by name, id or id prefix.
     const idOf = (ref: string): string => networks.find((n) => n.id === ref || n.spec?.annotations?.name === ref)?.id ?? networks.find((n) => n.id.startsWith(ref))?.id ?? ref;

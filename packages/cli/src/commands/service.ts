@@ -172,6 +172,7 @@ const commonOptions = <T>(y: Argv<T>) =>
     .option('stop-signal', { type: 'string', describe: 'Signal to stop the container' })
     .option('stop-grace-period', { type: 'string', describe: 'Time to wait before force killing (e.g. 10s)' })
     .option('stop-drain-period', { type: 'string', describe: 'Time a task on overlay networks keeps running after it left DNS and the VIP endpoints, before its stop signal (default 2s; 0s: none)' })
+    .option('endpoint-mode', { type: 'string', describe: 'How the service name resolves on its networks: vip (one virtual IP balanced over the tasks; default) | dnsrr (the tasks\' addresses, round robin)' })
     .option('entrypoint', { type: 'string', describe: 'Overwrite the image ENTRYPOINT' })
     .option('replicas', { type: 'number', describe: 'Number of tasks' })
     .option('update-parallelism', { type: 'number', describe: 'Tasks replaced at once by a rolling update (0 = all at once; default 1)' })
