@@ -72,3 +72,50 @@ test('without an urgent gap, urgency changes nothing', async (t) => {
   await b.flushNow();
   t.deepEqual(flushed.length, 2);
 });
+
+test('a round that falls due while a flush is being written waits for it, then goes at once with everything that came meanwhile', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let calls = 0;
+  const b = new KeyedBatcher<string, number>({
+    delayMs: 1,
+    idleDelayMs: 1,
+    maxItems: 100,
+    merge: (a, b2) => a + b2,
+    flush: async (items) => {
+      calls++;
+      if (calls === 1) await gate; // the first write is slow
+      flushed.push(new Map(items));
+    },
+  });
+  const first = b.add('a', 1);
+  await sleep(20); // its flush has started and hangs
+  const later = [b.add('b', 1)];
+  await sleep(20); // b's round is due (1 ms window) while the first flush hangs
+  later.push(b.add('b', 1), b.add('c', 1));
+  await sleep(20);
+  t.is(calls, 1, 'no second write starts while the first is being written');
+  release();
+  await Promise.all([first, ...later]);
+  t.deepEqual(flushed, [new Map([['a', 1]]), new Map([['b', 2], ['c', 1]])], 'one write took all that came meanwhile');
+});
+
+test('past maxFlushesPerDelay flushes in a window, an urgent value waits like any other', async (t) => {
+  const flushed: Map<string, number>[] = [];
+  const b = new KeyedBatcher<string, number>({
+    delayMs: 60_000,
+    idleDelayMs: 1,
+    urgentGapMs: 1,
+    maxFlushesPerDelay: 2,
+    maxItems: 100,
+    flush: async (items) => void flushed.push(new Map(items)),
+  });
+  await b.add('a', 1); // flush 1 (idle)
+  t.true(await settlesWithin(b.add('b', 1, { urgent: true }), 2_000), 'flush 2: urgent, within the budget');
+  const third = b.add('c', 1, { urgent: true });
+  t.false(await settlesWithin(third, 200), 'two flushes in the window already: the urgent value waits (window 60 s)');
+  await b.flushNow();
+  await third;
+  t.is(flushed.length, 3);
+});

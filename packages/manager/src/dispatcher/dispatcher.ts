@@ -53,7 +53,6 @@ import {
   type WaitNetworkSyncResponse,
   type WeightedPeer,
   type Cluster,
-  UpdateStatus_State,
 } from '@swarmd/proto';
 import type { ReadTx, Tx } from '../store/memory-store.js';
 import { cloneObject, makeObject } from '../store/kinds.js';
@@ -64,7 +63,6 @@ import { CertRole, nodeRoleOfCertRole } from '../ca/roles.js';
 import type { PeerIdentity } from '../ca/verify.js';
 import type { Controller } from '../controller-kit/controller.js';
 import { type ServiceDeps, clockOf, loggerOf, managersOf, peerHost, reply, streamError, verifyOptionsOf } from '../rpc-kit/index.js';
-import { isRolloutActive } from '../controller-kit/rollout.js';
 import { KeyedBatcher } from './batcher.js';
 import { NodeEvents } from './node-events.js';
 import { networkStateFor, networkStates } from './network-state.js';
@@ -103,19 +101,22 @@ export const DEFAULT_HEARTBEAT_GRACE = 3;
 export const TAKEOVER_GRACES = 4;
 export const DEFAULT_STATUS_BATCH_MS = 100;
 /**
- * How long after the last status write one that a rollout waits for goes out (KeyedBatcher's
- * urgent gap): a task of a service being updated, rolled back or canaried that now runs or has
- * ended. The updater's next step waits for exactly these; at most one such write per gap.
+ * How long after the last status write an urgent one goes out (KeyedBatcher's urgent gap): a task
+ * that now runs or has ended. Something waits for exactly these: a rollout's next step, a
+ * `service create|scale` waiting for convergence, and every host's DNS and VIP endpoints, which
+ * follow the store. The agent sends them with the same gap.
  */
 export const URGENT_STATUS_GAP_MS = 10;
+/**
+ * Status writes within one window (DEFAULT_STATUS_BATCH_MS) past which urgency waits like any
+ * status: a fleet whose tasks all start at once is written at the window's pace, not 100 times a
+ * second (every write wakes the controllers and every session's network state check).
+ */
+export const MAX_STATUS_WRITES_PER_WINDOW = 5;
 
-/** A status a rollout waits for: its service is being updated, rolled back or canaried, and the task now runs or has ended. */
-function awaitedByRollout(tx: ReadTx, t: Readonly<Task>, st: TaskStatus): boolean {
-  if (st.state < TaskState.TASK_STATE_RUNNING || st.state === t.status?.state) return false;
-  const s = tx.get('service', t.serviceId);
-  if (!s) return false;
-  const u = s.updateStatus?.state;
-  return u === UpdateStatus_State.UPDATING || u === UpdateStatus_State.ROLLBACK_STARTED || isRolloutActive(s);
+/** A status someone waits for: the task now runs or has ended (a change, not a repeat). */
+function awaitedStatus(t: Readonly<Task>, st: TaskStatus): boolean {
+  return st.state >= TaskState.TASK_STATE_RUNNING && st.state !== t.status?.state;
 }
 /** How long a status waits when no write went out in the last DEFAULT_STATUS_BATCH_MS (KeyedBatcher). */
 export const DEFAULT_IDLE_STATUS_BATCH_MS = 5;
@@ -362,6 +363,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
     delayMs: deps.taskBatchMs ?? batchMs,
     idleDelayMs: Math.min(idleBatchMs, deps.taskBatchMs ?? batchMs),
     urgentGapMs: Math.min(URGENT_STATUS_GAP_MS, deps.taskBatchMs ?? batchMs),
+    maxFlushesPerDelay: MAX_STATUS_WRITES_PER_WINDOW,
     maxItems: MAX_BATCH_ITEMS,
     // Last status wins, but never a step back.
     merge: (older, newer) => ((newer.status.state ?? 0) >= (older.status.state ?? 0) ? newer : older),
@@ -841,7 +843,7 @@ export function createDispatcherService(deps: DispatcherDeps): Dispatcher {
         if (t.nodeId !== nodeId) {
           throw new SwarmError(ErrorCode.PERMISSION_DENIED, `task ${u.taskId} is not assigned to node ${nodeId}: it may not report its status`);
         }
-        return [{ u, urgent: awaitedByRollout(tx, t, u.status!) }];
+        return [{ u, urgent: awaitedStatus(t, u.status!) }];
       }),
     );
     await Promise.all(valid.map(({ u, urgent }) => taskWrites.add(u.taskId, { nodeId, status: u.status! }, { urgent })));
