@@ -12,13 +12,15 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
   return done;
 }
 
-function batcher(flushed: Map<string, number>[]) {
+/** A 60 s window after a 1 ms idle one, values summed per key; `o` adds urgency options. */
+function batcher(flushed: Map<string, number>[], o: { urgentGapMs?: number; maxFlushesPerDelay?: number } = {}) {
   return new KeyedBatcher<string, number>({
     delayMs: 60_000,
     idleDelayMs: 1,
     maxItems: 100,
     merge: (a, b) => a + b,
     flush: async (items) => void flushed.push(new Map(items)),
+    ...o,
   });
 }
 
@@ -46,14 +48,7 @@ test('a value that comes right after a flush waits for the rest of the window: f
 
 test('an urgent value cuts a busy round short to the urgent gap; ordinary values keep waiting out the window', async (t) => {
   const flushed: Map<string, number>[] = [];
-  const b = new KeyedBatcher<string, number>({
-    delayMs: 60_000,
-    idleDelayMs: 1,
-    urgentGapMs: 1,
-    maxItems: 100,
-    merge: (a, b2) => a + b2,
-    flush: async (items) => void flushed.push(new Map(items)),
-  });
+  const b = batcher(flushed, { urgentGapMs: 1 });
   await b.add('a', 1);
   const ordinary = b.add('b', 1);
   t.false(await settlesWithin(ordinary, 200), 'an ordinary value right after a flush waits (window 60 s)');
@@ -103,14 +98,7 @@ test('a round that falls due while a flush is being written waits for it, then g
 
 test('past maxFlushesPerDelay flushes in a window, an urgent value waits like any other', async (t) => {
   const flushed: Map<string, number>[] = [];
-  const b = new KeyedBatcher<string, number>({
-    delayMs: 60_000,
-    idleDelayMs: 1,
-    urgentGapMs: 1,
-    maxFlushesPerDelay: 2,
-    maxItems: 100,
-    flush: async (items) => void flushed.push(new Map(items)),
-  });
+  const b = batcher(flushed, { urgentGapMs: 1, maxFlushesPerDelay: 2 });
   await b.add('a', 1); // flush 1 (idle)
   t.true(await settlesWithin(b.add('b', 1, { urgent: true }), 2_000), 'flush 2: urgent, within the budget');
   const third = b.add('c', 1, { urgent: true });
