@@ -1,5 +1,24 @@
 import { spawn } from 'node:child_process';
 import { SwarmError, ErrorCode } from './errors.js';
+import { ShellSpawner } from './shell-spawner.js';
+
+let spawner: ShellSpawner | undefined;
+
+/**
+ * From now on `run` starts programs through a small long-lived shell (shell-spawner.ts) instead
+ * of forking this process: what a daemon of 100-200 MB does (swarmd), not a CLI. `false` goes
+ * back to forking and lets the helper exit.
+ */
+export function startProgramsThroughShell(on: boolean, shell = 'sh'): void {
+  if (on && !spawner) {
+    spawner = new ShellSpawner({ shell });
+    process.once('exit', () => startProgramsThroughShell(false));
+  }
+  if (!on && spawner) {
+    spawner.close();
+    spawner = undefined;
+  }
+}
 
 export interface RunOptions {
   input?: string | Buffer;
@@ -22,6 +41,7 @@ export interface RunResult {
  * names the command and carries its stderr, so callers never lose why a tool failed.
  */
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (spawner) return runThrough(spawner, cmd, args, opts);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       env: opts.env ?? process.env,
@@ -39,14 +59,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     });
     child.on('close', (code, signal) => {
       const res = { code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-      if ((opts.okCodes ?? [0]).includes(res.code)) return resolve(res);
-      const why = signal ? `killed by ${signal}` : `exit ${res.code}`;
-      const detail = (res.stderr.trim() || res.stdout.trim()).split('\n').slice(-5).join(' | ');
-      reject(
-        new SwarmError(ErrorCode.INTERNAL, `${cmd} ${args.join(' ')}: ${why}${detail ? `: ${detail}` : ''}`, {
-          details: { cmd, args, ...res },
-        }),
-      );
+      settle(cmd, args, opts, res, signal ?? undefined, resolve, reject);
     });
     // A child that exits without reading all its input closes the pipe: that is its exit status's
     // business, not an uncaught EPIPE in ours.
@@ -54,6 +67,29 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
+}
+
+/** A finished program's result, or the SwarmError naming the command, its exit and its stderr. */
+function settle(cmd: string, args: readonly string[], opts: RunOptions, res: RunResult, signal: string | undefined, resolve: (r: RunResult) => void, reject: (e: Error) => void): void {
+  if ((opts.okCodes ?? [0]).includes(res.code)) return resolve(res);
+  const why = signal ? `killed by ${signal}` : `exit ${res.code}`;
+  const detail = (res.stderr.trim() || res.stdout.trim()).split('\n').slice(-5).join(' | ');
+  reject(
+    new SwarmError(ErrorCode.INTERNAL, `${cmd} ${args.join(' ')}: ${why}${detail ? `: ${detail}` : ''}`, {
+      details: { cmd, args, ...res },
+    }),
+  );
+}
+
+async function runThrough(s: ShellSpawner, cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  let r;
+  try {
+    r = await s.run(cmd, args, opts);
+  } catch (e) {
+    throw new SwarmError(ErrorCode.INTERNAL, `cannot run ${cmd}: ${(e as Error).message}`, { cause: e });
+  }
+  const res = { code: r.signal ? -1 : r.code, stdout: r.stdout, stderr: r.stderr };
+  return new Promise((resolve, reject) => settle(cmd, args, opts, res, r.signal, resolve, reject));
 }
 
 /** True when `cmd` is found on PATH. */

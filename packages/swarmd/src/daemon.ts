@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { SwarmError, ErrorCode, describeError } from '@swarmd/common/errors';
+import { startProgramsThroughShell } from '@swarmd/common/exec';
 import type { Logger } from '@swarmd/common/logger';
 import { NodeRole } from '@swarmd/proto';
 // A worker loads only the manager package's node-side helpers (its certificates and state files);
@@ -121,6 +122,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const cfg = o.config;
   const log = o.logger;
   const dir = cfg.stateDir;
+  // Every program swarmd runs (mount, ip, nft, runc...) is started by a small shell: a fork of
+  // this 100-200 MB process costs 7-17 ms of its main thread's CPU each (common/shell-spawner.ts).
+  // SWARMD_DIRECT_SPAWN=1 forks them from swarmd as before.
+  startProgramsThroughShell(process.env.SWARMD_DIRECT_SPAWN !== '1');
   const dirExisted = existsSync(dir);
   // Bad store flags are refused before anything is written.
   const store = await storeOptionsOf(o.command, cfg, existsSync(join(dir, STATE_FILE)) ? (await readNodeState(dir))?.etcd : undefined);
