@@ -10,7 +10,8 @@
  * (0.5 ms of Node CPU per program in the same measurement).
  *
  * Protocol (all on the helper's stdin/stdout): each call is one line, a background job
- *   { 'cmd' 'arg'... <IN >OUT 2>ERR & echo "p ID $!"; wait $!; echo "e ID $?"; } &
+ *   jobs >/dev/null; { 'cmd' 'arg'... <IN >OUT 2>ERR & echo "p ID $!"; wait $!; echo "e ID $?"; } &
+ * (`jobs` reaps the jobs that ended since the last line)
  * with every word single-quoted; the input, stdout and stderr go through files in a private
  * directory on a tmpfs (read and removed when the job ends). The pid line lets a timeout or an
  * abort signal the program itself. A helper that dies leaves its jobs running: they still report
@@ -98,8 +99,11 @@ export class ShellSpawner {
     const env = o.env ? `env -i ${Object.entries(o.env).filter(([, v]) => v !== undefined).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} ` : '';
     const cd = o.cwd ? `cd ${shellQuote(o.cwd)} && ` : '';
     const stdin = o.input !== undefined ? shellQuote(files.in) : '/dev/null';
-    // The subshell execs the program, so $! is the program's own pid.
-    const line = `{ ( ${cd}exec ${env}${words} ) <${stdin} >${shellQuote(files.out)} 2>${shellQuote(files.err)} & echo "p ${id} $!"; wait $!; echo "e ${id} $?"; } &\n`;
+    // The subshell execs the program, so $! is the program's own pid. `jobs` first: a shell that
+    // only starts background jobs never reaps them (dash waits for children only around a
+    // foreground command, or in `wait`/`jobs`), so each ended job would stay a zombie until the
+    // helper retires; the builtin reaps the ones that ended (no fork).
+    const line = `jobs >/dev/null; { ( ${cd}exec ${env}${words} ) <${stdin} >${shellQuote(files.out)} 2>${shellQuote(files.err)} & echo "p ${id} $!"; wait $!; echo "e ${id} $?"; } &\n`;
     const h = this.current();
     const done = new Promise<{ code: number; pid: number | undefined }>((resolve, reject) => h.calls.set(id, { resolve, reject }));
     this.hold(h);

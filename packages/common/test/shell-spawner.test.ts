@@ -1,6 +1,6 @@
 // ShellSpawner: programs started by a long-lived dash, as `run` does in swarmd. Real programs.
 import test from 'ava';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { ShellSpawner, shellQuote } from '../src/shell-spawner.js';
 import { run, startProgramsThroughShell } from '../src/exec.js';
 
@@ -60,6 +60,31 @@ test('200 programs at once, across helper rollovers, each get their own output; 
   const dir = (s as unknown as { dir: string }).dir;
   await new Promise((r) => setTimeout(r, 100));
   t.deepEqual(await readdir(dir), []);
+});
+
+/** The children of `pid` (from /proc), with their command name and state. */
+async function childrenOf(pid: number): Promise<{ pid: number; comm: string; state: string }[]> {
+  const out = [];
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const [state, ppid] = stat.slice(close + 2).split(' ');
+    if (Number(ppid) === pid) out.push({ pid: Number(d), comm: stat.slice(stat.indexOf('(') + 1, close), state });
+  }
+  return out;
+}
+
+test('ended jobs do not pile up as zombies of the helper: 50 calls leave at most the last one unreaped', async (t) => {
+  // dash by its own name, so this test finds its own helper among the children of the test process.
+  const s = new ShellSpawner({ shell: 'dash' });
+  t.teardown(() => s.close());
+  for (let i = 0; i < 50; i++) t.is((await s.run('true', [])).code, 0);
+  const helpers = (await childrenOf(process.pid)).filter((c) => c.comm === 'dash');
+  t.is(helpers.length, 1);
+  const zombies = (await childrenOf(helpers[0].pid)).filter((c) => c.state === 'Z');
+  t.true(zombies.length <= 1, `${zombies.length} zombie jobs`);
 });
 
 test('a helper killed meanwhile: its running program still reports; a call sent as it died runs on a new helper', async (t) => {
