@@ -5,3 +5,4 @@ export * from './exec.js';
 export * from './clock.js';
 export * from './metrics.js';
 export * from './input.js';
+export * from './phases.js';

@@ -372,6 +372,55 @@ rootTest('create with startNow false creates only; start then runs it through ru
   await t.throwsAsync(svc.start('later'), { message: /already started/ });
 });
 
+rootTest('with the rest of the network still being made, runc create joins the netns meanwhile and the process starts only once it is ready, through the exec fifo', async (t) => {
+  const runc = await loggingRunc(t);
+  const { svc, busybox } = await newRuntime(t, { runc: runc.runc });
+  const h = (await createHosts(1, { t })).hosts[0];
+  let ready!: () => void;
+  const networkReady = new Promise<void>((r) => (ready = r));
+  const creating = svc.create('links', {
+    image: busybox,
+    network: Promise.resolve({ netnsPath: h.nsPath }),
+    networkReady,
+    spec: { command: ['sh', '-c', 'ls /sys/class/net'] },
+    startNow: () => true,
+  });
+  // (runc's own state: inspect waits for the create, which waits for the network.)
+  let state: string | undefined;
+  for (let i = 0; i < 500 && state !== 'created'; i++) {
+    state = (await svc.runc.state('links'))?.status;
+    if (state !== 'created') await new Promise((r) => setTimeout(r, 10));
+  }
+  t.is(state, 'created', 'runc created the container before the network was ready');
+  await new Promise((r) => setTimeout(r, 200));
+  t.is((await svc.runc.state('links'))?.status, 'created', 'and did not start it while the network is being made');
+  // The last link comes, then the network is ready: the process sees it.
+  try {
+    await run('nsenter', [`--net=${h.nsPath}`, 'ip', 'link', 'add', 'late0', 'type', 'veth', 'peer', 'name', 'late1']);
+  } finally {
+    ready();
+  }
+  const info = await creating;
+  t.is(info.status, 'running');
+  t.true(info.startedByCreate);
+  t.is((await svc.wait('links')).exitCode, 0);
+  t.true((await logLines(svc, 'links')).includes('stdout: late0'));
+  t.deepEqual(await lifecycleCalls(runc, 'links'), ['create'], 'one runc process: create, then the exec fifo');
+});
+
+rootTest('a network that fails after its netns was given fails the create with its error and leaves nothing behind', async (t) => {
+  const { svc, busybox, root } = await newRuntime(t);
+  const h = (await createHosts(1, { t })).hosts[0];
+  const boom = new Error('attach: the veth could not be made');
+  const networkReady = new Promise<void>((_, reject) => setTimeout(() => reject(boom), 300));
+  const e = await t.throwsAsync(svc.create('halfnet', { image: busybox, network: Promise.resolve({ netnsPath: h.nsPath }), networkReady, startNow: () => true }));
+  t.is(e, boom);
+  await t.throwsAsync(stat(join(root, 'containers', 'halfnet')), { code: 'ENOENT' });
+  t.deepEqual(await mountsUnder(root), []);
+  t.deepEqual(await svc.cgroupDirsOf('halfnet'), []);
+  t.is(await svc.runc.state('halfnet'), undefined);
+});
+
 rootTest('start of a created container whose init died fails clearly, without waiting on its exec fifo', async (t) => {
   const { svc, busybox } = await newRuntime(t);
   const info = await svc.create('dead', { image: busybox, spec: { command: ['true'] } });

@@ -29,9 +29,24 @@ export interface TaskNetwork {
   dns?: { nameservers: string[]; search?: string[]; options?: string[] };
 }
 
+/** A task's netns as soon as it exists, before its links: what a container create goes on with. */
+export interface TaskNetns {
+  netnsPath: string;
+  dns?: TaskNetwork['dns'];
+}
+
+export interface AttachOptions {
+  /**
+   * Called once the task's netns exists, while its links, addresses and routes are still being
+   * made, so `runc create` can join it meanwhile (the container's process starts only once the
+   * attach resolves). Not called when there is no netns of the task's own (host mode).
+   */
+  onNetns?: (n: TaskNetns) => void;
+}
+
 /** Per-host networking (networking/): attach before create, detach after remove. Idempotent. */
 export interface TaskNetworking {
-  attach(task: Task): Promise<TaskNetwork>;
+  attach(task: Task, o?: AttachOptions): Promise<TaskNetwork>;
   detach(taskId: string): Promise<void>;
 }
 
@@ -216,14 +231,18 @@ class ContainerController implements TaskController {
       }
     }
     // The network is attached while the runtime mounts the rootfs and starts conmon: it waits
-    // for the netns and DNS settings only to write resolv.conf and config.json.
-    const attached: Promise<Partial<TaskNetwork> & { ports: PortConfig[] }> = this.o.networking ? this.o.networking.attach(this.task) : Promise.resolve({ ports: [] });
+    // for the netns and DNS settings only to write resolv.conf and config.json, and runs
+    // `runc create` while the links are made; the process starts once the attach is done.
+    let onNetns: (n: TaskNetns) => void = () => undefined;
+    const netnsMade = new Promise<TaskNetns>((resolve) => (onNetns = resolve));
+    const attached: Promise<Partial<TaskNetwork> & { ports: PortConfig[] }> = this.o.networking ? this.o.networking.attach(this.task, { onNetns }) : Promise.resolve({ ports: [] });
     const t0 = performance.now();
     const created = this.o.containers.create(this.id, {
       image: { layers: this.o.images.layerDirs(rec), config: config.config ?? {} },
       spec,
       name: this.task.annotations?.name || this.id,
-      network: attached.then((n) => ({ ...(n.netnsPath ? { netnsPath: n.netnsPath } : {}), ...(n.dns ? { dns: n.dns } : {}) })),
+      network: Promise.race<Partial<TaskNetns>>([netnsMade, attached]).then((n) => ({ ...(n.netnsPath ? { netnsPath: n.netnsPath } : {}), ...(n.dns ? { dns: n.dns } : {}) })),
+      networkReady: attached,
       ...(o.mayStart ? { startNow: o.mayStart } : {}),
     });
     const [a, made] = await Promise.allSettled([attached, created]);

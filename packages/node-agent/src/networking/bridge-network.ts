@@ -24,7 +24,7 @@ import { PortConfig_Protocol, PortConfig_PublishMode, type PortConfig, type Task
 import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { HostExec, NFT } from './host-exec.js';
 import { afterFirstNetns, keyedQueue, serialQueue } from './serial.js';
-import type { TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
+import type { AttachOptions, TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
 import { allocateIp, gatewayOf, IpamFile, parseSubnet, portConflict, type Allocation, type IpamState, type PublishedPort } from './ipam.js';
 
 export interface BridgeNetworkingOptions {
@@ -133,8 +133,8 @@ export class BridgeNetworking implements TaskNetworking {
     return this.nextSave;
   }
 
-  attach(task: Task): Promise<TaskNetwork> {
-    return this.perTask(task.id, () => this.doAttach(task));
+  attach(task: Task, o: AttachOptions = {}): Promise<TaskNetwork> {
+    return this.perTask(task.id, () => this.doAttach(task, o));
   }
 
   detach(taskId: string): Promise<void> {
@@ -162,7 +162,7 @@ export class BridgeNetworking implements TaskNetworking {
     await this.host('sysctl', ['-qw', `net.ipv4.conf.${this.bridge}.route_localnet=1`]).catch(() => undefined);
   }
 
-  private async doAttach(task: Task): Promise<TaskNetwork> {
+  private async doAttach(task: Task, o: AttachOptions): Promise<TaskNetwork> {
     const mode = networkModeOf(task);
     if (mode === 'host') return { netnsPath: this.exec.netnsPath(), ports: [], addresses: [] };
     const { netns, veth, nsPath } = this.names(task.id);
@@ -187,11 +187,18 @@ export class BridgeNetworking implements TaskNetworking {
     // A task seen for the first time has no veth yet: its allocation is saved before any link.
     const addVeth = fresh || !(await this.linkExists(veth));
     const bits = parseSubnet(this.subnet).bits;
+    let addNetns = !existsSync(nsPath);
+    if (o.onNetns) {
+      // The netns first, on its own: a container create joins it while the links are made.
+      if (addNetns) await afterFirstNetns(() => this.host('ip', ['netns', 'add', netns]));
+      addNetns = false;
+      o.onNetns({ netnsPath: nsPath });
+    }
     await afterFirstNetns(() =>
       this.ipScript([
         {
           lines: [
-            ...(existsSync(nsPath) ? [] : [`netns add ${netns}`]),
+            ...(addNetns ? [`netns add ${netns}`] : []),
             ...(addVeth ? [`link add ${veth} type veth peer name eth0 netns ${netns}`] : []),
             `link set ${veth} master ${this.bridge} up`,
           ],

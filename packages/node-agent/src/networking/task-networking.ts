@@ -6,7 +6,7 @@
  * address once they are, and released when it is detached.
  */
 import type { Task } from '@swarmd/proto';
-import type { TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
+import type { AttachOptions, TaskNetwork, TaskNetworking } from '../executor/container-executor.js';
 import { PermanentError } from '../executor/executor.js';
 import { hostPorts, type BridgeNetworking } from './bridge-network.js';
 import type { OverlayNetworking } from './overlay/overlay-networking.js';
@@ -17,18 +17,18 @@ export class HostNetworking implements TaskNetworking {
     readonly overlay: OverlayNetworking | undefined,
   ) {}
 
-  attach(task: Task): Promise<TaskNetwork> {
-    if (this.overlay?.handles(task)) return this.attachOverlay(this.overlay, task);
-    if (this.bridge) return this.bridge.attach(task);
+  attach(task: Task, o: AttachOptions = {}): Promise<TaskNetwork> {
+    if (this.overlay?.handles(task)) return this.attachOverlay(this.overlay, task, o);
+    if (this.bridge) return this.bridge.attach(task, o);
     return Promise.resolve({ ports: [], addresses: [] });
   }
 
-  private async attachOverlay(overlay: OverlayNetworking, task: Task): Promise<TaskNetwork> {
+  private async attachOverlay(overlay: OverlayNetworking, task: Task, o: AttachOptions): Promise<TaskNetwork> {
     const ports = hostPorts(task);
-    if (!ports.length) return overlay.attach(task);
+    if (!ports.length) return overlay.attach(task, o);
     if (!this.bridge) throw new PermanentError('ports published in mode=host need the host networking layer, disabled on this node');
     await this.bridge.claimPorts(task.id, overlay.hostPortTarget(task), ports);
-    const net = await overlay.attach(task);
+    const net = await overlay.attach(task, o);
     return { ...net, ports: await this.bridge.publishPorts(task.id) };
   }
 

@@ -35,6 +35,14 @@ export interface CreateContainerOptions {
    * fails the create with that error, nothing left behind.
    */
   network?: Promise<NetworkInput>;
+  /**
+   * The rest of the network (links, addresses, routes inside the netns `network` named), made
+   * beside `runc create`: the container's process starts only once it resolves. Until then
+   * create() runs `runc create` (not `run`) and, once it resolves, starts the container through
+   * the exec fifo when `startNow` still says so (no second runc process). A rejection fails the
+   * create with that error, nothing left behind.
+   */
+  networkReady?: Promise<unknown>;
   name?: string;
   /**
    * Asked right before runc runs (after the rootfs and bundle are made, so a task that got

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SwarmError, ErrorCode, alreadyExists, describeError, failedPrecondition, isSwarmError, notFound } from '@swarmd/common/errors';
 import type { Logger } from '@swarmd/common/logger';
+import { phaseTimer } from '@swarmd/common/phases';
 import { hostnameOf, normalizeSignal } from '../oci/spec-builder.js';
 import type { RuncCli } from '../runc/runc-cli.js';
 import {
@@ -104,15 +105,15 @@ export class ContainerLifecycle {
         cgroupsPath: `${this.d.cgroupParent}/${id}`,
         volumes: (spec.mounts ?? []).filter((m) => m.type === 'volume').map((m) => m.source),
       };
+      // Whether the rest of the network is there yet (then one `runc run` may create and start).
+      let networkDone = !o.networkReady;
+      o.networkReady?.then(
+        () => (networkDone = true),
+        () => undefined,
+      );
       const createdVolumes: string[] = [];
       let monitor: PendingMonitor | undefined;
-      const phases: Record<string, number> = {};
-      let t0 = performance.now();
-      const phase = (name: string) => {
-        const t1 = performance.now();
-        phases[name] = Math.round((t1 - t0) * 10) / 10;
-        t0 = t1;
-      };
+      const { phase, phases } = phaseTimer();
       await mkdir(this.records.dir, { recursive: true });
       await mkdir(f.bundle);
       let startedByCreate = false;
@@ -149,14 +150,24 @@ export class ContainerLifecycle {
         await this.records.write(meta);
         phase('bundle');
 
-        const startNow = o.startNow?.() === true;
+        const startNow = networkDone && o.startNow?.() === true;
         if (startNow) await writeFile(join(f.bundle, START_NOW_MARKER), '');
         const started = await monitor.go();
         phase(startNow ? 'runcRun' : 'runcCreate');
         meta.conmonPid = started.conmonPid;
         meta.pid = started.containerPid;
-        if (startNow) {
-          if (!(await pathExists(join(f.bundle, STARTED_BY_RUN)))) {
+        let startLater = false;
+        if (!startNow && o.networkReady) {
+          await o.networkReady;
+          phase('networkReady');
+          startLater = o.startNow?.() === true;
+          if (startLater) {
+            await this.runc.start(id, { ...(meta.pid ? { initPid: meta.pid } : {}) });
+            phase('fifoStart');
+          }
+        }
+        if (startNow || startLater) {
+          if (startNow && !(await pathExists(join(f.bundle, STARTED_BY_RUN)))) {
             // The wrapper did not see conmon's `create` where it expected it: only created.
             this.log.warn('runtime wrapper ran runc create, not run: starting with runc start', { id });
             await this.runc.start(id, { ...(meta.pid ? { initPid: meta.pid } : {}) });

@@ -20,9 +20,10 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NetworkState, NetworkStateSet, Task } from '@swarmd/proto';
 import { describeError } from '@swarmd/common/errors';
+import { phaseTimer } from '@swarmd/common/phases';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
 import { run, type RunResult } from '@swarmd/common/exec';
-import type { TaskNetwork } from '../../executor/container-executor.js';
+import type { AttachOptions, TaskNetwork } from '../../executor/container-executor.js';
 import { PermanentError } from '../../executor/executor.js';
 import { writeFileAtomic } from '../../session/state-files.js';
 import { taskNetns } from '../bridge-network.js';
@@ -275,8 +276,8 @@ export class OverlayNetworking {
     });
   }
 
-  attach(task: Task): Promise<TaskNetwork> {
-    return this.perTask(task.id, () => this.doAttach(task));
+  attach(task: Task, o: AttachOptions = {}): Promise<TaskNetwork> {
+    return this.perTask(task.id, () => this.doAttach(task, o));
   }
 
   /** Removes a task's links; its networks go with their last local task. False: not an overlay task. */
@@ -305,15 +306,18 @@ export class OverlayNetworking {
     return { ip: l.ip, dev: l.network.bridge };
   }
 
-  private async doAttach(task: Task): Promise<TaskNetwork> {
+  private async doAttach(task: Task, o: AttachOptions): Promise<TaskNetwork> {
     const links = this.taskLinks(task);
     const doc = await this.load();
     const before = doc.tasks[task.id];
+    const { phase, phases } = phaseTimer();
     await this.serial(async () => {
+      phase('lockWait');
       for (const l of links) await this.ensureNetwork(l.network, doc);
       doc.tasks[task.id] = links.map((l) => ({ networkId: l.network.id, ip: l.ip, veth: l.veth }));
       await this.save(doc);
       await this.writeRules(doc);
+      phase('recordAndRules');
     });
     const { netns, nsPath } = taskNetns(this.o.nodeId, task.id);
     const existing = before ? await this.links() : new Set<string>();
@@ -323,23 +327,36 @@ export class OverlayNetworking {
     // record was kept, a lost state dir): its links are unknown, so it is made anew.
     const stale = !before && existsSync(nsPath);
     const fresh = stale || !existsSync(nsPath);
-    const netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(fresh ? [`netns add ${netns}`] : [])];
+    let netnsLines = [...(stale ? [`netns del ${netns}`] : []), ...(fresh ? [`netns add ${netns}`] : [])];
+    const dns = { nameservers: [links[0].network.gateway], options: ['ndots:0'] };
+    if (o.onNetns) {
+      // The netns first, on its own: a container create joins it while the links are made.
+      if (stale) await afterFirstNetns(() => this.exec.script([{ lines: netnsLines }]));
+      else if (fresh) await afterFirstNetns(() => this.exec.run('ip', ['netns', 'add', netns]));
+      netnsLines = [];
+      phase('netns');
+      o.onNetns({ netnsPath: nsPath, dns });
+    }
     // The VIP table goes in with the links (none in a new netns whose networks have no VIP service).
     const generation = this.generation;
     const networks = links.map((l) => l.network.id);
     const services = taskVipServices(networks, this.states);
     const rules = vipRuleset(services);
     const vip: BatchStep[] = [{ nsPath, tool: 'nft', lines: vipTransaction(rules, { fresh }) }];
+    phase('plan');
     await afterFirstNetns(() => this.exec.script([{ lines: [...netnsLines, ...host] }, { nsPath, lines: inside }, ...vip]));
+    phase('links');
     this.vipTables.set(task.id, { nsPath, networks, loaded: rules, endpoints: new Set(services.flatMap((x) => x.endpoints)) });
     // A set pushed meanwhile may have been programmed without this task: bring its table up to it.
     if (this.generation !== generation) await this.serial(() => this.programVip());
+    phase('catchUp');
     this.log.info('task attached to overlay networks', { task: task.id, networks: links.map((l) => `${l.network.name}:${l.ip}`) });
+    this.log.debug('attach phases (ms)', phases);
     return {
       netnsPath: nsPath,
       ports: [],
       addresses: links.map((l) => `${l.ip}/${l.network.bits}`),
-      dns: { nameservers: [links[0].network.gateway], options: ['ndots:0'] },
+      dns,
     };
   }
 
