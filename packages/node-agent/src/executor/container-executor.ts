@@ -7,6 +7,7 @@ import { cpus, hostname as osHostname, machine, platform, totalmem } from 'node:
 import { HealthState, Mount_Type, type ContainerStatus, type NodeDescription, type PortConfig, type Task } from '@swarmd/proto';
 import { describeError, ErrorCode, isSwarmError } from '@swarmd/common/errors';
 import { nullLogger, type Logger } from '@swarmd/common/logger';
+import { phaseTimer } from '@swarmd/common/phases';
 import type { ContainerService, ImageService, MountSpec, ContainerSpec as RuntimeSpec, ImageConfig } from '@swarmd/runtime';
 import { metrics, secondsSince } from '@swarmd/common/metrics';
 import { systemClock, type Clock } from '@swarmd/common/clock';
@@ -198,7 +199,9 @@ class ContainerController implements TaskController {
   }
 
   async prepare(signal: AbortSignal, o: { mayStart?: () => boolean } = {}): Promise<Partial<ContainerStatus>> {
+    const { phase, phases } = phaseTimer();
     const existing = await this.o.containers.inspect(this.id).catch(() => undefined);
+    phase('inspect');
     if (existing) {
       if (this.o.networking) {
         const net = await this.o.networking.attach(this.task);
@@ -219,7 +222,9 @@ class ContainerController implements TaskController {
       if (isPermanent(err)) throw new PermanentError(msg, { cause: err });
       throw new Error(msg, { cause: err });
     }
+    phase('image');
     const config = await this.o.images.config(rec);
+    phase('imageConfig');
     if (usesData(this.task)) {
       if (!this.o.taskFiles) throw new PermanentError('this node cannot mount secrets or configs');
       try {
@@ -246,6 +251,8 @@ class ContainerController implements TaskController {
       ...(o.mayStart ? { startNow: o.mayStart } : {}),
     });
     const [a, made] = await Promise.allSettled([attached, created]);
+    phase('attachAndCreate');
+    this.log.debug('prepare phases (ms)', phases);
     if (a.status === 'rejected') {
       // The create failed with it (it waits for the network), leaving nothing behind.
       await this.o.taskFiles?.remove(this.id).catch(() => undefined);
