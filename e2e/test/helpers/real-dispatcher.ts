@@ -45,7 +45,7 @@ export async function startRealDispatcher(t: ExecutionContext, o: { heartbeatPer
         role: NodeRole.NODE_ROLE_MANAGER,
         spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
         status: { state: NodeState.NODE_STATE_READY, message: '', addr: '127.0.0.1' },
-        managerStatus: { raftId: 1, addr, leader: true, reachability: ManagerStatus_Reachability.REACHABLE, problem: '' },
+        managerStatus: { raftId: 1, addr, leader: true, reachability: ManagerStatus_Reachability.REACHABLE, problem: '', learner: false },
       }),
     );
   });

@@ -60,7 +60,8 @@ export function managerStatusText(n: Node): string {
   const m = n.managerStatus;
   if (!m || (n.role !== NodeRole.NODE_ROLE_MANAGER && !m.raftId && !m.leader)) return '';
   const status = m.leader ? 'Leader' : reachabilityText(m.reachability);
-  return m.problem ? `${status} (${m.problem})` : status;
+  const notes = [...(m.learner ? ['catching up, not voting yet'] : []), ...(m.problem ? [m.problem] : [])];
+  return notes.length ? `${status} (${notes.join('; ')})` : status;
 }
 
 function reachabilityText(r: ManagerStatus_Reachability): string {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { NodeAvailability, NodeState } from '@swarmd/proto';
-import { nodesTable, parseDuration, durationText, clusterJson } from '../src/format.js';
+import { nodesTable, parseDuration, durationText, clusterJson, managerStatusText } from '../src/format.js';
 import { pickNode } from '../src/resolve.js';
 import { applyNodeChange, parseLabelAdds } from '../src/commands/node.js';
 import { applyClusterChange } from '../src/commands/cluster.js';
@@ -25,6 +25,15 @@ test('node table: docker-like columns, managers first, * on self', (t) => {
   // columns line up
   const col = lines[0].indexOf('HOSTNAME');
   t.true(lines.slice(1).every((l) => l.slice(col).startsWith('h')));
+});
+
+test('manager status: a learner says it is catching up and does not vote yet, beside any problem', (t) => {
+  const n = makeNode('abc555', 'h5', { manager: true });
+  t.is(managerStatusText(n), 'Reachable');
+  n.managerStatus!.learner = true;
+  t.is(managerStatusText(n), 'Reachable (catching up, not voting yet)');
+  n.managerStatus!.problem = 'state disk full';
+  t.is(managerStatusText(n), 'Reachable (catching up, not voting yet; state disk full)');
 });
 
 test('node references: exact id, hostname, unique prefix; ambiguous and unknown are errors', (t) => {

@@ -74,7 +74,7 @@ async function addNode(h: Harness, id: string, role = NodeRole.NODE_ROLE_WORKER,
         spec: { annotations: { name: '', labels: {} }, desiredRole: role, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
         description: { hostname: `host-${id}`, platform: undefined, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
         status: { state, message: '', addr: '10.0.0.5' },
-        managerStatus: reach === undefined ? undefined : { raftId: 7, addr: `${id}:4242`, leader: false, reachability: reach, problem: '' },
+        managerStatus: reach === undefined ? undefined : { raftId: 7, addr: `${id}:4242`, leader: false, reachability: reach, problem: '', learner: false },
       }),
     ),
   );

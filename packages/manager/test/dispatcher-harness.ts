@@ -92,7 +92,7 @@ export async function harness(opts: { heartbeatPeriodMs?: number } = {}): Promis
         spec: { annotations: { name: '', labels: {} }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
         description: { hostname: 'm1', platform: undefined, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
         status: { state: NodeState.NODE_STATE_READY, message: '', addr: '10.0.0.1' },
-        managerStatus: { raftId: 1, addr: LEADER_ADDR, leader: true, reachability: ManagerStatus_Reachability.REACHABLE, problem: '' },
+        managerStatus: { raftId: 1, addr: LEADER_ADDR, leader: true, reachability: ManagerStatus_Reachability.REACHABLE, problem: '', learner: false },
       }),
     );
   });

@@ -511,7 +511,7 @@ test("a manager's reported problem lands in its managerStatus (a repeat writes n
   // wrk9 becomes a manager (as the membership records one)
   await fx.h.store.update((tx) => {
     const n = cloneObject('node', tx.get('node', 'wrk9')!);
-    n.managerStatus = { raftId: 9, addr: '10.0.0.9:4242', leader: false, reachability: ManagerStatus_Reachability.UNREACHABLE, problem: '' };
+    n.managerStatus = { raftId: 9, addr: '10.0.0.9:4242', leader: false, reachability: ManagerStatus_Reachability.UNREACHABLE, problem: '', learner: false };
     tx.update('node', n);
   });
   await beat('state disk full');

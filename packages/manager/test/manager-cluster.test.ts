@@ -67,8 +67,13 @@ test('init + two manager joins (learner → voter, one through a follower), auth
 
   // The store replicates, and every manager knows the others' node ids.
   await waitFor('c sees the cluster', () => c.m.cluster() !== undefined);
-  await waitFor('b and c recorded with their raft ids', () =>
-    a.m.store.view((tx) => tx.get('node', c.m.nodeId)?.managerStatus?.raftId === c.m.raftId && tx.get('node', b.m.nodeId)?.managerStatus?.raftId === b.m.raftId),
+  await waitFor('b and c recorded with their raft ids, as voters (no longer learners)', () =>
+    a.m.store.view((tx) =>
+      [b, c].every((x) => {
+        const ms = tx.get('node', x.m.nodeId)?.managerStatus;
+        return ms?.raftId === x.m.raftId && ms.learner === false;
+      }),
+    ),
   );
   await waitFor('members known on c', () => c.m.members().filter((x) => x.nodeId).length === 3);
 

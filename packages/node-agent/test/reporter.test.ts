@@ -131,36 +131,3 @@ test('an urgent update right after a flush leaves within the urgent gap, taking 
   t.deepEqual(sent.at(-1), ['d']);
   await r.stop();
 });
-
-test('an urgent update leaves while an earlier send is still unanswered, but never beside an equal or later status of its task', async (t) => {
-  const clock = new FakeClock();
-  const sent: [string, TaskState][][] = [];
-  const answers: (() => void)[] = [];
-  const send = (u: StatusUpdate[]) => {
-    sent.push(u.map((x) => [x.taskId, x.status.state]));
-    return new Promise<void>((resolve) => answers.push(resolve));
-  };
-  const r = new CoalescingReporter({ send, flushIntervalMs: 100, idleFlushMs: 5, urgentGapMs: 10, maxBatch: 10, clock });
-  r.report('a', st(TaskState.TASK_STATE_STARTING));
-  r.report('b', st(TaskState.TASK_STATE_RUNNING));
-  await settle();
-  clock.advance(5);
-  await settle();
-  t.deepEqual(sent, [[['a', TaskState.TASK_STATE_STARTING], ['b', TaskState.TASK_STATE_RUNNING]]]);
-  // Unanswered: a's RUNNING is further along, so it may go beside it; b's repeat may not.
-  r.report('a', st(TaskState.TASK_STATE_RUNNING), { urgent: true });
-  r.report('b', st(TaskState.TASK_STATE_RUNNING, 'healthy'), { urgent: true });
-  await settle();
-  clock.advance(10);
-  await settle();
-  t.deepEqual(sent.at(-1), [['a', TaskState.TASK_STATE_RUNNING]], 'a left 10 ms after the first send, while it was in flight');
-  t.is(r.pendingCount(), 1, "b's status waits for the send that carries b's earlier one");
-  answers[0]();
-  await settle();
-  clock.advance(100);
-  await settle();
-  t.deepEqual(sent.at(-1), [['b', TaskState.TASK_STATE_RUNNING]]);
-  t.is(sent.length, 3);
-  for (const a of answers) a();
-  await r.stop();
-});

@@ -117,8 +117,12 @@ export async function waitReady(c: Control, hosts: readonly LocalHost[], want: R
     } catch {
       /* the manager may be busy electing: ask again */
     }
-    const ready = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? ''));
-    const line = `nodes ready: ${ready.length}/${want.size}${ready.length ? ` (${ready.map(nodeName).sort().join(' ')})` : ''}`;
+    // A manager counts once it votes: a learner still catching up adds no fault tolerance yet.
+    const managers = new Set(hosts.filter((h) => h.role === 'manager').map((h) => h.hostname));
+    const catchingUp = (n: Node) => managers.has(n.description?.hostname ?? '') && (!n.managerStatus || n.managerStatus.learner);
+    const ready = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? '') && !catchingUp(n));
+    const behind = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? '') && catchingUp(n));
+    const line = `nodes ready: ${ready.length}/${want.size}${ready.length ? ` (${ready.map(nodeName).sort().join(' ')})` : ''}${behind.length ? `; managers catching up: ${behind.map(nodeName).sort().join(' ')}` : ''}`;
     if (line !== last) progress(line);
     last = line;
     if (ready.length >= want.size) return nodes;

@@ -221,7 +221,7 @@ export async function startManager(o: ManagerOptions): Promise<Manager> {
       role: NodeRole.NODE_ROLE_MANAGER,
       spec: { annotations: { name: '', labels: { ...(o.labels ?? {}) } }, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: 0 },
       description: { hostname: o.hostname ?? osHostname(), platform: { os: process.platform, architecture: process.arch }, resources: undefined, engineVersion: '', volumes: [], engineLabels: {} },
-      managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2, problem: '' },
+      managerStatus: { raftId: member.raftId, addr: o.advertiseAddr, leader: true, reachability: 2, problem: '', learner: false },
       certificatePem: issued.certPem,
     });
     init = { ca, cluster, node };

@@ -8,8 +8,8 @@ import { checkRemoveManager } from './quorum.js';
 
 /**
  * Leader-only: promotes learners to voters once they have caught up (within `maxLag` entries of
- * the commit index), one at a time, and keeps Node.managerStatus (leader flag, reachability) in
- * step with the Raft group.
+ * the commit index), one at a time, and keeps Node.managerStatus (leader flag, reachability,
+ * learner) in step with the Raft group.
  */
 export function promoterController(raft: RaftMembershipNode, membership: Membership, opts: { intervalMs?: number; maxLag?: number } = {}): Controller {
   return {
@@ -39,7 +39,7 @@ export function promoterController(raft: RaftMembershipNode, membership: Members
             if (!ms?.raftId || !members.has(ms.raftId)) return false;
             const leader = ms.raftId === raft.leader;
             const reach = view.reachable(ms.raftId) ? ManagerStatus_Reachability.REACHABLE : ManagerStatus_Reachability.UNREACHABLE;
-            return ms.leader !== leader || ms.reachability !== reach;
+            return ms.leader !== leader || ms.reachability !== reach || ms.learner !== view.learners.includes(ms.raftId);
           }),
         );
         if (stale.length) {
@@ -51,6 +51,7 @@ export function promoterController(raft: RaftMembershipNode, membership: Members
                 c.managerStatus!.reachability = view.reachable(c.managerStatus!.raftId)
                   ? ManagerStatus_Reachability.REACHABLE
                   : ManagerStatus_Reachability.UNREACHABLE;
+                c.managerStatus!.learner = view.learners.includes(c.managerStatus!.raftId);
                 tx.update('node', c);
               }
             });

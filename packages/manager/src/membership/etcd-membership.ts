@@ -41,7 +41,7 @@ export class EtcdMembership {
     }
     if (!addr) throw new SwarmError(ErrorCode.INVALID_ARGUMENT, 'join: the joining manager must give its advertise address');
     const rejoin = !!this.o.store.view((tx) => tx.get('node', nodeId))?.managerStatus?.addr;
-    await recordManagerNode(this.o.store, nodeId, { raftId: 0, addr, leader: false, reachability: ManagerStatus_Reachability.REACHABLE });
+    await recordManagerNode(this.o.store, nodeId, { raftId: 0, addr, leader: false, reachability: ManagerStatus_Reachability.REACHABLE, learner: false });
     const withhold = rejoin && !!this.o.autolocked?.();
     if (withhold) this.o.logger.warn('join: a manager joins again under autolock; the secrets key is not handed out', { nodeId });
     this.o.logger.info('join: a manager joined the etcd-backed cluster', { nodeId, addr });

@@ -203,7 +203,8 @@ export class Membership {
 
   /** Writes Node.managerStatus (and creates the Node when the CA service has not yet). */
   recordManager(nodeId: string, raftId: number, addr: string, hostname?: string): Promise<void> {
-    return recordManagerNode(this.o.store, nodeId, { raftId, addr, leader: this.o.raft.leader === raftId, reachability: ManagerStatus_Reachability.REACHABLE }, hostname);
+    const learner = this.o.raft.status().confState.learners.includes(raftId);
+    return recordManagerNode(this.o.store, nodeId, { raftId, addr, leader: this.o.raft.leader === raftId, reachability: ManagerStatus_Reachability.REACHABLE, learner }, hostname);
   }
 
   private redirect(): string | undefined {

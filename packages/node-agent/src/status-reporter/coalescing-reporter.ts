@@ -1,4 +1,4 @@
-import type { TaskState, TaskStatus } from '@swarmd/proto';
+import type { TaskStatus } from '@swarmd/proto';
 import type { Logger } from '@swarmd/common/logger';
 import { nullLogger } from '@swarmd/common/logger';
 import { isAbortError, systemClock, type Clock } from '@swarmd/common/clock';
@@ -34,28 +34,11 @@ export interface ReporterOptions {
 }
 
 /**
- * Sends at most this many batches at once from the interval loop: a status that leaves while an
- * earlier send is still being written (the dispatcher answers once the store has it, which for
- * statuses nobody waits for can take its whole batching window) does not queue behind it.
- */
-export const MAX_SENDS_IN_FLIGHT = 2;
-
-/** A promise and the function that resolves it. */
-function signalled(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/**
  * Coalesces task status reports before they reach the dispatcher (STYLE.md rule 5): only the
  * latest status of each task is kept, and pending updates leave in batches, at most one flush per
  * interval (the first after an idle interval within `idleFlushMs`) or as soon as `maxBatch`
- * tasks are waiting. A batch may leave while an earlier one is still being answered (up to
- * MAX_SENDS_IN_FLIGHT), never carrying a task whose status is in flight unless it is a later
- * state (the dispatcher keeps a task's observed state from going back, so the two cannot swap).
- * A failed send puts its updates back unless a newer status for the same task arrived
- * meanwhile; they go out with the next flush.
+ * tasks are waiting. A failed send puts its updates back unless a newer status
+ * for the same task arrived meanwhile; they go out with the next flush.
  */
 export class CoalescingReporter {
   private pending = new Map<string, TaskStatus>();
@@ -72,11 +55,6 @@ export class CoalescingReporter {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private flushing: Promise<void> | undefined;
-  /** The state of each task's status in flight. */
-  private readonly sending = new Map<string, TaskState>();
-  private sendsInFlight = 0;
-  /** Resolved (and replaced) whenever a send ends. */
-  private sendEnded = signalled();
   private readonly abort = new AbortController();
   private wake: (() => void) | undefined;
   private readonly loop: Promise<void>;
@@ -98,7 +76,7 @@ export class CoalescingReporter {
     this.pending.delete(taskId); // re-insert: batches go out oldest-first
     this.pending.set(taskId, status);
     if (o.urgent) this.urgent = true;
-    if (this.pending.size >= this.maxBatch) void this.flush().catch((err: unknown) => this.logger.debug('task status flush failed; will retry', { err }));
+    if (this.pending.size >= this.maxBatch) void this.flush();
     else {
       this.wake?.();
       if (o.urgent) this.poke?.();
@@ -119,56 +97,23 @@ export class CoalescingReporter {
 
   private async doFlush(): Promise<void> {
     while (this.pending.size > 0) {
-      const batch = this.takeBatch();
-      if (batch.length) await this.sendBatch(batch);
-      else await this.sendEnded.promise; // all of it waits for a send in flight
+      const batch: StatusUpdate[] = [];
+      for (const [taskId, status] of this.pending) {
+        batch.push({ taskId, status });
+        if (batch.length >= this.maxBatch) break;
+      }
+      for (const u of batch) this.pending.delete(u.taskId);
+      try {
+        await this.send(batch);
+      } catch (err) {
+        // Put back what no newer report replaced, ahead of the newer ones.
+        const rest = this.pending;
+        this.pending = new Map();
+        for (const u of batch) if (!rest.has(u.taskId)) this.pending.set(u.taskId, u.status);
+        for (const [k, v] of rest) this.pending.set(k, v);
+        throw err;
+      }
     }
-  }
-
-  /** Up to maxBatch pending updates that may leave now (oldest first), taken out of pending. */
-  private takeBatch(): StatusUpdate[] {
-    const batch: StatusUpdate[] = [];
-    for (const [taskId, status] of this.pending) {
-      const inFlight = this.sending.get(taskId);
-      if (inFlight !== undefined && status.state <= inFlight) continue;
-      batch.push({ taskId, status });
-      if (batch.length >= this.maxBatch) break;
-    }
-    for (const u of batch) this.pending.delete(u.taskId);
-    return batch;
-  }
-
-  private async sendBatch(batch: StatusUpdate[]): Promise<void> {
-    for (const u of batch) this.sending.set(u.taskId, u.status.state);
-    this.sendsInFlight++;
-    try {
-      await this.send(batch);
-    } catch (err) {
-      // Put back what no newer report replaced, ahead of the newer ones.
-      const rest = this.pending;
-      this.pending = new Map();
-      for (const u of batch) if (!rest.has(u.taskId)) this.pending.set(u.taskId, u.status);
-      for (const [k, v] of rest) this.pending.set(k, v);
-      throw err;
-    } finally {
-      for (const u of batch) if (this.sending.get(u.taskId) === u.status.state) this.sending.delete(u.taskId);
-      this.sendsInFlight--;
-      const ended = this.sendEnded;
-      this.sendEnded = signalled();
-      ended.resolve();
-    }
-  }
-
-  /** Resolves when a send ends, or on stop. */
-  private untilSendEnds(signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const onAbort = () => resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-      void this.sendEnded.promise.then(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
   }
 
   private async run(): Promise<void> {
@@ -205,15 +150,8 @@ export class CoalescingReporter {
         if (isAbortError(err)) return;
         throw err;
       }
-      // What may leave goes now, beside a send still being answered; the rest waits for one to end.
-      const batch = this.sendsInFlight < MAX_SENDS_IN_FLIGHT ? this.takeBatch() : [];
-      if (!batch.length) {
-        await this.untilSendEnds(signal);
-        continue;
-      }
       this.urgent = false;
-      this.lastFlushAt = this.clock.now();
-      void this.sendBatch(batch).catch((err: unknown) => this.logger.debug('task status flush failed; will retry', { err }));
+      await this.flush().catch((err: unknown) => this.logger.debug('task status flush failed; will retry', { err }));
     }
   }
 
