@@ -120,8 +120,9 @@ export async function waitReady(c: Control, hosts: readonly LocalHost[], want: R
     // A manager counts once it votes: a learner still catching up adds no fault tolerance yet.
     const managers = new Set(hosts.filter((h) => h.role === 'manager').map((h) => h.hostname));
     const catchingUp = (n: Node) => managers.has(n.description?.hostname ?? '') && (!n.managerStatus || n.managerStatus.learner);
-    const ready = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? '') && !catchingUp(n));
-    const behind = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? '') && catchingUp(n));
+    const up = nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY && want.has(n.description?.hostname ?? ''));
+    const ready = up.filter((n) => !catchingUp(n));
+    const behind = up.filter(catchingUp);
     const line = `nodes ready: ${ready.length}/${want.size}${ready.length ? ` (${ready.map(nodeName).sort().join(' ')})` : ''}${behind.length ? `; managers catching up: ${behind.map(nodeName).sort().join(' ')}` : ''}`;
     if (line !== last) progress(line);
     last = line;
