@@ -30,7 +30,7 @@ function ratio(flag: string, v: string | undefined): number {
   return n;
 }
 
-/** The canary config the flags ask for; undefined when none is given. Syntax only: the manager checks the rest. */
+/** The canary config the flags ask for; undefined when none is given. The flags' own values only (weights 1..100, increasing): the manager checks the rest. */
 export function canaryConfigOf(a: CanaryFlags): CanaryConfig | undefined {
   const given = Object.entries(a).filter(([k, v]) => k.startsWith('canary-') && v !== undefined);
   if (given.length === 0) return undefined;
@@ -44,9 +44,13 @@ export function canaryConfigOf(a: CanaryFlags): CanaryConfig | undefined {
       if (!/^\d+$/.test(x)) throw new UsageError(`--canary-steps ${a['canary-steps']}: "${x}" is not a weight in percent (1..100)`, CMD);
       return Number(x);
     });
+    steps.forEach((w, i) => {
+      if (w < 1 || w > 100) throw new UsageError(`--canary-steps ${a['canary-steps']}: ${w} is not a weight in percent (1..100)`, CMD);
+      if (i > 0 && w <= steps[i - 1]) throw new UsageError(`--canary-steps ${a['canary-steps']}: weights must increase (${steps[i - 1]} then ${w})`, CMD);
+    });
   } else {
     const w = Number(a['canary-weight']);
-    if (!Number.isInteger(w)) throw new UsageError(`--canary-weight ${a['canary-weight']}: expected a whole percent (1..100)`, CMD);
+    if (!Number.isInteger(w) || w < 1 || w > 100) throw new UsageError(`--canary-weight ${a['canary-weight']}: expected a whole percent (1..100)`, CMD);
     steps = [w];
   }
   let intervalMs = 0;

@@ -3,6 +3,7 @@
  * Flag names follow `docker service create`. A bad value throws a UsageError naming the flag, so
  * nothing is sent.
  */
+import type { CanaryFlags } from './canary.js';
 import { Annotations, ConfigReference, SecretReference, EndpointSpec, EndpointSpec_ResolutionMode, HealthConfig, Mount, Mount_Type, Placement, PortConfig, PortConfig_Protocol, PortConfig_PublishMode, RegistryAuth, ResourceRequirements, Resources, RestartPolicy, RestartPolicy_Condition, UpdateConfig, UpdateConfig_FailureAction, UpdateConfig_Order } from '@swarmd/proto/gen/swarm/types';
 import { ContainerSpec, ServiceSpec, TaskSpec } from '@swarmd/proto/gen/swarm/specs';
 import { UsageError } from './errors.js';
@@ -62,7 +63,7 @@ export interface CreateFlags extends CommonFlags {
   config?: string[];
 }
 
-export interface UpdateFlags extends CommonFlags {
+export interface UpdateFlags extends CommonFlags, CanaryFlags {
   image?: string;
   args?: string;
   'env-add'?: string[];
@@ -556,7 +557,11 @@ export function applyUpdateFlags(current: ServiceSpec, f: UpdateFlags, networks:
     c.configs = [...c.configs.filter((s) => s.file?.name !== r.file.name), ConfigReference.fromPartial({ configName: r.name, file: r.file })];
   }
   if (f.force) spec.task.forceUpdate = (spec.task.forceUpdate || 0) + 1;
-  if (JSON.stringify(spec) === JSON.stringify(current)) throw bad('service update: nothing to change (give at least one flag, or --force)');
+  if (JSON.stringify(spec) === JSON.stringify(current)) {
+    // A canary rollout moves traffic to new tasks of a changed spec: its flags alone change nothing.
+    const canary = f['canary-weight'] !== undefined || f['canary-steps'] !== undefined;
+    throw bad(canary ? 'service update: nothing to change: a canary rollout needs a change to the service to roll out (e.g. --image, --env-add), or --force' : 'service update: nothing to change (give at least one flag, or --force)');
+  }
   return spec;
 }
 

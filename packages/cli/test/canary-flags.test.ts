@@ -25,4 +25,11 @@ test('canary flags that cannot work are refused naming the flag', (t) => {
   t.regex(bad({ 'canary-weight': 20, 'canary-max-failure-ratio': '1.5' }), /--canary-max-failure-ratio 1\.5: expected a ratio between 0 and 1/);
   t.regex(bad({ 'canary-weight': 20, 'canary-check-port': 8080 }), /go with --canary-check-path/);
   t.regex(bad({ 'canary-weight': 20, 'canary-replicas': 0 }), /--canary-replicas 0: expected a whole number ≥ 1/);
+  t.regex(bad({ 'canary-weight': 0 }), /--canary-weight 0: expected a whole percent \(1\.\.100\)/);
+  t.regex(bad({ 'canary-steps': '10,150' }), /--canary-steps 10,150: 150 is not a weight in percent/);
+});
+
+test('decreasing --canary-steps are refused by the CLI itself, before any spec is compared', (t) => {
+  t.throws(() => canaryConfigOf({ 'canary-steps': '50,20' }), { message: /--canary-steps 50,20: weights must increase \(50 then 20\)/ });
+  t.throws(() => canaryConfigOf({ 'canary-steps': '20,20' }), { message: /weights must increase \(20 then 20\)/ });
 });

@@ -127,6 +127,12 @@ test('update flags change only what they name; nothing to change is refused', (t
   t.throws(() => applyUpdateFlags(base, { 'limit-memory': 'big' }), { message: /--limit-memory big/ });
 });
 
+test('canary flags alone change nothing: the refusal says a canary needs a change to roll out', (t) => {
+  const base = specOfCreateFlags({ name: 'web' }, 'web:1@sha256:' + 'a'.repeat(64), []);
+  t.throws(() => applyUpdateFlags(base, { 'canary-weight': 25 }), { message: /nothing to change: a canary rollout needs a change to the service to roll out/ });
+  t.notThrows(() => applyUpdateFlags(base, { 'canary-weight': 25, image: 'web:2' }));
+});
+
 test('--update-* flags set the update config (Docker defaults for the rest); a bad value names its flag', (t) => {
   const c = specOfCreateFlags({ name: 'web', 'update-parallelism': 2, 'update-delay': '10s' }, 'web:1', []);
   t.deepEqual(c.update, { parallelism: 2, delayMs: 10_000, failureAction: UpdateConfig_FailureAction.PAUSE, monitorMs: 5_000, maxFailureRatio: 0, order: UpdateConfig_Order.STOP_FIRST });

@@ -4,6 +4,7 @@ import { type Logger, nullLogger } from '@swarmd/common/logger';
 import { metrics, secondsSince } from '@swarmd/common/metrics';
 import { StoreSnapshot, StoreTransaction, type StoreAction, type Task } from '@swarmd/proto';
 import { type AnyObject, type Kind, type ObjectOf, KINDS, deepFreeze } from './kinds.js';
+import { withDecodeMemo } from './decode-memo.js';
 import { type EventMatcher, type StoreEvent, type ObjectEvent, anyOf } from './events.js';
 import { Overlay } from './overlay.js';
 import { type SelectorOf, planLookup } from './selectors.js';
@@ -239,7 +240,7 @@ export class MemoryStore implements Store {
     }
     let tx: StoreTransaction;
     try {
-      tx = StoreTransaction.decode(data);
+      tx = withDecodeMemo(() => StoreTransaction.decode(data));
     } catch (err) {
       this.applied = index;
       this.logger.error('store: entry is not a StoreTransaction; skipped', { index, error: describeError(err) });
@@ -299,7 +300,7 @@ export class MemoryStore implements Store {
   }
 
   private restore(data: Uint8Array, index?: number): void {
-    const s = StoreSnapshot.decode(data);
+    const s = withDecodeMemo(() => StoreSnapshot.decode(data));
     index ??= s.version;
     this.tables.clear();
     this.shared.clear();
